@@ -1,0 +1,65 @@
+/**
+ * osps — one program, four roles (watchdog, dispatcher, worker, client) plus
+ * status, stop and bench. Parses the subcommand, hands off to the role, and is
+ * the only place that turns an outcome into an exit code.
+ * @module
+ */
+import { helpText, parseCommandLine } from "./mod/cli.ts";
+import { clientConfig, dispatcherConfig, resolveRunDir, watchdogConfig, workerConfig } from "./mod/config.ts";
+import { exitCodeOf } from "./mod/errors.ts";
+import { runWatchdog } from "./roles/watchdog.ts";
+import { runDispatcher } from "./roles/dispatcher.ts";
+import { runWorker } from "./roles/worker.ts";
+import { runClient } from "./roles/client.ts";
+import { readStatus, statusTable } from "./roles/status.ts";
+import { runStop } from "./roles/stop.ts";
+import { runBench } from "./roles/bench.ts";
+
+async function main(argv: string[]): Promise<number> {
+  const cmd = parseCommandLine(argv);
+  if (cmd.help) {
+    console.log(helpText(cmd.command));
+    return 0;
+  }
+  const f = cmd.flags;
+  switch (cmd.command) {
+    case "watchdog":
+      return await runWatchdog(watchdogConfig(f));
+    case "dispatcher":
+      return await runDispatcher(dispatcherConfig(f));
+    case "worker":
+      return await runWorker(workerConfig(f));
+    case "client":
+      return await runClient(clientConfig(f), cmd.positionals);
+    case "status": {
+      const s = readStatus(resolveRunDir(f));
+      console.log(f["json"] ? JSON.stringify(s) : statusTable(s));
+      return 0;
+    }
+    case "stop":
+      return await runStop(resolveRunDir(f), Number(f["timeout-ms"]));
+    case "bench":
+      return await runBench(f, cmd.positionals);
+  }
+  return 2;
+}
+
+function describe(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; e instanceof Error && parts.length < 4; e = e.cause) {
+    if (!parts.some((p) => p.includes(e.message))) parts.push(e.message);
+  }
+  return parts.length ? parts.join(": ") : String(err);
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (err) {
+    const cmd = Deno.args[0] ?? "";
+    console.error(`osps${cmd && !cmd.startsWith("-") ? ` ${cmd}` : ""}: error: ${describe(err)}`);
+    code = exitCodeOf(err);
+  }
+  Deno.exit(code);
+}

@@ -1,0 +1,358 @@
+/**
+ * The command-line table: every subcommand, its flags, defaults and help, in
+ * one place. Parsing (`node:util` parseArgs), help text and the argv the
+ * watchdog builds for its children are all derived from it.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { UsageError } from "./errors.ts";
+
+/** One flag of a subcommand. */
+export interface FlagSpec {
+  readonly type: "string" | "int" | "boolean";
+  readonly doc: string;
+  readonly default?: string | number | boolean;
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+  readonly short?: string;
+}
+
+/** One subcommand. */
+export interface CommandSpec {
+  readonly summary: string;
+  readonly usage: string;
+  readonly flags: Readonly<Record<string, FlagSpec>>;
+  /** Accepts positionals (the client's TYPE ARG…). */
+  readonly positionals?: boolean;
+  /** Spawned by the watchdog, not usually typed by people. */
+  readonly internal?: boolean;
+}
+
+const LOG: Record<string, FlagSpec> = {
+  "log-level": {
+    type: "string",
+    default: "info",
+    choices: ["trace", "debug", "info", "warning", "error", "fatal"],
+    doc: "least severe level logged",
+  },
+  "log-format": {
+    type: "string",
+    default: "text",
+    choices: ["text", "json"],
+    doc: "log line format on stderr",
+  },
+};
+const HOST: FlagSpec = { type: "string", default: "127.0.0.1", doc: "address to listen on / connect to" };
+const PORT: FlagSpec = { type: "int", default: 2222, min: 1, max: 65535, doc: "dispatcher TCP port" };
+const RUN_DIR: FlagSpec = {
+  type: "string",
+  doc: "instance directory (default $XDG_RUNTIME_DIR/osps-<port>, else /tmp/osps-<uid>-<port>)",
+};
+const INSTANCE: Record<string, FlagSpec> = {
+  "run-dir": { ...RUN_DIR, doc: "instance directory holding the FIFOs" },
+  shm: { type: "string", doc: "shared-memory segment name" },
+  instance: { type: "int", min: 0, doc: "instance id (checked against the segment)" },
+  "parent-pid": { type: "int", min: 0, default: 0, doc: "exit if this process is not the parent" },
+  "heartbeat-ms": { type: "int", default: 500, min: 10, max: 60_000, doc: "heartbeat interval" },
+};
+const LIMITS: Record<string, FlagSpec> = {
+  "max-line-bytes": {
+    type: "int",
+    default: 65536,
+    min: 64,
+    max: 16 << 20,
+    doc: "longest request line accepted",
+  },
+  "handshake-timeout-ms": {
+    type: "int",
+    default: 10_000,
+    min: 10,
+    doc: "time a new connection has to send its first line",
+  },
+  "idle-timeout-ms": { type: "int", default: 60_000, min: 10, doc: "time a connection may stay silent" },
+};
+const POOL: Record<string, FlagSpec> = {
+  "queue-size": {
+    type: "int",
+    default: 64,
+    min: 0,
+    max: 100_000,
+    doc: "clients that may wait for a free worker",
+  },
+  "queue-timeout-ms": { type: "int", default: 30_000, min: 1, doc: "longest wait in the queue before 503" },
+  "ticket-ttl-ms": {
+    type: "int",
+    default: 5_000,
+    min: 10,
+    max: 600_000,
+    doc: "time a client has to present its ticket",
+  },
+  "grace-ms": { type: "int", default: 5_000, min: 0, doc: "time in-flight sessions get to finish on stop" },
+};
+const SELECT: Record<string, FlagSpec> = {
+  "run-dir": RUN_DIR,
+  port: { ...PORT, doc: "dispatcher port of the instance (finds the default run dir)" },
+  json: { type: "boolean", default: false, doc: "print JSON" },
+};
+
+/** Every subcommand of osps. */
+export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
+  watchdog: {
+    summary: "supervise a dispatcher and N workers (runs in the foreground)",
+    usage: "osps watchdog [flags]",
+    flags: {
+      workers: { type: "int", default: 2, min: 1, max: 64, short: "n", doc: "number of workers" },
+      host: HOST,
+      port: { ...PORT, doc: "dispatcher port; workers use port+1 … port+N" },
+      "run-dir": RUN_DIR,
+      "heartbeat-ms": INSTANCE["heartbeat-ms"]!,
+      "hang-timeout-ms": {
+        type: "int",
+        default: 3_000,
+        min: 50,
+        doc: "no heartbeat for this long = hung: kill, restart",
+      },
+      "request-timeout-ms": {
+        type: "int",
+        default: 60_000,
+        min: 10,
+        doc: "longest a single request may run",
+      },
+      "exit-after": {
+        type: "int",
+        default: 0,
+        min: 0,
+        doc: "stop cleanly after N requests served (0 = never)",
+      },
+      ...POOL,
+      ...LIMITS,
+      ...LOG,
+    },
+  },
+  dispatcher: {
+    summary: "accept clients and hand them to free workers (spawned by the watchdog)",
+    usage: "osps dispatcher --shm NAME --run-dir DIR --workers N [flags]",
+    internal: true,
+    flags: {
+      host: HOST,
+      port: PORT,
+      workers: { type: "int", default: 2, min: 1, max: 64, doc: "number of worker slots" },
+      ...INSTANCE,
+      ...POOL,
+      ...LIMITS,
+      ...LOG,
+    },
+  },
+  worker: {
+    summary: "serve clients that hold a ticket (spawned by the watchdog)",
+    usage: "osps worker --id I --port P --shm NAME --run-dir DIR [flags]",
+    internal: true,
+    flags: {
+      id: { type: "int", min: 1, max: 64, default: 1, doc: "worker number (its shm slot)" },
+      host: HOST,
+      port: { type: "int", default: 2223, min: 1, max: 65535, doc: "TCP port for clients" },
+      ...INSTANCE,
+      ...LIMITS,
+      ...LOG,
+    },
+  },
+  client: {
+    summary: "send a request (or several, or read them from a prompt)",
+    usage: "osps client [flags] [TYPE [ARG…]]",
+    positionals: true,
+    flags: {
+      host: HOST,
+      port: PORT,
+      repeat: {
+        type: "int",
+        default: 1,
+        min: 1,
+        max: 1_000_000,
+        doc: "send the request N times on one dispatcher connection",
+      },
+      json: { type: "boolean", default: false, doc: "print one JSON object per answer" },
+      "no-retry": {
+        type: "boolean",
+        default: false,
+        doc: "do not retry once when the dispatcher connection drops",
+      },
+      "timeout-ms": { type: "int", default: 30_000, min: 1, doc: "give up on an answer after this long" },
+    },
+  },
+  status: {
+    summary: "show the instance's processes, read from shared memory",
+    usage: "osps status [--run-dir DIR | --port P] [--json]",
+    flags: SELECT,
+  },
+  stop: {
+    summary: "stop an instance gracefully and wait until it is gone",
+    usage: "osps stop [--run-dir DIR | --port P]",
+    flags: {
+      "run-dir": RUN_DIR,
+      port: SELECT.port!,
+      "timeout-ms": { type: "int", default: 30_000, min: 1, doc: "give up waiting after this long (exit 1)" },
+    },
+  },
+  bench: {
+    summary: "load-generate against a running instance and report latency",
+    usage: "osps bench [flags] [TYPE [ARG…]]",
+    positionals: true,
+    flags: {
+      host: HOST,
+      port: PORT,
+      clients: { type: "int", default: 8, min: 1, max: 4096, short: "c", doc: "concurrent clients" },
+      duration: { type: "int", default: 5, min: 1, max: 86_400, doc: "seconds to run (unless --requests)" },
+      requests: { type: "int", default: 0, min: 0, doc: "total requests to send (0 = use --duration)" },
+      json: { type: "boolean", default: false, doc: "print the report as JSON" },
+    },
+  },
+};
+
+/** Values of parsed flags, keyed by flag name. */
+export type FlagValues = Record<string, string | number | boolean | undefined>;
+
+/** Result of {@link parseCommandLine}. */
+export interface ParsedCommand {
+  readonly command: string;
+  readonly flags: FlagValues;
+  readonly positionals: string[];
+  readonly help: boolean;
+}
+
+/** Parses `argv` (without the program name): first positional is the subcommand. */
+export function parseCommandLine(argv: string[]): ParsedCommand {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === "help" || first === "--help" || first === "-h") {
+    const topic = first === "help" ? rest[0] : undefined;
+    if (topic !== undefined && !Object.hasOwn(COMMANDS, topic)) {
+      throw new UsageError(`unknown command "${topic}"`);
+    }
+    return { command: topic ?? "", flags: {}, positionals: [], help: true };
+  }
+  const spec = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
+  if (!spec) throw new UsageError(`unknown command "${first}"; run "osps help"`);
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const [name, f] of Object.entries(spec.flags)) {
+    options[name] = {
+      type: f.type === "boolean" ? "boolean" : "string",
+      ...(f.short ? { short: f.short } : {}),
+    };
+  }
+  // For commands that take TYPE ARG…, everything from TYPE on is the request, even "-5".
+  let args = rest, tail: string[] = [];
+  if (spec.positionals) {
+    const at = firstPositional(rest, spec);
+    if (at >= 0) [args, tail] = [rest.slice(0, at), rest.slice(at)];
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed.positionals.push(...tail);
+  } catch (err) {
+    throw new UsageError(`${first}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!spec.positionals && parsed.positionals.length > 0) {
+    throw new UsageError(`${first}: unexpected argument "${parsed.positionals[0]}"`);
+  }
+  const flags: FlagValues = {};
+  for (const [name, f] of Object.entries(spec.flags)) {
+    const raw = (parsed.values as Record<string, string | boolean | undefined>)[name];
+    flags[name] = raw === undefined ? f.default : convert(first, name, f, raw);
+  }
+  return { command: first, flags, positionals: parsed.positionals, help: parsed.values.help === true };
+}
+
+function firstPositional(args: string[], spec: CommandSpec): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") return i + 1 < args.length ? i + 1 : -1;
+    if (!a.startsWith("-") || a === "-") return i;
+    if (a.includes("=")) continue;
+    const name = a.startsWith("--")
+      ? a.slice(2)
+      : Object.entries(spec.flags).find(([, f]) => f.short === a.slice(1))?.[0];
+    const flag = name === undefined ? undefined : spec.flags[name];
+    if (flag && flag.type !== "boolean") i++; // its value
+  }
+  return -1;
+}
+
+function convert(
+  command: string,
+  name: string,
+  f: FlagSpec,
+  raw: string | boolean,
+): string | number | boolean {
+  if (f.type === "boolean") return raw;
+  const text = String(raw);
+  if (f.type === "string") {
+    if (f.choices && !f.choices.includes(text)) {
+      throw new UsageError(`${command}: --${name} must be one of ${f.choices.join(", ")}, got "${text}"`);
+    }
+    return text;
+  }
+  if (!/^-?\d+$/.test(text)) {
+    throw new UsageError(`${command}: --${name} takes a whole number, got "${text}"`);
+  }
+  const n = Number(text);
+  if ((f.min !== undefined && n < f.min) || (f.max !== undefined && n > f.max)) {
+    throw new UsageError(
+      `${command}: --${name} must be between ${f.min ?? "-∞"} and ${f.max ?? "∞"}, got ${n}`,
+    );
+  }
+  return n;
+}
+
+/** Builds the argv that reproduces `values` for `command` (the watchdog uses it for its children). */
+export function toArgv(command: string, values: FlagValues): string[] {
+  const spec = COMMANDS[command];
+  if (!spec) throw new UsageError(`unknown command "${command}"`);
+  const out = [command];
+  for (const [name, f] of Object.entries(spec.flags)) {
+    const v = values[name];
+    if (v === undefined || v === f.default) continue;
+    if (f.type === "boolean") {
+      if (v) out.push(`--${name}`);
+    } else out.push(`--${name}=${v}`);
+  }
+  return out;
+}
+
+/** Help text: the command list, or one command's flags. */
+export function helpText(command = ""): string {
+  const spec = command ? COMMANDS[command] : undefined;
+  if (!spec) {
+    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(11)} ${c.summary}`);
+    return [
+      "osps — a supervised dispatcher/worker server",
+      "",
+      "Usage: osps <command> [flags]   (osps help <command> for its flags)",
+      "",
+      "Commands:",
+      ...rows,
+      "",
+    ].join("\n");
+  }
+  const rows = Object.entries(spec.flags).map(([n, f]) => {
+    const left = `${f.short ? `-${f.short}, ` : "    "}--${n}${
+      f.type === "boolean" ? "" : f.type === "int" ? " N" : " VALUE"
+    }`;
+    const def = f.default !== undefined && f.default !== false ? ` (default ${f.default})` : "";
+    const choices = f.choices ? ` [${f.choices.join("|")}]` : "";
+    return `  ${left.padEnd(30)} ${f.doc}${choices}${def}`;
+  });
+  return [
+    `Usage: ${spec.usage}`,
+    "",
+    spec.summary,
+    "",
+    "Flags:",
+    ...rows,
+    "  -h, --help".padEnd(32) + " show this help",
+    "",
+  ]
+    .join("\n");
+}

@@ -1,0 +1,218 @@
+/**
+ * Typed configuration of each role, built from parsed flags, and the paths of
+ * an instance (run dir, FIFOs, lock, shm name), derived in one place.
+ * @module
+ */
+import type { FlagValues } from "./cli.ts";
+import { UsageError } from "./errors.ts";
+import { getuid } from "./libc.ts";
+
+/** Log settings shared by every role. */
+export interface LogConfig {
+  readonly logLevel: string;
+  readonly logFormat: "text" | "json";
+}
+
+/** Protocol limits a server enforces. */
+export interface LimitsConfig {
+  readonly maxLineBytes: number;
+  readonly handshakeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+/** Queueing and ticket settings of the pool. */
+export interface PoolConfig {
+  readonly queueSize: number;
+  readonly queueTimeoutMs: number;
+  readonly ticketTtlMs: number;
+  readonly graceMs: number;
+}
+
+/** `osps watchdog`. */
+export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig {
+  readonly workers: number;
+  readonly host: string;
+  readonly port: number;
+  readonly runDir: string;
+  readonly heartbeatMs: number;
+  readonly hangTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly exitAfter: number;
+}
+
+/** What a child needs to find its instance. */
+export interface ChildInstanceConfig extends LogConfig, LimitsConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly runDir: string;
+  readonly shm: string;
+  readonly instance: number;
+  readonly parentPid: number;
+  readonly heartbeatMs: number;
+}
+
+/** `osps dispatcher`. */
+export interface DispatcherConfig extends ChildInstanceConfig, PoolConfig {
+  readonly workers: number;
+}
+
+/** `osps worker`. */
+export interface WorkerConfig extends ChildInstanceConfig {
+  readonly id: number;
+}
+
+/** `osps client`. */
+export interface ClientConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly repeat: number;
+  readonly json: boolean;
+  readonly retry: boolean;
+  readonly timeoutMs: number;
+}
+
+const num = (v: FlagValues, k: string) => Number(v[k]);
+const str = (v: FlagValues, k: string) => String(v[k] ?? "");
+
+function logConfig(v: FlagValues): LogConfig {
+  return { logLevel: str(v, "log-level"), logFormat: str(v, "log-format") === "json" ? "json" : "text" };
+}
+
+function limitsConfig(v: FlagValues): LimitsConfig {
+  return {
+    maxLineBytes: num(v, "max-line-bytes"),
+    handshakeTimeoutMs: num(v, "handshake-timeout-ms"),
+    idleTimeoutMs: num(v, "idle-timeout-ms"),
+  };
+}
+
+function poolConfig(v: FlagValues): PoolConfig {
+  return {
+    queueSize: num(v, "queue-size"),
+    queueTimeoutMs: num(v, "queue-timeout-ms"),
+    ticketTtlMs: num(v, "ticket-ttl-ms"),
+    graceMs: num(v, "grace-ms"),
+  };
+}
+
+/** The default run dir for a port: `$XDG_RUNTIME_DIR/osps-<port>`, else `/tmp/osps-<uid>-<port>`. */
+export function defaultRunDir(port: number): string {
+  let xdg: string | undefined;
+  try {
+    xdg = Deno.env.get("XDG_RUNTIME_DIR");
+  } catch { /* no env permission: use /tmp */ }
+  return xdg ? `${xdg.replace(/\/+$/, "")}/osps-${port}` : `/tmp/osps-${getuid()}-${port}`;
+}
+
+/** Resolves the run dir flag (absolute, no trailing slash) or the default for the port. */
+export function resolveRunDir(v: FlagValues): string {
+  const given = v["run-dir"];
+  if (given === undefined || given === "") return defaultRunDir(num(v, "port"));
+  const dir = String(given).replace(/\/+$/, "");
+  if (!dir.startsWith("/")) {
+    try {
+      return `${Deno.cwd()}/${dir}`;
+    } catch (err) {
+      throw new UsageError(`--run-dir must be absolute, got "${dir}"`, { cause: err });
+    }
+  }
+  return dir;
+}
+
+/** Builds the watchdog's configuration. */
+export function watchdogConfig(v: FlagValues): WatchdogConfig {
+  const c: WatchdogConfig = {
+    workers: num(v, "workers"),
+    host: str(v, "host"),
+    port: num(v, "port"),
+    runDir: resolveRunDir(v),
+    heartbeatMs: num(v, "heartbeat-ms"),
+    hangTimeoutMs: num(v, "hang-timeout-ms"),
+    requestTimeoutMs: num(v, "request-timeout-ms"),
+    exitAfter: num(v, "exit-after"),
+    ...poolConfig(v),
+    ...limitsConfig(v),
+    ...logConfig(v),
+  };
+  if (c.port + c.workers > 65535) {
+    throw new UsageError(`--port ${c.port} leaves no room for ${c.workers} worker ports`);
+  }
+  if (c.hangTimeoutMs <= c.heartbeatMs) {
+    throw new UsageError(
+      `--hang-timeout-ms (${c.hangTimeoutMs}) must exceed --heartbeat-ms (${c.heartbeatMs})`,
+    );
+  }
+  return c;
+}
+
+function childConfig(v: FlagValues): ChildInstanceConfig {
+  if (!v["shm"] || !v["run-dir"]) {
+    throw new UsageError("--shm and --run-dir are required (the watchdog passes them)");
+  }
+  return {
+    host: str(v, "host"),
+    port: num(v, "port"),
+    runDir: resolveRunDir(v),
+    shm: str(v, "shm"),
+    instance: num(v, "instance"),
+    parentPid: num(v, "parent-pid"),
+    heartbeatMs: num(v, "heartbeat-ms"),
+    ...limitsConfig(v),
+    ...logConfig(v),
+  };
+}
+
+/** Builds a dispatcher's configuration. */
+export function dispatcherConfig(v: FlagValues): DispatcherConfig {
+  return { ...childConfig(v), ...poolConfig(v), workers: num(v, "workers") };
+}
+
+/** Builds a worker's configuration. */
+export function workerConfig(v: FlagValues): WorkerConfig {
+  return { ...childConfig(v), id: num(v, "id") };
+}
+
+/** Builds the client's configuration. */
+export function clientConfig(v: FlagValues): ClientConfig {
+  return {
+    host: str(v, "host"),
+    port: num(v, "port"),
+    repeat: num(v, "repeat"),
+    json: v["json"] === true,
+    retry: v["no-retry"] !== true,
+    timeoutMs: num(v, "timeout-ms"),
+  };
+}
+
+/** Every path and name of one instance, derived from its run dir. */
+export interface InstancePaths {
+  readonly runDir: string;
+  /** flock(2)ed by the live watchdog. */
+  readonly lock: string;
+  /** JSON record of the instance (pid, start time, shm, FIFOs), written atomically. */
+  readonly record: string;
+  /** POSIX shm name. */
+  readonly shm: string;
+  /** dispatcher → worker i doorbell. */
+  dwtube(i: number): string;
+  /** worker i → dispatcher doorbell. */
+  wdtube(i: number): string;
+}
+
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(s)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+/** Paths of the instance living in `runDir`. The shm name is `/osps-<uid>-<hash of runDir>`. */
+export function instancePaths(runDir: string): InstancePaths {
+  return {
+    runDir,
+    lock: `${runDir}/lock`,
+    record: `${runDir}/instance.json`,
+    shm: `/osps-${getuid()}-${fnv1a(runDir)}`,
+    dwtube: (i) => `${runDir}/dwtube${i}`,
+    wdtube: (i) => `${runDir}/wdtube${i}`,
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The watchdog's own channel to each child: the child's stdin and stdout pipes.
+ * Not the FIFOs (those belong to the dispatcher and workers: a third writer
+ * there would race with them, and a frozen server could not read an order sent
+ * through them anyway). Lines:
+ *
+ * | direction | line | meaning |
+ * | --- | --- | --- |
+ * | watchdog → child | `ping <n>` | "are you alive?" |
+ * | child → watchdog | `pong <n>` | answered from the child's main loop |
+ * | child → watchdog | `ready <detail>` | listening and serving |
+ * | watchdog → child | `drain` | stop taking new work, finish what you have |
+ * | watchdog → child | `stop` | finish and exit 0 |
+ *
+ * The answer comes from the child's event loop, which is also the loop that
+ * serves requests: a worker blocked in a computation or SIGSTOPped cannot
+ * answer, unlike the seed's side thread, which kept answering for a hung
+ * server. EOF on stdin means the watchdog is gone: the child exits (a lifeline
+ * besides PR_SET_PDEATHSIG).
+ * @module
+ */
+
+const encoder = new TextEncoder();
+
+/** Handlers a child registers for orders from the watchdog. */
+export interface ChildHandlers {
+  /** Called on every ping, before the pong is written (record a heartbeat). */
+  onPing(): void;
+  onDrain(): void;
+  onStop(): void;
+  /** The watchdog is gone (stdin EOF). */
+  onOrphaned(): void;
+}
+
+/** Child side: answers pings, reports readiness. */
+export class ChildControl {
+  #stdoutBroken = false;
+
+  /** Starts reading orders from stdin. Resolves when stdin closes. */
+  async run(handlers: ChildHandlers): Promise<void> {
+    for await (const line of readLines(Deno.stdin.readable)) {
+      const [verb, arg] = line.split(" ");
+      if (verb === "ping") {
+        handlers.onPing();
+        this.#send(`pong ${arg ?? ""}`);
+      } else if (verb === "drain") handlers.onDrain();
+      else if (verb === "stop") handlers.onStop();
+    }
+    handlers.onOrphaned();
+  }
+
+  /** Tells the watchdog this child is serving. */
+  ready(detail: string): void {
+    this.#send(`ready ${detail}`);
+  }
+
+  #send(line: string): void {
+    if (this.#stdoutBroken) return;
+    try {
+      Deno.stdout.writeSync(encoder.encode(line + "\n"));
+    } catch {
+      this.#stdoutBroken = true; // watchdog gone; stdin EOF will follow
+    }
+  }
+}
+
+/** Splits a byte stream into lines (LF, CR dropped). */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let pending = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of stream) {
+    pending += decoder.decode(chunk, { stream: true });
+    let nl;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      yield pending.slice(0, nl).replace(/\r$/, "");
+      pending = pending.slice(nl + 1);
+    }
+  }
+  if (pending) yield pending;
+}
+
+/** Watchdog side of one child's channel. */
+export class ParentControl {
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #closed = false;
+
+  constructor(stdin: WritableStream<Uint8Array>) {
+    this.#writer = stdin.getWriter();
+    this.#writer.closed.catch(() => {
+      this.#closed = true;
+    });
+  }
+
+  /** Sends one order; false when the child's stdin is closed. */
+  async send(line: "drain" | "stop" | `ping ${number}`): Promise<boolean> {
+    if (this.#closed) return false;
+    try {
+      await this.#writer.write(encoder.encode(line + "\n"));
+      return true;
+    } catch {
+      this.#closed = true;
+      return false;
+    }
+  }
+
+  /** Closes the child's stdin (its lifeline). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#writer.close();
+    } catch { /* child already gone */ }
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * The one place osps talks to libc through Deno FFI (`Deno.dlopen`).
+ *
+ * Every wrapper throws {@link SysError} with the errno on failure, so callers
+ * never look at -1. Linux x86_64/aarch64 constants; osps targets Linux only.
+ * @module
+ */
+import { SysError } from "./errors.ts";
+
+const LIBC_CANDIDATES = [
+  "/lib/x86_64-linux-gnu/libc.so.6",
+  "/lib/aarch64-linux-gnu/libc.so.6",
+  "/usr/lib/x86_64-linux-gnu/libc.so.6",
+  "/usr/lib/aarch64-linux-gnu/libc.so.6",
+  "/lib64/libc.so.6",
+  "/usr/lib64/libc.so.6",
+  "/usr/lib/libc.so.6",
+];
+
+const SYMBOLS = {
+  shm_open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  shm_unlink: { parameters: ["buffer"], result: "i32" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  // Blocking read, run on a Deno worker thread so the event loop stays free.
+  read_async: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  unlink: { parameters: ["buffer"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
+  getuid: { parameters: [], result: "u32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>;
+let lib: Lib | undefined;
+
+function libc(): Lib {
+  if (lib) return lib;
+  // dlopen each candidate rather than stat it: roles hold no read permission.
+  const errors: unknown[] = [];
+  for (const path of [...LIBC_CANDIDATES, "libc.so.6"]) {
+    try {
+      lib = Deno.dlopen(path, SYMBOLS);
+      return lib;
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  throw new AggregateError(errors, "cannot load libc: osps needs glibc on Linux");
+}
+
+/** open(2) flags and other constants used by osps. */
+export const O = {
+  RDONLY: 0,
+  WRONLY: 1,
+  RDWR: 2,
+  CREAT: 0o100,
+  EXCL: 0o200,
+  NONBLOCK: 0o4000,
+  NOFOLLOW: 0o400000,
+  CLOEXEC: 0o2000000,
+} as const;
+
+/** errno values osps reacts to. */
+export const E = {
+  ENOENT: 2,
+  EINTR: 4,
+  ENXIO: 6,
+  EAGAIN: 11,
+  EEXIST: 17,
+  EPIPE: 32,
+  ESRCH: 3,
+  EWOULDBLOCK: 11,
+} as const;
+
+const enc = new TextEncoder();
+function cstr(s: string): Uint8Array<ArrayBuffer> {
+  return enc.encode(s + "\0");
+}
+
+function errno(): number {
+  const p = libc().symbols.__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+function check(call: string, rc: number | bigint, detail?: string): number {
+  const n = Number(rc);
+  if (n < 0) throw new SysError(call, errno(), detail);
+  return n;
+}
+
+/** shm_open(3). Returns a file descriptor. */
+export function shmOpen(name: string, flags: number, mode = 0o600): number {
+  return check("shm_open", libc().symbols.shm_open(cstr(name), flags | O.CLOEXEC | O.NOFOLLOW, mode), name);
+}
+
+/** shm_unlink(3). Returns false when the segment did not exist. */
+export function shmUnlink(name: string): boolean {
+  const rc = libc().symbols.shm_unlink(cstr(name));
+  if (rc === 0) return true;
+  const e = errno();
+  if (e === E.ENOENT) return false;
+  throw new SysError("shm_unlink", e, name);
+}
+
+/** ftruncate(2). */
+export function ftruncate(fd: number, size: number): void {
+  check("ftruncate", libc().symbols.ftruncate(fd, BigInt(size)));
+}
+
+/** mmap(2) a shared read/write mapping of `size` bytes of `fd`, viewed as an ArrayBuffer. */
+export function mmapShared(fd: number, size: number): { buffer: ArrayBuffer; unmap(): void } {
+  const PROT_READ_WRITE = 3, MAP_SHARED = 1;
+  const p = libc().symbols.mmap(null, BigInt(size), PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+  // MAP_FAILED is (void*)-1.
+  if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
+    throw new SysError("mmap", errno());
+  }
+  const buffer = Deno.UnsafePointerView.getArrayBuffer(p, size);
+  return {
+    buffer,
+    unmap: () => void libc().symbols.munmap(p, BigInt(size)),
+  };
+}
+
+/** open(2). */
+export function open(path: string, flags: number, mode = 0o600): number {
+  return check("open", libc().symbols.open(cstr(path), flags | O.CLOEXEC, mode), path);
+}
+
+/** Like {@link open} but returns `-errno` instead of throwing (for expected failures such as ENXIO). */
+export function tryOpen(path: string, flags: number, mode = 0o600): number {
+  const fd = libc().symbols.open(cstr(path), flags | O.CLOEXEC, mode);
+  return fd < 0 ? -errno() : fd;
+}
+
+/** close(2); errors are ignored (there is nothing useful to do with them). */
+export function close(fd: number): void {
+  libc().symbols.close(fd);
+}
+
+/** Blocking read(2) on a Deno worker thread. Resolves with bytes read (0 = EOF) or `-errno`. */
+export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
+  const n = Number(await libc().symbols.read_async(fd, buf, BigInt(buf.length)));
+  return n < 0 ? -errno() : n;
+}
+
+/** read(2) on the calling thread. Returns bytes read (0 = EOF) or `-errno` (EAGAIN on an empty non-blocking fd). */
+export function readNow(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  const n = Number(libc().symbols.read(fd, buf, BigInt(buf.length)));
+  return n < 0 ? -errno() : n;
+}
+
+/** write(2). Returns bytes written or `-errno` (EPIPE when the reader is gone, EAGAIN when full). */
+export function write(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  const n = Number(libc().symbols.write(fd, buf, BigInt(buf.length)));
+  return n < 0 ? -errno() : n;
+}
+
+/** mkfifo(3). Throws on any error but EEXIST, which returns false. */
+export function mkfifo(path: string, mode = 0o600): boolean {
+  if (libc().symbols.mkfifo(cstr(path), mode) === 0) return true;
+  const e = errno();
+  if (e === E.EEXIST) return false;
+  throw new SysError("mkfifo", e, path);
+}
+
+/** unlink(2); returns false when the path did not exist. Never follows a link (unlink never does). */
+export function unlink(path: string): boolean {
+  if (libc().symbols.unlink(cstr(path)) === 0) return true;
+  const e = errno();
+  if (e === E.ENOENT) return false;
+  throw new SysError("unlink", e, path);
+}
+
+/** Sets or clears O_NONBLOCK on `fd`. */
+export function setNonBlocking(fd: number, on: boolean): void {
+  const F_GETFL = 3, F_SETFL = 4;
+  const flags = check("fcntl", libc().symbols.fcntl(fd, F_GETFL, 0));
+  check("fcntl", libc().symbols.fcntl(fd, F_SETFL, on ? flags | O.NONBLOCK : flags & ~O.NONBLOCK));
+}
+
+/** flock(2) LOCK_EX|LOCK_NB. Returns false when another process holds the lock. */
+export function tryLockExclusive(fd: number): boolean {
+  const LOCK_EX = 2, LOCK_NB = 4;
+  if (libc().symbols.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const e = errno();
+  if (e === E.EWOULDBLOCK) return false;
+  throw new SysError("flock", e);
+}
+
+/** prctl(PR_SET_PDEATHSIG, sig): the kernel sends `sig` to this process when its parent thread dies. */
+export function setParentDeathSignal(sig: number): void {
+  const PR_SET_PDEATHSIG = 1;
+  check("prctl", libc().symbols.prctl(PR_SET_PDEATHSIG, BigInt(sig), 0n, 0n, 0n));
+}
+
+/** kill(2). Returns false when the process does not exist (ESRCH). */
+export function kill(pid: number, sig: number): boolean {
+  if (libc().symbols.kill(pid, sig) === 0) return true;
+  const e = errno();
+  if (e === E.ESRCH) return false;
+  throw new SysError("kill", e, `pid ${pid}`);
+}
+
+/** getuid(2). */
+export function getuid(): number {
+  return libc().symbols.getuid();
+}
+
+/** fstat(2) subset: owner uid, mode bits (with file type) of an open fd. */
+export function fstat(fd: number): { uid: number; mode: number } {
+  // struct stat on x86_64/aarch64 glibc: st_mode at 24 (u32), st_uid at 28 (u32) on x86_64;
+  // on aarch64 st_mode is at 16 and st_uid at 24.
+  const buf = new Uint8Array(256);
+  check("fstat", libc().symbols.fstat(fd, buf));
+  const v = new DataView(buf.buffer);
+  return Deno.build.arch === "aarch64"
+    ? { mode: v.getUint32(16, true), uid: v.getUint32(24, true) }
+    : { mode: v.getUint32(24, true), uid: v.getUint32(28, true) };
+}
+
+/** Signal numbers (Linux). */
+export const SIG = { SIGKILL: 9, SIGTERM: 15, SIGSTOP: 19, SIGCONT: 18, SIGINT: 2, SIGUSR1: 10 } as const;
+
+/**
+ * Reads a small file with open/read/close, or null when it cannot be read.
+ * Used for /proc/<pid>/*, which Deno's permission system only grants with
+ * --allow-all (it treats every /proc/<pid> path as privileged).
+ */
+export function readSmallFile(path: string, max = 64 * 1024): Uint8Array | null {
+  const fd = tryOpen(path, O.RDONLY);
+  if (fd < 0) return null;
+  try {
+    const buf = new Uint8Array(max);
+    let off = 0;
+    for (;;) {
+      const n = readNow(fd, buf.subarray(off) as Uint8Array<ArrayBuffer>);
+      if (n === -E.EINTR) continue;
+      if (n <= 0) break;
+      off += n;
+      if (off === buf.length) break;
+    }
+    return buf.slice(0, off);
+  } finally {
+    close(fd);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Logging through `@logtape/logtape`: one line per event on stderr, tagged with
+ * the role and pid, as text for people or JSON lines for machines. Children
+ * inherit the watchdog's stderr, so every role's lines reach one stream.
+ * (stdout is not used for logs: a child's stdout is its control channel.)
+ * @module
+ */
+import {
+  configureSync,
+  getLogger,
+  type Logger,
+  type LogLevel,
+  type LogRecord,
+  resetSync,
+} from "@logtape/logtape";
+
+let role = "osps";
+const encoder = new TextEncoder();
+
+function render(record: LogRecord): string {
+  return record.message.map((
+    part,
+    i,
+  ) => (i % 2 === 0 ? String(part) : typeof part === "string" ? part : JSON.stringify(part)))
+    .join("");
+}
+
+function textLine(record: LogRecord): string {
+  const level = record.level.toUpperCase().padEnd(7);
+  return `${new Date(record.timestamp).toISOString()} ${level} ${role}[${Deno.pid}] ${render(record)}\n`;
+}
+
+function jsonLine(record: LogRecord): string {
+  return JSON.stringify({
+    time: new Date(record.timestamp).toISOString(),
+    level: record.level,
+    role,
+    pid: Deno.pid,
+    msg: render(record),
+    ...record.properties,
+  }) + "\n";
+}
+
+/**
+ * Sets up logging for this process. Call once, early, from the role's entry.
+ * @example
+ * ```ts
+ * setupLogging("worker 1", { logLevel: "info", logFormat: "text" });
+ * logger().info("listening on {port}", { port: 2223 });
+ * ```
+ */
+export function setupLogging(
+  roleName: string,
+  options: { logLevel: string; logFormat: "text" | "json" },
+): void {
+  role = roleName;
+  const format = options.logFormat === "json" ? jsonLine : textLine;
+  resetSync();
+  configureSync({
+    sinks: {
+      stderr: (record: LogRecord) => {
+        try {
+          Deno.stderr.writeSync(encoder.encode(format(record)));
+        } catch { /* stderr closed: nothing left to tell */ }
+      },
+    },
+    loggers: [
+      { category: ["osps"], lowestLevel: options.logLevel as LogLevel, sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
+    ],
+  });
+}
+
+/** The osps logger. */
+export function logger(): Logger {
+  return getLogger(["osps"]);
+}

@@ -1,0 +1,62 @@
+/**
+ * Reading /proc: process start times (for pid-reuse-safe signals), liveness,
+ * zombies and role processes. Linux only.
+ * @module
+ */
+import * as libc from "./libc.ts";
+
+/** Fields of /proc/<pid>/stat osps uses. */
+export interface ProcStat {
+  readonly pid: number;
+  readonly state: string;
+  readonly ppid: number;
+  /** Start time in clock ticks since boot (field 22): with the pid, identifies one process for good. */
+  readonly startTime: number;
+}
+
+/** Parses /proc/<pid>/stat; null when the process does not exist. */
+export function procStat(pid: number): ProcStat | null {
+  const raw = libc.readSmallFile(`/proc/${pid}/stat`);
+  if (!raw) return null;
+  const text = new TextDecoder().decode(raw);
+  // comm (field 2) may contain spaces and parentheses: split after the last ')'.
+  const close = text.lastIndexOf(")");
+  const rest = text.slice(close + 2).split(" ");
+  return {
+    pid: Number(text.slice(0, text.indexOf(" "))),
+    state: rest[0] ?? "?",
+    ppid: Number(rest[1]),
+    startTime: Number(rest[19]),
+  };
+}
+
+/** True when `pid` exists, is not a zombie, and (when given) started at `startTime`. */
+export function isAlive(pid: number, startTime?: number): boolean {
+  const st = procStat(pid);
+  if (!st || st.state === "Z" || st.state === "X") return false;
+  return startTime === undefined || st.startTime === startTime;
+}
+
+/**
+ * Sends `sig` to `pid` only if it is still the process that started at
+ * `startTime` (a recycled pid is left alone). Returns whether it was sent.
+ */
+export function signalIfSame(pid: number, startTime: number, sig: number): boolean {
+  if (!isAlive(pid, startTime)) return false;
+  return libc.kill(pid, sig);
+}
+
+/** Command lines of every process, keyed by pid (unreadable ones skipped). */
+export function processTable(): Map<number, { stat: ProcStat; cmdline: string[] }> {
+  const out = new Map<number, { stat: ProcStat; cmdline: string[] }>();
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const pid = Number(e.name);
+    const stat = procStat(pid);
+    if (!stat) continue;
+    const raw = libc.readSmallFile(`/proc/${pid}/cmdline`);
+    const cmdline = raw ? new TextDecoder().decode(raw).split("\0").filter((s) => s !== "") : [];
+    out.set(pid, { stat, cmdline });
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+/**
+ * The service registry: every request type a worker serves, in one place.
+ * Add a service here and every role knows it (the dispatcher validates types
+ * against this table, the client's help lists it).
+ * @module
+ */
+import { ProtocolError } from "./errors.ts";
+import { Status } from "./protocol.ts";
+
+/** What a service may know about the worker running it. */
+export interface ServiceContext {
+  readonly workerId: number;
+  readonly pid: number;
+  readonly startedMs: number;
+  readonly served: number;
+}
+
+/** One request type. */
+export interface Service {
+  /** Argument synopsis for help text. */
+  readonly usage: string;
+  /** One-line description. */
+  readonly doc: string;
+  /** Computes the one-line answer; throws {@link ProtocolError} 400 for a bad argument. */
+  run(arg: string, ctx: ServiceContext): string | Promise<string>;
+}
+
+/** Longest `sleep` accepted, in ms. */
+export const SLEEP_CAP_MS = 30_000;
+/** Largest `fib` argument (fib(78) is the largest exact in a double). */
+export const FIB_CAP = 78;
+
+function intArg(type: string, arg: string, max: number): number {
+  if (!/^\d{1,10}$/.test(arg.trim())) {
+    throw new ProtocolError(
+      `${type} takes a whole number from 0 to ${max}, got ${JSON.stringify(arg.slice(0, 40))}`,
+      Status.BAD_REQUEST,
+    );
+  }
+  const n = Number(arg.trim());
+  if (n > max) {
+    throw new ProtocolError(`${type} takes a whole number from 0 to ${max}, got ${n}`, Status.BAD_REQUEST);
+  }
+  return n;
+}
+
+/** Naive on purpose: a large n blocks the event loop, the hang the watchdog must catch. */
+function fib(n: number): number {
+  return n < 2 ? n : fib(n - 1) + fib(n - 2);
+}
+
+/** Every request type, by name. */
+export const SERVICES: Readonly<Record<string, Service>> = {
+  echo: { usage: "TEXT", doc: "answers TEXT unchanged", run: (arg) => arg },
+  upper: { usage: "TEXT", doc: "answers TEXT in upper case", run: (arg) => arg.toUpperCase() },
+  time: { usage: "", doc: "answers the worker's clock (ISO 8601, UTC)", run: () => new Date().toISOString() },
+  sha256: {
+    usage: "TEXT",
+    doc: "answers the SHA-256 of TEXT (UTF-8), hex",
+    run: async (arg) => {
+      const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(arg));
+      return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+    },
+  },
+  sleep: {
+    usage: "MS",
+    doc: `waits MS milliseconds (0..${SLEEP_CAP_MS}) without blocking, answers "slept MS"`,
+    run: async (arg) => {
+      const ms = intArg("sleep", arg, SLEEP_CAP_MS);
+      await new Promise((r) => setTimeout(r, ms));
+      return `slept ${ms}`;
+    },
+  },
+  fib: {
+    usage: "N",
+    doc: `computes fib(N) naively (0..${FIB_CAP}); a large N blocks the worker`,
+    run: (arg) => String(fib(intArg("fib", arg, FIB_CAP))),
+  },
+  stats: {
+    usage: "",
+    doc: "answers the worker's counters as JSON",
+    run: (_arg, ctx) =>
+      JSON.stringify({
+        worker: ctx.workerId,
+        pid: ctx.pid,
+        served: ctx.served,
+        uptime_ms: Date.now() - ctx.startedMs,
+      }),
+  },
+};
+
+/** Names of all request types, sorted. */
+export function serviceNames(): string[] {
+  return Object.keys(SERVICES).sort();
+}
+
+/** Looks up a service; throws {@link ProtocolError} 404 naming the known types. */
+export function lookupService(type: string): Service {
+  const s = Object.hasOwn(SERVICES, type) ? SERVICES[type] : undefined;
+  if (!s) {
+    throw new ProtocolError(
+      `unknown request type ${JSON.stringify(type)}; known: ${serviceNames().join(", ")}`,
+      Status.UNKNOWN_TYPE,
+    );
+  }
+  return s;
+}

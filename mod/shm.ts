@@ -1,0 +1,379 @@
+/**
+ * The shared-memory segment of one osps instance: layout (defined once, here),
+ * creation, mapping and field access with `Atomics`.
+ *
+ * One segment per instance: a header, then slot 0 for the dispatcher and slots
+ * 1..N for the workers. Every field has exactly one writer role (the `writer`
+ * column) except `work`, which moves by compare-and-swap between the
+ * dispatcher and its worker. `docs/SHM_LAYOUT.md` is generated from this table
+ * (`deno task layout`), and a test fails when the two disagree.
+ * @module
+ */
+import * as libc from "./libc.ts";
+import { OspsError } from "./errors.ts";
+
+/** "OSPS" little-endian. */
+export const SHM_MAGIC = 0x5350534f;
+/** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
+export const LAYOUT_VERSION = 1;
+/** Bytes per slot; fields leave room to grow without moving slots. */
+export const SLOT_SIZE = 256;
+/** Bytes of header before slot 0. */
+export const HEADER_SIZE = 64;
+
+type FieldType = "i32" | "i64" | `bytes${number}`;
+interface FieldSpec {
+  readonly name: string;
+  readonly type: FieldType;
+  readonly writer: string;
+  readonly doc: string;
+}
+
+/** Header fields, in order. */
+export const HEADER_FIELDS = [
+  { name: "magic", type: "i32", writer: "watchdog", doc: '0x5350534f ("OSPS")' },
+  { name: "layout_version", type: "i32", writer: "watchdog", doc: "layout version; readers refuse another" },
+  { name: "slot_count", type: "i32", writer: "watchdog", doc: "1 + number of workers" },
+  { name: "slot_size", type: "i32", writer: "watchdog", doc: "bytes per slot (256)" },
+  { name: "watchdog_pid", type: "i32", writer: "watchdog", doc: "pid of the owning watchdog" },
+  { name: "state", type: "i32", writer: "watchdog", doc: "instance state: 1 running, 2 stopping" },
+  {
+    name: "instance_id",
+    type: "i64",
+    writer: "watchdog",
+    doc: "random id of this instance (also in instance.json)",
+  },
+  { name: "created_ms", type: "i64", writer: "watchdog", doc: "creation time, ms since epoch" },
+  { name: "base_port", type: "i32", writer: "watchdog", doc: "dispatcher port" },
+] as const satisfies readonly FieldSpec[];
+
+/** Slot fields, in order. Slot 0 is the dispatcher, slot i (1..N) worker i. */
+export const SLOT_FIELDS = [
+  { name: "pid", type: "i32", writer: "watchdog", doc: "pid of the child, 0 when none" },
+  { name: "port", type: "i32", writer: "watchdog", doc: "TCP port the child listens on" },
+  { name: "sup_state", type: "i32", writer: "watchdog", doc: "supervision state (SupState)" },
+  {
+    name: "restarts",
+    type: "i32",
+    writer: "watchdog",
+    doc: "restarts of this slot since the instance started",
+  },
+  { name: "last_exit", type: "i32", writer: "watchdog", doc: "last exit reason (ExitReason code)" },
+  { name: "work", type: "i32", writer: "dispatcher+worker (CAS)", doc: "work state (WorkState)" },
+  {
+    name: "served",
+    type: "i32",
+    writer: "worker",
+    doc: "requests served by this slot (dispatcher: clients handed off)",
+  },
+  { name: "assign_seq", type: "i32", writer: "dispatcher", doc: "bumped on every assignment" },
+  {
+    name: "heartbeat_ms",
+    type: "i64",
+    writer: "child",
+    doc: "last heartbeat answered from the child's main loop",
+  },
+  { name: "started_ms", type: "i64", writer: "watchdog", doc: "when the current child was spawned" },
+  {
+    name: "request_started_ms",
+    type: "i64",
+    writer: "worker",
+    doc: "start of the request in progress, 0 when none",
+  },
+  { name: "ticket_expires_ms", type: "i64", writer: "dispatcher", doc: "expiry of the pending ticket" },
+  { name: "backoff_until_ms", type: "i64", writer: "watchdog", doc: "restart not before this time" },
+  { name: "ticket", type: "bytes16", writer: "dispatcher", doc: "one-time ticket, 128 random bits" },
+  {
+    name: "request_type",
+    type: "bytes16",
+    writer: "dispatcher",
+    doc: "request type the ticket is for (ASCII)",
+  },
+  {
+    name: "client_addr",
+    type: "bytes48",
+    writer: "dispatcher",
+    doc: "client address the ticket was issued to",
+  },
+] as const satisfies readonly FieldSpec[];
+
+/** Name of a slot field. */
+export type SlotField = (typeof SLOT_FIELDS)[number]["name"];
+/** Name of a header field. */
+export type HeaderField = (typeof HEADER_FIELDS)[number]["name"];
+
+/** Work state of a slot (`work` field). */
+export const WorkState = { OFFLINE: 0, IDLE: 1, ASSIGNED: 2, BUSY: 3, DRAINING: 4 } as const;
+/** Supervision state of a slot (`sup_state` field), driven by the watchdog's state machine. */
+export const SupState = {
+  NONE: 0,
+  STARTING: 1,
+  READY: 2,
+  HUNG: 3,
+  STOPPING: 4,
+  BACKOFF: 5,
+  FAILED: 6,
+  STOPPED: 7,
+} as const;
+
+/** Reverse lookup: state number → lower-case name. */
+export function stateName(table: Record<string, number>, value: number): string {
+  for (const [k, v] of Object.entries(table)) if (v === value) return k.toLowerCase();
+  return `unknown(${value})`;
+}
+
+interface Placed {
+  readonly name: string;
+  readonly type: FieldType;
+  readonly offset: number;
+  readonly size: number;
+  readonly writer: string;
+  readonly doc: string;
+}
+
+function place(fields: readonly FieldSpec[], limit: number): Map<string, Placed> {
+  const out = new Map<string, Placed>();
+  let off = 0;
+  for (const f of fields) {
+    const size = f.type === "i32" ? 4 : f.type === "i64" ? 8 : Number(f.type.slice(5));
+    const align = f.type === "i64" ? 8 : 4;
+    off = Math.ceil(off / align) * align;
+    out.set(f.name, { ...f, offset: off, size });
+    off += size;
+  }
+  if (off > limit) throw new Error(`layout overflows: ${off} > ${limit}`);
+  return out;
+}
+
+const HEADER = place(HEADER_FIELDS, HEADER_SIZE);
+const SLOT = place(SLOT_FIELDS, SLOT_SIZE);
+
+/** The shm layout as a Markdown table (source of docs/SHM_LAYOUT.md). */
+export function layoutMarkdown(): string {
+  const rows = (title: string, m: Map<string, Placed>) =>
+    [
+      `### ${title}`,
+      "",
+      "| offset | size | field | type | writer | meaning |",
+      "| --- | --- | --- | --- | --- | --- |",
+      ...[...m.values()].map((f) =>
+        `| ${f.offset} | ${f.size} | \`${f.name}\` | ${f.type} | ${f.writer} | ${f.doc} |`
+      ),
+      "",
+    ].join("\n");
+  return [
+    `Layout version ${LAYOUT_VERSION}. Header ${HEADER_SIZE} bytes, then slots of ${SLOT_SIZE} bytes:`,
+    "slot 0 is the dispatcher, slot i (1..N) is worker i. Integers are little-endian and accessed",
+    "with `Atomics` (i32 through an Int32Array, i64 through a BigInt64Array).",
+    "",
+    rows("Header", HEADER),
+    rows("Slot", SLOT),
+    "`work`: " + Object.entries(WorkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
+    "`sup_state`: " + Object.entries(SupState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
+    "",
+  ].join("\n");
+}
+
+/** The segment is missing, foreign or from another layout version. */
+export class ShmError extends OspsError {}
+
+/** Size in bytes of a segment with `slots` slots. */
+export function segmentSize(slots: number): number {
+  return HEADER_SIZE + slots * SLOT_SIZE;
+}
+
+/** Accessor for one slot of a mapped segment. */
+export class SlotView {
+  readonly #i32: Int32Array;
+  readonly #i64: BigInt64Array;
+  readonly #u8: Uint8Array;
+  readonly #base: number;
+  /** Slot index (0 = dispatcher). */
+  readonly index: number;
+
+  constructor(buffer: ArrayBuffer, index: number) {
+    this.#i32 = new Int32Array(buffer);
+    this.#i64 = new BigInt64Array(buffer);
+    this.#u8 = new Uint8Array(buffer);
+    this.#base = HEADER_SIZE + index * SLOT_SIZE;
+    this.index = index;
+  }
+
+  #field(name: SlotField, type: "int" | "bytes"): Placed {
+    const f = SLOT.get(name)!;
+    if ((type === "bytes") !== f.type.startsWith("bytes")) throw new TypeError(`field ${name} is ${f.type}`);
+    return f;
+  }
+
+  /** Atomically loads an integer field. */
+  load(name: SlotField): number {
+    const f = this.#field(name, "int");
+    const at = this.#base + f.offset;
+    return f.type === "i32" ? Atomics.load(this.#i32, at / 4) : Number(Atomics.load(this.#i64, at / 8));
+  }
+
+  /** Atomically stores an integer field. */
+  store(name: SlotField, value: number): void {
+    const f = this.#field(name, "int");
+    const at = this.#base + f.offset;
+    if (f.type === "i32") Atomics.store(this.#i32, at / 4, value);
+    else Atomics.store(this.#i64, at / 8, BigInt(Math.trunc(value)));
+  }
+
+  /** Atomically adds to an i32 field; returns the new value. */
+  add(name: SlotField, delta: number): number {
+    const f = this.#field(name, "int");
+    return Atomics.add(this.#i32, (this.#base + f.offset) / 4, delta) + delta;
+  }
+
+  /** Compare-and-swap on an i32 field; true when `expected` was there and `value` is now. */
+  cas(name: SlotField, expected: number, value: number): boolean {
+    const f = this.#field(name, "int");
+    return Atomics.compareExchange(this.#i32, (this.#base + f.offset) / 4, expected, value) === expected;
+  }
+
+  /** A live view of a byte field. */
+  bytes(name: SlotField): Uint8Array {
+    const f = this.#field(name, "bytes");
+    const at = this.#base + f.offset;
+    return this.#u8.subarray(at, at + f.size);
+  }
+
+  /** Reads a NUL-padded ASCII field. */
+  text(name: SlotField): string {
+    const b = this.bytes(name);
+    const end = b.indexOf(0);
+    return new TextDecoder().decode(b.subarray(0, end < 0 ? b.length : end));
+  }
+
+  /** Writes a NUL-padded ASCII field (truncated to fit). */
+  setText(name: SlotField, value: string): void {
+    const b = this.bytes(name);
+    b.fill(0);
+    b.set(new TextEncoder().encode(value).subarray(0, b.length));
+  }
+}
+
+/** A mapped shared-memory segment. */
+export class Segment {
+  readonly name: string;
+  readonly slotCount: number;
+  readonly #buffer: ArrayBuffer;
+  readonly #unmap: () => void;
+  readonly #header: Int32Array;
+  readonly #header64: BigInt64Array;
+  readonly #slots: SlotView[];
+
+  private constructor(name: string, buffer: ArrayBuffer, slotCount: number, unmap: () => void) {
+    this.name = name;
+    this.slotCount = slotCount;
+    this.#buffer = buffer;
+    this.#unmap = unmap;
+    this.#header = new Int32Array(buffer, 0, HEADER_SIZE / 4);
+    this.#header64 = new BigInt64Array(buffer, 0, HEADER_SIZE / 8);
+    this.#slots = Array.from({ length: slotCount }, (_, i) => new SlotView(buffer, i));
+  }
+
+  /**
+   * Creates (O_EXCL) and initialises a segment, mode 0600.
+   * @example
+   * ```ts
+   * const seg = Segment.create("/osps-demo", 3, 42);
+   * seg.slot(1).store("port", 2223);
+   * seg.close(); Segment.unlink("/osps-demo");
+   * ```
+   */
+  static create(name: string, slotCount: number, instanceId: number, basePort = 0): Segment {
+    const fd = libc.shmOpen(name, libc.O.RDWR | libc.O.CREAT | libc.O.EXCL, 0o600);
+    try {
+      const size = segmentSize(slotCount);
+      libc.ftruncate(fd, size);
+      const { buffer, unmap } = libc.mmapShared(fd, size);
+      const seg = new Segment(name, buffer, slotCount, unmap);
+      seg.setHeader("layout_version", LAYOUT_VERSION);
+      seg.setHeader("slot_count", slotCount);
+      seg.setHeader("slot_size", SLOT_SIZE);
+      seg.setHeader("watchdog_pid", Deno.pid);
+      seg.setHeader("instance_id", instanceId);
+      seg.setHeader("created_ms", Date.now());
+      seg.setHeader("base_port", basePort);
+      seg.setHeader("state", 1);
+      seg.setHeader("magic", SHM_MAGIC); // last: readers treat a segment without magic as not ready
+      return seg;
+    } finally {
+      libc.close(fd);
+    }
+  }
+
+  /** Maps an existing segment; checks magic, layout version and (when given) the instance id. */
+  static open(name: string, expectInstance?: number): Segment {
+    let fd: number;
+    try {
+      fd = libc.shmOpen(name, libc.O.RDWR, 0);
+    } catch (err) {
+      throw new ShmError(`shared memory segment "${name}" is missing (instance not running?)`, {
+        cause: err,
+      });
+    }
+    try {
+      const st = libc.fstat(fd);
+      if (st.uid !== libc.getuid()) {
+        throw new ShmError(`shared memory segment "${name}" belongs to uid ${st.uid}`);
+      }
+      const probe = libc.mmapShared(fd, HEADER_SIZE);
+      const h = new Int32Array(probe.buffer);
+      const magic = h[0], version = h[1], count = h[2] ?? 0;
+      probe.unmap();
+      if (magic !== SHM_MAGIC) throw new ShmError(`"${name}" is not an osps segment (bad magic)`);
+      if (version !== LAYOUT_VERSION) {
+        throw new ShmError(`"${name}" has layout version ${version}, this osps reads ${LAYOUT_VERSION}`);
+      }
+      const { buffer, unmap } = libc.mmapShared(fd, segmentSize(count));
+      const seg = new Segment(name, buffer, count, unmap);
+      if (expectInstance !== undefined && seg.header("instance_id") !== expectInstance) {
+        seg.close();
+        throw new ShmError(`"${name}" belongs to another instance`);
+      }
+      return seg;
+    } finally {
+      libc.close(fd);
+    }
+  }
+
+  /** Removes a segment name; false when it did not exist. Mappings stay valid until closed. */
+  static unlink(name: string): boolean {
+    return libc.shmUnlink(name);
+  }
+
+  /** Reads a header field. */
+  header(name: HeaderField): number {
+    const f = HEADER.get(name)!;
+    return f.type === "i32"
+      ? Atomics.load(this.#header, f.offset / 4)
+      : Number(Atomics.load(this.#header64, f.offset / 8));
+  }
+
+  /** Writes a header field. */
+  setHeader(name: HeaderField, value: number): void {
+    const f = HEADER.get(name)!;
+    if (f.type === "i32") Atomics.store(this.#header, f.offset / 4, value);
+    else Atomics.store(this.#header64, f.offset / 8, BigInt(value));
+  }
+
+  /** The slot at `index` (0 = dispatcher). */
+  slot(index: number): SlotView {
+    const s = this.#slots[index];
+    if (!s) throw new RangeError(`slot ${index} out of range 0..${this.slotCount - 1}`);
+    return s;
+  }
+
+  /** Byte length of the mapping. */
+  get byteLength(): number {
+    return this.#buffer.byteLength;
+  }
+
+  /** Unmaps the segment (the name stays until {@link Segment.unlink}). */
+  close(): void {
+    this.#unmap();
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Re-running this very program as another role, in both modes:
+ * - compiled (`Deno.build.standalone`): `Deno.execPath() <role> …`; the
+ *   permissions baked in at compile time apply;
+ * - `deno run`: `Deno.execPath() run <scoped permission flags> --config
+ *   <deno.json> <main module> <role> …`, with only what that role needs.
+ * @module
+ */
+
+/** What a spawned role needs from Deno's permission system. */
+export interface RolePermissions {
+  /** `host:port` pairs it listens on. */
+  readonly listen: readonly string[];
+}
+
+/**
+ * Scoped permission flags for a child role under `deno run`. FFI must be
+ * unscoped: Deno checks pointer views (`UnsafePointerView`, needed to map shm)
+ * against "all FFI", not a library path.
+ */
+export function permissionFlags(p: RolePermissions): string[] {
+  return [
+    "--no-prompt",
+    `--allow-net=${p.listen.join(",")}`,
+    "--allow-ffi",
+  ];
+}
+
+/** Formats `host:port` for `--allow-net` (IPv6 in brackets). */
+export function netScope(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The command line (program and arguments) that runs `roleArgv` as a child of this process. */
+export function selfCommand(roleArgv: string[], perms: RolePermissions): { program: string; args: string[] } {
+  const program = Deno.execPath();
+  if (Deno.build.standalone) return { program, args: roleArgv };
+  const main = Deno.mainModule;
+  const config = new URL("./deno.json", main);
+  const args = ["run", ...permissionFlags(perms)];
+  if (config.protocol === "file:") args.push(`--config=${decodeURIComponent(config.pathname)}`);
+  return { program, args: [...args, main, ...roleArgv] };
+}

@@ -1,0 +1,355 @@
+/**
+ * Supervision of one child process as an explicit state machine (after s6):
+ * a table of `state × event → next state`, driven by the watchdog's loop, with
+ * the slot's `sup_state` in shared memory mirroring it for `osps status`.
+ *
+ * Liveness is proven from the child's main loop (see control.ts); a child that
+ * stops answering for `hangTimeoutMs` is killed (SIGTERM, then SIGKILL) and
+ * replaced. Restarts back off exponentially with jitter; a child over its
+ * restart budget, or one that cannot boot (exit 100), is marked failed and
+ * retried later instead of looping.
+ * @module
+ */
+import { EXIT_CANNOT_BOOT } from "./errors.ts";
+import { ParentControl, readLines } from "./control.ts";
+import { logger } from "./log.ts";
+import { type SlotView, SupState, WorkState } from "./shm.ts";
+
+/** Supervision states (lower-case names of {@link SupState}). */
+export type State = "none" | "starting" | "ready" | "hung" | "stopping" | "backoff" | "failed" | "stopped";
+/** Events that move a child between states. */
+export type Event =
+  | "spawn"
+  | "ready"
+  | "hang"
+  | "deadline"
+  | "exit"
+  | "cannot_boot"
+  | "over_budget"
+  | "restart"
+  | "retry"
+  | "stop";
+
+/** The whole state machine. A missing entry means the event is ignored in that state. */
+export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, State>>>> = {
+  none: { spawn: "starting", stop: "stopped" },
+  starting: { ready: "ready", hang: "hung", exit: "backoff", cannot_boot: "failed", stop: "stopping" },
+  ready: { hang: "hung", deadline: "hung", exit: "backoff", cannot_boot: "failed", stop: "stopping" },
+  hung: { exit: "backoff", stop: "stopping" },
+  backoff: { restart: "starting", over_budget: "failed", stop: "stopped" },
+  failed: { retry: "starting", stop: "stopped" },
+  stopping: { exit: "stopped" },
+  stopped: {},
+};
+
+/** Next state for `event` in `state`, or null when the event does not apply. */
+export function transition(state: State, event: Event): State | null {
+  return TRANSITIONS[state][event] ?? null;
+}
+
+/** Encodings of `last_exit` in the slot. */
+export const ExitReason = { SIGNAL_BASE: 1000, HANG: 2000, DEADLINE: 2001, NONE: -1 } as const;
+
+/** Human text for a `last_exit` value. */
+export function exitReasonText(code: number): string {
+  if (code === ExitReason.NONE) return "-";
+  if (code === ExitReason.HANG) return "killed: hung (no heartbeat)";
+  if (code === ExitReason.DEADLINE) return "killed: request deadline";
+  if (code === EXIT_CANNOT_BOOT) return "cannot boot (exit 100)";
+  if (code >= ExitReason.SIGNAL_BASE) return `signal ${code - ExitReason.SIGNAL_BASE}`;
+  return `exit ${code}`;
+}
+
+/** Restart policy. */
+export interface RestartPolicy {
+  /** First backoff after a quick failure, ms (the first restart is immediate). */
+  readonly backoffStartMs: number;
+  readonly backoffCapMs: number;
+  /** A child that ran this long resets its backoff. */
+  readonly stableMs: number;
+  /** At most this many restarts within `budgetWindowMs`, else failed. */
+  readonly budget: number;
+  readonly budgetWindowMs: number;
+  /** A failed child is tried again after this long. */
+  readonly failedRetryMs: number;
+  /** SIGTERM → SIGKILL grace when killing, ms. */
+  readonly killGraceMs: number;
+}
+
+/** Defaults: 0 ms, then 50 ms doubling to 5 s, reset after 10 s; 5 restarts in 30 s. */
+export const DEFAULT_POLICY: RestartPolicy = {
+  backoffStartMs: 50,
+  backoffCapMs: 5_000,
+  stableMs: 10_000,
+  budget: 5,
+  budgetWindowMs: 30_000,
+  failedRetryMs: 30_000,
+  killGraceMs: 200,
+};
+
+/** How to start one child. */
+export interface ChildSpec {
+  /** "dispatcher" or "worker <i>". */
+  readonly name: string;
+  readonly slot: SlotView;
+  readonly isWorker: boolean;
+  /** Program and arguments, computed fresh for every spawn. */
+  command(): { program: string; args: string[] };
+}
+
+/** Timing settings from the watchdog's configuration. */
+export interface Timing {
+  readonly hangTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** Time a new child gets to report ready (boot includes loading the runtime). */
+  readonly bootTimeoutMs: number;
+}
+
+/** One supervised child. */
+export class SupervisedChild {
+  readonly spec: ChildSpec;
+  #state: State = "none";
+  #process: Deno.ChildProcess | undefined;
+  #control: ParentControl | undefined;
+  #lastPong = 0;
+  #spawnedAt = 0;
+  #seq = 0;
+  #quickFailures = 0;
+  #restartTimes: number[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #killTimer: ReturnType<typeof setTimeout> | undefined;
+  #pendingReason = ExitReason.NONE as number;
+  #exited: Promise<void> = Promise.resolve();
+  readonly #policy: RestartPolicy;
+  readonly #timing: Timing;
+  /** Called on every state change (the watchdog checks readiness and whether anything can serve). */
+  onChange: (child: SupervisedChild) => void = () => {};
+
+  constructor(spec: ChildSpec, timing: Timing, policy: RestartPolicy = DEFAULT_POLICY) {
+    this.spec = spec;
+    this.#timing = timing;
+    this.#policy = policy;
+    spec.slot.store("last_exit", ExitReason.NONE);
+  }
+
+  /** Current state. */
+  get state(): State {
+    return this.#state;
+  }
+
+  /** Pid of the running process, 0 when none. */
+  get pid(): number {
+    return this.#process?.pid ?? 0;
+  }
+
+  #fire(event: Event): boolean {
+    const next = transition(this.#state, event);
+    if (!next) return false;
+    if (next !== this.#state) {
+      logger().debug("{name}: {from} --{event}--> {to}", {
+        name: this.spec.name,
+        from: this.#state,
+        event,
+        to: next,
+      });
+    }
+    this.#state = next;
+    this.spec.slot.store("sup_state", SupState[next.toUpperCase() as keyof typeof SupState]);
+    this.onChange(this);
+    return true;
+  }
+
+  /** Spawns the child (from none, backoff or failed). */
+  start(): void {
+    const event: Event = this.#state === "none" ? "spawn" : this.#state === "failed" ? "retry" : "restart";
+    if (!this.#fire(event)) return;
+    const { program, args } = this.spec.command();
+    const slot = this.spec.slot;
+    let proc: Deno.ChildProcess;
+    try {
+      proc = new Deno.Command(program, { args, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
+    } catch (err) {
+      logger().error("{name}: cannot spawn: {err}", { name: this.spec.name, err: String(err) });
+      this.#fire("cannot_boot");
+      this.#schedule(this.#policy.failedRetryMs);
+      return;
+    }
+    this.#process = proc;
+    this.#control = new ParentControl(proc.stdin);
+    this.#spawnedAt = this.#lastPong = Date.now();
+    this.#pendingReason = ExitReason.NONE;
+    slot.store("pid", proc.pid);
+    slot.store("started_ms", this.#spawnedAt);
+    slot.store("heartbeat_ms", this.#spawnedAt);
+    slot.store("backoff_until_ms", 0);
+    this.#readReplies(proc);
+    this.#exited = proc.status.then((s) => this.#onExit(s));
+  }
+
+  async #readReplies(proc: Deno.ChildProcess): Promise<void> {
+    try {
+      for await (const line of readLines(proc.stdout)) {
+        if (proc !== this.#process) return;
+        if (line.startsWith("pong")) this.#lastPong = Date.now();
+        else if (line.startsWith("ready")) {
+          this.#lastPong = Date.now();
+          this.#fire("ready");
+        }
+      }
+    } catch { /* stdout closed with the process */ }
+  }
+
+  #onExit(status: Deno.CommandStatus): void {
+    clearTimeout(this.#killTimer);
+    const slot = this.spec.slot;
+    const code = this.#pendingReason !== ExitReason.NONE
+      ? this.#pendingReason
+      : status.signal
+      ? ExitReason.SIGNAL_BASE + (Deno.build.os === "linux" ? signalNumber(status.signal) : 0)
+      : status.code;
+    slot.store("last_exit", code);
+    slot.store("pid", 0);
+    if (this.spec.isWorker) slot.store("work", WorkState.OFFLINE);
+    this.#process = undefined;
+    void this.#control?.close();
+    this.#control = undefined;
+    const ranMs = Date.now() - this.#spawnedAt;
+    const log = logger();
+    if (this.#state === "stopping") {
+      this.#fire("exit");
+      log.info("{name} stopped ({why})", { name: this.spec.name, why: exitReasonText(code) });
+      return;
+    }
+    if (code === EXIT_CANNOT_BOOT) {
+      log.error("{name} cannot boot (see its error above); retrying in {s} s", {
+        name: this.spec.name,
+        s: this.#policy.failedRetryMs / 1000,
+      });
+      this.#fire("cannot_boot");
+      this.#schedule(this.#policy.failedRetryMs);
+      return;
+    }
+    if (!this.#fire("exit")) return;
+    log.warn("{name} exited after {ms} ms: {why}; restarting", {
+      name: this.spec.name,
+      ms: ranMs,
+      why: exitReasonText(code),
+    });
+    this.#restartLater(ranMs);
+  }
+
+  #restartLater(ranMs: number): void {
+    const now = Date.now();
+    this.#restartTimes = this.#restartTimes.filter((t) => now - t < this.#policy.budgetWindowMs);
+    if (this.#restartTimes.length >= this.#policy.budget) {
+      logger().error("{name} restarted {n} times in {s} s: marked failed, retrying in {r} s", {
+        name: this.spec.name,
+        n: this.#restartTimes.length,
+        s: this.#policy.budgetWindowMs / 1000,
+        r: this.#policy.failedRetryMs / 1000,
+      });
+      this.#fire("over_budget");
+      this.#schedule(this.#policy.failedRetryMs);
+      return;
+    }
+    this.#quickFailures = ranMs >= this.#policy.stableMs ? 0 : this.#quickFailures + 1;
+    const base = this.#quickFailures <= 1
+      ? 0
+      : Math.min(this.#policy.backoffCapMs, this.#policy.backoffStartMs * 2 ** (this.#quickFailures - 2));
+    const delay = Math.round(base * (0.5 + Math.random()));
+    this.#restartTimes.push(now);
+    this.spec.slot.add("restarts", 1);
+    this.#schedule(delay);
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#timer);
+    this.spec.slot.store("backoff_until_ms", Date.now() + delayMs);
+    this.#timer = setTimeout(() => this.start(), delayMs);
+  }
+
+  /** One heartbeat: ping, and kill when hung or past a request deadline. */
+  tick(now: number): void {
+    if (this.#state !== "starting" && this.#state !== "ready") return;
+    void this.#control?.send(`ping ${++this.#seq}`);
+    const silentMs = now - this.#lastPong;
+    const limit = this.#state === "starting" ? this.#timing.bootTimeoutMs : this.#timing.hangTimeoutMs;
+    if (silentMs > limit) {
+      logger().warn("{name} (pid {pid}) silent for {ms} ms: hung, killing", {
+        name: this.spec.name,
+        pid: this.pid,
+        ms: silentMs,
+      });
+      this.#fire("hang");
+      this.#kill(ExitReason.HANG);
+      return;
+    }
+    const started = this.spec.slot.load("request_started_ms");
+    if (this.spec.isWorker && started > 0 && now - started > this.#timing.requestTimeoutMs) {
+      logger().warn("{name}: request running for {ms} ms, past its deadline: killing", {
+        name: this.spec.name,
+        ms: now - started,
+      });
+      this.#fire("deadline");
+      this.#kill(ExitReason.DEADLINE);
+    }
+  }
+
+  #kill(reason: number): void {
+    this.#pendingReason = reason;
+    const proc = this.#process;
+    if (!proc) return;
+    trySignal(proc, "SIGTERM");
+    clearTimeout(this.#killTimer);
+    this.#killTimer = setTimeout(() => trySignal(proc, "SIGKILL"), this.#policy.killGraceMs);
+  }
+
+  /** Sends an order ("drain" or "stop") on the control channel. */
+  order(line: "drain" | "stop"): void {
+    void this.#control?.send(line);
+  }
+
+  /** Graceful stop: "stop" on the channel, SIGKILL after `graceMs`. Resolves once reaped. */
+  async stop(graceMs: number): Promise<void> {
+    clearTimeout(this.#timer);
+    const wasRunning = this.#process !== undefined;
+    this.#fire("stop");
+    if (wasRunning) {
+      this.order("stop");
+      const proc = this.#process;
+      this.#killTimer = setTimeout(() => proc && trySignal(proc, "SIGKILL"), graceMs);
+    }
+    await this.#exited;
+    clearTimeout(this.#killTimer);
+  }
+
+  /** Kills at once and waits for the reap (used when the watchdog itself must give up). */
+  async abort(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#fire("stop");
+    if (this.#process) trySignal(this.#process, "SIGKILL");
+    await this.#exited;
+  }
+}
+
+function trySignal(proc: Deno.ChildProcess, sig: Deno.Signal): void {
+  try {
+    proc.kill(sig); // our own unreaped child: its pid cannot have been reused
+  } catch { /* already exited */ }
+}
+
+const SIGNALS: Partial<Record<Deno.Signal, number>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGABRT: 6,
+  SIGKILL: 9,
+  SIGSEGV: 11,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+};
+
+function signalNumber(sig: Deno.Signal): number {
+  return SIGNALS[sig] ?? 0;
+}

@@ -1,0 +1,115 @@
+/**
+ * `osps client`: one request, the same request N times on one dispatcher
+ * connection (`--repeat`), or an interactive prompt (no TYPE).
+ * @module
+ */
+import type { ClientConfig } from "../mod/config.ts";
+import { ServiceError, UsageError } from "../mod/errors.ts";
+import { type Answer, ConnectionLost, Session } from "../mod/client_session.ts";
+import { readLines } from "../mod/control.ts";
+import { serviceNames, SERVICES } from "../mod/services.ts";
+
+const encoder = new TextEncoder();
+function out(line: string): void {
+  Deno.stdout.writeSync(encoder.encode(line + "\n"));
+}
+function err(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+function show(cfg: ClientConfig, a: Answer, ms: number): void {
+  if (cfg.json) {
+    out(
+      JSON.stringify({
+        code: a.code,
+        result: a.text,
+        worker_port: a.worker.port,
+        queued: a.queued,
+        ms: round(ms),
+      }),
+    );
+  } else out(a.text);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+/** Keeps one dispatcher session and retries once when it drops before an answer. */
+class Requester {
+  #session: Session | undefined;
+  readonly #cfg: ClientConfig;
+  constructor(cfg: ClientConfig) {
+    this.#cfg = cfg;
+  }
+
+  async #open(): Promise<Session> {
+    this.#session ??= await Session.open(this.#cfg.host, this.#cfg.port, { timeoutMs: this.#cfg.timeoutMs });
+    return this.#session;
+  }
+
+  async request(type: string, arg: string): Promise<Answer> {
+    try {
+      return await (await this.#open()).request(type, arg);
+    } catch (e) {
+      // Only a dropped dispatcher connection is retried: the request never reached a worker.
+      if (!(e instanceof ConnectionLost) || !this.#cfg.retry || !e.message.startsWith("dispatcher")) throw e;
+      this.#session?.abort();
+      this.#session = undefined;
+      err(`osps client: ${e.message}; retrying once`);
+      return await (await this.#open()).request(type, arg);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#session?.close();
+  }
+}
+
+/** Runs the client. Returns the exit code (0 when every request succeeded). */
+export async function runClient(cfg: ClientConfig, positionals: string[]): Promise<number> {
+  const [type, ...rest] = positionals;
+  const requester = new Requester(cfg);
+  try {
+    if (type === undefined) return await interactive(cfg, requester);
+    if (!Object.hasOwn(SERVICES, type)) {
+      throw new UsageError(`unknown request type "${type}"; known: ${serviceNames().join(", ")}`);
+    }
+    const arg = rest.join(" ");
+    for (let i = 0; i < cfg.repeat; i++) {
+      const t0 = performance.now();
+      show(cfg, await requester.request(type, arg), performance.now() - t0);
+    }
+    return 0;
+  } finally {
+    await requester.close().catch(() => {});
+  }
+}
+
+async function interactive(cfg: ClientConfig, requester: Requester): Promise<number> {
+  const tty = Deno.stdin.isTerminal();
+  const prompt = () => tty && Deno.stdout.writeSync(encoder.encode("osps> "));
+  if (tty) out(`connected to ${cfg.host}:${cfg.port}; type "help" for request types, "quit" to leave`);
+  prompt();
+  let failures = 0;
+  for await (const raw of readLines(Deno.stdin.readable)) {
+    const line = raw.trim();
+    if (line === "quit" || line === "exit") break;
+    if (line === "help") {
+      for (const n of serviceNames()) out(`  ${n} ${SERVICES[n]!.usage}`.padEnd(20) + ` ${SERVICES[n]!.doc}`);
+    } else if (line !== "") {
+      const sp = line.indexOf(" ");
+      const [type, arg] = sp < 0 ? [line, ""] : [line.slice(0, sp), line.slice(sp + 1)];
+      const t0 = performance.now();
+      try {
+        show(cfg, await requester.request(type, arg), performance.now() - t0);
+      } catch (e) {
+        if (!(e instanceof ServiceError)) throw e;
+        failures++;
+        err(`error: ${e.message}`);
+      }
+    }
+    prompt();
+  }
+  return failures > 0 ? 3 : 0;
+}

@@ -1,0 +1,135 @@
+/**
+ * `osps dispatcher`: accepts clients on TCP, picks a free worker from the
+ * shared-memory table, writes a one-time ticket into that worker's slot, rings
+ * its doorbell, and answers the client with the worker's port and ticket. When
+ * every worker is busy, clients wait in a bounded FIFO queue.
+ * @module
+ */
+import type { DispatcherConfig } from "../mod/config.ts";
+import { instancePaths } from "../mod/config.ts";
+import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/child.ts";
+import { ProtocolError } from "../mod/errors.ts";
+import { LineConn } from "../mod/line_conn.ts";
+import { LocalWorkerLink } from "../mod/local_link.ts";
+import { logger, setupLogging } from "../mod/log.ts";
+import {
+  formatAssign,
+  formatReply,
+  greeting,
+  parseDispatcherCommand,
+  Status,
+  VERSION_TOKEN,
+} from "../mod/protocol.ts";
+import { lookupService } from "../mod/services.ts";
+import { Segment } from "../mod/shm.ts";
+import { WorkerPool } from "../mod/worker_pool.ts";
+
+/** Runs the dispatcher until told to stop. Returns the exit code. */
+export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
+  setupLogging("dispatcher", cfg);
+  const log = logger();
+  bindToParent(cfg.parentPid);
+  const segment = Segment.open(cfg.shm, cfg.instance);
+  const slot = segment.slot(0);
+  const paths = instancePaths(cfg.runDir);
+  const links = Array.from(
+    { length: cfg.workers },
+    (_, i) => new LocalWorkerLink(segment, paths, i + 1, cfg.host),
+  );
+  const pool = new WorkerPool(links, cfg);
+  const conns = new ConnectionSet();
+
+  let draining = false;
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
+  const drain = () => {
+    if (draining) return;
+    draining = true;
+    listener.close();
+    pool.drain();
+    log.info("draining: no new clients");
+  };
+  const control = answerWatchdog(slot, {
+    onDrain: drain,
+    onStop: () => {
+      drain();
+      stop();
+    },
+  });
+  const listener = listenOrFail(cfg.host, cfg.port, "dispatcher");
+
+  async function serve(tcp: Deno.TcpConn): Promise<void> {
+    const conn = new LineConn(tcp, { maxLineBytes: cfg.maxLineBytes });
+    const clientAddr = conn.peer;
+    try {
+      await conn.writeLine(greeting("dispatcher"));
+      let timeout = cfg.handshakeTimeoutMs;
+      for (;;) {
+        const line = await conn.readLine(timeout);
+        timeout = cfg.idleTimeoutMs;
+        if (line === null) return;
+        let cmd;
+        try {
+          cmd = parseDispatcherCommand(line);
+        } catch (err) {
+          if (!(err instanceof ProtocolError)) throw err;
+          await conn.writeLine(formatReply(err.status || Status.BAD_REQUEST, err.message));
+          continue; // a bad line costs the client nothing else
+        }
+        if (cmd.verb === "QUIT") {
+          await conn.writeLine(formatReply(Status.BYE, "bye"));
+          return;
+        }
+        if (cmd.verb === "HELLO") {
+          const ok = cmd.version === VERSION_TOKEN;
+          await conn.writeLine(
+            ok ? formatReply(Status.OK, VERSION_TOKEN) : formatReply(
+              Status.BAD_VERSION,
+              `${cmd.version} not supported; this server speaks ${VERSION_TOKEN}`,
+            ),
+          );
+          if (!ok) return;
+          continue;
+        }
+        try {
+          lookupService(cmd.type);
+        } catch (err) {
+          await conn.writeLine(formatReply(Status.UNKNOWN_TYPE, (err as Error).message));
+          continue;
+        }
+        const result = await pool.acquire(
+          cmd.type,
+          clientAddr,
+          (position) => conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`)),
+        );
+        if ("refused" in result) {
+          await conn.writeLine(formatReply(result.status, result.refused));
+          continue;
+        }
+        slot.add("served", 1);
+        await conn.writeLine(formatAssign(result));
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError && err.status) {
+        await conn.writeLine(formatReply(err.status, err.message));
+      } else throw err;
+    } finally {
+      conn.close();
+    }
+  }
+
+  pool.start();
+  control.ready(`dispatcher port ${cfg.port}`);
+  log.info("dispatcher serving on {host}:{port} for {n} workers", {
+    host: cfg.host,
+    port: cfg.port,
+    n: cfg.workers,
+  });
+  const accepting = acceptLoop(listener, conns, serve);
+  await stopped;
+  await accepting;
+  await conns.idle(cfg.graceMs);
+  pool.close();
+  segment.close();
+  log.info("dispatcher stopped");
+  return 0;
+}
