@@ -37,6 +37,9 @@ const SYMBOLS = {
   kill: { parameters: ["i32", "i32"], result: "i32" },
   getuid: { parameters: [], result: "u32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
@@ -254,4 +257,23 @@ export function readSmallFile(path: string, max = 64 * 1024): Uint8Array | null 
   } finally {
     close(fd);
   }
+}
+
+/** Names in a directory (readdir(3)), "." and ".." excluded; null when it cannot be opened. Used for /proc. */
+export function listDir(path: string): string[] | null {
+  const dir = libc().symbols.opendir(cstr(path));
+  if (dir === null) return null;
+  const names: string[] = [];
+  try {
+    for (;;) {
+      const ent = libc().symbols.readdir(dir);
+      if (ent === null) break;
+      // struct dirent (glibc, 64-bit): d_ino 8, d_off 8, d_reclen 2, d_type 1, then d_name.
+      const name = new Deno.UnsafePointerView(ent).getCString(19);
+      if (name !== "." && name !== "..") names.push(name);
+    }
+  } finally {
+    libc().symbols.closedir(dir);
+  }
+  return names;
 }

@@ -49,9 +49,9 @@ export function signalIfSame(pid: number, startTime: number, sig: number): boole
 /** Command lines of every process, keyed by pid (unreadable ones skipped). */
 export function processTable(): Map<number, { stat: ProcStat; cmdline: string[] }> {
   const out = new Map<number, { stat: ProcStat; cmdline: string[] }>();
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const pid = Number(e.name);
+  for (const name of libc.listDir("/proc") ?? []) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
     const stat = procStat(pid);
     if (!stat) continue;
     const raw = libc.readSmallFile(`/proc/${pid}/cmdline`);

@@ -137,6 +137,14 @@ export class WorkerPool {
     }
   }
 
+  /** Resolves once every worker can take work (or after `timeoutMs`: a worker may be down). */
+  async linked(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !this.#links.every((l) => l.available())) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
   /** Stops assigning: queued clients are told the server is stopping. */
   drain(): void {
     this.#draining = true;

@@ -118,13 +118,15 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
   }
 
   pool.start();
+  const accepting = acceptLoop(listener, conns, serve);
+  // Clients arriving before the FIFOs are connected just queue; "ready" waits for the links.
+  await pool.linked(2_000);
   control.ready(`dispatcher port ${cfg.port}`);
   log.info("dispatcher serving on {host}:{port} for {n} workers", {
     host: cfg.host,
     port: cfg.port,
     n: cfg.workers,
   });
-  const accepting = acceptLoop(listener, conns, serve);
   await stopped;
   await accepting;
   await conns.idle(cfg.graceMs);

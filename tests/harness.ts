@@ -1,0 +1,270 @@
+/**
+ * Test harness for multi-process tests: starts a real watchdog (deno run mode,
+ * scoped permissions) on free loopback ports in a fresh run dir, runs osps
+ * subcommands, and checks that nothing is left behind.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { instancePaths } from "../mod/config.ts";
+import { processTable } from "../mod/proc.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
+
+/** `deno run` flags the tests use for osps subcommands (same scope as the `osps` task). */
+export const RUN_FLAGS = [
+  "run",
+  "--no-prompt",
+  `--config=${CONFIG}`,
+  "--allow-net=127.0.0.1,localhost",
+  "--allow-ffi",
+  "--allow-read=/tmp",
+  "--allow-write=/tmp",
+  `--allow-run=${Deno.execPath()}`,
+];
+
+/** Output of a finished osps command. */
+export interface Output {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `osps <args>` to completion. */
+export async function osps(args: string[], options: { stdin?: string } = {}): Promise<Output> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, MAIN, ...args],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  });
+  if (options.stdin === undefined) {
+    const o = await cmd.output();
+    return { code: o.code, stdout: dec(o.stdout), stderr: dec(o.stderr) };
+  }
+  const child = cmd.spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(options.stdin));
+  await w.close();
+  const o = await child.output();
+  return { code: o.code, stdout: dec(o.stdout), stderr: dec(o.stderr) };
+}
+
+function dec(b: Uint8Array): string {
+  return new TextDecoder().decode(b);
+}
+
+/** A block of `n` consecutive free loopback ports; returns the first. */
+export function freePorts(n: number): number {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const held: Deno.Listener[] = [];
+    try {
+      for (let i = 0; i < n; i++) held.push(Deno.listen({ hostname: "127.0.0.1", port: base + i }));
+      return base;
+    } catch {
+      // taken; try another block
+    } finally {
+      for (const l of held) l.close();
+    }
+  }
+  throw new Error("no free port block");
+}
+
+/** A running instance started by {@link startInstance}. */
+export interface Instance {
+  readonly port: number;
+  readonly workers: number;
+  readonly runDir: string;
+  readonly pid: number;
+  readonly process: Deno.ChildProcess;
+  /** stderr collected so far (all roles log there). */
+  logs(): string;
+  /** `osps client --port <port> …`. */
+  client(args: string[], options?: { stdin?: string }): Promise<Output>;
+  /** `osps status --json`, parsed. */
+  status(): Promise<StatusJson>;
+  /** `osps stop`, then waits for the watchdog's exit code. */
+  stop(): Promise<number>;
+  /** Waits for the watchdog to exit on its own; returns its code. */
+  exited(): Promise<number>;
+}
+
+/** Shape of `osps status --json` the tests rely on. */
+export interface StatusJson {
+  watchdog: { pid: number; state: string };
+  dispatcher: ChildJson;
+  workers: ChildJson[];
+}
+/** One child in {@link StatusJson}. */
+export interface ChildJson {
+  id: number;
+  pid: number;
+  port: number;
+  state: string;
+  work: string;
+  restarts: number;
+  served: number;
+  heartbeat_age_ms: number | null;
+  last_exit: string;
+}
+
+/** Options of {@link startInstance}. */
+export interface StartOptions {
+  workers?: number;
+  flags?: string[];
+  /** Expect the watchdog to fail instead of printing ready. */
+  expectFailure?: boolean;
+  runDir?: string;
+  port?: number;
+}
+
+/** Starts `osps watchdog` and waits for its `ready` line. */
+export async function startInstance(options: StartOptions = {}): Promise<Instance> {
+  const workers = options.workers ?? 3;
+  const port = options.port ?? freePorts(workers + 1);
+  const runDir = options.runDir ?? `${Deno.makeTempDirSync({ prefix: "osps-test-" })}/run`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...RUN_FLAGS,
+      MAIN,
+      "watchdog",
+      `--port=${port}`,
+      `--workers=${workers}`,
+      `--run-dir=${runDir}`,
+      "--log-level=info",
+      ...(options.flags ?? []),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const stderrDone = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) stderr += chunk;
+  })();
+  const status = child.status;
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const readyTimeout = 30_000;
+  const deadline = Date.now() + readyTimeout;
+  while (!buffered.includes("\n")) {
+    const r = await Promise.race([
+      lines.read(),
+      new Promise<"timeout">((res) => setTimeout(() => res("timeout"), Math.max(0, deadline - Date.now()))),
+    ]);
+    if (r === "timeout" || r.done) {
+      await lines.cancel();
+      if (r === "timeout") child.kill("SIGKILL");
+      const code = (await status).code;
+      await stderrDone;
+      if (options.expectFailure) {
+        return failedInstance(code, stderr, runDir, port, workers, child);
+      }
+      throw new Error(`watchdog did not get ready (exit ${code}):\n${stderr}`);
+    }
+    buffered += r.value;
+  }
+  assert.match(buffered, /^ready /, `first stdout line should start with "ready": ${buffered}`);
+  // Keep draining stdout so the watchdog never blocks on it.
+  const stdoutDone = (async () => {
+    while (!(await lines.read()).done) { /* discard */ }
+  })();
+  const finished = status.then(async (s) => {
+    await stdoutDone;
+    await stderrDone;
+    return s.code;
+  });
+  return {
+    port,
+    workers,
+    runDir,
+    pid: child.pid,
+    process: child,
+    logs: () => stderr,
+    client: (args, o) => osps(["client", `--port=${port}`, ...args], o),
+    status: async () => {
+      const o = await osps(["status", `--run-dir=${runDir}`, "--json"]);
+      assert.equal(o.code, 0, `status failed: ${o.stderr}`);
+      return JSON.parse(o.stdout) as StatusJson;
+    },
+    stop: async () => {
+      const o = await osps(["stop", `--run-dir=${runDir}`]);
+      assert.equal(o.code, 0, `stop failed: ${o.stderr}`);
+      return await finished;
+    },
+    exited: () => finished,
+  };
+}
+
+function failedInstance(
+  code: number,
+  stderr: string,
+  runDir: string,
+  port: number,
+  workers: number,
+  child: Deno.ChildProcess,
+): Instance {
+  const done = Promise.resolve(code);
+  const fail = () => Promise.reject(new Error("instance is not running"));
+  return {
+    port,
+    workers,
+    runDir,
+    pid: child.pid,
+    process: child,
+    logs: () => stderr,
+    client: fail,
+    status: fail,
+    stop: () => done,
+    exited: () => done,
+  };
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(
+  what: string,
+  check: () => T | null | undefined | false | Promise<T | null | undefined | false>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Processes whose command line mentions `runDir` (the roles of that instance). */
+export function rolesOf(runDir: string): number[] {
+  return [...processTable().values()]
+    .filter((p) => p.cmdline.some((a) => a.includes(runDir)) && p.stat.state !== "Z")
+    .map((p) => p.stat.pid);
+}
+
+/** Zombie children of `ppid`. */
+export function zombiesOf(ppid: number): number[] {
+  return [...processTable().values()].filter((p) => p.stat.ppid === ppid && p.stat.state === "Z").map((p) =>
+    p.stat.pid
+  );
+}
+
+/** Asserts that an instance left no process, FIFO, run dir or shm segment. */
+export async function assertNothingLeft(inst: Pick<Instance, "runDir" | "pid">): Promise<void> {
+  await waitFor("every role process to be gone", () => rolesOf(inst.runDir).length === 0, 5_000);
+  assert.deepEqual(zombiesOf(inst.pid), [], "zombies of the watchdog");
+  assert.equal(exists(inst.runDir), false, `run dir ${inst.runDir} should be removed`);
+  const shm = instancePaths(inst.runDir).shm;
+  assert.equal(exists(`/dev/shm${shm}`), false, `shm segment ${shm} should be unlinked`);
+}
+
+/** True when `path` exists (without following a final symlink). */
+export function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
