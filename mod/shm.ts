@@ -10,7 +10,7 @@
  * @module
  */
 import * as libc from "./libc.ts";
-import { OspsError } from "./errors.ts";
+import { OspsError, SysError } from "./errors.ts";
 
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
@@ -335,6 +335,27 @@ export class Segment {
         throw new ShmError(`"${name}" belongs to another instance`);
       }
       return seg;
+    } finally {
+      libc.close(fd);
+    }
+  }
+
+  /** True when a segment of that name exists (checked with shm_open: Deno guards /dev paths). */
+  static exists(name: string): boolean {
+    try {
+      libc.close(libc.shmOpen(name, libc.O.RDONLY, 0));
+      return true;
+    } catch (err) {
+      if (err instanceof SysError && err.errno === libc.E.ENOENT) return false;
+      throw err;
+    }
+  }
+
+  /** Mode bits and owner of a segment (fstat on a read-only descriptor). */
+  static stat(name: string): { mode: number; uid: number } {
+    const fd = libc.shmOpen(name, libc.O.RDONLY, 0);
+    try {
+      return libc.fstat(fd);
     } finally {
       libc.close(fd);
     }

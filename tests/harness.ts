@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { instancePaths } from "../mod/config.ts";
 import { processTable } from "../mod/proc.ts";
+import { Segment } from "../mod/shm.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -256,7 +257,7 @@ export async function assertNothingLeft(inst: Pick<Instance, "runDir" | "pid">):
   assert.deepEqual(zombiesOf(inst.pid), [], "zombies of the watchdog");
   assert.equal(exists(inst.runDir), false, `run dir ${inst.runDir} should be removed`);
   const shm = instancePaths(inst.runDir).shm;
-  assert.equal(exists(`/dev/shm${shm}`), false, `shm segment ${shm} should be unlinked`);
+  assert.equal(Segment.exists(shm), false, `shm segment ${shm} should be unlinked`);
 }
 
 /** True when `path` exists (without following a final symlink). */

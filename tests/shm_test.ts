@@ -1,0 +1,116 @@
+/** Shared-memory segment: layout, creation, atomics, refusal of foreign segments. */
+import assert from "node:assert/strict";
+import {
+  HEADER_FIELDS,
+  HEADER_SIZE,
+  layoutMarkdown,
+  Segment,
+  segmentSize,
+  SHM_MAGIC,
+  ShmError,
+  SLOT_FIELDS,
+  SLOT_SIZE,
+  WorkState,
+} from "../mod/shm.ts";
+import * as libc from "../mod/libc.ts";
+
+function uniqueName(): string {
+  return `/osps-test-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+Deno.test("layout fields never overlap and fit in their header or slot", () => {
+  for (const [fields, limit] of [[HEADER_FIELDS, HEADER_SIZE], [SLOT_FIELDS, SLOT_SIZE]] as const) {
+    let end = 0;
+    for (const f of fields) {
+      const size = f.type === "i32" ? 4 : f.type === "i64" ? 8 : Number(f.type.slice(5));
+      const align = f.type === "i64" ? 8 : 4;
+      const start = Math.ceil(end / align) * align;
+      assert.ok(start >= end);
+      end = start + size;
+    }
+    assert.ok(end <= limit, `fields end at ${end}, limit ${limit}`);
+  }
+});
+
+Deno.test("docs/SHM_LAYOUT.md is the layout table generated from the code", () => {
+  const doc = Deno.readTextFileSync(new URL("../docs/SHM_LAYOUT.md", import.meta.url));
+  assert.ok(doc.includes(layoutMarkdown()), "regenerate with: deno task layout");
+});
+
+Deno.test("Segment.create makes a 0600 segment readers can open; unlink removes it", () => {
+  const name = uniqueName();
+  const seg = Segment.create(name, 4, 1234, 2222);
+  try {
+    assert.equal(seg.byteLength, segmentSize(4));
+    assert.equal(Segment.stat(name).mode & 0o777, 0o600);
+    assert.equal(Segment.stat(name).uid, libc.getuid());
+    const other = Segment.open(name, 1234);
+    assert.equal(other.header("magic"), SHM_MAGIC);
+    assert.equal(other.header("slot_count"), 4);
+    assert.equal(other.header("base_port"), 2222);
+    // A write through one mapping is seen through the other: it is the same memory.
+    seg.slot(2).store("port", 4242);
+    seg.slot(2).setText("request_type", "echo");
+    seg.slot(3).store("ticket_expires_ms", 1_700_000_000_123);
+    assert.equal(other.slot(2).load("port"), 4242);
+    assert.equal(other.slot(2).text("request_type"), "echo");
+    assert.equal(other.slot(3).load("ticket_expires_ms"), 1_700_000_000_123);
+    other.close();
+  } finally {
+    seg.close();
+    assert.equal(Segment.unlink(name), true);
+  }
+  assert.equal(Segment.exists(name), false);
+  assert.equal(Segment.unlink(name), false);
+});
+
+Deno.test("work state moves by compare-and-swap: only one of two racers wins", () => {
+  const name = uniqueName();
+  const a = Segment.create(name, 2, 1);
+  const b = Segment.open(name);
+  try {
+    a.slot(1).store("work", WorkState.ASSIGNED);
+    // Worker claims (assigned → busy) and dispatcher expires (assigned → idle) race.
+    const claimed = b.slot(1).cas("work", WorkState.ASSIGNED, WorkState.BUSY);
+    const expired = a.slot(1).cas("work", WorkState.ASSIGNED, WorkState.IDLE);
+    assert.deepEqual([claimed, expired], [true, false]);
+    assert.equal(a.slot(1).load("work"), WorkState.BUSY);
+    assert.equal(b.slot(1).add("served", 1), 1);
+  } finally {
+    a.close();
+    b.close();
+    Segment.unlink(name);
+  }
+});
+
+Deno.test("Segment.open refuses a missing segment, another instance, and a segment that is not osps", () => {
+  const name = uniqueName();
+  assert.throws(() => Segment.open(name), ShmError);
+  const seg = Segment.create(name, 2, 77);
+  try {
+    assert.throws(() => Segment.open(name, 78), /belongs to another instance/);
+  } finally {
+    seg.close();
+    Segment.unlink(name);
+  }
+  // A foreign segment of the right size with garbage in it.
+  const fd = libc.shmOpen(name, libc.O.RDWR | libc.O.CREAT | libc.O.EXCL, 0o600);
+  libc.ftruncate(fd, 4096);
+  libc.close(fd);
+  try {
+    assert.throws(() => Segment.open(name), /not an osps segment/);
+  } finally {
+    Segment.unlink(name);
+  }
+});
+
+Deno.test("Segment.create refuses to reuse an existing name (O_EXCL)", () => {
+  const name = uniqueName();
+  const seg = Segment.create(name, 2, 1);
+  try {
+    assert.throws(() => Segment.create(name, 2, 2), /EEXIST/);
+  } finally {
+    seg.close();
+    Segment.unlink(name);
+  }
+});
