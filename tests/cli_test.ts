@@ -15,7 +15,10 @@ Deno.test("watchdog defaults: 2 workers, 127.0.0.1, port 2222", () => {
 });
 
 Deno.test("bad flags are usage errors with the value quoted", () => {
-  assert.throws(() => parseCommandLine(["watchdog", "--workers=0"]), /--workers must be between 1 and 64, got 0/);
+  assert.throws(
+    () => parseCommandLine(["watchdog", "--workers=0"]),
+    /--workers must be between 1 and 64, got 0/,
+  );
   assert.throws(() => parseCommandLine(["watchdog", "--port=abc"]), /--port takes a whole number, got "abc"/);
   assert.throws(() => parseCommandLine(["watchdog", "--log-format=xml"]), /must be one of text, json/);
   assert.throws(() => parseCommandLine(["watchdog", "--bogus"]), UsageError);
@@ -48,14 +51,19 @@ Deno.test("help lists every command, and each command's help lists every flag", 
   for (const name of Object.keys(COMMANDS)) {
     assert.ok(top.includes(`  ${name} `), name);
     const own = helpText(name);
-    for (const flag of Object.keys(COMMANDS[name]!.flags)) assert.ok(own.includes(`--${flag}`), `${name} --${flag}`);
+    for (const flag of Object.keys(COMMANDS[name]!.flags)) {
+      assert.ok(own.includes(`--${flag}`), `${name} --${flag}`);
+    }
   }
   assert.equal(parseCommandLine(["help", "client"]).help, true);
   assert.equal(parseCommandLine(["client", "--help"]).help, true);
 });
 
 Deno.test("deno.json tasks never grant -A / --allow-all", () => {
-  const tasks = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks as Record<string, string>;
+  const tasks = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks as Record<
+    string,
+    string
+  >;
   for (const [name, cmd] of Object.entries(tasks)) {
     assert.doesNotMatch(cmd, /(^|\s)(-A|--allow-all)(\s|$)/, name);
   }

@@ -16,7 +16,10 @@ Deno.test("ensureRunDir creates 0700, tightens a loose mode, refuses a symlink",
     ensureRunDir(`${base}/run`);
     assert.equal((Deno.statSync(`${base}/run`).mode ?? 0) & 0o777, 0o700);
     // Deno.symlinkSync needs unscoped read/write permissions; ln does not.
-    assert.equal((await new Deno.Command("ln", { args: ["-s", `${base}/run`, `${base}/link`] }).output()).code, 0);
+    assert.equal(
+      (await new Deno.Command("ln", { args: ["-s", `${base}/run`, `${base}/link`] }).output()).code,
+      0,
+    );
     assert.throws(() => ensureRunDir(`${base}/link`), /is a symbolic link/);
     Deno.writeTextFileSync(`${base}/file`, "");
     assert.throws(() => ensureRunDir(`${base}/file`), /not a directory/);
