@@ -209,3 +209,23 @@ Deno.test("--exit-after N stops the instance cleanly after N requests", async ()
   assert.equal(await inst.exited(), 0);
   await assertNothingLeft(inst);
 });
+
+Deno.test("--log-format json: every role logs one JSON object per line with its role and pid", async () => {
+  const inst = await startInstance({ workers: 2, flags: ["--log-format=json"] });
+  try {
+    assert.equal((await inst.client(["echo", "x"])).code, 0);
+  } finally {
+    await inst.stop();
+  }
+  const lines = inst.logs().trim().split("\n");
+  const roles = new Set<string>();
+  for (const line of lines) {
+    const rec = JSON.parse(line);
+    assert.equal(typeof rec.pid, "number");
+    assert.equal(typeof rec.msg, "string");
+    assert.match(rec.level, /^(trace|debug|info|warning|error|fatal)$/);
+    roles.add(rec.role);
+  }
+  assert.deepEqual([...roles].sort(), ["dispatcher", "watchdog", "worker 1", "worker 2"]);
+  await assertNothingLeft(inst);
+});

@@ -160,6 +160,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
       const code = (await status).code;
       await stderrDone;
       if (options.expectFailure) {
+        removeTempParent(runDir, options.runDir);
         return failedInstance(code, stderr, runDir, port, workers, child);
       }
       throw new Error(`watchdog did not get ready (exit ${code}):\n${stderr}`);
@@ -174,6 +175,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
   const finished = status.then(async (s) => {
     await stdoutDone;
     await stderrDone;
+    removeTempParent(runDir, options.runDir);
     return s.code;
   });
   return {
@@ -196,6 +198,14 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
     },
     exited: () => finished,
   };
+}
+
+/** Removes the temp dir the harness made around a run dir (only when it is empty: the watchdog cleaned up). */
+function removeTempParent(runDir: string, given: string | undefined): void {
+  if (given !== undefined) return;
+  try {
+    Deno.removeSync(runDir.slice(0, runDir.lastIndexOf("/")));
+  } catch { /* not empty: something was left, and assertNothingLeft will say so */ }
 }
 
 function failedInstance(
