@@ -71,6 +71,34 @@ const LIMITS: Record<string, FlagSpec> = {
     doc: "time a new connection has to send its first line",
   },
   "idle-timeout-ms": { type: "int", default: 60_000, min: 10, doc: "time a connection may stay silent" },
+  "max-conns": {
+    type: "int",
+    default: 1024,
+    min: 1,
+    max: 1_000_000,
+    doc: "connections open at once (429 beyond)",
+  },
+  "max-conns-per-addr": {
+    type: "int",
+    default: 128,
+    min: 1,
+    max: 1_000_000,
+    doc: "connections open at once from one client address (429 beyond)",
+  },
+  "rate-per-addr": {
+    type: "int",
+    default: 2000,
+    min: 0,
+    doc: "connections + request lines per second from one address (0 = unlimited; 429 beyond)",
+  },
+  "rate-burst": { type: "int", default: 4000, min: 1, doc: "how many of those may come at once" },
+  "bad-ticket-limit": {
+    type: "int",
+    default: 20,
+    min: 1,
+    doc: "bad tickets one address may present per window before it gets 429",
+  },
+  "bad-ticket-window-ms": { type: "int", default: 60_000, min: 10, doc: "window of --bad-ticket-limit" },
 };
 const POOL: Record<string, FlagSpec> = {
   "queue-size": {
@@ -89,6 +117,39 @@ const POOL: Record<string, FlagSpec> = {
     doc: "time a client has to present its ticket",
   },
   "grace-ms": { type: "int", default: 5_000, min: 0, doc: "time in-flight sessions get to finish on stop" },
+};
+const MAX_REQUESTS: FlagSpec = {
+  type: "int",
+  default: 0,
+  min: 0,
+  doc: "recycle a worker after N requests, plus up to 10% random jitter (0 = never)",
+};
+const PROBE: Record<string, FlagSpec> = {
+  "probe-ms": {
+    type: "int",
+    default: 1_000,
+    min: 0,
+    max: 600_000,
+    doc: "end-to-end probe of each idle worker's FIFO pair every MS (0 = off)",
+  },
+};
+const SUPERVISION: Record<string, FlagSpec> = {
+  "max-requests": MAX_REQUESTS,
+  ...PROBE,
+  "restart-budget": { type: "int", default: 5, min: 1, doc: "restarts one child may have within the window" },
+  "pool-restart-budget": {
+    type: "int",
+    default: 0,
+    min: 0,
+    doc: "restarts all workers together may have within the window (0 = 3 per worker)",
+  },
+  "restart-window-ms": { type: "int", default: 30_000, min: 100, doc: "window of the restart budgets" },
+  "failed-retry-ms": {
+    type: "int",
+    default: 30_000,
+    min: 100,
+    doc: "a child failed over its budget or unable to boot is tried again after this long",
+  },
 };
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,
@@ -119,6 +180,12 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         min: 10,
         doc: "longest a single request may run",
       },
+      "request-timeout-for": {
+        type: "string",
+        default: "",
+        doc: "deadlines of particular request types, overriding --request-timeout-ms: TYPE:MS[,TYPE:MS…]",
+      },
+      ...SUPERVISION,
       "exit-after": {
         type: "int",
         default: 0,
@@ -139,6 +206,13 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       port: PORT,
       workers: { type: "int", default: 2, min: 1, max: 64, doc: "number of worker slots" },
       ...INSTANCE,
+      ...PROBE,
+      "probe-timeout-ms": {
+        type: "int",
+        default: 3_000,
+        min: 10,
+        doc: "a probe unanswered this long marks the worker's pipes wedged",
+      },
       ...POOL,
       ...LIMITS,
       ...LOG,
@@ -153,6 +227,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       host: HOST,
       port: { type: "int", default: 2223, min: 1, max: 65535, doc: "TCP port for clients" },
       ...INSTANCE,
+      "max-requests": { ...MAX_REQUESTS, doc: "retire (drain and exit 0) after N requests (0 = never)" },
       ...LIMITS,
       ...LOG,
     },
@@ -196,7 +271,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   },
   bench: {
     summary: "load-generate against a running instance and report latency",
-    usage: "osps bench [flags] [TYPE [ARG…]]",
+    usage: "osps bench [flags] [TYPE [ARG…]]   (default: echo bench)",
     positionals: true,
     flags: {
       host: HOST,
@@ -204,6 +279,11 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       clients: { type: "int", default: 8, min: 1, max: 4096, short: "c", doc: "concurrent clients" },
       duration: { type: "int", default: 5, min: 1, max: 86_400, doc: "seconds to run (unless --requests)" },
       requests: { type: "int", default: 0, min: 0, doc: "total requests to send (0 = use --duration)" },
+      session: {
+        type: "boolean",
+        default: false,
+        doc: "each client reuses one dispatcher connection (like client --repeat); default: one per request",
+      },
       json: { type: "boolean", default: false, doc: "print the report as JSON" },
     },
   },

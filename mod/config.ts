@@ -6,6 +6,8 @@
 import type { FlagValues } from "./cli.ts";
 import { UsageError } from "./errors.ts";
 import { getuid } from "./libc.ts";
+import type { AdmissionLimits } from "./limits.ts";
+import { serviceNames, SERVICES } from "./services.ts";
 
 /** Log settings shared by every role. */
 export interface LogConfig {
@@ -14,7 +16,7 @@ export interface LogConfig {
 }
 
 /** Protocol limits a server enforces. */
-export interface LimitsConfig {
+export interface LimitsConfig extends AdmissionLimits {
   readonly maxLineBytes: number;
   readonly handshakeTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -37,7 +39,18 @@ export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig {
   readonly heartbeatMs: number;
   readonly hangTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Per request type deadlines (`--request-timeout-for`), overriding `requestTimeoutMs`. */
+  readonly requestTimeoutFor: Readonly<Record<string, number>>;
   readonly exitAfter: number;
+  /** Recycle a worker after this many requests (0 = never); each spawn adds up to 10% jitter. */
+  readonly maxRequests: number;
+  /** Interval of the dispatcher's FIFO probes (0 = off). */
+  readonly probeMs: number;
+  readonly restartBudget: number;
+  /** Restarts of all workers together within the window. */
+  readonly poolRestartBudget: number;
+  readonly restartWindowMs: number;
+  readonly failedRetryMs: number;
 }
 
 /** What a child needs to find its instance. */
@@ -54,11 +67,15 @@ export interface ChildInstanceConfig extends LogConfig, LimitsConfig {
 /** `osps dispatcher`. */
 export interface DispatcherConfig extends ChildInstanceConfig, PoolConfig {
   readonly workers: number;
+  readonly probeMs: number;
+  readonly probeTimeoutMs: number;
 }
 
 /** `osps worker`. */
 export interface WorkerConfig extends ChildInstanceConfig {
   readonly id: number;
+  /** Retire after this many requests (0 = never). */
+  readonly maxRequests: number;
 }
 
 /** `osps client`. */
@@ -83,6 +100,12 @@ function limitsConfig(v: FlagValues): LimitsConfig {
     maxLineBytes: num(v, "max-line-bytes"),
     handshakeTimeoutMs: num(v, "handshake-timeout-ms"),
     idleTimeoutMs: num(v, "idle-timeout-ms"),
+    maxConns: num(v, "max-conns"),
+    maxConnsPerAddr: num(v, "max-conns-per-addr"),
+    ratePerSec: num(v, "rate-per-addr"),
+    rateBurst: num(v, "rate-burst"),
+    badTicketLimit: num(v, "bad-ticket-limit"),
+    badTicketWindowMs: num(v, "bad-ticket-window-ms"),
   };
 }
 
@@ -119,6 +142,39 @@ export function resolveRunDir(v: FlagValues): string {
   return dir;
 }
 
+/** The limit flags' names and values, as passed on to children and shown by `status`. */
+export function limitFlags(c: LimitsConfig): Record<string, number> {
+  return {
+    "max-line-bytes": c.maxLineBytes,
+    "handshake-timeout-ms": c.handshakeTimeoutMs,
+    "idle-timeout-ms": c.idleTimeoutMs,
+    "max-conns": c.maxConns,
+    "max-conns-per-addr": c.maxConnsPerAddr,
+    "rate-per-addr": c.ratePerSec,
+    "rate-burst": c.rateBurst,
+    "bad-ticket-limit": c.badTicketLimit,
+    "bad-ticket-window-ms": c.badTicketWindowMs,
+  };
+}
+
+/** Parses `--request-timeout-for`: `TYPE:MS[,TYPE:MS…]`, e.g. `sleep:40000,fib:2000`. */
+export function parseTimeoutsFor(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const item of text.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
+    const m = /^([a-z][a-z0-9_-]{0,15}):(\d{1,9})$/.exec(item);
+    if (!m || Number(m[2]) < 10) {
+      throw new UsageError(`--request-timeout-for takes TYPE:MS[,TYPE:MS…] with MS ≥ 10, got "${item}"`);
+    }
+    if (!Object.hasOwn(SERVICES, m[1]!)) {
+      throw new UsageError(
+        `--request-timeout-for: unknown request type "${m[1]}"; known: ${serviceNames().join(", ")}`,
+      );
+    }
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
 /** Builds the watchdog's configuration. */
 export function watchdogConfig(v: FlagValues): WatchdogConfig {
   const c: WatchdogConfig = {
@@ -129,7 +185,14 @@ export function watchdogConfig(v: FlagValues): WatchdogConfig {
     heartbeatMs: num(v, "heartbeat-ms"),
     hangTimeoutMs: num(v, "hang-timeout-ms"),
     requestTimeoutMs: num(v, "request-timeout-ms"),
+    requestTimeoutFor: parseTimeoutsFor(str(v, "request-timeout-for")),
     exitAfter: num(v, "exit-after"),
+    maxRequests: num(v, "max-requests"),
+    probeMs: num(v, "probe-ms"),
+    restartBudget: num(v, "restart-budget"),
+    poolRestartBudget: num(v, "pool-restart-budget") || 3 * num(v, "workers"),
+    restartWindowMs: num(v, "restart-window-ms"),
+    failedRetryMs: num(v, "failed-retry-ms"),
     ...poolConfig(v),
     ...limitsConfig(v),
     ...logConfig(v),
@@ -164,12 +227,18 @@ function childConfig(v: FlagValues): ChildInstanceConfig {
 
 /** Builds a dispatcher's configuration. */
 export function dispatcherConfig(v: FlagValues): DispatcherConfig {
-  return { ...childConfig(v), ...poolConfig(v), workers: num(v, "workers") };
+  return {
+    ...childConfig(v),
+    ...poolConfig(v),
+    workers: num(v, "workers"),
+    probeMs: num(v, "probe-ms"),
+    probeTimeoutMs: num(v, "probe-timeout-ms"),
+  };
 }
 
 /** Builds a worker's configuration. */
 export function workerConfig(v: FlagValues): WorkerConfig {
-  return { ...childConfig(v), id: num(v, "id") };
+  return { ...childConfig(v), id: num(v, "id"), maxRequests: num(v, "max-requests") };
 }
 
 /** Builds the client's configuration. */

@@ -9,6 +9,7 @@
  * | watchdog → child | `ping <n>` | "are you alive?" |
  * | child → watchdog | `pong <n>` | answered from the child's main loop |
  * | child → watchdog | `ready <detail>` | listening and serving |
+ * | child → watchdog | `retiring <detail>` | drains and exits 0 on its own (`--max-requests`) |
  * | watchdog → child | `drain` | stop taking new work, finish what you have |
  * | watchdog → child | `stop` | finish and exit 0 |
  *
@@ -52,6 +53,11 @@ export class ChildControl {
   /** Tells the watchdog this child is serving. */
   ready(detail: string): void {
     this.#send(`ready ${detail}`);
+  }
+
+  /** Tells the watchdog this child is draining to exit 0 on its own (recycling): replace it, it did not fail. */
+  retiring(detail: string): void {
+    this.#send(`retiring ${detail}`);
   }
 
   #send(line: string): void {

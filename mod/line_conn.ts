@@ -43,9 +43,12 @@ export class LineConn {
   /**
    * Reads one line (LF removed, a CR before it removed). Returns null at EOF.
    * Throws {@link ProtocolError} 413 for an over-long line, 400 for invalid
-   * UTF-8 or a NUL byte, 408 when `timeoutMs` passes first.
+   * UTF-8 or a NUL byte, 408 when `timeoutMs` passes before the line is
+   * complete. The timeout covers the whole line, not each read: a peer that
+   * drips one byte at a time (slowloris) cannot stretch it.
    */
   async readLine(timeoutMs?: number): Promise<string | null> {
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     for (;;) {
       const nl = this.#buf.indexOf(0x0a);
       if (nl >= 0) {
@@ -59,7 +62,7 @@ export class LineConn {
       if (this.#buf.length > this.#max) {
         throw new ProtocolError(`line longer than ${this.#max} bytes`, Status.TOO_LONG);
       }
-      const chunk = await this.#read(timeoutMs);
+      const chunk = await this.#read(deadline, timeoutMs);
       if (chunk === null) {
         if (this.#buf.length === 0) return null;
         const rest = this.#buf;
@@ -82,19 +85,19 @@ export class LineConn {
     }
   }
 
-  async #read(timeoutMs?: number): Promise<Uint8Array | null> {
+  async #read(deadline: number | undefined, timeoutMs?: number): Promise<Uint8Array | null> {
     const chunk = new Uint8Array(16 * 1024);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const read = this.conn.read(chunk);
       // After a timeout the caller closes the conn and this read rejects; nobody awaits it then.
       read.catch(() => {});
-      const n = timeoutMs === undefined ? await read : await Promise.race([
+      const n = deadline === undefined ? await read : await Promise.race([
         read,
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () => reject(new ProtocolError(`no complete line within ${timeoutMs} ms`, Status.TIMEOUT)),
-            timeoutMs,
+            Math.max(0, deadline - Date.now()),
           );
         }),
       ]);

@@ -83,6 +83,7 @@ export class LocalWorkerLink implements WorkerLink {
   readonly #bell: Bell;
   #events: WorkerLinkEvents | undefined;
   #draining = false;
+  #wedged = false;
 
   constructor(segment: Segment, paths: InstancePaths, id: number, host: string) {
     this.id = id;
@@ -101,6 +102,8 @@ export class LocalWorkerLink implements WorkerLink {
     this.#reader.run({
       onConnect: () => this.#maybeReady(),
       onClose: () => {
+        this.#wedged = false; // that worker is gone; its successor gets a fresh start
+        this.#slot.store("link_wedged_ms", 0);
         this.#bell.writer.close();
         this.#bell.connect();
         events.onClosed(this.id);
@@ -123,7 +126,7 @@ export class LocalWorkerLink implements WorkerLink {
   }
 
   available(): boolean {
-    return !this.#draining && this.#reader.connected && this.#bell.writer.connected &&
+    return !this.#draining && !this.#wedged && this.#reader.connected && this.#bell.writer.connected &&
       this.#slot.load("pid") > 0 && this.#slot.load("work") === WorkState.IDLE;
   }
 
@@ -157,6 +160,11 @@ export class LocalWorkerLink implements WorkerLink {
     this.#draining = on;
   }
 
+  markWedged(): void {
+    this.#wedged = true;
+    this.#slot.store("link_wedged_ms", Date.now());
+  }
+
   close(): void {
     this.#reader.stop();
     this.#bell.close();
@@ -177,7 +185,15 @@ export class LocalDispatcherLink implements DispatcherLink {
 
   start(events: DispatcherLinkEvents): void {
     this.#reader.run({
-      onConnect: () => events.onConnected(),
+      onConnect: () => {
+        // A new dispatcher opened its ends. Our write end may still be open from
+        // its predecessor, so it has not heard our hello: say it again, and
+        // that we are free when we are.
+        if (this.#bell.ring(Doorbell.HELLO) && this.#slot.load("work") === WorkState.IDLE) {
+          this.#bell.ring(Doorbell.DONE);
+        }
+        events.onConnected();
+      },
       onClose: () => events.onDisconnected(),
       onByte: (b) => {
         if (b === Doorbell.ASSIGN) {
@@ -211,11 +227,12 @@ export class LocalDispatcherLink implements DispatcherLink {
     return null;
   }
 
-  done(): void {
+  done(retire = false): void {
     this.#slot.store("request_started_ms", 0);
     this.#slot.add("served", 1);
-    this.#slot.cas("work", WorkState.BUSY, WorkState.IDLE);
-    this.#bell.ring(Doorbell.DONE);
+    // One compare-and-swap: a retiring worker is never seen idle, so no ticket can slip in.
+    this.#slot.cas("work", WorkState.BUSY, retire ? WorkState.DRAINING : WorkState.IDLE);
+    if (!retire) this.#bell.ring(Doorbell.DONE);
   }
 
   close(): void {

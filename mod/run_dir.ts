@@ -23,6 +23,8 @@ export interface InstanceRecord {
   readonly port: number;
   readonly workers: number;
   readonly created: string;
+  /** Limit flags the roles enforce (shown by `osps status`). */
+  readonly limits?: Readonly<Record<string, number>>;
 }
 
 /** Checks (or creates) the run dir: a real directory, ours, mode 0700. */

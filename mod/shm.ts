@@ -95,6 +95,12 @@ export const SLOT_FIELDS = [
     writer: "dispatcher",
     doc: "client address the ticket was issued to",
   },
+  {
+    name: "link_wedged_ms",
+    type: "i64",
+    writer: "dispatcher",
+    doc: "when a probe through this worker's FIFO pair went unanswered, 0 when fine",
+  },
 ] as const satisfies readonly FieldSpec[];
 
 /** Name of a slot field. */

@@ -6,8 +6,10 @@
  * Liveness is proven from the child's main loop (see control.ts); a child that
  * stops answering for `hangTimeoutMs` is killed (SIGTERM, then SIGKILL) and
  * replaced. Restarts back off exponentially with jitter; a child over its
- * restart budget, or one that cannot boot (exit 100), is marked failed and
- * retried later instead of looping.
+ * restart budget (its own, or the pool's shared by every worker), or one that
+ * cannot boot (exit 100), is marked failed and retried later instead of
+ * looping. A worker that retires after `--max-requests` is replaced at once
+ * and does not count as a failure.
  * @module
  */
 import { EXIT_CANNOT_BOOT } from "./errors.ts";
@@ -23,6 +25,7 @@ export type Event =
   | "ready"
   | "hang"
   | "deadline"
+  | "wedged"
   | "exit"
   | "cannot_boot"
   | "over_budget"
@@ -34,7 +37,14 @@ export type Event =
 export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, State>>>> = {
   none: { spawn: "starting", stop: "stopped" },
   starting: { ready: "ready", hang: "hung", exit: "backoff", cannot_boot: "failed", stop: "stopping" },
-  ready: { hang: "hung", deadline: "hung", exit: "backoff", cannot_boot: "failed", stop: "stopping" },
+  ready: {
+    hang: "hung",
+    deadline: "hung",
+    wedged: "hung",
+    exit: "backoff",
+    cannot_boot: "failed",
+    stop: "stopping",
+  },
   hung: { exit: "backoff", stop: "stopping" },
   backoff: { restart: "starting", over_budget: "failed", stop: "stopped" },
   failed: { retry: "starting", stop: "stopped" },
@@ -48,13 +58,22 @@ export function transition(state: State, event: Event): State | null {
 }
 
 /** Encodings of `last_exit` in the slot. */
-export const ExitReason = { SIGNAL_BASE: 1000, HANG: 2000, DEADLINE: 2001, NONE: -1 } as const;
+export const ExitReason = {
+  SIGNAL_BASE: 1000,
+  HANG: 2000,
+  DEADLINE: 2001,
+  WEDGED: 2002,
+  RECYCLED: 2003,
+  NONE: -1,
+} as const;
 
 /** Human text for a `last_exit` value. */
 export function exitReasonText(code: number): string {
   if (code === ExitReason.NONE) return "-";
   if (code === ExitReason.HANG) return "killed: hung (no heartbeat)";
   if (code === ExitReason.DEADLINE) return "killed: request deadline";
+  if (code === ExitReason.WEDGED) return "killed: pipe wedged (probe unanswered)";
+  if (code === ExitReason.RECYCLED) return "recycled (max requests)";
   if (code === EXIT_CANNOT_BOOT) return "cannot boot (exit 100)";
   if (code >= ExitReason.SIGNAL_BASE) return `signal ${code - ExitReason.SIGNAL_BASE}`;
   return `exit ${code}`;
@@ -76,7 +95,7 @@ export interface RestartPolicy {
   readonly killGraceMs: number;
 }
 
-/** Defaults: 0 ms, then 50 ms doubling to 5 s, reset after 10 s; 5 restarts in 30 s. */
+/** Defaults: 0 ms, then 50 ms doubling to 5 s, reset after 10 s; 5 restarts in 30 s, retry failed after 30 s. */
 export const DEFAULT_POLICY: RestartPolicy = {
   backoffStartMs: 50,
   backoffCapMs: 5_000,
@@ -87,6 +106,38 @@ export const DEFAULT_POLICY: RestartPolicy = {
   killGraceMs: 200,
 };
 
+/**
+ * A sliding-window restart budget: at most `limit` restarts within `windowMs`.
+ * One per child, and one shared by all workers (the pool's), so that workers
+ * crashing in turn cannot add up to a storm that no single one of them shows.
+ */
+export class RestartBudget {
+  readonly limit: number;
+  readonly windowMs: number;
+  #times: number[] = [];
+
+  constructor(limit: number, windowMs: number) {
+    this.limit = limit;
+    this.windowMs = windowMs;
+  }
+
+  /** Restarts within the window as of `now`. */
+  used(now: number): number {
+    this.#times = this.#times.filter((t) => now - t < this.windowMs);
+    return this.#times.length;
+  }
+
+  /** True when one more restart at `now` stays within the budget. */
+  allows(now: number): boolean {
+    return this.used(now) < this.limit;
+  }
+
+  /** Records a restart at `now`. */
+  spend(now: number): void {
+    this.#times.push(now);
+  }
+}
+
 /** How to start one child. */
 export interface ChildSpec {
   /** "dispatcher" or "worker <i>". */
@@ -95,12 +146,16 @@ export interface ChildSpec {
   readonly isWorker: boolean;
   /** Program and arguments, computed fresh for every spawn. */
   command(): { program: string; args: string[] };
+  /** The pool's budget, shared by every worker (none for the dispatcher). */
+  readonly poolBudget?: RestartBudget;
 }
 
 /** Timing settings from the watchdog's configuration. */
 export interface Timing {
   readonly hangTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Deadlines for particular request types, overriding `requestTimeoutMs`. */
+  readonly requestTimeoutFor: Readonly<Record<string, number>>;
   /** Time a new child gets to report ready (boot includes loading the runtime). */
   readonly bootTimeoutMs: number;
 }
@@ -115,7 +170,8 @@ export class SupervisedChild {
   #spawnedAt = 0;
   #seq = 0;
   #quickFailures = 0;
-  #restartTimes: number[] = [];
+  #retiring = false;
+  readonly #budget: RestartBudget;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #killTimer: ReturnType<typeof setTimeout> | undefined;
   #pendingReason = ExitReason.NONE as number;
@@ -129,6 +185,7 @@ export class SupervisedChild {
     this.spec = spec;
     this.#timing = timing;
     this.#policy = policy;
+    this.#budget = new RestartBudget(policy.budget, policy.budgetWindowMs);
     spec.slot.store("last_exit", ExitReason.NONE);
   }
 
@@ -178,12 +235,14 @@ export class SupervisedChild {
     this.#control = new ParentControl(proc.stdin);
     this.#spawnedAt = this.#lastPong = Date.now();
     this.#pendingReason = ExitReason.NONE;
+    this.#retiring = false;
     slot.store("pid", proc.pid);
     slot.store("started_ms", this.#spawnedAt);
     slot.store("heartbeat_ms", this.#spawnedAt);
     slot.store("backoff_until_ms", 0);
-    this.#readReplies(proc);
-    this.#exited = proc.status.then((s) => this.#onExit(s));
+    // Exit is handled after the last control line is read (a "retiring" may be the last one).
+    const replies = this.#readReplies(proc);
+    this.#exited = Promise.all([proc.status, replies]).then(([s]) => this.#onExit(s));
   }
 
   async #readReplies(proc: Deno.ChildProcess): Promise<void> {
@@ -191,6 +250,7 @@ export class SupervisedChild {
       for await (const line of readLines(proc.stdout)) {
         if (proc !== this.#process) return;
         if (line.startsWith("pong")) this.#lastPong = Date.now();
+        else if (line.startsWith("retiring")) this.#retiring = true;
         else if (line.startsWith("ready")) {
           this.#lastPong = Date.now();
           this.#fire("ready");
@@ -202,8 +262,11 @@ export class SupervisedChild {
   #onExit(status: Deno.CommandStatus): void {
     clearTimeout(this.#killTimer);
     const slot = this.spec.slot;
+    const retired = this.#retiring && status.success;
     const code = this.#pendingReason !== ExitReason.NONE
       ? this.#pendingReason
+      : retired
+      ? ExitReason.RECYCLED
       : status.signal
       ? ExitReason.SIGNAL_BASE + (Deno.build.os === "linux" ? signalNumber(status.signal) : 0)
       : status.code;
@@ -230,24 +293,31 @@ export class SupervisedChild {
       return;
     }
     if (!this.#fire("exit")) return;
-    log.warn("{name} exited after {ms} ms: {why}; restarting", {
-      name: this.spec.name,
-      ms: ranMs,
-      why: exitReasonText(code),
-    });
-    this.#restartLater(ranMs);
+    if (retired) {
+      // Planned: the worker drained itself first. Not a failure, so no budget and no backoff.
+      log.info("{name} retired after {ms} ms; replacing it", { name: this.spec.name, ms: ranMs });
+      this.#schedule(0);
+      return;
+    }
+    this.#restartLater(ranMs, exitReasonText(code));
   }
 
-  #restartLater(ranMs: number): void {
+  #restartLater(ranMs: number, why: string): void {
     const now = Date.now();
-    this.#restartTimes = this.#restartTimes.filter((t) => now - t < this.#policy.budgetWindowMs);
-    if (this.#restartTimes.length >= this.#policy.budget) {
-      logger().error("{name} restarted {n} times in {s} s: marked failed, retrying in {r} s", {
-        name: this.spec.name,
-        n: this.#restartTimes.length,
-        s: this.#policy.budgetWindowMs / 1000,
-        r: this.#policy.failedRetryMs / 1000,
-      });
+    const pool = this.spec.poolBudget;
+    const over = !this.#budget.allows(now) ? this.#budget : pool && !pool.allows(now) ? pool : null;
+    if (over) {
+      logger().error(
+        "{name} exited ({why}); {whose} restarted {n} times in {s} s: marked failed, retrying in {r} s",
+        {
+          name: this.spec.name,
+          why,
+          whose: over === pool ? "the worker pool" : this.spec.name,
+          n: over.used(now),
+          s: over.windowMs / 1000,
+          r: this.#policy.failedRetryMs / 1000,
+        },
+      );
       this.#fire("over_budget");
       this.#schedule(this.#policy.failedRetryMs);
       return;
@@ -257,8 +327,15 @@ export class SupervisedChild {
       ? 0
       : Math.min(this.#policy.backoffCapMs, this.#policy.backoffStartMs * 2 ** (this.#quickFailures - 2));
     const delay = Math.round(base * (0.5 + Math.random()));
-    this.#restartTimes.push(now);
+    this.#budget.spend(now);
+    pool?.spend(now);
     this.spec.slot.add("restarts", 1);
+    logger().warn("{name} exited after {ms} ms: {why}; restarting in {delay} ms", {
+      name: this.spec.name,
+      ms: ranMs,
+      why,
+      delay,
+    });
     this.#schedule(delay);
   }
 
@@ -268,7 +345,7 @@ export class SupervisedChild {
     this.#timer = setTimeout(() => this.start(), delayMs);
   }
 
-  /** One heartbeat: ping, and kill when hung or past a request deadline. */
+  /** One heartbeat: ping, and kill when hung, past a request deadline, or its pipes are wedged. */
   tick(now: number): void {
     if (this.#state !== "starting" && this.#state !== "ready") return;
     void this.#control?.send(`ping ${++this.#seq}`);
@@ -284,14 +361,35 @@ export class SupervisedChild {
       this.#kill(ExitReason.HANG);
       return;
     }
-    const started = this.spec.slot.load("request_started_ms");
-    if (this.spec.isWorker && started > 0 && now - started > this.#timing.requestTimeoutMs) {
-      logger().warn("{name}: request running for {ms} ms, past its deadline: killing", {
+    // A booting worker has not yet cleared what its predecessor left in the slot.
+    if (!this.spec.isWorker || this.#state !== "ready") return;
+    const slot = this.spec.slot;
+    const started = slot.load("request_started_ms");
+    if (started > 0) {
+      const type = slot.text("request_type");
+      const limit = this.#timing.requestTimeoutFor[type] ?? this.#timing.requestTimeoutMs;
+      if (now - started > limit) {
+        logger().warn("{name}: {type} request running for {ms} ms, past its {limit} ms deadline: killing", {
+          name: this.spec.name,
+          type,
+          ms: now - started,
+          limit,
+        });
+        this.#fire("deadline");
+        this.#kill(ExitReason.DEADLINE);
+        return;
+      }
+    }
+    // The dispatcher's probe through this worker's FIFO pair went unanswered
+    // while the worker itself answers heartbeats: the pipes, not the process, are stuck.
+    // A worker that stopped answering heartbeats too is left to the hang check above.
+    if (slot.load("link_wedged_ms") > slot.load("started_ms") && silentMs <= this.#timing.hangTimeoutMs / 2) {
+      logger().warn("{name} (pid {pid}): dispatcher reports its pipes wedged: killing", {
         name: this.spec.name,
-        ms: now - started,
+        pid: this.pid,
       });
-      this.#fire("deadline");
-      this.#kill(ExitReason.DEADLINE);
+      this.#fire("wedged");
+      this.#kill(ExitReason.WEDGED);
     }
   }
 
@@ -332,9 +430,17 @@ export class SupervisedChild {
   }
 }
 
+/**
+ * Signals one of our own children. Pid-reuse safe without checking
+ * `/proc/<pid>/stat`: the kernel does not recycle a pid until its parent has
+ * reaped it, and only this process reaps it (in `proc.status`, after which
+ * `#process` is cleared and Deno refuses to signal it). Signals to processes
+ * that are not our children (`osps stop` → the watchdog) go through
+ * `signalIfSame` in `proc.ts`, which compares the start time first.
+ */
 function trySignal(proc: Deno.ChildProcess, sig: Deno.Signal): void {
   try {
-    proc.kill(sig); // our own unreaped child: its pid cannot have been reused
+    proc.kill(sig);
   } catch { /* already exited */ }
 }
 

@@ -44,6 +44,11 @@ export interface WorkerLink {
   probe(): boolean;
   /** Marks the worker as draining (no new work) or not. */
   setDraining(on: boolean): void;
+  /**
+   * A probe went unanswered: route nothing more to this worker and let its
+   * supervisor know. Lifted when the worker's end closes (it was replaced).
+   */
+  markWedged(): void;
   start(events: WorkerLinkEvents): void;
   close(): void;
 }
@@ -65,8 +70,11 @@ export interface DispatcherLinkEvents {
 export interface DispatcherLink {
   /** Validates and consumes a ticket presented by a client. */
   claim(ticket: string, type: string): ClaimRefusal | null;
-  /** The request is finished: idle again, tell the dispatcher. */
-  done(): void;
+  /**
+   * The request is finished: idle again, tell the dispatcher. With `retire`,
+   * go straight to draining instead, so that no new ticket can be assigned.
+   */
+  done(retire?: boolean): void;
   /** The worker is ready (listening): advertise idleness. */
   ready(): void;
   start(events: DispatcherLinkEvents): void;

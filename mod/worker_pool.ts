@@ -36,6 +36,9 @@ export class WorkerPool {
   readonly #expiry = new Map<number, ReturnType<typeof setTimeout>>();
   #next = 0;
   #draining = false;
+  /** Probes in flight: worker id → when sent. */
+  readonly #probes = new Map<number, number>();
+  #probeTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(links: readonly WorkerLink[], cfg: PoolConfig) {
     this.#links = links;
@@ -60,10 +63,14 @@ export class WorkerPool {
         },
         onClosed: (id) => {
           clearTimeout(this.#expiry.get(id));
+          this.#probes.delete(id);
           log.info("worker {id} link closed; not routing to it", { id });
         },
-        onProbe: () => {},
+        onProbe: (id) => this.#probes.delete(id),
       });
+      // A predecessor may have died between handing out a ticket and its use:
+      // nobody else would take that ticket back.
+      this.#expireLater(link);
     }
   }
 
@@ -112,18 +119,24 @@ export class WorkerPool {
       const ticket = newTicket();
       if (!link.assign({ ticket, type, clientAddr, expiresMs: Date.now() + this.#cfg.ticketTtlMs })) continue;
       this.#next = (this.#next + k + 1) % n;
-      this.#expiry.set(
-        link.id,
-        setTimeout(() => {
-          if (link.reclaim()) {
-            logger().info("ticket for worker {id} expired unused", { id: link.id });
-            this.#pump();
-          }
-        }, this.#cfg.ticketTtlMs + 50),
-      );
+      this.#expireLater(link);
       return { host: link.host, port: link.port, ticket };
     }
     return null;
+  }
+
+  /** Takes the worker's ticket back if it is still unused after its time to live. */
+  #expireLater(link: WorkerLink): void {
+    clearTimeout(this.#expiry.get(link.id));
+    this.#expiry.set(
+      link.id,
+      setTimeout(() => {
+        if (link.reclaim()) {
+          logger().info("ticket for worker {id} expired unused", { id: link.id });
+          this.#pump();
+        }
+      }, this.#cfg.ticketTtlMs + 50),
+    );
   }
 
   #pump(): void {
@@ -135,6 +148,32 @@ export class WorkerPool {
       clearTimeout(w.timer);
       w.resolve(a);
     }
+  }
+
+  /**
+   * Every `everyMs`, sends a probe through each idle worker's FIFO pair (the
+   * worker echoes it from its event loop). One unanswered for `timeoutMs`
+   * means the pipes between two live processes are stuck: the worker gets no
+   * more clients, and the watchdog learns it from shm and replaces it.
+   */
+  probeEvery(everyMs: number, timeoutMs: number): void {
+    if (everyMs <= 0) return;
+    this.#probeTimer = setInterval(() => {
+      const now = Date.now();
+      for (const link of this.#links) {
+        const sent = this.#probes.get(link.id);
+        if (sent === undefined) {
+          if (link.available() && link.probe()) this.#probes.set(link.id, now);
+        } else if (now - sent > timeoutMs) {
+          this.#probes.delete(link.id);
+          logger().error("worker {id}: probe unanswered for {ms} ms: pipes wedged; not routing to it", {
+            id: link.id,
+            ms: now - sent,
+          });
+          link.markWedged();
+        }
+      }
+    }, everyMs);
   }
 
   /** Resolves once every worker can take work (or after `timeoutMs`: a worker may be down). */
@@ -156,6 +195,7 @@ export class WorkerPool {
 
   /** Closes every link and timer. */
   close(): void {
+    clearInterval(this.#probeTimer);
     for (const t of this.#expiry.values()) clearTimeout(t);
     for (const l of this.#links) l.close();
   }

@@ -52,11 +52,16 @@ class Requester {
     try {
       return await (await this.#open()).request(type, arg);
     } catch (e) {
-      // Only a dropped dispatcher connection is retried: the request never reached a worker.
-      if (!(e instanceof ConnectionLost) || !this.#cfg.retry || !e.message.startsWith("dispatcher")) throw e;
-      this.#session?.abort();
-      this.#session = undefined;
-      err(`osps client: ${e.message}; retrying once`);
+      // Retried only where the request cannot have run: the dispatcher connection
+      // dropped before an answer, or the assigned worker died before we reached it.
+      const dispatcherLost = e instanceof ConnectionLost && e.message.startsWith("dispatcher");
+      const workerGone = e instanceof ServiceError && e.message.startsWith("cannot reach worker");
+      if (!this.#cfg.retry || !(dispatcherLost || workerGone)) throw e;
+      if (dispatcherLost) {
+        this.#session?.abort();
+        this.#session = undefined;
+      }
+      err(`osps client: ${(e as Error).message}; retrying once`);
       return await (await this.#open()).request(type, arg);
     }
   }

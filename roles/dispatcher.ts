@@ -9,6 +9,7 @@ import type { DispatcherConfig } from "../mod/config.ts";
 import { instancePaths } from "../mod/config.ts";
 import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/child.ts";
 import { ProtocolError } from "../mod/errors.ts";
+import { Admission, hostOf } from "../mod/limits.ts";
 import { LineConn } from "../mod/line_conn.ts";
 import { LocalWorkerLink } from "../mod/local_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
@@ -38,6 +39,7 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
   );
   const pool = new WorkerPool(links, cfg);
   const conns = new ConnectionSet();
+  const admission = new Admission(cfg);
 
   let draining = false;
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
@@ -60,13 +62,19 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
   async function serve(tcp: Deno.TcpConn): Promise<void> {
     const conn = new LineConn(tcp, { maxLineBytes: cfg.maxLineBytes });
     const clientAddr = conn.peer;
+    const addr = hostOf(clientAddr);
+    const admitted = admission.admit(addr);
     try {
+      if (Admission.refused(admitted)) throw new ProtocolError(admitted.reason, admitted.status);
       await conn.writeLine(greeting("dispatcher"));
       let timeout = cfg.handshakeTimeoutMs;
       for (;;) {
         const line = await conn.readLine(timeout);
         timeout = cfg.idleTimeoutMs;
         if (line === null) return;
+        // Every line is charged, bad ones too: pipelined garbage must not get free CPU.
+        const tooFast = admission.request(addr);
+        if (tooFast) throw new ProtocolError(tooFast.reason, tooFast.status);
         let cmd;
         try {
           cmd = parseDispatcherCommand(line);
@@ -114,10 +122,12 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
       } else throw err;
     } finally {
       conn.close();
+      if (!Admission.refused(admitted)) admitted.release();
     }
   }
 
   pool.start();
+  pool.probeEvery(cfg.probeMs, cfg.probeTimeoutMs);
   const accepting = acceptLoop(listener, conns, serve);
   // Clients arriving before the FIFOs are connected just queue; "ready" waits for the links.
   await pool.linked(2_000);

@@ -28,11 +28,15 @@ export interface ChildStatus {
   request_age_ms: number | null;
   backoff_ms: number;
   last_exit: string;
+  /** The dispatcher's probe through this worker's FIFO pair went unanswered (it routes nothing to it). */
+  wedged: boolean;
 }
 
 /** The whole status object (`--json`). */
 export interface InstanceStatus {
   watchdog: { pid: number; run_dir: string; shm: string; state: string };
+  /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
+  limits: Readonly<Record<string, number>>;
   dispatcher: ChildStatus;
   workers: ChildStatus[];
 }
@@ -57,6 +61,7 @@ function row(slot: SlotView, role: string, now: number): ChildStatus {
     request_age_ms: req > 0 ? now - req : null,
     backoff_ms: Math.max(0, slot.load("backoff_until_ms") - now),
     last_exit: exitReasonText(slot.load("last_exit")),
+    wedged: pid > 0 && slot.load("link_wedged_ms") > started,
   };
 }
 
@@ -75,6 +80,7 @@ export function readStatus(runDir: string): InstanceStatus {
         shm: rec.shm,
         state: seg.header("state") === 2 ? "stopping" : "running",
       },
+      limits: rec.limits ?? {},
       dispatcher: row(seg.slot(0), "dispatcher", now),
       workers: Array.from({ length: seg.slotCount - 1 }, (_, i) => row(seg.slot(i + 1), "worker", now)),
     };
@@ -104,7 +110,7 @@ export function statusTable(s: InstanceStatus): string {
     String(c.pid || "-"),
     String(c.port),
     c.state + (c.backoff_ms > 0 ? ` (${ms(c.backoff_ms)})` : ""),
-    c.work,
+    c.work + (c.wedged ? " (wedged)" : ""),
     String(c.restarts),
     String(c.served),
     ms(c.heartbeat_age_ms),
@@ -118,5 +124,6 @@ export function statusTable(s: InstanceStatus): string {
     `watchdog pid ${s.watchdog.pid} (${s.watchdog.state}), run dir ${s.watchdog.run_dir}, shm ${s.watchdog.shm}`,
     fmt(head),
     ...rows.map(fmt),
+    `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
   ].join("\n");
 }

@@ -13,18 +13,34 @@
  * @module
  */
 import { toArgv } from "../mod/cli.ts";
-import { instancePaths, type WatchdogConfig } from "../mod/config.ts";
-import { OspsError } from "../mod/errors.ts";
+import { instancePaths, limitFlags, type WatchdogConfig } from "../mod/config.ts";
+import { EXIT_TEMPORARY, OspsError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/fifo.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { InstanceLock, selfStartTime, writeRecord } from "../mod/run_dir.ts";
 import { Segment, WorkState } from "../mod/shm.ts";
 import { netScope, selfCommand } from "../mod/spawn.ts";
-import { SupervisedChild, type Timing } from "../mod/supervisor.ts";
+import {
+  DEFAULT_POLICY,
+  RestartBudget,
+  type RestartPolicy,
+  SupervisedChild,
+  type Timing,
+} from "../mod/supervisor.ts";
 
 /** The watchdog gave up: nothing can serve. */
 export class NothingCanServe extends OspsError {
   override readonly exitCode = 100;
+}
+
+/**
+ * The instance's shared-memory name disappeared under it (systemd-logind
+ * `RemoveIPC=yes` deletes a user's POSIX shm at logout: systemd issue #2324).
+ * Running roles keep their mappings, but nothing new could attach, so the
+ * watchdog stops everything cleanly and exits 111 (temporary: restart it).
+ */
+export class SegmentVanished extends OspsError {
+  override readonly exitCode = EXIT_TEMPORARY;
 }
 
 /** Runs the watchdog until SIGINT/SIGTERM, `--exit-after`, or total failure. Returns the exit code. */
@@ -51,6 +67,12 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
     port: cfg.port,
     workers: cfg.workers,
     created: new Date().toISOString(),
+    limits: {
+      ...limitFlags(cfg),
+      "queue-size": cfg.queueSize,
+      "queue-timeout-ms": cfg.queueTimeoutMs,
+      "ticket-ttl-ms": cfg.ticketTtlMs,
+    },
   });
   const segment = Segment.create(paths.shm, cfg.workers + 1, instanceId, cfg.port);
   for (const f of fifos) ensureFifo(f);
@@ -62,45 +84,65 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
     instance: instanceId,
     "parent-pid": Deno.pid,
     "heartbeat-ms": cfg.heartbeatMs,
-    "max-line-bytes": cfg.maxLineBytes,
-    "handshake-timeout-ms": cfg.handshakeTimeoutMs,
-    "idle-timeout-ms": cfg.idleTimeoutMs,
+    ...limitFlags(cfg),
     "log-level": cfg.logLevel,
     "log-format": cfg.logFormat,
   };
   const timing: Timing = {
     hangTimeoutMs: cfg.hangTimeoutMs,
     requestTimeoutMs: cfg.requestTimeoutMs,
+    requestTimeoutFor: cfg.requestTimeoutFor,
     bootTimeoutMs: Math.max(cfg.hangTimeoutMs, 15_000),
   };
-  const dispatcher = new SupervisedChild({
-    name: "dispatcher",
-    slot: segment.slot(0),
-    isWorker: false,
-    command: () =>
-      selfCommand(
-        toArgv("dispatcher", {
-          ...common,
-          port: cfg.port,
-          workers: cfg.workers,
-          "queue-size": cfg.queueSize,
-          "queue-timeout-ms": cfg.queueTimeoutMs,
-          "ticket-ttl-ms": cfg.ticketTtlMs,
-          "grace-ms": cfg.graceMs,
-        }),
-        { listen: [netScope(cfg.host, cfg.port)] },
-      ),
-  }, timing);
+  const policy: RestartPolicy = {
+    ...DEFAULT_POLICY,
+    budget: cfg.restartBudget,
+    budgetWindowMs: cfg.restartWindowMs,
+    failedRetryMs: cfg.failedRetryMs,
+  };
+  const poolBudget = new RestartBudget(cfg.poolRestartBudget, cfg.restartWindowMs);
+  const dispatcher = new SupervisedChild(
+    {
+      name: "dispatcher",
+      slot: segment.slot(0),
+      isWorker: false,
+      command: () =>
+        selfCommand(
+          toArgv("dispatcher", {
+            ...common,
+            port: cfg.port,
+            workers: cfg.workers,
+            "queue-size": cfg.queueSize,
+            "queue-timeout-ms": cfg.queueTimeoutMs,
+            "ticket-ttl-ms": cfg.ticketTtlMs,
+            "grace-ms": cfg.graceMs,
+            "probe-ms": cfg.probeMs,
+            "probe-timeout-ms": cfg.hangTimeoutMs,
+          }),
+          { listen: [netScope(cfg.host, cfg.port)] },
+        ),
+    },
+    timing,
+    policy,
+  );
   const workers = Array.from({ length: cfg.workers }, (_, i) => {
     const id = i + 1, port = cfg.port + id;
     segment.slot(id).store("port", port);
-    return new SupervisedChild({
-      name: `worker ${id}`,
-      slot: segment.slot(id),
-      isWorker: true,
-      command: () =>
-        selfCommand(toArgv("worker", { ...common, id, port }), { listen: [netScope(cfg.host, port)] }),
-    }, timing);
+    return new SupervisedChild(
+      {
+        name: `worker ${id}`,
+        slot: segment.slot(id),
+        isWorker: true,
+        poolBudget,
+        command: () =>
+          selfCommand(
+            toArgv("worker", { ...common, id, port, "max-requests": withJitter(cfg.maxRequests) }),
+            { listen: [netScope(cfg.host, port)] },
+          ),
+      },
+      timing,
+      policy,
+    );
   });
   segment.slot(0).store("port", cfg.port);
   const children = [dispatcher, ...workers];
@@ -113,20 +155,42 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
   Deno.addSignalListener("SIGTERM", sigterm);
 
   let announced = false;
+  let failedBefore = 0;
   let fatal: string | null = null;
   for (const c of children) {
     c.onChange = () => {
-      if (!announced && children.every((x) => x.state === "ready")) {
+      // Ready once every child that can run does; a worker that cannot boot leaves the pool degraded.
+      const settled = dispatcher.state === "ready" && workers.some((w) => w.state === "ready") &&
+        workers.every((w) => w.state === "ready" || w.state === "failed");
+      if (!announced && settled) {
         announced = true;
         const ports = `${cfg.port + 1}-${cfg.port + cfg.workers}`;
+        const failed = workers.filter((w) => w.state === "failed").map((w) => w.spec.slot.index);
         console.log(
           `ready dispatcher=${
             netScope(cfg.host, cfg.port)
-          } workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}`,
+          } workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
+            failed.length ? ` degraded failed=${failed.join(",")}` : ""
+          }`,
         );
-        log.info("all {n} children ready", { n: children.length });
+        if (failed.length) {
+          log.warn("serving degraded: {n} of {total} workers ready (failed: {failed})", {
+            n: cfg.workers - failed.length,
+            total: cfg.workers,
+            failed: failed.join(", "),
+          });
+        } else log.info("all {n} children ready", { n: children.length });
       }
-      const workersDown = workers.every((w) => w.state === "failed");
+      const failedNow = workers.filter((w) => w.state === "failed").length;
+      if (announced && failedNow !== failedBefore && failedNow < workers.length) {
+        log.warn("pool: {n} of {total} workers can serve ({k} failed)", {
+          n: workers.length - failedNow,
+          total: workers.length,
+          k: failedNow,
+        });
+      }
+      failedBefore = failedNow;
+      const workersDown = failedNow === workers.length;
       if (dispatcher.state === "failed" || workersDown) {
         fatal = dispatcher.state === "failed" ? "the dispatcher cannot run" : "no worker can run";
         requestStop("fatal");
@@ -142,7 +206,23 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
   });
   for (const c of children) c.start();
 
+  let vanished = false;
+  // Gone, or replaced by something we may not open (EACCES): either way, no longer ours.
+  const segmentGone = () => {
+    try {
+      return !Segment.exists(paths.shm);
+    } catch {
+      return true;
+    }
+  };
   const ticker = setInterval(() => {
+    if (!vanished && segmentGone()) {
+      vanished = true;
+      log.error("shared memory {shm} vanished (systemd-logind RemoveIPC?); stopping cleanly", {
+        shm: paths.shm,
+      });
+      requestStop("shared memory vanished");
+    }
     const now = Date.now();
     for (const c of children) c.tick(now);
     if (cfg.exitAfter > 0) {
@@ -175,9 +255,20 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
       Deno.removeSync(cfg.runDir);
     } catch { /* not empty: something of the user's is there; leave it */ }
   }
+  if (vanished) {
+    throw new SegmentVanished(
+      `shared memory ${paths.shm} was removed by someone else (systemd-logind RemoveIPC?); ` +
+        "stopped cleanly, start again to recover (see docs/SECURITY.md)",
+    );
+  }
   if (fatal) throw new NothingCanServe(`giving up: ${fatal} (see the errors above)`);
   log.info("stopped cleanly");
   return 0;
+}
+
+/** `n` plus up to 10% random jitter, so that workers started together do not all retire together. */
+function withJitter(n: number): number {
+  return n > 0 ? n + Math.floor(Math.random() * (Math.floor(n / 10) + 1)) : 0;
 }
 
 /** Drain the dispatcher, let sessions finish (bounded), stop workers, then the dispatcher. */

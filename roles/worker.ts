@@ -7,6 +7,7 @@ import type { WorkerConfig } from "../mod/config.ts";
 import { instancePaths } from "../mod/config.ts";
 import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/child.ts";
 import { ProtocolError } from "../mod/errors.ts";
+import { Admission, hostOf } from "../mod/limits.ts";
 import { LineConn } from "../mod/line_conn.ts";
 import { LocalDispatcherLink } from "../mod/local_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
@@ -32,8 +33,10 @@ export async function runWorker(cfg: WorkerConfig): Promise<number> {
   const startedMs = Date.now();
   const link = new LocalDispatcherLink(segment, instancePaths(cfg.runDir), cfg.id);
   const conns = new ConnectionSet();
+  const admission = new Admission(cfg);
 
   let stopping = false;
+  let servedHere = 0;
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
   const drain = () => {
     if (stopping) return;
@@ -48,16 +51,17 @@ export async function runWorker(cfg: WorkerConfig): Promise<number> {
   async function serve(tcp: Deno.TcpConn): Promise<void> {
     const conn = new LineConn(tcp, { maxLineBytes: cfg.maxLineBytes });
     let claimed = false;
+    const addr = hostOf(conn.peer);
+    const admitted = admission.admit(addr);
     try {
+      if (Admission.refused(admitted)) throw new ProtocolError(admitted.reason, admitted.status);
       await conn.writeLine(greeting("worker", String(cfg.id)));
       const line = await conn.readLine(cfg.handshakeTimeoutMs);
       if (line === null) return;
       const run = parseRunCommand(line);
       const refusal = link.claim(run.ticket, run.type);
       if (refusal) {
-        log.warn("refused {peer}: {why}", { peer: conn.peer, why: refusal });
-        await conn.writeLine(formatReply(Status.BAD_TICKET, REFUSALS[refusal]));
-        return;
+        throw new ProtocolError(REFUSALS[refusal], Status.BAD_TICKET);
       }
       claimed = true;
       const service = lookupService(run.type);
@@ -71,12 +75,24 @@ export async function runWorker(cfg: WorkerConfig): Promise<number> {
     } catch (err) {
       const status = err instanceof ProtocolError && err.status ? err.status : Status.INTERNAL;
       if (status === Status.INTERNAL) log.error("request failed: {err}", { err: String(err) });
+      if (status === Status.BAD_TICKET) {
+        // Logged at warning once per throttle, so a guesser cannot flood the log.
+        const throttled = admission.badTicket(addr);
+        if (throttled) log.warn("throttling {addr}: {why}", { addr, why: throttled.reason });
+        else log.debug("refused {peer}: {why}", { peer: conn.peer, why: (err as Error).message });
+      }
       await conn.writeLine(formatReply(status, (err as Error).message));
     } finally {
       conn.close();
+      if (!Admission.refused(admitted)) admitted.release();
       if (claimed) {
-        link.done();
-        if (stopping) slot.cas("work", WorkState.IDLE, WorkState.DRAINING);
+        const retire = !stopping && cfg.maxRequests > 0 && ++servedHere >= cfg.maxRequests;
+        link.done(retire);
+        if (retire) {
+          log.info("served {n} requests: retiring (--max-requests)", { n: servedHere });
+          control.retiring(`after ${servedHere} requests`);
+          drain();
+        } else if (stopping) slot.cas("work", WorkState.IDLE, WorkState.DRAINING);
       }
     }
   }

@@ -108,6 +108,7 @@ export interface ChildJson {
   served: number;
   heartbeat_age_ms: number | null;
   last_exit: string;
+  backoff_ms: number;
 }
 
 /** Options of {@link startInstance}. */
@@ -150,10 +151,14 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
   const readyTimeout = 30_000;
   const deadline = Date.now() + readyTimeout;
   while (!buffered.includes("\n")) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const r = await Promise.race([
       lines.read(),
-      new Promise<"timeout">((res) => setTimeout(() => res("timeout"), Math.max(0, deadline - Date.now()))),
+      new Promise<"timeout">((res) =>
+        timer = setTimeout(() => res("timeout"), Math.max(0, deadline - Date.now()))
+      ),
     ]);
+    clearTimeout(timer); // a pending timer would keep a caller's process (the bench suite) alive for 30 s
     if (r === "timeout" || r.done) {
       await lines.cancel();
       if (r === "timeout") child.kill("SIGKILL");
@@ -277,5 +282,54 @@ export function exists(path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Waits until the instance's logs match `pattern`; returns the match. */
+export function waitForLog(
+  inst: Pick<Instance, "logs">,
+  pattern: RegExp,
+  timeoutMs = 15_000,
+): Promise<RegExpMatchArray> {
+  return waitFor(`log line ${pattern}`, () => inst.logs().match(pattern), timeoutMs);
+}
+
+/** Waits until worker `id` (1-based) runs a new process other than `oldPid` and is ready and idle. */
+export function waitReplaced(
+  inst: Instance,
+  id: number,
+  oldPid: number,
+  timeoutMs = 15_000,
+): Promise<StatusJson> {
+  return waitFor(`worker ${id} replaced`, async () => {
+    const s = await inst.status();
+    const w = s.workers[id - 1]!;
+    return w.pid > 0 && w.pid !== oldPid && w.state === "ready" && w.work === "idle" ? s : null;
+  }, timeoutMs);
+}
+
+/** Milliseconds since `t0` (a `performance.now()` reading), rounded to 0.1 ms. */
+export function since(t0: number): number {
+  return Math.round((performance.now() - t0) * 10) / 10;
+}
+
+/** Maps the instance's shm table in this process (fast polling for timings); close it when done. */
+export function mapTable(inst: Pick<Instance, "runDir">): Segment {
+  return Segment.open(instancePaths(inst.runDir).shm);
+}
+
+/** Polls `check` every `everyMs` (default 2 ms) until truthy; for measuring, where {@link waitFor} is too coarse. */
+export async function pollFast<T>(
+  what: string,
+  check: () => T | null | undefined | false,
+  timeoutMs = 15_000,
+  everyMs = 2,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -1,0 +1,158 @@
+/**
+ * `deno task bench [--quick] [--parts ipc,flow,memory,recovery] [--out DIR]`: the
+ * benchmark suite. Starts what it needs, measures, stops everything, and
+ * writes `bench/results.json`, `bench/RESULTS.md` and `bench/latency.svg`.
+ * Every figure is set against a reference measured in the same run.
+ *
+ * `--quick` runs every part briefly (CI: it must finish and write valid
+ * results; the figures are not meant to be compared).
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { instancePaths } from "../mod/config.ts";
+import { Segment } from "../mod/shm.ts";
+import { startInstance } from "../tests/harness.ts";
+import { benchIpc } from "./bench_ipc.ts";
+import { benchFlow, type FlowRun } from "./bench_flow.ts";
+import { benchMemory } from "./bench_memory.ts";
+import { benchRecovery } from "./bench_recovery.ts";
+import { latencySvg, type Results, resultsMarkdown } from "./bench_report.ts";
+import { type Figure, machine, ROOT, spawnHelper } from "./bench_util.ts";
+
+const PARTS = ["ipc", "flow", "memory", "recovery"] as const;
+type Part = (typeof PARTS)[number];
+
+/** Sizes of each part, full and quick. */
+function plan(quick: boolean) {
+  return quick
+    ? {
+      ipc: { n: 2_000, warmup: 200, rounds: 1 },
+      flow: { clients: [1, 16, 64], durationMs: 700, warmupMs: 200 },
+      memory: { durationMs: 700, clients: 16 },
+      recovery: { kills: 1, bareStarts: 2 },
+    }
+    : {
+      ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
+      flow: { clients: [1, 16, 64], durationMs: 5_000, warmupMs: 1_000 },
+      memory: { durationMs: 3_000, clients: 16 },
+      recovery: { kills: 3, bareStarts: 5 },
+    };
+}
+
+function say(line: string): void {
+  console.error(`bench: ${line}`);
+}
+
+/** Parts 2 and 4 share one instance and one floor server. */
+async function flowAndMemory(
+  p: ReturnType<typeof plan>,
+  parts: Set<Part>,
+): Promise<{ figures: Figure[]; flow: FlowRun[]; raw: Record<string, unknown> }> {
+  const floor = await spawnHelper("tcp_floor.ts", ["0"], ["--allow-net=127.0.0.1"]);
+  try {
+    const inst = await startInstance({
+      workers: 2,
+      flags: ["--rate-per-addr=0", "--max-conns-per-addr=100000", "--log-level=warning"],
+    });
+    const seg = Segment.open(instancePaths(inst.runDir).shm);
+    try {
+      const ports = { osps: inst.port, floor: Number(floor.firstLine.split(" ")[1]) };
+      const figures: Figure[] = [];
+      const raw: Record<string, unknown> = {};
+      let flow: FlowRun[] = [];
+      if (parts.has("memory")) {
+        say("memory: RSS of each role idle and under load, and of the floor server");
+        const m = await benchMemory(seg, ports, floor.pid, p.memory);
+        figures.push(...m.figures);
+        raw["memory"] = m.raw;
+      }
+      if (parts.has("flow")) {
+        say(`full cycle: ${p.flow.clients.join(", ")} clients, floor / one-shot / session`);
+        const roles = [
+          seg.header("watchdog_pid"),
+          ...Array.from({ length: seg.slotCount }, (_, i) => seg.slot(i).load("pid")),
+        ];
+        const f = await benchFlow(ports, { osps: roles, floor: floor.pid }, p.flow);
+        figures.unshift(...f.figures);
+        flow = f.runs;
+      }
+      return { figures, flow, raw };
+    } finally {
+      seg.close();
+      await inst.stop();
+    }
+  } finally {
+    await floor.stop();
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      parts: { type: "string", default: PARTS.join(",") },
+      out: { type: "string", default: `${ROOT}bench` },
+    },
+  });
+  const parts = new Set(values.parts.split(",") as Part[]);
+  for (const x of parts) {
+    if (!PARTS.includes(x)) throw new Error(`unknown part "${x}"; known: ${PARTS.join(", ")}`);
+  }
+  const quick = values.quick;
+  const p = plan(quick);
+  const started = new Date();
+  const t0 = performance.now();
+  const loadStart = machine().loadavg;
+  const figures: Figure[] = [];
+  const raw: Record<string, unknown> = {};
+  let flow: FlowRun[] = [];
+
+  if (parts.has("ipc")) {
+    say("IPC: doorbell round trip vs C FIFO ping-pong vs Deno TCP");
+    const r = await benchIpc(p.ipc);
+    figures.push(...r.figures);
+    raw["ipc"] = r.raw;
+  }
+  if (parts.has("flow") || parts.has("memory")) {
+    const r = await flowAndMemory(p, parts);
+    figures.push(...r.figures);
+    flow = r.flow;
+    Object.assign(raw, r.raw);
+  }
+  if (parts.has("recovery")) {
+    say("recovery: kill -9 worker / SIGSTOP worker / kill -9 dispatcher / kill -9 watchdog");
+    const r = await benchRecovery(p.recovery);
+    figures.push(...r.figures);
+    raw["recovery"] = r.raw;
+  }
+
+  const results: Results = {
+    suite: "osps bench",
+    quick,
+    started_at: started.toISOString(),
+    duration_s: Math.round((performance.now() - t0) / 100) / 10,
+    machine: machine(),
+    load: { start: loadStart, end: machine().loadavg },
+    figures,
+    flow,
+    raw,
+  };
+  const dir = values.out;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(`${dir}/results.json`, JSON.stringify(results, null, 2) + "\n");
+  await Deno.writeTextFile(`${dir}/RESULTS.md`, resultsMarkdown(results));
+  if (flow.length) await Deno.writeTextFile(`${dir}/latency.svg`, latencySvg(flow));
+  const targets = figures.filter((f) => f.met !== undefined);
+  say(
+    `done in ${results.duration_s} s: ${
+      targets.filter((f) => f.met).length
+    } of ${targets.length} targets met; ` +
+      `wrote ${dir}/results.json, RESULTS.md${flow.length ? ", latency.svg" : ""}`,
+  );
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main();
+}

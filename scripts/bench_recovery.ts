@@ -1,0 +1,305 @@
+/**
+ * Part 3 of the benchmark suite: recovery. Times are taken by polling the
+ * instance's shared-memory table (what `osps status` reads) every millisecond,
+ * and the reference is the bare start of one worker process: the worker's
+ * own command line, spawned by hand, until it accepts TCP connections.
+ * @module
+ */
+import { toArgv } from "../mod/cli.ts";
+import { instancePaths } from "../mod/config.ts";
+import { isAlive } from "../mod/proc.ts";
+import { Segment, SupState } from "../mod/shm.ts";
+import { netScope, permissionFlags } from "../mod/spawn.ts";
+import { errorKind, type LoadClient, ospsClient, runLoad } from "../roles/bench.ts";
+import { freePorts, type Instance, startInstance } from "../tests/harness.ts";
+import { linkFixture } from "./bench_ipc.ts";
+import { REQUEST } from "./bench_flow.ts";
+import { type Figure, figure, listening, median, processGone, ROOT, sleep, timeUntil } from "./bench_util.ts";
+
+const HEARTBEAT_MS = 100;
+const HANG_TIMEOUT_MS = 1_000;
+
+/** Times of one bare start of the worker command, in ms from spawn. */
+interface BareStart {
+  /** Its port accepts connections (the reference of the recovery targets). */
+  listenMs: number;
+  /** It printed its `ready` line (what the watchdog waits for). */
+  readyMs: number;
+}
+
+/** Spawns the worker command by hand, as the watchdog would, and times its start. */
+async function bareWorkerStart(): Promise<BareStart> {
+  const fx = linkFixture();
+  const port = freePorts(1);
+  try {
+    const args = [
+      "run",
+      ...permissionFlags({ listen: [netScope("127.0.0.1", port)] }),
+      `--config=${ROOT}deno.json`,
+      `${ROOT}main.ts`,
+      ...toArgv("worker", {
+        id: 1,
+        host: "127.0.0.1",
+        port,
+        shm: fx.shm,
+        "run-dir": fx.runDir,
+        instance: fx.instance,
+        "log-level": "warning",
+      }),
+    ];
+    const t0 = performance.now();
+    const child = new Deno.Command(Deno.execPath(), { args, stdin: "piped", stdout: "piped", stderr: "null" })
+      .spawn();
+    const ready = (async () => {
+      let text = "";
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+        if (/^ready /m.test(text += chunk)) return performance.now() - t0;
+      }
+      throw new Error("the bare worker exited before it was ready");
+    })();
+    try {
+      const listenMs = await timeUntil("the bare worker to listen", () => listening(port), { since: t0 });
+      return { listenMs, readyMs: await ready };
+    } finally {
+      await child.stdin.close(); // the worker's lifeline: it stops
+      await child.status;
+      await ready.catch(() => {});
+    }
+  } finally {
+    fx.remove();
+  }
+}
+
+/** Wraps a load client to remember when each failed request started. */
+function tracking(inner: LoadClient, failures: { at: number; kind: string }[]): LoadClient {
+  return {
+    async request() {
+      const at = performance.now();
+      try {
+        await inner.request();
+      } catch (err) {
+        failures.push({ at, kind: errorKind(err) });
+        throw err;
+      }
+    },
+    close: () => inner.close(),
+  };
+}
+
+interface KillResult {
+  recoveryMs: number;
+  /** From kill(2) until the process was gone (a zombie or reaped). */
+  deadMs: number;
+  /** Failed requests by kind, whenever they started. */
+  failures: Record<string, number>;
+  routedToDead: number;
+  inFlight: number;
+  served: number;
+}
+
+/** Clients that keep sending while a worker is killed under load. */
+const LOAD_CLIENTS = 4;
+
+/** kill -9 of worker `id`, idle or while {@link LOAD_CLIENTS} clients keep sending; times until its replacement is ready. */
+async function killWorker(inst: Instance, seg: Segment, id: number, underLoad: boolean): Promise<KillResult> {
+  const slot = seg.slot(id);
+  const failures: { at: number; kind: string }[] = [];
+  const load = underLoad
+    ? runLoad({
+      clients: LOAD_CLIENTS,
+      durationMs: 1_500,
+      open: () =>
+        tracking(ospsClient("127.0.0.1", inst.port, "oneshot", REQUEST.type, REQUEST.arg), failures),
+    })
+    : undefined;
+  await sleep(400);
+  const victim = slot.load("pid");
+  const tKill = performance.now();
+  Deno.kill(victim, "SIGKILL");
+  // kill(2) returns before the process is gone: until its last thread has exited it still holds its FIFO
+  // ends (so the dispatcher sees no EOF and its doorbell still rings) and its listening socket.
+  const deadMs = await timeUntil("the killed worker to exit", () => processGone(victim), { since: tKill });
+  const recoveryMs = await timeUntil("the worker's replacement to be ready", () => {
+    const pid = slot.load("pid");
+    return pid > 0 && pid !== victim && slot.load("sup_state") === SupState.READY;
+  }, { since: tKill });
+  const r = await load;
+  const afterDeath = failures.filter((f) => f.at > tKill + deadMs);
+  const kinds: Record<string, number> = {};
+  for (const f of failures) kinds[f.kind] = (kinds[f.kind] ?? 0) + 1;
+  return {
+    recoveryMs,
+    deadMs,
+    routedToDead: afterDeath.length,
+    inFlight: failures.length - afterDeath.length,
+    failures: kinds,
+    served: r?.ok ?? 0,
+  };
+}
+
+/** Runs part 3. */
+export async function benchRecovery(opts: { kills: number; bareStarts: number }): Promise<{
+  figures: Figure[];
+  raw: Record<string, unknown>;
+}> {
+  // Each kill hits a fresh worker (a quick second failure would be backed off): `kills` idle, `kills` under
+  // load, and the last worker is SIGSTOPped.
+  const workers = 2 * opts.kills + 1;
+  const inst = await startInstance({
+    workers,
+    flags: [
+      `--heartbeat-ms=${HEARTBEAT_MS}`,
+      `--hang-timeout-ms=${HANG_TIMEOUT_MS}`,
+      "--rate-per-addr=0",
+      "--log-level=warning",
+    ],
+  });
+  const paths = instancePaths(inst.runDir);
+  const seg = Segment.open(paths.shm);
+  let watchdogKilled = false;
+  try {
+    // Bare starts run beside the idle instance: the same conditions as the idle kills that follow.
+    await bareWorkerStart(); // warm the module cache; not counted
+    const bare: BareStart[] = [];
+    for (let i = 0; i < opts.bareStarts; i++) bare.push(await bareWorkerStart());
+    const bareMs = median(bare.map((b) => b.listenMs));
+    const idle: KillResult[] = [], loaded: KillResult[] = [];
+    for (let id = 1; id <= opts.kills; id++) idle.push(await killWorker(inst, seg, id, false));
+    for (let id = opts.kills + 1; id <= 2 * opts.kills; id++) {
+      loaded.push(await killWorker(inst, seg, id, true));
+    }
+
+    // SIGSTOP: the worker stops answering heartbeats; the watchdog kills and replaces it.
+    const stopped = seg.slot(workers);
+    const frozen = stopped.load("pid");
+    const tStop = performance.now();
+    Deno.kill(frozen, "SIGSTOP");
+    const killedMs = await timeUntil("the frozen worker to be killed", () => !isAlive(frozen), {
+      since: tStop,
+    });
+    const replacedMs = await timeUntil("the frozen worker to be replaced", () => {
+      const pid = stopped.load("pid");
+      return pid > 0 && pid !== frozen && stopped.load("sup_state") === SupState.READY;
+    }, { since: tStop });
+
+    // kill -9 of the dispatcher: time until a client is served again.
+    const dispatcher = seg.slot(0).load("pid");
+    const tDisp = performance.now();
+    Deno.kill(dispatcher, "SIGKILL");
+    const client = ospsClient("127.0.0.1", inst.port, "oneshot", REQUEST.type, REQUEST.arg);
+    const dispatcherMs = await timeUntil("a client to be served after the dispatcher died", async () => {
+      try {
+        await client.request();
+        return true;
+      } catch {
+        return false;
+      }
+    }, { since: tDisp, everyMs: 2 });
+
+    // kill -9 of the watchdog: every child must follow it.
+    const children = Array.from({ length: workers + 1 }, (_, i) => seg.slot(i).load("pid")).filter((p) =>
+      p > 0
+    );
+    const tWd = performance.now();
+    Deno.kill(inst.pid, "SIGKILL");
+    watchdogKilled = true;
+    const orphansMs = await timeUntil("every child to be gone", () => children.every((p) => !isAlive(p)), {
+      since: tWd,
+    });
+
+    const routed = loaded.reduce((n, k) => n + k.routedToDead, 0);
+    const figures: Figure[] = [
+      figure({
+        part: "Recovery",
+        name: "kill -9 worker → pool serves with N workers again",
+        value: median(idle.map((k) => k.recoveryMs)),
+        unit: "ms",
+        reference: { name: "bare start of one worker process", value: bareMs },
+        target: { on: "ratio", op: "<=", limit: 1.1 },
+        note: `idle pool, median of ${idle.length} kills, until the new worker's slot shows ready; ` +
+          `bare start: median of ${bare.length} spawns of the worker command until it accepts TCP`,
+      }),
+      figure({
+        part: "Recovery",
+        name: "kill -9 worker → replacement ready (diagnostic)",
+        value: median(idle.map((k) => k.recoveryMs)),
+        unit: "ms",
+        reference: {
+          name: "bare start of one worker process until its ready line",
+          value: median(bare.map((b) => b.readyMs)),
+        },
+        note:
+          "the same kills against the moment the watchdog can know: the rest is exit, reaping and respawn",
+      }),
+      figure({
+        part: "Recovery",
+        name: `kill -9 worker under load (${LOAD_CLIENTS} clients) → pool serves with N workers again`,
+        value: median(loaded.map((k) => k.recoveryMs)),
+        unit: "ms",
+        reference: { name: "bare start of one worker process (idle)", value: bareMs },
+        note: `median of ${loaded.length} kills`,
+      }),
+      figure({
+        part: "Recovery",
+        name: "clients routed to a dead worker",
+        value: routed,
+        unit: "clients",
+        target: { on: "value", op: "<=", limit: 0 },
+        note:
+          `failed requests that started after the killed worker's last thread had exited, over ${loaded.length} kills ` +
+          `under load; ${loaded.reduce((n, k) => n + k.inFlight, 0)} more failed that were in flight ` +
+          "at the kill or started while the process was still exiting",
+      }),
+      figure({
+        part: "Recovery",
+        name: "SIGSTOP worker → hung worker killed",
+        value: killedMs,
+        unit: "ms",
+        reference: { name: "hang timeout + one heartbeat", value: HANG_TIMEOUT_MS + HEARTBEAT_MS },
+        target: { on: "ratio", op: "<=", limit: 1.0 },
+        note: `--heartbeat-ms=${HEARTBEAT_MS} --hang-timeout-ms=${HANG_TIMEOUT_MS}`,
+      }),
+      figure({
+        part: "Recovery",
+        name: "SIGSTOP worker → replacement ready",
+        value: replacedMs,
+        unit: "ms",
+        reference: {
+          name: "hang timeout + heartbeat + bare start",
+          value: HANG_TIMEOUT_MS + HEARTBEAT_MS + bareMs,
+        },
+      }),
+      figure({
+        part: "Recovery",
+        name: "kill -9 dispatcher → clients served again",
+        value: dispatcherMs,
+        unit: "ms",
+        reference: { name: "bare start of one worker process", value: bareMs },
+        note: "until a one-shot client is answered again",
+      }),
+      figure({ part: "Recovery", name: "kill -9 watchdog → every child gone", value: orphansMs, unit: "ms" }),
+    ];
+    return {
+      figures,
+      raw: {
+        bare_worker_starts_ms: bare,
+        worker_kills_idle: idle,
+        worker_kills_under_load: loaded,
+        heartbeat_ms: HEARTBEAT_MS,
+        hang_timeout_ms: HANG_TIMEOUT_MS,
+        sigstop: { killed_ms: killedMs, replaced_ms: replacedMs },
+        dispatcher_kill_ms: dispatcherMs,
+        watchdog_kill_children_gone_ms: orphansMs,
+      },
+    };
+  } finally {
+    seg.close();
+    if (watchdogKilled) {
+      await inst.exited();
+      Segment.unlink(paths.shm);
+      Deno.removeSync(inst.runDir.slice(0, inst.runDir.lastIndexOf("/")), { recursive: true });
+    } else {
+      await inst.stop();
+    }
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * Limits: the admission rules on a driven clock, then each limit against a
+ * live instance: the violator gets its status line and is closed, everyone
+ * else keeps being served, and `osps status` shows the limits in force.
+ */
+import assert from "node:assert/strict";
+import { Admission, type AdmissionLimits, hostOf } from "../mod/limits.ts";
+import { LineConn } from "../mod/line_conn.ts";
+import { checkGreeting, formatRun, parseAssign, parseReply, type Reply, Status } from "../mod/protocol.ts";
+import { assertNothingLeft, type Instance, startInstance } from "./harness.ts";
+
+const LOOSE: AdmissionLimits = {
+  maxConns: 100,
+  maxConnsPerAddr: 100,
+  ratePerSec: 0,
+  rateBurst: 1,
+  badTicketLimit: 100,
+  badTicketWindowMs: 1000,
+};
+
+function clock(): { now: () => number; advance(ms: number): void } {
+  let t = 1_000_000;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+Deno.test("Admission caps connections overall and per address, and releases them", () => {
+  const a = new Admission({ ...LOOSE, maxConns: 3, maxConnsPerAddr: 2 });
+  const x1 = a.admit("10.0.0.1"), x2 = a.admit("10.0.0.1");
+  assert.ok(!Admission.refused(x1) && !Admission.refused(x2));
+  const x3 = a.admit("10.0.0.1");
+  assert.ok(Admission.refused(x3));
+  assert.equal(x3.status, Status.TOO_MANY);
+  assert.match(x3.reason, /from 10\.0\.0\.1 \(2\)/);
+  assert.ok(!Admission.refused(a.admit("10.0.0.2")));
+  const full = a.admit("10.0.0.3");
+  assert.ok(Admission.refused(full) && /too many connections \(3\)/.test(full.reason));
+  x1.release();
+  x1.release(); // idempotent
+  assert.equal(a.open, 2);
+  assert.ok(!Admission.refused(a.admit("10.0.0.1")));
+});
+
+Deno.test("Admission rate-limits one address with a token bucket that refills over time", () => {
+  const c = clock();
+  const a = new Admission({ ...LOOSE, ratePerSec: 10, rateBurst: 5 }, c.now);
+  for (let i = 0; i < 5; i++) assert.equal(a.request("h"), null, `request ${i} within the burst`);
+  const r = a.request("h");
+  assert.equal(r?.status, Status.TOO_MANY);
+  assert.match(r!.reason, /rate limit for h \(10\/s\)/);
+  assert.equal(a.request("other"), null, "another address has its own bucket");
+  c.advance(100); // one token back
+  assert.equal(a.request("h"), null);
+  assert.notEqual(a.request("h"), null);
+});
+
+Deno.test("Admission shuts out an address after too many bad tickets, until the window passes", () => {
+  const c = clock();
+  const a = new Admission({ ...LOOSE, badTicketLimit: 3, badTicketWindowMs: 10_000 }, c.now);
+  assert.equal(a.badTicket("h"), null);
+  c.advance(1000);
+  assert.equal(a.badTicket("h"), null);
+  assert.notEqual(a.badTicket("h"), null, "the third bad ticket reaches the limit");
+  const shut = a.admit("h");
+  assert.ok(Admission.refused(shut) && /too many bad tickets; retry in 9 s/.test(shut.reason), String(shut));
+  assert.ok(!Admission.refused(a.admit("k")), "other addresses are not affected");
+  c.advance(9_001);
+  assert.ok(!Admission.refused(a.admit("h")), "the oldest bad ticket left the window");
+});
+
+Deno.test("Admission forgets idle addresses, so a flood of addresses cannot grow memory", () => {
+  const c = clock();
+  const a = new Admission({ ...LOOSE, ratePerSec: 1000, rateBurst: 10 }, c.now);
+  for (let i = 0; i < 20_000; i++) {
+    const x = a.admit(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    if (!Admission.refused(x)) x.release();
+    c.advance(1);
+  }
+  assert.ok(a.tracked <= 4097, `tracks ${a.tracked} addresses`);
+  assert.equal(a.open, 0);
+});
+
+Deno.test("hostOf strips the port, IPv6 included", () => {
+  assert.equal(hostOf("127.0.0.1:4000"), "127.0.0.1");
+  assert.equal(hostOf("::1:4000"), "::1");
+});
+
+/** Everything a server sends until it closes (bounded). */
+async function drain(conn: LineConn): Promise<Reply[]> {
+  const out: Reply[] = [];
+  for (;;) {
+    const line = await conn.readLine(10_000);
+    if (line === null) return out;
+    out.push(parseReply(line));
+  }
+}
+
+async function raw(port: number, bytes: string, end = false): Promise<Reply[]> {
+  const c = await LineConn.connect("127.0.0.1", port);
+  try {
+    await c.conn.write(new TextEncoder().encode(bytes));
+    if (end) await c.conn.closeWrite();
+    return await drain(c);
+  } finally {
+    c.close();
+  }
+}
+
+const codes = (rs: Reply[]) => rs.map((r) => r.code);
+
+async function served(inst: Instance): Promise<void> {
+  const o = await inst.client(["echo", "still here"]);
+  assert.equal(o.code, 0, o.stderr);
+  assert.equal(o.stdout, "still here\n");
+}
+
+Deno.test("slowloris gets 408, an over-long line 413, one address past its connection cap 429", async () => {
+  const inst = await startInstance({
+    workers: 1,
+    flags: [
+      "--handshake-timeout-ms=300",
+      "--idle-timeout-ms=400",
+      "--max-line-bytes=128",
+      "--max-conns-per-addr=4",
+      "--rate-per-addr=0",
+    ],
+  });
+  const worker = inst.port + 1;
+  try {
+    // Slowloris: a line that never ends, and a connection that never speaks, on both roles.
+    assert.deepEqual(codes(await raw(inst.port, "REQUEST ec")), [220, 408]);
+    assert.deepEqual(codes(await raw(inst.port, "")), [220, 408]);
+    assert.deepEqual(codes(await raw(worker, "RUN 0123")), [220, 408]);
+    // A drip of one byte every 50 ms does not stretch the deadline: the timeout covers the whole line.
+    const drip = await LineConn.connect("127.0.0.1", inst.port);
+    try {
+      checkGreeting(parseReply((await drip.readLine(5_000))!));
+      let closed = false;
+      const dripping = (async () => {
+        for (let i = 0; i < 200 && !closed; i++) {
+          await drip.conn.write(new TextEncoder().encode("R")).catch(() => (closed = true));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const cut = await drain(drip);
+      closed = true;
+      await dripping;
+      assert.deepEqual(codes(cut), [408]);
+    } finally {
+      drip.close();
+    }
+    // Idle after a first good line.
+    const idle = await raw(inst.port, "HELLO OSPS/1\n");
+    assert.deepEqual(codes(idle), [220, 200, 408]);
+    assert.match(idle[2]!.text, /no complete line within 400 ms/);
+    // Too long, with and without LF, on both roles.
+    const long = "REQUEST " + "e".repeat(200);
+    const r = await raw(inst.port, long + "\n");
+    assert.deepEqual(codes(r), [220, 413]);
+    assert.equal(r[1]!.text, "line longer than 128 bytes");
+    assert.deepEqual(codes(await raw(inst.port, long)), [220, 413], "no LF needed to trip the limit");
+    assert.deepEqual(codes(await raw(worker, `RUN ${"0".repeat(300)}\n`)), [220, 413]);
+    // Connections per address: the fifth is refused before its greeting, the others still work.
+    const held = await Promise.all(Array.from({ length: 4 }, () => LineConn.connect("127.0.0.1", inst.port)));
+    try {
+      for (const h of held) checkGreeting(parseReply((await h.readLine(5_000))!));
+      const refused = await raw(inst.port, "HELLO OSPS/1\n");
+      assert.deepEqual(codes(refused), [429]);
+      assert.match(refused[0]!.text, /too many connections from 127\.0\.0\.1 \(4\)/);
+      await held[0]!.writeLine("HELLO OSPS/1");
+      assert.equal(parseReply((await held[0]!.readLine(5_000))!).code, 200, "held connections keep working");
+    } finally {
+      for (const h of held) h.close();
+    }
+    await served(inst); // and once they are gone, a normal client gets in again
+    const s = await inst.status() as unknown as { limits: Record<string, number> };
+    assert.equal(s.limits["max-conns-per-addr"], 4);
+    assert.equal(s.limits["max-line-bytes"], 128);
+    assert.equal(s.limits["handshake-timeout-ms"], 300);
+    assert.equal(s.limits["max-conns"], 1024);
+    assert.ok(
+      ["rate-per-addr", "bad-ticket-limit", "queue-size", "ticket-ttl-ms"].every((k) => k in s.limits),
+    );
+    assert.deepEqual((await inst.status()).workers.map((w) => w.restarts), [0]);
+  } finally {
+    assert.equal(await inst.stop(), 0);
+  }
+  await assertNothingLeft(inst);
+});
+
+Deno.test("a flood of lines from one address is cut off with 429; guessed tickets get the address throttled", async () => {
+  const inst = await startInstance({
+    workers: 2,
+    flags: ["--rate-per-addr=20", "--rate-burst=20", "--bad-ticket-limit=3", "--ticket-ttl-ms=2000"],
+  });
+  try {
+    // 40 pipelined lines: the first ones are answered, then one 429 and the connection is closed.
+    const flood = await raw(inst.port, "HELLO OSPS/1\n".repeat(40));
+    const c = codes(flood);
+    assert.equal(c[0], 220);
+    assert.equal(c.at(-1), 429, JSON.stringify(flood.slice(-2)));
+    assert.ok(c.filter((x) => x === 200).length < 40 && c.filter((x) => x === 200).length >= 10, c.join());
+    assert.match(flood.at(-1)!.text, /rate limit for 127\.0\.0\.1 \(20\/s\)/);
+    await new Promise((r) => setTimeout(r, 1_200)); // the bucket refills at 20/s
+    await served(inst);
+
+    // Three guessed tickets at worker 1, then it refuses that address outright.
+    const w1 = inst.port + 1;
+    for (let i = 0; i < 3; i++) {
+      const r = await raw(w1, formatRun("f".repeat(31) + i, "echo", "guess") + "\n");
+      assert.deepEqual(codes(r), [220, 401]);
+    }
+    const shut = await raw(w1, formatRun("0".repeat(32), "echo", "x") + "\n");
+    assert.deepEqual(codes(shut), [429]);
+    assert.match(shut[0]!.text, /too many bad tickets; retry in \d+ s/);
+    // The other worker still serves this address with a real ticket.
+    const d = await LineConn.connect("127.0.0.1", inst.port);
+    try {
+      checkGreeting(parseReply((await d.readLine(5_000))!));
+      for (let tries = 0;; tries++) {
+        assert.ok(tries < 4, "the dispatcher hands out worker 2 within a few requests");
+        await d.writeLine("REQUEST echo");
+        let reply = parseReply((await d.readLine(5_000))!);
+        while (reply.code === Status.QUEUED) reply = parseReply((await d.readLine(5_000))!);
+        const a = parseAssign(reply);
+        if (a.port !== inst.port + 2) continue;
+        const r = await raw(a.port, formatRun(a.ticket, "echo", "honest") + "\n");
+        assert.deepEqual(r.map((x) => `${x.code} ${x.code === 200 ? x.text : ""}`), ["220 ", "200 honest"]);
+        break;
+      }
+    } finally {
+      d.close();
+    }
+    const s = await inst.status();
+    assert.deepEqual([s.dispatcher, ...s.workers].map((x) => x.restarts), [0, 0, 0]);
+  } finally {
+    assert.equal(await inst.stop(), 0);
+  }
+  await assertNothingLeft(inst);
+});

@@ -1,0 +1,213 @@
+/**
+ * Unit tests of the protocol module (parse/format) and of line framing over a
+ * real loopback socket.
+ */
+import assert from "node:assert/strict";
+import { ProtocolError } from "../mod/errors.ts";
+import { LineConn } from "../mod/line_conn.ts";
+import {
+  BadCommand,
+  checkGreeting,
+  formatAssign,
+  formatReply,
+  formatRun,
+  greeting,
+  parseAssign,
+  parseDispatcherCommand,
+  parseReply,
+  parseRunCommand,
+  Status,
+} from "../mod/protocol.ts";
+
+const T = "0123456789abcdef0123456789abcdef";
+
+function throwsStatus(fn: () => unknown, status: number, message?: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.status, status, err.message);
+    if (message) assert.match(err.message, message);
+    return true;
+  });
+}
+
+Deno.test("formatReply escapes line breaks so one reply is one line, and parseReply reads it back", () => {
+  const line = formatReply(200, "a\nb\r\nc");
+  assert.equal(line, "200 a\\nb\\r\\nc");
+  assert.deepEqual(parseReply(line), { code: 200, text: "a\\nb\\r\\nc" });
+  assert.deepEqual(parseReply("221"), { code: 221, text: "" });
+});
+
+Deno.test("parseReply refuses anything that is not a status line", () => {
+  for (const bad of ["", "20 ok", "2000 ok", "600 no", "099 x", "abc", " 200 ok", "200ok"]) {
+    throwsStatus(() => parseReply(bad), 0, /malformed reply/);
+  }
+});
+
+Deno.test("greetings carry the version; a different version is a 505", () => {
+  assert.equal(greeting("worker", "3"), "220 OSPS/1 worker 3");
+  assert.equal(checkGreeting(parseReply(greeting("dispatcher"))), "dispatcher");
+  throwsStatus(() => checkGreeting(parseReply("220 OSPS/2 dispatcher")), Status.BAD_VERSION, /OSPS\/2/);
+  throwsStatus(() => checkGreeting(parseReply("429 too many")), 429, /expected greeting/);
+});
+
+Deno.test("parseDispatcherCommand: verbs are case-insensitive, types and versions are checked", () => {
+  assert.deepEqual(parseDispatcherCommand("HELLO OSPS/1"), { verb: "HELLO", version: "OSPS/1" });
+  assert.deepEqual(parseDispatcherCommand("  request echo "), { verb: "REQUEST", type: "echo" });
+  assert.deepEqual(parseDispatcherCommand("quit"), { verb: "QUIT" });
+  throwsStatus(() => parseDispatcherCommand("HELLO OSPS/12345"), 400, /usage/);
+  throwsStatus(() => parseDispatcherCommand("REQUEST Echo"), 400, /bad request type/);
+  throwsStatus(() => parseDispatcherCommand("REQUEST echo extra"), 400);
+  throwsStatus(() => parseDispatcherCommand(`REQUEST ${"a".repeat(17)}`), 400);
+  throwsStatus(() => parseDispatcherCommand("FROB"), 400, /unknown command "FROB"/);
+  throwsStatus(() => parseDispatcherCommand(""), 400);
+  assert.ok(
+    (() => {
+      try {
+        parseDispatcherCommand("x".repeat(5000));
+      } catch (err) {
+        return err instanceof BadCommand && err.message.length < 200;
+      }
+    })(),
+    "an echoed bad verb is truncated",
+  );
+});
+
+Deno.test("parseRunCommand: ticket is 32 lower-case hex digits; the argument is kept verbatim", () => {
+  assert.deepEqual(parseRunCommand(`RUN ${T} echo  two  spaces `), {
+    verb: "RUN",
+    ticket: T,
+    type: "echo",
+    arg: " two  spaces ",
+  });
+  assert.deepEqual(parseRunCommand(formatRun(T, "time", "")), {
+    verb: "RUN",
+    ticket: T,
+    type: "time",
+    arg: "",
+  });
+  throwsStatus(() => parseRunCommand(`RUN ${T.toUpperCase()} echo x`), 401, /malformed ticket/);
+  throwsStatus(() => parseRunCommand(`RUN ${T}0 echo x`), 401);
+  throwsStatus(() => parseRunCommand(`RUN ${T}`), 400, /bad request type/);
+  throwsStatus(() => parseRunCommand(`REQUEST echo`), 400, /expected RUN/);
+});
+
+Deno.test("formatAssign and parseAssign round-trip; a damaged ASSIGN is refused", () => {
+  const a = { host: "127.0.0.1", port: 2223, ticket: T };
+  assert.deepEqual(parseAssign(parseReply(formatAssign(a))), a);
+  throwsStatus(() => parseAssign(parseReply(`200 ASSIGN 127.0.0.1 2223 ${T.slice(1)}`)), 0);
+  throwsStatus(() => parseAssign(parseReply(`503 ASSIGN 127.0.0.1 2223 ${T}`)), 0);
+});
+
+/** A connected pair over loopback: the test writes on `client`, reads with a LineConn on the server side. */
+async function pair(maxLineBytes = 64): Promise<{ client: Deno.TcpConn; server: LineConn; close(): void }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port });
+  const server = new LineConn(await listener.accept(), { maxLineBytes });
+  listener.close();
+  return {
+    client,
+    server,
+    close: () => {
+      server.close();
+      client.close();
+    },
+  };
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+Deno.test("LineConn: LF and CRLF end lines, a lone CR is data, the last line needs no LF", async () => {
+  const p = await pair();
+  try {
+    await p.client.write(bytes("one\r\ntwo\nthr\ree\r\rfour"));
+    await p.client.closeWrite();
+    assert.equal(await p.server.readLine(), "one");
+    assert.equal(await p.server.readLine(), "two");
+    assert.equal(await p.server.readLine(), "thr\ree\r\rfour");
+    assert.equal(await p.server.readLine(), null);
+  } finally {
+    p.close();
+  }
+});
+
+Deno.test("LineConn: a line split over many tiny writes is one line; pipelined lines come out in order", async () => {
+  const p = await pair();
+  try {
+    for (const ch of "REQUEST echo\n") await p.client.write(bytes(ch));
+    assert.equal(await p.server.readLine(1000), "REQUEST echo");
+    await p.client.write(bytes("a\nb\nc\n"));
+    assert.deepEqual([await p.server.readLine(), await p.server.readLine(), await p.server.readLine()], [
+      "a",
+      "b",
+      "c",
+    ]);
+  } finally {
+    p.close();
+  }
+});
+
+Deno.test("LineConn: 413 past the limit (with or without LF), 400 for invalid UTF-8 or NUL, 408 on silence", async () => {
+  const cases: Array<[Uint8Array, number]> = [
+    [bytes("x".repeat(65) + "\n"), Status.TOO_LONG],
+    [bytes("x".repeat(100)), Status.TOO_LONG],
+    [new Uint8Array([0x61, 0xff, 0x0a]), Status.BAD_REQUEST],
+    [new Uint8Array([0xed, 0xa0, 0x80, 0x0a]), Status.BAD_REQUEST], // a UTF-16 surrogate, not UTF-8
+    [new Uint8Array([0x61, 0x00, 0x62, 0x0a]), Status.BAD_REQUEST],
+    [bytes("no end in sight"), Status.TIMEOUT],
+  ];
+  for (const [input, status] of cases) {
+    const p = await pair();
+    try {
+      await p.client.write(input);
+      await assert.rejects(p.server.readLine(200), (err: unknown) => {
+        assert.ok(err instanceof ProtocolError && err.status === status, `${input}: ${err}`);
+        return true;
+      });
+    } finally {
+      p.close();
+    }
+  }
+  const exact = await pair();
+  try {
+    await exact.client.write(bytes("x".repeat(64) + "\r\n"));
+    assert.equal(
+      await exact.server.readLine(200),
+      "x".repeat(64),
+      "exactly the limit is fine, CR not counted",
+    );
+  } finally {
+    exact.close();
+  }
+});
+
+Deno.test("LineConn: writeLine reports a vanished peer instead of throwing", async () => {
+  const p = await pair();
+  p.client.close();
+  let ok = true;
+  for (let i = 0; i < 50 && ok; i++) ok = await p.server.writeLine("x".repeat(10_000));
+  assert.equal(ok, false);
+  p.server.close();
+});
+
+Deno.test("LineConn: the timeout covers the whole line, so a byte-at-a-time drip still gets 408", async () => {
+  const p = await pair();
+  let dripping = true;
+  const drip = (async () => {
+    while (dripping) {
+      await p.client.write(bytes("x")).catch(() => (dripping = false));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  try {
+    const started = Date.now();
+    await assert.rejects(p.server.readLine(300), (err: unknown) => {
+      assert.ok(err instanceof ProtocolError && err.status === Status.TIMEOUT, String(err));
+      return true;
+    });
+    assert.ok(Date.now() - started < 5_000, "a drip does not extend the deadline");
+  } finally {
+    dripping = false;
+    await drip;
+    p.close();
+  }
+});
