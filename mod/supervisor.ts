@@ -15,6 +15,7 @@
 import { EXIT_CANNOT_BOOT } from "./errors.ts";
 import { ParentControl, readLines } from "./control.ts";
 import { logger } from "./log.ts";
+import { procStat } from "./proc.ts";
 import { type SlotView, SupState, WorkState } from "./shm.ts";
 
 /** Supervision states (lower-case names of {@link SupState}). */
@@ -397,8 +398,13 @@ export class SupervisedChild {
     this.#pendingReason = reason;
     const proc = this.#process;
     if (!proc) return;
-    trySignal(proc, "SIGTERM");
     clearTimeout(this.#killTimer);
+    // A stopped process (SIGSTOP, a debugger) cannot act on SIGTERM: no grace to wait for.
+    if (procStat(proc.pid)?.state === "T") {
+      trySignal(proc, "SIGKILL");
+      return;
+    }
+    trySignal(proc, "SIGTERM");
     this.#killTimer = setTimeout(() => trySignal(proc, "SIGKILL"), this.#policy.killGraceMs);
   }
 

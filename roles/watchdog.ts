@@ -13,7 +13,7 @@
  * @module
  */
 import { toArgv } from "../mod/cli.ts";
-import { instancePaths, limitFlags, type WatchdogConfig } from "../mod/config.ts";
+import { type InstancePaths, instancePaths, limitFlags, type WatchdogConfig } from "../mod/config.ts";
 import { EXIT_TEMPORARY, OspsError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/fifo.ts";
 import { logger, setupLogging } from "../mod/log.ts";
@@ -37,11 +37,16 @@ export class NothingCanServe extends OspsError {
  * The instance's shared-memory name disappeared under it (systemd-logind
  * `RemoveIPC=yes` deletes a user's POSIX shm at logout: systemd issue #2324).
  * Running roles keep their mappings, but nothing new could attach, so the
- * watchdog stops everything cleanly and exits 111 (temporary: restart it).
+ * watchdog stops that incarnation cleanly and builds a new one (new segment,
+ * FIFOs, children) under the same lock; after repeated losses it gives up with
+ * exit 111 (temporary: restart it).
  */
 export class SegmentVanished extends OspsError {
   override readonly exitCode = EXIT_TEMPORARY;
 }
+
+/** How many times in a row the watchdog rebuilds an instance whose segment vanished before giving up. */
+const MAX_RECOVERIES = 3;
 
 /** Runs the watchdog until SIGINT/SIGTERM, `--exit-after`, or total failure. Returns the exit code. */
 export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
@@ -53,7 +58,47 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
   if (removed.length) {
     log.warn("removed leftovers of a crashed instance: {list}", { list: removed.join(", ") });
   }
+  // Signals only queue an event; the instance loop handles it.
+  const signalled = Promise.withResolvers<string>();
+  const onSignal = (name: string) => () => signalled.resolve(name);
+  const sigint = onSignal("SIGINT"), sigterm = onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", sigint);
+  Deno.addSignalListener("SIGTERM", sigterm);
+  try {
+    for (let recoveries = 0;; recoveries++) {
+      const outcome = await runInstance(cfg, paths, signalled.promise);
+      if (outcome === "stopped") break;
+      if (recoveries >= MAX_RECOVERIES) {
+        throw new SegmentVanished(
+          `shared memory ${paths.shm} was removed by someone else ${recoveries + 1} times ` +
+            "(systemd-logind RemoveIPC?); stopped cleanly, see docs/SECURITY.md",
+        );
+      }
+      log.warn("shared memory was removed under the instance: rebuilding it and restarting every child");
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", sigint);
+    Deno.removeSignalListener("SIGTERM", sigterm);
+    lock.release();
+    try {
+      Deno.removeSync(cfg.runDir);
+    } catch { /* not empty: something of the user's is there; leave it */ }
+  }
+  log.info("stopped cleanly");
+  return 0;
+}
 
+/**
+ * One incarnation of the instance: a fresh segment, FIFOs and children, until
+ * a stop is asked for ("stopped") or the segment vanishes ("vanished"; the
+ * caller rebuilds). Throws {@link NothingCanServe} when nothing can run.
+ */
+async function runInstance(
+  cfg: WatchdogConfig,
+  paths: InstancePaths,
+  signalled: Promise<string>,
+): Promise<"stopped" | "vanished"> {
+  const log = logger();
   const instanceId = crypto.getRandomValues(new Uint32Array(1))[0]!;
   const fifos = Array.from({ length: cfg.workers }, (_, i) => [paths.dwtube(i + 1), paths.wdtube(i + 1)])
     .flat();
@@ -147,12 +192,8 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
   segment.slot(0).store("port", cfg.port);
   const children = [dispatcher, ...workers];
 
-  // Signals only queue an event; the loop below handles it.
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
-  const onSignal = (name: string) => () => requestStop(name);
-  const sigint = onSignal("SIGINT"), sigterm = onSignal("SIGTERM");
-  Deno.addSignalListener("SIGINT", sigint);
-  Deno.addSignalListener("SIGTERM", sigterm);
+  void signalled.then(requestStop);
 
   let announced = false;
   let failedBefore = 0;
@@ -234,8 +275,6 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
   const reason = await stopRequested;
   log.info("stopping ({reason})", { reason });
   segment.setHeader("state", 2);
-  Deno.removeSignalListener("SIGINT", sigint);
-  Deno.removeSignalListener("SIGTERM", sigterm);
   try {
     if (fatal) {
       await Promise.all(children.map((c) => c.abort()));
@@ -245,25 +284,15 @@ export async function runWatchdog(cfg: WatchdogConfig): Promise<number> {
   } finally {
     clearInterval(ticker);
     segment.close();
-    Segment.unlink(paths.shm);
+    // A vanished name may already belong to someone else: only unlink what is still ours.
+    if (!vanished) Segment.unlink(paths.shm);
     for (const f of fifos) removeFifo(f);
     try {
       Deno.removeSync(paths.record);
     } catch { /* already gone */ }
-    lock.release();
-    try {
-      Deno.removeSync(cfg.runDir);
-    } catch { /* not empty: something of the user's is there; leave it */ }
-  }
-  if (vanished) {
-    throw new SegmentVanished(
-      `shared memory ${paths.shm} was removed by someone else (systemd-logind RemoveIPC?); ` +
-        "stopped cleanly, start again to recover (see docs/SECURITY.md)",
-    );
   }
   if (fatal) throw new NothingCanServe(`giving up: ${fatal} (see the errors above)`);
-  log.info("stopped cleanly");
-  return 0;
+  return vanished ? "vanished" : "stopped";
 }
 
 /** `n` plus up to 10% random jitter, so that workers started together do not all retire together. */
