@@ -20,6 +20,8 @@ export class LineConn {
   readonly #max: number;
   readonly #decoder = new TextDecoder("utf-8", { fatal: true });
   #buf = new Uint8Array(0);
+  /** Read buffer, reused: each chunk is copied into #buf before the next read. */
+  readonly #chunk = new Uint8Array(16 * 1024);
   #closed = false;
 
   constructor(conn: Deno.Conn, options: LineConnOptions = {}) {
@@ -86,7 +88,7 @@ export class LineConn {
   }
 
   async #read(deadline: number | undefined, timeoutMs?: number): Promise<Uint8Array | null> {
-    const chunk = new Uint8Array(16 * 1024);
+    const chunk = this.#chunk;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const read = this.conn.read(chunk);

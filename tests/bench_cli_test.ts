@@ -3,11 +3,10 @@
  * counts add up. Never asserts speed.
  */
 import assert from "node:assert/strict";
-import { assertNothingLeft, osps, startInstance } from "./harness.ts";
+import { osps, withInstance } from "./harness.ts";
 
 Deno.test("osps bench --requests 50 --json reports every request once, with latency and histogram", async () => {
-  const inst = await startInstance({ workers: 2 });
-  try {
+  await withInstance({ workers: 2 }, async (inst) => {
     for (const mode of [[], ["--session"]]) {
       const o = await osps([
         "bench",
@@ -39,15 +38,11 @@ Deno.test("osps bench --requests 50 --json reports every request once, with late
     }
     const s = await inst.status();
     assert.equal(s.workers.reduce((n, w) => n + w.served, 0), 100);
-  } finally {
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("osps bench prints a text report with an error table, and fails clearly with no instance", async () => {
-  const inst = await startInstance({ workers: 2 });
-  try {
+  const { port } = await withInstance({ workers: 2 }, async (inst) => {
     const o = await osps(["bench", `--port=${inst.port}`, "--requests=10", "-c", "2", "upper", "abc"]);
     assert.equal(o.code, 0, o.stderr);
     assert.match(o.stdout, /^osps bench: upper abc against 127\.0\.0\.1:\d+, 2 clients/);
@@ -55,14 +50,11 @@ Deno.test("osps bench prints a text report with an error table, and fails clearl
     assert.match(o.stdout, /latency +p50 .* p90 .* p99 .* max /);
     assert.match(o.stdout, /errors +none/);
     assert.match(o.stdout, /latency histogram\n +≤ /);
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
-  const gone = await osps(["bench", `--port=${inst.port}`, "--requests=5"]);
+  });
+  const gone = await osps(["bench", `--port=${port}`, "--requests=5"]);
   assert.equal(gone.code, 3);
   assert.match(gone.stderr, /cannot reach the dispatcher/);
-  const bad = await osps(["bench", `--port=${inst.port}`, "nope"]);
+  const bad = await osps(["bench", `--port=${port}`, "nope"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /unknown request type "nope"/);
 });

@@ -5,7 +5,7 @@
  * nothing behind.
  */
 import assert from "node:assert/strict";
-import { assertNothingLeft, mapTable, startInstance, zombiesOf } from "./harness.ts";
+import { mapTable, withInstance, zombiesOf } from "./harness.ts";
 import { Session } from "../mod/client_session.ts";
 import { ServiceError } from "../mod/errors.ts";
 
@@ -52,7 +52,7 @@ async function client(port: number, id: number, until: number, tally: Tally): Pr
 }
 
 Deno.test("chaos: 16 clients while a random worker is SIGKILLed every 300 ms; stop leaves nothing", async () => {
-  const inst = await startInstance({
+  await withInstance({
     workers: 4,
     flags: [
       "--restart-budget=1000",
@@ -60,37 +60,36 @@ Deno.test("chaos: 16 clients while a random worker is SIGKILLed every 300 ms; st
       "--heartbeat-ms=100",
       "--hang-timeout-ms=2000",
     ],
-  });
-  const table = mapTable(inst);
-  const tally: Tally = { ok: 0, retried: 0, errors: new Map() };
-  let kills = 0;
-  const killer = setInterval(() => {
-    const live = Array.from({ length: 4 }, (_, i) => table.slot(i + 1).load("pid")).filter((p) => p > 0);
-    const pid = live[Math.floor(Math.random() * live.length)];
-    if (pid === undefined) return;
+  }, async (inst) => {
+    const table = mapTable(inst);
+    const tally: Tally = { ok: 0, retried: 0, errors: new Map() };
+    let kills = 0;
+    const killer = setInterval(() => {
+      const live = Array.from({ length: 4 }, (_, i) => table.slot(i + 1).load("pid")).filter((p) => p > 0);
+      const pid = live[Math.floor(Math.random() * live.length)];
+      if (pid === undefined) return;
+      try {
+        Deno.kill(pid, "SIGKILL");
+        kills++;
+      } catch { /* exited meanwhile */ }
+    }, KILL_EVERY_MS);
     try {
-      Deno.kill(pid, "SIGKILL");
-      kills++;
-    } catch { /* exited meanwhile */ }
-  }, KILL_EVERY_MS);
-  try {
-    const until = Date.now() + RUN_MS;
-    await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(inst.port, i, until, tally)));
-    clearInterval(killer);
-    const errors = [...tally.errors].map(([k, v]) => `${v}× ${k}`).join("; ") || "none";
-    console.log(
-      `chaos: ${tally.ok} requests served, ${kills} kills, ${tally.retried} needed a retry; errors: ${errors}`,
-    );
-    assert.ok(kills >= 20, `only ${kills} kills`);
-    assert.ok(tally.ok >= 100, `only ${tally.ok} requests`);
-    assert.deepEqual(zombiesOf(inst.pid), []);
-    const s = await inst.status();
-    assert.ok(s.workers.reduce((n, w) => n + w.restarts, 0) >= kills - 4);
-    assert.equal(s.dispatcher.restarts, 0, "worker deaths never restart the dispatcher");
-  } finally {
-    clearInterval(killer);
-    table.close();
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+      const until = Date.now() + RUN_MS;
+      await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(inst.port, i, until, tally)));
+      clearInterval(killer);
+      const errors = [...tally.errors].map(([k, v]) => `${v}× ${k}`).join("; ") || "none";
+      console.log(
+        `chaos: ${tally.ok} requests served, ${kills} kills, ${tally.retried} needed a retry; errors: ${errors}`,
+      );
+      assert.ok(kills >= 20, `only ${kills} kills`);
+      assert.ok(tally.ok >= 100, `only ${tally.ok} requests`);
+      assert.deepEqual(zombiesOf(inst.pid), []);
+      const s = await inst.status();
+      assert.ok(s.workers.reduce((n, w) => n + w.restarts, 0) >= kills - 4);
+      assert.equal(s.dispatcher.restarts, 0, "worker deaths never restart the dispatcher");
+    } finally {
+      clearInterval(killer);
+      table.close();
+    }
+  });
 });

@@ -3,7 +3,14 @@
  * watchdog with 3 workers, real clients, real kill -9, real stop.
  */
 import assert from "node:assert/strict";
-import { assertNothingLeft, type Instance, startInstance, waitFor, zombiesOf } from "./harness.ts";
+import {
+  assertNothingLeft,
+  type Instance,
+  startInstance,
+  waitFor,
+  withInstance,
+  zombiesOf,
+} from "./harness.ts";
 import { LineConn } from "../mod/line_conn.ts";
 import { checkGreeting, formatRun, parseAssign, parseReply, Status } from "../mod/protocol.ts";
 
@@ -36,8 +43,7 @@ async function presentTicket(port: number, line: string): Promise<{ code: number
 }
 
 Deno.test("24 parallel clients are all served correctly by 3 workers", async () => {
-  const inst = await startInstance({ workers: 3 });
-  try {
+  await withInstance({ workers: 3 }, async (inst) => {
     const results = await Promise.all(
       Array.from({ length: 24 }, (_, i) => inst.client(["echo", `client-${i}`])),
     );
@@ -50,15 +56,11 @@ Deno.test("24 parallel clients are all served correctly by 3 workers", async () 
     assert.equal(s.workers.reduce((n, w) => n + w.served, 0), 24);
     assert.equal(s.dispatcher.served, 24);
     assert.ok(s.workers.every((w) => w.state === "ready" && w.pid > 0));
-  } finally {
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("every request type answers through the full flow; bad input gets a clear error", async () => {
-  const inst = await startInstance({ workers: 2 });
-  try {
+  await withInstance({ workers: 2 }, async (inst) => {
     const cases: Array<[string[], RegExp]> = [
       [["echo", "hello", "world"], /^hello world\n$/],
       [["upper", "abc"], /^ABC\n$/],
@@ -86,15 +88,11 @@ Deno.test("every request type answers through the full flow; bad input gets a cl
     assert.match(huge.stderr, /400 fib takes a whole number from 0 to 78/);
     // A bad request cost nothing: the pool still serves.
     assert.equal((await inst.client(["echo", "still here"])).stdout, "still here\n");
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("--repeat sends N requests on one dispatcher connection; --json prints one object each", async () => {
-  const inst = await startInstance({ workers: 2 });
-  try {
+  await withInstance({ workers: 2 }, async (inst) => {
     const r = await inst.client(["--repeat=5", "--json", "upper", "x"]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
@@ -106,28 +104,20 @@ Deno.test("--repeat sends N requests on one dispatcher connection; --json prints
     }
     const s = await inst.status();
     assert.equal(s.dispatcher.served, 5);
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("interactive client reads one request per line and keeps going after an error", async () => {
-  const inst = await startInstance({ workers: 2 });
-  try {
+  await withInstance({ workers: 2 }, async (inst) => {
     const r = await inst.client([], { stdin: "echo one\nbogus\nupper two\nquit\necho never\n" });
     assert.equal(r.stdout, "one\nTWO\n");
     assert.match(r.stderr, /unknown request type "bogus"/);
     assert.equal(r.code, 3);
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("a worker serves only a valid, unused ticket issued for it", async () => {
-  const inst = await startInstance({ workers: 2 });
-  try {
+  await withInstance({ workers: 2 }, async (inst) => {
     // A guessed ticket.
     const guess = await presentTicket(inst.port + 1, formatRun("0".repeat(32), "echo", "x"));
     assert.equal(guess.code, Status.BAD_TICKET);
@@ -151,30 +141,22 @@ Deno.test("a worker serves only a valid, unused ticket issued for it", async () 
       code: 200,
       text: "mine",
     });
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("an unused ticket expires and its worker is handed out again", async () => {
-  const inst = await startInstance({ workers: 1, flags: ["--ticket-ttl-ms=300"] });
-  try {
+  await withInstance({ workers: 1, flags: ["--ticket-ttl-ms=300"] }, async (inst) => {
     const a = await assign(inst, "echo");
     await new Promise((r) => setTimeout(r, 600));
     const late = await presentTicket(a.port, formatRun(a.ticket, "echo", "late"));
     assert.equal(late.code, Status.BAD_TICKET);
     const r = await inst.client(["echo", "next"]);
     assert.equal(r.stdout, "next\n", r.stderr);
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("kill -9 of a worker: it is reaped and replaced, the pool keeps serving", async () => {
-  const inst = await startInstance({ workers: 3 });
-  try {
+  await withInstance({ workers: 3 }, async (inst) => {
     const before = await inst.status();
     const victim = before.workers[1]!;
     Deno.kill(victim.pid, "SIGKILL");
@@ -194,10 +176,7 @@ Deno.test("kill -9 of a worker: it is reaped and replaced, the pool keeps servin
     assert.deepEqual(zombiesOf(inst.pid), []);
     const results = await Promise.all(Array.from({ length: 6 }, (_, i) => inst.client(["echo", `${i}`])));
     assert.ok(results.every((r, i) => r.code === 0 && r.stdout === `${i}\n`), JSON.stringify(results));
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("--exit-after N stops the instance cleanly after N requests", async () => {
@@ -211,13 +190,10 @@ Deno.test("--exit-after N stops the instance cleanly after N requests", async ()
 });
 
 Deno.test("--log-format json: every role logs one JSON object per line with its role and pid", async () => {
-  const inst = await startInstance({ workers: 2, flags: ["--log-format=json"] });
-  try {
+  const stopped = await withInstance({ workers: 2, flags: ["--log-format=json"] }, async (inst) => {
     assert.equal((await inst.client(["echo", "x"])).code, 0);
-  } finally {
-    await inst.stop();
-  }
-  const lines = inst.logs().trim().split("\n");
+  });
+  const lines = stopped.logs().trim().split("\n");
   const roles = new Set<string>();
   for (const line of lines) {
     const rec = JSON.parse(line);
@@ -227,5 +203,4 @@ Deno.test("--log-format json: every role logs one JSON object per line with its 
     roles.add(rec.role);
   }
   assert.deepEqual([...roles].sort(), ["dispatcher", "watchdog", "worker 1", "worker 2"]);
-  await assertNothingLeft(inst);
 });

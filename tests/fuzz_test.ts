@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { LineConn } from "../mod/line_conn.ts";
 import { Session } from "../mod/client_session.ts";
 import { checkGreeting, formatRun, parseAssign, parseReply, type Reply, Status } from "../mod/protocol.ts";
-import { assertNothingLeft, type Instance, startInstance } from "./harness.ts";
+import { type Instance, withInstance } from "./harness.ts";
 
 const SEED = Number(Deno.env.get("OSPS_FUZZ_SEED") ?? Date.now() % 1_000_000);
 const MAX_LINE = 4096;
@@ -255,7 +255,7 @@ async function ticketAbuse(inst: Instance, d: LineConn): Promise<number> {
 }
 
 Deno.test(`fuzz: 10,000+ hostile inputs never crash a role and always get protocol lines (seed ${SEED})`, async () => {
-  const inst = await startInstance({
+  await withInstance({
     workers: 2,
     flags: [
       `--max-line-bytes=${MAX_LINE}`,
@@ -268,92 +268,91 @@ Deno.test(`fuzz: 10,000+ hostile inputs never crash a role and always get protoc
       "--max-conns-per-addr=10000",
       "--bad-ticket-limit=1000000",
     ],
-  });
-  const before = await inst.status();
-  let inputs = 0, connections = 0, served = 0, stop = false;
-  const codes = new Map<number, number>();
-  const count = (rs: Reply[]) => rs.forEach((r) => codes.set(r.code, (codes.get(r.code) ?? 0) + 1));
-  try {
-    const honest = (async (): Promise<void> => {
-      const s = await Session.open("127.0.0.1", inst.port, { timeoutMs: 15_000 });
-      try {
-        while (!stop) {
-          const text = `honest ${served} ✓`;
-          const a = await s.request("echo", text);
-          assert.equal(a.text, text, "the honest client gets its own answer");
-          served++;
-          await new Promise((r) => setTimeout(r, 20));
+  }, async (inst) => {
+    const before = await inst.status();
+    let inputs = 0, connections = 0, served = 0, stop = false;
+    const codes = new Map<number, number>();
+    const count = (rs: Reply[]) => rs.forEach((r) => codes.set(r.code, (codes.get(r.code) ?? 0) + 1));
+    try {
+      const honest = (async (): Promise<void> => {
+        const s = await Session.open("127.0.0.1", inst.port, { timeoutMs: 15_000 });
+        try {
+          while (!stop) {
+            const text = `honest ${served} ✓`;
+            const a = await s.request("echo", text);
+            assert.equal(a.text, text, "the honest client gets its own answer");
+            served++;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        } finally {
+          await s.close();
         }
-      } finally {
-        await s.close();
-      }
-    })().then(() => null, (err) => err);
-    const lane = async (target: "dispatcher" | "worker", quota: number) => {
-      while (quota > 0) {
-        const p = target === "dispatcher" ? dispatcherPayload() : workerPayload();
-        const port = target === "dispatcher" ? inst.port : inst.port + 1 + int(2);
-        const replies = await hostile(port, p);
-        count(replies);
-        if (target === "worker" && replies.length > 0) {
-          assert.equal(replies[0]!.code, Status.READY, "a worker greets first");
+      })().then(() => null, (err) => err);
+      const lane = async (target: "dispatcher" | "worker", quota: number) => {
+        while (quota > 0) {
+          const p = target === "dispatcher" ? dispatcherPayload() : workerPayload();
+          const port = target === "dispatcher" ? inst.port : inst.port + 1 + int(2);
+          const replies = await hostile(port, p);
+          count(replies);
+          if (target === "worker" && replies.length > 0) {
+            assert.equal(replies[0]!.code, Status.READY, "a worker greets first");
+          }
+          for (const r of replies) {
+            assert.notEqual(r.code, Status.INTERNAL, `no internal error: ${r.text}`);
+          }
+          quota -= p.inputs;
+          inputs += p.inputs;
+          connections++;
         }
-        for (const r of replies) {
-          assert.notEqual(r.code, Status.INTERNAL, `no internal error: ${r.text}`);
+      };
+      const tickets = async (rounds: number) => {
+        const d = await LineConn.connect("127.0.0.1", inst.port);
+        try {
+          checkGreeting(parseReply((await d.readLine(5_000))!));
+          for (let i = 0; i < rounds; i++) {
+            const sent = await ticketAbuse(inst, d); // not `inputs += await …`: that would read inputs too early
+            inputs += sent;
+          }
+        } finally {
+          d.close();
         }
-        quota -= p.inputs;
-        inputs += p.inputs;
-        connections++;
-      }
-    };
-    const tickets = async (rounds: number) => {
-      const d = await LineConn.connect("127.0.0.1", inst.port);
-      try {
-        checkGreeting(parseReply((await d.readLine(5_000))!));
-        for (let i = 0; i < rounds; i++) {
-          const sent = await ticketAbuse(inst, d); // not `inputs += await …`: that would read inputs too early
-          inputs += sent;
-        }
-      } finally {
-        d.close();
-      }
-    };
-    await Promise.all([
-      ...Array.from({ length: 4 }, () => lane("dispatcher", 1_600)),
-      ...Array.from({ length: 4 }, () => lane("worker", 700)),
-      tickets(150),
-      tickets(150),
-    ]);
-    stop = true;
-    const honestFailure = await honest;
-    if (honestFailure) throw honestFailure;
+      };
+      await Promise.all([
+        ...Array.from({ length: 4 }, () => lane("dispatcher", 1_600)),
+        ...Array.from({ length: 4 }, () => lane("worker", 700)),
+        tickets(150),
+        tickets(150),
+      ]);
+      stop = true;
+      const honestFailure = await honest;
+      if (honestFailure) throw honestFailure;
 
-    assert.ok(inputs >= 10_000, `sent ${inputs} hostile inputs`);
-    assert.ok(served >= 5, `the honest client was served ${served} times during the fuzz`);
-    const after = await inst.status();
-    for (
-      const [was, now] of [
-        [before.dispatcher, after.dispatcher],
-        ...before.workers.map((w, i) => [w, after.workers[i]!]),
-      ]
-    ) {
-      assert.equal(now!.restarts, 0, `no restart: ${JSON.stringify(now)}`);
-      assert.equal(now!.pid, was!.pid, "same process throughout");
+      assert.ok(inputs >= 10_000, `sent ${inputs} hostile inputs`);
+      assert.ok(served >= 5, `the honest client was served ${served} times during the fuzz`);
+      const after = await inst.status();
+      for (
+        const [was, now] of [
+          [before.dispatcher, after.dispatcher],
+          ...before.workers.map((w, i) => [w, after.workers[i]!]),
+        ]
+      ) {
+        assert.equal(now!.restarts, 0, `no restart: ${JSON.stringify(now)}`);
+        assert.equal(now!.pid, was!.pid, "same process throughout");
+      }
+      assert.doesNotMatch(
+        inst.logs(),
+        /connection failed|request failed|Uncaught/,
+        "no role hit an unexpected error",
+      );
+      console.log(
+        `fuzz seed ${SEED}: ${inputs} hostile inputs on ${connections} connections (+ ticket abuse); ` +
+          `honest client served ${served}; replies by code ${JSON.stringify(Object.fromEntries(codes))}`,
+      );
+    } catch (err) {
+      console.error(`fuzz seed ${SEED} failed; instance logs:\n${inst.logs().slice(-4000)}`);
+      throw err;
+    } finally {
+      stop = true;
     }
-    assert.doesNotMatch(
-      inst.logs(),
-      /connection failed|request failed|Uncaught/,
-      "no role hit an unexpected error",
-    );
-    console.log(
-      `fuzz seed ${SEED}: ${inputs} hostile inputs on ${connections} connections (+ ticket abuse); ` +
-        `honest client served ${served}; replies by code ${JSON.stringify(Object.fromEntries(codes))}`,
-    );
-  } catch (err) {
-    console.error(`fuzz seed ${SEED} failed; instance logs:\n${inst.logs().slice(-4000)}`);
-    throw err;
-  } finally {
-    stop = true;
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+  });
 });

@@ -164,11 +164,16 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
       if (r === "timeout") child.kill("SIGKILL");
       const code = (await status).code;
       await stderrDone;
-      if (options.expectFailure) {
-        removeTempParent(runDir, options.runDir);
-        return failedInstance(code, stderr, runDir, port, workers, child);
-      }
-      throw new Error(`watchdog did not get ready (exit ${code}):\n${stderr}`);
+      removeTempParent(runDir, options.runDir);
+      if (!options.expectFailure) throw new Error(`watchdog did not get ready (exit ${code}):\n${stderr}`);
+      const done = Promise.resolve(code);
+      const fail = () => Promise.reject(new Error("instance is not running"));
+      return instance({ port, workers, runDir }, child, () => stderr, {
+        client: fail,
+        status: fail,
+        stop: () => done,
+        exited: () => done,
+      });
     }
     buffered += r.value;
   }
@@ -183,13 +188,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
     removeTempParent(runDir, options.runDir);
     return s.code;
   });
-  return {
-    port,
-    workers,
-    runDir,
-    pid: child.pid,
-    process: child,
-    logs: () => stderr,
+  return instance({ port, workers, runDir }, child, () => stderr, {
     client: (args, o) => osps(["client", `--port=${port}`, ...args], o),
     status: async () => {
       const o = await osps(["status", `--run-dir=${runDir}`, "--json"]);
@@ -202,7 +201,17 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
       return await finished;
     },
     exited: () => finished,
-  };
+  });
+}
+
+/** An {@link Instance}: what every one has, running or failed, plus how it is driven. */
+function instance(
+  where: Pick<Instance, "port" | "workers" | "runDir">,
+  child: Deno.ChildProcess,
+  logs: () => string,
+  drive: Pick<Instance, "client" | "status" | "stop" | "exited">,
+): Instance {
+  return { ...where, pid: child.pid, process: child, logs, ...drive };
 }
 
 /** Removes the temp dir the harness made around a run dir (only when it is empty: the watchdog cleaned up). */
@@ -211,30 +220,6 @@ function removeTempParent(runDir: string, given: string | undefined): void {
   try {
     Deno.removeSync(runDir.slice(0, runDir.lastIndexOf("/")));
   } catch { /* not empty: something was left, and assertNothingLeft will say so */ }
-}
-
-function failedInstance(
-  code: number,
-  stderr: string,
-  runDir: string,
-  port: number,
-  workers: number,
-  child: Deno.ChildProcess,
-): Instance {
-  const done = Promise.resolve(code);
-  const fail = () => Promise.reject(new Error("instance is not running"));
-  return {
-    port,
-    workers,
-    runDir,
-    pid: child.pid,
-    process: child,
-    logs: () => stderr,
-    client: fail,
-    status: fail,
-    stop: () => done,
-    exited: () => done,
-  };
 }
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
@@ -273,6 +258,35 @@ export async function assertNothingLeft(inst: Pick<Instance, "runDir" | "pid">):
   assert.equal(exists(inst.runDir), false, `run dir ${inst.runDir} should be removed`);
   const shm = instancePaths(inst.runDir).shm;
   assert.equal(Segment.exists(shm), false, `shm segment ${shm} should be unlinked`);
+}
+
+/** Options of {@link withInstance}. */
+export interface WithInstanceOptions extends Omit<StartOptions, "expectFailure"> {
+  /** Exit code the watchdog must end with after `osps stop` (default 0); `null` leaves it unchecked. */
+  stopCode?: number | null;
+}
+
+/**
+ * Starts an instance, runs `body` on it, always stops it (checking the
+ * watchdog's exit code), then asserts that it left nothing behind. Resolves to
+ * the stopped instance, whose logs are then complete.
+ */
+export async function withInstance(
+  options: WithInstanceOptions,
+  body: (inst: Instance) => Promise<void>,
+): Promise<Instance> {
+  const { stopCode = 0, ...start } = options;
+  const inst = await startInstance(start);
+  try {
+    await body(inst);
+  } catch (err) {
+    await inst.stop().catch(() => {}); // stop it all the same; the body's failure is the one to report
+    throw err;
+  }
+  const code = await inst.stop();
+  if (stopCode !== null) assert.equal(code, stopCode, `watchdog exit code after stop; logs:\n${inst.logs()}`);
+  await assertNothingLeft(inst);
+  return inst;
 }
 
 /** True when `path` exists (without following a final symlink). */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Admission, type AdmissionLimits, hostOf } from "../mod/limits.ts";
 import { LineConn } from "../mod/line_conn.ts";
 import { checkGreeting, formatRun, parseAssign, parseReply, type Reply, Status } from "../mod/protocol.ts";
-import { assertNothingLeft, type Instance, startInstance } from "./harness.ts";
+import { type Instance, withInstance } from "./harness.ts";
 
 const LOOSE: AdmissionLimits = {
   maxConns: 100,
@@ -114,7 +114,7 @@ async function served(inst: Instance): Promise<void> {
 }
 
 Deno.test("slowloris gets 408, an over-long line 413, one address past its connection cap 429", async () => {
-  const inst = await startInstance({
+  await withInstance({
     workers: 1,
     flags: [
       "--handshake-timeout-ms=300",
@@ -123,9 +123,8 @@ Deno.test("slowloris gets 408, an over-long line 413, one address past its conne
       "--max-conns-per-addr=4",
       "--rate-per-addr=0",
     ],
-  });
-  const worker = inst.port + 1;
-  try {
+  }, async (inst) => {
+    const worker = inst.port + 1;
     // Slowloris: a line that never ends, and a connection that never speaks, on both roles.
     assert.deepEqual(codes(await raw(inst.port, "REQUEST ec")), [220, 408]);
     assert.deepEqual(codes(await raw(inst.port, "")), [220, 408]);
@@ -181,18 +180,14 @@ Deno.test("slowloris gets 408, an over-long line 413, one address past its conne
       ["rate-per-addr", "bad-ticket-limit", "queue-size", "ticket-ttl-ms"].every((k) => k in s.limits),
     );
     assert.deepEqual((await inst.status()).workers.map((w) => w.restarts), [0]);
-  } finally {
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("a flood of lines from one address is cut off with 429; guessed tickets get the address throttled", async () => {
-  const inst = await startInstance({
+  await withInstance({
     workers: 2,
     flags: ["--rate-per-addr=20", "--rate-burst=20", "--bad-ticket-limit=3", "--ticket-ttl-ms=2000"],
-  });
-  try {
+  }, async (inst) => {
     // 40 pipelined lines: the first ones are answered, then one 429 and the connection is closed.
     const flood = await raw(inst.port, "HELLO OSPS/1\n".repeat(40));
     const c = codes(flood);
@@ -232,8 +227,5 @@ Deno.test("a flood of lines from one address is cut off with 429; guessed ticket
     }
     const s = await inst.status();
     assert.deepEqual([s.dispatcher, ...s.workers].map((x) => x.restarts), [0, 0, 0]);
-  } finally {
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+  });
 });

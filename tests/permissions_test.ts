@@ -9,7 +9,7 @@ import { toArgv } from "../mod/cli.ts";
 import { processTable } from "../mod/proc.ts";
 import { Segment } from "../mod/shm.ts";
 import { netScope, permissionFlags } from "../mod/spawn.ts";
-import { assertNothingLeft, freePorts, startInstance } from "./harness.ts";
+import { freePorts, withInstance } from "./harness.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -23,8 +23,7 @@ Deno.test("no deno.json task grants every permission (-A / --allow-all)", () => 
 });
 
 Deno.test("the watchdog spawns each role with exactly permissionFlags() for its own address", async () => {
-  const inst = await startInstance({ workers: 2 });
-  try {
+  await withInstance({ workers: 2 }, async (inst) => {
     const s = await inst.status();
     const table = processTable();
     for (const child of [s.dispatcher, ...s.workers]) {
@@ -41,10 +40,7 @@ Deno.test("the watchdog spawns each role with exactly permissionFlags() for its 
       );
       assert.ok(!argv.some((a) => /^--allow-(read|write|run|env|sys|all)|^-A$/.test(a)), argv.join(" "));
     }
-  } finally {
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 const PROBE = `

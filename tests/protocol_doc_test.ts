@@ -19,7 +19,7 @@ import {
   Status,
 } from "../mod/protocol.ts";
 import { Segment, WorkState } from "../mod/shm.ts";
-import { assertNothingLeft, startInstance, waitFor } from "./harness.ts";
+import { waitFor, withInstance } from "./harness.ts";
 
 const DOC = Deno.readTextFileSync(new URL("../docs/PROTOCOL.md", import.meta.url));
 
@@ -182,24 +182,25 @@ Deno.test("every example transcript in PROTOCOL.md replays against a live instan
   const argv = command!.trim().split(/\s+/);
   assert.deepEqual(argv.slice(0, 2), ["osps", "watchdog"]);
   const workersFlag = argv.find((a) => a.startsWith("--workers="));
-  const inst = await startInstance({
+  await withInstance({
     workers: Number(workersFlag?.split("=")[1] ?? 1),
     flags: argv.slice(2).filter((a) => a !== workersFlag),
-  });
-  const seg = Segment.open(instancePaths(inst.runDir).shm);
-  try {
-    for (const [n, t] of TRANSCRIPTS.entries()) {
-      await waitFor("every worker idle", () => {
-        for (let i = 1; i <= inst.workers; i++) if (seg.slot(i).load("work") !== WorkState.IDLE) return false;
-        return true;
-      });
-      await replay(t, inst.port, `example ${n + 1}`);
+  }, async (inst) => {
+    const seg = Segment.open(instancePaths(inst.runDir).shm);
+    try {
+      for (const [n, t] of TRANSCRIPTS.entries()) {
+        await waitFor("every worker idle", () => {
+          for (let i = 1; i <= inst.workers; i++) {
+            if (seg.slot(i).load("work") !== WorkState.IDLE) return false;
+          }
+          return true;
+        });
+        await replay(t, inst.port, `example ${n + 1}`);
+      }
+    } finally {
+      seg.close();
     }
-  } finally {
-    seg.close();
-    assert.equal(await inst.stop(), 0);
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 async function replay(steps: Step[], dispatcherPort: number, what: string): Promise<void> {

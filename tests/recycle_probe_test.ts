@@ -4,12 +4,11 @@
  * catching a wedged FIFO pair between two live processes.
  */
 import assert from "node:assert/strict";
-import { assertNothingLeft, startInstance, waitFor, waitForLog } from "./harness.ts";
+import { waitFor, waitForLog, withInstance } from "./harness.ts";
 import { instancePaths } from "../mod/config.ts";
 
 Deno.test("--max-requests recycles workers under load with zero client errors", async () => {
-  const inst = await startInstance({ workers: 2, flags: ["--max-requests=10"] });
-  try {
+  await withInstance({ workers: 2, flags: ["--max-requests=10"] }, async (inst) => {
     const before = await inst.status();
     const rs = await Promise.all(
       Array.from({ length: 6 }, (_, i) => inst.client(["--repeat=20", "echo", `c${i}`])),
@@ -34,46 +33,42 @@ Deno.test("--max-requests recycles workers under load with zero client errors", 
       assert.equal(w.last_exit, "recycled (max requests)");
     }
     assert.equal(s.workers.reduce((n, w) => n + w.served, 0), 120);
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
 
 Deno.test("a wedged FIFO pair is caught by the probe: not routed to, then replaced", async () => {
-  const inst = await startInstance({
+  await withInstance({
     workers: 2,
     flags: ["--heartbeat-ms=100", "--hang-timeout-ms=1000", "--probe-ms=100"],
+  }, async (inst) => {
+    // A stray reader on worker 1's FIFO to the dispatcher: the kernel hands it
+    // some of the doorbells, so probes go unanswered while both ends live.
+    const thief = new Deno.Command("cat", {
+      args: [instancePaths(inst.runDir).wdtube(1)],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      const victim = (await inst.status()).workers[0]!.pid;
+      await waitForLog(inst, /worker 1: probe unanswered for \d+ ms: pipes wedged; not routing to it/);
+      stopThief(thief);
+      const s = await waitFor("worker 1 replaced", async () => {
+        const s = await inst.status();
+        const w = s.workers[0]!;
+        return w.pid > 0 && w.pid !== victim && w.state === "ready" && w.work === "idle" ? s : null;
+      });
+      assert.equal(s.workers[0]!.last_exit, "killed: pipe wedged (probe unanswered)");
+      assert.equal(s.workers[1]!.restarts, 0);
+      const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => inst.client(["echo", `${i}`])));
+      for (const [i, r] of rs.entries()) assert.equal(r.stdout, `${i}\n`, r.stderr);
+      const after = await inst.status();
+      assert.ok(after.workers[0]!.served > 0, "the replacement is routed to again");
+    } finally {
+      stopThief(thief);
+      await thief.status;
+    }
   });
-  // A stray reader on worker 1's FIFO to the dispatcher: the kernel hands it
-  // some of the doorbells, so probes go unanswered while both ends live.
-  const thief = new Deno.Command("cat", {
-    args: [instancePaths(inst.runDir).wdtube(1)],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    const victim = (await inst.status()).workers[0]!.pid;
-    await waitForLog(inst, /worker 1: probe unanswered for \d+ ms: pipes wedged; not routing to it/);
-    stopThief(thief);
-    const s = await waitFor("worker 1 replaced", async () => {
-      const s = await inst.status();
-      const w = s.workers[0]!;
-      return w.pid > 0 && w.pid !== victim && w.state === "ready" && w.work === "idle" ? s : null;
-    });
-    assert.equal(s.workers[0]!.last_exit, "killed: pipe wedged (probe unanswered)");
-    assert.equal(s.workers[1]!.restarts, 0);
-    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => inst.client(["echo", `${i}`])));
-    for (const [i, r] of rs.entries()) assert.equal(r.stdout, `${i}\n`, r.stderr);
-    const after = await inst.status();
-    assert.ok(after.workers[0]!.served > 0, "the replacement is routed to again");
-  } finally {
-    stopThief(thief);
-    await thief.status;
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
 });
 
 function stopThief(thief: Deno.ChildProcess): void {

@@ -8,34 +8,33 @@
 import assert from "node:assert/strict";
 import { instancePaths } from "../mod/config.ts";
 import { Segment } from "../mod/shm.ts";
-import { assertNothingLeft, startInstance, waitFor } from "./harness.ts";
+import { waitFor, withInstance } from "./harness.ts";
 
 Deno.test("a shm segment removed under a live instance is rebuilt and the instance serves again", async () => {
-  const inst = await startInstance({ workers: 2, flags: ["--heartbeat-ms=100", "--hang-timeout-ms=1000"] });
-  const shm = instancePaths(inst.runDir).shm;
-  try {
-    const o = await inst.client(["echo", "before"]);
-    assert.equal(o.stdout, "before\n", o.stderr);
-    const before = await inst.status();
-    assert.ok(Segment.unlink(shm), "the segment existed");
-    await waitFor(
-      "the log to report the rebuild",
-      () => /rebuilding it and restarting every child/.test(inst.logs()),
-    );
-    const after = await waitFor("a rebuilt instance with new children", async () => {
-      if (!Segment.exists(shm)) return null;
-      const s = await inst.status().catch(() => null);
-      return s && s.dispatcher.pid !== before.dispatcher.pid && s.dispatcher.state === "ready" &&
-          s.workers.every((w) => w.state === "ready")
-        ? s
-        : null;
-    });
-    assert.equal(after.watchdog.pid, inst.pid, "the same watchdog, still holding its lock");
-    assert.match(inst.logs(), /shared memory \/osps-\S+ vanished/);
-    const again = await inst.client(["upper", "after"]);
-    assert.equal(again.stdout, "AFTER\n", again.stderr);
-  } finally {
-    assert.equal(await inst.stop(), 0, inst.logs());
-  }
-  await assertNothingLeft(inst);
+  await withInstance(
+    { workers: 2, flags: ["--heartbeat-ms=100", "--hang-timeout-ms=1000"] },
+    async (inst) => {
+      const shm = instancePaths(inst.runDir).shm;
+      const o = await inst.client(["echo", "before"]);
+      assert.equal(o.stdout, "before\n", o.stderr);
+      const before = await inst.status();
+      assert.ok(Segment.unlink(shm), "the segment existed");
+      await waitFor(
+        "the log to report the rebuild",
+        () => /rebuilding it and restarting every child/.test(inst.logs()),
+      );
+      const after = await waitFor("a rebuilt instance with new children", async () => {
+        if (!Segment.exists(shm)) return null;
+        const s = await inst.status().catch(() => null);
+        return s && s.dispatcher.pid !== before.dispatcher.pid && s.dispatcher.state === "ready" &&
+            s.workers.every((w) => w.state === "ready")
+          ? s
+          : null;
+      });
+      assert.equal(after.watchdog.pid, inst.pid, "the same watchdog, still holding its lock");
+      assert.match(inst.logs(), /shared memory \/osps-\S+ vanished/);
+      const again = await inst.client(["upper", "after"]);
+      assert.equal(again.stdout, "AFTER\n", again.stderr);
+    },
+  );
 });

@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import {
-  assertNothingLeft,
   exists,
   freePorts,
   pollFast,
@@ -13,6 +12,7 @@ import {
   since,
   startInstance,
   waitForLog,
+  withInstance,
 } from "./harness.ts";
 import { instancePaths } from "../mod/config.ts";
 import { isAlive } from "../mod/proc.ts";
@@ -41,24 +41,19 @@ Deno.test("kill -9 of the watchdog: every child exits at once; the next watchdog
     assert.ok(Segment.exists(paths.shm), "the dead watchdog left its segment");
     assert.ok(exists(paths.dwtube(1)), "and its FIFOs");
 
-    const second = await startInstance({ workers: 3, port, runDir });
-    try {
+    await withInstance({ workers: 3, port, runDir }, async (second) => {
       await waitForLog(second, /removed leftovers of a crashed instance: shm .*dwtube1/);
       const rs = await Promise.all(Array.from({ length: 6 }, (_, i) => second.client(["echo", `${i}`])));
       for (const [i, r] of rs.entries()) assert.equal(r.stdout, `${i}\n`, r.stderr);
       assert.doesNotMatch(second.logs(), /address already in use/);
-    } finally {
-      assert.equal(await second.stop(), 0);
-    }
-    await assertNothingLeft(second);
+    });
   } finally {
     Deno.removeSync(parent, { recursive: true });
   }
 });
 
 Deno.test("a second watchdog on a live instance is refused with a clear error", async () => {
-  const inst = await startInstance({ workers: 1 });
-  try {
+  await withInstance({ workers: 1 }, async (inst) => {
     const again = await startInstance({
       workers: 1,
       port: inst.port,
@@ -73,8 +68,5 @@ Deno.test("a second watchdog on a live instance is refused with a clear error", 
     const s = await inst.status();
     assert.ok(s.workers[0]!.pid > 0, "the live instance is untouched");
     assert.equal((await inst.client(["echo", "still"])).stdout, "still\n");
-  } finally {
-    await inst.stop();
-  }
-  await assertNothingLeft(inst);
+  });
 });
