@@ -58,6 +58,7 @@ export class Session {
   readonly port: number;
   readonly #conn: LineConn;
   readonly #timeoutMs: number | undefined;
+  #greeted = false;
 
   private constructor(host: string, port: number, conn: LineConn, timeoutMs?: number) {
     this.host = host;
@@ -66,23 +67,30 @@ export class Session {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** Connects and checks the dispatcher's greeting (protocol version). */
+  /**
+   * Connects to the dispatcher. Its greeting (protocol version) is checked
+   * with the first reply: the first REQUEST goes out before the greeting is
+   * read, so a one-shot request costs no extra round trip.
+   */
   static async open(host: string, port: number, options: SessionOptions = {}): Promise<Session> {
-    let conn: LineConn;
     try {
-      conn = await LineConn.connect(host, port);
+      return new Session(host, port, await LineConn.connect(host, port), options.timeoutMs);
     } catch (err) {
       throw new ServiceError(`cannot reach the dispatcher at ${host}:${port}: ${(err as Error).message}`, 0, {
         cause: err,
       });
     }
-    try {
-      checkGreeting(await expectLine(conn, "dispatcher", options.timeoutMs));
-    } catch (err) {
-      conn.close();
-      throw err;
+  }
+
+  async #greeting(): Promise<void> {
+    if (this.#greeted) return;
+    const reply = await expectLine(this.#conn, "dispatcher", this.#timeoutMs);
+    if (reply.code !== Status.READY) {
+      // Refused at the door (429 and the like): the server's own words.
+      throw new ServiceError(`dispatcher: ${reply.code} ${reply.text}`, reply.code);
     }
-    return new Session(host, port, conn, options.timeoutMs);
+    checkGreeting(reply);
+    this.#greeted = true;
   }
 
   /** Asks the dispatcher for a worker, then runs the request there. */
@@ -95,6 +103,7 @@ export class Session {
     if (!(await this.#conn.writeLine(`REQUEST ${type}`))) {
       throw new ConnectionLost("dispatcher closed the connection");
     }
+    await this.#greeting();
     let queued = false;
     for (;;) {
       const reply = await expectLine(this.#conn, "dispatcher", this.#timeoutMs);

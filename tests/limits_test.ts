@@ -229,3 +229,21 @@ Deno.test("a flood of lines from one address is cut off with 429; guessed ticket
     assert.deepEqual([s.dispatcher, ...s.workers].map((x) => x.restarts), [0, 0, 0]);
   });
 });
+
+Deno.test("a client pipelining REQUEST behind a refusal at the door reports the 429 and its reason", async () => {
+  await withInstance({ workers: 1, flags: ["--max-conns-per-addr=1"] }, async (inst) => {
+    const holder = await LineConn.connect("127.0.0.1", inst.port);
+    try {
+      checkGreeting(parseReply((await holder.readLine(5000))!));
+      for (let i = 0; i < 5; i++) {
+        // osps client sends REQUEST before reading the greeting: the refusal must survive that.
+        const o = await inst.client(["--no-retry", "echo", "x"]);
+        assert.notEqual(o.code, 0);
+        assert.match(o.stderr, /429 too many connections from 127\.0\.0\.1/, o.stderr);
+      }
+    } finally {
+      holder.close();
+    }
+    assert.equal((await inst.client(["echo", "served again"])).stdout, "served again\n");
+  });
+});
