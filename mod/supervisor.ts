@@ -1,7 +1,7 @@
 /**
- * Supervision of one child process as an explicit state machine (after s6):
- * a table of `state × event → next state`, driven by the watchdog's loop, with
- * the slot's `sup_state` in shared memory mirroring it for `osps status`.
+ * Supervision of one child process: spawns it, drives its state machine
+ * (`child_states.ts`, after s6) from the watchdog's loop, and applies the
+ * restart policy (`restart_policy.ts`).
  *
  * Liveness is proven from the child's main loop (see control.ts); a child that
  * stops answering for `hangTimeoutMs` is killed (SIGTERM, then SIGKILL) and
@@ -13,131 +13,12 @@
  * @module
  */
 import { EXIT_CANNOT_BOOT } from "./errors.ts";
+import { type Event, ExitReason, exitReasonText, type State, transition } from "./child_states.ts";
+import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "./restart_policy.ts";
 import { ParentControl, readLines } from "./control.ts";
 import { logger } from "./log.ts";
 import { procStat } from "./proc.ts";
 import { type SlotView, SupState, WorkState } from "./shm.ts";
-
-/** Supervision states (lower-case names of {@link SupState}). */
-export type State = "none" | "starting" | "ready" | "hung" | "stopping" | "backoff" | "failed" | "stopped";
-/** Events that move a child between states. */
-export type Event =
-  | "spawn"
-  | "ready"
-  | "hang"
-  | "deadline"
-  | "wedged"
-  | "exit"
-  | "cannot_boot"
-  | "over_budget"
-  | "restart"
-  | "retry"
-  | "stop";
-
-/** The whole state machine. A missing entry means the event is ignored in that state. */
-export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, State>>>> = {
-  none: { spawn: "starting", stop: "stopped" },
-  starting: { ready: "ready", hang: "hung", exit: "backoff", cannot_boot: "failed", stop: "stopping" },
-  ready: {
-    hang: "hung",
-    deadline: "hung",
-    wedged: "hung",
-    exit: "backoff",
-    cannot_boot: "failed",
-    stop: "stopping",
-  },
-  hung: { exit: "backoff", stop: "stopping" },
-  backoff: { restart: "starting", over_budget: "failed", stop: "stopped" },
-  failed: { retry: "starting", stop: "stopped" },
-  stopping: { exit: "stopped" },
-  stopped: {},
-};
-
-/** Next state for `event` in `state`, or null when the event does not apply. */
-export function transition(state: State, event: Event): State | null {
-  return TRANSITIONS[state][event] ?? null;
-}
-
-/** Encodings of `last_exit` in the slot. */
-export const ExitReason = {
-  SIGNAL_BASE: 1000,
-  HANG: 2000,
-  DEADLINE: 2001,
-  WEDGED: 2002,
-  RECYCLED: 2003,
-  NONE: -1,
-} as const;
-
-/** Human text for a `last_exit` value. */
-export function exitReasonText(code: number): string {
-  if (code === ExitReason.NONE) return "-";
-  if (code === ExitReason.HANG) return "killed: hung (no heartbeat)";
-  if (code === ExitReason.DEADLINE) return "killed: request deadline";
-  if (code === ExitReason.WEDGED) return "killed: pipe wedged (probe unanswered)";
-  if (code === ExitReason.RECYCLED) return "recycled (max requests)";
-  if (code === EXIT_CANNOT_BOOT) return "cannot boot (exit 100)";
-  if (code >= ExitReason.SIGNAL_BASE) return `signal ${code - ExitReason.SIGNAL_BASE}`;
-  return `exit ${code}`;
-}
-
-/** Restart policy. */
-export interface RestartPolicy {
-  /** First backoff after a quick failure, ms (the first restart is immediate). */
-  readonly backoffStartMs: number;
-  readonly backoffCapMs: number;
-  /** A child that ran this long resets its backoff. */
-  readonly stableMs: number;
-  /** At most this many restarts within `budgetWindowMs`, else failed. */
-  readonly budget: number;
-  readonly budgetWindowMs: number;
-  /** A failed child is tried again after this long. */
-  readonly failedRetryMs: number;
-  /** SIGTERM → SIGKILL grace when killing, ms. */
-  readonly killGraceMs: number;
-}
-
-/** Defaults: 0 ms, then 50 ms doubling to 5 s, reset after 10 s; 5 restarts in 30 s, retry failed after 30 s. */
-export const DEFAULT_POLICY: RestartPolicy = {
-  backoffStartMs: 50,
-  backoffCapMs: 5_000,
-  stableMs: 10_000,
-  budget: 5,
-  budgetWindowMs: 30_000,
-  failedRetryMs: 30_000,
-  killGraceMs: 200,
-};
-
-/**
- * A sliding-window restart budget: at most `limit` restarts within `windowMs`.
- * One per child, and one shared by all workers (the pool's), so that workers
- * crashing in turn cannot add up to a storm that no single one of them shows.
- */
-export class RestartBudget {
-  readonly limit: number;
-  readonly windowMs: number;
-  #times: number[] = [];
-
-  constructor(limit: number, windowMs: number) {
-    this.limit = limit;
-    this.windowMs = windowMs;
-  }
-
-  /** Restarts within the window as of `now`. */
-  used(now: number): number {
-    this.#times = this.#times.filter((t) => now - t < this.windowMs);
-    return this.#times.length;
-  }
-
-  /** True when one more restart at `now` stays within the budget. */
-  allows(now: number): boolean {
-    return this.used(now) < this.limit;
-  }
-
-  /** Records a restart at `now`. */
-  spend(now: number): void {
-    this.#times.push(now);
-  }
-}
 
 /** How to start one child. */
 export interface ChildSpec {

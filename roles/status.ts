@@ -7,7 +7,7 @@ import { instancePaths } from "../mod/config.ts";
 import { OspsError } from "../mod/errors.ts";
 import { isLocked, readRecord } from "../mod/run_dir.ts";
 import { Segment, type SlotView, stateName, SupState, WorkState } from "../mod/shm.ts";
-import { exitReasonText } from "../mod/supervisor.ts";
+import { exitReasonText } from "../mod/child_states.ts";
 
 /** No live instance at that run dir. */
 export class NotRunning extends OspsError {}

@@ -20,13 +20,8 @@ import { logger, setupLogging } from "../mod/log.ts";
 import { InstanceLock, selfStartTime, writeRecord } from "../mod/run_dir.ts";
 import { Segment, WorkState } from "../mod/shm.ts";
 import { netScope, selfCommand } from "../mod/spawn.ts";
-import {
-  DEFAULT_POLICY,
-  RestartBudget,
-  type RestartPolicy,
-  SupervisedChild,
-  type Timing,
-} from "../mod/supervisor.ts";
+import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/restart_policy.ts";
+import { SupervisedChild, type Timing } from "../mod/supervisor.ts";
 
 /** The watchdog gave up: nothing can serve. */
 export class NothingCanServe extends OspsError {

@@ -2,14 +2,8 @@
 import assert from "node:assert/strict";
 import { parseTimeoutsFor } from "../mod/config.ts";
 import { UsageError } from "../mod/errors.ts";
-import {
-  type Event,
-  exitReasonText,
-  RestartBudget,
-  type State,
-  transition,
-  TRANSITIONS,
-} from "../mod/supervisor.ts";
+import { type Event, exitReasonText, type State, transition, TRANSITIONS } from "../mod/child_states.ts";
+import { RestartBudget } from "../mod/restart_policy.ts";
 
 Deno.test("every state is reachable from none, and only stopped is final", () => {
   const seen = new Set<State>(["none"]);
