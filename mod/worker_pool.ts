@@ -82,6 +82,7 @@ export class WorkerPool {
     type: string,
     clientAddr: string,
     onQueued: (position: number) => Promise<unknown>,
+    left?: AbortSignal,
   ): Promise<Assignment | Refusal> {
     if (this.#draining) return { refused: "server is stopping; retry later", status: Status.BUSY };
     const now = this.#tryAssign(type, clientAddr);
@@ -102,8 +103,23 @@ export class WorkerPool {
       });
     }, this.#cfg.queueTimeoutMs);
     this.#queue.push(waiter);
+    // A client that leaves while it waits gives up its place (and no ticket is spent on it).
+    left?.addEventListener("abort", () => {
+      this.#remove(waiter);
+      clearTimeout(waiter.timer);
+      resolve({ refused: "client left the queue", status: Status.BUSY });
+    });
     await onQueued(this.#queue.length);
     return promise;
+  }
+
+  /** Takes back a ticket its client never received (it left just as a worker freed). */
+  giveBack(a: Assignment): void {
+    const link = this.#links.find((l) => l.port === a.port);
+    if (link?.reclaim()) {
+      clearTimeout(this.#expiry.get(link.id));
+      this.#pump();
+    }
   }
 
   #remove(w: Waiter): void {

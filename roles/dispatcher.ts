@@ -68,8 +68,11 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
       if (Admission.refused(admitted)) throw new ProtocolError(admitted.reason, admitted.status);
       await conn.writeLine(greeting("dispatcher"));
       let timeout = cfg.handshakeTimeoutMs;
+      // A line read while the client waited in the queue, handled next.
+      let early: Promise<string | null> | undefined;
       for (;;) {
-        const line = await conn.readLine(timeout);
+        const line = await (early ?? conn.readLine(timeout));
+        early = undefined;
         timeout = cfg.idleTimeoutMs;
         if (line === null) return;
         // Every line is charged, bad ones too: pipelined garbage must not get free CPU.
@@ -104,11 +107,17 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
           await conn.writeLine(formatReply(Status.UNKNOWN_TYPE, (err as Error).message));
           continue;
         }
-        const result = await pool.acquire(
-          cmd.type,
-          clientAddr,
-          (position) => conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`)),
-        );
+        const left = new AbortController();
+        const result = await pool.acquire(cmd.type, clientAddr, async (position) => {
+          await conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`));
+          // A waiting client has nothing to say: EOF (or garbage) means it left.
+          early = conn.readLine(cfg.idleTimeoutMs).catch(() => null);
+          early.then((l) => l === null && left.abort());
+        }, left.signal);
+        if (left.signal.aborted) {
+          if (!("refused" in result)) pool.giveBack(result);
+          return;
+        }
         if ("refused" in result) {
           await conn.writeLine(formatReply(result.status, result.refused));
           continue;
