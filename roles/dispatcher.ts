@@ -25,6 +25,26 @@ import { lookupService } from "../mod/services.ts";
 import { Segment } from "../mod/shm.ts";
 import { WorkerPool } from "../mod/worker_pool.ts";
 
+/** Outcome of a line read started while the client waited in the queue. */
+type Read = { line: string | null } | { error: unknown };
+
+function unwrap(r: Read): string | null {
+  if ("error" in r) throw r.error;
+  return r.line;
+}
+
+/** The idle timeout, applied to a read that began while the client was queued. */
+function idleBound(read: Promise<Read>, ms: number): Promise<Read> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<Read>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ error: new ProtocolError(`no complete line within ${ms} ms`, Status.TIMEOUT) }),
+      ms,
+    );
+  });
+  return Promise.race([read, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** Runs the dispatcher until told to stop. Returns the exit code. */
 export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
   setupLogging("dispatcher", cfg);
@@ -69,9 +89,9 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
       await conn.writeLine(greeting("dispatcher"));
       let timeout = cfg.handshakeTimeoutMs;
       // A line read while the client waited in the queue, handled next.
-      let early: Promise<string | null> | undefined;
+      let early: Promise<Read> | undefined;
       for (;;) {
-        const line = await (early ?? conn.readLine(timeout));
+        const line = early ? unwrap(await idleBound(early, cfg.idleTimeoutMs)) : await conn.readLine(timeout);
         early = undefined;
         timeout = cfg.idleTimeoutMs;
         if (line === null) return;
@@ -110,12 +130,14 @@ export async function runDispatcher(cfg: DispatcherConfig): Promise<number> {
         const left = new AbortController();
         const result = await pool.acquire(cmd.type, clientAddr, async (position) => {
           await conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`));
-          // A waiting client has nothing to say: EOF (or garbage) means it left.
-          early = conn.readLine(cfg.idleTimeoutMs).catch(() => null);
-          early.then((l) => l === null && left.abort());
+          // A waiting client has nothing to say: EOF (or a broken line) means it left. No idle
+          // timeout while it waits on us; the queue timeout bounds the wait.
+          early = conn.readLine().then((line) => ({ line }), (error) => ({ error }));
+          early.then((r) => ("error" in r || r.line === null) && left.abort());
         }, left.signal);
         if (left.signal.aborted) {
           if (!("refused" in result)) pool.giveBack(result);
+          unwrap(await early!); // a broken line gets its 4xx below
           return;
         }
         if ("refused" in result) {
