@@ -13,6 +13,7 @@
  */
 import type { InstancePaths } from "./config.ts";
 import { FIFO_RETRY_MS, FifoReader, FifoWriter } from "./fifo.ts";
+import { logger } from "./log.ts";
 import { Doorbell } from "./protocol.ts";
 import { type Segment, type SlotView, WorkState } from "./shm.ts";
 import type {
@@ -115,7 +116,7 @@ export class LocalWorkerLink implements WorkerLink {
       },
     }).catch((err) => {
       // A broken pipe file is fatal for this link only; the dispatcher keeps the others.
-      console.error(`link ${this.id}: ${err}`);
+      logger().error("link to worker {id} failed: {err}", { id: this.id, err: String(err) });
       events.onClosed(this.id);
     });
     this.#bell.connect();
@@ -202,7 +203,7 @@ export class LocalDispatcherLink implements DispatcherLink {
         } else if (b === Doorbell.PROBE) this.#bell.ring(Doorbell.PROBE);
       },
     }).catch((err) => {
-      console.error(`dispatcher link: ${err}`);
+      logger().error("link to the dispatcher failed: {err}", { err: String(err) });
       events.onDisconnected();
     });
     this.#bell.connect();
