@@ -20,7 +20,7 @@ Deno.test("bench --quick runs every part and writes results.json, RESULTS.md and
         "--allow-ffi",
         "--allow-read",
         "--allow-write=/tmp",
-        "--allow-env",
+        "--allow-env=XDG_RUNTIME_DIR",
         "--allow-run",
         SCRIPT,
         "--quick",
