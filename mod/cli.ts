@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { UsageError } from "./errors.ts";
+import { Limits } from "./protocol.ts";
 
 /** One flag of a subcommand. */
 export interface FlagSpec {
@@ -59,18 +60,23 @@ const INSTANCE: Record<string, FlagSpec> = {
 const LIMITS: Record<string, FlagSpec> = {
   "max-line-bytes": {
     type: "int",
-    default: 65536,
+    default: Limits.maxLineBytes,
     min: 64,
     max: 16 << 20,
     doc: "longest request line accepted",
   },
   "handshake-timeout-ms": {
     type: "int",
-    default: 10_000,
+    default: Limits.handshakeTimeoutMs,
     min: 10,
     doc: "time a new connection has to send its first line",
   },
-  "idle-timeout-ms": { type: "int", default: 60_000, min: 10, doc: "time a connection may stay silent" },
+  "idle-timeout-ms": {
+    type: "int",
+    default: Limits.idleTimeoutMs,
+    min: 10,
+    doc: "time a connection may stay silent",
+  },
   "max-conns": {
     type: "int",
     default: 1024,

@@ -188,6 +188,9 @@ export function segmentSize(slots: number): number {
   return HEADER_SIZE + slots * SLOT_SIZE;
 }
 
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
 /** Accessor for one slot of a mapped segment. */
 export class SlotView {
   readonly #i32: Int32Array;
@@ -249,14 +252,14 @@ export class SlotView {
   text(name: SlotField): string {
     const b = this.bytes(name);
     const end = b.indexOf(0);
-    return new TextDecoder().decode(b.subarray(0, end < 0 ? b.length : end));
+    return textDecoder.decode(b.subarray(0, end < 0 ? b.length : end));
   }
 
   /** Writes a NUL-padded ASCII field (truncated to fit). */
   setText(name: SlotField, value: string): void {
     const b = this.bytes(name);
     b.fill(0);
-    b.set(new TextEncoder().encode(value).subarray(0, b.length));
+    b.set(textEncoder.encode(value).subarray(0, b.length));
   }
 }
 
