@@ -4,8 +4,14 @@
  * the only place that turns an outcome into an exit code.
  * @module
  */
-import { helpText, parseCommandLine } from "./mod/cli.ts";
-import { clientConfig, dispatcherConfig, resolveRunDir, watchdogConfig, workerConfig } from "./mod/config.ts";
+import { helpText, parseCommandLine } from "./mod/cli/cli.ts";
+import {
+  clientConfig,
+  dispatcherConfig,
+  resolveRunDir,
+  watchdogConfig,
+  workerConfig,
+} from "./mod/cli/config.ts";
 import { exitCodeOf } from "./mod/errors.ts";
 import { runWatchdog } from "./roles/watchdog.ts";
 import { runDispatcher } from "./roles/dispatcher.ts";

@@ -8,18 +8,18 @@
  * benchmark suite drives its reference servers with the very same loop.
  * @module
  */
-import type { FlagValues } from "../mod/cli.ts";
+import type { FlagValues } from "../mod/cli/cli.ts";
 import { ProtocolError, ServiceError, UsageError } from "../mod/errors.ts";
-import { Session } from "../mod/client_session.ts";
+import { Session } from "../mod/client/session.ts";
 import {
   type Bucket,
   formatMs,
   LatencyRecorder,
   type LatencySummary,
   renderHistogram,
-} from "../mod/latency_stats.ts";
-import { Status } from "../mod/protocol.ts";
-import { serviceNames, SERVICES } from "../mod/services.ts";
+} from "../mod/client/latency_stats.ts";
+import { Status } from "../mod/net/protocol.ts";
+import { serviceNames, SERVICES } from "../mod/services/registry.ts";
 
 /** Longest any single reply may take before the request counts as a timeout. */
 const REPLY_TIMEOUT_MS = 30_000;

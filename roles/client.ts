@@ -3,11 +3,11 @@
  * connection (`--repeat`), or an interactive prompt (no TYPE).
  * @module
  */
-import type { ClientConfig } from "../mod/config.ts";
+import type { ClientConfig } from "../mod/cli/config.ts";
 import { ServiceError, UsageError } from "../mod/errors.ts";
-import { type Answer, ConnectionLost, Session } from "../mod/client_session.ts";
-import { readLines } from "../mod/control.ts";
-import { serviceNames, SERVICES } from "../mod/services.ts";
+import { type Answer, ConnectionLost, Session } from "../mod/client/session.ts";
+import { readLines } from "../mod/ipc/control.ts";
+import { serviceNames, SERVICES } from "../mod/services/registry.ts";
 
 const encoder = new TextEncoder();
 function out(line: string): void {

@@ -5,13 +5,13 @@
  * every worker is busy, clients wait in a bounded FIFO queue.
  * @module
  */
-import type { DispatcherConfig } from "../mod/config.ts";
-import { instancePaths } from "../mod/config.ts";
-import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/child.ts";
+import type { DispatcherConfig } from "../mod/cli/config.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/net/child.ts";
 import { ProtocolError } from "../mod/errors.ts";
-import { Admission, hostOf } from "../mod/limits.ts";
-import { LineConn } from "../mod/line_conn.ts";
-import { LocalWorkerLink } from "../mod/local_link.ts";
+import { Admission, hostOf } from "../mod/net/admission.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
+import { LocalWorkerLink } from "../mod/link/local_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import {
   formatAssign,
@@ -20,10 +20,10 @@ import {
   parseDispatcherCommand,
   Status,
   VERSION_TOKEN,
-} from "../mod/protocol.ts";
-import { lookupService } from "../mod/services.ts";
-import { Segment } from "../mod/shm.ts";
-import { WorkerPool } from "../mod/worker_pool.ts";
+} from "../mod/net/protocol.ts";
+import { lookupService } from "../mod/services/registry.ts";
+import { Segment } from "../mod/ipc/shm.ts";
+import { WorkerPool } from "../mod/dispatch/worker_pool.ts";
 
 /** Outcome of a line read started while the client waited in the queue. */
 type Read = { line: string | null } | { error: unknown };

@@ -3,11 +3,11 @@
  * the shared-memory table (so it works while the dispatcher is down).
  * @module
  */
-import { instancePaths } from "../mod/config.ts";
+import { instancePaths } from "../mod/cli/config.ts";
 import { OspsError } from "../mod/errors.ts";
-import { isLocked, readRecord } from "../mod/run_dir.ts";
-import { Segment, type SlotView, stateName, SupState, WorkState } from "../mod/shm.ts";
-import { exitReasonText } from "../mod/child_states.ts";
+import { isLocked, readRecord } from "../mod/supervise/run_dir.ts";
+import { Segment, type SlotView, stateName, SupState, WorkState } from "../mod/ipc/shm.ts";
+import { exitReasonText } from "../mod/supervise/child_states.ts";
 
 /** No live instance at that run dir. */
 export class NotRunning extends OspsError {}

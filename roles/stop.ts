@@ -3,10 +3,10 @@
  * and waits until it has fully stopped (its lock released, its pid gone).
  * @module
  */
-import { instancePaths } from "../mod/config.ts";
-import { SIG } from "../mod/libc.ts";
-import { isAlive, signalIfSame } from "../mod/proc.ts";
-import { isLocked, readRecord } from "../mod/run_dir.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { SIG } from "../mod/sys/libc.ts";
+import { isAlive, signalIfSame } from "../mod/sys/proc.ts";
+import { isLocked, readRecord } from "../mod/supervise/run_dir.ts";
 import { NotRunning } from "./status.ts";
 import { OspsError } from "../mod/errors.ts";
 

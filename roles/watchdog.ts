@@ -12,16 +12,16 @@
  * goes after them because workers still report "done" to it.
  * @module
  */
-import { toArgv } from "../mod/cli.ts";
-import { type InstancePaths, instancePaths, limitFlags, type WatchdogConfig } from "../mod/config.ts";
+import { toArgv } from "../mod/cli/cli.ts";
+import { type InstancePaths, instancePaths, limitFlags, type WatchdogConfig } from "../mod/cli/config.ts";
 import { EXIT_TEMPORARY, OspsError } from "../mod/errors.ts";
-import { ensureFifo, removeFifo } from "../mod/fifo.ts";
+import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { logger, setupLogging } from "../mod/log.ts";
-import { InstanceLock, selfStartTime, writeRecord } from "../mod/run_dir.ts";
-import { Segment, WorkState } from "../mod/shm.ts";
-import { netScope, selfCommand } from "../mod/spawn.ts";
-import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/restart_policy.ts";
-import { SupervisedChild, type Timing } from "../mod/supervisor.ts";
+import { InstanceLock, selfStartTime, writeRecord } from "../mod/supervise/run_dir.ts";
+import { Segment, WorkState } from "../mod/ipc/shm.ts";
+import { netScope, selfCommand } from "../mod/sys/spawn.ts";
+import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/supervise/restart_policy.ts";
+import { SupervisedChild, type Timing } from "../mod/supervise/supervisor.ts";
 
 /** The watchdog gave up: nothing can serve. */
 export class NothingCanServe extends OspsError {

@@ -3,18 +3,18 @@
  * directly over TCP, then tells the dispatcher it is free again.
  * @module
  */
-import type { WorkerConfig } from "../mod/config.ts";
-import { instancePaths } from "../mod/config.ts";
-import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/child.ts";
+import type { WorkerConfig } from "../mod/cli/config.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/net/child.ts";
 import { ProtocolError } from "../mod/errors.ts";
-import { Admission, hostOf } from "../mod/limits.ts";
-import { LineConn } from "../mod/line_conn.ts";
-import { LocalDispatcherLink } from "../mod/local_link.ts";
+import { Admission, hostOf } from "../mod/net/admission.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
+import { LocalDispatcherLink } from "../mod/link/local_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
-import { formatReply, greeting, parseRunCommand, Status } from "../mod/protocol.ts";
-import { lookupService } from "../mod/services.ts";
-import { Segment, WorkState } from "../mod/shm.ts";
-import type { ClaimRefusal } from "../mod/worker_link.ts";
+import { formatReply, greeting, parseRunCommand, Status } from "../mod/net/protocol.ts";
+import { lookupService } from "../mod/services/registry.ts";
+import { Segment, WorkState } from "../mod/ipc/shm.ts";
+import type { ClaimRefusal } from "../mod/link/worker_link.ts";
 
 const REFUSALS: Record<ClaimRefusal, string> = {
   "no-ticket": "no ticket is pending for this worker; ask the dispatcher first",

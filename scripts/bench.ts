@@ -9,8 +9,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { instancePaths } from "../mod/config.ts";
-import { Segment } from "../mod/shm.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { Segment } from "../mod/ipc/shm.ts";
 import { startInstance } from "../tests/harness.ts";
 import { benchIpc } from "./bench_ipc.ts";
 import { benchFlow, type FlowRun } from "./bench_flow.ts";

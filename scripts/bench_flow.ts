@@ -7,10 +7,10 @@
  * @module
  */
 import { type LoadClient, type LoadResult, ospsClient, runLoad } from "../roles/bench.ts";
-import { LineConn } from "../mod/line_conn.ts";
-import { checkGreeting, formatRun, parseReply } from "../mod/protocol.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
+import { checkGreeting, formatRun, parseReply } from "../mod/net/protocol.ts";
 import { ServiceError } from "../mod/errors.ts";
-import { percentile } from "../mod/latency_stats.ts";
+import { percentile } from "../mod/client/latency_stats.ts";
 import { cpuMs, type Figure, figure, latencyJson } from "./bench_util.ts";
 
 /** The request every load sends. */

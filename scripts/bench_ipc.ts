@@ -11,12 +11,12 @@
  * - Deno TCP: one byte each way on a kept loopback connection.
  * @module
  */
-import { instancePaths } from "../mod/config.ts";
-import { ensureFifo } from "../mod/fifo.ts";
-import { LocalWorkerLink } from "../mod/local_link.ts";
-import { Segment } from "../mod/shm.ts";
-import { summarize } from "../mod/latency_stats.ts";
-import { newTicket } from "../mod/worker_pool.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { ensureFifo } from "../mod/ipc/fifo.ts";
+import { LocalWorkerLink } from "../mod/link/local_link.ts";
+import { Segment } from "../mod/ipc/shm.ts";
+import { summarize } from "../mod/client/latency_stats.ts";
+import { newTicket } from "../mod/dispatch/worker_pool.ts";
 import { type Figure, figure, latencyJson, spawnHelper, timeUntil } from "./bench_util.ts";
 
 /** A run dir with worker 1's FIFOs and a fresh shm segment, as the watchdog would make them. */

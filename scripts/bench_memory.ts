@@ -5,7 +5,7 @@
  * @module
  */
 import { runLoad } from "../roles/bench.ts";
-import type { Segment } from "../mod/shm.ts";
+import type { Segment } from "../mod/ipc/shm.ts";
 import { clientOf } from "./bench_flow.ts";
 import { type Figure, figure, rssKiB, sleep } from "./bench_util.ts";
 

@@ -5,11 +5,11 @@
  * own command line, spawned by hand, until it accepts TCP connections.
  * @module
  */
-import { toArgv } from "../mod/cli.ts";
-import { instancePaths } from "../mod/config.ts";
-import { isAlive } from "../mod/proc.ts";
-import { Segment, SupState } from "../mod/shm.ts";
-import { netScope, permissionFlags } from "../mod/spawn.ts";
+import { toArgv } from "../mod/cli/cli.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { isAlive } from "../mod/sys/proc.ts";
+import { Segment, SupState } from "../mod/ipc/shm.ts";
+import { netScope, permissionFlags } from "../mod/sys/spawn.ts";
 import { errorKind, type LoadClient, ospsClient, runLoad } from "../roles/bench.ts";
 import { freePorts, type Instance, startInstance } from "../tests/harness.ts";
 import { linkFixture } from "./bench_ipc.ts";

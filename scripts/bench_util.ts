@@ -3,8 +3,8 @@
  * every part adds to, /proc readings (RSS) and the machine description.
  * @module
  */
-import * as libc from "../mod/libc.ts";
-import { type LatencySummary, summarize } from "../mod/latency_stats.ts";
+import * as libc from "../mod/sys/libc.ts";
+import { type LatencySummary, summarize } from "../mod/client/latency_stats.ts";
 
 /** The repository root (ends with a slash). */
 export const ROOT = new URL("..", import.meta.url).pathname;

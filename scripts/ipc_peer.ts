@@ -10,9 +10,9 @@
  * Runs until its stdin closes.
  * @module
  */
-import { instancePaths } from "../mod/config.ts";
-import { LocalDispatcherLink } from "../mod/local_link.ts";
-import { Segment } from "../mod/shm.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { LocalDispatcherLink } from "../mod/link/local_link.ts";
+import { Segment } from "../mod/ipc/shm.ts";
 
 async function untilStdinCloses(): Promise<void> {
   for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }

@@ -10,9 +10,9 @@
  * listening and runs until its stdin closes.
  * @module
  */
-import { LineConn } from "../mod/line_conn.ts";
-import { formatReply, greeting, parseRunCommand, Status } from "../mod/protocol.ts";
-import { lookupService } from "../mod/services.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
+import { formatReply, greeting, parseRunCommand, Status } from "../mod/net/protocol.ts";
+import { lookupService } from "../mod/services/registry.ts";
 
 const startedMs = Date.now();
 let served = 0;

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { mapTable, withInstance, zombiesOf } from "./harness.ts";
-import { Session } from "../mod/client_session.ts";
+import { Session } from "../mod/client/session.ts";
 import { ServiceError } from "../mod/errors.ts";
 
 const CLIENTS = 16;

@@ -1,8 +1,8 @@
 /** The command-line table: parsing, defaults, clear errors, help, child argv. */
 import assert from "node:assert/strict";
-import { COMMANDS, helpText, parseCommandLine, toArgv } from "../mod/cli.ts";
+import { COMMANDS, helpText, parseCommandLine, toArgv } from "../mod/cli/cli.ts";
 import { UsageError } from "../mod/errors.ts";
-import { watchdogConfig } from "../mod/config.ts";
+import { watchdogConfig } from "../mod/cli/config.ts";
 
 Deno.test("watchdog defaults: 2 workers, 127.0.0.1, port 2222", () => {
   const p = parseCommandLine(["watchdog"]);

@@ -1,7 +1,7 @@
 /** FIFO doorbells: never block on a missing peer, carry bytes, report a dead peer by EOF. */
 import assert from "node:assert/strict";
-import { ensureFifo, FifoReader, FifoWriter, removeFifo } from "../mod/fifo.ts";
-import { Doorbell } from "../mod/protocol.ts";
+import { ensureFifo, FifoReader, FifoWriter, removeFifo } from "../mod/ipc/fifo.ts";
+import { Doorbell } from "../mod/net/protocol.ts";
 import { exists, waitFor } from "./harness.ts";
 
 function tempFifo(): { dir: string; path: string } {

@@ -11,8 +11,8 @@ import {
   withInstance,
   zombiesOf,
 } from "./harness.ts";
-import { LineConn } from "../mod/line_conn.ts";
-import { checkGreeting, formatRun, parseAssign, parseReply, Status } from "../mod/protocol.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
+import { checkGreeting, formatRun, parseAssign, parseReply, Status } from "../mod/net/protocol.ts";
 
 async function assign(inst: Instance, type: string): Promise<{ host: string; port: number; ticket: string }> {
   const d = await LineConn.connect("127.0.0.1", inst.port);

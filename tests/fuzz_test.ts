@@ -10,9 +10,16 @@
  * replayed with `OSPS_FUZZ_SEED=<seed>`.
  */
 import assert from "node:assert/strict";
-import { LineConn } from "../mod/line_conn.ts";
-import { Session } from "../mod/client_session.ts";
-import { checkGreeting, formatRun, parseAssign, parseReply, type Reply, Status } from "../mod/protocol.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
+import { Session } from "../mod/client/session.ts";
+import {
+  checkGreeting,
+  formatRun,
+  parseAssign,
+  parseReply,
+  type Reply,
+  Status,
+} from "../mod/net/protocol.ts";
 import { type Instance, withInstance } from "./harness.ts";
 
 const SEED = Number(Deno.env.get("OSPS_FUZZ_SEED") ?? Date.now() % 1_000_000);

@@ -5,9 +5,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { instancePaths } from "../mod/config.ts";
-import { processTable } from "../mod/proc.ts";
-import { Segment } from "../mod/shm.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { processTable } from "../mod/sys/proc.ts";
+import { Segment } from "../mod/ipc/shm.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;

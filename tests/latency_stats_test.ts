@@ -7,7 +7,7 @@ import {
   percentile,
   renderHistogram,
   summarize,
-} from "../mod/latency_stats.ts";
+} from "../mod/client/latency_stats.ts";
 
 Deno.test("percentile() uses nearest rank: the smallest sample with p % at or below it", () => {
   const sorted = Array.from({ length: 100 }, (_, i) => i + 1);

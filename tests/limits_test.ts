@@ -4,9 +4,16 @@
  * else keeps being served, and `osps status` shows the limits in force.
  */
 import assert from "node:assert/strict";
-import { Admission, type AdmissionLimits, hostOf } from "../mod/limits.ts";
-import { LineConn } from "../mod/line_conn.ts";
-import { checkGreeting, formatRun, parseAssign, parseReply, type Reply, Status } from "../mod/protocol.ts";
+import { Admission, type AdmissionLimits, hostOf } from "../mod/net/admission.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
+import {
+  checkGreeting,
+  formatRun,
+  parseAssign,
+  parseReply,
+  type Reply,
+  Status,
+} from "../mod/net/protocol.ts";
 import { type Instance, withInstance } from "./harness.ts";
 
 const LOOSE: AdmissionLimits = {

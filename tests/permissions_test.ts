@@ -5,10 +5,10 @@
  * no task in deno.json grants everything.
  */
 import assert from "node:assert/strict";
-import { toArgv } from "../mod/cli.ts";
-import { processTable } from "../mod/proc.ts";
-import { Segment } from "../mod/shm.ts";
-import { netScope, permissionFlags } from "../mod/spawn.ts";
+import { toArgv } from "../mod/cli/cli.ts";
+import { processTable } from "../mod/sys/proc.ts";
+import { Segment } from "../mod/ipc/shm.ts";
+import { netScope, permissionFlags } from "../mod/sys/spawn.ts";
 import { freePorts, withInstance } from "./harness.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

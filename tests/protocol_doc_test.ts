@@ -5,10 +5,10 @@
  * byte, against a live instance started with the flags the document names.
  */
 import assert from "node:assert/strict";
-import { COMMANDS, parseCommandLine } from "../mod/cli.ts";
-import { instancePaths, limitFlags, watchdogConfig } from "../mod/config.ts";
+import { COMMANDS, parseCommandLine } from "../mod/cli/cli.ts";
+import { instancePaths, limitFlags, watchdogConfig } from "../mod/cli/config.ts";
 import { ProtocolError } from "../mod/errors.ts";
-import { LineConn } from "../mod/line_conn.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
 import {
   checkGreeting,
   Doorbell,
@@ -17,8 +17,8 @@ import {
   parseReply,
   parseRunCommand,
   Status,
-} from "../mod/protocol.ts";
-import { Segment, WorkState } from "../mod/shm.ts";
+} from "../mod/net/protocol.ts";
+import { Segment, WorkState } from "../mod/ipc/shm.ts";
 import { waitFor, withInstance } from "./harness.ts";
 
 const DOC = Deno.readTextFileSync(new URL("../docs/PROTOCOL.md", import.meta.url));

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ProtocolError } from "../mod/errors.ts";
-import { LineConn } from "../mod/line_conn.ts";
+import { LineConn } from "../mod/net/line_conn.ts";
 import {
   BadCommand,
   checkGreeting,
@@ -17,7 +17,7 @@ import {
   parseReply,
   parseRunCommand,
   Status,
-} from "../mod/protocol.ts";
+} from "../mod/net/protocol.ts";
 
 const T = "0123456789abcdef0123456789abcdef";
 

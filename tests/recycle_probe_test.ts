@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { waitFor, waitForLog, withInstance } from "./harness.ts";
-import { instancePaths } from "../mod/config.ts";
+import { instancePaths } from "../mod/cli/config.ts";
 
 Deno.test("--max-requests recycles workers under load with zero client errors", async () => {
   await withInstance({ workers: 2, flags: ["--max-requests=10"] }, async (inst) => {

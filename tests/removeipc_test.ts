@@ -6,8 +6,8 @@
  * again and `stop` still leaves nothing.
  */
 import assert from "node:assert/strict";
-import { instancePaths } from "../mod/config.ts";
-import { Segment } from "../mod/shm.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { Segment } from "../mod/ipc/shm.ts";
 import { waitFor, withInstance } from "./harness.ts";
 
 Deno.test("a shm segment removed under a live instance is rebuilt and the instance serves again", async () => {

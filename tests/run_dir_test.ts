@@ -1,9 +1,9 @@
 /** The run dir: 0700, ours, not a link; one live watchdog per run dir; stale leftovers removed. */
 import assert from "node:assert/strict";
-import { instancePaths } from "../mod/config.ts";
-import { ensureRunDir, InstanceLock, isLocked, writeRecord } from "../mod/run_dir.ts";
-import { ensureFifo } from "../mod/fifo.ts";
-import { Segment } from "../mod/shm.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { ensureRunDir, InstanceLock, isLocked, writeRecord } from "../mod/supervise/run_dir.ts";
+import { ensureFifo } from "../mod/ipc/fifo.ts";
+import { Segment } from "../mod/ipc/shm.ts";
 import { CannotBootError } from "../mod/errors.ts";
 import { exists } from "./harness.ts";
 

@@ -11,8 +11,8 @@ import {
   SLOT_FIELDS,
   SLOT_SIZE,
   WorkState,
-} from "../mod/shm.ts";
-import * as libc from "../mod/libc.ts";
+} from "../mod/ipc/shm.ts";
+import * as libc from "../mod/sys/libc.ts";
 
 function uniqueName(): string {
   return `/osps-test-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;

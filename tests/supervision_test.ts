@@ -17,7 +17,7 @@ import {
   withInstance,
   zombiesOf,
 } from "./harness.ts";
-import { SupState } from "../mod/shm.ts";
+import { SupState } from "../mod/ipc/shm.ts";
 
 /** Short heartbeats so that hangs are found in well under a second. */
 const FAST = ["--heartbeat-ms=100", "--hang-timeout-ms=600"];

@@ -1,9 +1,15 @@
 /** The supervision state machine and restart budget, without processes. */
 import assert from "node:assert/strict";
-import { parseTimeoutsFor } from "../mod/config.ts";
+import { parseTimeoutsFor } from "../mod/cli/config.ts";
 import { UsageError } from "../mod/errors.ts";
-import { type Event, exitReasonText, type State, transition, TRANSITIONS } from "../mod/child_states.ts";
-import { RestartBudget } from "../mod/restart_policy.ts";
+import {
+  type Event,
+  exitReasonText,
+  type State,
+  transition,
+  TRANSITIONS,
+} from "../mod/supervise/child_states.ts";
+import { RestartBudget } from "../mod/supervise/restart_policy.ts";
 
 Deno.test("every state is reachable from none, and only stopped is final", () => {
   const seen = new Set<State>(["none"]);

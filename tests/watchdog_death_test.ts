@@ -14,9 +14,9 @@ import {
   waitForLog,
   withInstance,
 } from "./harness.ts";
-import { instancePaths } from "../mod/config.ts";
-import { isAlive } from "../mod/proc.ts";
-import { Segment } from "../mod/shm.ts";
+import { instancePaths } from "../mod/cli/config.ts";
+import { isAlive } from "../mod/sys/proc.ts";
+import { Segment } from "../mod/ipc/shm.ts";
 
 Deno.test("kill -9 of the watchdog: every child exits at once; the next watchdog cleans up and starts", async () => {
   const parent = Deno.makeTempDirSync({ prefix: "osps-test-" });

@@ -5,7 +5,7 @@
  * never look at -1. Linux x86_64/aarch64 constants; osps targets Linux only.
  * @module
  */
-import { SysError } from "./errors.ts";
+import { SysError } from "../errors.ts";
 
 const LIBC_CANDIDATES = [
   "/lib/x86_64-linux-gnu/libc.so.6",

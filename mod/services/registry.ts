@@ -4,8 +4,8 @@
  * against this table, the client's help lists it).
  * @module
  */
-import { ProtocolError } from "./errors.ts";
-import { Status } from "./protocol.ts";
+import { ProtocolError } from "../errors.ts";
+import { Status } from "../net/protocol.ts";
 
 /** What a service may know about the worker running it. */
 export interface ServiceContext {

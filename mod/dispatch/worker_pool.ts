@@ -4,10 +4,10 @@
  * {@link WorkerLink}s, so it does not care how a worker is reached.
  * @module
  */
-import type { PoolConfig } from "./config.ts";
-import { logger } from "./log.ts";
-import { type Assignment, Status } from "./protocol.ts";
-import type { WorkerLink } from "./worker_link.ts";
+import type { PoolConfig } from "../cli/config.ts";
+import { logger } from "../log.ts";
+import { type Assignment, Status } from "../net/protocol.ts";
+import type { WorkerLink } from "../link/worker_link.ts";
 
 /** A refusal the dispatcher turns into a status line. */
 export interface Refusal {

@@ -4,10 +4,10 @@
  * @module
  */
 import type { FlagValues } from "./cli.ts";
-import { UsageError } from "./errors.ts";
-import { getuid } from "./libc.ts";
-import type { AdmissionLimits } from "./limits.ts";
-import { serviceNames, SERVICES } from "./services.ts";
+import { UsageError } from "../errors.ts";
+import { getuid } from "../sys/libc.ts";
+import type { AdmissionLimits } from "../net/admission.ts";
+import { serviceNames, SERVICES } from "../services/registry.ts";
 
 /** Log settings shared by every role. */
 export interface LogConfig {

@@ -5,7 +5,7 @@
  * reasons are encoded in the slot's `last_exit`.
  * @module
  */
-import { EXIT_CANNOT_BOOT } from "./errors.ts";
+import { EXIT_CANNOT_BOOT } from "../errors.ts";
 
 /** Supervision states (lower-case names of {@link SupState}). */
 export type State = "none" | "starting" | "ready" | "hung" | "stopping" | "backoff" | "failed" | "stopped";

@@ -13,9 +13,9 @@
  * gone: the peer died. Before hello, EOF only means "not connected yet".
  * @module
  */
-import * as libc from "./libc.ts";
-import { SysError } from "./errors.ts";
-import { Doorbell } from "./protocol.ts";
+import * as libc from "../sys/libc.ts";
+import { SysError } from "../errors.ts";
+import { Doorbell } from "../net/protocol.ts";
 
 /** How often an unconnected end retries, in ms. */
 export const FIFO_RETRY_MS = 20;

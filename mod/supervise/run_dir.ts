@@ -6,11 +6,11 @@
  * crash and nothing that is someone else's.
  * @module
  */
-import * as libc from "./libc.ts";
-import { CannotBootError } from "./errors.ts";
-import type { InstancePaths } from "./config.ts";
-import { procStat } from "./proc.ts";
-import { Segment } from "./shm.ts";
+import * as libc from "../sys/libc.ts";
+import { CannotBootError } from "../errors.ts";
+import type { InstancePaths } from "../cli/config.ts";
+import { procStat } from "../sys/proc.ts";
+import { Segment } from "../ipc/shm.ts";
 
 /** What instance.json holds. */
 export interface InstanceRecord {

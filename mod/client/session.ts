@@ -4,8 +4,8 @@
  * with a ticket.
  * @module
  */
-import { ProtocolError, ServiceError } from "./errors.ts";
-import { LineConn } from "./line_conn.ts";
+import { ProtocolError, ServiceError } from "../errors.ts";
+import { LineConn } from "../net/line_conn.ts";
 import {
   type Assignment,
   checkGreeting,
@@ -14,7 +14,7 @@ import {
   parseReply,
   type Reply,
   Status,
-} from "./protocol.ts";
+} from "../net/protocol.ts";
 
 /** The answer to one request. */
 export interface Answer {

@@ -8,7 +8,7 @@
  * status: 2xx success, 4xx the client's fault, 5xx the server's.
  * @module
  */
-import { ProtocolError } from "./errors.ts";
+import { ProtocolError } from "../errors.ts";
 
 /** Protocol major version; a greeting carries `OSPS/<version>`. */
 export const PROTOCOL_VERSION = 1;

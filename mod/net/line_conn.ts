@@ -3,7 +3,7 @@
  * length, strict UTF-8, and a per-read timeout (handshake/idle, slowloris).
  * @module
  */
-import { ProtocolError } from "./errors.ts";
+import { ProtocolError } from "../errors.ts";
 import { Limits, Status } from "./protocol.ts";
 
 /** Options for {@link LineConn}. */

@@ -12,13 +12,13 @@
  * and does not count as a failure.
  * @module
  */
-import { EXIT_CANNOT_BOOT } from "./errors.ts";
+import { EXIT_CANNOT_BOOT } from "../errors.ts";
 import { type Event, ExitReason, exitReasonText, type State, transition } from "./child_states.ts";
 import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "./restart_policy.ts";
-import { ParentControl, readLines } from "./control.ts";
-import { logger } from "./log.ts";
-import { procStat } from "./proc.ts";
-import { type SlotView, SupState, WorkState } from "./shm.ts";
+import { ParentControl, readLines } from "../ipc/control.ts";
+import { logger } from "../log.ts";
+import { procStat } from "../sys/proc.ts";
+import { type SlotView, SupState, WorkState } from "../ipc/shm.ts";
 
 /** How to start one child. */
 export interface ChildSpec {

@@ -5,11 +5,11 @@
  * connections so a drain can wait for them.
  * @module
  */
-import * as libc from "./libc.ts";
-import { CannotBootError } from "./errors.ts";
-import { ChildControl } from "./control.ts";
-import type { SlotView } from "./shm.ts";
-import { logger } from "./log.ts";
+import * as libc from "../sys/libc.ts";
+import { CannotBootError } from "../errors.ts";
+import { ChildControl } from "../ipc/control.ts";
+import type { SlotView } from "../ipc/shm.ts";
+import { logger } from "../log.ts";
 
 /**
  * Ties this process's life to the watchdog's: PR_SET_PDEATHSIG(SIGKILL), then

@@ -5,8 +5,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { UsageError } from "./errors.ts";
-import { Limits } from "./protocol.ts";
+import { UsageError } from "../errors.ts";
+import { Limits } from "../net/protocol.ts";
 
 /** One flag of a subcommand. */
 export interface FlagSpec {

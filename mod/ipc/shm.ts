@@ -9,8 +9,8 @@
  * (`deno task layout`), and a test fails when the two disagree.
  * @module
  */
-import * as libc from "./libc.ts";
-import { OspsError, SysError } from "./errors.ts";
+import * as libc from "../sys/libc.ts";
+import { OspsError, SysError } from "../errors.ts";
 
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;

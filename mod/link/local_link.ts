@@ -11,11 +11,11 @@
  * used once even when both sides race.
  * @module
  */
-import type { InstancePaths } from "./config.ts";
-import { FIFO_RETRY_MS, FifoReader, FifoWriter } from "./fifo.ts";
-import { logger } from "./log.ts";
-import { Doorbell } from "./protocol.ts";
-import { type Segment, type SlotView, WorkState } from "./shm.ts";
+import type { InstancePaths } from "../cli/config.ts";
+import { FIFO_RETRY_MS, FifoReader, FifoWriter } from "../ipc/fifo.ts";
+import { logger } from "../log.ts";
+import { Doorbell } from "../net/protocol.ts";
+import { type Segment, type SlotView, WorkState } from "../ipc/shm.ts";
 import type {
   ClaimRefusal,
   DispatcherLink,
