@@ -13,6 +13,7 @@ import {
   workerConfig,
 } from "./mod/cli/config.ts";
 import { exitCodeOf } from "./mod/errors.ts";
+import { flushLogs } from "./mod/log.ts";
 import { runWatchdog } from "./roles/watchdog.ts";
 import { runDispatcher } from "./roles/dispatcher.ts";
 import { runWorker } from "./roles/worker.ts";
@@ -30,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
   const f = cmd.flags;
   switch (cmd.command) {
     case "watchdog":
-      return await runWatchdog(watchdogConfig(f));
+      return await runWatchdog(watchdogConfig(f, cmd.given));
     case "dispatcher":
       return await runDispatcher(dispatcherConfig(f));
     case "worker":
@@ -67,5 +68,6 @@ if (import.meta.main) {
     console.error(`osps${cmd && !cmd.startsWith("-") ? ` ${cmd}` : ""}: error: ${describe(err)}`);
     code = exitCodeOf(err);
   }
+  await flushLogs();
   Deno.exit(code);
 }

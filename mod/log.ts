@@ -3,6 +3,10 @@
  * the role and pid, as text for people or JSON lines for machines. Children
  * inherit the watchdog's stderr, so every role's lines reach one stream.
  * (stdout is not used for logs: a child's stdout is its control channel.)
+ *
+ * Lines are written asynchronously through a bounded queue ({@link LineSink}):
+ * a stderr nobody reads (a stopped pager, a full pipe) costs log lines, never
+ * a role's heartbeat. Call {@link flushLogs} before exiting.
  * @module
  */
 import {
@@ -14,8 +18,16 @@ import {
   resetSync,
 } from "@logtape/logtape";
 
+import { LineSink } from "./line_sink.ts";
+
 let role = "osps";
-const encoder = new TextEncoder();
+const sink = new LineSink(Deno.stderr, {
+  maxQueued: 2_000,
+  droppedNotice: (n) =>
+    `${
+      new Date().toISOString()
+    } WARNING ${role}[${Deno.pid}] ${n} log lines dropped: stderr is not being read fast enough\n`,
+});
 
 function render(record: LogRecord): string {
   return record.message.map((
@@ -58,17 +70,18 @@ export function setupLogging(
   resetSync();
   configureSync({
     sinks: {
-      stderr: (record: LogRecord) => {
-        try {
-          Deno.stderr.writeSync(encoder.encode(format(record)));
-        } catch { /* stderr closed: nothing left to tell */ }
-      },
+      stderr: (record: LogRecord) => void sink.write(format(record)),
     },
     loggers: [
       { category: ["osps"], lowestLevel: options.logLevel as LogLevel, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+}
+
+/** Waits (at most `timeoutMs`) until every queued log line is written; call before exiting. */
+export function flushLogs(timeoutMs = 1_000): Promise<void> {
+  return sink.flush(timeoutMs);
 }
 
 /** The osps logger. */

@@ -1,11 +1,19 @@
 /**
  * `osps client`: one request, the same request N times on one dispatcher
- * connection (`--repeat`), or an interactive prompt (no TYPE).
+ * connection (`--repeat`), or an interactive prompt (no TYPE). With `--json`,
+ * answers and errors alike are one JSON object per line on stdout.
  * @module
  */
 import type { ClientConfig } from "../mod/cli/config.ts";
-import { ServiceError, UsageError } from "../mod/errors.ts";
-import { type Answer, ConnectionLost, Session } from "../mod/client/session.ts";
+import { ProtocolError, ServiceError, UsageError } from "../mod/errors.ts";
+import {
+  type Answer,
+  DispatcherLost,
+  DispatcherUnreachable,
+  Session,
+  WorkerLost,
+  WorkerUnreachable,
+} from "../mod/client/session.ts";
 import { readLines } from "../mod/ipc/control.ts";
 import { serviceNames, SERVICES } from "../mod/services/registry.ts";
 
@@ -19,23 +27,28 @@ function err(line: string): void {
 
 function show(cfg: ClientConfig, a: Answer, ms: number): void {
   if (cfg.json) {
-    out(
-      JSON.stringify({
-        code: a.code,
-        result: a.text,
-        worker_port: a.worker.port,
-        queued: a.queued,
-        ms: round(ms),
-      }),
-    );
+    out(JSON.stringify({
+      code: a.code,
+      result: a.text,
+      worker_host: a.worker.host,
+      worker_port: a.worker.port,
+      queued: a.queued,
+      ms: Math.round(ms * 1000) / 1000,
+    }));
   } else out(a.text);
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
+/** A failed request: on stderr for people, and as JSON on stdout with `--json`. */
+function showError(cfg: ClientConfig, e: Error): void {
+  if (cfg.json) out(JSON.stringify({ code: e instanceof ProtocolError ? e.status : 0, error: e.message }));
+  err(`osps client: ${e.message}`);
 }
 
-/** Keeps one dispatcher session and retries once when it drops before an answer. */
+/**
+ * Keeps one dispatcher session and retries once where the request cannot have
+ * run: the dispatcher connection dropped before an answer, or the assigned
+ * worker could not be reached.
+ */
 class Requester {
   #session: Session | undefined;
   readonly #cfg: ClientConfig;
@@ -43,26 +56,24 @@ class Requester {
     this.#cfg = cfg;
   }
 
-  async #open(): Promise<Session> {
+  async open(): Promise<Session> {
     this.#session ??= await Session.open(this.#cfg.host, this.#cfg.port, { timeoutMs: this.#cfg.timeoutMs });
     return this.#session;
   }
 
   async request(type: string, arg: string): Promise<Answer> {
     try {
-      return await (await this.#open()).request(type, arg);
+      return await (await this.open()).request(type, arg);
     } catch (e) {
-      // Retried only where the request cannot have run: the dispatcher connection
-      // dropped before an answer, or the assigned worker died before we reached it.
-      const dispatcherLost = e instanceof ConnectionLost && e.message.startsWith("dispatcher");
-      const workerGone = e instanceof ServiceError && e.message.startsWith("cannot reach worker");
-      if (!this.#cfg.retry || !(dispatcherLost || workerGone)) throw e;
-      if (dispatcherLost) {
+      const nothingRan = e instanceof DispatcherLost || e instanceof WorkerUnreachable ||
+        (e instanceof WorkerLost && e.nothingRan);
+      if (!this.#cfg.retry || !nothingRan) throw e;
+      if (e instanceof DispatcherLost) {
         this.#session?.abort();
         this.#session = undefined;
       }
-      err(`osps client: ${(e as Error).message}; retrying once`);
-      return await (await this.#open()).request(type, arg);
+      err(`osps client: ${e.message}; retrying once`);
+      return await (await this.open()).request(type, arg);
     }
   }
 
@@ -83,7 +94,13 @@ export async function runClient(cfg: ClientConfig, positionals: string[]): Promi
     const arg = rest.join(" ");
     for (let i = 0; i < cfg.repeat; i++) {
       const t0 = performance.now();
-      show(cfg, await requester.request(type, arg), performance.now() - t0);
+      try {
+        show(cfg, await requester.request(type, arg), performance.now() - t0);
+      } catch (e) {
+        if (!(e instanceof ServiceError) && !(e instanceof ProtocolError)) throw e;
+        showError(cfg, e);
+        return 3;
+      }
     }
     return 0;
   } finally {
@@ -94,7 +111,18 @@ export async function runClient(cfg: ClientConfig, positionals: string[]): Promi
 async function interactive(cfg: ClientConfig, requester: Requester): Promise<number> {
   const tty = Deno.stdin.isTerminal();
   const prompt = () => tty && Deno.stdout.writeSync(encoder.encode("osps> "));
-  if (tty) out(`connected to ${cfg.host}:${cfg.port}; type "help" for request types, "quit" to leave`);
+  if (tty) {
+    try {
+      const version = await (await requester.open()).hello();
+      out(
+        `connected to ${cfg.host}:${cfg.port} (${version}); type "help" for request types, "quit" to leave`,
+      );
+    } catch (e) {
+      if (!(e instanceof DispatcherUnreachable) && !(e instanceof ServiceError)) throw e;
+      showError(cfg, e);
+      return 3;
+    }
+  }
   prompt();
   let failures = 0;
   for await (const raw of readLines(Deno.stdin.readable)) {
@@ -109,9 +137,9 @@ async function interactive(cfg: ClientConfig, requester: Requester): Promise<num
       try {
         show(cfg, await requester.request(type, arg), performance.now() - t0);
       } catch (e) {
-        if (!(e instanceof ServiceError)) throw e;
+        if (!(e instanceof ServiceError) && !(e instanceof ProtocolError)) throw e;
         failures++;
-        err(`error: ${e.message}`);
+        showError(cfg, e);
       }
     }
     prompt();

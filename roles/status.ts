@@ -6,8 +6,10 @@
 import { instancePaths } from "../mod/cli/config.ts";
 import { OspsError } from "../mod/errors.ts";
 import { isLocked, readRecord } from "../mod/supervise/run_dir.ts";
-import { Segment, type SlotView, stateName, SupState, WorkState } from "../mod/ipc/shm.ts";
-import { exitReasonText } from "../mod/supervise/child_states.ts";
+import { Segment, type SlotView, stateName, SupState, WorkState, workState } from "../mod/ipc/shm.ts";
+import { exitReasonText } from "../mod/supervise/exit_reason.ts";
+import { decodeQuarantine } from "../mod/dispatch/quarantine.ts";
+import { systemClock } from "../mod/sys/clock.ts";
 
 /** No live instance at that run dir. */
 export class NotRunning extends OspsError {}
@@ -30,39 +32,64 @@ export interface ChildStatus {
   last_exit: string;
   /** The dispatcher's probe through this worker's FIFO pair went unanswered (it routes nothing to it). */
   wedged: boolean;
+  /** Client connections the child holds. */
+  conns: number;
+  /** A worker `assigned` past its ticket's expiry (never expected; the watchdog logs it too), ms late. */
+  ticket_overdue_ms: number | null;
+}
+
+/** A request type refused for now (quarantine). */
+export interface QuarantineStatus {
+  type: string;
+  refused_for_ms: number;
+  kills: number;
 }
 
 /** The whole status object (`--json`). */
 export interface InstanceStatus {
-  watchdog: { pid: number; run_dir: string; shm: string; state: string };
+  watchdog: { pid: number; run_dir: string; shm: string; state: string; ready_for_ms: number | null };
   /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
   limits: Readonly<Record<string, number>>;
   dispatcher: ChildStatus;
   workers: ChildStatus[];
+  /** Clients waiting for a worker. */
+  queue_depth: number;
+  /** Request types the dispatcher refuses for now because they kept killing workers. */
+  quarantine: QuarantineStatus[];
 }
 
 function row(slot: SlotView, role: string, now: number): ChildStatus {
   const pid = slot.load("pid");
-  const hb = slot.load("heartbeat_ms");
-  const started = slot.load("started_ms");
-  const req = slot.load("request_started_ms");
+  const hb = slot.load("heartbeat_at");
+  const started = slot.load("started_at");
+  const req = slot.load("request_started_at");
+  const work = workState(slot.load("work"));
+  const late = now - slot.load("ticket_expires_at");
+  const ms = (v: number) => Math.round(v);
   return {
     id: slot.index,
     role,
     pid,
     port: slot.load("port"),
     state: stateName(SupState, slot.load("sup_state")),
-    work: role === "dispatcher" ? "-" : stateName(WorkState, slot.load("work")),
+    work: role === "dispatcher" ? "-" : stateName(WorkState, work),
     restarts: slot.load("restarts"),
     served: slot.load("served"),
-    heartbeat_age_ms: pid && hb ? now - hb : null,
-    uptime_ms: pid && started ? now - started : null,
-    request: req > 0 ? slot.text("request_type") : null,
-    request_age_ms: req > 0 ? now - req : null,
-    backoff_ms: Math.max(0, slot.load("backoff_until_ms") - now),
+    heartbeat_age_ms: pid && hb ? ms(now - hb) : null,
+    uptime_ms: pid && started ? ms(now - started) : null,
+    request: req > 0 ? requestText(slot) : null,
+    request_age_ms: req > 0 ? ms(now - req) : null,
+    backoff_ms: ms(Math.max(0, slot.load("backoff_until") - now)),
     last_exit: exitReasonText(slot.load("last_exit")),
-    wedged: pid > 0 && slot.load("link_wedged_ms") > started,
+    wedged: pid > 0 && slot.load("link_wedged_at") > started,
+    conns: slot.load("conns"),
+    ticket_overdue_ms: role !== "dispatcher" && work === WorkState.ASSIGNED && late > 0 ? ms(late) : null,
   };
+}
+
+function requestText(slot: SlotView): string {
+  const arg = slot.text("request_arg");
+  return arg ? `${slot.text("request_type")} ${arg}` : slot.text("request_type");
 }
 
 /** Reads the status of the instance in `runDir`. */
@@ -70,23 +97,25 @@ export function readStatus(runDir: string): InstanceStatus {
   const paths = instancePaths(runDir);
   const rec = readRecord(paths);
   if (!rec || !isLocked(paths)) throw new NotRunning(`no osps instance is running in "${runDir}"`);
-  const seg = Segment.open(rec.shm, rec.instance_id);
-  try {
-    const now = Date.now();
-    return {
-      watchdog: {
-        pid: seg.header("watchdog_pid"),
-        run_dir: runDir,
-        shm: rec.shm,
-        state: seg.header("state") === 2 ? "stopping" : "running",
-      },
-      limits: rec.limits ?? {},
-      dispatcher: row(seg.slot(0), "dispatcher", now),
-      workers: Array.from({ length: seg.slotCount - 1 }, (_, i) => row(seg.slot(i + 1), "worker", now)),
-    };
-  } finally {
-    seg.close();
-  }
+  using seg = Segment.open(rec.shm, rec.instance_id);
+  const now = systemClock.now();
+  const readyAt = seg.header("ready_at");
+  return {
+    watchdog: {
+      pid: seg.header("watchdog_pid"),
+      run_dir: runDir,
+      shm: rec.shm,
+      state: seg.header("state") === 2 ? "stopping" : readyAt ? "running" : "starting",
+      ready_for_ms: readyAt ? Math.round(now - readyAt) : null,
+    },
+    limits: rec.limits ?? {},
+    dispatcher: row(seg.slot(0), "dispatcher", now),
+    workers: Array.from({ length: seg.slotCount - 1 }, (_, i) => row(seg.slot(i + 1), "worker", now)),
+    queue_depth: seg.slot(0).load("queue_depth"),
+    quarantine: decodeQuarantine(seg.headerText("quarantine"))
+      .filter((q) => q.until > now)
+      .map((q) => ({ type: q.type, refused_for_ms: Math.round(q.until - now), kills: q.kills })),
+  };
 }
 
 /** Formats the status as a table for people. */
@@ -102,6 +131,7 @@ export function statusTable(s: InstanceStatus): string {
     "SERVED",
     "HEARTBEAT",
     "UPTIME",
+    "CONNS",
     "REQUEST",
     "LAST EXIT",
   ];
@@ -109,12 +139,15 @@ export function statusTable(s: InstanceStatus): string {
     c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}`,
     String(c.pid || "-"),
     String(c.port),
-    c.state + (c.backoff_ms > 0 ? ` (${ms(c.backoff_ms)})` : ""),
-    c.work + (c.wedged ? " (wedged)" : ""),
+    (c.state === "failed" ? "failing" : c.state) +
+    (c.backoff_ms > 0 ? ` (retry in ${ms(c.backoff_ms)})` : ""),
+    c.work + (c.wedged ? " (wedged)" : "") +
+    (c.ticket_overdue_ms !== null ? ` (ticket ${ms(c.ticket_overdue_ms)} overdue)` : ""),
     String(c.restarts),
     String(c.served),
     ms(c.heartbeat_age_ms),
     ms(c.uptime_ms),
+    String(c.conns),
     c.request ? `${c.request} ${ms(c.request_age_ms)}` : "-",
     c.last_exit,
   ]);
@@ -124,6 +157,10 @@ export function statusTable(s: InstanceStatus): string {
     `watchdog pid ${s.watchdog.pid} (${s.watchdog.state}), run dir ${s.watchdog.run_dir}, shm ${s.watchdog.shm}`,
     fmt(head),
     ...rows.map(fmt),
+    `queue: ${s.queue_depth} waiting`,
+    ...s.quarantine.map((q) =>
+      `quarantine: ${q.type} refused for ${ms(q.refused_for_ms)} more (it cost ${q.kills} workers)`
+    ),
     `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
   ].join("\n");
 }

@@ -1,6 +1,7 @@
 /**
- * `osps stop`: asks an instance's watchdog to stop (SIGTERM, pid-reuse safe)
- * and waits until it has fully stopped (its lock released, its pid gone).
+ * `osps stop`: asks an instance's watchdog to stop (SIGTERM, pid-reuse safe),
+ * waits until it has fully stopped (its lock released, its pid gone), and
+ * says what it stopped.
  * @module
  */
 import { instancePaths } from "../mod/cli/config.ts";
@@ -9,6 +10,7 @@ import { isAlive, signalIfSame } from "../mod/sys/proc.ts";
 import { isLocked, readRecord } from "../mod/supervise/run_dir.ts";
 import { NotRunning } from "./status.ts";
 import { OspsError } from "../mod/errors.ts";
+import { sleep } from "../mod/deadline.ts";
 
 /** Stops the instance in `runDir`. Returns the exit code. */
 export async function runStop(runDir: string, timeoutMs: number): Promise<number> {
@@ -18,12 +20,18 @@ export async function runStop(runDir: string, timeoutMs: number): Promise<number
   if (!signalIfSame(rec.pid, rec.start_time, SIG.SIGTERM)) {
     throw new NotRunning(`watchdog pid ${rec.pid} is gone (stale record in "${runDir}")`);
   }
-  const deadline = Date.now() + timeoutMs;
+  const t0 = performance.now();
   while (isLocked(paths) || isAlive(rec.pid, rec.start_time)) {
-    if (Date.now() > deadline) {
-      throw new OspsError(`instance in "${runDir}" still running after ${timeoutMs} ms`);
+    if (performance.now() - t0 > timeoutMs) {
+      throw new OspsError(
+        `instance in "${runDir}" (watchdog pid ${rec.pid}) still running after ${timeoutMs} ms`,
+      );
     }
-    await new Promise((r) => setTimeout(r, 25));
+    await sleep(25);
   }
+  console.log(
+    `stopped the osps instance in ${runDir}: watchdog pid ${rec.pid}, dispatcher on ${rec.host}:${rec.port}, ` +
+      `${rec.workers} worker${rec.workers === 1 ? "" : "s"} (${Math.round(performance.now() - t0)} ms)`,
+  );
   return 0;
 }

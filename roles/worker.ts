@@ -5,114 +5,97 @@
  */
 import type { WorkerConfig } from "../mod/cli/config.ts";
 import { instancePaths } from "../mod/cli/config.ts";
-import { acceptLoop, answerWatchdog, bindToParent, ConnectionSet, listenOrFail } from "../mod/net/child.ts";
-import { ProtocolError } from "../mod/errors.ts";
-import { Admission, hostOf } from "../mod/net/admission.ts";
-import { LineConn } from "../mod/net/line_conn.ts";
+import { FifoPoller } from "../mod/ipc/fifo.ts";
+import { Segment } from "../mod/ipc/shm.ts";
 import { LocalDispatcherLink } from "../mod/link/local_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
-import { formatReply, greeting, parseRunCommand, Status } from "../mod/net/protocol.ts";
-import { lookupService } from "../mod/services/registry.ts";
-import { Segment, WorkState } from "../mod/ipc/shm.ts";
-import type { ClaimRefusal } from "../mod/link/worker_link.ts";
-
-const REFUSALS: Record<ClaimRefusal, string> = {
-  "no-ticket": "no ticket is pending for this worker; ask the dispatcher first",
-  mismatch: "invalid ticket",
-  expired: "ticket expired; ask the dispatcher again",
-  "wrong-type": "ticket was issued for another request type",
-};
+import { Admission } from "../mod/net/admission.ts";
+import { listenOrFail, Server } from "../mod/net/server.ts";
+import { serveRunClient } from "../mod/services/run_session.ts";
+import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
+import { type Clock, systemClock } from "../mod/sys/clock.ts";
+import { until } from "../mod/deadline.ts";
+import { fitConnections, MAX_LINGERING, reserveFor } from "../mod/sys/fds.ts";
 
 /** Runs a worker until told to stop. Returns the exit code. */
-export async function runWorker(cfg: WorkerConfig): Promise<number> {
+export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): Promise<number> {
   setupLogging(`worker ${cfg.id}`, cfg);
+  containStrayErrors();
   const log = logger();
   bindToParent(cfg.parentPid);
-  const segment = Segment.open(cfg.shm, cfg.instance);
+  const fds = fitConnections(cfg.maxConns, reserveFor(2), false);
+  if (fds.capped) log.warn("{what}", { what: fds.capped });
+  using segment = Segment.open(cfg.shm, cfg.instance);
   const slot = segment.slot(cfg.id);
-  const startedMs = Date.now();
-  const link = new LocalDispatcherLink(segment, instancePaths(cfg.runDir), cfg.id);
-  const conns = new ConnectionSet();
-  const admission = new Admission(cfg);
+  const startedAt = clock.now();
+  // The port first: a worker that cannot listen cannot boot (exit 100, no restart loop).
+  const server = new Server(
+    listenOrFail(cfg.host, cfg.port, `worker ${cfg.id}`),
+    fds.maxConns + MAX_LINGERING,
+  );
+  const poller = new FifoPoller();
+  poller.onError = (r, err) => log.error("doorbell {path} failed: {err}", { path: r.path, err: String(err) });
+  const link = bootStep(
+    "open its doorbells",
+    () => new LocalDispatcherLink(slot, instancePaths(cfg.runDir), poller, clock),
+  );
+  const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
+  server.conns.onChange = (n) => slot.store("conns", n);
 
-  let stopping = false;
+  let draining = false;
   let servedHere = 0;
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
-  const drain = () => {
-    if (stopping) return;
-    stopping = true;
-    slot.cas("work", WorkState.IDLE, WorkState.DRAINING);
-    listener.close();
+  const drain = async () => {
+    if (draining) return;
+    draining = true;
+    link.retire();
+    // A client holding this worker's ticket is on its way: let it in, then close the door.
+    await until(() => !link.holdsTicket(), 5);
+    server.close();
     stop();
   };
-  const control = answerWatchdog(slot, { onDrain: drain, onStop: drain });
-  const listener = listenOrFail(cfg.host, cfg.port, `worker ${cfg.id}`);
+  const control = answerWatchdog(slot, clock, { onDrain: drain, onStop: drain });
 
-  async function serve(tcp: Deno.TcpConn): Promise<void> {
-    const conn = new LineConn(tcp, { maxLineBytes: cfg.maxLineBytes });
-    let claimed = false;
-    const addr = hostOf(conn.peer);
-    const admitted = admission.admit(addr);
-    try {
-      if (Admission.refused(admitted)) throw new ProtocolError(admitted.reason, admitted.status);
-      await conn.writeLine(greeting("worker", String(cfg.id)));
-      const line = await conn.readLine(cfg.handshakeTimeoutMs);
-      if (line === null) return;
-      const run = parseRunCommand(line);
-      const refusal = link.claim(run.ticket, run.type);
-      if (refusal) {
-        throw new ProtocolError(REFUSALS[refusal], Status.BAD_TICKET);
-      }
-      claimed = true;
-      const service = lookupService(run.type);
-      const result = await service.run(run.arg, {
+  server.serve((tcp) =>
+    serveRunClient(tcp, {
+      id: cfg.id,
+      maxLineBytes: cfg.maxLineBytes,
+      handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+      link,
+      admission,
+      context: () => ({
         workerId: cfg.id,
         pid: Deno.pid,
-        startedMs,
+        uptimeMs: clock.now() - startedAt,
         served: slot.load("served"),
-      });
-      await conn.writeLine(formatReply(Status.OK, result));
-    } catch (err) {
-      const status = err instanceof ProtocolError && err.status ? err.status : Status.INTERNAL;
-      if (status === Status.INTERNAL) log.error("request failed: {err}", { err: String(err) });
-      if (status === Status.BAD_TICKET) {
-        // Logged at warning once per throttle, so a guesser cannot flood the log.
-        const throttled = admission.badTicket(addr);
-        if (throttled) log.warn("throttling {addr}: {why}", { addr, why: throttled.reason });
-        else log.debug("refused {peer}: {why}", { peer: conn.peer, why: (err as Error).message });
-      }
-      await conn.writeLine(formatReply(status, (err as Error).message));
-    } finally {
-      conn.close();
-      if (!Admission.refused(admitted)) admitted.release();
-      if (claimed) {
-        const retire = !stopping && cfg.maxRequests > 0 && ++servedHere >= cfg.maxRequests;
-        link.done(retire);
+      }),
+      onDone: () => {
+        const retire = !draining && cfg.maxRequests > 0 && ++servedHere >= cfg.maxRequests;
+        link.done(retire || draining);
         if (retire) {
           log.info("served {n} requests: retiring (--max-requests)", { n: servedHere });
           control.retiring(`after ${servedHere} requests`);
-          drain();
-        } else if (stopping) slot.cas("work", WorkState.IDLE, WorkState.DRAINING);
-      }
-    }
-  }
-
+          void drain();
+        }
+      },
+    })
+  );
   link.start({
-    onAssigned: () => log.debug("assignment received"),
+    onAssigned: () => {},
     onConnected: () => log.debug("dispatcher connected"),
     onDisconnected: () =>
       log.info("dispatcher link closed; serving current clients, waiting for a new dispatcher"),
   });
+  poller.start();
   link.ready();
   control.ready(`worker ${cfg.id} port ${cfg.port}`);
   log.info("worker {id} serving on {host}:{port}", { id: cfg.id, host: cfg.host, port: cfg.port });
 
-  const accepting = acceptLoop(listener, conns, serve);
   await stopped;
-  await accepting;
-  await conns.idle(cfg.handshakeTimeoutMs);
+  await server.closed();
+  await server.conns.idle(cfg.graceMs);
   link.close();
-  segment.close();
+  await poller.stop();
   log.info("worker {id} stopped", { id: cfg.id });
   return 0;
 }

@@ -2,10 +2,10 @@
  * Part 1 of the benchmark suite: the dispatcher↔worker doorbell round trip.
  *
  * - osps: this process is the dispatcher side of worker 1's local link
- *   (`LocalWorkerLink.assign`: the ticket goes into the shm slot, then the
- *   "ping" byte on `dwtube1`); `scripts/ipc_peer.ts fifo` is the worker side
- *   (`LocalDispatcherLink`), which answers "pong" on `wdtube1`. Timed from
- *   assign() to the pong event, then the ticket is taken back (reclaim).
+ *   (`LocalWorkerLink`); `scripts/ipc_peer.ts fifo` is the worker side
+ *   (`LocalDispatcherLink`). One round trip is a probe byte on `dwtube1`,
+ *   echoed by the worker side from its event loop on `wdtube1`, through the
+ *   same poller and doorbells that carry the ping and the pong.
  * - C: a FIFO ping-pong between two processes, compiled here with `cc` (the
  *   physical limit of the mechanism on this machine).
  * - Deno TCP: one byte each way on a kept loopback connection.
@@ -16,7 +16,8 @@ import { ensureFifo } from "../mod/ipc/fifo.ts";
 import { LocalWorkerLink } from "../mod/link/local_link.ts";
 import { Segment } from "../mod/ipc/shm.ts";
 import { summarize } from "../mod/client/latency_stats.ts";
-import { newTicket } from "../mod/dispatch/worker_pool.ts";
+import { FifoPoller } from "../mod/ipc/fifo.ts";
+import { systemClock } from "../mod/sys/clock.ts";
 import { type Figure, figure, latencyJson, spawnHelper, timeUntil } from "./bench_util.ts";
 
 /** A run dir with worker 1's FIFOs and a fresh shm segment, as the watchdog would make them. */
@@ -76,27 +77,29 @@ async function ospsDoorbell(n: number, warmup: number): Promise<Series> {
     "--allow-read=/tmp",
     "--allow-write=/tmp",
   ]);
-  const link = new LocalWorkerLink(fx.segment, instancePaths(fx.runDir), 1, "127.0.0.1");
+  const poller = new FifoPoller();
+  const link = new LocalWorkerLink(
+    fx.segment.slot(1),
+    instancePaths(fx.runDir),
+    "127.0.0.1",
+    poller,
+    systemClock,
+  );
   try {
-    let pong: (() => void) | undefined;
-    link.start({ onReady() {}, onAck: () => pong?.(), onDone() {}, onClosed() {}, onProbe() {} });
+    let echoed: (() => void) | undefined;
+    link.start({ onReady() {}, onDone() {}, onClosed() {}, onLost() {}, onProbe: () => echoed?.() });
+    poller.start();
     fx.segment.slot(1).store("pid", peer.pid); // what the watchdog records; the link requires it
     await timeUntil("the doorbell link to connect", () => link.available(), { timeoutMs: 10_000 });
-    const ticket = {
-      ticket: newTicket(),
-      type: "echo",
-      clientAddr: "127.0.0.1:1",
-      expiresMs: Date.now() + 60_000,
-    };
     return await timeRoundTrips(n, warmup, async () => {
       const { promise, resolve } = Promise.withResolvers<void>();
-      pong = resolve;
-      if (!link.assign(ticket)) throw new Error("the worker side did not take the assignment");
+      echoed = resolve;
+      if (!link.probe()) throw new Error("the worker side is not connected");
       await promise;
-      link.reclaim();
     });
   } finally {
     link.close();
+    await poller.stop();
     await peer.stop();
     fx.remove();
   }

@@ -2,7 +2,7 @@
  * Helper process of the benchmark suite (`deno task bench`), the far end of
  * the IPC round trips:
  * - `fifo <shm> <run-dir>`: the worker side of worker 1's local link
- *   (`LocalDispatcherLink`): answers every doorbell "ping" with its "pong",
+ *   (`LocalDispatcherLink`): echoes every probe byte from its event loop,
  *   exactly as a worker does;
  * - `tcp`: a TCP server on 127.0.0.1 echoing every byte on a kept connection
  *   (prints `port <n>` once listening).
@@ -13,20 +13,24 @@
 import { instancePaths } from "../mod/cli/config.ts";
 import { LocalDispatcherLink } from "../mod/link/local_link.ts";
 import { Segment } from "../mod/ipc/shm.ts";
+import { FifoPoller } from "../mod/ipc/fifo.ts";
+import { systemClock } from "../mod/sys/clock.ts";
 
 async function untilStdinCloses(): Promise<void> {
   for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
 }
 
 async function fifoPeer(shm: string, runDir: string): Promise<void> {
-  const segment = Segment.open(shm);
-  const link = new LocalDispatcherLink(segment, instancePaths(runDir), 1);
+  using segment = Segment.open(shm);
+  const poller = new FifoPoller();
+  const link = new LocalDispatcherLink(segment.slot(1), instancePaths(runDir), poller, systemClock);
   link.start({ onAssigned() {}, onConnected() {}, onDisconnected() {} });
+  poller.start();
   link.ready();
   console.log("ready");
   await untilStdinCloses();
   link.close();
-  segment.close();
+  await poller.stop();
 }
 
 async function tcpPeer(): Promise<void> {

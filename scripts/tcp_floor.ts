@@ -14,7 +14,7 @@ import { LineConn } from "../mod/net/line_conn.ts";
 import { formatReply, greeting, parseRunCommand, Status } from "../mod/net/protocol.ts";
 import { lookupService } from "../mod/services/registry.ts";
 
-const startedMs = Date.now();
+const startedMs = performance.now();
 let served = 0;
 
 async function serve(tcp: Deno.TcpConn): Promise<void> {
@@ -22,13 +22,13 @@ async function serve(tcp: Deno.TcpConn): Promise<void> {
   const conn = new LineConn(tcp);
   try {
     await conn.writeLine(greeting("worker", "floor"));
-    const line = await conn.readLine(10_000);
+    const line = await conn.readLine({ timeoutMs: 10_000 });
     if (line === null) return;
     const run = parseRunCommand(line);
     const result = await lookupService(run.type).run(run.arg, {
       workerId: 0,
       pid: Deno.pid,
-      startedMs,
+      uptimeMs: performance.now() - startedMs,
       served: served++,
     });
     await conn.writeLine(formatReply(Status.OK, result));

@@ -14,8 +14,19 @@ const RUN_MS = 10_000;
 const KILL_EVERY_MS = 300;
 const ATTEMPTS = 3;
 /** The errors a client may see when its worker is killed under it; anything else fails the test. */
-const CLEAR_ERROR =
-  /^(worker at port \d+ closed the connection before answering \(it was stopped or restarted\); retry|cannot reach worker at [\d.]+:\d+: .+)$/;
+const CLEAR_ERROR = new RegExp(
+  "^(" + [
+    // The dispatcher knew: the worker died under the request, and why.
+    String
+      .raw`worker \d+ ended while running "(echo [\d-]+|sleep 20)" \(signal 9\); not retried \(it may have partly run\)`,
+    // It died holding the ticket, before the request reached it.
+    String.raw`worker \d+ ended before your request reached it \(signal 9\); nothing ran; retry`,
+    // It could not tell (the worker was replaced before the dispatcher heard of it).
+    String
+      .raw`worker at [\d.]+:\d+ closed the connection before answering \(it was stopped or restarted\); retry`,
+    String.raw`cannot reach worker at [\d.]+:\d+: .+`,
+  ].join("|") + ")$",
+);
 
 interface Tally {
   ok: number;

@@ -1,6 +1,6 @@
 /** FIFO doorbells: never block on a missing peer, carry bytes, report a dead peer by EOF. */
 import assert from "node:assert/strict";
-import { ensureFifo, FifoReader, FifoWriter, removeFifo } from "../mod/ipc/fifo.ts";
+import { ensureFifo, FifoPoller, FifoReader, FifoWriter, removeFifo } from "../mod/ipc/fifo.ts";
 import { Doorbell } from "../mod/net/protocol.ts";
 import { exists, waitFor } from "./harness.ts";
 
@@ -17,14 +17,27 @@ interface Seen {
   closes: number;
 }
 
-function watch(reader: FifoReader): { seen: Seen; done: Promise<void> } {
+/** A reader watched by a poller of its own, as a role does it. */
+function watch(path: string): { seen: Seen; reader: FifoReader; poller: FifoPoller; stop(): Promise<void> } {
   const seen: Seen = { bytes: [], connects: 0, closes: 0 };
-  const done = reader.run({
+  const reader = new FifoReader(path, {
     onByte: (b) => seen.bytes.push(b),
     onConnect: () => seen.connects++,
     onClose: () => seen.closes++,
   });
-  return { seen, done };
+  const poller = new FifoPoller();
+  poller.add(reader);
+  poller.start();
+  return {
+    seen,
+    reader,
+    poller,
+    async stop() {
+      poller.remove(reader);
+      reader.close();
+      await poller.stop();
+    },
+  };
 }
 
 Deno.test("ensureFifo makes a 0600 FIFO, accepts it again, and refuses a regular file", () => {
@@ -60,8 +73,7 @@ Deno.test("a writer with no reader does not block: tryConnect says no at once (E
 
 Deno.test("bytes flow after hello; EOF after hello reports the peer gone; a new writer reconnects", async () => {
   const { dir, path } = tempFifo();
-  const reader = new FifoReader(path);
-  const { seen, done } = watch(reader);
+  const { seen, reader, stop } = watch(path);
   try {
     const w1 = new FifoWriter(path);
     await waitFor("reader to open", () => w1.tryConnect(), 5000);
@@ -75,28 +87,48 @@ Deno.test("bytes flow after hello; EOF after hello reports the peer gone; a new 
     await waitFor("EOF seen as close", () => seen.closes === 1, 5000);
     assert.equal(reader.connected, false);
     const w2 = new FifoWriter(path); // a restarted peer
-    assert.equal(w2.tryConnect(), true);
+    await waitFor("the reopened read end", () => w2.tryConnect(), 5000);
     assert.equal(w2.send(Doorbell.PROBE), true);
     await waitFor("byte from the new writer", () => seen.bytes.length === 3, 5000);
     assert.equal(seen.connects, 2);
-    reader.stop();
-    w2.close(); // wakes the reader's pending read so it can finish
-    await done;
+    // After the EOF the end was reopened: the poller must not spin on a stale hang-up.
+    w2.close();
+    await waitFor("second close", () => seen.closes === 2, 5000);
   } finally {
+    await stop();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a drain from the event loop reads what is waiting without the poller, and never blocks", () => {
+  const { dir, path } = tempFifo();
+  const seen: number[] = [];
+  const reader = new FifoReader(path, { onByte: (b) => seen.push(b), onConnect() {}, onClose() {} });
+  try {
+    reader.drain(); // no writer yet: nothing to read, nothing reported
+    assert.equal(reader.connected, false);
+    const w = new FifoWriter(path);
+    assert.equal(w.tryConnect(), true);
+    for (let i = 0; i < 100; i++) w.send(Doorbell.DONE);
+    reader.drain();
+    assert.equal(seen.length, 100);
+    const t0 = performance.now();
+    reader.drain(); // empty pipe, writer present: EAGAIN, returns at once
+    assert.ok(performance.now() - t0 < 500);
+    w.close();
+  } finally {
+    reader.close();
     Deno.removeSync(dir, { recursive: true });
   }
 });
 
 Deno.test("a writer whose reader closed gets false (EPIPE), never a crash", async () => {
   const { dir, path } = tempFifo();
-  const reader = new FifoReader(path);
-  const { done } = watch(reader);
+  const { stop } = watch(path);
   try {
     const w = new FifoWriter(path);
     await waitFor("reader to open", () => w.tryConnect(), 5000);
-    reader.stop();
-    w.send(Doorbell.PROBE); // wakes the pending read; the reader closes its end
-    await done;
+    await stop();
     await waitFor("EPIPE reported as false", () => !w.send(Doorbell.ASSIGN), 5000);
     assert.equal(w.connected, false);
   } finally {

@@ -241,12 +241,14 @@ async function ticketAbuse(inst: Instance, d: LineConn): Promise<number> {
   const other = port === inst.port + 1 ? inst.port + 2 : inst.port + 1;
   const line = (t: string, ty: string, arg: string) => enc.encode(formatRun(t, ty, arg) + "\n");
   let inputs = 1;
+  // A bad ticket is 401, or 429 once this address has shown too many (the limits are on, at their defaults).
+  const refusedTicket = (r: Reply) => r.code === Status.BAD_TICKET || r.code === Status.TOO_MANY;
   const misdirected = await present(other, line(ticket, type, "x"), false);
-  assert.equal(misdirected.code, Status.BAD_TICKET, "a ticket for another worker is refused");
+  assert.ok(refusedTicket(misdirected), `a ticket for another worker is refused: ${misdirected.code}`);
   inputs++;
   if (random() < 0.5) {
     const wrong = await present(port, line(ticket, type === "echo" ? "upper" : "echo", "x"), false);
-    assert.equal(wrong.code, Status.BAD_TICKET, "a ticket for another type is refused");
+    assert.ok(refusedTicket(wrong), `a ticket for another type is refused: ${wrong.code}`);
     inputs++;
   }
   const arg = pick(HOSTILE_ARGS[type]!);
@@ -257,7 +259,7 @@ async function ticketAbuse(inst: Instance, d: LineConn): Promise<number> {
   );
   inputs++;
   const replayed = await present(port, line(ticket, type, arg), false);
-  assert.equal(replayed.code, Status.BAD_TICKET, "a used ticket is refused");
+  assert.ok(refusedTicket(replayed), `a used ticket is refused: ${replayed.code}`);
   return inputs + 1;
 }
 
@@ -270,10 +272,8 @@ Deno.test(`fuzz: 10,000+ hostile inputs never crash a role and always get protoc
       "--idle-timeout-ms=2000",
       "--ticket-ttl-ms=300",
       "--queue-timeout-ms=5000",
-      // One address plays attacker and honest client at once here; the per-address limits have their own tests.
-      "--rate-per-addr=0",
-      "--max-conns-per-addr=10000",
-      "--bad-ticket-limit=1000000",
+      // Every other limit at its default: one address (loopback) plays attacker and honest client at once,
+      // and the honest client must be served all the same.
     ],
   }, async (inst) => {
     const before = await inst.status();
@@ -307,8 +307,13 @@ Deno.test(`fuzz: 10,000+ hostile inputs never crash a role and always get protoc
           for (const r of replies) {
             assert.notEqual(r.code, Status.INTERNAL, `no internal error: ${r.text}`);
           }
-          quota -= p.inputs;
-          inputs += p.inputs;
+          // Count only the inputs the server read and answered (a framing error closes the connection
+          // and leaves the rest unread): every reply but the greeting, queue notices and the final bye.
+          const answered = replies.filter((r, i) =>
+            !(i === 0 && r.code === Status.READY) && r.code !== Status.QUEUED && r.code !== Status.BYE
+          ).length;
+          quota -= Math.max(1, answered);
+          inputs += answered;
           connections++;
         }
       };
@@ -348,7 +353,7 @@ Deno.test(`fuzz: 10,000+ hostile inputs never crash a role and always get protoc
       }
       assert.doesNotMatch(
         inst.logs(),
-        /connection failed|request failed|Uncaught/,
+        /connection failed|request failed|Uncaught|uncaught error/,
         "no role hit an unexpected error",
       );
       console.log(

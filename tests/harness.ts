@@ -119,6 +119,8 @@ export interface StartOptions {
   expectFailure?: boolean;
   runDir?: string;
   port?: number;
+  /** Open-file limit (soft and hard) to start the watchdog under, as `ulimit -n` would set it. */
+  fileLimit?: number;
 }
 
 /** Starts `osps watchdog` and waits for its `ready` line. */
@@ -126,17 +128,23 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
   const workers = options.workers ?? 3;
   const port = options.port ?? freePorts(workers + 1);
   const runDir = options.runDir ?? `${Deno.makeTempDirSync({ prefix: "osps-test-" })}/run`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      ...RUN_FLAGS,
-      MAIN,
-      "watchdog",
-      `--port=${port}`,
-      `--workers=${workers}`,
-      `--run-dir=${runDir}`,
-      "--log-level=info",
-      ...(options.flags ?? []),
-    ],
+  const argv = [
+    Deno.execPath(),
+    ...RUN_FLAGS,
+    MAIN,
+    "watchdog",
+    `--port=${port}`,
+    `--workers=${workers}`,
+    `--run-dir=${runDir}`,
+    "--log-level=info",
+    ...(options.flags ?? []),
+  ];
+  // A low open-file limit is set by a shell that then becomes the watchdog (exec): same pid, same pipes.
+  const [program, ...args] = options.fileLimit === undefined
+    ? argv
+    : ["sh", "-c", `ulimit -n ${options.fileLimit} && exec "$@"`, "sh", ...argv];
+  const child = new Deno.Command(program!, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -251,10 +259,21 @@ export function zombiesOf(ppid: number): number[] {
   );
 }
 
-/** Asserts that an instance left no process, FIFO, run dir or shm segment. */
+/**
+ * Asserts that a live watchdog has reaped every child that ended: none of its
+ * children is a zombie (one that died this very moment gets a short grace).
+ */
+export async function assertNoZombies(inst: Pick<Instance, "pid">): Promise<void> {
+  await waitFor("the watchdog to reap its dead children", () => zombiesOf(inst.pid).length === 0, 2_000)
+    .catch(
+      () => assert.deepEqual(zombiesOf(inst.pid), [], "zombie children of the live watchdog"),
+    );
+}
+
+/** Asserts that an instance left no process, FIFO, run dir or shm segment (and that it was reaped itself). */
 export async function assertNothingLeft(inst: Pick<Instance, "runDir" | "pid">): Promise<void> {
   await waitFor("every role process to be gone", () => rolesOf(inst.runDir).length === 0, 5_000);
-  assert.deepEqual(zombiesOf(inst.pid), [], "zombies of the watchdog");
+  assert.deepEqual(zombiesOf(Deno.pid).filter((z) => z === inst.pid), [], "the watchdog was reaped");
   assert.equal(exists(inst.runDir), false, `run dir ${inst.runDir} should be removed`);
   const shm = instancePaths(inst.runDir).shm;
   assert.equal(Segment.exists(shm), false, `shm segment ${shm} should be unlinked`);
@@ -279,6 +298,8 @@ export async function withInstance(
   const inst = await startInstance(start);
   try {
     await body(inst);
+    await assertNoZombies(inst); // checked while the watchdog runs: after its exit there is nothing to see
+    assert.doesNotMatch(inst.logs(), /uncaught error/, "no role hit an error nobody handled");
   } catch (err) {
     await inst.stop().catch(() => {}); // stop it all the same; the body's failure is the one to report
     throw err;

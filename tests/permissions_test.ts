@@ -5,6 +5,8 @@
  * no task in deno.json grants everything.
  */
 import assert from "node:assert/strict";
+import { instancePaths } from "../mod/cli/config.ts";
+import { ensureFifo } from "../mod/ipc/fifo.ts";
 import { toArgv } from "../mod/cli/cli.ts";
 import { processTable } from "../mod/sys/proc.ts";
 import { Segment } from "../mod/ipc/shm.ts";
@@ -112,6 +114,9 @@ Deno.test("a real worker under those flags boots on its own port and is refused 
   const shm = `/osps-permtest-${crypto.randomUUID().slice(0, 8)}`;
   const instance = 4242;
   const segment = Segment.create(shm, 2, instance);
+  // What the watchdog makes before it spawns a worker: its doorbell FIFOs.
+  ensureFifo(instancePaths(dir).dwtube(1));
+  ensureFifo(instancePaths(dir).wdtube(1));
   const port = freePorts(2);
   const worker = (listenPort: number) =>
     new Deno.Command(Deno.execPath(), {

@@ -18,7 +18,7 @@ import {
   parseRunCommand,
   Status,
 } from "../mod/net/protocol.ts";
-import { Segment, WorkState } from "../mod/ipc/shm.ts";
+import { Segment, WorkState, workState } from "../mod/ipc/shm.ts";
 import { waitFor, withInstance } from "./harness.ts";
 
 const DOC = Deno.readTextFileSync(new URL("../docs/PROTOCOL.md", import.meta.url));
@@ -72,12 +72,18 @@ Deno.test("the doorbell table matches Doorbell in mod/protocol.ts", () => {
 /** One step of a transcript. */
 type Step =
   | { kind: "connect"; role: "dispatcher" | "worker"; port?: string }
+  | { kind: "switch"; index: number }
+  | { kind: "wait"; ms: number }
   | { kind: "send"; bytes: string; lf: boolean }
   | { kind: "expect"; line: string };
 
 function parseTranscript(text: string): Step[] {
   return text.split("\n").filter((l) => l.trim() && !l.startsWith("#")).map((l): Step => {
     if (l === "@dispatcher") return { kind: "connect", role: "dispatcher" };
+    const back = /^@conn (\d+)$/.exec(l);
+    if (back) return { kind: "switch", index: Number(back[1]) };
+    const wait = /^@wait (\d+)$/.exec(l);
+    if (wait) return { kind: "wait", ms: Number(wait[1]) };
     const w = /^@worker (\{\w+\})$/.exec(l);
     if (w) return { kind: "connect", role: "worker", port: w[1]! };
     if (l.startsWith("C: ")) return { kind: "send", bytes: l.slice(3), lf: true };
@@ -138,9 +144,11 @@ Deno.test("every example line parses with mod/protocol.ts, and parse errors are 
   const dec = new TextDecoder("utf-8", { fatal: true });
   for (const t of TRANSCRIPTS) {
     let role = "dispatcher";
+    const roles: string[] = [];
     let pending: ProtocolError | null = null;
     for (const step of t) {
-      if (step.kind === "connect") role = step.role;
+      if (step.kind === "connect") roles.push(role = step.role);
+      if (step.kind === "switch") role = roles[step.index - 1]!;
       if (step.kind === "send" && step.lf) {
         const names = [...step.bytes.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
         const vars = new Map(names.map((k) => [k, sample.get(k === "port" ? "port" : "ticket")!]));
@@ -191,7 +199,7 @@ Deno.test("every example transcript in PROTOCOL.md replays against a live instan
       for (const [n, t] of TRANSCRIPTS.entries()) {
         await waitFor("every worker idle", () => {
           for (let i = 1; i <= inst.workers; i++) {
-            if (seg.slot(i).load("work") !== WorkState.IDLE) return false;
+            if (workState(seg.slot(i).load("work")) !== WorkState.IDLE) return false;
           }
           return true;
         });
@@ -214,6 +222,11 @@ async function replay(steps: Step[], dispatcherPort: number, what: string): Prom
         const port = step.role === "dispatcher" ? dispatcherPort : Number(vars.get(step.port!.slice(1, -1)));
         conn = await LineConn.connect("127.0.0.1", port);
         open.push(conn);
+      } else if (step.kind === "switch") {
+        conn = open[step.index - 1];
+        assert.ok(conn, `${where}: no connection ${step.index}`);
+      } else if (step.kind === "wait") {
+        await new Promise((r) => setTimeout(r, step.ms));
       } else if (step.kind === "send") {
         const bytes = clientBytes(step.bytes + (step.lf ? "\\x0a" : ""), vars);
         await conn!.conn.write(bytes);

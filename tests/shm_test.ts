@@ -10,7 +10,10 @@ import {
   ShmError,
   SLOT_FIELDS,
   SLOT_SIZE,
+  workGen,
   WorkState,
+  workState,
+  workWord,
 } from "../mod/ipc/shm.ts";
 import * as libc from "../mod/sys/libc.ts";
 
@@ -51,10 +54,10 @@ Deno.test("Segment.create makes a 0600 segment readers can open; unlink removes 
     // A write through one mapping is seen through the other: it is the same memory.
     seg.slot(2).store("port", 4242);
     seg.slot(2).setText("request_type", "echo");
-    seg.slot(3).store("ticket_expires_ms", 1_700_000_000_123);
+    seg.slot(3).store("ticket_expires_at", 1_700_000_000_123);
     assert.equal(other.slot(2).load("port"), 4242);
     assert.equal(other.slot(2).text("request_type"), "echo");
-    assert.equal(other.slot(3).load("ticket_expires_ms"), 1_700_000_000_123);
+    assert.equal(other.slot(3).load("ticket_expires_at"), 1_700_000_000_123);
     other.close();
   } finally {
     seg.close();
@@ -64,23 +67,60 @@ Deno.test("Segment.create makes a 0600 segment readers can open; unlink removes 
   assert.equal(Segment.unlink(name), false);
 });
 
-Deno.test("work state moves by compare-and-swap: only one of two racers wins", () => {
+Deno.test("the work word packs state and generation; a CAS with a stale word fails", () => {
   const name = uniqueName();
-  const a = Segment.create(name, 2, 1);
-  const b = Segment.open(name);
+  using a = Segment.create(name, 2, 1);
+  using b = Segment.open(name);
   try {
-    a.slot(1).store("work", WorkState.ASSIGNED);
-    // Worker claims (assigned → busy) and dispatcher expires (assigned → idle) race.
-    const claimed = b.slot(1).cas("work", WorkState.ASSIGNED, WorkState.BUSY);
-    const expired = a.slot(1).cas("work", WorkState.ASSIGNED, WorkState.IDLE);
-    assert.deepEqual([claimed, expired], [true, false]);
-    assert.equal(a.slot(1).load("work"), WorkState.BUSY);
+    const assigned = workWord(WorkState.ASSIGNED, 7);
+    assert.equal(workState(assigned), WorkState.ASSIGNED);
+    assert.equal(workGen(assigned), 7);
+    a.slot(1).store("work", assigned);
+    // Another assignment happened in between (generation 8): a claim made with the word it read earlier fails.
+    a.slot(1).store("work", workWord(WorkState.ASSIGNED, 8));
+    assert.equal(b.slot(1).cas("work", assigned, workWord(WorkState.BUSY, 7)), false);
+    assert.equal(b.slot(1).cas("work", workWord(WorkState.ASSIGNED, 8), workWord(WorkState.BUSY, 8)), true);
     assert.equal(b.slot(1).add("served", 1), 1);
+    b.slot(1).store("served", 2 ** 40);
+    assert.equal(a.slot(1).add("served", 1), 2 ** 40 + 1, "served is 64-bit");
   } finally {
-    a.close();
-    b.close();
     Segment.unlink(name);
   }
+});
+
+Deno.test("a closed segment refuses access instead of reading unmapped memory; close is idempotent", () => {
+  const name = uniqueName();
+  const seg = Segment.create(name, 2, 1);
+  const slot = seg.slot(1);
+  slot.store("port", 1);
+  seg.close();
+  seg.close();
+  assert.equal(seg.closed, true);
+  assert.throws(() => slot.load("port"), RangeError);
+  assert.throws(() => slot.bytes("ticket"), RangeError);
+  assert.throws(() => seg.header("magic"), RangeError);
+  Segment.unlink(name);
+});
+
+Deno.test("Segment.open refuses a segment shorter than its slot count says (it would SIGBUS)", () => {
+  const name = uniqueName();
+  const seg = Segment.create(name, 4, 1);
+  seg.close();
+  const fd = libc.shmOpen(name, libc.O.RDWR, 0);
+  libc.ftruncate(fd, segmentSize(2));
+  libc.close(fd);
+  try {
+    assert.throws(() => Segment.open(name), /claims 4 slots but holds/);
+  } finally {
+    Segment.unlink(name);
+  }
+});
+
+Deno.test("Segment.create refuses a bad slot count before making anything", () => {
+  const name = uniqueName();
+  assert.throws(() => Segment.create(name, 0, 1), RangeError);
+  assert.throws(() => Segment.create(name, 100_000, 1), RangeError);
+  assert.equal(Segment.exists(name), false);
 });
 
 Deno.test("Segment.open refuses a missing segment, another instance, and a segment that is not osps", () => {

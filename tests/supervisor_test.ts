@@ -1,24 +1,33 @@
-/** The supervision state machine and restart budget, without processes. */
+/**
+ * The supervision state machine and the supervisor that carries it out, on a
+ * driven clock: time is advanced, not waited for. The child processes are
+ * stand-ins that speak the control protocol (ready, pong) and die on the
+ * signals a real process dies on; the real-process behaviour is covered by
+ * supervision_test.ts.
+ */
 import assert from "node:assert/strict";
 import { parseTimeoutsFor } from "../mod/cli/config.ts";
 import { UsageError } from "../mod/errors.ts";
+import { type Event, type State, transition, TRANSITIONS } from "../mod/supervise/child_states.ts";
+import { ExitReason, exitReasonText, lostWorkText, requestCaused } from "../mod/supervise/exit_reason.ts";
 import {
-  type Event,
-  exitReasonText,
-  type State,
-  transition,
-  TRANSITIONS,
-} from "../mod/supervise/child_states.ts";
-import { RestartBudget } from "../mod/supervise/restart_policy.ts";
+  backoffDelay,
+  DEFAULT_POLICY,
+  RestartBudget,
+  type RestartPolicy,
+} from "../mod/supervise/restart_policy.ts";
+import { type Spawned, SupervisedChild, type Timing } from "../mod/supervise/supervisor.ts";
+import { ManualClock } from "../mod/sys/clock.ts";
+import { Segment, SupState, WorkState, workWord } from "../mod/ipc/shm.ts";
 
 Deno.test("every state is reachable from none, and only stopped is final", () => {
   const seen = new Set<State>(["none"]);
   const queue: State[] = ["none"];
   while (queue.length > 0) {
     for (const next of Object.values(TRANSITIONS[queue.shift()!])) {
-      if (!seen.has(next)) {
-        seen.add(next);
-        queue.push(next);
+      if (!seen.has(next.to)) {
+        seen.add(next.to);
+        queue.push(next.to);
       }
     }
   }
@@ -27,38 +36,70 @@ Deno.test("every state is reachable from none, and only stopped is final", () =>
   assert.deepEqual(final, ["stopped"]);
 });
 
-Deno.test("a hung child can only exit or be stopped; a failed one is retried, never restarted in a loop", () => {
-  const events: Event[] = ["ready", "hang", "deadline", "wedged", "restart", "retry", "cannot_boot"];
+Deno.test("the table: a hung child can only die or be stopped; failed and backoff only wait; nothing gives up", () => {
+  const events: Event[] = ["ready", "hang", "deadline", "wedged", "spawn"];
   for (const e of events) assert.equal(transition("hung", e), null, `hung --${e}-->`);
-  assert.equal(transition("hung", "exit"), "backoff");
-  assert.equal(transition("failed", "restart"), null);
-  assert.equal(transition("failed", "retry"), "starting");
-  assert.equal(transition("backoff", "over_budget"), "failed");
-  assert.equal(transition("ready", "wedged"), "hung");
+  assert.deepEqual(transition("hung", "exit"), { to: "backoff", action: "restart_later" });
+  assert.deepEqual(transition("hung", "exit_request"), { to: "backoff", action: "restart_now" });
+  assert.deepEqual(transition("ready", "exit_over_budget"), { to: "failed", action: "retry_later" });
+  assert.deepEqual(transition("failed", "timer"), { to: "starting", action: "spawn" }, "failed is retried");
+  assert.deepEqual(transition("starting", "timer"), { to: "hung", action: "kill" }, "boot timeout");
   assert.equal(transition("starting", "deadline"), null, "a booting worker has no request of its own yet");
+  // No state leads anywhere but back to starting or to stopped: the supervisor never gives a child up.
+  for (const s of Object.keys(TRANSITIONS) as State[]) {
+    if (s === "stopped" || s === "stopping") continue;
+    const reachable = new Set<State>([s]);
+    const q: State[] = [s];
+    while (q.length) {
+      for (const [e, tr] of Object.entries(TRANSITIONS[q.shift()!])) {
+        if (e === "stop" || e === "abort" || reachable.has(tr.to)) continue;
+        reachable.add(tr.to);
+        q.push(tr.to);
+      }
+    }
+    assert.ok(reachable.has("ready"), `${s} can get back to ready`);
+  }
 });
 
-Deno.test("RestartBudget allows `limit` restarts per sliding window", () => {
+Deno.test("RestartBudget allows `limit` restarts per sliding window; backoff doubles up to its cap", () => {
   const b = new RestartBudget(3, 1_000);
   for (const t of [0, 100, 200]) {
     assert.ok(b.allows(t));
     b.spend(t);
   }
   assert.equal(b.allows(900), false);
-  assert.equal(b.used(900), 3);
   assert.ok(b.allows(1_000), "the first restart left the window");
-  assert.equal(b.used(1_250), 0);
+  const mid = () => 0.5; // jitter factor 1
+  assert.deepEqual([1, 2, 3, 4, 9, 20].map((n) => backoffDelay(n, DEFAULT_POLICY, mid)), [
+    0,
+    50,
+    100,
+    200,
+    5000,
+    5000,
+  ]);
 });
 
-Deno.test("exitReasonText names every way a child ends", () => {
+Deno.test("exitReasonText and lostWorkText say what ended a child, and whose fault it was", () => {
   assert.equal(exitReasonText(-1), "-");
   assert.equal(exitReasonText(0), "exit 0");
   assert.equal(exitReasonText(100), "cannot boot (exit 100)");
   assert.equal(exitReasonText(1009), "signal 9");
-  assert.equal(exitReasonText(2000), "killed: hung (no heartbeat)");
-  assert.equal(exitReasonText(2001), "killed: request deadline");
-  assert.equal(exitReasonText(2002), "killed: pipe wedged (probe unanswered)");
-  assert.equal(exitReasonText(2003), "recycled (max requests)");
+  assert.equal(exitReasonText(ExitReason.HANG), "killed: hung (no heartbeat)");
+  assert.equal(exitReasonText(ExitReason.HANG_IN_REQUEST), "killed: a request blocked it (no heartbeat)");
+  assert.equal(exitReasonText(ExitReason.DEADLINE), "killed: request deadline");
+  assert.equal(exitReasonText(ExitReason.WEDGED), "killed: pipe wedged (probe unanswered)");
+  assert.equal(exitReasonText(ExitReason.RECYCLED), "recycled (max requests)");
+  assert.ok(requestCaused(ExitReason.DEADLINE) && requestCaused(ExitReason.HANG_IN_REQUEST));
+  assert.ok(!requestCaused(ExitReason.HANG) && !requestCaused(1009));
+  assert.equal(
+    lostWorkText("worker 1", "fib 45", ExitReason.HANG_IN_REQUEST, 3000),
+    'worker 1 was killed: "fib 45" blocked it past the 3000 ms hang timeout',
+  );
+  assert.equal(
+    lostWorkText("worker 2", "sleep 9000", ExitReason.DEADLINE, 500),
+    'worker 2 was killed: "sleep 9000" ran past its 500 ms deadline',
+  );
 });
 
 Deno.test("--request-timeout-for parses TYPE:MS pairs and refuses unknown types with a clear error", () => {
@@ -67,4 +108,234 @@ Deno.test("--request-timeout-for parses TYPE:MS pairs and refuses unknown types 
   assert.throws(() => parseTimeoutsFor("sleep"), UsageError);
   assert.throws(() => parseTimeoutsFor("sleep:5"), /MS ≥ 10, got "sleep:5"/);
   assert.throws(() => parseTimeoutsFor("nap:100"), /unknown request type "nap"; known: echo, fib/);
+});
+
+/** A stand-in process: speaks the control protocol when told to, dies on the signals a process dies on. */
+class FakeProcess implements Spawned {
+  static nextPid = 50_000;
+  readonly pid = FakeProcess.nextPid++;
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly stdin: WritableStream<Uint8Array>;
+  readonly stdout: ReadableStream<Uint8Array>;
+  readonly received: string[] = [];
+  readonly signals: Deno.Signal[] = [];
+  /** A stopped process (SIGSTOP) or one that ignores SIGTERM. */
+  ignoresTerm = false;
+  #out!: ReadableStreamDefaultController<Uint8Array>;
+  #exit!: (s: Deno.CommandStatus) => void;
+  #done = false;
+
+  constructor() {
+    this.status = new Promise((r) => (this.#exit = r));
+    this.stdout = new ReadableStream({ start: (c) => void (this.#out = c) });
+    this.stdin = new WritableStream({
+      write: (chunk) => void this.received.push(new TextDecoder().decode(chunk)),
+    });
+  }
+
+  say(line: string): void {
+    this.#out.enqueue(new TextEncoder().encode(line + "\n"));
+  }
+
+  kill(signal: Deno.Signal): void {
+    if (this.#done) throw new TypeError("child already exited");
+    this.signals.push(signal);
+    if (signal === "SIGKILL" || (signal === "SIGTERM" && !this.ignoresTerm)) this.die({ signal });
+  }
+
+  die(how: { code?: number; signal?: Deno.Signal }): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#out.close();
+    const code = how.code ?? 128 + (how.signal === "SIGKILL" ? 9 : 15);
+    this.#exit({ success: code === 0 && !how.signal, code, signal: how.signal ?? null });
+  }
+}
+
+const TIMING: Timing = {
+  hangTimeoutMs: 3_000,
+  requestTimeoutMs: 60_000,
+  requestTimeoutFor: {},
+  bootTimeoutMs: 15_000,
+};
+const POLICY: RestartPolicy = { ...DEFAULT_POLICY, budget: 3, budgetWindowMs: 30_000, failedRetryMs: 30_000 };
+
+/** One supervised worker on a driven clock, its slot in a real segment, its processes stand-ins. */
+function fixture(policy = POLICY) {
+  const name = `/osps-test-sup-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const segment = Segment.create(name, 2, 1);
+  const clock = new ManualClock();
+  const procs: FakeProcess[] = [];
+  const child = new SupervisedChild(
+    { name: "worker 1", slot: segment.slot(1), isWorker: true, command: () => ({ program: "x", args: [] }) },
+    TIMING,
+    policy,
+    {
+      clock,
+      spawner: () => {
+        const p = new FakeProcess();
+        procs.push(p);
+        return p;
+      },
+      isStopped: () => false,
+    },
+  );
+  const settle = () => new Promise((r) => setTimeout(r, 0));
+  return {
+    child,
+    clock,
+    procs,
+    slot: segment.slot(1),
+    last: () => procs[procs.length - 1]!,
+    settle,
+    /** Lets the current process say ready, and the supervisor read it. */
+    async ready() {
+      procs[procs.length - 1]!.say("ready worker 1");
+      await settle();
+    },
+    async [Symbol.asyncDispose]() {
+      await child.abort();
+      segment.close();
+      Segment.unlink(name);
+    },
+  };
+}
+
+Deno.test("supervisor: a crash loop backs off 0, 50, 100 ms…, fails past its budget, and is retried forever", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  assert.equal(f.child.state, "ready");
+  const delays: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    f.last().die({ code: 1 });
+    await f.settle();
+    assert.equal(f.child.state, "backoff");
+    delays.push(f.slot.load("backoff_until") - f.clock.now());
+    f.clock.advance(delays[i]!);
+    assert.equal(f.child.state, "starting", `restarted after ${delays[i]} ms`);
+    await f.ready();
+  }
+  assert.equal(delays[0], 0, "the first restart is immediate");
+  assert.ok(delays[1]! >= 25 && delays[1]! <= 75 && delays[2]! >= 50 && delays[2]! <= 150, `${delays}`);
+  f.last().die({ code: 1 }); // the fourth within the window: over the budget of 3
+  await f.settle();
+  assert.equal(f.child.state, "failed");
+  assert.equal(f.slot.load("sup_state"), SupState.FAILED);
+  f.clock.advance(POLICY.failedRetryMs - 1);
+  assert.equal(f.child.state, "failed");
+  f.clock.advance(1);
+  assert.equal(f.child.state, "starting", "a failed child is tried again: the supervisor never gives up");
+  await f.ready();
+  assert.equal(f.child.state, "ready");
+  assert.equal(f.procs.length, 5);
+});
+
+Deno.test("supervisor: kills caused by requests restart at once and spend no budget", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  for (let i = 0; i < 10; i++) { // far past the budget of 3
+    const p = f.last();
+    f.slot.store("work", workWord(WorkState.BUSY, i + 1));
+    f.slot.setText("request_type", "fib");
+    f.slot.setText("request_arg", "45");
+    f.slot.store("request_started_at", f.clock.now());
+    f.clock.advance(TIMING.hangTimeoutMs + 1); // no pong: the request blocks the event loop
+    f.child.tick();
+    assert.equal(f.child.state, "hung");
+    assert.deepEqual(p.signals, ["SIGTERM"]);
+    await f.settle();
+    assert.equal(f.slot.load("last_exit"), ExitReason.HANG_IN_REQUEST);
+    assert.equal(f.slot.load("death_gen"), i + 1, "the death record names the assignment it held");
+    assert.equal(f.slot.load("death_limit_ms"), TIMING.hangTimeoutMs);
+    f.clock.advance(0);
+    assert.equal(f.child.state, "starting", `kill ${i + 1} restarted at once`);
+    f.slot.store("request_started_at", 0);
+    await f.ready();
+  }
+  assert.equal(f.child.state, "ready");
+});
+
+Deno.test("supervisor: a request past its deadline is killed; SIGTERM ignored escalates to SIGKILL after the grace", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  p.ignoresTerm = true;
+  f.slot.setText("request_type", "sleep");
+  f.slot.store("request_started_at", f.clock.now());
+  for (let t = 0; t <= TIMING.requestTimeoutMs; t += 500) {
+    f.clock.advance(500);
+    p.say("pong 1"); // alive, answering heartbeats
+    await f.settle();
+    f.child.tick();
+  }
+  assert.equal(f.child.state, "hung");
+  assert.deepEqual(p.signals, ["SIGTERM"]);
+  f.clock.advance(POLICY.killGraceMs);
+  assert.deepEqual(p.signals, ["SIGTERM", "SIGKILL"]);
+  await f.settle();
+  assert.equal(f.slot.load("last_exit"), ExitReason.DEADLINE);
+  assert.equal(f.slot.load("death_limit_ms"), TIMING.requestTimeoutMs);
+});
+
+Deno.test("supervisor: an idle child that stops answering is hung (its own fault: budget spent)", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  f.clock.advance(TIMING.hangTimeoutMs + 1);
+  f.child.tick();
+  await f.settle();
+  assert.equal(f.slot.load("last_exit"), ExitReason.HANG);
+  assert.equal(f.slot.load("death_gen"), -1, "it held no assignment");
+  assert.equal(f.child.state, "backoff");
+});
+
+Deno.test("supervisor: a child that never says ready is killed at the boot deadline", async () => {
+  await using f = fixture();
+  f.child.start();
+  f.clock.advance(TIMING.bootTimeoutMs - 1);
+  assert.equal(f.child.state, "starting");
+  f.clock.advance(1);
+  assert.equal(f.child.state, "hung");
+  await f.settle();
+  assert.equal(f.child.state, "backoff");
+});
+
+Deno.test("supervisor: a stop asks first, then SIGKILLs after the grace, and resolves once reaped", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  p.ignoresTerm = true;
+  let done = false;
+  const stopping = f.child.stop(1_000).then(() => (done = true));
+  await f.settle();
+  assert.ok(p.received.includes("stop\n"));
+  assert.equal(f.child.state, "stopping");
+  f.clock.advance(999);
+  await f.settle();
+  assert.equal(done, false);
+  f.clock.advance(1);
+  await stopping;
+  assert.deepEqual(p.signals, ["SIGKILL"]);
+  assert.equal(f.child.state, "stopped");
+  assert.equal(f.slot.load("pid"), 0);
+});
+
+Deno.test("supervisor: a worker retiring after --max-requests is replaced at once, not counted as a failure", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  for (let i = 0; i < 6; i++) {
+    f.last().say("retiring after 100 requests");
+    await f.settle();
+    f.last().die({ code: 0 });
+    await f.settle();
+    assert.equal(f.slot.load("last_exit"), ExitReason.RECYCLED);
+    f.clock.advance(0);
+    assert.equal(f.child.state, "starting");
+    await f.ready();
+  }
 });

@@ -86,18 +86,19 @@ const LIMITS: Record<string, FlagSpec> = {
   },
   "max-conns-per-addr": {
     type: "int",
-    default: 128,
+    default: 256,
     min: 1,
     max: 1_000_000,
     doc: "connections open at once from one client address (429 beyond)",
   },
   "rate-per-addr": {
     type: "int",
-    default: 2000,
+    default: 50_000,
     min: 0,
-    doc: "connections + request lines per second from one address (0 = unlimited; 429 beyond)",
+    doc: "connections + request lines per second from one address (0 = unlimited; 429 beyond); " +
+      "the default is far above what a host serves, lower it for public addresses",
   },
-  "rate-burst": { type: "int", default: 4000, min: 1, doc: "how many of those may come at once" },
+  "rate-burst": { type: "int", default: 50_000, min: 1, doc: "how many of those may come at once" },
   "bad-ticket-limit": {
     type: "int",
     default: 20,
@@ -123,6 +124,28 @@ const POOL: Record<string, FlagSpec> = {
     doc: "time a client has to present its ticket",
   },
   "grace-ms": { type: "int", default: 5_000, min: 0, doc: "time in-flight sessions get to finish on stop" },
+  "max-tickets-per-addr": {
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 1024,
+    doc: "unused tickets one network address may hold at once (0 = workers - 1, at least 1; " +
+      "loopback clients are held to one per connection instead)",
+  },
+  "quarantine-kills": {
+    type: "int",
+    default: 3,
+    min: 0,
+    doc: "workers a request type may cost (killed by its requests) within the window before it is " +
+      "refused for a while (0 = never)",
+  },
+  "quarantine-window-ms": { type: "int", default: 10_000, min: 100, doc: "window of --quarantine-kills" },
+  "quarantine-ms": {
+    type: "int",
+    default: 30_000,
+    min: 100,
+    doc: "how long a quarantined request type is refused",
+  },
 };
 const MAX_REQUESTS: FlagSpec = {
   type: "int",
@@ -234,6 +257,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       port: { type: "int", default: 2223, min: 1, max: 65535, doc: "TCP port for clients" },
       ...INSTANCE,
       "max-requests": { ...MAX_REQUESTS, doc: "retire (drain and exit 0) after N requests (0 = never)" },
+      "grace-ms": POOL["grace-ms"]!,
       ...LIMITS,
       ...LOG,
     },
@@ -302,6 +326,8 @@ export type FlagValues = Record<string, string | number | boolean | undefined>;
 export interface ParsedCommand {
   readonly command: string;
   readonly flags: FlagValues;
+  /** Flags given on the command line (the others hold their defaults). */
+  readonly given: ReadonlySet<string>;
   readonly positionals: string[];
   readonly help: boolean;
 }
@@ -314,10 +340,15 @@ export function parseCommandLine(argv: string[]): ParsedCommand {
     if (topic !== undefined && !Object.hasOwn(COMMANDS, topic)) {
       throw new UsageError(`unknown command "${topic}"`);
     }
-    return { command: topic ?? "", flags: {}, positionals: [], help: true };
+    return { command: topic ?? "", flags: {}, given: new Set(), positionals: [], help: true };
   }
   const spec = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
-  if (!spec) throw new UsageError(`unknown command "${first}"; run "osps help"`);
+  if (!spec) {
+    const near = nearest(first, Object.keys(COMMANDS));
+    throw new UsageError(
+      `unknown command "${first}"${near ? `; did you mean "${near}"?` : ""} (osps help lists them)`,
+    );
+  }
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     help: { type: "boolean", short: "h" },
   };
@@ -333,22 +364,98 @@ export function parseCommandLine(argv: string[]): ParsedCommand {
     const at = firstPositional(rest, spec);
     if (at >= 0) [args, tail] = [rest.slice(0, at), rest.slice(at)];
   }
+  checkFlags(first, spec, args);
   let parsed;
   try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinValues(spec, args), options, allowPositionals: true, strict: true });
     parsed.positionals.push(...tail);
   } catch (err) {
-    throw new UsageError(`${first}: ${(err as Error).message}`, { cause: err });
+    throw new UsageError(`${first}: ${(err as Error).message}; see "osps help ${first}"`, { cause: err });
   }
   if (!spec.positionals && parsed.positionals.length > 0) {
     throw new UsageError(`${first}: unexpected argument "${parsed.positionals[0]}"`);
   }
   const flags: FlagValues = {};
+  const given = new Set<string>();
   for (const [name, f] of Object.entries(spec.flags)) {
     const raw = (parsed.values as Record<string, string | boolean | undefined>)[name];
+    if (raw !== undefined) given.add(name);
     flags[name] = raw === undefined ? f.default : convert(first, name, f, raw);
   }
-  return { command: first, flags, positionals: parsed.positionals, help: parsed.values.help === true };
+  return { command: first, flags, given, positionals: parsed.positionals, help: parsed.values.help === true };
+}
+
+/** Refuses unknown flags with the nearest known name, before parseArgs words it its own way. */
+function checkFlags(command: string, spec: CommandSpec, args: string[]): void {
+  const names = [...Object.keys(spec.flags), "help"];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") break;
+    if (!a.startsWith("-") || a === "-") continue;
+    const long = a.startsWith("--");
+    const name = long ? a.slice(2).split("=")[0]! : a.slice(1, 2);
+    const flag = long ? (name === "help" ? { type: "boolean" } : spec.flags[name]) : shortFlag(spec, name);
+    if (!flag) {
+      const near = nearest(name, names);
+      throw new UsageError(
+        `${command}: unknown flag ${long ? "--" : "-"}${name}${near ? `; did you mean --${near}?` : ""} ` +
+          `(osps help ${command} lists every flag)`,
+      );
+    }
+    if (flag.type !== "boolean" && !a.includes("=") && (!long ? a.length === 2 : true)) {
+      if (i + 1 >= args.length) {
+        throw new UsageError(`${command}: ${a} needs a value (see "osps help ${command}")`);
+      }
+      i++; // its value, even one that starts with "-"
+    }
+  }
+}
+
+function shortFlag(spec: CommandSpec, letter: string): FlagSpec | { type: "boolean" } | undefined {
+  if (letter === "h") return { type: "boolean" };
+  return Object.values(spec.flags).find((f) => f.short === letter);
+}
+
+/** `--flag value` → `--flag=value`, so that a value starting with "-" (say -5) is read as a value. */
+function joinValues(spec: CommandSpec, args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const long = a.startsWith("--") && !a.includes("=") ? spec.flags[a.slice(2)] : undefined;
+    const short = /^-[a-zA-Z]$/.test(a) ? shortFlag(spec, a.slice(1)) : undefined;
+    const f = long ?? short;
+    if (f && f.type !== "boolean" && i + 1 < args.length) {
+      const name = long ? a.slice(2) : Object.entries(spec.flags).find(([, x]) => x === short)![0];
+      out.push(`--${name}=${args[++i]}`);
+    } else out.push(a);
+  }
+  return out;
+}
+
+/** The candidate closest to `word` by edit distance, if close enough to be a likely typo. */
+export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined, bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c);
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 function firstPositional(args: string[], spec: CommandSpec): number {

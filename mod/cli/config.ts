@@ -28,10 +28,19 @@ export interface PoolConfig {
   readonly queueTimeoutMs: number;
   readonly ticketTtlMs: number;
   readonly graceMs: number;
+  /** Unused tickets one network address may hold (resolved: never 0). */
+  readonly maxTicketsPerAddr: number;
+}
+
+/** Quarantine of request types that keep killing workers. */
+export interface QuarantineSettings {
+  readonly quarantineKills: number;
+  readonly quarantineWindowMs: number;
+  readonly quarantineMs: number;
 }
 
 /** `osps watchdog`. */
-export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig {
+export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig, QuarantineSettings {
   readonly workers: number;
   readonly host: string;
   readonly port: number;
@@ -51,6 +60,8 @@ export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig {
   readonly poolRestartBudget: number;
   readonly restartWindowMs: number;
   readonly failedRetryMs: number;
+  /** True when `--max-conns` was given (a value that cannot fit is then an error, not lowered). */
+  readonly maxConnsGiven: boolean;
 }
 
 /** What a child needs to find its instance. */
@@ -65,7 +76,7 @@ export interface ChildInstanceConfig extends LogConfig, LimitsConfig {
 }
 
 /** `osps dispatcher`. */
-export interface DispatcherConfig extends ChildInstanceConfig, PoolConfig {
+export interface DispatcherConfig extends ChildInstanceConfig, PoolConfig, QuarantineSettings {
   readonly workers: number;
   readonly probeMs: number;
   readonly probeTimeoutMs: number;
@@ -74,6 +85,8 @@ export interface DispatcherConfig extends ChildInstanceConfig, PoolConfig {
 /** `osps worker`. */
 export interface WorkerConfig extends ChildInstanceConfig {
   readonly id: number;
+  /** Time in-flight requests get to finish on stop. */
+  readonly graceMs: number;
   /** Retire after this many requests (0 = never). */
   readonly maxRequests: number;
 }
@@ -115,6 +128,28 @@ function poolConfig(v: FlagValues): PoolConfig {
     queueTimeoutMs: num(v, "queue-timeout-ms"),
     ticketTtlMs: num(v, "ticket-ttl-ms"),
     graceMs: num(v, "grace-ms"),
+    maxTicketsPerAddr: num(v, "max-tickets-per-addr") || Math.max(1, num(v, "workers") - 1),
+  };
+}
+
+function quarantineConfig(v: FlagValues): QuarantineSettings {
+  return {
+    quarantineKills: num(v, "quarantine-kills"),
+    quarantineWindowMs: num(v, "quarantine-window-ms"),
+    quarantineMs: num(v, "quarantine-ms"),
+  };
+}
+
+/** The pool and quarantine flags' names and values, as passed on to the dispatcher and shown by `status`. */
+export function poolFlags(c: PoolConfig & QuarantineSettings): Record<string, number> {
+  return {
+    "queue-size": c.queueSize,
+    "queue-timeout-ms": c.queueTimeoutMs,
+    "ticket-ttl-ms": c.ticketTtlMs,
+    "max-tickets-per-addr": c.maxTicketsPerAddr,
+    "quarantine-kills": c.quarantineKills,
+    "quarantine-window-ms": c.quarantineWindowMs,
+    "quarantine-ms": c.quarantineMs,
   };
 }
 
@@ -175,9 +210,10 @@ export function parseTimeoutsFor(text: string): Record<string, number> {
   return out;
 }
 
-/** Builds the watchdog's configuration. */
-export function watchdogConfig(v: FlagValues): WatchdogConfig {
+/** Builds the watchdog's configuration (`given`: the flags given on the command line). */
+export function watchdogConfig(v: FlagValues, given: ReadonlySet<string> = new Set()): WatchdogConfig {
   const c: WatchdogConfig = {
+    maxConnsGiven: given.has("max-conns"),
     workers: num(v, "workers"),
     host: str(v, "host"),
     port: num(v, "port"),
@@ -194,6 +230,7 @@ export function watchdogConfig(v: FlagValues): WatchdogConfig {
     restartWindowMs: num(v, "restart-window-ms"),
     failedRetryMs: num(v, "failed-retry-ms"),
     ...poolConfig(v),
+    ...quarantineConfig(v),
     ...limitsConfig(v),
     ...logConfig(v),
   };
@@ -230,6 +267,7 @@ export function dispatcherConfig(v: FlagValues): DispatcherConfig {
   return {
     ...childConfig(v),
     ...poolConfig(v),
+    ...quarantineConfig(v),
     workers: num(v, "workers"),
     probeMs: num(v, "probe-ms"),
     probeTimeoutMs: num(v, "probe-timeout-ms"),
@@ -238,7 +276,12 @@ export function dispatcherConfig(v: FlagValues): DispatcherConfig {
 
 /** Builds a worker's configuration. */
 export function workerConfig(v: FlagValues): WorkerConfig {
-  return { ...childConfig(v), id: num(v, "id"), maxRequests: num(v, "max-requests") };
+  return {
+    ...childConfig(v),
+    id: num(v, "id"),
+    maxRequests: num(v, "max-requests"),
+    graceMs: num(v, "grace-ms"),
+  };
 }
 
 /** Builds the client's configuration. */

@@ -1,7 +1,8 @@
 /**
  * The client side of the flow, used by `osps client` and `osps bench`:
  * one dispatcher connection, any number of requests, each handed to a worker
- * with a ticket.
+ * with a ticket. Failures are typed, so callers decide what to retry by
+ * class, never by message.
  * @module
  */
 import { ProtocolError, ServiceError } from "../errors.ts";
@@ -14,14 +15,17 @@ import {
   parseReply,
   type Reply,
   Status,
+  unescapeText,
+  VERSION_TOKEN,
 } from "../net/protocol.ts";
 
 /** The answer to one request. */
 export interface Answer {
   readonly code: number;
+  /** The result, unescaped (it may contain line breaks). */
   readonly text: string;
   readonly worker: Assignment;
-  /** Times spent waiting in the dispatcher queue, 0 when served at once. */
+  /** True when the request waited in the dispatcher's queue. */
   readonly queued: boolean;
 }
 
@@ -31,25 +35,47 @@ export interface SessionOptions {
   readonly timeoutMs?: number;
 }
 
-async function expectLine(conn: LineConn, what: string, timeoutMs?: number): Promise<Reply> {
+/** The dispatcher could not be reached at all. */
+export class DispatcherUnreachable extends ServiceError {}
+
+/** The dispatcher connection dropped before an answer (nothing ran: the client may retry once). */
+export class DispatcherLost extends ServiceError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, Status.WORKER_LOST, options);
+  }
+}
+
+/** The assigned worker could not be reached (nothing ran: the client may retry once). */
+export class WorkerUnreachable extends ServiceError {}
+
+/**
+ * The worker closed the connection before answering: it was stopped, it
+ * crashed, or the watchdog killed it (the message says which, when the
+ * dispatcher knows). The request may have run partly: not retried, unless
+ * {@link WorkerLost.nothingRan} (the worker died before the request reached it).
+ */
+export class WorkerLost extends ServiceError {
+  /** True when the dispatcher says the request never reached the worker (safe to retry). */
+  nothingRan = false;
+}
+
+async function expectLine(
+  conn: LineConn,
+  what: string,
+  lost: (m: string) => Error,
+  timeoutMs?: number,
+): Promise<Reply> {
   let line: string | null;
   try {
-    line = await conn.readLine(timeoutMs);
+    line = await conn.readLine({ timeoutMs });
   } catch (err) {
     if (err instanceof ProtocolError && err.status === Status.TIMEOUT) {
       throw new ServiceError(`${what} did not answer within ${timeoutMs} ms`, Status.TIMEOUT, { cause: err });
     }
     throw err;
   }
-  if (line === null) throw new ConnectionLost(`${what} closed the connection before answering`);
+  if (line === null) throw lost(`${what} closed the connection before answering`);
   return parseReply(line);
-}
-
-/** The dispatcher connection dropped before an answer (the client may retry once). */
-export class ConnectionLost extends ServiceError {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, Status.WORKER_LOST, options);
-  }
 }
 
 /** A connection to a dispatcher. */
@@ -76,21 +102,40 @@ export class Session {
     try {
       return new Session(host, port, await LineConn.connect(host, port), options.timeoutMs);
     } catch (err) {
-      throw new ServiceError(`cannot reach the dispatcher at ${host}:${port}: ${(err as Error).message}`, 0, {
-        cause: err,
-      });
+      throw new DispatcherUnreachable(
+        `cannot reach the dispatcher at ${host}:${port}: ${(err as Error).message}`,
+        0,
+        {
+          cause: err,
+        },
+      );
     }
   }
 
+  #lostDispatcher = (m: string) => new DispatcherLost(m);
+
   async #greeting(): Promise<void> {
     if (this.#greeted) return;
-    const reply = await expectLine(this.#conn, "dispatcher", this.#timeoutMs);
+    const reply = await expectLine(this.#conn, "dispatcher", this.#lostDispatcher, this.#timeoutMs);
     if (reply.code !== Status.READY) {
       // Refused at the door (429 and the like): the server's own words.
-      throw new ServiceError(`dispatcher: ${reply.code} ${reply.text}`, reply.code);
+      throw new ServiceError(`dispatcher: ${reply.code} ${unescapeText(reply.text)}`, reply.code);
     }
     checkGreeting(reply);
     this.#greeted = true;
+  }
+
+  /** Says HELLO and waits for the dispatcher's agreement: the session is then known to work. */
+  async hello(): Promise<string> {
+    if (!(await this.#conn.writeLine(`HELLO ${VERSION_TOKEN}`))) {
+      throw this.#lostDispatcher("closed the connection");
+    }
+    await this.#greeting();
+    const reply = await expectLine(this.#conn, "dispatcher", this.#lostDispatcher, this.#timeoutMs);
+    if (reply.code !== Status.OK) {
+      throw new ServiceError(`dispatcher: ${reply.code} ${reply.text}`, reply.code);
+    }
+    return reply.text;
   }
 
   /** Asks the dispatcher for a worker, then runs the request there. */
@@ -101,18 +146,18 @@ export class Session {
 
   async #assignment(type: string): Promise<{ worker: Assignment; queued: boolean }> {
     if (!(await this.#conn.writeLine(`REQUEST ${type}`))) {
-      throw new ConnectionLost("dispatcher closed the connection");
+      throw this.#lostDispatcher("dispatcher closed the connection");
     }
     await this.#greeting();
     let queued = false;
     for (;;) {
-      const reply = await expectLine(this.#conn, "dispatcher", this.#timeoutMs);
+      const reply = await expectLine(this.#conn, "dispatcher", this.#lostDispatcher, this.#timeoutMs);
       if (reply.code === Status.QUEUED) {
         queued = true;
         continue;
       }
       if (reply.code !== Status.ASSIGN) {
-        throw new ServiceError(`dispatcher: ${reply.code} ${reply.text}`, reply.code);
+        throw new ServiceError(`dispatcher: ${reply.code} ${unescapeText(reply.text)}`, reply.code);
       }
       const worker = parseAssign(reply);
       // The dispatcher may name a wildcard address it listens on; reach the worker where we reached it.
@@ -126,36 +171,54 @@ export class Session {
     try {
       conn = await LineConn.connect(worker.host, worker.port);
     } catch (err) {
-      throw new ServiceError(
+      throw new WorkerUnreachable(
         `cannot reach worker at ${worker.host}:${worker.port}: ${(err as Error).message}`,
         Status.WORKER_LOST,
-        {
-          cause: err,
-        },
+        { cause: err },
       );
     }
+    const what = `worker at ${worker.host}:${worker.port}`;
+    const lost = (m: string) => new WorkerLost(m, Status.WORKER_LOST);
     try {
       // Pipelined: the request goes out before the greeting is read.
       await conn.writeLine(formatRun(worker.ticket, type, arg));
-      const what = `worker at port ${worker.port}`;
-      try {
-        checkGreeting(await expectLine(conn, what, this.#timeoutMs));
-        const reply = await expectLine(conn, what, this.#timeoutMs);
-        if (reply.code >= 400) throw new ServiceError(`worker: ${reply.code} ${reply.text}`, reply.code);
-        return reply;
-      } catch (err) {
-        if (err instanceof ConnectionLost) {
-          throw new ServiceError(
-            `worker at port ${worker.port} closed the connection before answering (it was stopped or restarted); retry`,
-            Status.WORKER_LOST,
-            { cause: err },
-          );
-        }
-        throw err;
+      const greeting = await expectLine(conn, what, lost, this.#timeoutMs);
+      if (greeting.code !== Status.READY) {
+        throw new ServiceError(`worker: ${greeting.code} ${unescapeText(greeting.text)}`, greeting.code);
       }
+      checkGreeting(greeting);
+      const reply = await expectLine(conn, what, lost, this.#timeoutMs);
+      const text = unescapeText(reply.text);
+      if (reply.code >= 400) throw new ServiceError(`worker: ${reply.code} ${text}`, reply.code);
+      return { code: reply.code, text };
+    } catch (err) {
+      if (err instanceof WorkerLost) throw await this.#explain(err, worker.ticket);
+      throw err;
     } finally {
       conn.close();
     }
+  }
+
+  /** Asks the dispatcher what became of the ticket, to say why the worker went away. */
+  async #explain(err: WorkerLost, ticket: string): Promise<WorkerLost> {
+    try {
+      if (!(await this.#conn.writeLine(`OUTCOME ${ticket}`))) return err;
+      const reply = await expectLine(this.#conn, "dispatcher", this.#lostDispatcher, 5_000);
+      if (reply.code === Status.WORKER_LOST) {
+        const text = unescapeText(reply.text);
+        if (text.endsWith("nothing ran")) {
+          const lost = new WorkerLost(`${text}; retry`, Status.WORKER_LOST, { cause: err });
+          lost.nothingRan = true;
+          return lost;
+        }
+        return new WorkerLost(`${text}; not retried (it may have partly run)`, Status.WORKER_LOST, {
+          cause: err,
+        });
+      }
+    } catch { /* the dispatcher cannot say: keep what we know */ }
+    return new WorkerLost(`${err.message} (it was stopped or restarted); retry`, Status.WORKER_LOST, {
+      cause: err,
+    });
   }
 
   /** Says QUIT and closes. */

@@ -1,13 +1,17 @@
 /**
  * The dispatcher's pool: which worker gets the next client, the bounded FIFO
- * queue of clients waiting for one, and ticket issue and expiry. Works on
- * {@link WorkerLink}s, so it does not care how a worker is reached.
+ * queue of clients waiting for one, ticket issue, and the sweep that takes
+ * back tickets nobody used. Works on {@link WorkerLink}s, so it does not care
+ * how a worker is reached; the links hold the truth about tickets (for local
+ * workers, shared memory), the pool keeps no expiry timers of its own.
  * @module
  */
 import type { PoolConfig } from "../cli/config.ts";
 import { logger } from "../log.ts";
 import { type Assignment, Status } from "../net/protocol.ts";
-import type { WorkerLink } from "../link/worker_link.ts";
+import type { Clock, TimerHandle } from "../sys/clock.ts";
+import { newTicket } from "../link/tickets.ts";
+import type { Fate, LostWork, WorkerLink } from "../link/worker_link.ts";
 
 /** A refusal the dispatcher turns into a status line. */
 export interface Refusal {
@@ -15,34 +19,54 @@ export interface Refusal {
   readonly status: number;
 }
 
-interface Waiter {
-  readonly type: string;
-  readonly clientAddr: string;
-  readonly resolve: (r: Assignment | Refusal) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+/** Who asks for a worker. */
+export interface Requester {
+  /** Peer `host:port` (written into the ticket's slot). */
+  readonly peer: string;
+  /** The per-address key (`addrKey`), or null where the per-address ticket cap does not apply. */
+  readonly capKey: string | null;
 }
 
-/** 128 random bits as 32 hex digits. */
-export function newTicket(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+interface Waiter {
+  readonly type: string;
+  readonly who: Requester;
+  /** Settles the waiter's promise once, releasing its timer and abort listener. */
+  readonly resolve: (r: Assignment | Refusal) => void;
+  timer: TimerHandle;
+}
+
+/** Tickets remembered for OUTCOME and give-back, newest last. */
+const ISSUED_MEMORY = 4096;
+
+/** Hooks the dispatcher gives the pool. */
+export interface PoolHooks {
+  /** The number of waiting clients changed (published in shm: workers ring only when someone waits). */
+  onQueueDepth?(depth: number): void;
+  /** A worker died holding one of our tickets. */
+  onLost?(link: WorkerLink, lost: LostWork): void;
 }
 
 /** Picks workers round-robin, queues clients when none is free. */
 export class WorkerPool {
   readonly #links: readonly WorkerLink[];
   readonly #cfg: PoolConfig;
+  readonly #clock: Clock;
+  readonly #hooks: PoolHooks;
   readonly #queue: Waiter[] = [];
-  readonly #expiry = new Map<number, ReturnType<typeof setTimeout>>();
+  /** ticket → the link that issued it. */
+  readonly #issued = new Map<string, WorkerLink>();
   #next = 0;
   #draining = false;
   /** Probes in flight: worker id → when sent. */
   readonly #probes = new Map<number, number>();
   #probeTimer: ReturnType<typeof setInterval> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(links: readonly WorkerLink[], cfg: PoolConfig) {
+  constructor(links: readonly WorkerLink[], cfg: PoolConfig, clock: Clock, hooks: PoolHooks = {}) {
     this.#links = links;
     this.#cfg = cfg;
+    this.#clock = clock;
+    this.#hooks = hooks;
   }
 
   /** Clients waiting for a worker. */
@@ -50,43 +74,43 @@ export class WorkerPool {
     return this.#queue.length;
   }
 
-  /** Starts every link; frees and closes feed the queue. */
+  /** Starts every link, and the sweep of expired tickets. */
   start(): void {
     const log = logger();
     for (const link of this.#links) {
       link.start({
         onReady: () => this.#pump(),
-        onAck: () => {},
-        onDone: () => {
-          clearTimeout(this.#expiry.get(link.id));
-          this.#pump();
+        onDone: () => this.#pump(),
+        onClosed: (l) => {
+          this.#probes.delete(l.id);
+          log.info("worker {id} link closed; not routing to it", { id: l.id });
         },
-        onClosed: (id) => {
-          clearTimeout(this.#expiry.get(id));
-          this.#probes.delete(id);
-          log.info("worker {id} link closed; not routing to it", { id });
-        },
-        onProbe: (id) => this.#probes.delete(id),
+        onLost: (l, lost) => this.#hooks.onLost?.(l, lost),
+        onProbe: (l) => this.#probes.delete(l.id),
       });
-      // A predecessor may have died between handing out a ticket and its use:
-      // nobody else would take that ticket back.
-      this.#expireLater(link);
     }
+    // A predecessor may have died between handing out a ticket and its use: the sweep takes it back.
+    this.sweep();
+    const every = Math.min(250, Math.max(20, Math.floor(this.#cfg.ticketTtlMs / 4)));
+    this.#sweepTimer = setInterval(() => this.sweep(), every);
   }
 
   /**
    * Finds a worker for one request: at once, or after waiting in the queue
-   * (`onQueued` is told the position), or refused (queue full, timeout, draining).
+   * (`onQueued` is told the position), or refused (queue full, timeout,
+   * draining, left). When `left` aborts, the client gave up its place.
    */
   async acquire(
     type: string,
-    clientAddr: string,
+    who: Requester,
     onQueued: (position: number) => Promise<unknown>,
     left?: AbortSignal,
   ): Promise<Assignment | Refusal> {
     if (this.#draining) return { refused: "server is stopping; retry later", status: Status.BUSY };
-    const now = this.#tryAssign(type, clientAddr);
-    if (now) return now;
+    if (this.#queue.length === 0) {
+      const now = this.#tryAssign(type, who);
+      if (now) return now;
+    }
     if (this.#queue.length >= this.#cfg.queueSize) {
       return {
         refused: `all workers busy and ${this.#queue.length} clients waiting; retry later`,
@@ -94,80 +118,121 @@ export class WorkerPool {
       };
     }
     const { promise, resolve } = Promise.withResolvers<Assignment | Refusal>();
-    const waiter: Waiter = { type, clientAddr, resolve, timer: undefined };
-    waiter.timer = setTimeout(() => {
-      this.#remove(waiter);
-      resolve({
-        refused: `no worker free within ${this.#cfg.queueTimeoutMs} ms; retry later`,
-        status: Status.BUSY,
-      });
-    }, this.#cfg.queueTimeoutMs);
-    this.#queue.push(waiter);
-    // A client that leaves while it waits gives up its place (and no ticket is spent on it).
-    left?.addEventListener("abort", () => {
-      this.#remove(waiter);
-      clearTimeout(waiter.timer);
-      resolve({ refused: "client left the queue", status: Status.BUSY });
+    const waiter: Waiter = {
+      type,
+      who,
+      timer: undefined,
+      resolve: (r) => {
+        this.#clock.cancel(waiter.timer);
+        left?.removeEventListener("abort", onLeft);
+        resolve(r);
+      },
+    };
+    const onLeft = () => {
+      if (this.#remove(waiter)) waiter.resolve({ refused: "client left the queue", status: Status.BUSY });
+    };
+    waiter.timer = this.#clock.after(this.#cfg.queueTimeoutMs, () => {
+      if (this.#remove(waiter)) {
+        waiter.resolve({
+          refused: `no worker free within ${this.#cfg.queueTimeoutMs} ms; retry later`,
+          status: Status.BUSY,
+        });
+      }
     });
-    await onQueued(this.#queue.length);
+    left?.addEventListener("abort", onLeft, { once: true });
+    this.#queue.push(waiter);
+    this.#hooks.onQueueDepth?.(this.#queue.length);
+    // Published before this second look: a worker freed in between either was seen here, or saw the
+    // queue depth and rang its doorbell (no lost wake-up).
+    this.#pump();
+    if (this.#queue.includes(waiter)) await onQueued(this.#queue.indexOf(waiter) + 1);
     return promise;
   }
 
-  /** Takes back a ticket its client never received (it left just as a worker freed). */
+  /** Takes back a ticket its client never received or will not use (it left); frees the worker at once. */
   giveBack(a: Assignment): void {
-    const link = this.#links.find((l) => l.port === a.port);
-    if (link?.reclaim()) {
-      clearTimeout(this.#expiry.get(link.id));
-      this.#pump();
-    }
+    const link = this.#issued.get(a.ticket);
+    if (link?.reclaim(a.ticket)) this.#pump();
   }
 
-  #remove(w: Waiter): void {
+  /** True while `ticket` is issued and not yet used. */
+  unused(ticket: string): boolean {
+    return this.fate(ticket).state === "pending";
+  }
+
+  /** What became of a ticket this dispatcher issued. */
+  fate(ticket: string): Fate {
+    return this.#issued.get(ticket)?.fate(ticket) ?? { state: "unknown" };
+  }
+
+  /** The worker id a ticket was issued for, if remembered. */
+  workerOf(ticket: string): number | undefined {
+    return this.#issued.get(ticket)?.id;
+  }
+
+  #remove(w: Waiter): boolean {
     const i = this.#queue.indexOf(w);
-    if (i >= 0) this.#queue.splice(i, 1);
+    if (i < 0) return false;
+    this.#queue.splice(i, 1);
+    this.#hooks.onQueueDepth?.(this.#queue.length);
+    return true;
   }
 
-  #tryAssign(type: string, clientAddr: string): Assignment | null {
+  /** Unused tickets held by `key` now. */
+  #heldBy(key: string): number {
+    let n = 0;
+    for (const l of this.#links) if (l.outstanding() === key) n++;
+    return n;
+  }
+
+  #tryAssign(type: string, who: Requester): Assignment | null {
+    if (who.capKey !== null && this.#heldBy(who.capKey) >= this.#cfg.maxTicketsPerAddr) return null;
     const n = this.#links.length;
     for (let k = 0; k < n; k++) {
       const link = this.#links[(this.#next + k) % n]!;
       if (!link.available()) continue;
       const ticket = newTicket();
-      if (!link.assign({ ticket, type, clientAddr, expiresMs: Date.now() + this.#cfg.ticketTtlMs })) continue;
+      const expiresAt = this.#clock.now() + this.#cfg.ticketTtlMs;
+      if (!link.assign({ ticket, type, clientAddr: who.peer, owner: who.capKey ?? who.peer, expiresAt })) {
+        continue;
+      }
       this.#next = (this.#next + k + 1) % n;
-      this.#expireLater(link);
+      this.#issued.set(ticket, link);
+      if (this.#issued.size > ISSUED_MEMORY) this.#issued.delete(this.#issued.keys().next().value!);
       return { host: link.host, port: link.port, ticket };
     }
     return null;
   }
 
-  /** Takes the worker's ticket back if it is still unused after its time to live. */
-  #expireLater(link: WorkerLink): void {
-    clearTimeout(this.#expiry.get(link.id));
-    this.#expiry.set(
-      link.id,
-      setTimeout(() => {
-        if (link.reclaim()) {
-          logger().info("ticket for worker {id} expired unused", { id: link.id });
-          this.#pump();
-        }
-      }, this.#cfg.ticketTtlMs + 50),
-    );
-  }
-
   #pump(): void {
-    while (this.#queue.length > 0) {
-      const w = this.#queue[0]!;
-      const a = this.#tryAssign(w.type, w.clientAddr);
-      if (!a) return;
-      this.#queue.shift();
-      clearTimeout(w.timer);
-      w.resolve(a);
+    // In order, but a waiter held back by its address's cap does not hold up the ones behind it.
+    for (let i = 0; i < this.#queue.length;) {
+      const w = this.#queue[i]!;
+      const a = this.#tryAssign(w.type, w.who);
+      if (a) {
+        this.#queue.splice(i, 1);
+        this.#hooks.onQueueDepth?.(this.#queue.length);
+        w.resolve(a);
+      } else if (!this.#links.some((l) => l.available())) return;
+      else i++;
     }
   }
 
+  /** Takes back every ticket past its expiry (shared memory is the truth); frees their workers. */
+  sweep(): void {
+    const now = this.#clock.now();
+    let freed = 0;
+    for (const link of this.#links) {
+      if (link.sweep(now)) {
+        freed++;
+        logger().info("ticket for worker {id} expired unused; the worker is free again", { id: link.id });
+      }
+    }
+    if (freed > 0) this.#pump();
+  }
+
   /**
-   * Every `everyMs`, sends a probe through each idle worker's FIFO pair (the
+   * Every `everyMs`, sends a probe through each idle worker's link (the
    * worker echoes it from its event loop). One unanswered for `timeoutMs`
    * means the pipes between two live processes are stuck: the worker gets no
    * more clients, and the watchdog learns it from shm and replaces it.
@@ -175,7 +240,7 @@ export class WorkerPool {
   probeEvery(everyMs: number, timeoutMs: number): void {
     if (everyMs <= 0) return;
     this.#probeTimer = setInterval(() => {
-      const now = Date.now();
+      const now = this.#clock.now();
       for (const link of this.#links) {
         const sent = this.#probes.get(link.id);
         if (sent === undefined) {
@@ -184,7 +249,7 @@ export class WorkerPool {
           this.#probes.delete(link.id);
           logger().error("worker {id}: probe unanswered for {ms} ms: pipes wedged; not routing to it", {
             id: link.id,
-            ms: now - sent,
+            ms: Math.round(now - sent),
           });
           link.markWedged();
         }
@@ -194,8 +259,8 @@ export class WorkerPool {
 
   /** Resolves once every worker can take work (or after `timeoutMs`: a worker may be down). */
   async linked(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline && !this.#links.every((l) => l.available())) {
+    const deadline = this.#clock.now() + timeoutMs;
+    while (this.#clock.now() < deadline && !this.#links.every((l) => l.available())) {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -204,15 +269,18 @@ export class WorkerPool {
   drain(): void {
     this.#draining = true;
     for (const w of this.#queue.splice(0)) {
-      clearTimeout(w.timer);
       w.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
     }
+    this.#hooks.onQueueDepth?.(0);
   }
 
   /** Closes every link and timer. */
   close(): void {
     clearInterval(this.#probeTimer);
-    for (const t of this.#expiry.values()) clearTimeout(t);
+    clearInterval(this.#sweepTimer);
+    for (const w of this.#queue.splice(0)) {
+      w.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
+    }
     for (const l of this.#links) l.close();
   }
 }

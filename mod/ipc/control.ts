@@ -21,6 +21,8 @@
  * @module
  */
 
+import { LineSink } from "../line_sink.ts";
+
 const encoder = new TextEncoder();
 
 /** Handlers a child registers for orders from the watchdog. */
@@ -35,7 +37,11 @@ export interface ChildHandlers {
 
 /** Child side: answers pings, reports readiness. */
 export class ChildControl {
-  #stdoutBroken = false;
+  /**
+   * Answers go out asynchronously: a watchdog that stops reading (stopped, say)
+   * must not freeze this child's event loop, which serves its clients.
+   */
+  readonly #out = new LineSink(Deno.stdout, { maxQueued: 64, droppedNotice: () => "" });
 
   /** Starts reading orders from stdin. Resolves when stdin closes. */
   async run(handlers: ChildHandlers): Promise<void> {
@@ -61,12 +67,7 @@ export class ChildControl {
   }
 
   #send(line: string): void {
-    if (this.#stdoutBroken) return;
-    try {
-      Deno.stdout.writeSync(encoder.encode(line + "\n"));
-    } catch {
-      this.#stdoutBroken = true; // watchdog gone; stdin EOF will follow
-    }
+    this.#out.write(line + "\n"); // a broken pipe means the watchdog is gone; stdin EOF follows
   }
 }
 

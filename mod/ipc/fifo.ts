@@ -1,31 +1,30 @@
 /**
  * Named pipes (FIFOs) used as doorbells between the dispatcher and a worker.
  *
- * Opening a FIFO blocks until the peer opens the other end, so osps never
- * opens one in blocking mode:
- * - the read end is opened `O_RDONLY|O_NONBLOCK` (always succeeds), then made
- *   blocking, and read on a Deno worker thread (`read` FFI `nonblocking: true`)
- *   so the event loop stays free;
+ * Opening a FIFO in blocking mode waits for the peer, so osps never does:
+ * - the read end is opened `O_RDONLY|O_NONBLOCK` (always succeeds) and read
+ *   without blocking, from the event loop ({@link FifoReader.drain}); a
+ *   {@link FifoPoller} parks one `poll(2)` on a worker thread for all the
+ *   process's read ends, so nothing waits on a thread per pipe;
  * - the write end is opened `O_WRONLY|O_NONBLOCK`, which fails with ENXIO
  *   while no reader exists; the writer retries until the peer is there.
  *
- * A read returning 0 (EOF) after the peer said hello means every writer is
- * gone: the peer died. Before hello, EOF only means "not connected yet".
+ * A read returning 0 (EOF) means no writer is left: after the peer's hello,
+ * that the peer died. The read end is then reopened, which clears the
+ * hang-up the kernel would otherwise keep reporting, and waits for the next
+ * writer's hello.
  * @module
  */
 import * as libc from "../sys/libc.ts";
 import { SysError } from "../errors.ts";
 import { Doorbell } from "../net/protocol.ts";
 
-/** How often an unconnected end retries, in ms. */
-export const FIFO_RETRY_MS = 20;
-
 /** Creates a FIFO with mode 0600 unless it exists; refuses anything at the path that is not our FIFO. */
 export function ensureFifo(path: string): void {
   if (libc.mkfifo(path, 0o600)) return;
   const st = Deno.lstatSync(path);
   if (!st.isFifo || st.uid !== libc.getuid()) {
-    throw new SysError("mkfifo", 17, `${path} exists and is not a FIFO owned by this user`);
+    throw new SysError("mkfifo", libc.E.EEXIST, `${path} exists and is not a FIFO owned by this user`);
   }
 }
 
@@ -36,7 +35,7 @@ export function removeFifo(path: string): boolean {
 
 /** Events a {@link FifoReader} reports. */
 export interface FifoReaderEvents {
-  /** One doorbell byte from the peer (hello is handled internally and reported as `onConnect`). */
+  /** One doorbell byte from the peer (hello is reported as `onConnect`). */
   onByte(byte: number): void;
   /** The peer opened its end and said hello. */
   onConnect(): void;
@@ -44,15 +43,24 @@ export interface FifoReaderEvents {
   onClose(): void;
 }
 
-/** The read end of a doorbell FIFO. Start with {@link FifoReader.run}. */
+/** The read end of a doorbell FIFO. Read it with {@link FifoReader.drain}, or let a {@link FifoPoller} do it. */
 export class FifoReader {
   readonly path: string;
-  #fd = -1;
-  #stopped = false;
+  #fd: number;
   #connected = false;
+  readonly #buf = new Uint8Array(256);
+  readonly #events: FifoReaderEvents;
 
-  constructor(path: string) {
+  /** Opens the read end now (never blocks). */
+  constructor(path: string, events: FifoReaderEvents) {
     this.path = path;
+    this.#events = events;
+    this.#fd = libc.open(path, libc.O.RDONLY | libc.O.NONBLOCK);
+  }
+
+  /** The descriptor to poll; -1 once closed. It changes when the end is reopened after EOF. */
+  get fd(): number {
+    return this.#fd;
   }
 
   /** True between the peer's hello and its EOF. */
@@ -60,47 +68,48 @@ export class FifoReader {
     return this.#connected;
   }
 
-  /** Reads until {@link FifoReader.stop}; never throws for a missing peer. */
-  async run(events: FifoReaderEvents): Promise<void> {
-    this.#fd = libc.open(this.path, libc.O.RDONLY | libc.O.NONBLOCK);
-    libc.setNonBlocking(this.#fd, false);
-    const buf = new Uint8Array(256);
-    while (!this.#stopped) {
-      const n = await libc.readAsync(this.#fd, buf);
-      if (this.#stopped) break;
-      if (n === -libc.E.EINTR || n === -libc.E.EAGAIN) continue;
+  /**
+   * Reads every byte waiting, without blocking, and reports them. Returns
+   * true when the read end was reopened (its {@link FifoReader.fd} changed).
+   */
+  drain(): boolean {
+    while (this.#fd >= 0) {
+      const n = libc.readNow(this.#fd, this.#buf);
+      if (n === -libc.E.EINTR) continue;
+      if (n === -libc.E.EAGAIN) return false; // a writer is there, nothing more to read
       if (n < 0) throw new SysError("read", -n, this.path);
       if (n === 0) {
+        // No writer left. Reopen so that poll(2) stops reporting the hang-up.
+        libc.close(this.#fd);
+        this.#fd = libc.open(this.path, libc.O.RDONLY | libc.O.NONBLOCK);
         if (this.#connected) {
           this.#connected = false;
-          events.onClose();
+          this.#events.onClose();
         }
-        // No writer: nobody to wait for on a thread. Poll until one appears.
-        await new Promise((r) => setTimeout(r, FIFO_RETRY_MS));
-        continue;
+        return true;
       }
-      for (const byte of buf.subarray(0, n)) {
+      for (let i = 0; i < n; i++) {
+        const byte = this.#buf[i]!;
         if (byte === Doorbell.HELLO) {
           this.#connected = true;
-          events.onConnect();
+          this.#events.onConnect();
         } else if (this.#connected) {
-          events.onByte(byte);
+          this.#events.onByte(byte);
         }
       }
     }
+    return false;
   }
 
-  /** Stops the loop at its next wake-up and closes the fd. */
-  stop(): void {
-    this.#stopped = true;
-    // The pending read on a worker thread keeps the fd; closing it is safe on Linux
-    // (the read returns when a byte arrives or the writer closes).
+  /** Closes the read end (idempotent). */
+  close(): void {
     if (this.#fd >= 0) libc.close(this.#fd);
     this.#fd = -1;
+    this.#connected = false;
   }
 }
 
-/** The write end of a doorbell FIFO; connects lazily and reconnects after the peer restarts. */
+/** The write end of a doorbell FIFO; connects when the reader is there and reconnects after it restarts. */
 export class FifoWriter {
   readonly path: string;
   #fd = -1;
@@ -117,7 +126,7 @@ export class FifoWriter {
 
   /**
    * Tries once to open the write end without blocking; on success says hello.
-   * Returns false while the reader is missing (ENXIO).
+   * Returns false while the reader is missing (ENXIO) or the FIFO is not there yet.
    */
   tryConnect(): boolean {
     if (this.#fd >= 0) return true;
@@ -128,19 +137,106 @@ export class FifoWriter {
     return this.send(Doorbell.HELLO);
   }
 
-  /** Rings: writes one byte. Returns false (and disconnects) when the reader is gone or the pipe is full. */
+  /**
+   * Rings: writes one byte. Returns false (and disconnects) when the reader is
+   * gone (EPIPE). A full pipe (EAGAIN) keeps the connection: the reader has
+   * 64 KiB of unread doorbells, so one more would add nothing.
+   */
   send(byte: number): boolean {
     if (this.#fd < 0) return false;
     this.#one[0] = byte;
-    const n = libc.write(this.#fd, this.#one);
-    if (n === 1) return true;
-    this.close();
-    return false;
+    for (;;) {
+      const n = libc.write(this.#fd, this.#one);
+      if (n === 1 || n === -libc.E.EAGAIN) return true;
+      if (n === -libc.E.EINTR) continue;
+      this.close();
+      return false;
+    }
   }
 
   /** Closes the write end; the reader sees EOF once every writer is closed. */
   close(): void {
     if (this.#fd >= 0) libc.close(this.#fd);
     this.#fd = -1;
+  }
+}
+
+/**
+ * Watches every FIFO read end of this process with one `poll(2)` parked on
+ * one of Deno's worker threads, and drains the ready ones from the event loop
+ * (where `read`'s errno can be trusted). A private pipe wakes the parked poll
+ * when the set of ends changes or the poller stops.
+ */
+export class FifoPoller {
+  readonly #readers = new Set<FifoReader>();
+  readonly #wakeR: number;
+  readonly #wakeW: number;
+  readonly #scratch = new Uint8Array(64);
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  /** Errors from a reader (a broken FIFO file), reported once per reader, never thrown into the loop. */
+  onError: (reader: FifoReader, err: unknown) => void = () => {};
+
+  constructor() {
+    [this.#wakeR, this.#wakeW] = libc.pipe();
+  }
+
+  /** Starts watching `reader` (and drains it once now). */
+  add(reader: FifoReader): void {
+    this.#readers.add(reader);
+    this.#drainOne(reader);
+    this.#wake();
+  }
+
+  /** Stops watching `reader` (the caller closes it). */
+  remove(reader: FifoReader): void {
+    if (this.#readers.delete(reader)) this.#wake();
+  }
+
+  /** Drains every watched end now, without waiting (cheap when there is nothing to read). */
+  drain(): void {
+    const fds = [...this.#readers].map((r) => r.fd).filter((fd) => fd >= 0);
+    if (fds.length === 0) return;
+    const ready = new Set(libc.pollNow(fds).map((p) => p.fd));
+    for (const r of this.#readers) if (ready.has(r.fd)) this.#drainOne(r);
+  }
+
+  #drainOne(reader: FifoReader): void {
+    try {
+      if (reader.drain()) this.#wake(); // its fd changed: re-poll with the new one
+    } catch (err) {
+      this.#readers.delete(reader);
+      this.onError(reader, err);
+    }
+  }
+
+  #wake(): void {
+    if (this.#loop) libc.write(this.#wakeW, this.#scratch.subarray(0, 1) as Uint8Array<ArrayBuffer>);
+  }
+
+  /** Parks the poll until {@link FifoPoller.stop}. */
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      const fds = [this.#wakeR, ...[...this.#readers].map((r) => r.fd).filter((fd) => fd >= 0)];
+      const ready = await libc.pollWait(fds, -1);
+      if (this.#stopped) break;
+      while (libc.readNow(this.#wakeR, this.#scratch) > 0) { /* emptied */ }
+      const readable = new Set(ready.map((p) => p.fd));
+      for (const r of [...this.#readers]) if (readable.has(r.fd)) this.#drainOne(r);
+    }
+  }
+
+  /** Stops the parked poll and waits for it to return. Readers stay open (their owners close them). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#wake();
+    await this.#loop;
+    libc.close(this.#wakeR);
+    libc.close(this.#wakeW);
   }
 }

@@ -5,7 +5,9 @@
  * One segment per instance: a header, then slot 0 for the dispatcher and slots
  * 1..N for the workers. Every field has exactly one writer role (the `writer`
  * column) except `work`, which moves by compare-and-swap between the
- * dispatcher and its worker. `docs/SHM_LAYOUT.md` is generated from this table
+ * dispatcher and its worker. Times ending in `_at` or `_until` are
+ * milliseconds on CLOCK_MONOTONIC (`mod/sys/clock.ts`), the same clock in every
+ * process of the host. `docs/SHM_LAYOUT.md` is generated from this table
  * (`deno task layout`), and a test fails when the two disagree.
  * @module
  */
@@ -15,11 +17,15 @@ import { OspsError, SysError } from "../errors.ts";
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
 /** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 /** Bytes per slot; fields leave room to grow without moving slots. */
 export const SLOT_SIZE = 256;
 /** Bytes of header before slot 0. */
-export const HEADER_SIZE = 64;
+export const HEADER_SIZE = 256;
+/** Room for the dispatcher's list of quarantined request types in the header. */
+export const QUARANTINE_TEXT_BYTES = 160;
+/** Most slots a segment may have (1 dispatcher + 64 workers, with room). */
+export const MAX_SLOTS = 1024;
 
 type FieldType = "i32" | "i64" | `bytes${number}`;
 interface FieldSpec {
@@ -31,7 +37,7 @@ interface FieldSpec {
 
 /** Header fields, in order. */
 export const HEADER_FIELDS = [
-  { name: "magic", type: "i32", writer: "watchdog", doc: '0x5350534f ("OSPS")' },
+  { name: "magic", type: "i32", writer: "watchdog", doc: '0x5350534f ("OSPS"), written last' },
   { name: "layout_version", type: "i32", writer: "watchdog", doc: "layout version; readers refuse another" },
   { name: "slot_count", type: "i32", writer: "watchdog", doc: "1 + number of workers" },
   { name: "slot_size", type: "i32", writer: "watchdog", doc: "bytes per slot (256)" },
@@ -43,8 +49,25 @@ export const HEADER_FIELDS = [
     writer: "watchdog",
     doc: "random id of this instance (also in instance.json)",
   },
-  { name: "created_ms", type: "i64", writer: "watchdog", doc: "creation time, ms since epoch" },
+  {
+    name: "created_ms",
+    type: "i64",
+    writer: "watchdog",
+    doc: "creation time, wall clock (ms since the epoch)",
+  },
   { name: "base_port", type: "i32", writer: "watchdog", doc: "dispatcher port" },
+  {
+    name: "ready_at",
+    type: "i64",
+    writer: "watchdog",
+    doc: "when the instance first became ready, 0 before",
+  },
+  {
+    name: "quarantine",
+    type: "bytes160",
+    writer: "dispatcher",
+    doc: "request types refused for now: `type until kills;` repeated (until: monotonic ms)",
+  },
 ] as const satisfies readonly FieldSpec[];
 
 /** Slot fields, in order. Slot 0 is the dispatcher, slot i (1..N) worker i. */
@@ -59,30 +82,60 @@ export const SLOT_FIELDS = [
     doc: "restarts of this slot since the instance started",
   },
   { name: "last_exit", type: "i32", writer: "watchdog", doc: "last exit reason (ExitReason code)" },
-  { name: "work", type: "i32", writer: "dispatcher+worker (CAS)", doc: "work state (WorkState)" },
+  {
+    name: "work",
+    type: "i32",
+    writer: "dispatcher+worker (CAS)",
+    doc: "work word: WorkState in bits 0-3, assignment generation in bits 4-31",
+  },
+  { name: "conns", type: "i32", writer: "child", doc: "client connections the child holds open" },
+  { name: "queue_depth", type: "i32", writer: "dispatcher", doc: "slot 0: clients waiting for a worker" },
+  {
+    name: "death_gen",
+    type: "i32",
+    writer: "watchdog",
+    doc: "generation of the assignment the last process held when it died (-1: it held none)",
+  },
+  {
+    name: "death_state",
+    type: "i32",
+    writer: "watchdog",
+    doc: "work state of that assignment at the death: assigned (never started) or busy (started)",
+  },
+  { name: "death_limit_ms", type: "i32", writer: "watchdog", doc: "the limit a killed request ran past, ms" },
   {
     name: "served",
-    type: "i32",
+    type: "i64",
     writer: "worker",
-    doc: "requests served by this slot (dispatcher: clients handed off)",
+    doc: "requests served by this slot (dispatcher: hand-offs)",
   },
-  { name: "assign_seq", type: "i32", writer: "dispatcher", doc: "bumped on every assignment" },
   {
-    name: "heartbeat_ms",
+    name: "heartbeat_at",
     type: "i64",
     writer: "child",
     doc: "last heartbeat answered from the child's main loop",
   },
-  { name: "started_ms", type: "i64", writer: "watchdog", doc: "when the current child was spawned" },
+  { name: "started_at", type: "i64", writer: "watchdog", doc: "when the current child was spawned" },
   {
-    name: "request_started_ms",
+    name: "request_started_at",
     type: "i64",
     writer: "worker",
     doc: "start of the request in progress, 0 when none",
   },
-  { name: "ticket_expires_ms", type: "i64", writer: "dispatcher", doc: "expiry of the pending ticket" },
-  { name: "backoff_until_ms", type: "i64", writer: "watchdog", doc: "restart not before this time" },
-  { name: "ticket", type: "bytes16", writer: "dispatcher", doc: "one-time ticket, 128 random bits" },
+  { name: "ticket_expires_at", type: "i64", writer: "dispatcher", doc: "expiry of the pending ticket" },
+  { name: "backoff_until", type: "i64", writer: "watchdog", doc: "restart not before this time" },
+  {
+    name: "link_wedged_at",
+    type: "i64",
+    writer: "dispatcher",
+    doc: "when a probe through this worker's FIFO pair went unanswered, 0 when fine",
+  },
+  {
+    name: "ticket",
+    type: "bytes16",
+    writer: "dispatcher",
+    doc: "one-time ticket, 128 random bits (never all zero)",
+  },
   {
     name: "request_type",
     type: "bytes16",
@@ -96,10 +149,10 @@ export const SLOT_FIELDS = [
     doc: "client address the ticket was issued to",
   },
   {
-    name: "link_wedged_ms",
-    type: "i64",
-    writer: "dispatcher",
-    doc: "when a probe through this worker's FIFO pair went unanswered, 0 when fine",
+    name: "request_arg",
+    type: "bytes32",
+    writer: "worker",
+    doc: "argument of the request in progress (first 32 bytes), to say what a killed request was",
   },
 ] as const satisfies readonly FieldSpec[];
 
@@ -108,7 +161,7 @@ export type SlotField = (typeof SLOT_FIELDS)[number]["name"];
 /** Name of a header field. */
 export type HeaderField = (typeof HEADER_FIELDS)[number]["name"];
 
-/** Work state of a slot (`work` field). */
+/** Work state of a slot (bits 0-3 of the `work` word). */
 export const WorkState = { OFFLINE: 0, IDLE: 1, ASSIGNED: 2, BUSY: 3, DRAINING: 4 } as const;
 /** Supervision state of a slot (`sup_state` field), driven by the watchdog's state machine. */
 export const SupState = {
@@ -121,6 +174,21 @@ export const SupState = {
   FAILED: 6,
   STOPPED: 7,
 } as const;
+
+/** The work state in a `work` word. */
+export function workState(word: number): number {
+  return word & 0xf;
+}
+
+/** The assignment generation in a `work` word (bumped on every assignment, so a stale CAS fails). */
+export function workGen(word: number): number {
+  return word >>> 4;
+}
+
+/** A `work` word: `state` with generation `gen` (wraps at 2^28). */
+export function workWord(state: number, gen: number): number {
+  return (((gen & 0x0fffffff) << 4) | state) | 0;
+}
 
 /** Reverse lookup: state number → lower-case name. */
 export function stateName(table: Record<string, number>, value: number): string {
@@ -170,17 +238,22 @@ export function layoutMarkdown(): string {
   return [
     `Layout version ${LAYOUT_VERSION}. Header ${HEADER_SIZE} bytes, then slots of ${SLOT_SIZE} bytes:`,
     "slot 0 is the dispatcher, slot i (1..N) is worker i. Integers are little-endian and accessed",
-    "with `Atomics` (i32 through an Int32Array, i64 through a BigInt64Array).",
+    "with `Atomics` (i32 through an Int32Array, i64 through a BigInt64Array). Times named `*_at` and",
+    "`*_until` are milliseconds on CLOCK_MONOTONIC, comparable between the host's processes.",
     "",
     rows("Header", HEADER),
     rows("Slot", SLOT),
-    "`work`: " + Object.entries(WorkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
+    "`work` state (bits 0-3): " +
+    Object.entries(WorkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") +
+    ". The generation above it is bumped by every assignment, so a compare-and-swap made with a stale",
+    "word fails instead of taking another client's ticket.",
+    "",
     "`sup_state`: " + Object.entries(SupState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
     "",
   ].join("\n");
 }
 
-/** The segment is missing, foreign or from another layout version. */
+/** The segment is missing, foreign, too short or from another layout version. */
 export class ShmError extends OspsError {}
 
 /** Size in bytes of a segment with `slots` slots. */
@@ -191,19 +264,26 @@ export function segmentSize(slots: number): number {
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
+/**
+ * The typed views over a mapping. {@link Segment.close} swaps them for empty
+ * ones before unmapping, so a late access throws a RangeError instead of
+ * touching memory that is no longer mapped.
+ */
+interface Views {
+  i32: Int32Array;
+  i64: BigInt64Array;
+  u8: Uint8Array;
+}
+
 /** Accessor for one slot of a mapped segment. */
 export class SlotView {
-  readonly #i32: Int32Array;
-  readonly #i64: BigInt64Array;
-  readonly #u8: Uint8Array;
+  readonly #v: Views;
   readonly #base: number;
   /** Slot index (0 = dispatcher). */
   readonly index: number;
 
-  constructor(buffer: ArrayBuffer, index: number) {
-    this.#i32 = new Int32Array(buffer);
-    this.#i64 = new BigInt64Array(buffer);
-    this.#u8 = new Uint8Array(buffer);
+  constructor(views: Views, index: number) {
+    this.#v = views;
     this.#base = HEADER_SIZE + index * SLOT_SIZE;
     this.index = index;
   }
@@ -218,48 +298,52 @@ export class SlotView {
   load(name: SlotField): number {
     const f = this.#field(name, "int");
     const at = this.#base + f.offset;
-    return f.type === "i32" ? Atomics.load(this.#i32, at / 4) : Number(Atomics.load(this.#i64, at / 8));
+    return f.type === "i32" ? Atomics.load(this.#v.i32, at / 4) : Number(Atomics.load(this.#v.i64, at / 8));
   }
 
   /** Atomically stores an integer field. */
   store(name: SlotField, value: number): void {
     const f = this.#field(name, "int");
     const at = this.#base + f.offset;
-    if (f.type === "i32") Atomics.store(this.#i32, at / 4, value);
-    else Atomics.store(this.#i64, at / 8, BigInt(Math.trunc(value)));
+    if (f.type === "i32") Atomics.store(this.#v.i32, at / 4, value);
+    else Atomics.store(this.#v.i64, at / 8, BigInt(Math.trunc(value)));
   }
 
-  /** Atomically adds to an i32 field; returns the new value. */
+  /** Atomically adds to an integer field; returns the new value. */
   add(name: SlotField, delta: number): number {
     const f = this.#field(name, "int");
-    return Atomics.add(this.#i32, (this.#base + f.offset) / 4, delta) + delta;
+    const at = this.#base + f.offset;
+    if (f.type === "i32") return Atomics.add(this.#v.i32, at / 4, delta) + delta;
+    return Number(Atomics.add(this.#v.i64, at / 8, BigInt(delta))) + delta;
   }
 
   /** Compare-and-swap on an i32 field; true when `expected` was there and `value` is now. */
   cas(name: SlotField, expected: number, value: number): boolean {
     const f = this.#field(name, "int");
-    return Atomics.compareExchange(this.#i32, (this.#base + f.offset) / 4, expected, value) === expected;
+    return Atomics.compareExchange(this.#v.i32, (this.#base + f.offset) / 4, expected, value) === expected;
   }
 
   /** A live view of a byte field. */
   bytes(name: SlotField): Uint8Array {
     const f = this.#field(name, "bytes");
     const at = this.#base + f.offset;
-    return this.#u8.subarray(at, at + f.size);
+    if (at + f.size > this.#v.u8.length) throw new RangeError("shared memory segment is closed");
+    return this.#v.u8.subarray(at, at + f.size);
   }
 
-  /** Reads a NUL-padded ASCII field. */
+  /** Reads a NUL-padded text field. */
   text(name: SlotField): string {
     const b = this.bytes(name);
     const end = b.indexOf(0);
     return textDecoder.decode(b.subarray(0, end < 0 ? b.length : end));
   }
 
-  /** Writes a NUL-padded ASCII field (truncated to fit). */
+  /** Writes a NUL-padded text field (cut to fit, never inside a UTF-8 sequence). */
   setText(name: SlotField, value: string): void {
     const b = this.bytes(name);
     b.fill(0);
-    b.set(textEncoder.encode(value).subarray(0, b.length));
+    const { written } = textEncoder.encodeInto(value, b);
+    b.fill(0, written);
   }
 }
 
@@ -267,24 +351,23 @@ export class SlotView {
 export class Segment {
   readonly name: string;
   readonly slotCount: number;
-  readonly #buffer: ArrayBuffer;
-  readonly #unmap: () => void;
-  readonly #header: Int32Array;
-  readonly #header64: BigInt64Array;
+  readonly #views: Views;
+  readonly #byteLength: number;
+  #unmap: (() => void) | undefined;
   readonly #slots: SlotView[];
 
   private constructor(name: string, buffer: ArrayBuffer, slotCount: number, unmap: () => void) {
     this.name = name;
     this.slotCount = slotCount;
-    this.#buffer = buffer;
+    this.#byteLength = buffer.byteLength;
+    this.#views = { i32: new Int32Array(buffer), i64: new BigInt64Array(buffer), u8: new Uint8Array(buffer) };
     this.#unmap = unmap;
-    this.#header = new Int32Array(buffer, 0, HEADER_SIZE / 4);
-    this.#header64 = new BigInt64Array(buffer, 0, HEADER_SIZE / 8);
-    this.#slots = Array.from({ length: slotCount }, (_, i) => new SlotView(buffer, i));
+    this.#slots = Array.from({ length: slotCount }, (_, i) => new SlotView(this.#views, i));
   }
 
   /**
-   * Creates (O_EXCL) and initialises a segment, mode 0600.
+   * Creates (O_EXCL) and initialises a segment, mode 0600. On any failure
+   * after `shm_open`, the name is unlinked again: nothing is left behind.
    * @example
    * ```ts
    * const seg = Segment.create("/osps-demo", 3, 42);
@@ -293,6 +376,9 @@ export class Segment {
    * ```
    */
   static create(name: string, slotCount: number, instanceId: number, basePort = 0): Segment {
+    if (!(slotCount >= 1 && slotCount <= MAX_SLOTS)) {
+      throw new RangeError(`slot count ${slotCount} out of range`);
+    }
     const fd = libc.shmOpen(name, libc.O.RDWR | libc.O.CREAT | libc.O.EXCL, 0o600);
     try {
       const size = segmentSize(slotCount);
@@ -309,12 +395,19 @@ export class Segment {
       seg.setHeader("state", 1);
       seg.setHeader("magic", SHM_MAGIC); // last: readers treat a segment without magic as not ready
       return seg;
+    } catch (err) {
+      libc.shmUnlink(name);
+      throw err;
     } finally {
       libc.close(fd);
     }
   }
 
-  /** Maps an existing segment; checks magic, layout version and (when given) the instance id. */
+  /**
+   * Maps an existing segment. Checks owner, size, magic, layout version,
+   * slot count against the size (a short segment would SIGBUS on access) and,
+   * when given, the instance id.
+   */
   static open(name: string, expectInstance?: number): Segment {
     let fd: number;
     try {
@@ -329,6 +422,7 @@ export class Segment {
       if (st.uid !== libc.getuid()) {
         throw new ShmError(`shared memory segment "${name}" belongs to uid ${st.uid}`);
       }
+      if (st.size < HEADER_SIZE) throw new ShmError(`"${name}" is not an osps segment (${st.size} bytes)`);
       const probe = libc.mmapShared(fd, HEADER_SIZE);
       const h = new Int32Array(probe.buffer);
       const magic = h[0], version = h[1], count = h[2] ?? 0;
@@ -336,6 +430,9 @@ export class Segment {
       if (magic !== SHM_MAGIC) throw new ShmError(`"${name}" is not an osps segment (bad magic)`);
       if (version !== LAYOUT_VERSION) {
         throw new ShmError(`"${name}" has layout version ${version}, this osps reads ${LAYOUT_VERSION}`);
+      }
+      if (!(count >= 1 && count <= MAX_SLOTS) || segmentSize(count) > st.size) {
+        throw new ShmError(`"${name}" claims ${count} slots but holds ${st.size} bytes`);
       }
       const { buffer, unmap } = libc.mmapShared(fd, segmentSize(count));
       const seg = new Segment(name, buffer, count, unmap);
@@ -360,8 +457,8 @@ export class Segment {
     }
   }
 
-  /** Mode bits and owner of a segment (fstat on a read-only descriptor). */
-  static stat(name: string): { mode: number; uid: number } {
+  /** Mode bits, owner and size of a segment (fstat on a read-only descriptor). */
+  static stat(name: string): { mode: number; uid: number; size: number } {
     const fd = libc.shmOpen(name, libc.O.RDONLY, 0);
     try {
       return libc.fstat(fd);
@@ -375,19 +472,41 @@ export class Segment {
     return libc.shmUnlink(name);
   }
 
-  /** Reads a header field. */
+  /** Reads an integer header field. */
   header(name: HeaderField): number {
     const f = HEADER.get(name)!;
+    if (f.type.startsWith("bytes")) throw new TypeError(`header field ${name} is ${f.type}`);
     return f.type === "i32"
-      ? Atomics.load(this.#header, f.offset / 4)
-      : Number(Atomics.load(this.#header64, f.offset / 8));
+      ? Atomics.load(this.#views.i32, f.offset / 4)
+      : Number(Atomics.load(this.#views.i64, f.offset / 8));
+  }
+
+  /** Reads a NUL-padded text field of the header. */
+  headerText(name: HeaderField): string {
+    const b = this.#headerBytes(name);
+    const end = b.indexOf(0);
+    return textDecoder.decode(b.subarray(0, end < 0 ? b.length : end));
+  }
+
+  /** Writes a NUL-padded text field of the header (cut to fit). */
+  setHeaderText(name: HeaderField, value: string): void {
+    const b = this.#headerBytes(name);
+    const { written } = textEncoder.encodeInto(value, b);
+    b.fill(0, written);
+  }
+
+  #headerBytes(name: HeaderField): Uint8Array {
+    const f = HEADER.get(name)!;
+    if (!f.type.startsWith("bytes")) throw new TypeError(`header field ${name} is ${f.type}`);
+    if (f.offset + f.size > this.#views.u8.length) throw new RangeError("shared memory segment is closed");
+    return this.#views.u8.subarray(f.offset, f.offset + f.size);
   }
 
   /** Writes a header field. */
   setHeader(name: HeaderField, value: number): void {
     const f = HEADER.get(name)!;
-    if (f.type === "i32") Atomics.store(this.#header, f.offset / 4, value);
-    else Atomics.store(this.#header64, f.offset / 8, BigInt(value));
+    if (f.type === "i32") Atomics.store(this.#views.i32, f.offset / 4, value);
+    else Atomics.store(this.#views.i64, f.offset / 8, BigInt(Math.trunc(value)));
   }
 
   /** The slot at `index` (0 = dispatcher). */
@@ -399,11 +518,30 @@ export class Segment {
 
   /** Byte length of the mapping. */
   get byteLength(): number {
-    return this.#buffer.byteLength;
+    return this.#byteLength;
   }
 
-  /** Unmaps the segment (the name stays until {@link Segment.unlink}). */
+  /** True once {@link Segment.close} ran. */
+  get closed(): boolean {
+    return this.#unmap === undefined;
+  }
+
+  /**
+   * Unmaps the segment (the name stays until {@link Segment.unlink}).
+   * Idempotent; every view of it then throws instead of reading unmapped memory.
+   */
   close(): void {
-    this.#unmap();
+    const unmap = this.#unmap;
+    if (!unmap) return;
+    this.#unmap = undefined;
+    this.#views.i32 = new Int32Array(0);
+    this.#views.i64 = new BigInt64Array(0);
+    this.#views.u8 = new Uint8Array(0);
+    unmap();
+  }
+
+  /** `using` support: closes the mapping. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

@@ -1,43 +1,44 @@
 /**
  * The local dispatcher↔worker link: the assignment lives in the worker's shm
  * slot, and a FIFO pair carries one-byte doorbells (`dwtube<i>` dispatcher →
- * worker, `wdtube<i>` worker → dispatcher).
+ * worker: "p", the ping; `wdtube<i>` worker → dispatcher: "d", the pong).
  *
  * Shared memory is the truth; doorbells only wake the peer. The slot's `work`
- * field moves by compare-and-swap (idle → assigned by the dispatcher,
- * assigned → busy by the worker on a valid ticket, busy → idle by the worker,
- * assigned → idle by the dispatcher when a ticket expires), so a restarted
- * dispatcher rebuilds its view from the segment alone, and a ticket can be
- * used once even when both sides race.
+ * word holds the work state and an assignment generation, and moves by
+ * compare-and-swap: idle → assigned (the dispatcher, generation + 1, after
+ * writing the ticket, so a claim never sees a half-written one), assigned →
+ * busy (the worker, on a valid ticket), busy → idle (the worker), assigned →
+ * idle (the dispatcher, when a ticket expires or its client left; the worker
+ * too, when it is shown an expired ticket). Every step compares the whole
+ * word, so a ticket is used at most once even when both sides race, and a
+ * slow claim can never take a newer ticket's place. A restarted dispatcher
+ * rebuilds its view from the segment alone.
  * @module
  */
 import type { InstancePaths } from "../cli/config.ts";
-import { FIFO_RETRY_MS, FifoReader, FifoWriter } from "../ipc/fifo.ts";
+import { FifoPoller, FifoReader, FifoWriter } from "../ipc/fifo.ts";
 import { logger } from "../log.ts";
 import { Doorbell } from "../net/protocol.ts";
-import { type Segment, type SlotView, WorkState } from "../ipc/shm.ts";
+import { type SlotView, workGen, WorkState, workState, workWord } from "../ipc/shm.ts";
+import type { Clock } from "../sys/clock.ts";
+import { sleep } from "../deadline.ts";
+import { requestCaused } from "../supervise/exit_reason.ts";
+import { isZero, sameBytes, ticketBytes } from "./tickets.ts";
 import type {
   ClaimRefusal,
   DispatcherLink,
   DispatcherLinkEvents,
+  Fate,
+  LostWork,
   Ticket,
   WorkerLink,
   WorkerLinkEvents,
 } from "./worker_link.ts";
 
-function hexToBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
-}
-
-/** Constant-time comparison, so a guessed ticket learns nothing from timing. */
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
+/** How often an unconnected write end retries, in ms. */
+export const FIFO_RETRY_MS = 20;
+/** How long the dispatcher waits for the watchdog's account of a dead worker. */
+const DEATH_RECORD_WAIT_MS = 3_000;
 
 /** Keeps a FIFO write end connected: retries while the reader is missing. */
 class Bell {
@@ -56,7 +57,14 @@ class Bell {
     const attempt = () => {
       this.#timer = undefined;
       if (this.#closed) return;
-      if (this.writer.tryConnect()) this.#onConnect();
+      let connected = false;
+      try {
+        connected = this.writer.tryConnect();
+      } catch (err) {
+        // Not ENXIO: the FIFO is broken (removed, replaced). Keep trying; the watchdog repairs or replaces.
+        logger().warn("doorbell {path}: {err}; retrying", { path: this.writer.path, err: String(err) });
+      }
+      if (connected) this.#onConnect();
       else this.#timer = setTimeout(attempt, FIFO_RETRY_MS);
     };
     attempt();
@@ -75,6 +83,15 @@ class Bell {
   }
 }
 
+/** The assignment this link made last, kept to say what became of it. */
+interface Issued {
+  readonly ticket: string;
+  readonly type: string;
+  readonly owner: string;
+  readonly gen: number;
+  readonly pid: number;
+}
+
 /** Dispatcher side of the local link to worker `id`. */
 export class LocalWorkerLink implements WorkerLink {
   readonly id: number;
@@ -82,16 +99,32 @@ export class LocalWorkerLink implements WorkerLink {
   readonly #slot: SlotView;
   readonly #reader: FifoReader;
   readonly #bell: Bell;
+  readonly #poller: FifoPoller;
+  readonly #clock: Clock;
   #events: WorkerLinkEvents | undefined;
   #draining = false;
   #wedged = false;
+  #issued: Issued | undefined;
+  /** How earlier assignments ended, for OUTCOME (bounded, oldest dropped first). */
+  readonly #history = new Map<string, "served" | "expired">();
+  /** Assignments lost with a dead process, newest last (a few, for OUTCOME). */
+  readonly #lost: LostWork[] = [];
 
-  constructor(segment: Segment, paths: InstancePaths, id: number, host: string) {
-    this.id = id;
+  constructor(slot: SlotView, paths: InstancePaths, host: string, poller: FifoPoller, clock: Clock) {
+    this.id = slot.index;
     this.host = host;
-    this.#slot = segment.slot(id);
-    this.#reader = new FifoReader(paths.wdtube(id));
-    this.#bell = new Bell(paths.dwtube(id), () => this.#maybeReady());
+    this.#slot = slot;
+    this.#poller = poller;
+    this.#clock = clock;
+    this.#reader = new FifoReader(paths.wdtube(this.id), {
+      onConnect: () => this.#maybeReady(),
+      onClose: () => this.#onClose(),
+      onByte: (b) => {
+        if (b === Doorbell.DONE) this.#events?.onDone(this);
+        else if (b === Doorbell.PROBE) this.#events?.onProbe(this);
+      },
+    });
+    this.#bell = new Bell(paths.dwtube(this.id), () => this.#maybeReady());
   }
 
   get port(): number {
@@ -100,57 +133,123 @@ export class LocalWorkerLink implements WorkerLink {
 
   start(events: WorkerLinkEvents): void {
     this.#events = events;
-    this.#reader.run({
-      onConnect: () => this.#maybeReady(),
-      onClose: () => {
-        this.#wedged = false; // that worker is gone; its successor gets a fresh start
-        this.#slot.store("link_wedged_ms", 0);
-        this.#bell.writer.close();
-        this.#bell.connect();
-        events.onClosed(this.id);
-      },
-      onByte: (b) => {
-        if (b === Doorbell.ACK) events.onAck(this.id);
-        else if (b === Doorbell.DONE) events.onDone(this.id);
-        else if (b === Doorbell.PROBE) events.onProbe(this.id);
-      },
-    }).catch((err) => {
-      // A broken pipe file is fatal for this link only; the dispatcher keeps the others.
-      logger().error("link to worker {id} failed: {err}", { id: this.id, err: String(err) });
-      events.onClosed(this.id);
-    });
+    this.#poller.add(this.#reader);
     this.#bell.connect();
   }
 
+  #onClose(): void {
+    this.#wedged = false; // that worker is gone; its successor gets a fresh start
+    this.#slot.store("link_wedged_at", 0);
+    this.#bell.writer.close();
+    this.#bell.connect();
+    this.#events?.onClosed(this);
+    const issued = this.#issued;
+    if (issued) void this.#awaitDeathRecord(issued);
+  }
+
+  /**
+   * The watchdog writes, when it reaps a worker, which assignment it held
+   * (`death_gen`) and why it ended (`last_exit`). Wait for that account (the
+   * pipe's EOF comes first), and report the assignment lost if it was one of ours.
+   */
+  async #awaitDeathRecord(issued: Issued): Promise<void> {
+    const slot = this.#slot;
+    const until = this.#clock.now() + DEATH_RECORD_WAIT_MS;
+    // The watchdog writes the record before it clears the pid.
+    while (slot.load("pid") === issued.pid && this.#clock.now() < until) await sleep(5);
+    if (slot.load("death_gen") !== issued.gen) return;
+    const reason = slot.load("last_exit");
+    const started = slot.load("death_state") === WorkState.BUSY;
+    const lost: LostWork = {
+      ticket: issued.ticket,
+      type: issued.type,
+      arg: started && workGen(slot.load("work")) === issued.gen ? slot.text("request_arg") : "",
+      started,
+      reason,
+      limitMs: slot.load("death_limit_ms"),
+      requestCaused: requestCaused(reason),
+    };
+    this.#lost.push(lost);
+    if (this.#lost.length > 8) this.#lost.shift();
+    this.#events?.onLost(this, lost);
+  }
+
   #maybeReady(): void {
-    if (this.available()) this.#events?.onReady(this.id);
+    if (this.available()) this.#events?.onReady(this);
   }
 
   available(): boolean {
     return !this.#draining && !this.#wedged && this.#reader.connected && this.#bell.writer.connected &&
-      this.#slot.load("pid") > 0 && this.#slot.load("work") === WorkState.IDLE;
+      this.#slot.load("pid") > 0 && workState(this.#slot.load("work")) === WorkState.IDLE;
   }
 
   assign(t: Ticket): boolean {
-    if (!this.available() || !this.#slot.cas("work", WorkState.IDLE, WorkState.ASSIGNED)) return false;
-    this.#slot.bytes("ticket").set(hexToBytes(t.ticket));
-    this.#slot.setText("request_type", t.type);
-    this.#slot.setText("client_addr", t.clientAddr);
-    this.#slot.store("ticket_expires_ms", t.expiresMs);
-    this.#slot.add("assign_seq", 1);
-    // The ticket is in shm before the bell rings: the worker can validate a
-    // client that arrives before the doorbell is read.
+    if (!this.available()) return false;
+    const slot = this.#slot;
+    const word = slot.load("work");
+    if (workState(word) !== WorkState.IDLE) return false;
+    // How the previous assignment ended: a used ticket was cleared from the slot, one taken back unused was not.
+    const previous = this.#issued && this.#fateOfCurrent(this.#issued);
+    // Written while the slot is idle, published by the compare-and-swap: no claim sees half a ticket.
+    slot.bytes("ticket").set(ticketBytes(t.ticket));
+    slot.setText("request_type", t.type);
+    slot.setText("client_addr", t.clientAddr);
+    slot.store("ticket_expires_at", t.expiresAt);
+    const gen = workGen(word) + 1;
+    if (!slot.cas("work", word, workWord(WorkState.ASSIGNED, gen))) return false;
+    if (this.#issued && previous) {
+      this.#history.set(this.#issued.ticket, previous);
+      if (this.#history.size > 64) this.#history.delete(this.#history.keys().next().value!);
+    }
+    this.#issued = { ticket: t.ticket, type: t.type, owner: t.owner, gen, pid: slot.load("pid") };
     if (!this.#bell.ring(Doorbell.ASSIGN)) {
-      this.reclaim();
+      this.reclaim(t.ticket);
       return false;
     }
     return true;
   }
 
-  reclaim(): boolean {
-    if (!this.#slot.cas("work", WorkState.ASSIGNED, WorkState.IDLE)) return false;
-    this.#slot.bytes("ticket").fill(0);
-    return true;
+  outstanding(): string | null {
+    const i = this.#issued;
+    return i && this.#slot.load("work") === workWord(WorkState.ASSIGNED, i.gen) ? i.owner : null;
+  }
+
+  reclaim(ticket: string): boolean {
+    const i = this.#issued;
+    if (!i || i.ticket !== ticket) return false;
+    return this.#slot.cas("work", workWord(WorkState.ASSIGNED, i.gen), workWord(WorkState.IDLE, i.gen));
+  }
+
+  sweep(now: number): boolean {
+    const word = this.#slot.load("work");
+    if (workState(word) !== WorkState.ASSIGNED || now <= this.#slot.load("ticket_expires_at")) return false;
+    // The ticket bytes stay, so a late client is told "expired" rather than "no ticket".
+    return this.#slot.cas("work", word, workWord(WorkState.IDLE, workGen(word)));
+  }
+
+  fate(ticket: string): Fate {
+    const lost = this.#lost.find((l) => l.ticket === ticket);
+    if (lost) return { state: "lost", lost };
+    const earlier = this.#history.get(ticket);
+    if (earlier) return { state: earlier };
+    const i = this.#issued;
+    if (!i || i.ticket !== ticket) return { state: "unknown" };
+    const word = this.#slot.load("work");
+    if (workGen(word) !== i.gen) return { state: "served" }; // a later assignment followed
+    switch (workState(word)) {
+      case WorkState.ASSIGNED:
+        return { state: "pending" };
+      case WorkState.BUSY:
+        return { state: "running" };
+      case WorkState.OFFLINE:
+        return { state: "unknown" }; // died; its death record is on the way
+    }
+    return { state: this.#fateOfCurrent(i) };
+  }
+
+  /** The current assignment, once idle again: a used ticket was cleared from the slot, one taken back was not. */
+  #fateOfCurrent(i: Issued): "served" | "expired" {
+    return sameBytes(this.#slot.bytes("ticket"), ticketBytes(i.ticket)) ? "expired" : "served";
   }
 
   probe(): boolean {
@@ -163,11 +262,12 @@ export class LocalWorkerLink implements WorkerLink {
 
   markWedged(): void {
     this.#wedged = true;
-    this.#slot.store("link_wedged_ms", Date.now());
+    this.#slot.store("link_wedged_at", this.#clock.now());
   }
 
   close(): void {
-    this.#reader.stop();
+    this.#poller.remove(this.#reader);
+    this.#reader.close();
     this.#bell.close();
   }
 }
@@ -177,67 +277,105 @@ export class LocalDispatcherLink implements DispatcherLink {
   readonly #slot: SlotView;
   readonly #reader: FifoReader;
   readonly #bell: Bell;
+  readonly #poller: FifoPoller;
+  readonly #clock: Clock;
+  #events: DispatcherLinkEvents | undefined;
+  #retired = false;
 
-  constructor(segment: Segment, paths: InstancePaths, id: number) {
-    this.#slot = segment.slot(id);
-    this.#reader = new FifoReader(paths.dwtube(id));
-    this.#bell = new Bell(paths.wdtube(id), () => {});
-  }
-
-  start(events: DispatcherLinkEvents): void {
-    this.#reader.run({
+  constructor(slot: SlotView, paths: InstancePaths, poller: FifoPoller, clock: Clock) {
+    this.#slot = slot;
+    this.#poller = poller;
+    this.#clock = clock;
+    this.#reader = new FifoReader(paths.dwtube(slot.index), {
       onConnect: () => {
         // A new dispatcher opened its ends. Our write end may still be open from
         // its predecessor, so it has not heard our hello: say it again, and
         // that we are free when we are.
-        if (this.#bell.ring(Doorbell.HELLO) && this.#slot.load("work") === WorkState.IDLE) {
+        if (this.#bell.ring(Doorbell.HELLO) && workState(this.#slot.load("work")) === WorkState.IDLE) {
           this.#bell.ring(Doorbell.DONE);
         }
-        events.onConnected();
+        this.#events?.onConnected();
       },
-      onClose: () => events.onDisconnected(),
+      onClose: () => this.#events?.onDisconnected(),
       onByte: (b) => {
-        if (b === Doorbell.ASSIGN) {
-          this.#bell.ring(Doorbell.ACK);
-          events.onAssigned();
-        } else if (b === Doorbell.PROBE) this.#bell.ring(Doorbell.PROBE);
+        if (b === Doorbell.ASSIGN) this.#events?.onAssigned();
+        else if (b === Doorbell.PROBE) this.#bell.ring(Doorbell.PROBE);
       },
-    }).catch((err) => {
-      logger().error("link to the dispatcher failed: {err}", { err: String(err) });
-      events.onDisconnected();
     });
+    this.#bell = new Bell(paths.wdtube(slot.index), () => {});
+  }
+
+  start(events: DispatcherLinkEvents): void {
+    this.#events = events;
+    this.#poller.add(this.#reader);
     this.#bell.connect();
   }
 
   ready(): void {
-    // A previous incarnation may have died mid-request: start clean.
-    this.#slot.bytes("ticket").fill(0);
-    this.#slot.store("request_started_ms", 0);
-    this.#slot.store("work", WorkState.IDLE);
-    this.#bell.ring(Doorbell.DONE);
+    // A previous incarnation may have died mid-request: start clean, keeping the generation.
+    const slot = this.#slot;
+    slot.bytes("ticket").fill(0);
+    slot.store("request_started_at", 0);
+    slot.store(
+      "work",
+      workWord(this.#retired ? WorkState.DRAINING : WorkState.IDLE, workGen(slot.load("work"))),
+    );
+    if (!this.#retired) this.#bell.ring(Doorbell.DONE);
   }
 
-  claim(ticket: string, type: string): ClaimRefusal | null {
-    if (this.#slot.load("work") !== WorkState.ASSIGNED) return "no-ticket";
-    if (!sameBytes(this.#slot.bytes("ticket"), hexToBytes(ticket))) return "mismatch";
-    if (Date.now() > this.#slot.load("ticket_expires_ms")) return "expired";
-    if (this.#slot.text("request_type") !== type) return "wrong-type";
-    if (!this.#slot.cas("work", WorkState.ASSIGNED, WorkState.BUSY)) return "no-ticket";
-    this.#slot.bytes("ticket").fill(0); // one use
-    this.#slot.store("request_started_ms", Date.now());
+  claim(ticket: string, type: string, arg: string): ClaimRefusal | null {
+    const slot = this.#slot;
+    const presented = ticketBytes(ticket);
+    if (isZero(presented)) return "mismatch";
+    const word = slot.load("work");
+    const matches = sameBytes(slot.bytes("ticket"), presented);
+    if (workState(word) !== WorkState.ASSIGNED) {
+      return matches && this.#clock.now() > slot.load("ticket_expires_at") ? "expired" : "no-ticket";
+    }
+    if (!matches) return "mismatch";
+    if (this.#clock.now() > slot.load("ticket_expires_at")) {
+      // Take it back now rather than wait for the dispatcher's sweep.
+      if (slot.cas("work", word, workWord(WorkState.IDLE, workGen(word)))) this.#bell.ring(Doorbell.DONE);
+      return "expired";
+    }
+    if (slot.text("request_type") !== type) return "wrong-type";
+    if (!slot.cas("work", word, workWord(WorkState.BUSY, workGen(word)))) return "no-ticket";
+    slot.bytes("ticket").fill(0); // one use
+    slot.setText("request_arg", arg);
+    slot.store("request_started_at", this.#clock.now());
     return null;
   }
 
   done(retire = false): void {
-    this.#slot.store("request_started_ms", 0);
-    this.#slot.add("served", 1);
+    const slot = this.#slot;
+    slot.store("request_started_at", 0);
+    slot.add("served", 1);
+    this.#retired ||= retire;
     // One compare-and-swap: a retiring worker is never seen idle, so no ticket can slip in.
-    this.#slot.cas("work", WorkState.BUSY, retire ? WorkState.DRAINING : WorkState.IDLE);
-    if (!retire) this.#bell.ring(Doorbell.DONE);
+    const word = slot.load("work");
+    if (workState(word) === WorkState.BUSY) {
+      slot.cas("work", word, workWord(this.#retired ? WorkState.DRAINING : WorkState.IDLE, workGen(word)));
+    }
+    if (!this.#retired) this.#bell.ring(Doorbell.DONE);
+  }
+
+  retire(): void {
+    this.#retired = true;
+    const word = this.#slot.load("work");
+    if (workState(word) === WorkState.IDLE) {
+      this.#slot.cas("work", word, workWord(WorkState.DRAINING, workGen(word)));
+    }
+  }
+
+  holdsTicket(): boolean {
+    const word = this.#slot.load("work");
+    return workState(word) === WorkState.ASSIGNED &&
+      this.#clock.now() <= this.#slot.load("ticket_expires_at");
   }
 
   close(): void {
-    this.#reader.stop();
+    this.#poller.remove(this.#reader);
+    this.#reader.close();
     this.#bell.close();
   }
 }

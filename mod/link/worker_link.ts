@@ -1,46 +1,78 @@
 /**
  * The dispatcher↔worker link, as an interface both roles program against.
  * `local_link.ts` implements it with shared memory and a FIFO pair; a TCP
- * implementation for workers on other hosts can implement the same interface
- * without changing the roles.
+ * implementation for workers on other hosts implements the same interface,
+ * so neither role changes shape with the transport.
  * @module
  */
 
 /** A hand-off the dispatcher gives a worker. */
 export interface Ticket {
-  /** 32 hex digits, 128 random bits, one use. */
+  /** 32 hex digits, 128 random bits (never all zero), one use. */
   readonly ticket: string;
   readonly type: string;
+  /** The client's `host:port`. */
   readonly clientAddr: string;
-  readonly expiresMs: number;
+  /** Whom the ticket counts against for the per-address cap (see {@link WorkerLink.outstanding}). */
+  readonly owner: string;
+  /** Expiry on the dispatcher's monotonic clock. */
+  readonly expiresAt: number;
+}
+
+/** What happened to an issued ticket, as far as the link can tell. */
+export type Fate =
+  | { readonly state: "pending" | "running" | "served" | "expired" | "unknown" }
+  | { readonly state: "lost"; readonly lost: LostWork };
+
+/** An assignment the worker held when its process ended (killed or crashed). */
+export interface LostWork {
+  readonly ticket: string;
+  readonly type: string;
+  /** The argument of the request, when the worker had started it (first 32 bytes). */
+  readonly arg: string;
+  /** False when the worker died holding the ticket before its client presented it: nothing ran. */
+  readonly started: boolean;
+  /** Why the process ended (an `ExitReason` code, see `mod/supervise/child_states.ts`). */
+  readonly reason: number;
+  /** For a kill by the watchdog because of the request: the limit it ran past, ms; else 0. */
+  readonly limitMs: number;
+  /** True when the request itself caused the kill (it blocked the worker or ran past its deadline). */
+  readonly requestCaused: boolean;
 }
 
 /** What a link tells the dispatcher. */
 export interface WorkerLinkEvents {
   /** The worker can take work (connected and idle). */
-  onReady(id: number): void;
-  /** The worker acknowledged an assignment (the "pong"). */
-  onAck(id: number): void;
+  onReady(link: WorkerLink): void;
   /** The worker finished and is idle again. */
-  onDone(id: number): void;
+  onDone(link: WorkerLink): void;
   /** The worker's end closed: it died or stopped. Route nothing to it. */
-  onClosed(id: number): void;
+  onClosed(link: WorkerLink): void;
+  /** The process behind the link ended while it held an assignment; `lost` says which and why. */
+  onLost(link: WorkerLink, lost: LostWork): void;
   /** A probe came back through both pipes. */
-  onProbe(id: number): void;
+  onProbe(link: WorkerLink): void;
 }
 
 /** The dispatcher's handle on one worker. */
 export interface WorkerLink {
   readonly id: number;
+  /** Address clients connect to. */
   readonly host: string;
   readonly port: number;
   /** True when {@link WorkerLink.assign} can succeed now. */
   available(): boolean;
-  /** Gives `t` to the worker; false when it could not take it (busy, gone). */
+  /** Gives `t` to the worker; false when it could not take it (busy, gone, draining). */
   assign(t: Ticket): boolean;
-  /** Takes back an unused ticket after it expired; true when it was still unused. */
-  reclaim(): boolean;
-  /** Sends an end-to-end probe through the pipe pair. */
+  /** Owner of the ticket the worker holds unused, or null (for the per-address cap). */
+  outstanding(): string | null;
+  /** Takes back `ticket` if it is still unused (its client left); true when it was. */
+  reclaim(ticket: string): boolean;
+  /** Takes back an unused ticket past its expiry at `now`; true when one was taken back. */
+  sweep(now: number): boolean;
+  /** What became of `ticket`, if this link issued it. */
+  fate(ticket: string): Fate;
+  /** Sends an end-to-end probe through the link. */
   probe(): boolean;
   /** Marks the worker as draining (no new work) or not. */
   setDraining(on: boolean): void;
@@ -58,7 +90,7 @@ export type ClaimRefusal = "no-ticket" | "mismatch" | "expired" | "wrong-type";
 
 /** What a link tells a worker. */
 export interface DispatcherLinkEvents {
-  /** A ticket was assigned (doorbell rang). */
+  /** A ticket was assigned (the ping). */
   onAssigned(): void;
   /** The dispatcher connected (or reconnected after a restart). */
   onConnected(): void;
@@ -68,13 +100,17 @@ export interface DispatcherLinkEvents {
 
 /** The worker's handle on its dispatcher. */
 export interface DispatcherLink {
-  /** Validates and consumes a ticket presented by a client. */
-  claim(ticket: string, type: string): ClaimRefusal | null;
+  /** Validates and consumes a ticket presented by a client for `type` with argument `arg`. */
+  claim(ticket: string, type: string, arg: string): ClaimRefusal | null;
   /**
    * The request is finished: idle again, tell the dispatcher. With `retire`,
    * go straight to draining instead, so that no new ticket can be assigned.
    */
   done(retire?: boolean): void;
+  /** No new assignment from now on (an idle worker becomes draining at once). */
+  retire(): void;
+  /** True while a ticket is assigned and not yet used (a draining worker waits for its client). */
+  holdsTicket(): boolean;
   /** The worker is ready (listening): advertise idleness. */
   ready(): void;
   start(events: DispatcherLinkEvents): void;

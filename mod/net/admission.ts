@@ -2,13 +2,19 @@
  * Admission control for a server role: how many connections it holds overall
  * and per client address, how fast one address may open connections and send
  * requests (a token bucket), and how many bad tickets one address may present
- * before it is shut out for a while. Each refusal is a status line the role
- * sends before closing; everyone else keeps being served.
+ * before its bad tickets are answered 429 for a while. Each refusal is a
+ * status line the role sends before closing; everyone else keeps being served.
+ *
+ * "One address" is {@link addrKey}: the whole loopback network 127.0.0.0/8
+ * (and ::1) is one address, since every alias reaches the same host and one
+ * local user could otherwise take 16 million shares; an IPv6 client is its
+ * /64, the block one host gets.
  *
  * All state is in this process and bounded: per-address entries are dropped
  * as soon as they hold nothing worth remembering.
  * @module
  */
+import { systemClock } from "../sys/clock.ts";
 import { Status } from "./protocol.ts";
 
 /** The limits one server process enforces (each is a flag, see `mod/cli.ts`). */
@@ -57,7 +63,7 @@ export class Admission {
   #open = 0;
 
   /** `now` is injectable so tests can drive the clock. */
-  constructor(limits: AdmissionLimits, now: () => number = Date.now) {
+  constructor(limits: AdmissionLimits, now: () => number = () => systemClock.now()) {
     this.limits = limits;
     this.#now = now;
   }
@@ -73,22 +79,21 @@ export class Admission {
   }
 
   /**
-   * Admits a new connection from `addr` (a host, no port), or says why not:
-   * the server is full, this address holds too many connections, is sending
-   * too fast, or presented too many bad tickets lately. All are 429.
+   * Admits a new connection from `addr` (an {@link addrKey}), or says why
+   * not: the server is full, this address holds too many connections, or is
+   * sending too fast. All are 429.
    */
   admit(addr: string): Admitted | Refused {
     const now = this.#now();
     const s = this.#state(addr, now);
-    const refused = this.#shutOut(s, now) ??
-      (this.#open >= this.limits.maxConns
-        ? { status: Status.TOO_MANY, reason: `too many connections (${this.limits.maxConns}); retry later` }
-        : s.conns >= this.limits.maxConnsPerAddr
-        ? {
-          status: Status.TOO_MANY,
-          reason: `too many connections from ${addr} (${this.limits.maxConnsPerAddr}); retry later`,
-        }
-        : this.#take(s, addr, now));
+    const refused = this.#open >= this.limits.maxConns
+      ? { status: Status.TOO_MANY, reason: `too many connections (${this.limits.maxConns}); retry later` }
+      : s.conns >= this.limits.maxConnsPerAddr
+      ? {
+        status: Status.TOO_MANY,
+        reason: `too many connections from ${addr} (${this.limits.maxConnsPerAddr}); retry later`,
+      }
+      : this.#take(s, addr, now);
     if (refused) {
       this.#forgetIfIdle(addr, s, now);
       return refused;
@@ -113,11 +118,16 @@ export class Admission {
     return this.#take(this.#state(addr, now), addr, now);
   }
 
-  /** Records a bad ticket from `addr`; returns the refusal once it is over the limit. */
+  /**
+   * Records a bad ticket from `addr`; returns the refusal once the address is
+   * over the limit. Only bad tickets are refused that way: a client of the same
+   * address with a valid ticket is still served (checking a ticket is cheap,
+   * and on loopback that address is every local user).
+   */
   badTicket(addr: string): Refused | null {
     const now = this.#now();
     const s = this.#state(addr, now);
-    s.badTickets.push(now);
+    if (s.badTickets.length < this.limits.badTicketLimit) s.badTickets.push(now);
     return this.#shutOut(s, now);
   }
 
@@ -175,4 +185,28 @@ export class Admission {
 export function hostOf(peer: string): string {
   const i = peer.lastIndexOf(":");
   return i < 0 ? peer : peer.slice(0, i);
+}
+
+/**
+ * The key per-address limits count by: `loopback` for 127.0.0.0/8 and ::1
+ * (one host, whatever alias it uses), the IPv4 address inside an IPv4-mapped
+ * IPv6 one, the /64 of any other IPv6 address, else the address itself.
+ */
+export function addrKey(host: string): string {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  const v4 = mapped ? mapped[1]! : h;
+  if (/^127\.\d+\.\d+\.\d+$/.test(v4) || h === "::1") return "loopback";
+  if (!v4.includes(":")) return v4;
+  return `${expandIpv6(v4).slice(0, 4).join(":")}::/64`;
+}
+
+function expandIpv6(a: string): string[] {
+  const [head = "", tail] = a.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = tail === undefined
+    ? h
+    : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill("0"), ...t];
+  return groups.map((g) => g.replace(/^0+(?=.)/, ""));
 }

@@ -52,9 +52,7 @@ export const Doorbell = {
   HELLO: 0x68, // h
   /** dispatcher → worker: an assignment is in your slot ("ping"). */
   ASSIGN: 0x70, // p
-  /** worker → dispatcher: assignment seen ("pong"). */
-  ACK: 0x6f, // o
-  /** worker → dispatcher: done, idle again. */
+  /** worker → dispatcher: done (or an expired ticket given back), idle again ("pong"). */
   DONE: 0x64, // d
   /** either way: end-to-end probe of the pipe pair; the worker echoes it. */
   PROBE: 0x6b, // k
@@ -66,9 +64,26 @@ export interface Reply {
   readonly text: string;
 }
 
-/** Formats a reply line (without LF). Line breaks in `text` are escaped so one reply stays one line. */
+/**
+ * Formats a reply line (without LF). In `text`, a backslash is sent as `\\`,
+ * a CR as `\r` and a LF as `\n`, so one reply is always one line and
+ * {@link unescapeText} gives the exact text back.
+ */
 export function formatReply(code: number, text: string): string {
-  return `${code} ${text.replace(/\r/g, "\\r").replace(/\n/g, "\\n")}`;
+  return `${code} ${escapeText(text)}`;
+}
+
+const ESCAPES: Record<string, string> = { "\\": "\\\\", "\r": "\\r", "\n": "\\n" };
+const UNESCAPES: Record<string, string> = { "\\\\": "\\", "\\r": "\r", "\\n": "\n" };
+
+/** Escapes backslash, CR and LF (see {@link formatReply}). */
+export function escapeText(text: string): string {
+  return /[\\\r\n]/.test(text) ? text.replace(/[\\\r\n]/g, (c) => ESCAPES[c]!) : text;
+}
+
+/** Undoes {@link escapeText}; a backslash before any other character is kept as it is. */
+export function unescapeText(text: string): string {
+  return text.includes("\\") ? text.replace(/\\[\\rn]/g, (e) => UNESCAPES[e]!) : text;
 }
 
 /** Parses `NNN text`; throws {@link ProtocolError} on anything else. */
@@ -107,6 +122,7 @@ export const TICKET_PATTERN = /^[0-9a-f]{32}$/;
 export type DispatcherCommand =
   | { readonly verb: "HELLO"; readonly version: string }
   | { readonly verb: "REQUEST"; readonly type: string }
+  | { readonly verb: "OUTCOME"; readonly ticket: string }
   | { readonly verb: "QUIT" };
 
 /** A command a client sends to a worker. */
@@ -120,52 +136,81 @@ export interface RunCommand {
 /** A client line the server rejects, with the status to answer. */
 export class BadCommand extends ProtocolError {}
 
-function splitVerb(line: string): [string, string] {
+function splitVerb(line: string): [string, string | undefined] {
   const sp = line.indexOf(" ");
-  return sp < 0 ? [line, ""] : [line.slice(0, sp), line.slice(sp + 1)];
+  return sp < 0 ? [line, undefined] : [line.slice(0, sp), line.slice(sp + 1)];
 }
 
-function checkType(type: string): string {
-  if (!TYPE_PATTERN.test(type)) {
-    throw new BadCommand(`bad request type ${JSON.stringify(type.slice(0, 40))}`, Status.BAD_REQUEST);
+/**
+ * A verb in upper case, folding ASCII letters only: `toUpperCase()` would
+ * turn the dotless ı into I and the long ſ into S, so that `QUıT` meant QUIT.
+ */
+function verbOf(word: string): string {
+  return word.replace(/[a-z]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 32));
+}
+
+/** What the dispatcher ignores around a line: SP and HTAB only (not every Unicode space). */
+const OUTER_BLANKS = /^[ \t]+|[ \t]+$/g;
+
+function noArgument(verb: string, rest: string | undefined): void {
+  if (rest !== undefined) throw new BadCommand(`${verb} takes no argument`, Status.BAD_REQUEST);
+}
+
+function checkType(type: string | undefined): string {
+  if (type === undefined || !TYPE_PATTERN.test(type)) {
+    throw new BadCommand(`bad request type ${JSON.stringify((type ?? "").slice(0, 40))}`, Status.BAD_REQUEST);
   }
   return type;
 }
 
-/** Parses a client→dispatcher line. Verbs are case-insensitive. */
+/**
+ * Parses a client→dispatcher line. SP and HTAB around the line are ignored;
+ * verbs are case-insensitive in ASCII; words are separated by one SP.
+ */
 export function parseDispatcherCommand(line: string): DispatcherCommand {
-  const [verb, rest] = splitVerb(line.trim());
-  switch (verb.toUpperCase()) {
+  const [verb, rest] = splitVerb(line.replace(OUTER_BLANKS, ""));
+  switch (verbOf(verb)) {
     case "HELLO":
-      if (!/^OSPS\/\d{1,4}$/.test(rest)) {
+      // The version token is case-sensitive: "OSPS/1", as in every greeting.
+      if (rest === undefined || !/^OSPS\/\d{1,4}$/.test(rest)) {
         throw new BadCommand("usage: HELLO OSPS/<version>", Status.BAD_REQUEST);
       }
       return { verb: "HELLO", version: rest };
     case "REQUEST":
       return { verb: "REQUEST", type: checkType(rest) };
+    case "OUTCOME":
+      if (rest === undefined || !TICKET_PATTERN.test(rest)) {
+        throw new BadCommand("usage: OUTCOME <ticket>", Status.BAD_REQUEST);
+      }
+      return { verb: "OUTCOME", ticket: rest };
     case "QUIT":
+      noArgument("QUIT", rest);
       return { verb: "QUIT" };
     default:
       throw new BadCommand(
-        `unknown command ${JSON.stringify(verb.slice(0, 40))}; expected HELLO, REQUEST or QUIT`,
+        `unknown command ${JSON.stringify(verb.slice(0, 40))}; expected HELLO, REQUEST, OUTCOME or QUIT`,
         Status.BAD_REQUEST,
       );
   }
 }
 
-/** Parses a client→worker line: `RUN <ticket> <type> [arg]`. */
+/**
+ * Parses a client→worker line: `RUN <ticket> <type>[ <arg>]`. Nothing is
+ * trimmed: the argument is everything after the SP that follows the type,
+ * passed to the service unchanged.
+ */
 export function parseRunCommand(line: string): RunCommand {
   const [verb, rest] = splitVerb(line);
-  if (verb.toUpperCase() !== "RUN") {
+  if (verbOf(verb) !== "RUN") {
     throw new BadCommand(
       `unknown command ${JSON.stringify(verb.slice(0, 40))}; expected RUN`,
       Status.BAD_REQUEST,
     );
   }
-  const [ticket, afterTicket] = splitVerb(rest);
+  const [ticket, afterTicket] = splitVerb(rest ?? "");
   if (!TICKET_PATTERN.test(ticket)) throw new BadCommand("malformed ticket", Status.BAD_TICKET);
-  const [type, arg] = splitVerb(afterTicket);
-  return { verb: "RUN", ticket, type: checkType(type), arg };
+  const [type, arg] = splitVerb(afterTicket ?? "");
+  return { verb: "RUN", ticket, type: checkType(type), arg: arg ?? "" };
 }
 
 /** A worker hand-off as the dispatcher sends it. */

@@ -11,7 +11,8 @@ import { Status } from "../net/protocol.ts";
 export interface ServiceContext {
   readonly workerId: number;
   readonly pid: number;
-  readonly startedMs: number;
+  /** How long this worker process has run, ms. */
+  readonly uptimeMs: number;
   readonly served: number;
 }
 
@@ -30,18 +31,23 @@ export const SLEEP_CAP_MS = 30_000;
 /** Largest `fib` argument (fib(78) is the largest exact in a double). */
 export const FIB_CAP = 78;
 
+/** A number argument: 1 to 10 ASCII digits, nothing else (no sign, no spaces). */
 function intArg(type: string, arg: string, max: number): number {
-  if (!/^\d{1,10}$/.test(arg.trim())) {
+  if (!/^[0-9]{1,10}$/.test(arg)) {
     throw new ProtocolError(
       `${type} takes a whole number from 0 to ${max}, got ${JSON.stringify(arg.slice(0, 40))}`,
       Status.BAD_REQUEST,
     );
   }
-  const n = Number(arg.trim());
+  const n = Number(arg);
   if (n > max) {
     throw new ProtocolError(`${type} takes a whole number from 0 to ${max}, got ${n}`, Status.BAD_REQUEST);
   }
   return n;
+}
+
+function noArg(type: string, arg: string): void {
+  if (arg !== "") throw new ProtocolError(`${type} takes no argument`, Status.BAD_REQUEST);
 }
 
 /** Naive on purpose: a large n blocks the event loop, the hang the watchdog must catch. */
@@ -53,7 +59,14 @@ function fib(n: number): number {
 export const SERVICES: Readonly<Record<string, Service>> = {
   echo: { usage: "TEXT", doc: "answers TEXT unchanged", run: (arg) => arg },
   upper: { usage: "TEXT", doc: "answers TEXT in upper case", run: (arg) => arg.toUpperCase() },
-  time: { usage: "", doc: "answers the worker's clock (ISO 8601, UTC)", run: () => new Date().toISOString() },
+  time: {
+    usage: "",
+    doc: "answers the worker's clock (ISO 8601, UTC, milliseconds)",
+    run: (arg) => {
+      noArg("time", arg);
+      return new Date().toISOString();
+    },
+  },
   sha256: {
     usage: "TEXT",
     doc: "answers the SHA-256 of TEXT (UTF-8), hex",
@@ -78,14 +91,16 @@ export const SERVICES: Readonly<Record<string, Service>> = {
   },
   stats: {
     usage: "",
-    doc: "answers the worker's counters as JSON",
-    run: (_arg, ctx) =>
-      JSON.stringify({
+    doc: 'answers the worker\'s counters as JSON: {"worker":I,"pid":P,"served":N,"uptime_ms":MS}',
+    run: (arg, ctx) => {
+      noArg("stats", arg);
+      return JSON.stringify({
         worker: ctx.workerId,
         pid: ctx.pid,
         served: ctx.served,
-        uptime_ms: Date.now() - ctx.startedMs,
-      }),
+        uptime_ms: Math.round(ctx.uptimeMs),
+      });
+    },
   },
 };
 

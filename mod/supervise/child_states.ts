@@ -1,70 +1,132 @@
 /**
- * The supervision state machine of one child (after s6): every state, every
- * event, and the table `state × event → next state` that the watchdog drives.
- * The slot's `sup_state` in shared memory mirrors it for `osps status`; exit
- * reasons are encoded in the slot's `last_exit`.
+ * The supervision state machine of one child (after s6's `s6-supervise`):
+ * every state, every event, and the table `state × event → (next state,
+ * action)` that the supervisor only looks up and carries out. The slot's
+ * `sup_state` in shared memory mirrors the state for `osps status`.
+ *
+ * Each child has one deadline at a time, whose meaning depends on the state:
+ * the boot timeout while starting, the SIGKILL escalation while hung or
+ * stopping, the restart time in backoff and failed. Its expiry is the event
+ * `timer`.
  * @module
  */
-import { EXIT_CANNOT_BOOT } from "../errors.ts";
 
-/** Supervision states (lower-case names of {@link SupState}). */
+/** Supervision states (lower-case names of `SupState`). */
 export type State = "none" | "starting" | "ready" | "hung" | "stopping" | "backoff" | "failed" | "stopped";
-/** Events that move a child between states. */
+
+/**
+ * Events. The process's end is classified before it becomes an event:
+ * - `exit`: it crashed or was killed for its own fault (spends the restart budget);
+ * - `exit_request`: it was killed because of the request it ran (no budget spent);
+ * - `exit_retired`: it drained itself and exited 0 (`--max-requests`; not a failure);
+ * - `exit_over_budget`: a failure past its budget (or the pool's);
+ * - `cannot_boot`: it exited 100 (port taken, bad configuration).
+ */
 export type Event =
   | "spawn"
   | "ready"
   | "hang"
   | "deadline"
   | "wedged"
+  | "timer"
   | "exit"
+  | "exit_request"
+  | "exit_retired"
+  | "exit_over_budget"
   | "cannot_boot"
-  | "over_budget"
-  | "restart"
-  | "retry"
-  | "stop";
+  | "stop"
+  | "abort";
+
+/** What the supervisor does on a transition. */
+export type Action =
+  /** Start the process; deadline: the boot timeout. */
+  | "spawn"
+  /** SIGTERM (SIGKILL at once if it is stopped); deadline: the kill grace. */
+  | "kill"
+  /** SIGKILL now. */
+  | "escalate"
+  /** Send "stop" on the control channel; deadline: the stop grace, then SIGKILL. */
+  | "order_stop"
+  /** Restart after the policy's backoff (the first quick failure restarts at once). */
+  | "restart_later"
+  /** Restart at once, without spending the budget. */
+  | "restart_now"
+  /** Retry after the failed-retry delay. */
+  | "retry_later"
+  /** Clear the deadline, nothing else. */
+  | "none";
+
+/** One entry of the table. */
+export interface Transition {
+  readonly to: State;
+  readonly action: Action;
+}
+
+const t = (to: State, action: Action): Transition => ({ to, action });
+
+/** A process's end, in each state where one can happen. */
+const ENDS = {
+  exit: t("backoff", "restart_later"),
+  exit_request: t("backoff", "restart_now"),
+  exit_retired: t("backoff", "restart_now"),
+  exit_over_budget: t("failed", "retry_later"),
+  cannot_boot: t("failed", "retry_later"),
+} as const;
 
 /** The whole state machine. A missing entry means the event is ignored in that state. */
-export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, State>>>> = {
-  none: { spawn: "starting", stop: "stopped" },
-  starting: { ready: "ready", hang: "hung", exit: "backoff", cannot_boot: "failed", stop: "stopping" },
-  ready: {
-    hang: "hung",
-    deadline: "hung",
-    wedged: "hung",
-    exit: "backoff",
-    cannot_boot: "failed",
-    stop: "stopping",
+export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transition>>>> = {
+  none: { spawn: t("starting", "spawn"), stop: t("stopped", "none"), abort: t("stopped", "none") },
+  starting: {
+    ready: t("ready", "none"),
+    timer: t("hung", "kill"),
+    ...ENDS,
+    stop: t("stopping", "order_stop"),
+    abort: t("stopping", "escalate"),
   },
-  hung: { exit: "backoff", stop: "stopping" },
-  backoff: { restart: "starting", over_budget: "failed", stop: "stopped" },
-  failed: { retry: "starting", stop: "stopped" },
-  stopping: { exit: "stopped" },
+  ready: {
+    hang: t("hung", "kill"),
+    deadline: t("hung", "kill"),
+    wedged: t("hung", "kill"),
+    ...ENDS,
+    stop: t("stopping", "order_stop"),
+    abort: t("stopping", "escalate"),
+  },
+  // Already being killed: a stop keeps the kill going (and its escalation).
+  hung: {
+    timer: t("hung", "escalate"),
+    ...ENDS,
+    stop: t("stopping", "kill"),
+    abort: t("stopping", "escalate"),
+  },
+  backoff: { timer: t("starting", "spawn"), stop: t("stopped", "none"), abort: t("stopped", "none") },
+  failed: { timer: t("starting", "spawn"), stop: t("stopped", "none"), abort: t("stopped", "none") },
+  stopping: {
+    timer: t("stopping", "escalate"),
+    exit: t("stopped", "none"),
+    exit_request: t("stopped", "none"),
+    exit_retired: t("stopped", "none"),
+    exit_over_budget: t("stopped", "none"),
+    cannot_boot: t("stopped", "none"),
+    abort: t("stopping", "escalate"),
+  },
   stopped: {},
 };
 
-/** Next state for `event` in `state`, or null when the event does not apply. */
-export function transition(state: State, event: Event): State | null {
+/** The transition for `event` in `state`, or null when the event does not apply. */
+export function transition(state: State, event: Event): Transition | null {
   return TRANSITIONS[state][event] ?? null;
 }
 
-/** Encodings of `last_exit` in the slot. */
-export const ExitReason = {
-  SIGNAL_BASE: 1000,
-  HANG: 2000,
-  DEADLINE: 2001,
-  WEDGED: 2002,
-  RECYCLED: 2003,
-  NONE: -1,
-} as const;
-
-/** Human text for a `last_exit` value. */
-export function exitReasonText(code: number): string {
-  if (code === ExitReason.NONE) return "-";
-  if (code === ExitReason.HANG) return "killed: hung (no heartbeat)";
-  if (code === ExitReason.DEADLINE) return "killed: request deadline";
-  if (code === ExitReason.WEDGED) return "killed: pipe wedged (probe unanswered)";
-  if (code === ExitReason.RECYCLED) return "recycled (max requests)";
-  if (code === EXIT_CANNOT_BOOT) return "cannot boot (exit 100)";
-  if (code >= ExitReason.SIGNAL_BASE) return `signal ${code - ExitReason.SIGNAL_BASE}`;
-  return `exit ${code}`;
+/** The table as Markdown (states down, events across), for docs and for people reading a log. */
+export function transitionTable(): string {
+  const events = [...new Set(Object.values(TRANSITIONS).flatMap((row) => Object.keys(row)))] as Event[];
+  const head = `| state \\ event | ${events.join(" | ")} |`;
+  const rule = `| --- | ${events.map(() => "---").join(" | ")} |`;
+  const rows = (Object.keys(TRANSITIONS) as State[]).map((s) =>
+    `| ${s} | ${
+      events.map((e) => (TRANSITIONS[s][e] ? `${TRANSITIONS[s][e]!.to} / ${TRANSITIONS[s][e]!.action}` : ""))
+        .join(" | ")
+    } |`
+  );
+  return [head, rule, ...rows].join("\n");
 }

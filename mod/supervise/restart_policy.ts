@@ -63,3 +63,15 @@ export class RestartBudget {
     this.#times.push(now);
   }
 }
+
+/**
+ * The delay before restarting after the `quickFailures`-th failure in a row
+ * that came before {@link RestartPolicy.stableMs}: none for the first, then
+ * `backoffStartMs` doubling up to `backoffCapMs`, times a jitter in [0.5, 1.5)
+ * so that children failing together do not restart together.
+ */
+export function backoffDelay(quickFailures: number, policy: RestartPolicy, random = Math.random): number {
+  if (quickFailures <= 1) return 0;
+  const base = Math.min(policy.backoffCapMs, policy.backoffStartMs * 2 ** (quickFailures - 2));
+  return Math.round(base * (0.5 + random()));
+}

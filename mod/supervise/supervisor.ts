@@ -1,24 +1,45 @@
 /**
- * Supervision of one child process: spawns it, drives its state machine
- * (`child_states.ts`, after s6) from the watchdog's loop, and applies the
- * restart policy (`restart_policy.ts`).
+ * Supervision of one child process: the state machine of `child_states.ts`
+ * carried out. Each event is looked up in the table and its action done here;
+ * the child has one deadline at a time (one timer), and every time it uses is
+ * on the injected monotonic {@link Clock}, so tests drive time instead of
+ * waiting for it.
  *
- * Liveness is proven from the child's main loop (see control.ts); a child that
- * stops answering for `hangTimeoutMs` is killed (SIGTERM, then SIGKILL) and
- * replaced. Restarts back off exponentially with jitter; a child over its
- * restart budget (its own, or the pool's shared by every worker), or one that
- * cannot boot (exit 100), is marked failed and retried later instead of
- * looping. A worker that retires after `--max-requests` is replaced at once
- * and does not count as a failure.
+ * Liveness is proven from the child's main loop (see `mod/ipc/control.ts`):
+ * a child that stops answering for `hangTimeoutMs` is killed (SIGTERM, then
+ * SIGKILL) and replaced. A worker whose request runs past its deadline, or
+ * blocks it past the hang timeout, is killed too, but that is the request's
+ * doing: it restarts at once and spends no budget. Crashes restart after a
+ * backoff with jitter; past its budget (its own or the pool's) a child is
+ * `failed` and retried after `failedRetryMs`, forever: a supervisor that has
+ * served never gives up on its own.
  * @module
  */
 import { EXIT_CANNOT_BOOT } from "../errors.ts";
-import { type Event, ExitReason, exitReasonText, type State, transition } from "./child_states.ts";
-import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "./restart_policy.ts";
+import { type Action, type Event, type State, transition } from "./child_states.ts";
+import { ExitReason, exitReasonText, requestCaused } from "./exit_reason.ts";
+import { backoffDelay, DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "./restart_policy.ts";
 import { ParentControl, readLines } from "../ipc/control.ts";
 import { logger } from "../log.ts";
 import { procStat } from "../sys/proc.ts";
-import { type SlotView, SupState, WorkState } from "../ipc/shm.ts";
+import type { Clock, TimerHandle } from "../sys/clock.ts";
+import { type SlotView, SupState, workGen, WorkState, workState, workWord } from "../ipc/shm.ts";
+
+/** A spawned process, as the supervisor uses it (Deno.ChildProcess fits). */
+export interface Spawned {
+  readonly pid: number;
+  readonly status: Promise<Deno.CommandStatus>;
+  readonly stdin: WritableStream<Uint8Array>;
+  readonly stdout: ReadableStream<Uint8Array>;
+  kill(signal: Deno.Signal): void;
+}
+
+/** Starts a process; tests may give their own. */
+export type Spawner = (program: string, args: string[]) => Spawned;
+
+/** Spawns with `Deno.Command`: stdin and stdout piped (the control channel), stderr inherited (logs). */
+export const commandSpawner: Spawner = (program, args) =>
+  new Deno.Command(program, { args, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
 
 /** How to start one child. */
 export interface ChildSpec {
@@ -42,31 +63,55 @@ export interface Timing {
   readonly bootTimeoutMs: number;
 }
 
+/** What the supervisor needs from outside: time, processes. */
+export interface SupervisorDeps {
+  readonly clock: Clock;
+  readonly spawner?: Spawner;
+  /** True when the process is stopped (SIGSTOP): it cannot act on SIGTERM. */
+  readonly isStopped?: (pid: number) => boolean;
+}
+
 /** One supervised child. */
 export class SupervisedChild {
   readonly spec: ChildSpec;
   #state: State = "none";
-  #process: Deno.ChildProcess | undefined;
+  #process: Spawned | undefined;
   #control: ParentControl | undefined;
   #lastPong = 0;
   #spawnedAt = 0;
   #seq = 0;
   #quickFailures = 0;
   #retiring = false;
+  #everSpawned = false;
   readonly #budget: RestartBudget;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #killTimer: ReturnType<typeof setTimeout> | undefined;
-  #pendingReason = ExitReason.NONE as number;
+  /** The one deadline of this child (its meaning depends on the state). */
+  #deadline: TimerHandle;
+  /** Why the watchdog is killing the current process, and the limit a request ran past. */
+  #killReason: number = ExitReason.NONE;
+  #killLimitMs = 0;
+  /** Grace of an ordered stop, before SIGKILL. */
+  #stopGraceMs = 0;
+  /** How long the last process ran and why it ended (for the restart log line). */
+  #lastRanMs = 0;
+  #lastWhy = "";
   #exited: Promise<void> = Promise.resolve();
   readonly #policy: RestartPolicy;
   readonly #timing: Timing;
+  readonly #clock: Clock;
+  readonly #spawner: Spawner;
+  readonly #isStopped: (pid: number) => boolean;
   /** Called on every state change (the watchdog checks readiness and whether anything can serve). */
   onChange: (child: SupervisedChild) => void = () => {};
+  /** Called when a process ends, with the `last_exit` code (for restart counts by reason). */
+  onExit: (child: SupervisedChild, code: number) => void = () => {};
 
-  constructor(spec: ChildSpec, timing: Timing, policy: RestartPolicy = DEFAULT_POLICY) {
+  constructor(spec: ChildSpec, timing: Timing, policy: RestartPolicy = DEFAULT_POLICY, deps: SupervisorDeps) {
     this.spec = spec;
     this.#timing = timing;
     this.#policy = policy;
+    this.#clock = deps.clock;
+    this.#spawner = deps.spawner ?? commandSpawner;
+    this.#isStopped = deps.isStopped ?? ((pid) => procStat(pid)?.state === "T");
     this.#budget = new RestartBudget(policy.budget, policy.budgetWindowMs);
     spec.slot.store("last_exit", ExitReason.NONE);
   }
@@ -81,116 +126,163 @@ export class SupervisedChild {
     return this.#process?.pid ?? 0;
   }
 
+  /** Looks `event` up in the table and carries out its action. False when the event does not apply. */
   #fire(event: Event): boolean {
-    const next = transition(this.#state, event);
-    if (!next) return false;
-    if (next !== this.#state) {
-      logger().debug("{name}: {from} --{event}--> {to}", {
+    const tr = transition(this.#state, event);
+    if (!tr) return false;
+    if (tr.to !== this.#state) {
+      logger().debug("{name}: {from} --{event}--> {to} ({action})", {
         name: this.spec.name,
         from: this.#state,
         event,
-        to: next,
+        to: tr.to,
+        action: tr.action,
       });
     }
-    this.#state = next;
-    this.spec.slot.store("sup_state", SupState[next.toUpperCase() as keyof typeof SupState]);
+    this.#state = tr.to;
+    this.spec.slot.store("sup_state", SupState[tr.to.toUpperCase() as keyof typeof SupState]);
+    this.#act(tr.action);
     this.onChange(this);
     return true;
   }
 
-  /** Spawns the child (from none, backoff or failed). */
-  start(): void {
-    const event: Event = this.#state === "none" ? "spawn" : this.#state === "failed" ? "retry" : "restart";
-    if (!this.#fire(event)) return;
-    const { program, args } = this.spec.command();
-    const slot = this.spec.slot;
-    let proc: Deno.ChildProcess;
-    try {
-      proc = new Deno.Command(program, { args, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
-    } catch (err) {
-      logger().error("{name}: cannot spawn: {err}", { name: this.spec.name, err: String(err) });
-      this.#fire("cannot_boot");
-      this.#schedule(this.#policy.failedRetryMs);
-      return;
+  #act(action: Action): void {
+    this.#clock.cancel(this.#deadline);
+    this.#deadline = undefined;
+    switch (action) {
+      case "spawn":
+        return this.#spawn();
+      case "kill":
+        return this.#kill();
+      case "escalate":
+        return this.#signal("SIGKILL");
+      case "order_stop":
+        void this.#control?.send("stop");
+        return this.#arm(this.#stopGraceMs);
+      case "restart_later":
+        return this.#restartLater();
+      case "restart_now":
+        return this.#arm(0, 0);
+      case "retry_later":
+        return this.#arm(this.#policy.failedRetryMs, this.#policy.failedRetryMs);
+      case "none":
+        return;
     }
-    this.#process = proc;
-    this.#control = new ParentControl(proc.stdin);
-    this.#spawnedAt = this.#lastPong = Date.now();
-    this.#pendingReason = ExitReason.NONE;
-    this.#retiring = false;
-    slot.store("pid", proc.pid);
-    slot.store("started_ms", this.#spawnedAt);
-    slot.store("heartbeat_ms", this.#spawnedAt);
-    slot.store("backoff_until_ms", 0);
-    // Exit is handled after the last control line is read (a "retiring" may be the last one).
-    const replies = this.#readReplies(proc);
-    this.#exited = Promise.all([proc.status, replies]).then(([s]) => this.#onExit(s));
   }
 
-  async #readReplies(proc: Deno.ChildProcess): Promise<void> {
+  /** Arms the one deadline; `backoffMs`, when given, is also published as the restart time. */
+  #arm(ms: number, backoffMs?: number): void {
+    if (backoffMs !== undefined) this.spec.slot.store("backoff_until", this.#clock.now() + backoffMs);
+    this.#deadline = this.#clock.after(ms, () => {
+      this.#deadline = undefined;
+      this.#fire("timer");
+    });
+  }
+
+  /** Spawns the child (from none, backoff or failed). */
+  start(): void {
+    this.#fire("spawn");
+  }
+
+  #spawn(): void {
+    const { program, args } = this.spec.command();
+    const slot = this.spec.slot;
+    let proc: Spawned;
+    try {
+      proc = this.#spawner(program, args);
+    } catch (err) {
+      logger().error("{name}: cannot spawn {program}: {err}", {
+        name: this.spec.name,
+        program,
+        err: String(err),
+      });
+      queueMicrotask(() => this.#fire("cannot_boot"));
+      return;
+    }
+    // A retirement is a planned replacement, not a restart (nothing went wrong).
+    if (this.#everSpawned && slot.load("last_exit") !== ExitReason.RECYCLED) slot.add("restarts", 1);
+    this.#everSpawned = true;
+    this.#process = proc;
+    this.#control = new ParentControl(proc.stdin);
+    this.#spawnedAt = this.#lastPong = this.#clock.now();
+    this.#killReason = ExitReason.NONE;
+    this.#killLimitMs = 0;
+    this.#retiring = false;
+    slot.store("pid", proc.pid);
+    slot.store("started_at", this.#spawnedAt);
+    slot.store("heartbeat_at", this.#spawnedAt);
+    slot.store("backoff_until", 0);
+    this.#arm(this.#timing.bootTimeoutMs);
+    // Exit is handled after the last control line is read (a "retiring" may be the last one).
+    const replies = this.#readReplies(proc);
+    this.#exited = Promise.all([proc.status, replies]).then(([s]) => this.#onExit(proc, s));
+  }
+
+  async #readReplies(proc: Spawned): Promise<void> {
     try {
       for await (const line of readLines(proc.stdout)) {
         if (proc !== this.#process) return;
-        if (line.startsWith("pong")) this.#lastPong = Date.now();
+        if (line.startsWith("pong")) this.#lastPong = this.#clock.now();
         else if (line.startsWith("retiring")) this.#retiring = true;
         else if (line.startsWith("ready")) {
-          this.#lastPong = Date.now();
+          this.#lastPong = this.#clock.now();
           this.#fire("ready");
         }
       }
     } catch { /* stdout closed with the process */ }
   }
 
-  #onExit(status: Deno.CommandStatus): void {
-    clearTimeout(this.#killTimer);
+  #onExit(proc: Spawned, status: Deno.CommandStatus): void {
     const slot = this.spec.slot;
-    const retired = this.#retiring && status.success;
-    const code = this.#pendingReason !== ExitReason.NONE
-      ? this.#pendingReason
-      : retired
+    const code = this.#killReason !== ExitReason.NONE
+      ? this.#killReason
+      : this.#retiring && status.success
       ? ExitReason.RECYCLED
       : status.signal
-      ? ExitReason.SIGNAL_BASE + (Deno.build.os === "linux" ? signalNumber(status.signal) : 0)
+      ? ExitReason.SIGNAL_BASE + signalNumber(status.signal)
       : status.code;
+    // The death record comes first, the pid last: the dispatcher waits for the pid to change, then reads it.
+    if (this.spec.isWorker) {
+      const word = slot.load("work");
+      const held = workState(word) === WorkState.ASSIGNED || workState(word) === WorkState.BUSY;
+      slot.store("death_gen", held ? workGen(word) : -1);
+      slot.store("death_state", workState(word));
+      slot.store("death_limit_ms", this.#killLimitMs);
+    }
     slot.store("last_exit", code);
+    if (this.spec.isWorker) slot.store("work", workWord(WorkState.OFFLINE, workGen(slot.load("work"))));
     slot.store("pid", 0);
-    if (this.spec.isWorker) slot.store("work", WorkState.OFFLINE);
-    this.#process = undefined;
+    if (this.#process === proc) this.#process = undefined;
     void this.#control?.close();
     this.#control = undefined;
-    const ranMs = Date.now() - this.#spawnedAt;
+    this.onExit(this, code);
+    const ranMs = Math.round(this.#clock.now() - this.#spawnedAt);
     const log = logger();
+    const event = this.#classify(code);
     if (this.#state === "stopping") {
-      this.#fire("exit");
+      this.#fire(event);
       log.info("{name} stopped ({why})", { name: this.spec.name, why: exitReasonText(code) });
       return;
     }
-    if (code === EXIT_CANNOT_BOOT) {
-      log.error("{name} cannot boot (see its error above); retrying in {s} s", {
+    const why = exitReasonText(code);
+    if (event === "cannot_boot") {
+      log.error("{name} cannot boot (see its error above); trying again in {s} s", {
         name: this.spec.name,
         s: this.#policy.failedRetryMs / 1000,
       });
-      this.#fire("cannot_boot");
-      this.#schedule(this.#policy.failedRetryMs);
-      return;
-    }
-    if (!this.#fire("exit")) return;
-    if (retired) {
-      // Planned: the worker drained itself first. Not a failure, so no budget and no backoff.
+    } else if (event === "exit_retired") {
       log.info("{name} retired after {ms} ms; replacing it", { name: this.spec.name, ms: ranMs });
-      this.#schedule(0);
-      return;
-    }
-    this.#restartLater(ranMs, exitReasonText(code));
-  }
-
-  #restartLater(ranMs: number, why: string): void {
-    const now = Date.now();
-    const pool = this.spec.poolBudget;
-    const over = !this.#budget.allows(now) ? this.#budget : pool && !pool.allows(now) ? pool : null;
-    if (over) {
-      logger().error(
-        "{name} exited ({why}); {whose} restarted {n} times in {s} s: marked failed, retrying in {r} s",
+    } else if (event === "exit_request") {
+      log.warn("{name} {why}; replacing it at once (the request's fault: no restart budget spent)", {
+        name: this.spec.name,
+        why,
+      });
+    } else if (event === "exit_over_budget") {
+      const now = this.#clock.now();
+      const pool = this.spec.poolBudget;
+      const over = !this.#budget.allows(now) ? this.#budget : pool!;
+      log.error(
+        "{name} exited ({why}); {whose} restarted {n} times in {s} s: failing, trying again in {r} s",
         {
           name: this.spec.name,
           why,
@@ -200,93 +292,115 @@ export class SupervisedChild {
           r: this.#policy.failedRetryMs / 1000,
         },
       );
-      this.#fire("over_budget");
-      this.#schedule(this.#policy.failedRetryMs);
-      return;
+    } else {
+      this.#quickFailures = ranMs >= this.#policy.stableMs ? 0 : this.#quickFailures + 1;
     }
-    this.#quickFailures = ranMs >= this.#policy.stableMs ? 0 : this.#quickFailures + 1;
-    const base = this.#quickFailures <= 1
-      ? 0
-      : Math.min(this.#policy.backoffCapMs, this.#policy.backoffStartMs * 2 ** (this.#quickFailures - 2));
-    const delay = Math.round(base * (0.5 + Math.random()));
+    this.#lastRanMs = ranMs;
+    this.#lastWhy = why;
+    this.#fire(event);
+  }
+
+  /** Which kind of end this was (see `Event` in child_states.ts). */
+  #classify(code: number): Event {
+    if (requestCaused(code)) return "exit_request";
+    if (code === ExitReason.RECYCLED) return "exit_retired";
+    if (code === EXIT_CANNOT_BOOT) return "cannot_boot";
+    const now = this.#clock.now();
+    const pool = this.spec.poolBudget;
+    return this.#budget.allows(now) && (!pool || pool.allows(now)) ? "exit" : "exit_over_budget";
+  }
+
+  #restartLater(): void {
+    const now = this.#clock.now();
     this.#budget.spend(now);
-    pool?.spend(now);
-    this.spec.slot.add("restarts", 1);
+    this.spec.poolBudget?.spend(now);
+    const delay = backoffDelay(this.#quickFailures, this.#policy);
     logger().warn("{name} exited after {ms} ms: {why}; restarting in {delay} ms", {
       name: this.spec.name,
-      ms: ranMs,
-      why,
+      ms: this.#lastRanMs,
+      why: this.#lastWhy,
       delay,
     });
-    this.#schedule(delay);
+    this.#arm(delay, delay);
   }
 
-  #schedule(delayMs: number): void {
-    clearTimeout(this.#timer);
-    this.spec.slot.store("backoff_until_ms", Date.now() + delayMs);
-    this.#timer = setTimeout(() => this.start(), delayMs);
-  }
-
-  /** One heartbeat: ping, and kill when hung, past a request deadline, or its pipes are wedged. */
-  tick(now: number): void {
+  /**
+   * One heartbeat: ping, and kill when hung, past a request deadline, or its
+   * pipes are wedged. (A child still starting is bounded by its boot deadline.)
+   */
+  tick(): void {
     if (this.#state !== "starting" && this.#state !== "ready") return;
     void this.#control?.send(`ping ${++this.#seq}`);
+    if (this.#state !== "ready") return;
+    const now = this.#clock.now();
+    const slot = this.spec.slot;
     const silentMs = now - this.#lastPong;
-    const limit = this.#state === "starting" ? this.#timing.bootTimeoutMs : this.#timing.hangTimeoutMs;
-    if (silentMs > limit) {
-      logger().warn("{name} (pid {pid}) silent for {ms} ms: hung, killing", {
+    const started = this.spec.isWorker ? slot.load("request_started_at") : 0;
+    if (silentMs > this.#timing.hangTimeoutMs) {
+      const inRequest = started > 0;
+      logger().warn("{name} (pid {pid}) silent for {ms} ms{during}: hung, killing", {
         name: this.spec.name,
         pid: this.pid,
-        ms: silentMs,
+        ms: Math.round(silentMs),
+        during: inRequest ? ` during "${this.#request(slot)}"` : "",
       });
+      this.#killReason = inRequest ? ExitReason.HANG_IN_REQUEST : ExitReason.HANG;
+      this.#killLimitMs = this.#timing.hangTimeoutMs;
       this.#fire("hang");
-      this.#kill(ExitReason.HANG);
       return;
     }
-    // A booting worker has not yet cleared what its predecessor left in the slot.
-    if (!this.spec.isWorker || this.#state !== "ready") return;
-    const slot = this.spec.slot;
-    const started = slot.load("request_started_ms");
+    if (!this.spec.isWorker) return;
     if (started > 0) {
       const type = slot.text("request_type");
       const limit = this.#timing.requestTimeoutFor[type] ?? this.#timing.requestTimeoutMs;
       if (now - started > limit) {
-        logger().warn("{name}: {type} request running for {ms} ms, past its {limit} ms deadline: killing", {
+        logger().warn('{name}: "{req}" running for {ms} ms, past its {limit} ms deadline: killing', {
           name: this.spec.name,
-          type,
-          ms: now - started,
+          req: this.#request(slot),
+          ms: Math.round(now - started),
           limit,
         });
+        this.#killReason = ExitReason.DEADLINE;
+        this.#killLimitMs = limit;
         this.#fire("deadline");
-        this.#kill(ExitReason.DEADLINE);
         return;
       }
     }
     // The dispatcher's probe through this worker's FIFO pair went unanswered
     // while the worker itself answers heartbeats: the pipes, not the process, are stuck.
-    // A worker that stopped answering heartbeats too is left to the hang check above.
-    if (slot.load("link_wedged_ms") > slot.load("started_ms") && silentMs <= this.#timing.hangTimeoutMs / 2) {
+    if (slot.load("link_wedged_at") > slot.load("started_at") && silentMs <= this.#timing.hangTimeoutMs / 2) {
       logger().warn("{name} (pid {pid}): dispatcher reports its pipes wedged: killing", {
         name: this.spec.name,
         pid: this.pid,
       });
+      this.#killReason = ExitReason.WEDGED;
       this.#fire("wedged");
-      this.#kill(ExitReason.WEDGED);
     }
   }
 
-  #kill(reason: number): void {
-    this.#pendingReason = reason;
+  #request(slot: SlotView): string {
+    const arg = slot.text("request_arg");
+    return arg ? `${slot.text("request_type")} ${arg}` : slot.text("request_type");
+  }
+
+  #kill(): void {
     const proc = this.#process;
     if (!proc) return;
-    clearTimeout(this.#killTimer);
     // A stopped process (SIGSTOP, a debugger) cannot act on SIGTERM: no grace to wait for.
-    if (procStat(proc.pid)?.state === "T") {
-      trySignal(proc, "SIGKILL");
-      return;
-    }
-    trySignal(proc, "SIGTERM");
-    this.#killTimer = setTimeout(() => trySignal(proc, "SIGKILL"), this.#policy.killGraceMs);
+    if (this.#isStopped(proc.pid)) return this.#signal("SIGKILL");
+    this.#signal("SIGTERM");
+    this.#arm(this.#policy.killGraceMs);
+  }
+
+  /**
+   * Signals our own child. Pid-reuse safe without checking `/proc`: the kernel
+   * does not recycle a pid until its parent has reaped it, and only this
+   * process reaps it (in `status`, after which `#process` is cleared).
+   */
+  #signal(sig: Deno.Signal): void {
+    try {
+      this.#process?.kill(sig);
+    } catch { /* already exited */ }
   }
 
   /** Sends an order ("drain" or "stop") on the control channel. */
@@ -296,48 +410,31 @@ export class SupervisedChild {
 
   /** Graceful stop: "stop" on the channel, SIGKILL after `graceMs`. Resolves once reaped. */
   async stop(graceMs: number): Promise<void> {
-    clearTimeout(this.#timer);
-    const wasRunning = this.#process !== undefined;
+    this.#stopGraceMs = graceMs;
     this.#fire("stop");
-    if (wasRunning) {
-      this.order("stop");
-      const proc = this.#process;
-      this.#killTimer = setTimeout(() => proc && trySignal(proc, "SIGKILL"), graceMs);
-    }
     await this.#exited;
-    clearTimeout(this.#killTimer);
   }
 
   /** Kills at once and waits for the reap (used when the watchdog itself must give up). */
   async abort(): Promise<void> {
-    clearTimeout(this.#timer);
-    this.#fire("stop");
-    if (this.#process) trySignal(this.#process, "SIGKILL");
+    this.#fire("abort");
     await this.#exited;
   }
-}
-
-/**
- * Signals one of our own children. Pid-reuse safe without checking
- * `/proc/<pid>/stat`: the kernel does not recycle a pid until its parent has
- * reaped it, and only this process reaps it (in `proc.status`, after which
- * `#process` is cleared and Deno refuses to signal it). Signals to processes
- * that are not our children (`osps stop` → the watchdog) go through
- * `signalIfSame` in `proc.ts`, which compares the start time first.
- */
-function trySignal(proc: Deno.ChildProcess, sig: Deno.Signal): void {
-  try {
-    proc.kill(sig);
-  } catch { /* already exited */ }
 }
 
 const SIGNALS: Partial<Record<Deno.Signal, number>> = {
   SIGHUP: 1,
   SIGINT: 2,
   SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
   SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
   SIGKILL: 9,
+  SIGUSR1: 10,
   SIGSEGV: 11,
+  SIGUSR2: 12,
   SIGPIPE: 13,
   SIGALRM: 14,
   SIGTERM: 15,

@@ -25,9 +25,18 @@ const SYMBOLS = {
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
-  // Blocking read, run on a Deno worker thread so the event loop stays free.
-  read_async: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // poll(2) parked on a Deno worker thread so the event loop stays free; only its count is used
+  // (errno would be read on the wrong thread).
+  poll_async: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   unlink: { parameters: ["buffer"], result: "i32" },
@@ -83,6 +92,7 @@ export const E = {
   EPIPE: 32,
   ESRCH: 3,
   EWOULDBLOCK: 11,
+  EMFILE: 24,
 } as const;
 
 const enc = new TextEncoder();
@@ -151,12 +161,6 @@ export function close(fd: number): void {
   libc().symbols.close(fd);
 }
 
-/** Blocking read(2) on a Deno worker thread. Resolves with bytes read (0 = EOF) or `-errno`. */
-export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
-  const n = Number(await libc().symbols.read_async(fd, buf, BigInt(buf.length)));
-  return n < 0 ? -errno() : n;
-}
-
 /** read(2) on the calling thread. Returns bytes read (0 = EOF) or `-errno` (EAGAIN on an empty non-blocking fd). */
 export function readNow(fd: number, buf: Uint8Array<ArrayBuffer>): number {
   const n = Number(libc().symbols.read(fd, buf, BigInt(buf.length)));
@@ -220,20 +224,146 @@ export function getuid(): number {
   return libc().symbols.getuid();
 }
 
-/** fstat(2) subset: owner uid, mode bits (with file type) of an open fd. */
-export function fstat(fd: number): { uid: number; mode: number } {
-  // struct stat on x86_64/aarch64 glibc: st_mode at 24 (u32), st_uid at 28 (u32) on x86_64;
-  // on aarch64 st_mode is at 16 and st_uid at 24.
+/** fstat(2) subset: owner uid, mode bits (with file type) and size of an open fd. */
+export function fstat(fd: number): { uid: number; mode: number; size: number } {
+  // struct stat, glibc: x86_64 has st_mode at 24, st_uid at 28; aarch64 (generic layout) st_mode at 16,
+  // st_uid at 24. st_size is at 48 on both.
   const buf = new Uint8Array(256);
   check("fstat", libc().symbols.fstat(fd, buf));
   const v = new DataView(buf.buffer);
+  const size = Number(v.getBigInt64(48, true));
   return Deno.build.arch === "aarch64"
-    ? { mode: v.getUint32(16, true), uid: v.getUint32(24, true) }
-    : { mode: v.getUint32(24, true), uid: v.getUint32(28, true) };
+    ? { mode: v.getUint32(16, true), uid: v.getUint32(24, true), size }
+    : { mode: v.getUint32(24, true), uid: v.getUint32(28, true), size };
+}
+
+/** CLOCK_MONOTONIC in milliseconds (fractional): one clock for every process of the host, never stepped. */
+export function monotonicMs(): number {
+  const CLOCK_MONOTONIC = 1;
+  const ts = new BigInt64Array(2);
+  check("clock_gettime", libc().symbols.clock_gettime(CLOCK_MONOTONIC, new Uint8Array(ts.buffer)));
+  return Number(ts[0]!) * 1000 + Number(ts[1]!) / 1e6;
+}
+
+const RLIMIT_NOFILE = 7;
+
+/** The open-file limit of this process: soft (enforced) and hard (the most the soft may be raised to). */
+export function fileLimit(): { soft: number; hard: number } {
+  const r = new BigUint64Array(2);
+  check("getrlimit", libc().symbols.getrlimit(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
+  // RLIM_INFINITY is all ones; nobody has that many descriptors, so cap it for arithmetic.
+  const cap = (v: bigint) => (v > 1n << 40n ? 2 ** 40 : Number(v));
+  return { soft: cap(r[0]!), hard: cap(r[1]!) };
+}
+
+/** Raises the soft open-file limit to the hard one (allowed without privilege). Returns the new limits. */
+export function raiseFileLimit(): { soft: number; hard: number } {
+  const r = new BigUint64Array(2);
+  check("getrlimit", libc().symbols.getrlimit(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
+  if (r[0]! < r[1]!) {
+    r[0] = r[1]!;
+    check("setrlimit", libc().symbols.setrlimit(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
+  }
+  return fileLimit();
+}
+
+/** One entry of {@link pollFds}: a descriptor and what became ready on it. */
+export interface PollResult {
+  readonly fd: number;
+  /** POLLIN: bytes (or EOF) to read. */
+  readonly readable: boolean;
+  /** POLLHUP/POLLERR: the other end is gone. */
+  readonly hangup: boolean;
+}
+
+const POLLIN = 0x1, POLLERR = 0x8, POLLHUP = 0x10;
+
+function pollBuffer(fds: readonly number[]): Uint8Array<ArrayBuffer> {
+  // struct pollfd { int fd; short events; short revents; }
+  const buf = new Uint8Array(fds.length * 8);
+  const v = new DataView(buf.buffer);
+  fds.forEach((fd, i) => {
+    v.setInt32(i * 8, fd, true);
+    v.setInt16(i * 8 + 4, POLLIN, true);
+  });
+  return buf;
+}
+
+function pollResults(fds: readonly number[], buf: Uint8Array<ArrayBuffer>): PollResult[] {
+  const v = new DataView(buf.buffer);
+  const out: PollResult[] = [];
+  fds.forEach((fd, i) => {
+    const re = v.getInt16(i * 8 + 6, true);
+    if (re !== 0) out.push({ fd, readable: (re & POLLIN) !== 0, hangup: (re & (POLLHUP | POLLERR)) !== 0 });
+  });
+  return out;
+}
+
+/** poll(2) without waiting: which of `fds` are readable now. */
+export function pollNow(fds: readonly number[]): PollResult[] {
+  const buf = pollBuffer(fds);
+  const n = libc().symbols.poll(buf, BigInt(fds.length), 0);
+  return n > 0 ? pollResults(fds, buf) : [];
+}
+
+/**
+ * poll(2) parked on one of Deno's worker threads until one of `fds` is
+ * readable or `timeoutMs` passes (-1: no timeout). An error (EINTR, say)
+ * resolves with no results: errno cannot be read from this thread, and the
+ * caller simply polls again.
+ */
+export async function pollWait(fds: readonly number[], timeoutMs: number): Promise<PollResult[]> {
+  const buf = pollBuffer(fds);
+  const n = await libc().symbols.poll_async(buf, BigInt(fds.length), timeoutMs);
+  return n > 0 ? pollResults(fds, buf) : [];
+}
+
+/** pipe2(O_NONBLOCK|O_CLOEXEC): a private wake-up pipe. Returns [read end, write end]. */
+export function pipe(): [number, number] {
+  const fds = new Int32Array(2);
+  check("pipe2", libc().symbols.pipe2(new Uint8Array(fds.buffer), O.NONBLOCK | O.CLOEXEC));
+  return [fds[0]!, fds[1]!];
+}
+
+/**
+ * Opens a TCP connection to an IPv4 `host:port` whose close will be abortive
+ * (SO_LINGER {on, 0}: the kernel sends RST instead of FIN). Returns the fd;
+ * {@link close} it to reset. For tests and the soak script, which must behave
+ * like the hostile clients that reset connections at every stage.
+ */
+export function abortiveConnect(host: string, port: number): number {
+  const AF_INET = 2, SOCK_STREAM = 1, SOL_SOCKET = 1, SO_LINGER = 13;
+  const fd = check("socket", libc().symbols.socket(AF_INET, SOCK_STREAM | O.CLOEXEC, 0));
+  try {
+    const linger = new Int32Array([1, 0]);
+    check(
+      "setsockopt",
+      libc().symbols.setsockopt(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(linger.buffer), 8),
+    );
+    // struct sockaddr_in { u16 family; u16 port (network order); u32 addr; u8 zero[8]; }
+    const sa = new Uint8Array(16);
+    const v = new DataView(sa.buffer);
+    v.setUint16(0, AF_INET, true);
+    v.setUint16(2, port, false);
+    host.split(".").forEach((octet, i) => (sa[4 + i] = Number(octet)));
+    check("connect", libc().symbols.connect(fd, sa, 16), `${host}:${port}`);
+    return fd;
+  } catch (err) {
+    close(fd);
+    throw err;
+  }
 }
 
 /** Signal numbers (Linux). */
-export const SIG = { SIGKILL: 9, SIGTERM: 15, SIGSTOP: 19, SIGCONT: 18, SIGINT: 2, SIGUSR1: 10 } as const;
+export const SIG = {
+  SIGKILL: 9,
+  SIGTERM: 15,
+  SIGSTOP: 19,
+  SIGCONT: 18,
+  SIGINT: 2,
+  SIGUSR1: 10,
+  SIGHUP: 1,
+} as const;
 
 /**
  * Reads a small file with open/read/close, or null when it cannot be read.

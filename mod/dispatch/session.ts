@@ -1,0 +1,189 @@
+/**
+ * One client's connection to the dispatcher, from greeting to goodbye: the
+ * protocol's dispatcher side (HELLO, REQUEST, OUTCOME, QUIT). Every failure
+ * here ends this connection at most; a refusal is always a status line.
+ * @module
+ */
+import type { DispatcherConfig } from "../cli/config.ts";
+import { ProtocolError } from "../errors.ts";
+import { logger } from "../log.ts";
+import { addrKey, Admission, hostOf } from "../net/admission.ts";
+import { LineConn } from "../net/line_conn.ts";
+import {
+  BadCommand,
+  type DispatcherCommand,
+  formatAssign,
+  formatReply,
+  greeting,
+  parseDispatcherCommand,
+  Status,
+  VERSION_TOKEN,
+} from "../net/protocol.ts";
+import { lookupService } from "../services/registry.ts";
+import { lostWorkText } from "../supervise/exit_reason.ts";
+import type { SlotView } from "../ipc/shm.ts";
+import { sleep } from "../deadline.ts";
+import type { Quarantine } from "./quarantine.ts";
+import type { WorkerPool } from "./worker_pool.ts";
+
+/** What a dispatcher session needs. */
+export interface SessionDeps {
+  readonly cfg: DispatcherConfig;
+  readonly pool: WorkerPool;
+  readonly admission: Admission;
+  readonly quarantine: Quarantine;
+  /** The dispatcher's own slot (hand-off counter). */
+  readonly slot: SlotView;
+}
+
+/** How long OUTCOME waits for a dead worker's account before answering what it knows. */
+const OUTCOME_WAIT_MS = 2_000;
+
+/** Serves one client connection until it quits, breaks the protocol, times out or goes away. */
+export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): Promise<void> {
+  const conn = new LineConn(tcp, { maxLineBytes: d.cfg.maxLineBytes });
+  const peer = conn.peer;
+  const key = addrKey(hostOf(peer));
+  const admitted = d.admission.admit(key);
+  if (Admission.refused(admitted)) return await conn.refuse(formatReply(admitted.status, admitted.reason));
+  try {
+    await conn.writeLine(greeting("dispatcher"));
+    let timeoutMs = d.cfg.handshakeTimeoutMs;
+    /** The last ticket this connection got: it may hold one unused ticket at a time. */
+    let lastTicket: string | undefined;
+    for (;;) {
+      const line = await conn.readLine({ timeoutMs });
+      timeoutMs = d.cfg.idleTimeoutMs;
+      if (line === null) return;
+      // Every line is charged, bad ones too: pipelined garbage must not get free CPU.
+      const tooFast = d.admission.request(key);
+      if (tooFast) return await conn.refuse(formatReply(tooFast.status, tooFast.reason));
+      let cmd: DispatcherCommand;
+      try {
+        cmd = parseDispatcherCommand(line);
+      } catch (err) {
+        if (!(err instanceof BadCommand)) throw err;
+        await conn.writeLine(formatReply(err.status, err.message));
+        continue; // a bad line costs the client nothing else
+      }
+      switch (cmd.verb) {
+        case "QUIT":
+          await conn.writeLine(formatReply(Status.BYE, "bye"));
+          return;
+        case "HELLO":
+          if (cmd.version !== VERSION_TOKEN) {
+            return await conn.refuse(
+              formatReply(
+                Status.BAD_VERSION,
+                `${cmd.version} not supported; this server speaks ${VERSION_TOKEN}`,
+              ),
+            );
+          }
+          await conn.writeLine(formatReply(Status.OK, VERSION_TOKEN));
+          continue;
+        case "OUTCOME":
+          await conn.writeLine(await outcome(d.pool, cmd.ticket));
+          continue;
+        case "REQUEST": {
+          const refusal = checkType(cmd.type, d.quarantine);
+          if (refusal) {
+            await conn.writeLine(refusal);
+            continue;
+          }
+          // One unused ticket per connection: a pipelined REQUEST waits until the last one is used or expires.
+          const held = lastTicket;
+          if (held !== undefined) {
+            while (d.pool.unused(held)) await sleep(1);
+          }
+          const ticket = await request(conn, cmd.type, peer, key, d);
+          if (ticket === null) return;
+          lastTicket = ticket;
+        }
+      }
+    }
+  } catch (err) {
+    if (err instanceof ProtocolError && err.status) {
+      return await conn.refuse(formatReply(err.status, err.message));
+    }
+    throw err;
+  } finally {
+    conn.close();
+    await conn.settled(); // the descriptor is free only then
+    admitted.release();
+  }
+}
+
+/** The status line refusing `type`, or null when it may be served. */
+function checkType(type: string, quarantine: Quarantine): string | null {
+  try {
+    lookupService(type);
+  } catch (err) {
+    if (err instanceof ProtocolError) return formatReply(err.status, err.message);
+    throw err;
+  }
+  const q = quarantine.check(type);
+  return q ? formatReply(q.status, q.refused) : null;
+}
+
+/**
+ * Gets a worker for one REQUEST and answers with its ASSIGN (or a refusal).
+ * While the client waits in the queue its connection is watched: EOF or a
+ * broken line means it left, and it gives up its place. Returns the ticket
+ * sent, `""` after a refusal, or null when the client is gone.
+ */
+async function request(
+  conn: LineConn,
+  type: string,
+  peer: string,
+  key: string,
+  d: SessionDeps,
+): Promise<string | null> {
+  const left = new AbortController();
+  const watch = new AbortController();
+  const result = await d.pool.acquire(
+    type,
+    // Loopback is one address for every local client: its cap is per connection (see SECURITY.md).
+    { peer, capKey: key === "loopback" ? null : key },
+    async (position) => {
+      await conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`));
+      // A waiting client has nothing to say: EOF or a broken line means it left (a line it pipelines stays
+      // for later). No idle timeout while it waits on us: the queue timeout bounds the wait.
+      conn.peek(watch.signal).then((r) => r !== "line" && left.abort(), () => {});
+    },
+    left.signal,
+  );
+  watch.abort();
+  if ("refused" in result) {
+    if (left.signal.aborted) return null;
+    await conn.writeLine(formatReply(result.status, result.refused));
+    return "";
+  }
+  if (left.signal.aborted || !(await conn.writeLine(formatAssign(result)))) {
+    d.pool.giveBack(result); // the client never got it, or will never use it
+    return null;
+  }
+  d.slot.add("served", 1);
+  return result.ticket;
+}
+
+/** The answer to `OUTCOME <ticket>`: what became of a ticket, waiting a little for a dead worker's account. */
+async function outcome(pool: WorkerPool, ticket: string): Promise<string> {
+  const worker = pool.workerOf(ticket);
+  if (worker === undefined) {
+    return formatReply(Status.UNKNOWN_TYPE, "no such ticket was issued here (or it is too old to remember)");
+  }
+  const until = performance.now() + OUTCOME_WAIT_MS;
+  let fate = pool.fate(ticket);
+  while ((fate.state === "unknown" || fate.state === "running") && performance.now() < until) {
+    await sleep(10);
+    fate = pool.fate(ticket);
+  }
+  if (fate.state === "lost") {
+    const l = fate.lost;
+    const request = l.arg ? `${l.type} ${l.arg}` : l.type;
+    const text = lostWorkText(`worker ${worker}`, request, l.reason, l.limitMs, l.started);
+    logger().debug("outcome of a lost ticket: {text}", { text });
+    return formatReply(Status.WORKER_LOST, text);
+  }
+  return formatReply(Status.OK, `OUTCOME ${fate.state}`);
+}

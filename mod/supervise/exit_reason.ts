@@ -1,0 +1,79 @@
+/**
+ * Why a child's process ended, as one number (the slot's `last_exit`): an
+ * exit code (0–255), a signal (1000 + its number), or a kill by the watchdog
+ * for a reason of its own (2000 and up). Shared by the watchdog, which writes
+ * it, and by the dispatcher and `osps status`, which explain it.
+ * @module
+ */
+import { EXIT_CANNOT_BOOT } from "../errors.ts";
+
+/** Encodings of `last_exit` in the slot. */
+export const ExitReason = {
+  SIGNAL_BASE: 1000,
+  /** Killed: no heartbeat while idle (the worker itself hung). */
+  HANG: 2000,
+  /** Killed: a request ran past its deadline. */
+  DEADLINE: 2001,
+  /** Killed: the dispatcher's probe through its pipes went unanswered. */
+  WEDGED: 2002,
+  /** Retired after `--max-requests` (not a failure). */
+  RECYCLED: 2003,
+  /** Killed: no heartbeat while a request ran (the request blocked its event loop). */
+  HANG_IN_REQUEST: 2004,
+  NONE: -1,
+} as const;
+
+/** True when the request being served, not the worker, caused the kill (no crash budget is spent on it). */
+export function requestCaused(code: number): boolean {
+  return code === ExitReason.DEADLINE || code === ExitReason.HANG_IN_REQUEST;
+}
+
+/** Human text for a `last_exit` value. */
+export function exitReasonText(code: number): string {
+  switch (code) {
+    case ExitReason.NONE:
+      return "-";
+    case ExitReason.HANG:
+      return "killed: hung (no heartbeat)";
+    case ExitReason.HANG_IN_REQUEST:
+      return "killed: a request blocked it (no heartbeat)";
+    case ExitReason.DEADLINE:
+      return "killed: request deadline";
+    case ExitReason.WEDGED:
+      return "killed: pipe wedged (probe unanswered)";
+    case ExitReason.RECYCLED:
+      return "recycled (max requests)";
+    case EXIT_CANNOT_BOOT:
+      return "cannot boot (exit 100)";
+  }
+  return code >= ExitReason.SIGNAL_BASE ? `signal ${code - ExitReason.SIGNAL_BASE}` : `exit ${code}`;
+}
+
+/**
+ * What a client is told when its worker died under its request, e.g.
+ * `worker 1 was killed: "fib 45" blocked it past the 3000 ms hang timeout`.
+ * With `started` false the worker died holding the ticket, before the request
+ * reached it: nothing ran.
+ */
+export function lostWorkText(
+  worker: string,
+  request: string,
+  code: number,
+  limitMs: number,
+  started = true,
+): string {
+  if (!started) {
+    return `${worker} ended before your request reached it (${exitReasonText(code)}); nothing ran`;
+  }
+  const what = JSON.stringify(request);
+  switch (code) {
+    case ExitReason.HANG_IN_REQUEST:
+      return `${worker} was killed: ${what} blocked it past the ${limitMs} ms hang timeout`;
+    case ExitReason.DEADLINE:
+      return `${worker} was killed: ${what} ran past its ${limitMs} ms deadline`;
+    case ExitReason.HANG:
+    case ExitReason.WEDGED:
+      return `${worker} was killed while running ${what} (${exitReasonText(code).slice(8)})`;
+  }
+  return `${worker} ended while running ${what} (${exitReasonText(code)})`;
+}

@@ -1,0 +1,181 @@
+/**
+ * The pool and the local link on a driven clock: both ends of each worker's
+ * link live in this process over a real segment and real FIFOs, and time
+ * moves only when the test says so.
+ */
+import assert from "node:assert/strict";
+import { instancePaths, type PoolConfig } from "../mod/cli/config.ts";
+import { WorkerPool } from "../mod/dispatch/worker_pool.ts";
+import { ensureFifo, FifoPoller } from "../mod/ipc/fifo.ts";
+import { Segment, WorkState, workState, workWord } from "../mod/ipc/shm.ts";
+import { LocalDispatcherLink, LocalWorkerLink } from "../mod/link/local_link.ts";
+import { Status } from "../mod/net/protocol.ts";
+import { ManualClock } from "../mod/sys/clock.ts";
+import { newTicket } from "../mod/link/tickets.ts";
+import { waitFor } from "./harness.ts";
+
+const CFG: PoolConfig = {
+  queueSize: 8,
+  queueTimeoutMs: 10_000,
+  ticketTtlMs: 5_000,
+  graceMs: 0,
+  maxTicketsPerAddr: 1,
+};
+
+async function fixture(workers: number, cfg: PoolConfig = CFG) {
+  const dir = Deno.makeTempDirSync({ prefix: "osps-pool-" });
+  const paths = instancePaths(dir);
+  for (let i = 1; i <= workers; i++) {
+    ensureFifo(paths.dwtube(i));
+    ensureFifo(paths.wdtube(i));
+  }
+  const segment = Segment.create(paths.shm, workers + 1, 7);
+  const clock = new ManualClock();
+  const poller = new FifoPoller();
+  const links = Array.from({ length: workers }, (_, i) => {
+    segment.slot(i + 1).store("pid", Deno.pid);
+    segment.slot(i + 1).store("port", 40_000 + i);
+    return new LocalWorkerLink(segment.slot(i + 1), paths, "127.0.0.1", poller, clock);
+  });
+  const sides = links.map((_, i) => new LocalDispatcherLink(segment.slot(i + 1), paths, poller, clock));
+  const pool = new WorkerPool(links, cfg, clock);
+  pool.start();
+  for (const s of sides) {
+    s.start({ onAssigned() {}, onConnected() {}, onDisconnected() {} });
+    s.ready();
+  }
+  poller.start();
+  await waitFor("every link up", () => links.every((l) => l.available()), 5_000);
+  return {
+    clock,
+    pool,
+    links,
+    sides,
+    segment,
+    who: (key: string | null, peer = "127.0.0.1:1") => ({ peer, capKey: key }),
+    async [Symbol.asyncDispose]() {
+      pool.close();
+      for (const s of sides) s.close();
+      await poller.stop();
+      segment.close();
+      Segment.unlink(paths.shm);
+      Deno.removeSync(dir, { recursive: true });
+    },
+  };
+}
+
+const noQueue = () => Promise.resolve();
+
+Deno.test("pool: an unused ticket is swept at its expiry from shm, however the doorbells arrived", async () => {
+  await using f = await fixture(1);
+  const a = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in a));
+  assert.equal(f.sides[0]!.claim(a.ticket, "echo", "x"), null);
+  f.sides[0]!.done(); // free again; its "done" doorbell is still in the pipe
+  const b = await f.pool.acquire("echo", f.who(null), noQueue); // assigned before that doorbell is read
+  assert.ok(!("refused" in b));
+  await new Promise((r) => setTimeout(r, 50)); // the stale "done" arrives now: it must not disturb b
+  f.clock.advance(CFG.ticketTtlMs - 1);
+  f.pool.sweep();
+  assert.equal(workState(f.segment.slot(1).load("work")), WorkState.ASSIGNED, "not yet expired");
+  f.clock.advance(2);
+  f.pool.sweep();
+  assert.equal(
+    workState(f.segment.slot(1).load("work")),
+    WorkState.IDLE,
+    "expired: the worker is free again",
+  );
+  assert.equal(f.pool.fate(b.ticket).state, "expired");
+  assert.equal(
+    f.sides[0]!.claim(b.ticket, "echo", ""),
+    "expired",
+    "a late client is told its ticket expired",
+  );
+});
+
+Deno.test("link: an expired ticket shown to the worker is refused and frees it at once", async () => {
+  await using f = await fixture(1);
+  const a = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in a));
+  f.clock.advance(CFG.ticketTtlMs + 1);
+  assert.equal(f.sides[0]!.claim(a.ticket, "echo", ""), "expired");
+  assert.equal(workState(f.segment.slot(1).load("work")), WorkState.IDLE);
+});
+
+Deno.test("link: the all-zero ticket is never valid, even while a slot's ticket field is zero", async () => {
+  await using f = await fixture(1);
+  const slot = f.segment.slot(1);
+  slot.bytes("ticket").fill(0);
+  slot.setText("request_type", "echo");
+  slot.store("ticket_expires_at", f.clock.now() + 10_000);
+  slot.store("work", workWord(WorkState.ASSIGNED, 99)); // as if caught between publication steps
+  assert.equal(f.sides[0]!.claim("0".repeat(32), "echo", ""), "mismatch");
+  assert.equal(workState(slot.load("work")), WorkState.ASSIGNED);
+  for (let i = 0; i < 1000; i++) assert.notEqual(newTicket(), "0".repeat(32));
+});
+
+Deno.test("link: a ticket is used once, for its type only", async () => {
+  await using f = await fixture(1);
+  const a = await f.pool.acquire("fib", f.who(null), noQueue);
+  assert.ok(!("refused" in a));
+  assert.equal(f.sides[0]!.claim(a.ticket, "echo", ""), "wrong-type");
+  assert.equal(f.sides[0]!.claim(newTicket(), "fib", ""), "mismatch");
+  assert.equal(f.sides[0]!.claim(a.ticket, "fib", "10"), null);
+  assert.equal(f.sides[0]!.claim(a.ticket, "fib", "10"), "no-ticket");
+  assert.equal(f.segment.slot(1).text("request_arg"), "10");
+});
+
+Deno.test("pool: the queue is served in order; a client that leaves gives up its place; the wait is bounded", async () => {
+  await using f = await fixture(1, { ...CFG, queueTimeoutMs: 1_000 });
+  const first = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in first));
+  const positions: number[] = [];
+  const leaves = new AbortController();
+  const w1 = f.pool.acquire(
+    "echo",
+    f.who(null, "a:1"),
+    (p) => Promise.resolve(positions.push(p)),
+    leaves.signal,
+  );
+  const w2 = f.pool.acquire("echo", f.who(null, "b:1"), (p) => Promise.resolve(positions.push(p)));
+  await Promise.resolve();
+  assert.deepEqual(positions, [1, 2]);
+  leaves.abort();
+  assert.deepEqual(await w1, { refused: "client left the queue", status: Status.BUSY });
+  assert.equal(f.pool.queued, 1);
+  f.clock.advance(1_000);
+  const r2 = await w2;
+  assert.ok("refused" in r2 && /no worker free within 1000 ms/.test(r2.refused));
+});
+
+Deno.test("pool: one network address cannot hold more unused tickets than its cap; others are served", async () => {
+  await using f = await fixture(3, { ...CFG, maxTicketsPerAddr: 2 });
+  const hoarder = f.who("203.0.113.9");
+  const t1 = await f.pool.acquire("echo", hoarder, noQueue);
+  const t2 = await f.pool.acquire("echo", hoarder, noQueue);
+  assert.ok(!("refused" in t1) && !("refused" in t2));
+  let queued = false;
+  const t3 = f.pool.acquire("echo", hoarder, () => Promise.resolve(queued = true));
+  await Promise.resolve();
+  assert.ok(queued, "a third unused ticket waits");
+  const other = await f.pool.acquire("echo", f.who("198.51.100.7"), noQueue);
+  assert.ok(!("refused" in other), "another address gets the free worker");
+  // The hoarder uses one ticket: its third request may go ahead when a worker frees.
+  const side = f.sides[f.links.findIndex((l) => l.port === (t1 as { port: number }).port)]!;
+  assert.equal(side.claim((t1 as { ticket: string }).ticket, "echo", ""), null);
+  side.done();
+  const r3 = await t3;
+  assert.ok(!("refused" in r3));
+});
+
+Deno.test("pool: a draining dispatcher refuses queued and new clients with 503", async () => {
+  await using f = await fixture(1);
+  await f.pool.acquire("echo", f.who(null), noQueue);
+  const waiting = f.pool.acquire("echo", f.who(null), noQueue);
+  f.pool.drain();
+  assert.deepEqual(await waiting, { refused: "server is stopping; retry later", status: Status.BUSY });
+  assert.deepEqual(await f.pool.acquire("echo", f.who(null), noQueue), {
+    refused: "server is stopping; retry later",
+    status: Status.BUSY,
+  });
+});
