@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { instancePaths, type PoolConfig } from "../mod/cli/config.ts";
-import { WorkerPool } from "../mod/dispatch/worker_pool.ts";
+import { type PoolHooks, WorkerPool } from "../mod/dispatch/worker_pool.ts";
 import { ensureFifo, FifoPoller } from "../mod/ipc/fifo.ts";
 import { Segment, WorkState, workState, workWord } from "../mod/ipc/shm.ts";
 import { LocalDispatcherLink, LocalWorkerLink } from "../mod/link/local_link.ts";
@@ -22,7 +22,12 @@ const CFG: PoolConfig = {
   maxTicketsPerAddr: 1,
 };
 
-async function fixture(workers: number, cfg: PoolConfig = CFG) {
+async function fixture(
+  workers: number,
+  cfg: PoolConfig = CFG,
+  hooks: PoolHooks = {},
+  onWorkerMessage?: (m: Uint8Array) => void,
+) {
   const dir = Deno.makeTempDirSync({ prefix: "osps-pool-" });
   const paths = instancePaths(dir);
   for (let i = 1; i <= workers; i++) {
@@ -38,10 +43,10 @@ async function fixture(workers: number, cfg: PoolConfig = CFG) {
     return new LocalWorkerLink(segment.slot(i + 1), paths, "127.0.0.1", poller, clock);
   });
   const sides = links.map((_, i) => new LocalDispatcherLink(segment.slot(i + 1), paths, poller, clock));
-  const pool = new WorkerPool(links, cfg, clock);
+  const pool = new WorkerPool(links, cfg, clock, hooks);
   pool.start();
   for (const s of sides) {
-    s.start({ onAssigned() {}, onConnected() {}, onDisconnected() {} });
+    s.start({ onAssigned() {}, onConnected() {}, onDisconnected() {}, onMessage: onWorkerMessage });
     s.ready();
   }
   poller.start();
@@ -178,4 +183,25 @@ Deno.test("pool: a draining dispatcher refuses queued and new clients with 503",
     refused: "server is stopping; retry later",
     status: Status.BUSY,
   });
+});
+
+Deno.test("link data channel: messages both ways, in order, larger than the pipe, interleaved with doorbells", async () => {
+  const atWorker: Uint8Array[] = [];
+  const atDispatcher: Array<[number, Uint8Array]> = [];
+  await using f = await fixture(
+    2,
+    CFG,
+    { onMessage: (l, m) => atDispatcher.push([l.id, m]) },
+    (m) => atWorker.push(m),
+  );
+  const big = crypto.getRandomValues(new Uint8Array(60_000));
+  const msgs = [new TextEncoder().encode("first"), big, big, big, new TextEncoder().encode("last")];
+  // 180 KB through a 64 KB pipe: the writer keeps the rest and sends it as the reader drains.
+  for (const m of msgs) assert.ok(f.sides[0]!.send(m));
+  f.sides[0]!.done(); // a doorbell in the middle of the stream is still a doorbell
+  assert.equal(f.pool.broadcast(new TextEncoder().encode("to all")), 2);
+  await waitFor("all messages", () => atDispatcher.length === msgs.length && atWorker.length === 2, 10_000);
+  assert.deepEqual(atDispatcher.map(([id]) => id), [1, 1, 1, 1, 1]);
+  atDispatcher.forEach(([, m], i) => assert.deepEqual(m, msgs[i]));
+  assert.deepEqual(atWorker.map((m) => new TextDecoder().decode(m)), ["to all", "to all"]);
 });

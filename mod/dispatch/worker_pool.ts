@@ -44,6 +44,8 @@ export interface PoolHooks {
   onQueueDepth?(depth: number): void;
   /** A worker died holding one of our tickets. */
   onLost?(link: WorkerLink, lost: LostWork): void;
+  /** A message from a worker on its link's data channel. */
+  onMessage?(link: WorkerLink, message: Uint8Array): void;
 }
 
 /** Picks workers round-robin, queues clients when none is free. */
@@ -87,6 +89,7 @@ export class WorkerPool {
         },
         onLost: (l, lost) => this.#hooks.onLost?.(l, lost),
         onProbe: (l) => this.#probes.delete(l.id),
+        onMessage: (l, m) => this.#hooks.onMessage?.(l, m),
       });
     }
     // A predecessor may have died between handing out a ticket and its use: the sweep takes it back.
@@ -255,6 +258,13 @@ export class WorkerPool {
         }
       }
     }, everyMs);
+  }
+
+  /** Sends `message` to every connected worker but `except`; returns how many took it. */
+  broadcast(message: Uint8Array, except?: WorkerLink): number {
+    let n = 0;
+    for (const l of this.#links) if (l !== except && l.send(message)) n++;
+    return n;
   }
 
   /** Resolves once every worker can take work (or after `timeoutMs`: a worker may be down). */

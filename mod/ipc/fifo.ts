@@ -17,7 +17,7 @@
  */
 import * as libc from "../sys/libc.ts";
 import { SysError } from "../errors.ts";
-import { Doorbell } from "../net/protocol.ts";
+import { Doorbell, MAX_LINK_MESSAGE } from "../net/protocol.ts";
 
 /** Creates a FIFO with mode 0600 unless it exists; refuses anything at the path that is not our FIFO. */
 export function ensureFifo(path: string): void {
@@ -41,6 +41,8 @@ export interface FifoReaderEvents {
   onConnect(): void;
   /** The peer's end closed (EOF after hello): it died or stopped. */
   onClose(): void;
+  /** A framed message (`m`, length, bytes) from the peer. */
+  onMessage?(message: Uint8Array): void;
 }
 
 /** The read end of a doorbell FIFO. Read it with {@link FifoReader.drain}, or let a {@link FifoPoller} do it. */
@@ -48,8 +50,10 @@ export class FifoReader {
   readonly path: string;
   #fd: number;
   #connected = false;
-  readonly #buf = new Uint8Array(256);
+  readonly #buf = new Uint8Array(16 * 1024);
   readonly #events: FifoReaderEvents;
+  /** A message being received: its length header, then its bytes, possibly across reads. */
+  #frame: { header: number[]; body?: Uint8Array; filled: number } | undefined;
 
   /** Opens the read end now (never blocks). */
   constructor(path: string, events: FifoReaderEvents) {
@@ -89,11 +93,20 @@ export class FifoReader {
         return true;
       }
       for (let i = 0; i < n; i++) {
+        if (this.#frame) {
+          i = this.#frameBytes(i, n) - 1;
+          continue;
+        }
         const byte = this.#buf[i]!;
         if (byte === Doorbell.HELLO) {
           this.#connected = true;
+          this.#frame = undefined;
           this.#events.onConnect();
-        } else if (this.#connected) {
+        } else if (!this.#connected) {
+          continue;
+        } else if (byte === Doorbell.MESSAGE) {
+          this.#frame = { header: [], filled: 0 };
+        } else {
           this.#events.onByte(byte);
         }
       }
@@ -101,11 +114,34 @@ export class FifoReader {
     return false;
   }
 
+  /** Consumes message bytes from #buf[i, n); returns the index after the last one used. */
+  #frameBytes(i: number, n: number): number {
+    const f = this.#frame!;
+    while (f.header.length < 4 && i < n) f.header.push(this.#buf[i++]!);
+    if (f.header.length < 4) return i;
+    if (!f.body) {
+      const len = f.header[0]! | (f.header[1]! << 8) | (f.header[2]! << 16) | (f.header[3]! << 24);
+      if (len < 0 || len > MAX_LINK_MESSAGE) {
+        throw new SysError("read", libc.E.EINVAL, `${this.path}: message of ${len} bytes`);
+      }
+      f.body = new Uint8Array(len);
+    }
+    const take = Math.min(n - i, f.body.length - f.filled);
+    f.body.set(this.#buf.subarray(i, i + take), f.filled);
+    f.filled += take;
+    if (f.filled === f.body.length) {
+      this.#frame = undefined;
+      this.#events.onMessage?.(f.body);
+    }
+    return i + take;
+  }
+
   /** Closes the read end (idempotent). */
   close(): void {
     if (this.#fd >= 0) libc.close(this.#fd);
     this.#fd = -1;
     this.#connected = false;
+    this.#frame = undefined;
   }
 }
 
@@ -113,6 +149,10 @@ export class FifoReader {
 export class FifoWriter {
   readonly path: string;
   #fd = -1;
+  /** Bytes not yet taken by a full pipe, written in order before anything new. */
+  #backlog: Uint8Array[] = [];
+  #backlogBytes = 0;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #one = new Uint8Array(1);
 
   constructor(path: string) {
@@ -139,11 +179,13 @@ export class FifoWriter {
 
   /**
    * Rings: writes one byte. Returns false (and disconnects) when the reader is
-   * gone (EPIPE). A full pipe (EAGAIN) keeps the connection: the reader has
-   * 64 KiB of unread doorbells, so one more would add nothing.
+   * gone (EPIPE). On a full pipe (EAGAIN) a bare doorbell is dropped (the
+   * reader has 64 KiB of unread ones, so one more adds nothing) unless
+   * messages are waiting, which keep their order with it.
    */
   send(byte: number): boolean {
     if (this.#fd < 0) return false;
+    if (this.#backlog.length > 0) return this.#queue(Uint8Array.of(byte));
     this.#one[0] = byte;
     for (;;) {
       const n = libc.write(this.#fd, this.#one);
@@ -154,8 +196,57 @@ export class FifoWriter {
     }
   }
 
-  /** Closes the write end; the reader sees EOF once every writer is closed. */
+  /**
+   * Sends a framed message (`m`, 4-byte length, bytes). What a full pipe does
+   * not take now is written as the reader drains it, in order. Returns false
+   * when the reader is gone or more than `maxBacklog` bytes are waiting (the
+   * reader is not reading: the message is dropped, the caller decides).
+   */
+  sendMessage(message: Uint8Array, maxBacklog = 4 * MAX_LINK_MESSAGE): boolean {
+    if (this.#fd < 0 || message.length > MAX_LINK_MESSAGE) return false;
+    if (this.#backlogBytes + message.length > maxBacklog) return false;
+    const frame = new Uint8Array(5 + message.length);
+    frame[0] = Doorbell.MESSAGE;
+    new DataView(frame.buffer).setUint32(1, message.length, true);
+    frame.set(message, 5);
+    return this.#queue(frame);
+  }
+
+  #queue(bytes: Uint8Array): boolean {
+    this.#backlog.push(bytes);
+    this.#backlogBytes += bytes.length;
+    return this.#flush();
+  }
+
+  /** Writes what the pipe takes; schedules the rest. False when the reader is gone. */
+  #flush(): boolean {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    while (this.#backlog.length > 0 && this.#fd >= 0) {
+      const head = this.#backlog[0]!;
+      const n = libc.write(this.#fd, head as Uint8Array<ArrayBuffer>);
+      if (n === -libc.E.EINTR) continue;
+      if (n === -libc.E.EAGAIN) {
+        this.#flushTimer = setTimeout(() => this.#flush(), 1);
+        return true;
+      }
+      if (n < 0) {
+        this.close();
+        return false;
+      }
+      this.#backlogBytes -= n;
+      if (n === head.length) this.#backlog.shift();
+      else this.#backlog[0] = head.subarray(n);
+    }
+    return this.#fd >= 0;
+  }
+
+  /** Closes the write end; the reader sees EOF once every writer is closed. Unsent bytes are dropped. */
   close(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#backlog = [];
+    this.#backlogBytes = 0;
     if (this.#fd >= 0) libc.close(this.#fd);
     this.#fd = -1;
   }

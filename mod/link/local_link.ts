@@ -123,6 +123,7 @@ export class LocalWorkerLink implements WorkerLink {
         if (b === Doorbell.DONE) this.#events?.onDone(this);
         else if (b === Doorbell.PROBE) this.#events?.onProbe(this);
       },
+      onMessage: (m) => this.#events?.onMessage?.(this, m),
     });
     this.#bell = new Bell(paths.dwtube(this.id), () => this.#maybeReady());
   }
@@ -256,6 +257,10 @@ export class LocalWorkerLink implements WorkerLink {
     return this.#bell.ring(Doorbell.PROBE);
   }
 
+  send(message: Uint8Array): boolean {
+    return this.#bell.writer.sendMessage(message);
+  }
+
   setDraining(on: boolean): void {
     this.#draining = on;
   }
@@ -301,6 +306,7 @@ export class LocalDispatcherLink implements DispatcherLink {
         if (b === Doorbell.ASSIGN) this.#events?.onAssigned();
         else if (b === Doorbell.PROBE) this.#bell.ring(Doorbell.PROBE);
       },
+      onMessage: (m) => this.#events?.onMessage?.(m),
     });
     this.#bell = new Bell(paths.wdtube(slot.index), () => {});
   }
@@ -365,6 +371,10 @@ export class LocalDispatcherLink implements DispatcherLink {
     if (workState(word) === WorkState.IDLE) {
       this.#slot.cas("work", word, workWord(WorkState.DRAINING, workGen(word)));
     }
+  }
+
+  send(message: Uint8Array): boolean {
+    return this.#bell.writer.sendMessage(message);
   }
 
   holdsTicket(): boolean {

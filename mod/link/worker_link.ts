@@ -52,6 +52,8 @@ export interface WorkerLinkEvents {
   onLost(link: WorkerLink, lost: LostWork): void;
   /** A probe came back through both pipes. */
   onProbe(link: WorkerLink): void;
+  /** A message on the link's data channel (chat events and the like; the link does not read it). */
+  onMessage?(link: WorkerLink, message: Uint8Array): void;
 }
 
 /** The dispatcher's handle on one worker. */
@@ -74,6 +76,11 @@ export interface WorkerLink {
   fate(ticket: string): Fate;
   /** Sends an end-to-end probe through the link. */
   probe(): boolean;
+  /**
+   * Sends a message on the link's data channel, in order with everything else
+   * sent on the link. False when the worker is not connected or not reading.
+   */
+  send(message: Uint8Array): boolean;
   /** Marks the worker as draining (no new work) or not. */
   setDraining(on: boolean): void;
   /**
@@ -96,6 +103,8 @@ export interface DispatcherLinkEvents {
   onConnected(): void;
   /** The dispatcher's end closed. The worker keeps serving its current client. */
   onDisconnected(): void;
+  /** A message on the link's data channel. */
+  onMessage?(message: Uint8Array): void;
 }
 
 /** The worker's handle on its dispatcher. */
@@ -113,6 +122,8 @@ export interface DispatcherLink {
   holdsTicket(): boolean;
   /** The worker is ready (listening): advertise idleness. */
   ready(): void;
+  /** Sends a message on the link's data channel; false when the dispatcher is not connected or not reading. */
+  send(message: Uint8Array): boolean;
   start(events: DispatcherLinkEvents): void;
   close(): void;
 }

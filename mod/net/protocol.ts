@@ -56,7 +56,12 @@ export const Doorbell = {
   DONE: 0x64, // d
   /** either way: end-to-end probe of the pipe pair; the worker echoes it. */
   PROBE: 0x6b, // k
+  /** either way: a message follows, as a 4-byte little-endian length then that many bytes (the link's data channel). */
+  MESSAGE: 0x6d, // m
 } as const;
+
+/** Largest message on a link's data channel, in bytes. */
+export const MAX_LINK_MESSAGE = 64 * 1024;
 
 /** A parsed server reply line. */
 export interface Reply {

@@ -93,6 +93,7 @@ export const E = {
   ESRCH: 3,
   EWOULDBLOCK: 11,
   EMFILE: 24,
+  EINVAL: 22,
 } as const;
 
 const enc = new TextEncoder();
