@@ -266,10 +266,8 @@ export class SupervisedChild {
     }
     const why = exitReasonText(code);
     if (event === "cannot_boot") {
-      log.error("{name} cannot boot (see its error above); trying again in {s} s", {
-        name: this.spec.name,
-        s: this.#policy.failedRetryMs / 1000,
-      });
+      // Whether it is tried again is the instance's call (it gives up if it never got ready): the watchdog says.
+      log.error("{name} cannot boot (see its error above)", { name: this.spec.name });
     } else if (event === "exit_retired") {
       log.info("{name} retired after {ms} ms; replacing it", { name: this.spec.name, ms: ranMs });
     } else if (event === "exit_request") {
