@@ -21,6 +21,7 @@ import { runClient } from "./roles/client.ts";
 import { readStatus, statusTable } from "./roles/status.ts";
 import { runStop } from "./roles/stop.ts";
 import { runBench } from "./roles/bench.ts";
+import { newSecret } from "./mod/link/secret.ts";
 
 async function main(argv: string[]): Promise<number> {
   const cmd = parseCommandLine(argv);
@@ -43,6 +44,9 @@ async function main(argv: string[]): Promise<number> {
       console.log(f["json"] ? JSON.stringify(s) : statusTable(s));
       return 0;
     }
+    case "secret":
+      console.log(newSecret());
+      return 0;
     case "stop":
       return await runStop(resolveRunDir(f), Number(f["timeout-ms"]));
     case "bench":

@@ -21,6 +21,34 @@ import { exitReasonText, lostWorkText } from "../mod/supervise/exit_reason.ts";
 import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { fitConnections, MAX_LINGERING, reserveFor } from "../mod/sys/fds.ts";
+import type { ChildControl } from "../mod/ipc/control.ts";
+import { LinkServer } from "../mod/link/link_server.ts";
+
+/**
+ * Opens the link port for workers of other hosts: each one that authenticates
+ * gets a remote slot of the segment and joins the pool.
+ */
+async function acceptRemoteWorkers(
+  cfg: DispatcherConfig,
+  segment: Segment,
+  control: ChildControl,
+  pool: WorkerPool,
+  clock: Clock,
+): Promise<LinkServer> {
+  const secret = await control.secret();
+  const first = cfg.workers + 1;
+  const server = new LinkServer({
+    host: cfg.host,
+    port: cfg.linkPort,
+    secret,
+    timing: { heartbeatMs: cfg.linkHeartbeatMs, timeoutMs: cfg.linkTimeoutMs },
+    slots: Array.from({ length: cfg.remoteSlots }, (_, i) => segment.slot(first + i)),
+  }, clock);
+  server.onNewLink = (link) => pool.addLink(link);
+  server.start();
+  logger().info("accepting remote workers on {host}:{port}", { host: cfg.host, port: cfg.linkPort });
+  return server;
+}
 
 /** Runs the dispatcher until told to stop. Returns the exit code. */
 export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = systemClock): Promise<number> {
@@ -28,7 +56,11 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   containStrayErrors();
   const log = logger();
   bindToParent(cfg.parentPid);
-  const fds = fitConnections(cfg.maxConns, reserveFor(2 * cfg.workers), false);
+  const fds = fitConnections(
+    cfg.maxConns,
+    reserveFor(2 * cfg.workers, cfg.linkPort ? cfg.remoteSlots : 0),
+    false,
+  );
   if (fds.capped) log.warn("{what}", { what: fds.capped });
   using segment = Segment.open(cfg.shm, cfg.instance);
   const slot = segment.slot(0);
@@ -85,6 +117,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   poller.start();
   pool.start();
   pool.probeEvery(cfg.probeMs, cfg.probeTimeoutMs);
+  const remote = cfg.linkPort > 0 ? await acceptRemoteWorkers(cfg, segment, control, pool, clock) : undefined;
   server.serve((tcp) => serveDispatcherClient(tcp, { cfg, pool, admission, quarantine, slot }));
   // Clients arriving before the FIFOs are connected just queue; "ready" waits for the links.
   await pool.linked(2_000);
@@ -96,6 +129,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   });
 
   await stopped;
+  remote?.close();
   await server.closed();
   await server.conns.idle(cfg.graceMs);
   pool.close();

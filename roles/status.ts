@@ -6,7 +6,15 @@
 import { instancePaths } from "../mod/cli/config.ts";
 import { OspsError } from "../mod/errors.ts";
 import { isLocked, readRecord } from "../mod/supervise/run_dir.ts";
-import { Segment, type SlotView, stateName, SupState, WorkState, workState } from "../mod/ipc/shm.ts";
+import {
+  LinkState,
+  Segment,
+  type SlotView,
+  stateName,
+  SupState,
+  WorkState,
+  workState,
+} from "../mod/ipc/shm.ts";
 import { exitReasonText } from "../mod/supervise/exit_reason.ts";
 import { decodeQuarantine } from "../mod/dispatch/quarantine.ts";
 import { systemClock } from "../mod/sys/clock.ts";
@@ -36,6 +44,12 @@ export interface ChildStatus {
   conns: number;
   /** A worker `assigned` past its ticket's expiry (never expected; the watchdog logs it too), ms late. */
   ticket_overdue_ms: number | null;
+  /** Address clients reach it at. */
+  host: string;
+  /** How the dispatcher reaches it: "local" (FIFOs and shm), or a TCP link's state: attached, lost, connecting. */
+  link: string;
+  /** The pid of the watchdog that supervises it (a remote worker's own watchdog on its host). */
+  watchdog_pid: number;
 }
 
 /** A request type refused for now (quarantine). */
@@ -47,7 +61,17 @@ export interface QuarantineStatus {
 
 /** The whole status object (`--json`). */
 export interface InstanceStatus {
-  watchdog: { pid: number; run_dir: string; shm: string; state: string; ready_for_ms: number | null };
+  watchdog: {
+    pid: number;
+    run_dir: string;
+    shm: string;
+    state: string;
+    ready_for_ms: number | null;
+    /** The dispatcher's port for remote workers, when it has one. */
+    link_port?: number;
+    /** On a joined host: the dispatcher link address this host's workers attach to. */
+    joined?: string;
+  };
   /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
   limits: Readonly<Record<string, number>>;
   dispatcher: ChildStatus;
@@ -58,8 +82,14 @@ export interface InstanceStatus {
   quarantine: QuarantineStatus[];
 }
 
-function row(slot: SlotView, role: string, now: number): ChildStatus {
+function row(
+  slot: SlotView,
+  role: string,
+  now: number,
+  local: { host: string; watchdogPid: number },
+): ChildStatus {
   const pid = slot.load("pid");
+  const link = slot.load("link_state");
   const hb = slot.load("heartbeat_at");
   const started = slot.load("started_at");
   const req = slot.load("request_started_at");
@@ -84,6 +114,9 @@ function row(slot: SlotView, role: string, now: number): ChildStatus {
     wedged: pid > 0 && slot.load("link_wedged_at") > started,
     conns: slot.load("conns"),
     ticket_overdue_ms: role !== "dispatcher" && work === WorkState.ASSIGNED && late > 0 ? ms(late) : null,
+    host: slot.text("host") || local.host,
+    link: stateName(LinkState, link),
+    watchdog_pid: slot.load("remote_watchdog_pid") || local.watchdogPid,
   };
 }
 
@@ -100,6 +133,13 @@ export function readStatus(runDir: string): InstanceStatus {
   using seg = Segment.open(rec.shm, rec.instance_id);
   const now = systemClock.now();
   const readyAt = seg.header("ready_at");
+  const local = { host: rec.host, watchdogPid: seg.header("watchdog_pid") };
+  const workers = Array.from({ length: rec.workers }, (_, i) => row(seg.slot(i + 1), "worker", now, local));
+  // Remote workers of this dispatcher, in the slots after the local ones: those that ever attached.
+  for (let i = rec.workers + 1; i < seg.slotCount; i++) {
+    const slot = seg.slot(i);
+    if (slot.load("link_state") !== LinkState.LOCAL) workers.push(row(slot, "worker", now, local));
+  }
   return {
     watchdog: {
       pid: seg.header("watchdog_pid"),
@@ -107,10 +147,14 @@ export function readStatus(runDir: string): InstanceStatus {
       shm: rec.shm,
       state: seg.header("state") === 2 ? "stopping" : readyAt ? "running" : "starting",
       ready_for_ms: readyAt ? Math.round(now - readyAt) : null,
+      ...(rec.link_port ? { link_port: rec.link_port } : {}),
+      ...(rec.join ? { joined: rec.join } : {}),
     },
     limits: rec.limits ?? {},
-    dispatcher: row(seg.slot(0), "dispatcher", now),
-    workers: Array.from({ length: seg.slotCount - 1 }, (_, i) => row(seg.slot(i + 1), "worker", now)),
+    dispatcher: rec.join
+      ? { ...row(seg.slot(0), "dispatcher", now, local), host: rec.join, state: "remote", link: "remote" }
+      : row(seg.slot(0), "dispatcher", now, local),
+    workers,
     queue_depth: seg.slot(0).load("queue_depth"),
     quarantine: decodeQuarantine(seg.headerText("quarantine"))
       .filter((q) => q.until > now)
@@ -124,7 +168,9 @@ export function statusTable(s: InstanceStatus): string {
   const head = [
     "ROLE",
     "PID",
+    "HOST",
     "PORT",
+    "LINK",
     "STATE",
     "WORK",
     "RESTARTS",
@@ -138,7 +184,9 @@ export function statusTable(s: InstanceStatus): string {
   const rows = [s.dispatcher, ...s.workers].map((c) => [
     c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}`,
     String(c.pid || "-"),
+    c.host,
     String(c.port),
+    c.link,
     (c.state === "failed" ? "failing" : c.state) +
     (c.backoff_ms > 0 ? ` (retry in ${ms(c.backoff_ms)})` : ""),
     c.work + (c.wedged ? " (wedged)" : "") +
@@ -154,7 +202,9 @@ export function statusTable(s: InstanceStatus): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
   return [
-    `watchdog pid ${s.watchdog.pid} (${s.watchdog.state}), run dir ${s.watchdog.run_dir}, shm ${s.watchdog.shm}`,
+    `watchdog pid ${s.watchdog.pid} (${s.watchdog.state}), run dir ${s.watchdog.run_dir}, shm ${s.watchdog.shm}` +
+    (s.watchdog.joined ? `, joined to the dispatcher at ${s.watchdog.joined}` : "") +
+    (s.watchdog.link_port ? `, remote workers on port ${s.watchdog.link_port}` : ""),
     fmt(head),
     ...rows.map(fmt),
     `queue: ${s.queue_depth} waiting`,

@@ -29,8 +29,11 @@ export async function runStop(runDir: string, timeoutMs: number): Promise<number
     }
     await sleep(25);
   }
+  const what = rec.join
+    ? `workers joined to the dispatcher at ${rec.join}`
+    : `dispatcher on ${rec.host}:${rec.port}`;
   console.log(
-    `stopped the osps instance in ${runDir}: watchdog pid ${rec.pid}, dispatcher on ${rec.host}:${rec.port}, ` +
+    `stopped the osps instance in ${runDir}: watchdog pid ${rec.pid}, ${what}, ` +
       `${rec.workers} worker${rec.workers === 1 ? "" : "s"} (${Math.round(performance.now() - t0)} ms)`,
   );
   return 0;

@@ -36,6 +36,7 @@ import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { fitConnections, reserveFor } from "../mod/sys/fds.ts";
 import { E } from "../mod/sys/libc.ts";
 import { netScope, selfCommand } from "../mod/sys/spawn.ts";
+import { readSecret } from "../mod/link/secret.ts";
 
 /** The watchdog gave up before the instance was ever ready: nothing can serve. */
 export class NothingCanServe extends OspsError {
@@ -65,6 +66,8 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   const fds = fitConnections(given.maxConns, reserveFor(2 * given.workers), given.maxConnsGiven);
   if (fds.capped) log.warn("{what}", { what: fds.capped });
   const cfg: WatchdogConfig = { ...given, maxConns: fds.maxConns };
+  // Checked before anything is made: a secret others may read is refused (exit 2), with the mend.
+  const secret = cfg.secretFile ? readSecret(cfg.secretFile) : undefined;
   const paths = instancePaths(cfg.runDir);
   const lock = InstanceLock.acquire(paths);
   const removed = lock.cleanStale();
@@ -80,7 +83,7 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   const life = { everReady: false };
   try {
     for (let lostInARow = 0;;) {
-      const outcome = await runInstance(cfg, paths, signalled.promise, clock, life);
+      const outcome = await runInstance(cfg, paths, signalled.promise, clock, life, secret);
       if (outcome.kind === "stopped") break;
       lostInARow = outcome.wasReady ? 1 : lostInARow + 1;
       if (lostInARow > MAX_RECOVERIES) {
@@ -118,12 +121,15 @@ async function runInstance(
   signalled: Promise<string>,
   clock: Clock,
   life: { everReady: boolean },
+  secret: Uint8Array | undefined,
 ): Promise<Outcome> {
   const log = logger();
   await using scope = new AsyncDisposableStack();
   const instanceId = crypto.getRandomValues(new Uint32Array(1))[0]!;
-  const fifos = Array.from({ length: cfg.workers }, (_, i) => [paths.dwtube(i + 1), paths.wdtube(i + 1)])
-    .flat();
+  // A joined host's workers talk to their dispatcher over TCP: no FIFOs there.
+  const fifos = cfg.join
+    ? []
+    : Array.from({ length: cfg.workers }, (_, i) => [paths.dwtube(i + 1), paths.wdtube(i + 1)]).flat();
   let vanished = false;
 
   writeRecord(paths, {
@@ -137,9 +143,12 @@ async function runInstance(
     workers: cfg.workers,
     created: new Date().toISOString(),
     limits: { ...limitFlags(cfg), ...poolFlags(cfg) },
+    link_port: cfg.linkPort || undefined,
+    join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
   });
   scope.defer(() => removeQuietly(paths.record));
-  const segment = Segment.create(paths.shm, cfg.workers + 1, instanceId, cfg.port);
+  const remoteSlots = cfg.linkPort ? cfg.remoteSlots : 0;
+  const segment = Segment.create(paths.shm, cfg.workers + 1 + remoteSlots, instanceId, cfg.port);
   scope.defer(() => {
     segment.close();
     // A vanished name may already belong to someone else: only unlink what is still ours.
@@ -150,8 +159,8 @@ async function runInstance(
     scope.defer(() => void removeFifo(f));
   }
 
-  const { dispatcher, workers } = makeChildren(cfg, segment, instanceId, { clock });
-  const children = [dispatcher, ...workers];
+  const { dispatcher, workers } = makeChildren(cfg, segment, instanceId, { clock }, secret);
+  const children = dispatcher ? [dispatcher, ...workers] : workers;
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
   void signalled.then(requestStop);
   let fatal: string | null = null;
@@ -164,19 +173,25 @@ async function runInstance(
   });
 
   let failedBefore = 0;
+  // A worker serves once ready, and on a joined host once attached to the dispatcher too.
+  const serving = (w: SupervisedChild) => w.state === "ready" && (!cfg.join || w.linked);
   for (const c of children) {
     c.onChange = () => {
       const failed = workers.filter((w) => w.state === "failed");
       if (!wasReady) {
         // Ready once every child that can run does; a worker that cannot boot leaves the pool degraded.
-        const settled = dispatcher.state === "ready" && workers.some((w) => w.state === "ready") &&
-          workers.every((w) => w.state === "ready" || w.state === "failed");
+        const settled = (!dispatcher || dispatcher.state === "ready") &&
+          (workers.length === 0 || workers.some(serving)) &&
+          workers.every((w) => serving(w) || w.state === "failed");
         if (settled) {
           wasReady = life.everReady = true;
           segment.setHeader("ready_at", clock.now());
           announceReady(cfg, failed.map((w) => w.spec.slot.index));
-        } else if (!life.everReady && (dispatcher.state === "failed" || failed.length === workers.length)) {
-          fatal = dispatcher.state === "failed" ? "the dispatcher cannot run" : "no worker can run";
+        } else if (
+          !life.everReady &&
+          (dispatcher?.state === "failed" || (workers.length > 0 && failed.length === workers.length))
+        ) {
+          fatal = dispatcher?.state === "failed" ? "the dispatcher cannot run" : "no worker can run";
           requestStop("fatal");
         }
       } else if (failed.length !== failedBefore) {
@@ -191,10 +206,13 @@ async function runInstance(
     };
   }
 
-  log.info("starting instance in {dir}: dispatcher on {host}:{port}, {n} workers", {
+  log.info("starting instance in {dir}: {what}, {n} workers", {
     dir: cfg.runDir,
-    host: cfg.host,
-    port: cfg.port,
+    what: cfg.join
+      ? `workers joining the dispatcher at ${netScope(cfg.join.host, cfg.join.port)}`
+      : `dispatcher on ${netScope(cfg.host, cfg.port)}${
+        cfg.linkPort ? `, remote workers on ${netScope(cfg.host, cfg.linkPort)}` : ""
+      }`,
     n: cfg.workers,
   });
   for (const c of children) c.start();
@@ -226,13 +244,14 @@ async function runInstance(
   return vanished ? { kind: "vanished", wasReady } : { kind: "stopped" };
 }
 
-/** The dispatcher and worker children of one incarnation. */
+/** The dispatcher (none on a joined host) and worker children of one incarnation. */
 function makeChildren(
   cfg: WatchdogConfig,
   segment: Segment,
   instanceId: number,
   deps: SupervisorDeps,
-): { dispatcher: SupervisedChild; workers: SupervisedChild[] } {
+  secret: Uint8Array | undefined,
+): { dispatcher: SupervisedChild | undefined; workers: SupervisedChild[] } {
   const common = {
     host: cfg.host,
     "run-dir": cfg.runDir,
@@ -241,6 +260,8 @@ function makeChildren(
     "parent-pid": Deno.pid,
     "heartbeat-ms": cfg.heartbeatMs,
     "grace-ms": cfg.graceMs,
+    "link-heartbeat-ms": cfg.linkHeartbeatMs,
+    "link-timeout-ms": cfg.linkTimeoutMs,
     ...limitFlags(cfg),
     "log-level": cfg.logLevel,
     "log-format": cfg.logFormat,
@@ -258,22 +279,30 @@ function makeChildren(
     failedRetryMs: cfg.failedRetryMs,
   };
   segment.slot(0).store("port", cfg.port);
-  const dispatcher = new SupervisedChild(
+  const dispatcher = cfg.join ? undefined : new SupervisedChild(
     {
       name: "dispatcher",
       slot: segment.slot(0),
       isWorker: false,
+      secret: cfg.linkPort ? secret : undefined,
       command: () =>
         selfCommand(
           toArgv("dispatcher", {
             ...common,
             port: cfg.port,
             workers: cfg.workers,
+            "link-port": cfg.linkPort,
+            "remote-slots": cfg.remoteSlots,
             ...poolFlags(cfg),
             "probe-ms": cfg.probeMs,
             "probe-timeout-ms": cfg.hangTimeoutMs,
           }),
-          { listen: [netScope(cfg.host, cfg.port)] },
+          {
+            listen: [
+              netScope(cfg.host, cfg.port),
+              ...(cfg.linkPort ? [netScope(cfg.host, cfg.linkPort)] : []),
+            ],
+          },
         ),
     },
     timing,
@@ -281,6 +310,7 @@ function makeChildren(
     deps,
   );
   const poolBudget = new RestartBudget(cfg.poolRestartBudget, cfg.restartWindowMs);
+  const join = cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined;
   const workers = Array.from({ length: cfg.workers }, (_, i) => {
     const id = i + 1, port = cfg.port + id;
     segment.slot(id).store("port", port);
@@ -290,10 +320,11 @@ function makeChildren(
         slot: segment.slot(id),
         isWorker: true,
         poolBudget,
+        secret: join ? secret : undefined,
         command: () =>
           selfCommand(
-            toArgv("worker", { ...common, id, port, "max-requests": withJitter(cfg.maxRequests) }),
-            { listen: [netScope(cfg.host, port)] },
+            toArgv("worker", { ...common, id, port, join, "max-requests": withJitter(cfg.maxRequests) }),
+            { listen: [netScope(cfg.host, port), ...(join ? [join] : [])] },
           ),
       },
       timing,
@@ -305,9 +336,14 @@ function makeChildren(
 }
 
 function announceReady(cfg: WatchdogConfig, failed: number[]): void {
-  const ports = `${cfg.port + 1}-${cfg.port + cfg.workers}`;
+  const ports = cfg.workers ? `${cfg.port + 1}-${cfg.port + cfg.workers}` : "none";
+  const head = cfg.join
+    ? `ready joined=${netScope(cfg.join.host, cfg.join.port)} host=${cfg.host}`
+    : `ready dispatcher=${netScope(cfg.host, cfg.port)}${
+      cfg.linkPort ? ` link=${netScope(cfg.host, cfg.linkPort)}` : ""
+    }`;
   console.log(
-    `ready dispatcher=${netScope(cfg.host, cfg.port)} workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
+    `${head} workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
       failed.length ? ` degraded failed=${failed.join(",")}` : ""
     }`,
   );
@@ -378,12 +414,12 @@ function withJitter(n: number): number {
 
 /** Drain the dispatcher, let sessions finish (bounded), stop workers, then the dispatcher. */
 async function stopGracefully(
-  dispatcher: SupervisedChild,
+  dispatcher: SupervisedChild | undefined,
   workers: SupervisedChild[],
   graceMs: number,
   clock: Clock,
 ): Promise<void> {
-  dispatcher.order("drain");
+  dispatcher?.order("drain");
   const deadline = clock.now() + graceMs;
   const busy = () =>
     workers.some((w) => {
@@ -392,7 +428,7 @@ async function stopGracefully(
     });
   while (busy() && clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   await Promise.all(workers.map((w) => w.stop(Math.max(500, deadline - clock.now()))));
-  await dispatcher.stop(1_000);
+  await dispatcher?.stop(1_000);
 }
 
 function removeQuietly(path: string): void {

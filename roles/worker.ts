@@ -8,6 +8,8 @@ import { instancePaths } from "../mod/cli/config.ts";
 import { FifoPoller } from "../mod/ipc/fifo.ts";
 import { Segment } from "../mod/ipc/shm.ts";
 import { LocalDispatcherLink } from "../mod/link/local_link.ts";
+import { TcpDispatcherLink } from "../mod/link/tcp_link.ts";
+import type { DispatcherLink } from "../mod/link/worker_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Admission } from "../mod/net/admission.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
@@ -23,7 +25,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   containStrayErrors();
   const log = logger();
   bindToParent(cfg.parentPid);
-  const fds = fitConnections(cfg.maxConns, reserveFor(2), false);
+  const fds = fitConnections(cfg.maxConns, reserveFor(2, cfg.join ? 1 : 0), false);
   if (fds.capped) log.warn("{what}", { what: fds.capped });
   using segment = Segment.open(cfg.shm, cfg.instance);
   const slot = segment.slot(cfg.id);
@@ -35,10 +37,6 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   );
   const poller = new FifoPoller();
   poller.onError = (r, err) => log.error("doorbell {path} failed: {err}", { path: r.path, err: String(err) });
-  const link = bootStep(
-    "open its doorbells",
-    () => new LocalDispatcherLink(slot, instancePaths(cfg.runDir), poller, clock),
-  );
   const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
   server.conns.onChange = (n) => slot.store("conns", n);
 
@@ -55,6 +53,25 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     stop();
   };
   const control = answerWatchdog(slot, clock, { onDrain: drain, onStop: drain });
+  const link: DispatcherLink = cfg.join
+    ? new TcpDispatcherLink(slot, {
+      ...cfg.join,
+      secret: await control.secret(),
+      timing: { heartbeatMs: cfg.linkHeartbeatMs, timeoutMs: cfg.linkTimeoutMs },
+      identity: () => ({
+        host: cfg.host,
+        port: cfg.port,
+        id: cfg.id,
+        pid: Deno.pid,
+        watchdogPid: cfg.parentPid,
+        served: slot.load("served"),
+        state: (link as TcpDispatcherLink).stateName(),
+      }),
+    }, clock)
+    : bootStep(
+      "open its doorbells",
+      () => new LocalDispatcherLink(slot, instancePaths(cfg.runDir), poller, clock),
+    );
 
   server.serve((tcp) =>
     serveRunClient(tcp, {
@@ -80,14 +97,19 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
       },
     })
   );
+  link.ready(); // the slot is clean and idle before the dispatcher can hear of this worker
   link.start({
     onAssigned: () => {},
-    onConnected: () => log.debug("dispatcher connected"),
-    onDisconnected: () =>
-      log.info("dispatcher link closed; serving current clients, waiting for a new dispatcher"),
+    onConnected: () => {
+      log.debug("dispatcher connected");
+      if (cfg.join) control.linked(true, `${cfg.join.host}:${cfg.join.port}`);
+    },
+    onDisconnected: () => {
+      log.info("dispatcher link closed; serving current clients, waiting for a new dispatcher");
+      if (cfg.join) control.linked(false, `${cfg.join.host}:${cfg.join.port}`);
+    },
   });
   poller.start();
-  link.ready();
   control.ready(`worker ${cfg.id} port ${cfg.port}`);
   log.info("worker {id} serving on {host}:{port}", { id: cfg.id, host: cfg.host, port: cfg.port });
 

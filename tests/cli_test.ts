@@ -16,8 +16,12 @@ Deno.test("watchdog defaults: 2 workers, 127.0.0.1, port 2222", () => {
 
 Deno.test("bad flags are usage errors with the value quoted", () => {
   assert.throws(
-    () => parseCommandLine(["watchdog", "--workers=0"]),
-    /--workers must be between 1 and 64, got 0/,
+    () => parseCommandLine(["watchdog", "--workers=65"]),
+    /--workers must be between 0 and 64, got 65/,
+  );
+  assert.throws(
+    () => watchdogConfig(parseCommandLine(["watchdog", "--workers=0"]).flags),
+    /--workers 0 needs --link-port: a dispatcher with no local workers serves only remote ones/,
   );
   assert.throws(() => parseCommandLine(["watchdog", "--port=abc"]), /--port takes a whole number, got "abc"/);
   assert.throws(() => parseCommandLine(["watchdog", "--log-format=xml"]), /must be one of text, json/);
@@ -27,6 +31,34 @@ Deno.test("bad flags are usage errors with the value quoted", () => {
   assert.throws(
     () => watchdogConfig(parseCommandLine(["watchdog", "--heartbeat-ms=500", "--hang-timeout-ms=400"]).flags),
     /must exceed --heartbeat-ms/,
+  );
+});
+
+Deno.test("a mistyped flag or a negative number gets a message a person can act on", () => {
+  assert.throws(
+    () => parseCommandLine(["watchdog", "--wrokers", "3"]),
+    /^UsageError: watchdog: unknown flag --wrokers; did you mean --workers\? \(osps help watchdog lists every flag\)$/,
+  );
+  assert.throws(
+    () => parseCommandLine(["watchdog", "--workers", "-5"]),
+    /--workers must be between 0 and 64, got -5/,
+  );
+  assert.throws(
+    () => parseCommandLine(["watchdog", "--workers=-XYZ"]),
+    /--workers takes a whole number, got "-XYZ"/,
+  );
+  assert.throws(
+    () => parseCommandLine(["watchdog", "--port"]),
+    /--port needs a value \(see "osps help watchdog"\)/,
+  );
+  assert.throws(() => parseCommandLine(["wachdog"]), /unknown command "wachdog"; did you mean "watchdog"\?/);
+  assert.throws(
+    () => watchdogConfig(parseCommandLine(["watchdog", "--link-port=3000"]).flags),
+    /--link-port needs --secret-file \(osps secret > FILE; chmod 600 FILE\)/,
+  );
+  assert.throws(
+    () => watchdogConfig(parseCommandLine(["watchdog", "--join=nohost"]).flags),
+    /--join takes ADDR:PORT/,
   );
 });
 

@@ -31,10 +31,17 @@ export interface Output {
   stderr: string;
 }
 
-/** Runs `osps <args>` to completion. */
-export async function osps(args: string[], options: { stdin?: string } = {}): Promise<Output> {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: [...RUN_FLAGS, MAIN, ...args],
+/** Runs `osps <args>` to completion (`net`: addresses it may reach besides loopback). */
+export async function osps(
+  args: string[],
+  options: { stdin?: string; net?: string[]; wrap?: string[] } = {},
+): Promise<Output> {
+  const flags = options.net
+    ? RUN_FLAGS.map((f) => f.startsWith("--allow-net=") ? `${f},${options.net!.join(",")}` : f)
+    : RUN_FLAGS;
+  const [program, ...prefix] = options.wrap ?? [];
+  const cmd = new Deno.Command(program ?? Deno.execPath(), {
+    args: [...(program ? [...prefix, Deno.execPath()] : []), ...flags, MAIN, ...args],
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -79,6 +86,8 @@ export interface Instance {
   readonly runDir: string;
   readonly pid: number;
   readonly process: Deno.ChildProcess;
+  /** The watchdog's `ready …` line. */
+  readonly readyLine: string;
   /** stderr collected so far (all roles log there). */
   logs(): string;
   /** `osps client --port <port> …`. */
@@ -109,6 +118,9 @@ export interface ChildJson {
   heartbeat_age_ms: number | null;
   last_exit: string;
   backoff_ms: number;
+  host: string;
+  link: string;
+  watchdog_pid: number;
 }
 
 /** Options of {@link startInstance}. */
@@ -121,6 +133,10 @@ export interface StartOptions {
   port?: number;
   /** Open-file limit (soft and hard) to start the watchdog under, as `ulimit -n` would set it. */
   fileLimit?: number;
+  /** A command the watchdog runs under (say `ip netns exec NS`): it ends by exec'ing the watchdog. */
+  wrap?: string[];
+  /** How long to wait for the ready line (default 30 s); then the watchdog is stopped (SIGTERM, then SIGKILL). */
+  timeoutMs?: number;
 }
 
 /** Starts `osps watchdog` and waits for its `ready` line. */
@@ -140,9 +156,10 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
     ...(options.flags ?? []),
   ];
   // A low open-file limit is set by a shell that then becomes the watchdog (exec): same pid, same pipes.
-  const [program, ...args] = options.fileLimit === undefined
+  const limited = options.fileLimit === undefined
     ? argv
     : ["sh", "-c", `ulimit -n ${options.fileLimit} && exec "$@"`, "sh", ...argv];
+  const [program, ...args] = [...(options.wrap ?? []), ...limited];
   const child = new Deno.Command(program!, {
     args,
     stdin: "null",
@@ -156,7 +173,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
   const status = child.status;
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
-  const readyTimeout = 30_000;
+  const readyTimeout = options.timeoutMs ?? 30_000;
   const deadline = Date.now() + readyTimeout;
   while (!buffered.includes("\n")) {
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -169,14 +186,19 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
     clearTimeout(timer); // a pending timer would keep a caller's process (the bench suite) alive for 30 s
     if (r === "timeout" || r.done) {
       await lines.cancel();
-      if (r === "timeout") child.kill("SIGKILL");
+      if (r === "timeout") {
+        child.kill("SIGTERM"); // a clean stop removes what it made; SIGKILL if it does not come
+        const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+        await status;
+        clearTimeout(killer);
+      }
       const code = (await status).code;
       await stderrDone;
       removeTempParent(runDir, options.runDir);
       if (!options.expectFailure) throw new Error(`watchdog did not get ready (exit ${code}):\n${stderr}`);
       const done = Promise.resolve(code);
       const fail = () => Promise.reject(new Error("instance is not running"));
-      return instance({ port, workers, runDir }, child, () => stderr, {
+      return instance({ port, workers, runDir, readyLine: "" }, child, () => stderr, {
         client: fail,
         status: fail,
         stop: () => done,
@@ -186,6 +208,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
     buffered += r.value;
   }
   assert.match(buffered, /^ready /, `first stdout line should start with "ready": ${buffered}`);
+  const readyLine = buffered.slice(0, buffered.indexOf("\n"));
   // Keep draining stdout so the watchdog never blocks on it.
   const stdoutDone = (async () => {
     while (!(await lines.read()).done) { /* discard */ }
@@ -196,7 +219,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
     removeTempParent(runDir, options.runDir);
     return s.code;
   });
-  return instance({ port, workers, runDir }, child, () => stderr, {
+  return instance({ port, workers, runDir, readyLine }, child, () => stderr, {
     client: (args, o) => osps(["client", `--port=${port}`, ...args], o),
     status: async () => {
       const o = await osps(["status", `--run-dir=${runDir}`, "--json"]);
@@ -214,7 +237,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
 
 /** An {@link Instance}: what every one has, running or failed, plus how it is driven. */
 function instance(
-  where: Pick<Instance, "port" | "workers" | "runDir">,
+  where: Pick<Instance, "port" | "workers" | "runDir" | "readyLine">,
   child: Deno.ChildProcess,
   logs: () => string,
   drive: Pick<Instance, "client" | "status" | "stop" | "exited">,

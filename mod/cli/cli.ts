@@ -180,6 +180,36 @@ const SUPERVISION: Record<string, FlagSpec> = {
     doc: "a child failed over its budget or unable to boot is tried again after this long",
   },
 };
+const LINK_TIMING: Record<string, FlagSpec> = {
+  "link-heartbeat-ms": {
+    type: "int",
+    default: 1_000,
+    min: 10,
+    max: 60_000,
+    doc: "heartbeat interval of TCP worker links",
+  },
+  "link-timeout-ms": {
+    type: "int",
+    default: 5_000,
+    min: 50,
+    max: 600_000,
+    doc: "a TCP worker link silent this long is lost: not routed to, its unused ticket dies",
+  },
+};
+const LINK_PORT: FlagSpec = {
+  type: "int",
+  default: 0,
+  min: 0,
+  max: 65535,
+  doc: "also accept workers of other hosts on --host:PORT over TCP (0 = off; needs --secret-file)",
+};
+const REMOTE_SLOTS: FlagSpec = {
+  type: "int",
+  default: 64,
+  min: 1,
+  max: 512,
+  doc: "remote workers the dispatcher can hold (with --link-port)",
+};
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,
   port: { ...PORT, doc: "dispatcher port of the instance (finds the default run dir)" },
@@ -192,10 +222,31 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     summary: "supervise a dispatcher and N workers (runs in the foreground)",
     usage: "osps watchdog [flags]",
     flags: {
-      workers: { type: "int", default: 2, min: 1, max: 64, short: "n", doc: "number of workers" },
+      workers: {
+        type: "int",
+        default: 2,
+        min: 0,
+        max: 64,
+        short: "n",
+        doc: "number of workers on this host (0 only with --link-port: a dispatcher for remote workers)",
+      },
       host: HOST,
       port: { ...PORT, doc: "dispatcher port; workers use port+1 … port+N" },
       "run-dir": RUN_DIR,
+      "link-port": LINK_PORT,
+      join: {
+        type: "string",
+        default: "",
+        doc: "run no dispatcher here: this host's workers attach to the dispatcher's link port ADDR:PORT",
+      },
+      "secret-file": {
+        type: "string",
+        default: "",
+        doc:
+          "file with the secret worker links authenticate with (mode 0600, ≥ 32 bytes; osps secret makes one)",
+      },
+      "remote-slots": REMOTE_SLOTS,
+      ...LINK_TIMING,
       "heartbeat-ms": INSTANCE["heartbeat-ms"]!,
       "hang-timeout-ms": {
         type: "int",
@@ -233,7 +284,10 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     flags: {
       host: HOST,
       port: PORT,
-      workers: { type: "int", default: 2, min: 1, max: 64, doc: "number of worker slots" },
+      workers: { type: "int", default: 2, min: 0, max: 64, doc: "number of local worker slots" },
+      "link-port": LINK_PORT,
+      "remote-slots": REMOTE_SLOTS,
+      ...LINK_TIMING,
       ...INSTANCE,
       ...PROBE,
       "probe-timeout-ms": {
@@ -257,6 +311,8 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       port: { type: "int", default: 2223, min: 1, max: 65535, doc: "TCP port for clients" },
       ...INSTANCE,
       "max-requests": { ...MAX_REQUESTS, doc: "retire (drain and exit 0) after N requests (0 = never)" },
+      join: { type: "string", default: "", doc: "attach to the dispatcher's link port ADDR:PORT over TCP" },
+      ...LINK_TIMING,
       "grace-ms": POOL["grace-ms"]!,
       ...LIMITS,
       ...LOG,
@@ -284,6 +340,11 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       },
       "timeout-ms": { type: "int", default: 30_000, min: 1, doc: "give up on an answer after this long" },
     },
+  },
+  secret: {
+    summary: "print a new random secret for --secret-file (osps secret > FILE; chmod 600 FILE)",
+    usage: "osps secret > FILE",
+    flags: {},
   },
   status: {
     summary: "show the instance's processes, read from shared memory",

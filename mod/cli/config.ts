@@ -32,6 +32,18 @@ export interface PoolConfig {
   readonly maxTicketsPerAddr: number;
 }
 
+/** Heartbeats of TCP worker links. */
+export interface LinkTimingConfig {
+  readonly linkHeartbeatMs: number;
+  readonly linkTimeoutMs: number;
+}
+
+/** A `host:port` address. */
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
 /** Quarantine of request types that keep killing workers. */
 export interface QuarantineSettings {
   readonly quarantineKills: number;
@@ -40,7 +52,8 @@ export interface QuarantineSettings {
 }
 
 /** `osps watchdog`. */
-export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig, QuarantineSettings {
+export interface WatchdogConfig
+  extends LogConfig, LimitsConfig, PoolConfig, QuarantineSettings, LinkTimingConfig {
   readonly workers: number;
   readonly host: string;
   readonly port: number;
@@ -62,6 +75,14 @@ export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig, Qua
   readonly failedRetryMs: number;
   /** True when `--max-conns` was given (a value that cannot fit is then an error, not lowered). */
   readonly maxConnsGiven: boolean;
+  /** Port the dispatcher accepts remote workers on (0 = none). */
+  readonly linkPort: number;
+  /** Remote worker slots of the dispatcher (with `linkPort`). */
+  readonly remoteSlots: number;
+  /** Join mode: no dispatcher here; workers attach to this link address. */
+  readonly join: Endpoint | null;
+  /** The link secret's file ("" when no link is used). */
+  readonly secretFile: string;
 }
 
 /** What a child needs to find its instance. */
@@ -76,15 +97,20 @@ export interface ChildInstanceConfig extends LogConfig, LimitsConfig {
 }
 
 /** `osps dispatcher`. */
-export interface DispatcherConfig extends ChildInstanceConfig, PoolConfig, QuarantineSettings {
+export interface DispatcherConfig
+  extends ChildInstanceConfig, PoolConfig, QuarantineSettings, LinkTimingConfig {
   readonly workers: number;
+  readonly linkPort: number;
+  readonly remoteSlots: number;
   readonly probeMs: number;
   readonly probeTimeoutMs: number;
 }
 
 /** `osps worker`. */
-export interface WorkerConfig extends ChildInstanceConfig {
+export interface WorkerConfig extends ChildInstanceConfig, LinkTimingConfig {
   readonly id: number;
+  /** Attach to this dispatcher link address over TCP instead of the local FIFOs. */
+  readonly join: Endpoint | null;
   /** Time in-flight requests get to finish on stop. */
   readonly graceMs: number;
   /** Retire after this many requests (0 = never). */
@@ -130,6 +156,24 @@ function poolConfig(v: FlagValues): PoolConfig {
     graceMs: num(v, "grace-ms"),
     maxTicketsPerAddr: num(v, "max-tickets-per-addr") || Math.max(1, num(v, "workers") - 1),
   };
+}
+
+function linkTiming(v: FlagValues): LinkTimingConfig {
+  const c = { linkHeartbeatMs: num(v, "link-heartbeat-ms"), linkTimeoutMs: num(v, "link-timeout-ms") };
+  if (c.linkTimeoutMs <= c.linkHeartbeatMs) {
+    throw new UsageError(
+      `--link-timeout-ms (${c.linkTimeoutMs}) must exceed --link-heartbeat-ms (${c.linkHeartbeatMs})`,
+    );
+  }
+  return c;
+}
+
+/** Parses `ADDR:PORT` (IPv6 as `[ADDR]:PORT`). */
+export function parseEndpoint(flag: string, text: string): Endpoint {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port < 1 || port > 65535) throw new UsageError(`--${flag} takes ADDR:PORT, got "${text}"`);
+  return { host: m[1] ?? m[2]!, port };
 }
 
 function quarantineConfig(v: FlagValues): QuarantineSettings {
@@ -233,7 +277,34 @@ export function watchdogConfig(v: FlagValues, given: ReadonlySet<string> = new S
     ...quarantineConfig(v),
     ...limitsConfig(v),
     ...logConfig(v),
+    ...linkTiming(v),
+    linkPort: num(v, "link-port"),
+    remoteSlots: num(v, "remote-slots"),
+    join: str(v, "join") ? parseEndpoint("join", str(v, "join")) : null,
+    secretFile: str(v, "secret-file"),
   };
+  if (c.join && c.linkPort) {
+    throw new UsageError(
+      "--join and --link-port exclude each other: a host either runs the dispatcher or joins one",
+    );
+  }
+  if ((c.join || c.linkPort) && !c.secretFile) {
+    throw new UsageError(
+      `--${c.join ? "join" : "link-port"} needs --secret-file (osps secret > FILE; chmod 600 FILE)`,
+    );
+  }
+  if (c.workers === 0 && !c.linkPort) {
+    throw new UsageError(
+      "--workers 0 needs --link-port: a dispatcher with no local workers serves only remote ones",
+    );
+  }
+  if (c.linkPort && c.linkPort >= c.port && c.linkPort <= c.port + c.workers) {
+    throw new UsageError(
+      `--link-port ${c.linkPort} collides with the dispatcher's or a worker's port (${c.port}…${
+        c.port + c.workers
+      })`,
+    );
+  }
   if (c.port + c.workers > 65535) {
     throw new UsageError(`--port ${c.port} leaves no room for ${c.workers} worker ports`);
   }
@@ -268,7 +339,10 @@ export function dispatcherConfig(v: FlagValues): DispatcherConfig {
     ...childConfig(v),
     ...poolConfig(v),
     ...quarantineConfig(v),
+    ...linkTiming(v),
     workers: num(v, "workers"),
+    linkPort: num(v, "link-port"),
+    remoteSlots: num(v, "remote-slots"),
     probeMs: num(v, "probe-ms"),
     probeTimeoutMs: num(v, "probe-timeout-ms"),
   };
@@ -278,9 +352,11 @@ export function dispatcherConfig(v: FlagValues): DispatcherConfig {
 export function workerConfig(v: FlagValues): WorkerConfig {
   return {
     ...childConfig(v),
+    ...linkTiming(v),
     id: num(v, "id"),
     maxRequests: num(v, "max-requests"),
     graceMs: num(v, "grace-ms"),
+    join: str(v, "join") ? parseEndpoint("join", str(v, "join")) : null,
   };
 }
 

@@ -50,7 +50,7 @@ export interface PoolHooks {
 
 /** Picks workers round-robin, queues clients when none is free. */
 export class WorkerPool {
-  readonly #links: readonly WorkerLink[];
+  readonly #links: WorkerLink[];
   readonly #cfg: PoolConfig;
   readonly #clock: Clock;
   readonly #hooks: PoolHooks;
@@ -65,7 +65,7 @@ export class WorkerPool {
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(links: readonly WorkerLink[], cfg: PoolConfig, clock: Clock, hooks: PoolHooks = {}) {
-    this.#links = links;
+    this.#links = [...links];
     this.#cfg = cfg;
     this.#clock = clock;
     this.#hooks = hooks;
@@ -78,24 +78,31 @@ export class WorkerPool {
 
   /** Starts every link, and the sweep of expired tickets. */
   start(): void {
-    const log = logger();
-    for (const link of this.#links) {
-      link.start({
-        onReady: () => this.#pump(),
-        onDone: () => this.#pump(),
-        onClosed: (l) => {
-          this.#probes.delete(l.id);
-          log.info("worker {id} link closed; not routing to it", { id: l.id });
-        },
-        onLost: (l, lost) => this.#hooks.onLost?.(l, lost),
-        onProbe: (l) => this.#probes.delete(l.id),
-        onMessage: (l, m) => this.#hooks.onMessage?.(l, m),
-      });
-    }
+    for (const link of this.#links) this.#startLink(link);
     // A predecessor may have died between handing out a ticket and its use: the sweep takes it back.
     this.sweep();
     const every = Math.min(250, Math.max(20, Math.floor(this.#cfg.ticketTtlMs / 4)));
     this.#sweepTimer = setInterval(() => this.sweep(), every);
+  }
+
+  /** Adds a worker that came later (a remote worker attaching for the first time). */
+  addLink(link: WorkerLink): void {
+    this.#links.push(link);
+    this.#startLink(link);
+  }
+
+  #startLink(link: WorkerLink): void {
+    link.start({
+      onReady: () => this.#pump(),
+      onDone: () => this.#pump(),
+      onClosed: (l) => {
+        this.#probes.delete(l.id);
+        logger().info("worker {id} link closed; not routing to it", { id: l.id });
+      },
+      onLost: (l, lost) => this.#hooks.onLost?.(l, lost),
+      onProbe: (l) => this.#probes.delete(l.id),
+      onMessage: (l, m) => this.#hooks.onMessage?.(l, m),
+    });
   }
 
   /**
@@ -265,6 +272,11 @@ export class WorkerPool {
     let n = 0;
     for (const l of this.#links) if (l !== except && l.send(message)) n++;
     return n;
+  }
+
+  /** The links, local and remote. */
+  get links(): readonly WorkerLink[] {
+    return this.#links;
   }
 
   /** Resolves once every worker can take work (or after `timeoutMs`: a worker may be down). */

@@ -12,6 +12,8 @@
  * | child → watchdog | `retiring <detail>` | drains and exits 0 on its own (`--max-requests`) |
  * | watchdog → child | `drain` | stop taking new work, finish what you have |
  * | watchdog → child | `stop` | finish and exit 0 |
+ * | watchdog → child | `secret <hex>` | the link secret, first line, for roles that use a TCP link |
+ * | child → watchdog | `linked <detail>` / `unlinked <detail>` | its TCP link to the dispatcher is up / lost |
  *
  * The answer comes from the child's event loop, which is also the loop that
  * serves requests: a worker blocked in a computation or SIGSTOPped cannot
@@ -37,6 +39,7 @@ export interface ChildHandlers {
 
 /** Child side: answers pings, reports readiness. */
 export class ChildControl {
+  readonly #secret = Promise.withResolvers<Uint8Array>();
   /**
    * Answers go out asynchronously: a watchdog that stops reading (stopped, say)
    * must not freeze this child's event loop, which serves its clients.
@@ -52,8 +55,23 @@ export class ChildControl {
         this.#send(`pong ${arg ?? ""}`);
       } else if (verb === "drain") handlers.onDrain();
       else if (verb === "stop") handlers.onStop();
+      else if (verb === "secret" && arg && /^([0-9a-f]{2})+$/.test(arg)) {
+        this.#secret.resolve(Uint8Array.from(arg.match(/../g)!, (h) => parseInt(h, 16)));
+      }
     }
+    this.#secret.reject(new Error("the watchdog closed the control channel before sending the link secret"));
+    this.#secret.promise.catch(() => {});
     handlers.onOrphaned();
+  }
+
+  /** The link secret, as the watchdog sends it (never on a command line, never in a file the child reads). */
+  secret(): Promise<Uint8Array> {
+    return this.#secret.promise;
+  }
+
+  /** Tells the watchdog whether this child's TCP link to the dispatcher is up. */
+  linked(up: boolean, detail: string): void {
+    this.#send(`${up ? "linked" : "unlinked"} ${detail}`);
   }
 
   /** Tells the watchdog this child is serving. */
@@ -99,7 +117,7 @@ export class ParentControl {
   }
 
   /** Sends one order; false when the child's stdin is closed. */
-  async send(line: "drain" | "stop" | `ping ${number}`): Promise<boolean> {
+  async send(line: "drain" | "stop" | `ping ${number}` | `secret ${string}`): Promise<boolean> {
     if (this.#closed) return false;
     try {
       await this.#writer.write(encoder.encode(line + "\n"));

@@ -17,9 +17,9 @@ import { OspsError, SysError } from "../errors.ts";
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
 /** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 /** Bytes per slot; fields leave room to grow without moving slots. */
-export const SLOT_SIZE = 256;
+export const SLOT_SIZE = 384;
 /** Bytes of header before slot 0. */
 export const HEADER_SIZE = 256;
 /** Room for the dispatcher's list of quarantined request types in the header. */
@@ -154,6 +154,24 @@ export const SLOT_FIELDS = [
     writer: "worker",
     doc: "argument of the request in progress (first 32 bytes), to say what a killed request was",
   },
+  {
+    name: "link_state",
+    type: "i32",
+    writer: "dispatcher (remote slots) / worker (joined host)",
+    doc: "a TCP link's state (LinkState); 0 for a local worker on FIFOs",
+  },
+  {
+    name: "remote_watchdog_pid",
+    type: "i32",
+    writer: "dispatcher",
+    doc: "remote slots: pid of the worker's own watchdog on its host",
+  },
+  {
+    name: "host",
+    type: "bytes48",
+    writer: "dispatcher",
+    doc: "remote slots: the address the worker listens on (local workers: empty, the instance's --host)",
+  },
 ] as const satisfies readonly FieldSpec[];
 
 /** Name of a slot field. */
@@ -163,6 +181,9 @@ export type HeaderField = (typeof HEADER_FIELDS)[number]["name"];
 
 /** Work state of a slot (bits 0-3 of the `work` word). */
 export const WorkState = { OFFLINE: 0, IDLE: 1, ASSIGNED: 2, BUSY: 3, DRAINING: 4 } as const;
+/** State of a worker's TCP link (`link_state` field). */
+export const LinkState = { LOCAL: 0, CONNECTING: 1, ATTACHED: 2, LOST: 3 } as const;
+
 /** Supervision state of a slot (`sup_state` field), driven by the watchdog's state machine. */
 export const SupState = {
   NONE: 0,
@@ -249,6 +270,7 @@ export function layoutMarkdown(): string {
     "word fails instead of taking another client's ticket.",
     "",
     "`sup_state`: " + Object.entries(SupState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
+    "`link_state`: " + Object.entries(LinkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
     "",
   ].join("\n");
 }
@@ -393,6 +415,10 @@ export class Segment {
       seg.setHeader("created_ms", Date.now());
       seg.setHeader("base_port", basePort);
       seg.setHeader("state", 1);
+      for (let i = 0; i < slotCount; i++) {
+        seg.slot(i).store("last_exit", -1); // ExitReason.NONE: no process has ended yet
+        seg.slot(i).store("death_gen", -1);
+      }
       seg.setHeader("magic", SHM_MAGIC); // last: readers treat a segment without magic as not ready
       return seg;
     } catch (err) {

@@ -23,7 +23,7 @@ import { type SlotView, workGen, WorkState, workState, workWord } from "../ipc/s
 import type { Clock } from "../sys/clock.ts";
 import { sleep } from "../deadline.ts";
 import { requestCaused } from "../supervise/exit_reason.ts";
-import { isZero, sameBytes, ticketBytes } from "./tickets.ts";
+import { SlotTickets } from "./slot_tickets.ts";
 import type {
   ClaimRefusal,
   DispatcherLink,
@@ -97,6 +97,7 @@ export class LocalWorkerLink implements WorkerLink {
   readonly id: number;
   readonly host: string;
   readonly #slot: SlotView;
+  readonly #tickets: SlotTickets;
   readonly #reader: FifoReader;
   readonly #bell: Bell;
   readonly #poller: FifoPoller;
@@ -114,6 +115,7 @@ export class LocalWorkerLink implements WorkerLink {
     this.id = slot.index;
     this.host = host;
     this.#slot = slot;
+    this.#tickets = new SlotTickets(slot, clock);
     this.#poller = poller;
     this.#clock = clock;
     this.#reader = new FifoReader(paths.wdtube(this.id), {
@@ -186,23 +188,15 @@ export class LocalWorkerLink implements WorkerLink {
 
   assign(t: Ticket): boolean {
     if (!this.available()) return false;
-    const slot = this.#slot;
-    const word = slot.load("work");
-    if (workState(word) !== WorkState.IDLE) return false;
     // How the previous assignment ended: a used ticket was cleared from the slot, one taken back unused was not.
     const previous = this.#issued && this.#fateOfCurrent(this.#issued);
-    // Written while the slot is idle, published by the compare-and-swap: no claim sees half a ticket.
-    slot.bytes("ticket").set(ticketBytes(t.ticket));
-    slot.setText("request_type", t.type);
-    slot.setText("client_addr", t.clientAddr);
-    slot.store("ticket_expires_at", t.expiresAt);
-    const gen = workGen(word) + 1;
-    if (!slot.cas("work", word, workWord(WorkState.ASSIGNED, gen))) return false;
+    const gen = this.#tickets.publish(t);
+    if (gen === null) return false;
     if (this.#issued && previous) {
       this.#history.set(this.#issued.ticket, previous);
       if (this.#history.size > 64) this.#history.delete(this.#history.keys().next().value!);
     }
-    this.#issued = { ticket: t.ticket, type: t.type, owner: t.owner, gen, pid: slot.load("pid") };
+    this.#issued = { ticket: t.ticket, type: t.type, owner: t.owner, gen, pid: this.#slot.load("pid") };
     if (!this.#bell.ring(Doorbell.ASSIGN)) {
       this.reclaim(t.ticket);
       return false;
@@ -217,15 +211,11 @@ export class LocalWorkerLink implements WorkerLink {
 
   reclaim(ticket: string): boolean {
     const i = this.#issued;
-    if (!i || i.ticket !== ticket) return false;
-    return this.#slot.cas("work", workWord(WorkState.ASSIGNED, i.gen), workWord(WorkState.IDLE, i.gen));
+    return i !== undefined && i.ticket === ticket && this.#tickets.takeBack(i.gen);
   }
 
   sweep(now: number): boolean {
-    const word = this.#slot.load("work");
-    if (workState(word) !== WorkState.ASSIGNED || now <= this.#slot.load("ticket_expires_at")) return false;
-    // The ticket bytes stay, so a late client is told "expired" rather than "no ticket".
-    return this.#slot.cas("work", word, workWord(WorkState.IDLE, workGen(word)));
+    return this.#tickets.sweep(now);
   }
 
   fate(ticket: string): Fate {
@@ -250,7 +240,7 @@ export class LocalWorkerLink implements WorkerLink {
 
   /** The current assignment, once idle again: a used ticket was cleared from the slot, one taken back was not. */
   #fateOfCurrent(i: Issued): "served" | "expired" {
-    return sameBytes(this.#slot.bytes("ticket"), ticketBytes(i.ticket)) ? "expired" : "served";
+    return this.#tickets.holds(i.ticket) ? "expired" : "served";
   }
 
   probe(): boolean {
@@ -279,26 +269,22 @@ export class LocalWorkerLink implements WorkerLink {
 
 /** Worker side of the local link. */
 export class LocalDispatcherLink implements DispatcherLink {
-  readonly #slot: SlotView;
+  readonly #tickets: SlotTickets;
   readonly #reader: FifoReader;
   readonly #bell: Bell;
   readonly #poller: FifoPoller;
-  readonly #clock: Clock;
   #events: DispatcherLinkEvents | undefined;
-  #retired = false;
 
   constructor(slot: SlotView, paths: InstancePaths, poller: FifoPoller, clock: Clock) {
-    this.#slot = slot;
+    this.#tickets = new SlotTickets(slot, clock);
+    this.#tickets.onTakenBack = () => this.#bell.ring(Doorbell.DONE);
     this.#poller = poller;
-    this.#clock = clock;
     this.#reader = new FifoReader(paths.dwtube(slot.index), {
       onConnect: () => {
         // A new dispatcher opened its ends. Our write end may still be open from
         // its predecessor, so it has not heard our hello: say it again, and
         // that we are free when we are.
-        if (this.#bell.ring(Doorbell.HELLO) && workState(this.#slot.load("work")) === WorkState.IDLE) {
-          this.#bell.ring(Doorbell.DONE);
-        }
+        if (this.#bell.ring(Doorbell.HELLO) && this.#tickets.idle()) this.#bell.ring(Doorbell.DONE);
         this.#events?.onConnected();
       },
       onClose: () => this.#events?.onDisconnected(),
@@ -319,58 +305,21 @@ export class LocalDispatcherLink implements DispatcherLink {
 
   ready(): void {
     // A previous incarnation may have died mid-request: start clean, keeping the generation.
-    const slot = this.#slot;
-    slot.bytes("ticket").fill(0);
-    slot.store("request_started_at", 0);
-    slot.store(
-      "work",
-      workWord(this.#retired ? WorkState.DRAINING : WorkState.IDLE, workGen(slot.load("work"))),
-    );
-    if (!this.#retired) this.#bell.ring(Doorbell.DONE);
+    this.#tickets.reset();
+    if (!this.#tickets.retired) this.#bell.ring(Doorbell.DONE);
   }
 
   claim(ticket: string, type: string, arg: string): ClaimRefusal | null {
-    const slot = this.#slot;
-    const presented = ticketBytes(ticket);
-    if (isZero(presented)) return "mismatch";
-    const word = slot.load("work");
-    const matches = sameBytes(slot.bytes("ticket"), presented);
-    if (workState(word) !== WorkState.ASSIGNED) {
-      return matches && this.#clock.now() > slot.load("ticket_expires_at") ? "expired" : "no-ticket";
-    }
-    if (!matches) return "mismatch";
-    if (this.#clock.now() > slot.load("ticket_expires_at")) {
-      // Take it back now rather than wait for the dispatcher's sweep.
-      if (slot.cas("work", word, workWord(WorkState.IDLE, workGen(word)))) this.#bell.ring(Doorbell.DONE);
-      return "expired";
-    }
-    if (slot.text("request_type") !== type) return "wrong-type";
-    if (!slot.cas("work", word, workWord(WorkState.BUSY, workGen(word)))) return "no-ticket";
-    slot.bytes("ticket").fill(0); // one use
-    slot.setText("request_arg", arg);
-    slot.store("request_started_at", this.#clock.now());
-    return null;
+    return this.#tickets.claim(ticket, type, arg);
   }
 
   done(retire = false): void {
-    const slot = this.#slot;
-    slot.store("request_started_at", 0);
-    slot.add("served", 1);
-    this.#retired ||= retire;
-    // One compare-and-swap: a retiring worker is never seen idle, so no ticket can slip in.
-    const word = slot.load("work");
-    if (workState(word) === WorkState.BUSY) {
-      slot.cas("work", word, workWord(this.#retired ? WorkState.DRAINING : WorkState.IDLE, workGen(word)));
-    }
-    if (!this.#retired) this.#bell.ring(Doorbell.DONE);
+    this.#tickets.finish(retire);
+    if (!this.#tickets.retired) this.#bell.ring(Doorbell.DONE);
   }
 
   retire(): void {
-    this.#retired = true;
-    const word = this.#slot.load("work");
-    if (workState(word) === WorkState.IDLE) {
-      this.#slot.cas("work", word, workWord(WorkState.DRAINING, workGen(word)));
-    }
+    this.#tickets.retire();
   }
 
   send(message: Uint8Array): boolean {
@@ -378,9 +327,7 @@ export class LocalDispatcherLink implements DispatcherLink {
   }
 
   holdsTicket(): boolean {
-    const word = this.#slot.load("work");
-    return workState(word) === WorkState.ASSIGNED &&
-      this.#clock.now() <= this.#slot.load("ticket_expires_at");
+    return this.#tickets.holdsTicket();
   }
 
   close(): void {

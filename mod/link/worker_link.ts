@@ -120,6 +120,12 @@ export interface DispatcherLink {
   retire(): void;
   /** True while a ticket is assigned and not yet used (a draining worker waits for its client). */
   holdsTicket(): boolean;
+  /**
+   * Over a network link a client can outrun its ticket (it came from the
+   * dispatcher by another path): resolves true when the next assignment
+   * arrives within `ms`. Absent where the ticket is always there first.
+   */
+  assignmentInFlight?(ms: number): Promise<boolean>;
   /** The worker is ready (listening): advertise idleness. */
   ready(): void;
   /** Sends a message on the link's data channel; false when the dispatcher is not connected or not reading. */

@@ -35,6 +35,9 @@ async function badTicket(conn: LineConn, key: string, why: string, admission: Ad
   await conn.refuse(formatReply(Status.BAD_TICKET, why));
 }
 
+/** How long a worker attached over the network waits for a ticket its client outran. */
+const TICKET_IN_FLIGHT_MS = 1_000;
+
 /** What a worker's session needs. */
 export interface RunSessionDeps {
   readonly id: number;
@@ -60,7 +63,11 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     const line = await conn.readLine({ timeoutMs: d.handshakeTimeoutMs });
     if (line === null) return;
     const run = parseRunCommand(line);
-    const refusal = d.link.claim(run.ticket, run.type, run.arg);
+    let refusal = d.link.claim(run.ticket, run.type, run.arg);
+    // Over the network the client may have outrun its ticket: wait for it a moment, then look again.
+    if (refusal === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
+      refusal = d.link.claim(run.ticket, run.type, run.arg);
+    }
     if (refusal) return await badTicket(conn, key, REFUSALS[refusal], d.admission);
     claimed = true;
     const result = await lookupService(run.type).run(run.arg, d.context());

@@ -20,6 +20,8 @@ export const ExitReason = {
   RECYCLED: 2003,
   /** Killed: no heartbeat while a request ran (the request blocked its event loop). */
   HANG_IN_REQUEST: 2004,
+  /** A remote worker's link was lost (its host went down, or the network between): fate unknown. */
+  LINK_LOST: 2005,
   NONE: -1,
 } as const;
 
@@ -43,6 +45,8 @@ export function exitReasonText(code: number): string {
       return "killed: pipe wedged (probe unanswered)";
     case ExitReason.RECYCLED:
       return "recycled (max requests)";
+    case ExitReason.LINK_LOST:
+      return "link lost (host down or network cut)";
     case EXIT_CANNOT_BOOT:
       return "cannot boot (exit 100)";
   }
@@ -74,6 +78,8 @@ export function lostWorkText(
     case ExitReason.HANG:
     case ExitReason.WEDGED:
       return `${worker} was killed while running ${what} (${exitReasonText(code).slice(8)})`;
+    case ExitReason.LINK_LOST:
+      return `${worker} lost its link while running ${what} (host down or network cut); it may have run`;
   }
   return `${worker} ended while running ${what} (${exitReasonText(code)})`;
 }

@@ -25,6 +25,10 @@ export interface InstanceRecord {
   readonly created: string;
   /** Limit flags the roles enforce (shown by `osps status`). */
   readonly limits?: Readonly<Record<string, number>>;
+  /** The dispatcher's port for remote workers, when it has one. */
+  readonly link_port?: number;
+  /** On a joined host: the dispatcher link address its workers attach to. */
+  readonly join?: string;
 }
 
 /** Checks (or creates) the run dir: a real directory, ours, mode 0700. */

@@ -51,6 +51,8 @@ export interface ChildSpec {
   command(): { program: string; args: string[] };
   /** The pool's budget, shared by every worker (none for the dispatcher). */
   readonly poolBudget?: RestartBudget;
+  /** The TCP link secret, sent as the first control line (roles that use a link). */
+  readonly secret?: Uint8Array;
 }
 
 /** Timing settings from the watchdog's configuration. */
@@ -100,6 +102,8 @@ export class SupervisedChild {
   readonly #clock: Clock;
   readonly #spawner: Spawner;
   readonly #isStopped: (pid: number) => boolean;
+  /** For a worker attached over TCP: whether its link to the dispatcher is up (it says so on its channel). */
+  linked = false;
   /** Called on every state change (the watchdog checks readiness and whether anything can serve). */
   onChange: (child: SupervisedChild) => void = () => {};
   /** Called when a process ends, with the `last_exit` code (for restart counts by reason). */
@@ -204,10 +208,16 @@ export class SupervisedChild {
     this.#everSpawned = true;
     this.#process = proc;
     this.#control = new ParentControl(proc.stdin);
+    if (this.spec.secret) {
+      void this.#control.send(
+        `secret ${Array.from(this.spec.secret, (b) => b.toString(16).padStart(2, "0")).join("")}`,
+      );
+    }
     this.#spawnedAt = this.#lastPong = this.#clock.now();
     this.#killReason = ExitReason.NONE;
     this.#killLimitMs = 0;
     this.#retiring = false;
+    this.linked = false;
     slot.store("pid", proc.pid);
     slot.store("started_at", this.#spawnedAt);
     slot.store("heartbeat_at", this.#spawnedAt);
@@ -224,7 +234,10 @@ export class SupervisedChild {
         if (proc !== this.#process) return;
         if (line.startsWith("pong")) this.#lastPong = this.#clock.now();
         else if (line.startsWith("retiring")) this.#retiring = true;
-        else if (line.startsWith("ready")) {
+        else if (line.startsWith("linked ") || line.startsWith("unlinked ")) {
+          this.linked = line.startsWith("linked ");
+          this.onChange(this);
+        } else if (line.startsWith("ready")) {
           this.#lastPong = this.#clock.now();
           this.#fire("ready");
         }

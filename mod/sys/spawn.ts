@@ -31,13 +31,45 @@ export function netScope(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** How this program runs, which decides how it re-runs itself. */
+export interface SelfExec {
+  /** A compiled binary (`deno compile`): `<execPath> <role> …`, its permissions baked in. */
+  readonly standalone: boolean;
+  /** The executable to re-run. */
+  readonly execPath: string;
+  /** Under `deno run`: the main module. */
+  readonly mainModule: string;
+}
+
+/**
+ * This process's {@link SelfExec}. `OSPS_SELF_EXEC`, when set, names an
+ * executable that behaves as the compiled binary does (`<exe> <role> …`): a
+ * packager's wrapper, or the tests' stand-in for `deno compile`, whose
+ * download host these machines cannot reach; this program then re-runs that
+ * executable exactly as a compiled binary re-runs itself.
+ */
+export function currentExec(): SelfExec {
+  let standIn: string | undefined;
+  try {
+    standIn = Deno.env.get("OSPS_SELF_EXEC") || undefined;
+  } catch { /* no env permission: not under a stand-in */ }
+  return {
+    standalone: standIn !== undefined || Deno.build.standalone,
+    execPath: standIn ?? Deno.execPath(),
+    mainModule: Deno.mainModule,
+  };
+}
+
 /** The command line (program and arguments) that runs `roleArgv` as a child of this process. */
-export function selfCommand(roleArgv: string[], perms: RolePermissions): { program: string; args: string[] } {
-  const program = Deno.execPath();
-  if (Deno.build.standalone) return { program, args: roleArgv };
-  const main = Deno.mainModule;
-  const config = new URL("./deno.json", main);
+export function selfCommand(
+  roleArgv: string[],
+  perms: RolePermissions,
+  self: SelfExec = currentExec(),
+): { program: string; args: string[] } {
+  const program = self.execPath;
+  if (self.standalone) return { program, args: roleArgv };
+  const config = new URL("./deno.json", self.mainModule);
   const args = ["run", ...permissionFlags(perms)];
   if (config.protocol === "file:") args.push(`--config=${decodeURIComponent(config.pathname)}`);
-  return { program, args: [...args, main, ...roleArgv] };
+  return { program, args: [...args, self.mainModule, ...roleArgv] };
 }

@@ -1,0 +1,118 @@
+/**
+ * The compiled binary's way of re-running itself (`<binary> <role> …`, no
+ * `run`, no permission flags), exercised for real although `deno compile`
+ * cannot download its runtime here: a stand-in executable behaves as the
+ * compiled binary does (its argv shape, its baked-in permissions, taken from
+ * the `compile` task) and names itself as the program to re-run, so a bug in
+ * that branch of `mod/sys/spawn.ts` fails this test.
+ */
+import assert from "node:assert/strict";
+import { selfCommand } from "../mod/sys/spawn.ts";
+import { assertNothingLeft, freePorts, rolesOf } from "./harness.ts";
+import { processTable } from "../mod/sys/proc.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+Deno.test("selfCommand: a compiled binary re-runs itself as <binary> <role> …; deno run adds run, scoped flags, the config", () => {
+  const perms = { listen: ["127.0.0.1:2223"] };
+  assert.deepEqual(
+    selfCommand(["worker", "--id=1"], perms, {
+      standalone: true,
+      execPath: "/opt/osps",
+      mainModule: "file:///x/main.ts",
+    }),
+    { program: "/opt/osps", args: ["worker", "--id=1"] },
+  );
+  const run = selfCommand(["worker"], perms, {
+    standalone: false,
+    execPath: "/bin/deno",
+    mainModule: "file:///x/main.ts",
+  });
+  assert.equal(run.program, "/bin/deno");
+  assert.deepEqual(run.args, [
+    "run",
+    "--no-prompt",
+    "--allow-net=127.0.0.1:2223",
+    "--allow-ffi",
+    "--config=/x/deno.json",
+    "file:///x/main.ts",
+    "worker",
+  ]);
+});
+
+/** The permission flags `deno task compile` bakes into the binary. */
+function compileFlags(): string[] {
+  const task = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.compile as string;
+  return task.split(/\s+/).filter((a) => a.startsWith("--allow-") || a === "--no-prompt");
+}
+
+Deno.test("a stand-in for the compiled binary runs a whole instance: every child re-run as <binary> <role>", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "osps-standin-" });
+  const standIn = `${dir}/osps`;
+  // What a compiled osps is: one executable; given a role, it runs it with the permissions baked in at compile time.
+  Deno.writeTextFileSync(
+    standIn,
+    [
+      "#!/bin/sh",
+      "# Stand-in for `deno compile` output: same argv shape, same baked-in permissions, names itself for re-runs.",
+      `OSPS_SELF_EXEC="$0" exec "${Deno.execPath()}" run --config="${ROOT}deno.json" ${
+        compileFlags().join(" ")
+      } ` +
+      `"${ROOT}main.ts" "$@"`,
+      "",
+    ].join("\n"),
+  );
+  Deno.chmodSync(standIn, 0o755);
+  const port = freePorts(3);
+  const runDir = `${dir}/run`;
+  const watchdog = new Deno.Command(standIn, {
+    args: ["watchdog", `--port=${port}`, "--workers=2", `--run-dir=${runDir}`],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(watchdog.stderr).text();
+  try {
+    const reader = watchdog.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("\n")) {
+      const r = await reader.read();
+      if (r.done) break;
+      out += r.value;
+    }
+    reader.releaseLock();
+    assert.match(
+      out,
+      /^ready dispatcher=127\.0\.0\.1:\d+ workers=/,
+      await Promise.race([stderr, Promise.resolve(out)]),
+    );
+    const answer = await new Deno.Command(standIn, { args: ["client", `--port=${port}`, "echo", "compiled"] })
+      .output();
+    assert.equal(new TextDecoder().decode(answer.stdout), "compiled\n");
+    // Each child was started as `<stand-in> <role> …`: it carries the stand-in's unscoped flags, not the
+    // scoped `--allow-net=<host>:<port>` that the deno-run branch would have given it.
+    const children = rolesOf(runDir).map((pid) => processTable().get(pid)!.cmdline).filter((c) =>
+      c.some((a) => a === "dispatcher" || a === "worker")
+    );
+    assert.equal(children.length, 3, JSON.stringify(children));
+    for (const argv of children) {
+      assert.ok(argv.includes("--allow-net"), `unscoped net, as compiled: ${argv.join(" ")}`);
+      assert.ok(!argv.some((a) => a.startsWith("--allow-net=")), argv.join(" "));
+      const role = argv.indexOf(`${ROOT}main.ts`) + 1;
+      assert.ok(
+        ["dispatcher", "worker"].includes(argv[role]!),
+        `the role follows the program: ${argv.join(" ")}`,
+      );
+    }
+    const stop = await new Deno.Command(standIn, { args: ["stop", `--run-dir=${runDir}`] }).output();
+    assert.equal(stop.code, 0, new TextDecoder().decode(stop.stderr));
+    assert.equal((await watchdog.status).code, 0);
+    await watchdog.stdout.cancel().catch(() => {});
+    await assertNothingLeft({ runDir, pid: watchdog.pid });
+  } finally {
+    try {
+      watchdog.kill("SIGKILL");
+    } catch { /* exited */ }
+    await stderr;
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
