@@ -35,12 +35,12 @@ async function acceptRemoteWorkers(
   pool: WorkerPool,
   clock: Clock,
 ): Promise<LinkServer> {
-  const secret = await control.secret();
+  const secrets = await control.secret();
   const first = cfg.workers + 1;
   const server = new LinkServer({
     host: cfg.host,
     port: cfg.linkPort,
-    secret,
+    secrets,
     timing: { heartbeatMs: cfg.linkHeartbeatMs, timeoutMs: cfg.linkTimeoutMs },
     slots: Array.from({ length: cfg.remoteSlots }, (_, i) => segment.slot(first + i)),
   }, clock);

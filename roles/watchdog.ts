@@ -121,7 +121,7 @@ async function runInstance(
   signalled: Promise<string>,
   clock: Clock,
   life: { everReady: boolean },
-  secret: Uint8Array | undefined,
+  secret: Uint8Array[] | undefined,
 ): Promise<Outcome> {
   const log = logger();
   await using scope = new AsyncDisposableStack();
@@ -250,7 +250,7 @@ function makeChildren(
   segment: Segment,
   instanceId: number,
   deps: SupervisorDeps,
-  secret: Uint8Array | undefined,
+  secret: Uint8Array[] | undefined,
 ): { dispatcher: SupervisedChild | undefined; workers: SupervisedChild[] } {
   const common = {
     host: cfg.host,

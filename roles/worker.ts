@@ -56,7 +56,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   const link: DispatcherLink = cfg.join
     ? new TcpDispatcherLink(slot, {
       ...cfg.join,
-      secret: await control.secret(),
+      secret: (await control.secret())[0]!, // a worker proves the current secret
       timing: { heartbeatMs: cfg.linkHeartbeatMs, timeoutMs: cfg.linkTimeoutMs },
       identity: () => ({
         host: cfg.host,

@@ -148,3 +148,50 @@ Deno.test("a secret file others could read, a short one, or one not ours is refu
     for (const [file] of cases) Deno.removeSync(file);
   }
 });
+
+/** Answers the dispatcher's HELLO as a worker proving `key`; returns the type of its answer. */
+async function handshake(port: number, key: string): Promise<number> {
+  const ch = await open(port);
+  try {
+    const hello = parseJson((await ch.read(5_000))!);
+    const nonceW = crypto.getRandomValues(new Uint8Array(32));
+    const who = JSON.stringify({
+      host: "127.0.0.9",
+      port: 9,
+      id: 1,
+      pid: 1,
+      watchdogPid: 1,
+      served: 0,
+      state: "idle",
+    });
+    const mac = hmac(
+      new TextEncoder().encode(key),
+      "osps-link/1 worker proof",
+      unhex(String(hello.nonce)),
+      nonceW,
+      who,
+    );
+    ch.send(Frame.AUTH, jsonPayload({ v: "osps-link/1", nonce: hex(nonceW), who, mac: hex(mac) }));
+    return (await ch.read(5_000))!.type;
+  } finally {
+    ch.close();
+  }
+}
+
+Deno.test("during a secret rotation the dispatcher accepts workers proving the new or the old secret, nothing else", async () => {
+  const NEW = "n".repeat(40), OLD = "o".repeat(40);
+  const secret = secretFile(`${NEW}\n${OLD}\n`);
+  const port = freePorts(3);
+  try {
+    await withInstance(
+      { workers: 1, port, flags: [`--link-port=${port + 2}`, `--secret-file=${secret}`] },
+      async () => {
+        assert.equal(await handshake(port + 2, NEW), Frame.WELCOME);
+        assert.equal(await handshake(port + 2, OLD), Frame.WELCOME);
+        assert.equal(await handshake(port + 2, "x".repeat(40)), Frame.REFUSED);
+      },
+    );
+  } finally {
+    Deno.removeSync(secret);
+  }
+});

@@ -12,7 +12,7 @@
  * | child → watchdog | `retiring <detail>` | drains and exits 0 on its own (`--max-requests`) |
  * | watchdog → child | `drain` | stop taking new work, finish what you have |
  * | watchdog → child | `stop` | finish and exit 0 |
- * | watchdog → child | `secret <hex>` | the link secret, first line, for roles that use a TCP link |
+ * | watchdog → child | `secret <hex>[,<hex>]` | the link secret (and the previous one), first line, for TCP link roles |
  * | child → watchdog | `linked <detail>` / `unlinked <detail>` | its TCP link to the dispatcher is up / lost |
  *
  * The answer comes from the child's event loop, which is also the loop that
@@ -39,7 +39,7 @@ export interface ChildHandlers {
 
 /** Child side: answers pings, reports readiness. */
 export class ChildControl {
-  readonly #secret = Promise.withResolvers<Uint8Array>();
+  readonly #secret = Promise.withResolvers<Uint8Array[]>();
   /**
    * Answers go out asynchronously: a watchdog that stops reading (stopped, say)
    * must not freeze this child's event loop, which serves its clients.
@@ -55,8 +55,10 @@ export class ChildControl {
         this.#send(`pong ${arg ?? ""}`);
       } else if (verb === "drain") handlers.onDrain();
       else if (verb === "stop") handlers.onStop();
-      else if (verb === "secret" && arg && /^([0-9a-f]{2})+$/.test(arg)) {
-        this.#secret.resolve(Uint8Array.from(arg.match(/../g)!, (h) => parseInt(h, 16)));
+      else if (verb === "secret" && arg && /^([0-9a-f]{2})+(,([0-9a-f]{2})+)?$/.test(arg)) {
+        this.#secret.resolve(
+          arg.split(",").map((h) => Uint8Array.from(h.match(/../g)!, (x) => parseInt(x, 16))),
+        );
       }
     }
     this.#secret.reject(new Error("the watchdog closed the control channel before sending the link secret"));
@@ -64,8 +66,11 @@ export class ChildControl {
     handlers.onOrphaned();
   }
 
-  /** The link secret, as the watchdog sends it (never on a command line, never in a file the child reads). */
-  secret(): Promise<Uint8Array> {
+  /**
+   * The link secrets as the watchdog sends them, current first (never on a
+   * command line, never in a file the child reads).
+   */
+  secret(): Promise<Uint8Array[]> {
     return this.#secret.promise;
   }
 

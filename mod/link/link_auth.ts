@@ -74,7 +74,7 @@ function checkIdentity(text: unknown): WorkerIdentity {
  */
 export async function acceptWorker(
   ch: LinkChannel,
-  secret: Uint8Array,
+  secrets: readonly Uint8Array[],
   timeoutMs: number,
 ): Promise<WorkerIdentity> {
   const nonceD = nonce();
@@ -90,9 +90,11 @@ export async function acceptWorker(
     const nonceW = unhex(a.nonce, 32, "nonce");
     const macW = unhex(a.mac, 32, "proof");
     const who = String(a.who ?? "");
-    if (!sameMac(macW, hmac(secret, "osps-link/1 worker proof", nonceD, nonceW, who))) {
-      throw new LinkError("authentication failed (wrong secret, or a replayed handshake)");
-    }
+    // The current secret, or during a rotation the previous one (see secret.ts).
+    const secret = secrets.find((s) =>
+      sameMac(macW, hmac(s, "osps-link/1 worker proof", nonceD, nonceW, who))
+    );
+    if (!secret) throw new LinkError("authentication failed (wrong secret, or a replayed handshake)");
     const identity = checkIdentity(who);
     ch.send(
       Frame.WELCOME,

@@ -19,7 +19,8 @@ import { type LinkTiming, TcpWorkerLink } from "./tcp_link.ts";
 export interface LinkServerOptions {
   readonly host: string;
   readonly port: number;
-  readonly secret: Uint8Array;
+  /** The current secret, and the previous one during a rotation. */
+  readonly secrets: readonly Uint8Array[];
   readonly timing: LinkTiming;
   /** The remote slots of the segment, one per remote worker. */
   readonly slots: readonly SlotView[];
@@ -65,7 +66,7 @@ export class LinkServer {
     this.#pending++;
     let who;
     try {
-      who = await acceptWorker(ch, this.#opts.secret, this.#opts.handshakeMs ?? 5_000);
+      who = await acceptWorker(ch, this.#opts.secrets, this.#opts.handshakeMs ?? 5_000);
     } catch (err) {
       return this.#refused(peer, err instanceof Error ? err.message : String(err));
     } finally {

@@ -1,7 +1,9 @@
 /**
  * The instance secret the TCP worker link authenticates with: a file, mode
  * 0600 (no access for group or others), owned by the user, holding at least
- * 32 random bytes (`osps secret > FILE` makes one). It is read through libc on
+ * 32 random bytes (`osps secret > FILE` makes one). During a rotation the
+ * file may hold a second line, the previous secret: a dispatcher accepts
+ * workers proving either, a worker proves the first (docs/DEPLOY.md). It is read through libc on
  * an fd opened without following links and checked on that very fd (no
  * window between check and read), and is never put on a command line: the
  * watchdog hands it to its children over their private control channel.
@@ -20,8 +22,12 @@ export function newSecret(): string {
   );
 }
 
-/** Reads and checks a secret file; throws {@link UsageError} saying what is wrong and how to mend it. */
-export function readSecret(path: string): Uint8Array {
+/**
+ * Reads and checks a secret file; throws {@link UsageError} saying what is
+ * wrong and how to mend it. Returns the current secret, then the previous one
+ * when the file holds two lines (a rotation in progress).
+ */
+export function readSecret(path: string): Uint8Array[] {
   const fd = libc.tryOpen(path, libc.O.RDONLY | libc.O.NOFOLLOW);
   if (fd < 0) {
     throw new UsageError(
@@ -52,15 +58,24 @@ export function readSecret(path: string): Uint8Array {
       if (got === -libc.E.EINTR) continue;
       if (got <= 0 || (n += got) === buf.length) break;
     }
-    const text = new TextDecoder().decode(buf.subarray(0, n)).trim();
-    const secret = new TextEncoder().encode(text);
-    if (secret.length < MIN_SECRET_BYTES) {
+    const lines = new TextDecoder().decode(buf.subarray(0, n)).split("\n").map((l) => l.trim()).filter((l) =>
+      l
+    );
+    if (lines.length === 0 || lines.length > 2) {
       throw new UsageError(
-        `the secret file "${path}" holds ${secret.length} bytes; it needs at least ${MIN_SECRET_BYTES} random ones ` +
-          `(osps secret > "${path}")`,
+        `the secret file "${path}" must hold one secret, or two during a rotation (new, then old)`,
       );
     }
-    return secret;
+    return lines.map((line) => {
+      const secret = new TextEncoder().encode(line);
+      if (secret.length < MIN_SECRET_BYTES) {
+        throw new UsageError(
+          `the secret file "${path}" holds ${secret.length} bytes; it needs at least ${MIN_SECRET_BYTES} random ones ` +
+            `(osps secret > "${path}")`,
+        );
+      }
+      return secret;
+    });
   } finally {
     libc.close(fd);
   }

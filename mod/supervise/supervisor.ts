@@ -51,8 +51,8 @@ export interface ChildSpec {
   command(): { program: string; args: string[] };
   /** The pool's budget, shared by every worker (none for the dispatcher). */
   readonly poolBudget?: RestartBudget;
-  /** The TCP link secret, sent as the first control line (roles that use a link). */
-  readonly secret?: Uint8Array;
+  /** The TCP link secrets (current, then previous), sent as the first control line (roles that use a link). */
+  readonly secret?: readonly Uint8Array[];
 }
 
 /** Timing settings from the watchdog's configuration. */
@@ -209,9 +209,8 @@ export class SupervisedChild {
     this.#process = proc;
     this.#control = new ParentControl(proc.stdin);
     if (this.spec.secret) {
-      void this.#control.send(
-        `secret ${Array.from(this.spec.secret, (b) => b.toString(16).padStart(2, "0")).join("")}`,
-      );
+      const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+      void this.#control.send(`secret ${this.spec.secret.map(hex).join(",")}`);
     }
     this.#spawnedAt = this.#lastPong = this.#clock.now();
     this.#killReason = ExitReason.NONE;
