@@ -70,7 +70,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     }, clock)
     : bootStep(
       "open its doorbells",
-      () => new LocalDispatcherLink(slot, instancePaths(cfg.runDir), poller, clock),
+      () => new LocalDispatcherLink(slot, instancePaths(cfg.runDir), poller, clock, segment.slot(0)),
     );
 
   server.serve((tcp) =>

@@ -139,7 +139,8 @@ async function request(
   d: SessionDeps,
 ): Promise<string | null> {
   const left = new AbortController();
-  const watch = new AbortController();
+  // Made only if the client has to wait: an abort makes a DOMException, which costs on every request.
+  let watch: AbortController | undefined;
   const result = await d.pool.acquire(
     type,
     // Loopback is one address for every local client: its cap is per connection (see SECURITY.md).
@@ -148,11 +149,12 @@ async function request(
       await conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`));
       // A waiting client has nothing to say: EOF or a broken line means it left (a line it pipelines stays
       // for later). No idle timeout while it waits on us: the queue timeout bounds the wait.
+      watch = new AbortController();
       conn.peek(watch.signal).then((r) => r !== "line" && left.abort(), () => {});
     },
     left.signal,
   );
-  watch.abort();
+  watch?.abort();
   if ("refused" in result) {
     if (left.signal.aborted) return null;
     await conn.writeLine(formatReply(result.status, result.refused));

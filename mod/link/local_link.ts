@@ -273,10 +273,13 @@ export class LocalDispatcherLink implements DispatcherLink {
   readonly #reader: FifoReader;
   readonly #bell: Bell;
   readonly #poller: FifoPoller;
+  /** The dispatcher's slot: its queue depth says whether it waits for a "done". */
+  readonly #dispatcher: SlotView | undefined;
   #events: DispatcherLinkEvents | undefined;
 
-  constructor(slot: SlotView, paths: InstancePaths, poller: FifoPoller, clock: Clock) {
+  constructor(slot: SlotView, paths: InstancePaths, poller: FifoPoller, clock: Clock, dispatcher?: SlotView) {
     this.#tickets = new SlotTickets(slot, clock);
+    this.#dispatcher = dispatcher;
     this.#tickets.onTakenBack = () => this.#bell.ring(Doorbell.DONE);
     this.#poller = poller;
     this.#reader = new FifoReader(paths.dwtube(slot.index), {
@@ -315,7 +318,12 @@ export class LocalDispatcherLink implements DispatcherLink {
 
   done(retire = false): void {
     this.#tickets.finish(retire);
-    if (!this.#tickets.retired) this.#bell.ring(Doorbell.DONE);
+    // The pong wakes the dispatcher: only worth it when clients wait for a worker. The dispatcher publishes its
+    // queue depth before it looks for a free worker, and the slot went idle before this read, so either it saw
+    // this worker idle or this worker sees its queue: no wake-up is lost.
+    if (!this.#tickets.retired && (this.#dispatcher?.load("queue_depth") ?? 1) > 0) {
+      this.#bell.ring(Doorbell.DONE);
+    }
   }
 
   retire(): void {
