@@ -29,6 +29,7 @@ import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
 import { logger, setupLogging } from "../mod/log.ts";
+import { Operations } from "../mod/ops/operations.ts";
 import { InstanceLock, selfStartTime, writeRecord } from "../mod/supervise/run_dir.ts";
 import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/supervise/restart_policy.ts";
 import { SupervisedChild, type SupervisorDeps, type Timing } from "../mod/supervise/supervisor.ts";
@@ -77,10 +78,16 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   const sigint = onSignal("SIGINT"), sigterm = onSignal("SIGTERM");
   Deno.addSignalListener("SIGINT", sigint);
   Deno.addSignalListener("SIGTERM", sigterm);
+  let reopenLogs = () => {};
+  const sigusr1 = () => reopenLogs(); // logrotate renamed the log file
+  Deno.addSignalListener("SIGUSR1", sigusr1);
   const life = { everReady: false };
   try {
+    // Metrics endpoint, systemd notify, log file: they outlive incarnations.
+    await using ops = await Operations.start(cfg, clock);
+    reopenLogs = () => void ops.reopenLogs();
     for (let lostInARow = 0;;) {
-      const outcome = await runInstance(cfg, paths, signalled.promise, clock, life);
+      const outcome = await runInstance(cfg, paths, signalled.promise, clock, life, ops);
       if (outcome.kind === "stopped") break;
       lostInARow = outcome.wasReady ? 1 : lostInARow + 1;
       if (lostInARow > MAX_RECOVERIES) {
@@ -91,15 +98,16 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
       }
       log.warn("shared memory was removed under the instance: rebuilding it and restarting every child");
     }
+    log.info("stopped cleanly");
   } finally {
     Deno.removeSignalListener("SIGINT", sigint);
     Deno.removeSignalListener("SIGTERM", sigterm);
+    Deno.removeSignalListener("SIGUSR1", sigusr1);
     lock.release();
     try {
       Deno.removeSync(cfg.runDir);
     } catch { /* not empty: something of the user's is there; leave it */ }
   }
-  log.info("stopped cleanly");
   return 0;
 }
 
@@ -118,6 +126,7 @@ async function runInstance(
   signalled: Promise<string>,
   clock: Clock,
   life: { everReady: boolean },
+  ops: Operations,
 ): Promise<Outcome> {
   const log = logger();
   await using scope = new AsyncDisposableStack();
@@ -145,12 +154,18 @@ async function runInstance(
     // A vanished name may already belong to someone else: only unlink what is still ours.
     if (!vanished) Segment.unlink(paths.shm);
   });
+  ops.attach(segment, {
+    runDir: cfg.runDir,
+    shm: paths.shm,
+    limits: { ...limitFlags(cfg), ...poolFlags(cfg) },
+  });
+  scope.defer(() => ops.detach());
   for (const f of fifos) {
     ensureFifo(f);
     scope.defer(() => void removeFifo(f));
   }
 
-  const { dispatcher, workers } = makeChildren(cfg, segment, instanceId, { clock });
+  const { dispatcher, workers } = makeChildren(cfg, segment, instanceId, { clock, spawner: ops.spawner });
   const children = [dispatcher, ...workers];
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
   void signalled.then(requestStop);
@@ -165,6 +180,9 @@ async function runInstance(
 
   let failedBefore = 0;
   for (const c of children) {
+    c.onExit = (child, code) => {
+      if (child.state !== "stopping") ops.childExited(child.spec.slot.index, code);
+    };
     c.onChange = () => {
       const failed = workers.filter((w) => w.state === "failed");
       if (!wasReady) {
@@ -174,7 +192,7 @@ async function runInstance(
         if (settled) {
           wasReady = life.everReady = true;
           segment.setHeader("ready_at", clock.now());
-          announceReady(cfg, failed.map((w) => w.spec.slot.index));
+          ops.ready(announceReady(cfg, failed.map((w) => w.spec.slot.index)));
         } else if (!life.everReady && (dispatcher.state === "failed" || failed.length === workers.length)) {
           fatal = dispatcher.state === "failed" ? "the dispatcher cannot run" : "no worker can run";
           requestStop("fatal");
@@ -219,6 +237,7 @@ async function runInstance(
 
   const reason = await stopRequested;
   log.info("stopping ({reason})", { reason });
+  ops.stopping(reason);
   if (fatal) {
     await scope.disposeAsync();
     throw new NothingCanServe(`giving up: ${fatal} (see the errors above)`);
@@ -304,13 +323,12 @@ function makeChildren(
   return { dispatcher, workers };
 }
 
-function announceReady(cfg: WatchdogConfig, failed: number[]): void {
+/** Prints the ready line on stdout, logs it, and returns it (for systemd's STATUS=). */
+function announceReady(cfg: WatchdogConfig, failed: number[]): string {
   const ports = `${cfg.port + 1}-${cfg.port + cfg.workers}`;
-  console.log(
-    `ready dispatcher=${netScope(cfg.host, cfg.port)} workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
-      failed.length ? ` degraded failed=${failed.join(",")}` : ""
-    }`,
-  );
+  const line = `ready dispatcher=${netScope(cfg.host, cfg.port)} workers=${ports} pid=${Deno.pid} ` +
+    `run-dir=${cfg.runDir}${failed.length ? ` degraded failed=${failed.join(",")}` : ""}`;
+  console.log(line);
   const log = logger();
   if (failed.length) {
     log.warn("serving degraded: {n} of {total} workers ready (failing: {failed}; retried every {s} s)", {
@@ -320,6 +338,7 @@ function announceReady(cfg: WatchdogConfig, failed: number[]): void {
       s: cfg.failedRetryMs / 1000,
     });
   } else log.info("all {n} children ready", { n: cfg.workers + 1 });
+  return line;
 }
 
 /**

@@ -22,6 +22,8 @@ export const RUN_FLAGS = [
   "--allow-read=/tmp",
   "--allow-write=/tmp",
   `--allow-run=${Deno.execPath()}`,
+  // systemd's notify protocol (tests stand in for systemd).
+  "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC,WATCHDOG_PID",
 ];
 
 /** Output of a finished osps command. */
@@ -121,6 +123,8 @@ export interface StartOptions {
   port?: number;
   /** Open-file limit (soft and hard) to start the watchdog under, as `ulimit -n` would set it. */
   fileLimit?: number;
+  /** Environment variables to add for the watchdog (NOTIFY_SOCKET, say). */
+  env?: Record<string, string>;
 }
 
 /** Starts `osps watchdog` and waits for its `ready` line. */
@@ -145,6 +149,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
     : ["sh", "-c", `ulimit -n ${options.fileLimit} && exec "$@"`, "sh", ...argv];
   const child = new Deno.Command(program!, {
     args,
+    env: options.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -50,6 +50,30 @@ export function exitReasonText(code: number): string {
 }
 
 /**
+ * A short, bounded label for a `last_exit` value (the `reason` of
+ * `osps_worker_restarts_total`): one of `exit`, `signal`, `cannot_boot`,
+ * `hang`, `request_hang`, `deadline`, `wedged`, `recycled`. A new
+ * {@link ExitReason} gets its label here.
+ */
+export function exitReasonLabel(code: number): string {
+  switch (code) {
+    case ExitReason.HANG:
+      return "hang";
+    case ExitReason.HANG_IN_REQUEST:
+      return "request_hang";
+    case ExitReason.DEADLINE:
+      return "deadline";
+    case ExitReason.WEDGED:
+      return "wedged";
+    case ExitReason.RECYCLED:
+      return "recycled";
+    case EXIT_CANNOT_BOOT:
+      return "cannot_boot";
+  }
+  return code >= ExitReason.SIGNAL_BASE ? "signal" : "exit";
+}
+
+/**
  * What a client is told when its worker died under its request, e.g.
  * `worker 1 was killed: "fib 45" blocked it past the 3000 ms hang timeout`.
  * With `started` false the worker died holding the ticket, before the request
