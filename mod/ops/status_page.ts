@@ -47,15 +47,20 @@ interface Series {
 }
 
 /** One line plot of `series` over the last `span` seconds. */
-function plot(
-  id: string,
-  title: string,
-  unit: string,
-  points: readonly TrafficPoint[],
-  series: Series[],
-  span: number,
-) {
-  const W = 520, H = 150, L = 48, B = 22, T = 8;
+/** One plot: its id, title, unit and lines. */
+interface PlotSpec {
+  readonly id: string;
+  readonly title: string;
+  readonly unit: string;
+  readonly series: readonly Series[];
+  /** Seconds of history shown. */
+  readonly span: number;
+}
+
+/** One line plot of the spec's series over the last `span` seconds. */
+function plot(points: readonly TrafficPoint[], spec: PlotSpec): string {
+  const { id, title, unit, series, span } = spec;
+  const W = 480, H = 150, L = 48, B = 22, T = 8;
   const values = points.flatMap((p) => series.map((s) => p[s.key] ?? 0));
   const top = niceCeil(Math.max(0, ...values));
   const x = (t: number) => L + ((t + span) / span) * (W - L - 8);
@@ -64,10 +69,11 @@ function plot(
     `<line x1="${L}" x2="${W - 8}" y1="${y(top * f)}" y2="${y(top * f)}" class="grid"/>` +
     `<text x="${L - 4}" y="${y(top * f) + 4}" text-anchor="end">${+(top * f).toPrecision(3)}</text>`
   ).join("");
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
-    const t = -span * (1 - f);
-    return `<text x="${x(t)}" y="${H - 6}" text-anchor="middle">${
-      t === 0 ? "now" : `${Math.round(t / 60 * 10) / 10} min`
+  const minutes = Math.floor(span / 60);
+  const ticks = Array.from({ length: minutes + 1 }, (_, m) => {
+    const t = -m * 60, anchor = m === 0 ? "end" : m === minutes ? "start" : "middle";
+    return `<text x="${x(t)}" y="${H - 6}" text-anchor="${anchor}">${
+      t === 0 ? "now" : `${t / 60} min`
     }</text>`;
   }).join("");
   const lines = series.map((s) => {
@@ -161,13 +167,24 @@ export function renderStatusPage(p: PageInput): string {
         `(it cost ${q.kills} workers)</p>`;
     }
   }
-  body += plot("rate", "Requests per second", "req/s", p.traffic, [
-    { key: "rate", label: "now", color: "#1565c0" },
-  ], p.spanSeconds);
-  body += plot("latency", "Latency", "ms", p.traffic, [
-    { key: "p50Ms", label: "p50", color: "#2e7d32" },
-    { key: "p99Ms", label: "p99", color: "#c62828" },
-  ], p.spanSeconds);
+  body += plot(p.traffic, {
+    id: "rate",
+    title: "Requests per second",
+    unit: "req/s",
+    series: [{ key: "rate", label: "now", color: "#1565c0" }],
+    span: p.spanSeconds,
+  });
+  body += plot(p.traffic, {
+    id: "latency",
+    title: "Latency",
+    unit: "ms",
+    series: [{ key: "p50Ms", label: "p50", color: "#2e7d32" }, {
+      key: "p99Ms",
+      label: "p99",
+      color: "#c62828",
+    }],
+    span: p.spanSeconds,
+  });
   body += `<footer>Refreshes every ${p.refreshSeconds} s · <a href="/metrics">/metrics</a> · ` +
     `<a href="/readyz">/readyz</a> · <a href="/healthz">/healthz</a> · <a href="/status.json">/status.json</a></footer>`;
   return `${head}${body}</body></html>\n`;

@@ -150,7 +150,7 @@ export function checkExposition(text: string): Map<string, PromFamily> {
         f.type = rest!;
       } else {
         if (f.help !== null) throw new PromFormatError(n, `second HELP for ${name}`);
-        if (/\\[^\\n]/.test(rest!)) throw new PromFormatError(n, "bad escape in HELP");
+        if (rest!.replace(/\\[\\n]/g, "").includes("\\")) throw new PromFormatError(n, "bad escape in HELP");
         f.help = rest!;
       }
       return;
