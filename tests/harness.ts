@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { instancePaths } from "../mod/cli/config.ts";
 import { processTable } from "../mod/sys/proc.ts";
 import { Segment } from "../mod/ipc/shm.ts";
+import type { ChildStatus } from "../mod/ops/instance_status.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -100,18 +101,19 @@ export interface StatusJson {
   workers: ChildJson[];
 }
 /** One child in {@link StatusJson}. */
-export interface ChildJson {
-  id: number;
-  pid: number;
-  port: number;
-  state: string;
-  work: string;
-  restarts: number;
-  served: number;
-  heartbeat_age_ms: number | null;
-  last_exit: string;
-  backoff_ms: number;
-}
+export type ChildJson = Pick<
+  ChildStatus,
+  | "id"
+  | "pid"
+  | "port"
+  | "state"
+  | "work"
+  | "restarts"
+  | "served"
+  | "heartbeat_age_ms"
+  | "last_exit"
+  | "backoff_ms"
+>;
 
 /** Options of {@link startInstance}. */
 export interface StartOptions {
