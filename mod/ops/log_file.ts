@@ -10,7 +10,7 @@
  * @module
  */
 import { OspsError } from "../errors.ts";
-import { logger, logTo, relayLogLines } from "../log.ts";
+import { flushLogs, logger, logTo, relayLogLines } from "../log.ts";
 import type { Spawner } from "../supervise/supervisor.ts";
 
 /** The log file cannot be opened. */
@@ -68,8 +68,9 @@ export class LogFile implements AsyncDisposable {
     logger().info("log file reopened: {path}", { path: this.path });
   }
 
-  /** Sends logs back to stderr and closes the file. */
+  /** Writes what is queued to the file, sends later lines back to stderr, and closes the file. */
   async [Symbol.asyncDispose](): Promise<void> {
+    await flushLogs();
     await logTo(Deno.stderr);
     this.#file.close();
   }
