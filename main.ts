@@ -5,20 +5,16 @@
  * @module
  */
 import { helpText, parseCommandLine } from "./mod/cli/cli.ts";
-import {
-  clientConfig,
-  dispatcherConfig,
-  resolveRunDir,
-  watchdogConfig,
-  workerConfig,
-} from "./mod/cli/config.ts";
-import { exitCodeOf } from "./mod/errors.ts";
+import { clientConfig, dispatcherConfig, resolveRunDir, workerConfig } from "./mod/cli/config.ts";
+import { exitCodeOf, UsageError } from "./mod/errors.ts";
+import { loadWatchdogConfig } from "./mod/ops/config_file.ts";
 import { flushLogs } from "./mod/log.ts";
 import { runWatchdog } from "./roles/watchdog.ts";
 import { runDispatcher } from "./roles/dispatcher.ts";
 import { runWorker } from "./roles/worker.ts";
 import { runClient } from "./roles/client.ts";
-import { readStatus, statusTable } from "./roles/status.ts";
+import { readStatus, watchStatus } from "./roles/status.ts";
+import { statusTable } from "./mod/ops/instance_status.ts";
 import { runStop } from "./roles/stop.ts";
 import { runBench } from "./roles/bench.ts";
 import { newSecret } from "./mod/link/secret.ts";
@@ -32,7 +28,7 @@ async function main(argv: string[]): Promise<number> {
   const f = cmd.flags;
   switch (cmd.command) {
     case "watchdog":
-      return await runWatchdog(watchdogConfig(f, cmd.given));
+      return await runWatchdog(loadWatchdogConfig({ flags: f, given: cmd.given }));
     case "dispatcher":
       return await runDispatcher(dispatcherConfig(f));
     case "worker":
@@ -40,6 +36,10 @@ async function main(argv: string[]): Promise<number> {
     case "client":
       return await runClient(clientConfig(f), cmd.positionals);
     case "status": {
+      if (f["watch"]) {
+        if (f["json"]) throw new UsageError("status: --watch draws a table for people; drop --json");
+        return await watchStatus(resolveRunDir(f));
+      }
       const s = readStatus(resolveRunDir(f));
       console.log(f["json"] ? JSON.stringify(s) : statusTable(s));
       return 0;

@@ -23,6 +23,8 @@ export class LineSink {
   #writing: Promise<void> | undefined;
   #dropped = 0;
   #broken = false;
+  /** The write in progress (on whichever target it started), settled either way. */
+  #inflight: Promise<unknown> = Promise.resolve();
   /** Called with the number of lines dropped, to build the notice written once the queue has room again. */
   readonly #droppedNotice: (n: number) => string;
 
@@ -52,10 +54,16 @@ export class LineSink {
     return true;
   }
 
-  /** Switches to another target (log reopen); lines queued so far go to the new one. */
-  retarget(target: SinkTarget): void {
+  /**
+   * Switches to another target (log reopen); lines queued so far go to the new
+   * one. Resolves once no write is in progress on the old target, which may
+   * then be closed.
+   */
+  async retarget(target: SinkTarget): Promise<void> {
     this.#target = target;
     this.#broken = false;
+    if (this.#queue.length > 0) this.#writing ??= this.#pump();
+    await this.#inflight;
   }
 
   async #pump(): Promise<void> {
@@ -69,7 +77,11 @@ export class LineSink {
         const chunk = concat(this.#queue.splice(0, 64));
         if (reported) this.#dropped -= reported;
         let off = 0;
-        while (off < chunk.length) off += await this.#target.write(chunk.subarray(off));
+        while (off < chunk.length) {
+          const write = this.#target.write(chunk.subarray(off));
+          this.#inflight = write.catch(() => {});
+          off += await write;
+        }
       }
     } catch {
       this.#broken = true; // the reader is gone for good

@@ -18,7 +18,7 @@ import {
   resetSync,
 } from "@logtape/logtape";
 
-import { LineSink } from "./line_sink.ts";
+import { LineSink, type SinkTarget } from "./line_sink.ts";
 
 let role = "osps";
 const sink = new LineSink(Deno.stderr, {
@@ -77,6 +77,20 @@ export function setupLogging(
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },
     ],
   });
+}
+
+/**
+ * Sends every log line from now on to `target` (a log file; `Deno.stderr`
+ * again). Resolves once the previous target has no write in progress, so the
+ * caller may close it.
+ */
+export function logTo(target: SinkTarget): Promise<void> {
+  return sink.retarget(target);
+}
+
+/** Queues lines another process formatted (a child's stderr relayed by the watchdog); false when dropped. */
+export function relayLogLines(text: string): boolean {
+  return sink.write(text);
 }
 
 /** Waits (at most `timeoutMs`) until every queued log line is written; call before exiting. */

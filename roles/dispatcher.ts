@@ -64,6 +64,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   if (fds.capped) log.warn("{what}", { what: fds.capped });
   using segment = Segment.open(cfg.shm, cfg.instance);
   const slot = segment.slot(0);
+  const stats = segment.stats(0);
   const paths = instancePaths(cfg.runDir);
   const poller = new FifoPoller();
   poller.onError = (r, err) => log.error("doorbell {path} failed: {err}", { path: r.path, err: String(err) });
@@ -78,7 +79,9 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
     segment.setHeaderText("quarantine", encodeQuarantine(list, QUARANTINE_TEXT_BYTES));
   const pool = new WorkerPool(links, cfg, clock, {
     onQueueDepth: (n) => slot.store("queue_depth", n),
+    onTicketUnused: (outcome) => stats.ticket(outcome),
     onLost: (link, lost) => {
+      if (!lost.started) stats.ticket("lost");
       const request = lost.arg ? `${lost.type} ${lost.arg}` : lost.type;
       log.warn("{what}", {
         what: lostWorkText(`worker ${link.id}`, request, lost.reason, lost.limitMs, lost.started),
@@ -118,7 +121,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   pool.start();
   pool.probeEvery(cfg.probeMs, cfg.probeTimeoutMs);
   const remote = cfg.linkPort > 0 ? await acceptRemoteWorkers(cfg, segment, control, pool, clock) : undefined;
-  server.serve((tcp) => serveDispatcherClient(tcp, { cfg, pool, admission, quarantine, slot }));
+  server.serve((tcp) => serveDispatcherClient(tcp, { cfg, pool, admission, quarantine, slot, stats }));
   // Clients arriving before the FIFOs are connected just queue; "ready" waits for the links.
   await pool.linked(2_000);
   control.ready(`dispatcher port ${cfg.port}`);

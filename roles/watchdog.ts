@@ -29,6 +29,7 @@ import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
 import { logger, setupLogging } from "../mod/log.ts";
+import { Operations } from "../mod/ops/operations.ts";
 import { InstanceLock, selfStartTime, writeRecord } from "../mod/supervise/run_dir.ts";
 import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/supervise/restart_policy.ts";
 import { SupervisedChild, type SupervisorDeps, type Timing } from "../mod/supervise/supervisor.ts";
@@ -80,10 +81,16 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   const sigint = onSignal("SIGINT"), sigterm = onSignal("SIGTERM");
   Deno.addSignalListener("SIGINT", sigint);
   Deno.addSignalListener("SIGTERM", sigterm);
+  let reopenLogs = () => {};
+  const sigusr1 = () => reopenLogs(); // logrotate renamed the log file
+  Deno.addSignalListener("SIGUSR1", sigusr1);
   const life = { everReady: false };
   try {
+    // Metrics endpoint, systemd notify, log file: they outlive incarnations.
+    await using ops = await Operations.start(cfg, clock);
+    reopenLogs = () => void ops.reopenLogs();
     for (let lostInARow = 0;;) {
-      const outcome = await runInstance(cfg, paths, signalled.promise, clock, life, secret);
+      const outcome = await runInstance(cfg, paths, signalled.promise, clock, life, secret, ops);
       if (outcome.kind === "stopped") break;
       lostInARow = outcome.wasReady ? 1 : lostInARow + 1;
       if (lostInARow > MAX_RECOVERIES) {
@@ -94,15 +101,16 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
       }
       log.warn("shared memory was removed under the instance: rebuilding it and restarting every child");
     }
+    log.info("stopped cleanly");
   } finally {
     Deno.removeSignalListener("SIGINT", sigint);
     Deno.removeSignalListener("SIGTERM", sigterm);
+    Deno.removeSignalListener("SIGUSR1", sigusr1);
     lock.release();
     try {
       Deno.removeSync(cfg.runDir);
     } catch { /* not empty: something of the user's is there; leave it */ }
   }
-  log.info("stopped cleanly");
   return 0;
 }
 
@@ -122,6 +130,7 @@ async function runInstance(
   clock: Clock,
   life: { everReady: boolean },
   secret: Uint8Array[] | undefined,
+  ops: Operations,
 ): Promise<Outcome> {
   const log = logger();
   await using scope = new AsyncDisposableStack();
@@ -154,12 +163,28 @@ async function runInstance(
     // A vanished name may already belong to someone else: only unlink what is still ours.
     if (!vanished) Segment.unlink(paths.shm);
   });
+  ops.attach(segment, {
+    runDir: cfg.runDir,
+    shm: paths.shm,
+    limits: { ...limitFlags(cfg), ...poolFlags(cfg) },
+    host: cfg.host,
+    workers: cfg.workers,
+    linkPort: cfg.linkPort || undefined,
+    join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
+  });
+  scope.defer(() => ops.detach());
   for (const f of fifos) {
     ensureFifo(f);
     scope.defer(() => void removeFifo(f));
   }
 
-  const { dispatcher, workers } = makeChildren(cfg, segment, instanceId, { clock }, secret);
+  const { dispatcher, workers } = makeChildren(
+    cfg,
+    segment,
+    instanceId,
+    { clock, spawner: ops.spawner },
+    secret,
+  );
   const children = dispatcher ? [dispatcher, ...workers] : workers;
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
   void signalled.then(requestStop);
@@ -176,6 +201,9 @@ async function runInstance(
   // A worker serves once ready, and on a joined host once attached to the dispatcher too.
   const serving = (w: SupervisedChild) => w.state === "ready" && (!cfg.join || w.linked);
   for (const c of children) {
+    c.onExit = (child, code) => {
+      if (child.state !== "stopping") ops.childExited(child.spec.slot.index, code);
+    };
     c.onChange = () => {
       const failed = workers.filter((w) => w.state === "failed");
       if (!wasReady) {
@@ -186,7 +214,7 @@ async function runInstance(
         if (settled) {
           wasReady = life.everReady = true;
           segment.setHeader("ready_at", clock.now());
-          announceReady(cfg, failed.map((w) => w.spec.slot.index));
+          ops.ready(announceReady(cfg, failed.map((w) => w.spec.slot.index)));
         } else if (
           !life.everReady &&
           (dispatcher?.state === "failed" || (workers.length > 0 && failed.length === workers.length))
@@ -237,6 +265,7 @@ async function runInstance(
 
   const reason = await stopRequested;
   log.info("stopping ({reason})", { reason });
+  ops.stopping(reason);
   if (fatal) {
     await scope.disposeAsync();
     throw new NothingCanServe(`giving up: ${fatal} (see the errors above)`);
@@ -335,18 +364,18 @@ function makeChildren(
   return { dispatcher, workers };
 }
 
-function announceReady(cfg: WatchdogConfig, failed: number[]): void {
+/** Prints the ready line on stdout, logs it, and returns it (for systemd's STATUS=). */
+function announceReady(cfg: WatchdogConfig, failed: number[]): string {
   const ports = cfg.workers ? `${cfg.port + 1}-${cfg.port + cfg.workers}` : "none";
   const head = cfg.join
     ? `ready joined=${netScope(cfg.join.host, cfg.join.port)} host=${cfg.host}`
     : `ready dispatcher=${netScope(cfg.host, cfg.port)}${
       cfg.linkPort ? ` link=${netScope(cfg.host, cfg.linkPort)}` : ""
     }`;
-  console.log(
-    `${head} workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
-      failed.length ? ` degraded failed=${failed.join(",")}` : ""
-    }`,
-  );
+  const line = `${head} workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
+    failed.length ? ` degraded failed=${failed.join(",")}` : ""
+  }`;
+  console.log(line);
   const log = logger();
   if (failed.length) {
     log.warn("serving degraded: {n} of {total} workers ready (failing: {failed}; retried every {s} s)", {
@@ -356,6 +385,7 @@ function announceReady(cfg: WatchdogConfig, failed: number[]): void {
       s: cfg.failedRetryMs / 1000,
     });
   } else log.info("all {n} children ready", { n: cfg.workers + 1 });
+  return line;
 }
 
 /**

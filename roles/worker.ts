@@ -29,6 +29,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   if (fds.capped) log.warn("{what}", { what: fds.capped });
   using segment = Segment.open(cfg.shm, cfg.instance);
   const slot = segment.slot(cfg.id);
+  const stats = segment.stats(cfg.id);
   const startedAt = clock.now();
   // The port first: a worker that cannot listen cannot boot (exit 100, no restart loop).
   const server = new Server(
@@ -80,6 +81,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
       handshakeTimeoutMs: cfg.handshakeTimeoutMs,
       link,
       admission,
+      stats,
       context: () => ({
         workerId: cfg.id,
         pid: Deno.pid,

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { instancePaths } from "../mod/cli/config.ts";
 import { processTable } from "../mod/sys/proc.ts";
 import { Segment } from "../mod/ipc/shm.ts";
+import type { ChildStatus } from "../mod/ops/instance_status.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -22,6 +23,8 @@ export const RUN_FLAGS = [
   "--allow-read=/tmp",
   "--allow-write=/tmp",
   `--allow-run=${Deno.execPath()}`,
+  // systemd's notify protocol (tests stand in for systemd).
+  "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC,WATCHDOG_PID",
 ];
 
 /** Output of a finished osps command. */
@@ -107,21 +110,22 @@ export interface StatusJson {
   workers: ChildJson[];
 }
 /** One child in {@link StatusJson}. */
-export interface ChildJson {
-  id: number;
-  pid: number;
-  port: number;
-  state: string;
-  work: string;
-  restarts: number;
-  served: number;
-  heartbeat_age_ms: number | null;
-  last_exit: string;
-  backoff_ms: number;
-  host: string;
-  link: string;
-  watchdog_pid: number;
-}
+export type ChildJson = Pick<
+  ChildStatus,
+  | "id"
+  | "pid"
+  | "port"
+  | "state"
+  | "work"
+  | "restarts"
+  | "served"
+  | "heartbeat_age_ms"
+  | "last_exit"
+  | "backoff_ms"
+  | "host"
+  | "link"
+  | "watchdog_pid"
+>;
 
 /** Options of {@link startInstance}. */
 export interface StartOptions {
@@ -137,6 +141,8 @@ export interface StartOptions {
   wrap?: string[];
   /** How long to wait for the ready line (default 30 s); then the watchdog is stopped (SIGTERM, then SIGKILL). */
   timeoutMs?: number;
+  /** Environment variables to add for the watchdog (NOTIFY_SOCKET, say). */
+  env?: Record<string, string>;
 }
 
 /** Starts `osps watchdog` and waits for its `ready` line. */
@@ -162,6 +168,7 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
   const [program, ...args] = [...(options.wrap ?? []), ...limited];
   const child = new Deno.Command(program!, {
     args,
+    env: options.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

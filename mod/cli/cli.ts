@@ -17,6 +17,14 @@ export interface FlagSpec {
   readonly max?: number;
   readonly choices?: readonly string[];
   readonly short?: string;
+  /**
+   * What a reload (`osps reload`, SIGHUP: the config file re-read) does with a
+   * changed value: `now` applies in the running watchdog at once, `respawn`
+   * applies to every child started from then on (a reload replaces every
+   * worker; the dispatcher keeps its value until it restarts). Without it, a
+   * change needs a full restart and a reload only logs that it was not applied.
+   */
+  readonly live?: "now" | "respawn";
 }
 
 /** One subcommand. */
@@ -35,13 +43,15 @@ const LOG: Record<string, FlagSpec> = {
     type: "string",
     default: "info",
     choices: ["trace", "debug", "info", "warning", "error", "fatal"],
+    live: "respawn",
     doc: "least severe level logged",
   },
   "log-format": {
     type: "string",
     default: "text",
     choices: ["text", "json"],
-    doc: "log line format on stderr",
+    live: "respawn",
+    doc: "log line format (stderr, or --log-file)",
   },
 };
 const HOST: FlagSpec = { type: "string", default: "127.0.0.1", doc: "address to listen on / connect to" };
@@ -60,6 +70,7 @@ const INSTANCE: Record<string, FlagSpec> = {
 const LIMITS: Record<string, FlagSpec> = {
   "max-line-bytes": {
     type: "int",
+    live: "respawn",
     default: Limits.maxLineBytes,
     min: 64,
     max: 16 << 20,
@@ -67,18 +78,21 @@ const LIMITS: Record<string, FlagSpec> = {
   },
   "handshake-timeout-ms": {
     type: "int",
+    live: "respawn",
     default: Limits.handshakeTimeoutMs,
     min: 10,
     doc: "time a new connection has to send its first line",
   },
   "idle-timeout-ms": {
     type: "int",
+    live: "respawn",
     default: Limits.idleTimeoutMs,
     min: 10,
     doc: "time a connection may stay silent",
   },
   "max-conns": {
     type: "int",
+    live: "respawn",
     default: 1024,
     min: 1,
     max: 1_000_000,
@@ -86,6 +100,7 @@ const LIMITS: Record<string, FlagSpec> = {
   },
   "max-conns-per-addr": {
     type: "int",
+    live: "respawn",
     default: 256,
     min: 1,
     max: 1_000_000,
@@ -93,19 +108,33 @@ const LIMITS: Record<string, FlagSpec> = {
   },
   "rate-per-addr": {
     type: "int",
+    live: "respawn",
     default: 50_000,
     min: 0,
     doc: "connections + request lines per second from one address (0 = unlimited; 429 beyond); " +
       "the default is far above what a host serves, lower it for public addresses",
   },
-  "rate-burst": { type: "int", default: 50_000, min: 1, doc: "how many of those may come at once" },
+  "rate-burst": {
+    type: "int",
+    live: "respawn",
+    default: 50_000,
+    min: 1,
+    doc: "how many of those may come at once",
+  },
   "bad-ticket-limit": {
     type: "int",
+    live: "respawn",
     default: 20,
     min: 1,
     doc: "bad tickets one address may present per window before it gets 429",
   },
-  "bad-ticket-window-ms": { type: "int", default: 60_000, min: 10, doc: "window of --bad-ticket-limit" },
+  "bad-ticket-window-ms": {
+    type: "int",
+    live: "respawn",
+    default: 60_000,
+    min: 10,
+    doc: "window of --bad-ticket-limit",
+  },
 };
 const POOL: Record<string, FlagSpec> = {
   "queue-size": {
@@ -123,7 +152,13 @@ const POOL: Record<string, FlagSpec> = {
     max: 600_000,
     doc: "time a client has to present its ticket",
   },
-  "grace-ms": { type: "int", default: 5_000, min: 0, doc: "time in-flight sessions get to finish on stop" },
+  "grace-ms": {
+    type: "int",
+    default: 5_000,
+    min: 0,
+    live: "respawn",
+    doc: "time in-flight sessions get to finish on stop",
+  },
   "max-tickets-per-addr": {
     type: "int",
     default: 0,
@@ -150,6 +185,7 @@ const POOL: Record<string, FlagSpec> = {
 const MAX_REQUESTS: FlagSpec = {
   type: "int",
   default: 0,
+  live: "respawn",
   min: 0,
   doc: "recycle a worker after N requests, plus up to 10% random jitter (0 = never)",
 };
@@ -165,18 +201,32 @@ const PROBE: Record<string, FlagSpec> = {
 const SUPERVISION: Record<string, FlagSpec> = {
   "max-requests": MAX_REQUESTS,
   ...PROBE,
-  "restart-budget": { type: "int", default: 5, min: 1, doc: "restarts one child may have within the window" },
+  "restart-budget": {
+    type: "int",
+    default: 5,
+    min: 1,
+    live: "now",
+    doc: "restarts one child may have within the window",
+  },
   "pool-restart-budget": {
     type: "int",
     default: 0,
     min: 0,
+    live: "now",
     doc: "restarts all workers together may have within the window (0 = 3 per worker)",
   },
-  "restart-window-ms": { type: "int", default: 30_000, min: 100, doc: "window of the restart budgets" },
+  "restart-window-ms": {
+    type: "int",
+    default: 30_000,
+    min: 100,
+    live: "now",
+    doc: "window of the restart budgets",
+  },
   "failed-retry-ms": {
     type: "int",
     default: 30_000,
     min: 100,
+    live: "now",
     doc: "a child failed over its budget or unable to boot is tried again after this long",
   },
 };
@@ -209,6 +259,25 @@ const REMOTE_SLOTS: FlagSpec = {
   min: 1,
   max: 512,
   doc: "remote workers the dispatcher can hold (with --link-port)",
+};
+const OPERATIONS: Record<string, FlagSpec> = {
+  config: {
+    type: "string",
+    doc: "read flags from a TOML or JSON file (same names as the flags; flags given here win)",
+  },
+  "metrics-port": {
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 65535,
+    doc: "serve /metrics, /healthz, /readyz and a status page on this port (0 = off)",
+  },
+  "metrics-host": { type: "string", default: "127.0.0.1", doc: "address of --metrics-port" },
+  "log-file": {
+    type: "string",
+    default: "",
+    doc: "write every role's log lines to this file (reopened on SIGUSR1) instead of stderr",
+  },
 };
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,
@@ -252,17 +321,20 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         type: "int",
         default: 3_000,
         min: 50,
+        live: "now",
         doc: "no heartbeat for this long = hung: kill, restart",
       },
       "request-timeout-ms": {
         type: "int",
         default: 60_000,
         min: 10,
+        live: "now",
         doc: "longest a single request may run",
       },
       "request-timeout-for": {
         type: "string",
         default: "",
+        live: "now",
         doc: "deadlines of particular request types, overriding --request-timeout-ms: TYPE:MS[,TYPE:MS…]",
       },
       ...SUPERVISION,
@@ -270,11 +342,13 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         type: "int",
         default: 0,
         min: 0,
+        live: "now",
         doc: "stop cleanly after N requests served (0 = never)",
       },
       ...POOL,
       ...LIMITS,
       ...LOG,
+      ...OPERATIONS,
     },
   },
   dispatcher: {
@@ -348,8 +422,16 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   },
   status: {
     summary: "show the instance's processes, read from shared memory",
-    usage: "osps status [--run-dir DIR | --port P] [--json]",
-    flags: SELECT,
+    usage: "osps status [--run-dir DIR | --port P] [--json | --watch]",
+    flags: {
+      ...SELECT,
+      watch: {
+        type: "boolean",
+        default: false,
+        short: "w",
+        doc: "redraw the table every second until Ctrl-C",
+      },
+    },
   },
   stop: {
     summary: "stop an instance gracefully and wait until it is gone",
@@ -532,6 +614,25 @@ function firstPositional(args: string[], spec: CommandSpec): number {
     if (flag && flag.type !== "boolean") i++; // its value
   }
   return -1;
+}
+
+/** Checks and converts one value of `command`'s flag `name` as given in a config file (same rules as argv). */
+export function flagValue(
+  command: string,
+  name: string,
+  raw: string | number | boolean,
+): string | number | boolean {
+  const f = COMMANDS[command]?.flags[name];
+  if (!f) throw new UsageError(`${command}: unknown flag --${name}`);
+  if (f.type === "boolean" && typeof raw !== "boolean") {
+    throw new UsageError(`${command}: --${name} takes true or false, got ${JSON.stringify(raw)}`);
+  }
+  if (f.type !== "boolean" && typeof raw === "boolean") {
+    throw new UsageError(
+      `${command}: --${name} takes a ${f.type === "int" ? "whole number" : "string"}, got ${raw}`,
+    );
+  }
+  return convert(command, name, f, typeof raw === "number" ? String(raw) : raw);
 }
 
 function convert(

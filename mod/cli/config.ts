@@ -83,6 +83,23 @@ export interface WatchdogConfig
   readonly join: Endpoint | null;
   /** The link secret's file ("" when no link is used). */
   readonly secretFile: string;
+  /** Port of the operators' HTTP endpoint (metrics, health, status page); 0 = off. */
+  readonly metricsPort: number;
+  readonly metricsHost: string;
+  /** Log file reopened on SIGUSR1; "" = stderr. */
+  readonly logFile: string;
+  /** The config file the values came from (re-read by a reload); "" = none. */
+  readonly configFile: string;
+  /** The command line this configuration was built from, so a reload can build it again with the file re-read. */
+  readonly source: ConfigSource;
+}
+
+/** Where a watchdog's configuration comes from: the command line (and the `--config` file it names). */
+export interface ConfigSource {
+  /** Parsed command-line flags (defaults filled in). */
+  readonly flags: FlagValues;
+  /** Flags given on the command line (they win over the file). */
+  readonly given: ReadonlySet<string>;
 }
 
 /** What a child needs to find its instance. */
@@ -254,9 +271,18 @@ export function parseTimeoutsFor(text: string): Record<string, number> {
   return out;
 }
 
-/** Builds the watchdog's configuration (`given`: the flags given on the command line). */
-export function watchdogConfig(v: FlagValues, given: ReadonlySet<string> = new Set()): WatchdogConfig {
+/**
+ * Builds the watchdog's configuration from flag values `v` (`given`: the flags
+ * given on the command line; `source`: the command line itself, when `v`
+ * also holds values from a config file).
+ */
+export function watchdogConfig(
+  v: FlagValues,
+  given: ReadonlySet<string> = new Set(),
+  source: ConfigSource = { flags: v, given },
+): WatchdogConfig {
   const c: WatchdogConfig = {
+    source,
     maxConnsGiven: given.has("max-conns"),
     workers: num(v, "workers"),
     host: str(v, "host"),
@@ -273,6 +299,10 @@ export function watchdogConfig(v: FlagValues, given: ReadonlySet<string> = new S
     poolRestartBudget: num(v, "pool-restart-budget") || 3 * num(v, "workers"),
     restartWindowMs: num(v, "restart-window-ms"),
     failedRetryMs: num(v, "failed-retry-ms"),
+    metricsPort: num(v, "metrics-port"),
+    metricsHost: str(v, "metrics-host"),
+    logFile: str(v, "log-file"),
+    configFile: str(v, "config"),
     ...poolConfig(v),
     ...quarantineConfig(v),
     ...limitsConfig(v),
@@ -307,6 +337,11 @@ export function watchdogConfig(v: FlagValues, given: ReadonlySet<string> = new S
   }
   if (c.port + c.workers > 65535) {
     throw new UsageError(`--port ${c.port} leaves no room for ${c.workers} worker ports`);
+  }
+  if (c.metricsPort >= c.port && c.metricsPort <= c.port + c.workers) {
+    throw new UsageError(
+      `--metrics-port ${c.metricsPort} is one of the instance's ports (${c.port}-${c.port + c.workers})`,
+    );
   }
   if (c.hangTimeoutMs <= c.heartbeatMs) {
     throw new UsageError(

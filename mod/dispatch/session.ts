@@ -22,6 +22,7 @@ import {
 import { lookupService } from "../services/registry.ts";
 import { lostWorkText } from "../supervise/exit_reason.ts";
 import type { SlotView } from "../ipc/shm.ts";
+import type { StatsView } from "../ipc/stats.ts";
 import { sleep } from "../deadline.ts";
 import type { Quarantine } from "./quarantine.ts";
 import type { WorkerPool } from "./worker_pool.ts";
@@ -34,6 +35,8 @@ export interface SessionDeps {
   readonly quarantine: Quarantine;
   /** The dispatcher's own slot (hand-off counter). */
   readonly slot: SlotView;
+  /** The dispatcher's counters in shared memory (refusals, tickets issued). */
+  readonly stats: StatsView;
 }
 
 /** How long OUTCOME waits for a dead worker's account before answering what it knows. */
@@ -45,7 +48,12 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
   const peer = conn.peer;
   const key = addrKey(hostOf(peer));
   const admitted = d.admission.admit(key);
-  if (Admission.refused(admitted)) return await conn.refuse(formatReply(admitted.status, admitted.reason));
+  /** A refusal's status line, counted. */
+  const refusal = (status: number, why: string) => {
+    d.stats.refusal(status);
+    return formatReply(status, why);
+  };
+  if (Admission.refused(admitted)) return await conn.refuse(refusal(admitted.status, admitted.reason));
   try {
     await conn.writeLine(greeting("dispatcher"));
     let timeoutMs = d.cfg.handshakeTimeoutMs;
@@ -57,13 +65,13 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
       if (line === null) return;
       // Every line is charged, bad ones too: pipelined garbage must not get free CPU.
       const tooFast = d.admission.request(key);
-      if (tooFast) return await conn.refuse(formatReply(tooFast.status, tooFast.reason));
+      if (tooFast) return await conn.refuse(refusal(tooFast.status, tooFast.reason));
       let cmd: DispatcherCommand;
       try {
         cmd = parseDispatcherCommand(line);
       } catch (err) {
         if (!(err instanceof BadCommand)) throw err;
-        await conn.writeLine(formatReply(err.status, err.message));
+        await conn.writeLine(refusal(err.status, err.message));
         continue; // a bad line costs the client nothing else
       }
       switch (cmd.verb) {
@@ -73,7 +81,7 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
         case "HELLO":
           if (cmd.version !== VERSION_TOKEN) {
             return await conn.refuse(
-              formatReply(
+              refusal(
                 Status.BAD_VERSION,
                 `${cmd.version} not supported; this server speaks ${VERSION_TOKEN}`,
               ),
@@ -85,9 +93,9 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
           await conn.writeLine(await outcome(d.pool, cmd.ticket));
           continue;
         case "REQUEST": {
-          const refusal = checkType(cmd.type, d.quarantine);
-          if (refusal) {
-            await conn.writeLine(refusal);
+          const refused = checkType(cmd.type, d.quarantine);
+          if (refused) {
+            await conn.writeLine(refusal(refused.status, refused.why));
             continue;
           }
           // One unused ticket per connection: a pipelined REQUEST waits until the last one is used or expires.
@@ -103,7 +111,7 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
     }
   } catch (err) {
     if (err instanceof ProtocolError && err.status) {
-      return await conn.refuse(formatReply(err.status, err.message));
+      return await conn.refuse(refusal(err.status, err.message));
     }
     throw err;
   } finally {
@@ -113,16 +121,16 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
   }
 }
 
-/** The status line refusing `type`, or null when it may be served. */
-function checkType(type: string, quarantine: Quarantine): string | null {
+/** Why `type` is refused, or null when it may be served. */
+function checkType(type: string, quarantine: Quarantine): { status: number; why: string } | null {
   try {
     lookupService(type);
   } catch (err) {
-    if (err instanceof ProtocolError) return formatReply(err.status, err.message);
+    if (err instanceof ProtocolError) return { status: err.status, why: err.message };
     throw err;
   }
   const q = quarantine.check(type);
-  return q ? formatReply(q.status, q.refused) : null;
+  return q ? { status: q.status, why: q.refused } : null;
 }
 
 /**
@@ -157,6 +165,7 @@ async function request(
   watch?.abort();
   if ("refused" in result) {
     if (left.signal.aborted) return null;
+    d.stats.refusal(result.status);
     await conn.writeLine(formatReply(result.status, result.refused));
     return "";
   }
@@ -165,6 +174,7 @@ async function request(
     return null;
   }
   d.slot.add("served", 1);
+  d.stats.ticket("issued");
   return result.ticket;
 }
 

@@ -46,6 +46,8 @@ export interface PoolHooks {
   onLost?(link: WorkerLink, lost: LostWork): void;
   /** A message from a worker on its link's data channel. */
   onMessage?(link: WorkerLink, message: Uint8Array): void;
+  /** A ticket went unused: its client gave it back (`returned`) or it ran out (`expired`). */
+  onTicketUnused?(outcome: "returned" | "expired"): void;
 }
 
 /** Picks workers round-robin, queues clients when none is free. */
@@ -162,7 +164,10 @@ export class WorkerPool {
   /** Takes back a ticket its client never received or will not use (it left); frees the worker at once. */
   giveBack(a: Assignment): void {
     const link = this.#issued.get(a.ticket);
-    if (link?.reclaim(a.ticket)) this.#pump();
+    if (link?.reclaim(a.ticket)) {
+      this.#hooks.onTicketUnused?.("returned");
+      this.#pump();
+    }
   }
 
   /** True while `ticket` is issued and not yet used. */
@@ -235,6 +240,7 @@ export class WorkerPool {
     for (const link of this.#links) {
       if (link.sweep(now)) {
         freed++;
+        this.#hooks.onTicketUnused?.("expired");
         logger().info("ticket for worker {id} expired unused; the worker is free again", { id: link.id });
       }
     }

@@ -3,9 +3,9 @@
  * creation, mapping and field access with `Atomics`.
  *
  * One segment per instance: a header, then slot 0 for the dispatcher and slots
- * 1..N for the workers. Every field has exactly one writer role (the `writer`
- * column) except `work`, which moves by compare-and-swap between the
- * dispatcher and its worker. Times ending in `_at` or `_until` are
+ * 1..N for the workers, then one stats block per slot (`stats.ts`). Every
+ * field has exactly one writer role (the `writer` column) except `work`,
+ * which moves by compare-and-swap between the dispatcher and its worker. Times ending in `_at` or `_until` are
  * milliseconds on CLOCK_MONOTONIC (`mod/sys/clock.ts`), the same clock in every
  * process of the host. `docs/SHM_LAYOUT.md` is generated from this table
  * (`deno task layout`), and a test fails when the two disagree.
@@ -13,11 +13,12 @@
  */
 import * as libc from "../sys/libc.ts";
 import { OspsError, SysError } from "../errors.ts";
+import { STATS_BLOCK_SIZE, statsMarkdown, StatsView } from "./stats.ts";
 
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
 /** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 /** Bytes per slot; fields leave room to grow without moving slots. */
 export const SLOT_SIZE = 384;
 /** Bytes of header before slot 0. */
@@ -61,6 +62,12 @@ export const HEADER_FIELDS = [
     type: "i64",
     writer: "watchdog",
     doc: "when the instance first became ready, 0 before",
+  },
+  {
+    name: "stats_block_size",
+    type: "i32",
+    writer: "watchdog",
+    doc: `bytes per stats block (${STATS_BLOCK_SIZE}); the blocks follow the last slot`,
   },
   {
     name: "quarantine",
@@ -272,15 +279,16 @@ export function layoutMarkdown(): string {
     "`sup_state`: " + Object.entries(SupState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
     "`link_state`: " + Object.entries(LinkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
     "",
+    statsMarkdown(),
   ].join("\n");
 }
 
 /** The segment is missing, foreign, too short or from another layout version. */
 export class ShmError extends OspsError {}
 
-/** Size in bytes of a segment with `slots` slots. */
+/** Size in bytes of a segment with `slots` slots (and as many stats blocks). */
 export function segmentSize(slots: number): number {
-  return HEADER_SIZE + slots * SLOT_SIZE;
+  return HEADER_SIZE + slots * (SLOT_SIZE + STATS_BLOCK_SIZE);
 }
 
 const textEncoder = new TextEncoder();
@@ -414,6 +422,7 @@ export class Segment {
       seg.setHeader("instance_id", instanceId);
       seg.setHeader("created_ms", Date.now());
       seg.setHeader("base_port", basePort);
+      seg.setHeader("stats_block_size", STATS_BLOCK_SIZE);
       seg.setHeader("state", 1);
       for (let i = 0; i < slotCount; i++) {
         seg.slot(i).store("last_exit", -1); // ExitReason.NONE: no process has ended yet
@@ -533,6 +542,14 @@ export class Segment {
     const f = HEADER.get(name)!;
     if (f.type === "i32") Atomics.store(this.#views.i32, f.offset / 4, value);
     else Atomics.store(this.#views.i64, f.offset / 8, BigInt(Math.trunc(value)));
+  }
+
+  /** The stats block of slot `index` (0 = dispatcher). */
+  stats(index: number): StatsView {
+    if (!(index >= 0 && index < this.slotCount)) {
+      throw new RangeError(`stats block ${index} out of range 0..${this.slotCount - 1}`);
+    }
+    return new StatsView(this.#views, HEADER_SIZE + this.slotCount * SLOT_SIZE + index * STATS_BLOCK_SIZE);
   }
 
   /** The slot at `index` (0 = dispatcher). */

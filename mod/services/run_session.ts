@@ -11,6 +11,7 @@ import { addrKey, Admission, hostOf } from "../net/admission.ts";
 import { LineConn } from "../net/line_conn.ts";
 import { formatReply, greeting, parseRunCommand, Status } from "../net/protocol.ts";
 import type { ClaimRefusal, DispatcherLink } from "../link/worker_link.ts";
+import type { StatsView } from "../ipc/stats.ts";
 import { lookupService, type ServiceContext } from "./registry.ts";
 
 const REFUSALS: Record<ClaimRefusal, string> = {
@@ -25,14 +26,20 @@ const REFUSALS: Record<ClaimRefusal, string> = {
  * shown too many. Only bad tickets are throttled: a client of the same
  * address with a valid ticket is served.
  */
-async function badTicket(conn: LineConn, key: string, why: string, admission: Admission): Promise<void> {
-  const locked = admission.badTicket(key);
+async function badTicket(conn: LineConn, key: string, why: string, d: RunSessionDeps): Promise<void> {
+  const locked = d.admission.badTicket(key);
   if (locked) {
     logger().warn("refusing bad tickets from {addr}: {why}", { addr: key, why: locked.reason });
-    return await conn.refuse(formatReply(locked.status, locked.reason));
+    return await refuse(conn, locked.status, locked.reason, d.stats);
   }
   logger().debug("refused {peer}: {why}", { peer: conn.peer, why });
-  await conn.refuse(formatReply(Status.BAD_TICKET, why));
+  await refuse(conn, Status.BAD_TICKET, why, d.stats);
+}
+
+/** Refuses the connection with `status`, counted in the worker's stats. */
+function refuse(conn: LineConn, status: number, why: string, stats: StatsView): Promise<void> {
+  stats.refusal(status);
+  return conn.refuse(formatReply(status, why));
 }
 
 /** How long a worker attached over the network waits for a ticket its client outran. */
@@ -45,6 +52,8 @@ export interface RunSessionDeps {
   readonly handshakeTimeoutMs: number;
   readonly link: DispatcherLink;
   readonly admission: Admission;
+  /** This worker's counters in shared memory (requests by type and code, durations, refusals). */
+  readonly stats: StatsView;
   /** The context services see (counters of this worker). */
   context(): ServiceContext;
   /** A claimed request has finished (answered or not): the worker is free again. */
@@ -56,8 +65,11 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
   const conn = new LineConn(tcp, { maxLineBytes: d.maxLineBytes });
   const key = addrKey(hostOf(conn.peer));
   const admitted = d.admission.admit(key);
-  if (Admission.refused(admitted)) return await conn.refuse(formatReply(admitted.status, admitted.reason));
-  let claimed = false;
+  if (Admission.refused(admitted)) return await refuse(conn, admitted.status, admitted.reason, d.stats);
+  /** The request once its ticket is claimed: from then on its end is counted as a request, not a refusal. */
+  let claimed: { type: string; startedAt: number } | undefined;
+  const answered = (status: number) =>
+    d.stats.request(claimed!.type, status, (performance.now() - claimed!.startedAt) / 1000);
   try {
     await conn.writeLine(greeting("worker", String(d.id)));
     const line = await conn.readLine({ timeoutMs: d.handshakeTimeoutMs });
@@ -68,19 +80,25 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     if (refusal === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
       refusal = d.link.claim(run.ticket, run.type, run.arg);
     }
-    if (refusal) return await badTicket(conn, key, REFUSALS[refusal], d.admission);
-    claimed = true;
+    if (refusal) return await badTicket(conn, key, REFUSALS[refusal], d);
+    claimed = { type: run.type, startedAt: performance.now() };
+    d.stats.ticket("used");
     const result = await lookupService(run.type).run(run.arg, d.context());
     await conn.writeLine(formatReply(Status.OK, result));
+    answered(Status.OK);
   } catch (err) {
     if (err instanceof ProtocolError && err.status === Status.BAD_TICKET) {
-      return await badTicket(conn, key, err.message, d.admission); // malformed: a bad ticket too
+      return await badTicket(conn, key, err.message, d); // malformed: a bad ticket too
     }
     if (err instanceof ProtocolError && err.status) {
+      if (!claimed) return await refuse(conn, err.status, err.message, d.stats);
+      answered(err.status);
       return await conn.refuse(formatReply(err.status, err.message));
     }
     logger().error("request failed: {err}", { err: String(err) });
     await conn.writeLine(formatReply(Status.INTERNAL, "the service failed; see the worker's log"));
+    if (claimed) answered(Status.INTERNAL);
+    else d.stats.refusal(Status.INTERNAL);
   } finally {
     conn.close();
     await conn.settled(); // the descriptor is free only then

@@ -30,27 +30,35 @@ export function requestCaused(code: number): boolean {
   return code === ExitReason.DEADLINE || code === ExitReason.HANG_IN_REQUEST;
 }
 
+/** Text and metric label of the codes that are not a plain exit code or signal. */
+const NAMED: Readonly<Record<number, { text: string; label: string }>> = {
+  [ExitReason.HANG]: { text: "killed: hung (no heartbeat)", label: "hang" },
+  [ExitReason.HANG_IN_REQUEST]: {
+    text: "killed: a request blocked it (no heartbeat)",
+    label: "request_hang",
+  },
+  [ExitReason.DEADLINE]: { text: "killed: request deadline", label: "deadline" },
+  [ExitReason.WEDGED]: { text: "killed: pipe wedged (probe unanswered)", label: "wedged" },
+  [ExitReason.RECYCLED]: { text: "recycled (max requests)", label: "recycled" },
+  [ExitReason.LINK_LOST]: { text: "link lost (host down or network cut)", label: "link_lost" },
+  [EXIT_CANNOT_BOOT]: { text: "cannot boot (exit 100)", label: "cannot_boot" },
+};
+
 /** Human text for a `last_exit` value. */
 export function exitReasonText(code: number): string {
-  switch (code) {
-    case ExitReason.NONE:
-      return "-";
-    case ExitReason.HANG:
-      return "killed: hung (no heartbeat)";
-    case ExitReason.HANG_IN_REQUEST:
-      return "killed: a request blocked it (no heartbeat)";
-    case ExitReason.DEADLINE:
-      return "killed: request deadline";
-    case ExitReason.WEDGED:
-      return "killed: pipe wedged (probe unanswered)";
-    case ExitReason.RECYCLED:
-      return "recycled (max requests)";
-    case ExitReason.LINK_LOST:
-      return "link lost (host down or network cut)";
-    case EXIT_CANNOT_BOOT:
-      return "cannot boot (exit 100)";
-  }
-  return code >= ExitReason.SIGNAL_BASE ? `signal ${code - ExitReason.SIGNAL_BASE}` : `exit ${code}`;
+  if (code === ExitReason.NONE) return "-";
+  return NAMED[code]?.text ??
+    (code >= ExitReason.SIGNAL_BASE ? `signal ${code - ExitReason.SIGNAL_BASE}` : `exit ${code}`);
+}
+
+/**
+ * A short, bounded label for a `last_exit` value (the `reason` of
+ * `osps_worker_restarts_total`): one of `exit`, `signal`, `cannot_boot`,
+ * `hang`, `request_hang`, `deadline`, `wedged`, `recycled`, `link_lost`. A new
+ * {@link ExitReason} gets its text and label in the table above.
+ */
+export function exitReasonLabel(code: number): string {
+  return NAMED[code]?.label ?? (code >= ExitReason.SIGNAL_BASE ? "signal" : "exit");
 }
 
 /**

@@ -36,6 +36,9 @@ const SYMBOLS = {
   setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  sysconf: { parameters: ["i32"], result: "i64" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
@@ -353,6 +356,49 @@ export function abortiveConnect(host: string, port: number): number {
     close(fd);
     throw err;
   }
+}
+
+const AF_UNIX = 1, SOCK_DGRAM = 2;
+
+/** `struct sockaddr_un` for `path`; a leading "@" names the abstract namespace (as systemd writes it). */
+function unixAddress(path: string): { sa: Uint8Array<ArrayBuffer>; len: number } {
+  const name = enc.encode(path.startsWith("@") ? `\0${path.slice(1)}` : `${path}\0`);
+  if (name.length > 108) throw new SysError("sockaddr_un", E.EINVAL, `path too long: ${path}`);
+  const sa = new Uint8Array(110);
+  new DataView(sa.buffer).setUint16(0, AF_UNIX, true);
+  sa.set(name, 2);
+  // An abstract name is exactly its bytes; a path may carry its NUL.
+  return { sa, len: 2 + name.length };
+}
+
+/** socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC): a datagram socket that never blocks. */
+export function unixDatagramSocket(): number {
+  return check("socket", libc().symbols.socket(AF_UNIX, SOCK_DGRAM | O.NONBLOCK | O.CLOEXEC, 0));
+}
+
+/**
+ * sendto(2) one datagram on `fd` to the unix socket at `path` ("@name":
+ * abstract namespace), without waiting (MSG_DONTWAIT). Returns bytes sent or
+ * `-errno` (the receiver may be gone or full; the caller decides).
+ */
+export function sendToUnix(fd: number, path: string, data: Uint8Array<ArrayBuffer>): number {
+  const MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
+  const { sa, len } = unixAddress(path);
+  const n = Number(
+    libc().symbols.sendto(fd, data, BigInt(data.length), MSG_DONTWAIT | MSG_NOSIGNAL, sa, len),
+  );
+  return n < 0 ? -errno() : n;
+}
+
+/** bind(2) `fd` to the unix socket address `path` (tests stand in for systemd's notify socket with it). */
+export function bindUnix(fd: number, path: string): void {
+  const { sa, len } = unixAddress(path);
+  check("bind", libc().symbols.bind(fd, sa, len), path);
+}
+
+/** sysconf(3): clock ticks per second (`_SC_CLK_TCK`) or the page size (`_SC_PAGESIZE`). */
+export function sysconf(name: "clk_tck" | "pagesize"): number {
+  return check("sysconf", libc().symbols.sysconf(name === "clk_tck" ? 2 : 30));
 }
 
 /** Signal numbers (Linux). */

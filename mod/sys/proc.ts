@@ -30,6 +30,43 @@ export function procStat(pid: number): ProcStat | null {
   };
 }
 
+/** CPU and memory of one process, from /proc/<pid>/stat. */
+export interface ProcUsage {
+  /** User plus system CPU time, seconds. */
+  readonly cpuSeconds: number;
+  readonly residentBytes: number;
+  readonly virtualBytes: number;
+  /** Start time, seconds since the epoch. */
+  readonly startSeconds: number;
+}
+
+let ticks: { perSecond: number; pageSize: number; bootSeconds: number } | undefined;
+
+function hostTicks(): { perSecond: number; pageSize: number; bootSeconds: number } {
+  if (ticks) return ticks;
+  const stat = new TextDecoder().decode(libc.readSmallFile("/proc/stat") ?? new Uint8Array());
+  const btime = Number(/^btime (\d+)$/m.exec(stat)?.[1] ?? 0);
+  ticks = { perSecond: libc.sysconf("clk_tck"), pageSize: libc.sysconf("pagesize"), bootSeconds: btime };
+  return ticks;
+}
+
+/** CPU and memory use of `pid` ("self" for this process); null when it does not exist. */
+export function procUsage(pid: number | "self"): ProcUsage | null {
+  const raw = libc.readSmallFile(`/proc/${pid}/stat`);
+  if (!raw) return null;
+  const text = new TextDecoder().decode(raw);
+  // Fields after comm: state is field 3, so field n is rest[n - 3].
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const t = hostTicks();
+  const field = (n: number) => Number(rest[n - 3] ?? 0);
+  return {
+    cpuSeconds: (field(14) + field(15)) / t.perSecond,
+    virtualBytes: field(23),
+    residentBytes: field(24) * t.pageSize,
+    startSeconds: t.bootSeconds + field(22) / t.perSecond,
+  };
+}
+
 /** True when `pid` exists, is not a zombie, and (when given) started at `startTime`. */
 export function isAlive(pid: number, startTime?: number): boolean {
   const st = procStat(pid);

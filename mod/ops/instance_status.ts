@@ -1,0 +1,222 @@
+/**
+ * What each process of an instance is doing, read from its shared-memory
+ * segment: the rows `osps status` prints, the watchdog's metrics and status
+ * page read, and the table for people. Reading needs only the mapping, so it
+ * works while the dispatcher is down.
+ * @module
+ */
+import {
+  LinkState,
+  type Segment,
+  type SlotView,
+  stateName,
+  SupState,
+  WorkState,
+  workState,
+} from "../ipc/shm.ts";
+import { exitReasonText } from "../supervise/exit_reason.ts";
+import { decodeQuarantine } from "../dispatch/quarantine.ts";
+
+/** One row of the status. */
+export interface ChildStatus {
+  id: number;
+  role: string;
+  pid: number;
+  port: number;
+  state: string;
+  work: string;
+  restarts: number;
+  served: number;
+  heartbeat_age_ms: number | null;
+  uptime_ms: number | null;
+  request: string | null;
+  request_age_ms: number | null;
+  backoff_ms: number;
+  last_exit: string;
+  /** The dispatcher's probe through this worker's FIFO pair went unanswered (it routes nothing to it). */
+  wedged: boolean;
+  /** Client connections the child holds. */
+  conns: number;
+  /** A worker `assigned` past its ticket's expiry (never expected; the watchdog logs it too), ms late. */
+  ticket_overdue_ms: number | null;
+  /** Address clients reach it at. */
+  host: string;
+  /** How the dispatcher reaches it: "local" (FIFOs and shm), or a TCP link's state: attached, lost, connecting. */
+  link: string;
+  /** The pid of the watchdog that supervises it (a remote worker's own watchdog on its host). */
+  watchdog_pid: number;
+}
+
+/** A request type refused for now (quarantine). */
+export interface QuarantineStatus {
+  type: string;
+  refused_for_ms: number;
+  kills: number;
+}
+
+/** The whole status object (`--json`). */
+export interface InstanceStatus {
+  watchdog: {
+    pid: number;
+    run_dir: string;
+    shm: string;
+    state: string;
+    ready_for_ms: number | null;
+    /** The dispatcher's port for remote workers, when it has one. */
+    link_port?: number;
+    /** On a joined host: the dispatcher link address this host's workers attach to. */
+    joined?: string;
+  };
+  /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
+  limits: Readonly<Record<string, number>>;
+  dispatcher: ChildStatus;
+  workers: ChildStatus[];
+  /** Clients waiting for a worker. */
+  queue_depth: number;
+  /** Request types the dispatcher refuses for now because they kept killing workers. */
+  quarantine: QuarantineStatus[];
+}
+
+/** What a row takes from the instance itself (its host, its watchdog). */
+interface Local {
+  readonly host: string;
+  readonly watchdogPid: number;
+}
+
+function row(slot: SlotView, role: string, now: number, local: Local): ChildStatus {
+  const pid = slot.load("pid");
+  const hb = slot.load("heartbeat_at");
+  const started = slot.load("started_at");
+  const req = slot.load("request_started_at");
+  const work = workState(slot.load("work"));
+  const late = now - slot.load("ticket_expires_at");
+  const ms = (v: number) => Math.round(v);
+  return {
+    id: slot.index,
+    role,
+    pid,
+    port: slot.load("port"),
+    state: stateName(SupState, slot.load("sup_state")),
+    work: role === "dispatcher" ? "-" : stateName(WorkState, work),
+    restarts: slot.load("restarts"),
+    served: slot.load("served"),
+    heartbeat_age_ms: pid && hb ? ms(now - hb) : null,
+    uptime_ms: pid && started ? ms(now - started) : null,
+    request: req > 0 ? requestText(slot) : null,
+    request_age_ms: req > 0 ? ms(now - req) : null,
+    backoff_ms: ms(Math.max(0, slot.load("backoff_until") - now)),
+    last_exit: exitReasonText(slot.load("last_exit")),
+    wedged: pid > 0 && slot.load("link_wedged_at") > started,
+    conns: slot.load("conns"),
+    ticket_overdue_ms: role !== "dispatcher" && work === WorkState.ASSIGNED && late > 0 ? ms(late) : null,
+    host: slot.text("host") || local.host,
+    link: stateName(LinkState, slot.load("link_state")),
+    watchdog_pid: slot.load("remote_watchdog_pid") || local.watchdogPid,
+  };
+}
+
+function requestText(slot: SlotView): string {
+  const arg = slot.text("request_arg");
+  return arg ? `${slot.text("request_type")} ${arg}` : slot.text("request_type");
+}
+
+/** Where an instance lives (from its run dir and `instance.json`). */
+export interface InstanceWhere {
+  readonly runDir: string;
+  readonly shm: string;
+  readonly limits?: Readonly<Record<string, number>>;
+  /** The instance's `--host` (local workers listen there). */
+  readonly host?: string;
+  /** Local workers (slots 1..workers); slots after them are remote workers' (with a link port). */
+  readonly workers?: number;
+  readonly linkPort?: number;
+  /** On a joined host: the dispatcher link address. */
+  readonly join?: string;
+}
+
+/** The status of the instance mapped in `seg`, at monotonic time `now`. */
+export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): InstanceStatus {
+  const readyAt = seg.header("ready_at");
+  const local = { host: where.host ?? "", watchdogPid: seg.header("watchdog_pid") };
+  const count = where.workers ?? seg.slotCount - 1;
+  const workers = Array.from({ length: count }, (_, i) => row(seg.slot(i + 1), "worker", now, local));
+  // Remote workers of this dispatcher, in the slots after the local ones: those that ever attached.
+  for (let i = count + 1; i < seg.slotCount; i++) {
+    const slot = seg.slot(i);
+    if (slot.load("link_state") !== LinkState.LOCAL) workers.push(row(slot, "worker", now, local));
+  }
+  const dispatcher = row(seg.slot(0), "dispatcher", now, local);
+  return {
+    watchdog: {
+      pid: seg.header("watchdog_pid"),
+      run_dir: where.runDir,
+      shm: where.shm,
+      state: seg.header("state") === 2 ? "stopping" : readyAt ? "running" : "starting",
+      ready_for_ms: readyAt ? Math.round(now - readyAt) : null,
+      ...(where.linkPort ? { link_port: where.linkPort } : {}),
+      ...(where.join ? { joined: where.join } : {}),
+    },
+    limits: where.limits ?? {},
+    dispatcher: where.join
+      ? { ...dispatcher, host: where.join, state: "remote", link: "remote" }
+      : dispatcher,
+    workers,
+    queue_depth: seg.slot(0).load("queue_depth"),
+    quarantine: decodeQuarantine(seg.headerText("quarantine"))
+      .filter((q) => q.until > now)
+      .map((q) => ({ type: q.type, refused_for_ms: Math.round(q.until - now), kills: q.kills })),
+  };
+}
+
+/** Formats the status as a table for people. */
+export function statusTable(s: InstanceStatus): string {
+  const ms = (v: number | null) => (v === null ? "-" : v < 10_000 ? `${v}ms` : `${Math.round(v / 1000)}s`);
+  const head = [
+    "ROLE",
+    "PID",
+    "HOST",
+    "PORT",
+    "LINK",
+    "STATE",
+    "WORK",
+    "RESTARTS",
+    "SERVED",
+    "HEARTBEAT",
+    "UPTIME",
+    "CONNS",
+    "REQUEST",
+    "LAST EXIT",
+  ];
+  const rows = [s.dispatcher, ...s.workers].map((c) => [
+    c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}`,
+    String(c.pid || "-"),
+    c.host,
+    String(c.port),
+    c.link,
+    (c.state === "failed" ? "failing" : c.state) +
+    (c.backoff_ms > 0 ? ` (retry in ${ms(c.backoff_ms)})` : ""),
+    c.work + (c.wedged ? " (wedged)" : "") +
+    (c.ticket_overdue_ms !== null ? ` (ticket ${ms(c.ticket_overdue_ms)} overdue)` : ""),
+    String(c.restarts),
+    String(c.served),
+    ms(c.heartbeat_age_ms),
+    ms(c.uptime_ms),
+    String(c.conns),
+    c.request ? `${c.request} ${ms(c.request_age_ms)}` : "-",
+    c.last_exit,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const fmt = (r: string[]) => r.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [
+    `watchdog pid ${s.watchdog.pid} (${s.watchdog.state}), run dir ${s.watchdog.run_dir}, shm ${s.watchdog.shm}` +
+    (s.watchdog.joined ? `, joined to the dispatcher at ${s.watchdog.joined}` : "") +
+    (s.watchdog.link_port ? `, remote workers on port ${s.watchdog.link_port}` : ""),
+    fmt(head),
+    ...rows.map(fmt),
+    `queue: ${s.queue_depth} waiting`,
+    ...s.quarantine.map((q) =>
+      `quarantine: ${q.type} refused for ${ms(q.refused_for_ms)} more (it cost ${q.kills} workers)`
+    ),
+    `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
+  ].join("\n");
+}

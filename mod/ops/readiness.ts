@@ -1,0 +1,49 @@
+/**
+ * Whether an instance can serve now (`GET /readyz`, systemd's `STATUS=`): the
+ * dispatcher runs and answers heartbeats, and at least one worker does too.
+ * A process that has not answered for longer than two heartbeat intervals is
+ * taken for unable to serve, before the watchdog's hang timeout kills it.
+ * @module
+ */
+import type { ChildStatus, InstanceStatus } from "./instance_status.ts";
+
+/** The verdict, with the reason people read. */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reason: string;
+}
+
+/** Why `c` cannot serve now, or null when it can. */
+function cannotServe(c: ChildStatus, name: string, heartbeatMs: number): string | null {
+  if (c.pid === 0 || c.state !== "ready") return `${name} is not running (${c.state})`;
+  const age = c.heartbeat_age_ms ?? Infinity;
+  if (age > 2 * heartbeatMs) {
+    return `${name} has not answered heartbeats for ${age} ms (limit ${2 * heartbeatMs} ms)`;
+  }
+  if (c.wedged) return `${name}'s pipes are wedged`;
+  return null;
+}
+
+/**
+ * Judges `s` (null: no instance mapped, as between a lost segment and its
+ * rebuild) with heartbeats every `heartbeatMs`.
+ * @example
+ * ```ts
+ * const r = readiness(status, 500);
+ * if (!r.ready) console.log(`503 ${r.reason}`);
+ * ```
+ */
+export function readiness(s: InstanceStatus | null, heartbeatMs: number): Readiness {
+  if (!s) return { ready: false, reason: "no instance is running (starting or being rebuilt)" };
+  if (s.watchdog.state === "stopping") return { ready: false, reason: "the instance is stopping" };
+  if (s.watchdog.state === "starting") return { ready: false, reason: "the instance is starting" };
+  const dispatcher = cannotServe(s.dispatcher, "the dispatcher", heartbeatMs);
+  if (dispatcher) return { ready: false, reason: dispatcher };
+  const why = s.workers.map((w) => cannotServe(w, `worker ${w.id}`, heartbeatMs));
+  const serving = why.filter((w) => w === null).length;
+  if (serving === 0) return { ready: false, reason: `no worker can serve: ${why.join("; ")}` };
+  return {
+    ready: true,
+    reason: `ready: the dispatcher and ${serving} of ${s.workers.length} workers can serve`,
+  };
+}
