@@ -16,6 +16,7 @@ import { runClient } from "./roles/client.ts";
 import { readStatus, watchStatus } from "./roles/status.ts";
 import { statusTable } from "./mod/ops/instance_status.ts";
 import { runStop } from "./roles/stop.ts";
+import { runReload } from "./roles/reload.ts";
 import { runBench } from "./roles/bench.ts";
 import { newSecret } from "./mod/link/secret.ts";
 
@@ -49,6 +50,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case "stop":
       return await runStop(resolveRunDir(f), Number(f["timeout-ms"]));
+    case "reload":
+      return await runReload(resolveRunDir(f), Number(f["timeout-ms"]));
     case "bench":
       return await runBench(f, cmd.positionals);
   }

@@ -22,14 +22,20 @@ import {
   type InstancePaths,
   instancePaths,
   limitFlags,
+  localSlots,
   poolFlags,
   type WatchdogConfig,
+  watchdogConfig,
 } from "../mod/cli/config.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Operations } from "../mod/ops/operations.ts";
+import { liveChanges, loadWatchdogConfig } from "../mod/ops/config_file.ts";
+import { ExitReason } from "../mod/supervise/exit_reason.ts";
+import { WorkerSlots } from "../mod/supervise/worker_slots.ts";
+import { procUsage } from "../mod/sys/proc.ts";
 import { InstanceLock, selfStartTime, writeRecord } from "../mod/supervise/run_dir.ts";
 import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/supervise/restart_policy.ts";
 import { SupervisedChild, type SupervisorDeps, type Timing } from "../mod/supervise/supervisor.ts";
@@ -63,10 +69,8 @@ const MAX_RECOVERIES = 3;
 export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemClock): Promise<number> {
   setupLogging("watchdog", given);
   const log = logger();
-  // The dispatcher keeps the most descriptors for itself; children inherit the raised limit.
-  const fds = fitConnections(given.maxConns, reserveFor(2 * given.workers), given.maxConnsGiven);
-  if (fds.capped) log.warn("{what}", { what: fds.capped });
-  const cfg: WatchdogConfig = { ...given, maxConns: fds.maxConns };
+  const cfg = fitted(given);
+  const live: Live = { cfg, reload: () => log.warn("reload asked before the instance started: ignored") };
   // Checked before anything is made: a secret others may read is refused (exit 2), with the mend.
   const secret = cfg.secretFile ? readSecret(cfg.secretFile) : undefined;
   const paths = instancePaths(cfg.runDir);
@@ -84,13 +88,15 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   let reopenLogs = () => {};
   const sigusr1 = () => reopenLogs(); // logrotate renamed the log file
   Deno.addSignalListener("SIGUSR1", sigusr1);
+  const sighup = () => live.reload(); // osps reload, systemctl reload
+  Deno.addSignalListener("SIGHUP", sighup);
   const life = { everReady: false };
   try {
     // Metrics endpoint, systemd notify, log file: they outlive incarnations.
     await using ops = await Operations.start(cfg, clock);
     reopenLogs = () => void ops.reopenLogs();
     for (let lostInARow = 0;;) {
-      const outcome = await runInstance(cfg, paths, signalled.promise, clock, life, secret, ops);
+      const outcome = await runInstance(live, paths, signalled.promise, clock, life, secret, ops);
       if (outcome.kind === "stopped") break;
       lostInARow = outcome.wasReady ? 1 : lostInARow + 1;
       if (lostInARow > MAX_RECOVERIES) {
@@ -106,12 +112,30 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
     Deno.removeSignalListener("SIGINT", sigint);
     Deno.removeSignalListener("SIGTERM", sigterm);
     Deno.removeSignalListener("SIGUSR1", sigusr1);
+    Deno.removeSignalListener("SIGHUP", sighup);
     lock.release();
     try {
       Deno.removeSync(cfg.runDir);
     } catch { /* not empty: something of the user's is there; leave it */ }
   }
   return 0;
+}
+
+/**
+ * The configuration in force. A reload swaps `cfg`: the watchdog's own
+ * settings apply at once, every child spawned from then on gets the new
+ * flags. `reload` is what SIGHUP does (set by the running incarnation).
+ */
+interface Live {
+  cfg: WatchdogConfig;
+  reload: () => void;
+}
+
+/** `given` with `--max-conns` fitted to the descriptor limit (the dispatcher keeps the most; children inherit it). */
+function fitted(given: WatchdogConfig): WatchdogConfig {
+  const fds = fitConnections(given.maxConns, reserveFor(2 * localSlots(given.workers)), given.maxConnsGiven);
+  if (fds.capped) logger().warn("{what}", { what: fds.capped });
+  return { ...given, maxConns: fds.maxConns };
 }
 
 /** How one incarnation ended. */
@@ -124,7 +148,7 @@ type Outcome = { kind: "stopped" } | { kind: "vanished"; wasReady: boolean };
  * {@link NothingCanServe} when the instance cannot get ready at all.
  */
 async function runInstance(
-  cfg: WatchdogConfig,
+  live: Live,
   paths: InstancePaths,
   signalled: Promise<string>,
   clock: Clock,
@@ -133,12 +157,14 @@ async function runInstance(
   ops: Operations,
 ): Promise<Outcome> {
   const log = logger();
+  const cfg = live.cfg; // what cannot change without a restart is read from here
   await using scope = new AsyncDisposableStack();
   const instanceId = crypto.getRandomValues(new Uint32Array(1))[0]!;
+  const slotCount = localSlots(cfg.workers);
   // A joined host's workers talk to their dispatcher over TCP: no FIFOs there.
   const fifos = cfg.join
     ? []
-    : Array.from({ length: cfg.workers }, (_, i) => [paths.dwtube(i + 1), paths.wdtube(i + 1)]).flat();
+    : Array.from({ length: slotCount }, (_, i) => [paths.dwtube(i + 1), paths.wdtube(i + 1)]).flat();
   let vanished = false;
 
   writeRecord(paths, {
@@ -157,7 +183,7 @@ async function runInstance(
   });
   scope.defer(() => removeQuietly(paths.record));
   const remoteSlots = cfg.linkPort ? cfg.remoteSlots : 0;
-  const segment = Segment.create(paths.shm, cfg.workers + 1 + remoteSlots, instanceId, cfg.port);
+  const segment = Segment.create(paths.shm, slotCount + 1 + remoteSlots, instanceId, cfg.port);
   scope.defer(() => {
     segment.close();
     // A vanished name may already belong to someone else: only unlink what is still ours.
@@ -178,33 +204,41 @@ async function runInstance(
     scope.defer(() => void removeFifo(f));
   }
 
-  const { dispatcher, workers } = makeChildren(
-    cfg,
+  const { dispatcher, workers, poolBudget } = makeChildren(
+    live,
     segment,
     instanceId,
     { clock, spawner: ops.spawner },
     secret,
   );
   const children = dispatcher ? [dispatcher, ...workers] : workers;
+  // A worker serves once ready, and on a joined host once attached to the dispatcher too.
+  const serving = (w: SupervisedChild) => w.state === "ready" && (!cfg.join || w.linked);
+  const slots = new WorkerSlots(workers, cfg.workers, {
+    serving,
+    bootTimeoutMs: () => timingOf(live.cfg).bootTimeoutMs,
+    leaveGraceMs: () => leaveGraceMs(live.cfg),
+    clock,
+  });
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
   void signalled.then(requestStop);
   let fatal: string | null = null;
   let wasReady = false;
   // Children are stopped before anything else is released (the scope unwinds in reverse).
   scope.defer(async () => {
+    slots.close();
     segment.setHeader("state", 2);
     if (fatal) await Promise.all(children.map((c) => c.abort()));
     else await stopGracefully(dispatcher, workers, cfg.graceMs, clock);
   });
 
   let failedBefore = 0;
-  // A worker serves once ready, and on a joined host once attached to the dispatcher too.
-  const serving = (w: SupervisedChild) => w.state === "ready" && (!cfg.join || w.linked);
   for (const c of children) {
     c.onExit = (child, code) => {
       if (child.state !== "stopping") ops.childExited(child.spec.slot.index, code);
     };
     c.onChange = () => {
+      const workers = slots.enlisted;
       const failed = workers.filter((w) => w.state === "failed");
       if (!wasReady) {
         // Ready once every child that can run does; a worker that cannot boot leaves the pool degraded.
@@ -243,7 +277,8 @@ async function runInstance(
       }`,
     n: cfg.workers,
   });
-  for (const c of children) c.start();
+  dispatcher?.start();
+  for (const w of slots.enlisted) w.start(); // the spare slot stays empty until a replacement
 
   const overdue = new Set<string>();
   const ticker = setInterval(() => {
@@ -255,13 +290,42 @@ async function runInstance(
       requestStop("shared memory vanished");
     }
     for (const c of children) c.tick();
+    watchMemory(children, slots, live.cfg.maxWorkerRssMb, segment);
     reportOverdueTickets(workers, clock.now(), cfg.ticketTtlMs, overdue);
-    if (cfg.exitAfter > 0) {
+    const exitAfter = live.cfg.exitAfter;
+    if (exitAfter > 0) {
       const served = workers.reduce((sum, w) => sum + w.spec.slot.load("served"), 0);
-      if (served >= cfg.exitAfter) requestStop(`--exit-after ${cfg.exitAfter} reached (${served} served)`);
+      if (served >= exitAfter) requestStop(`--exit-after ${exitAfter} reached (${served} served)`);
     }
   }, cfg.heartbeatMs);
   scope.defer(() => clearInterval(ticker));
+
+  // SIGHUP: re-read the configuration and replace every worker. Asks that come during a reload are
+  // served by one more reload after it (the file may have changed since it was read).
+  let reloading = false, again = false;
+  live.reload = () => {
+    segment.setHeader("reloads_asked", segment.header("reloads_asked") + 1);
+    if (reloading) {
+      again = true;
+      return;
+    }
+    reloading = true;
+    void (async () => {
+      try {
+        do {
+          again = false;
+          await reloadOnce(live, slots, children, poolBudget, segment, ops, clock);
+        } while (again && segment.header("state") === 1);
+      } catch (err) {
+        log.error("reload failed: {err}", { err: String(err) });
+      } finally {
+        reloading = false;
+      }
+    })();
+  };
+  scope.defer(() => {
+    live.reload = () => log.warn("reload asked while the instance is stopping: ignored");
+  });
 
   const reason = await stopRequested;
   log.info("stopping ({reason})", { reason });
@@ -273,40 +337,64 @@ async function runInstance(
   return vanished ? { kind: "vanished", wasReady } : { kind: "stopped" };
 }
 
-/** The dispatcher (none on a joined host) and worker children of one incarnation. */
+/** Heartbeat and deadline settings from `cfg`. */
+function timingOf(cfg: WatchdogConfig): Timing {
+  return {
+    hangTimeoutMs: cfg.hangTimeoutMs,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    requestTimeoutFor: cfg.requestTimeoutFor,
+    bootTimeoutMs: Math.max(cfg.hangTimeoutMs, 15_000),
+  };
+}
+
+/** Restart policy from `cfg`. */
+function policyOf(cfg: WatchdogConfig): RestartPolicy {
+  return {
+    ...DEFAULT_POLICY,
+    budget: cfg.restartBudget,
+    budgetWindowMs: cfg.restartWindowMs,
+    failedRetryMs: cfg.failedRetryMs,
+  };
+}
+
+/**
+ * How long a leaving worker may take: a ticket's client arriving, its
+ * handshake, the longest request deadline, an idle connection timing out,
+ * then the stop grace. Only a bound: a worker leaves as soon as it is idle.
+ */
+function leaveGraceMs(cfg: WatchdogConfig): number {
+  const longest = Math.max(cfg.requestTimeoutMs, ...Object.values(cfg.requestTimeoutFor));
+  return cfg.ticketTtlMs + cfg.handshakeTimeoutMs + longest + cfg.idleTimeoutMs + cfg.graceMs;
+}
+
+/**
+ * The dispatcher (none on a joined host) and the children of every local
+ * worker slot (the workers' and the spare) of one incarnation. Each spawn
+ * builds its command line from the configuration in force then.
+ */
 function makeChildren(
-  cfg: WatchdogConfig,
+  live: Live,
   segment: Segment,
   instanceId: number,
   deps: SupervisorDeps,
   secret: Uint8Array[] | undefined,
-): { dispatcher: SupervisedChild | undefined; workers: SupervisedChild[] } {
-  const common = {
+): { dispatcher: SupervisedChild | undefined; workers: SupervisedChild[]; poolBudget: RestartBudget } {
+  const cfg = live.cfg; // ports, hosts, slots: fixed for the incarnation
+  const common = () => ({
     host: cfg.host,
     "run-dir": cfg.runDir,
     shm: segment.name,
     instance: instanceId,
     "parent-pid": Deno.pid,
     "heartbeat-ms": cfg.heartbeatMs,
-    "grace-ms": cfg.graceMs,
+    "grace-ms": live.cfg.graceMs,
     "link-heartbeat-ms": cfg.linkHeartbeatMs,
     "link-timeout-ms": cfg.linkTimeoutMs,
-    ...limitFlags(cfg),
-    "log-level": cfg.logLevel,
-    "log-format": cfg.logFormat,
-  };
-  const timing: Timing = {
-    hangTimeoutMs: cfg.hangTimeoutMs,
-    requestTimeoutMs: cfg.requestTimeoutMs,
-    requestTimeoutFor: cfg.requestTimeoutFor,
-    bootTimeoutMs: Math.max(cfg.hangTimeoutMs, 15_000),
-  };
-  const policy: RestartPolicy = {
-    ...DEFAULT_POLICY,
-    budget: cfg.restartBudget,
-    budgetWindowMs: cfg.restartWindowMs,
-    failedRetryMs: cfg.failedRetryMs,
-  };
+    ...limitFlags(live.cfg),
+    "log-level": live.cfg.logLevel,
+    "log-format": live.cfg.logFormat,
+  });
+  const slotCount = localSlots(cfg.workers);
   segment.slot(0).store("port", cfg.port);
   const dispatcher = cfg.join ? undefined : new SupervisedChild(
     {
@@ -317,14 +405,14 @@ function makeChildren(
       command: () =>
         selfCommand(
           toArgv("dispatcher", {
-            ...common,
+            ...common(),
             port: cfg.port,
-            workers: cfg.workers,
+            workers: slotCount,
             "link-port": cfg.linkPort,
             "remote-slots": cfg.remoteSlots,
-            ...poolFlags(cfg),
+            ...poolFlags(live.cfg),
             "probe-ms": cfg.probeMs,
-            "probe-timeout-ms": cfg.hangTimeoutMs,
+            "probe-timeout-ms": live.cfg.hangTimeoutMs,
           }),
           {
             listen: [
@@ -334,13 +422,13 @@ function makeChildren(
           },
         ),
     },
-    timing,
-    policy,
+    timingOf(cfg),
+    policyOf(cfg),
     deps,
   );
   const poolBudget = new RestartBudget(cfg.poolRestartBudget, cfg.restartWindowMs);
   const join = cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined;
-  const workers = Array.from({ length: cfg.workers }, (_, i) => {
+  const workers = Array.from({ length: slotCount }, (_, i) => {
     const id = i + 1, port = cfg.port + id;
     segment.slot(id).store("port", port);
     return new SupervisedChild(
@@ -352,16 +440,148 @@ function makeChildren(
         secret: join ? secret : undefined,
         command: () =>
           selfCommand(
-            toArgv("worker", { ...common, id, port, join, "max-requests": withJitter(cfg.maxRequests) }),
+            toArgv("worker", {
+              ...common(),
+              id,
+              port,
+              join,
+              "max-requests": withJitter(live.cfg.maxRequests),
+            }),
             { listen: [netScope(cfg.host, port), ...(join ? [join] : [])] },
           ),
       },
-      timing,
-      policy,
+      timingOf(cfg),
+      policyOf(cfg),
       deps,
     );
   });
-  return { dispatcher, workers };
+  return { dispatcher, workers, poolBudget };
+}
+
+/**
+ * One reload: read the configuration again (command line over config file),
+ * apply what can change live, then replace every worker one by one (a new
+ * one serves before the old one leaves). A configuration that does not load
+ * changes nothing: the instance keeps serving as it was, and the reload
+ * counts as failed. Publishes the outcome in the segment header for
+ * `osps reload`, and `RELOADING=1` … `READY=1` to systemd.
+ */
+async function reloadOnce(
+  live: Live,
+  slots: WorkerSlots,
+  children: SupervisedChild[],
+  poolBudget: RestartBudget,
+  segment: Segment,
+  ops: Operations,
+  clock: Clock,
+): Promise<void> {
+  const log = logger();
+  const asked = segment.header("reloads_asked");
+  const t0 = clock.now();
+  ops.reloading("reloading: replacing every worker");
+  const finish = (text: string) => {
+    segment.setHeader("reloaded_at", clock.now());
+    segment.setHeader("reloads_covered", asked);
+    ops.ready(text);
+  };
+  let next: WatchdogConfig;
+  try {
+    next = applicable(live.cfg, loadWatchdogConfig(live.cfg.source));
+  } catch (err) {
+    log.error("reload: {err}; nothing changed, the instance keeps serving as it was", {
+      err: (err as Error).message.replace(/\s*\n\s*/g, " "), // one log line (a TOML error shows its line)
+    });
+    segment.setHeader("reloads_failed", segment.header("reloads_failed") + 1);
+    finish("reload failed: the configuration did not load; serving as before");
+    return;
+  }
+  live.cfg = next;
+  for (const c of children) c.configure(timingOf(next), policyOf(next));
+  poolBudget.configure(next.poolRestartBudget, next.restartWindowMs);
+  const before = slots.enlisted.map((w) => w.pid);
+  let inPlace = 0;
+  for (const w of slots.enlisted) {
+    if (segment.header("state") !== 1) return;
+    if ((await slots.replace(w, ExitReason.REPLACED)) === "in_place") inPlace++;
+  }
+  const after = slots.enlisted.map((w) => w.pid);
+  const ms = Math.round(clock.now() - t0);
+  log.info("reload done in {ms} ms: {n} workers replaced{how} (pids {before} → {after})", {
+    ms,
+    n: before.length,
+    how: inPlace ? `, ${inPlace} in place (the spare could not start)` : "",
+    before: before.join(" "),
+    after: after.join(" "),
+  });
+  finish(`reloaded in ${ms} ms: ${before.length} workers replaced`);
+}
+
+/**
+ * The configuration a reload applies: `loaded`, except for values that can
+ * only change with a restart (ports, worker count, …), which keep their
+ * running value; the log says which changed and where they apply.
+ */
+function applicable(running: WatchdogConfig, loaded: WatchdogConfig): WatchdogConfig {
+  const log = logger();
+  const changes = liveChanges(running.flags, loaded.flags);
+  const flags = { ...loaded.flags };
+  for (const name of changes.restart) flags[name] = running.flags[name];
+  if (changes.restart.length) {
+    log.warn(
+      "reload: {list} changed but only take effect after a restart (osps stop, then start); " +
+        "keeping the running values",
+      { list: changes.restart.map((n) => `--${n}`).join(", ") },
+    );
+  }
+  if (changes.now.length || changes.respawn.length) {
+    log.info("reload: applied {now}{respawn}", {
+      now: changes.now.length ? `now: ${changes.now.map((n) => `--${n}`).join(", ")}` : "",
+      respawn: changes.respawn.length
+        ? `${
+          changes.now.length ? "; " : ""
+        }to every worker started from now on (the dispatcher at its next ` +
+          `restart): ${changes.respawn.map((n) => `--${n}`).join(", ")}`
+        : "",
+    });
+  } else log.info("reload: no setting changed");
+  return fitted(watchdogConfig(flags, loaded.source.given, loaded.source));
+}
+
+/**
+ * Publishes each running child's resident memory in its slot, and replaces
+ * (the graceful way) an enlisted worker that has grown over
+ * `--max-worker-rss-mb`: it finishes its requests, it is never killed for it.
+ */
+function watchMemory(
+  children: SupervisedChild[],
+  slots: WorkerSlots,
+  limitMb: number,
+  segment: Segment,
+): void {
+  const rss = new Map<SupervisedChild, number>();
+  for (const c of children) {
+    const bytes = c.pid > 0 ? procUsage(c.pid)?.residentBytes ?? 0 : 0;
+    rss.set(c, bytes);
+    c.spec.slot.store("rss_kb", Math.round(bytes / 1024));
+  }
+  if (limitMb <= 0) return;
+  for (const w of slots.enlisted) {
+    const mb = rss.get(w)! / 1024 / 1024;
+    if (w.state !== "ready" || mb <= limitMb || slots.pending(w)) continue;
+    logger().warn(
+      "{name} (pid {pid}) is resident {mb} MiB, over --max-worker-rss-mb {limit}: " +
+        "replacing it (it finishes its requests first)",
+      {
+        name: w.spec.name,
+        pid: w.pid,
+        mb: Math.round(mb),
+        limit: limitMb,
+      },
+    );
+    void slots.replace(w, ExitReason.REPLACED_RSS).then((how) => {
+      if (how !== "skipped") segment.setHeader("replaced_rss", segment.header("replaced_rss") + 1);
+    });
+  }
 }
 
 /** Prints the ready line on stdout, logs it, and returns it (for systemd's STATUS=). */

@@ -43,8 +43,12 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   let draining = false;
   let servedHere = 0;
+  // Open connections get until then to finish: a drain (replacement, retirement) waits for them all (the
+  // watchdog holds each request to its deadline meanwhile); a stop gives them --grace-ms.
+  let finishBy = Infinity;
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
-  const drain = async () => {
+  const drain = async (graceMs: number) => {
+    finishBy = Math.min(finishBy, clock.now() + graceMs);
     if (draining) return;
     draining = true;
     link.retire();
@@ -53,7 +57,10 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     server.close();
     stop();
   };
-  const control = answerWatchdog(slot, clock, { onDrain: drain, onStop: drain });
+  const control = answerWatchdog(slot, clock, {
+    onDrain: () => void drain(Infinity),
+    onStop: () => void drain(cfg.graceMs),
+  });
   const link: DispatcherLink = cfg.join
     ? new TcpDispatcherLink(slot, {
       ...cfg.join,
@@ -94,7 +101,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
         if (retire) {
           log.info("served {n} requests: retiring (--max-requests)", { n: servedHere });
           control.retiring(`after ${servedHere} requests`);
-          void drain();
+          void drain(Infinity);
         }
       },
     })
@@ -117,7 +124,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   await stopped;
   await server.closed();
-  await server.conns.idle(cfg.graceMs);
+  await until(() => server.conns.size === 0 || clock.now() >= finishBy, 10);
   link.close();
   await poller.stop();
   log.info("worker {id} stopped", { id: cfg.id });

@@ -79,7 +79,7 @@ Deno.test("every request type answers through the full flow; bad input gets a cl
     assert.notEqual(unknown.code, 0);
     assert.match(
       unknown.stderr,
-      /unknown request type "nope"; known: echo, fib, sha256, sleep, stats, time, upper/,
+      /unknown request type "nope"; known: echo, fib, hold, sha256, sleep, stats, time, upper/,
     );
     const negative = await inst.client(["sleep", "-5"]);
     assert.equal(negative.code, 3);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { instancePaths } from "../mod/cli/config.ts";
 import { processTable } from "../mod/sys/proc.ts";
 import { Segment } from "../mod/ipc/shm.ts";
-import type { ChildStatus } from "../mod/ops/instance_status.ts";
+import type { ChildStatus, InstanceStatus } from "../mod/ops/instance_status.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
@@ -106,6 +106,7 @@ export interface Instance {
 /** Shape of `osps status --json` the tests rely on. */
 export interface StatusJson {
   watchdog: { pid: number; state: string };
+  reloads: InstanceStatus["reloads"];
   dispatcher: ChildJson;
   workers: ChildJson[];
 }
@@ -125,6 +126,8 @@ export type ChildJson = Pick<
   | "host"
   | "link"
   | "watchdog_pid"
+  | "rss_bytes"
+  | "spare"
 >;
 
 /** Options of {@link startInstance}. */
@@ -148,7 +151,7 @@ export interface StartOptions {
 /** Starts `osps watchdog` and waits for its `ready` line. */
 export async function startInstance(options: StartOptions = {}): Promise<Instance> {
   const workers = options.workers ?? 3;
-  const port = options.port ?? freePorts(workers + 1);
+  const port = options.port ?? freePorts(workers + 2); // the dispatcher, the workers, the spare slot
   const runDir = options.runDir ?? `${Deno.makeTempDirSync({ prefix: "osps-test-" })}/run`;
   const argv = [
     Deno.execPath(),

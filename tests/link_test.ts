@@ -26,14 +26,14 @@ async function open(port: number): Promise<LinkChannel> {
 
 Deno.test("a captured handshake replayed by another peer is refused; forged frames after a real one drop the link", async () => {
   const secret = secretFile(SECRET + "\n");
-  const port = freePorts(3);
+  const port = freePorts(4);
   try {
     await withInstance(
-      { workers: 1, port, flags: [`--link-port=${port + 2}`, `--secret-file=${secret}`] },
+      { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`] },
       async (inst) => {
         const key = new TextEncoder().encode(SECRET);
         // A real worker's handshake, as a sniffer on the network would capture it.
-        const first = await open(port + 2);
+        const first = await open(port + 3);
         const hello = parseJson((await first.read(5_000))!);
         const nonceW = crypto.getRandomValues(new Uint8Array(32));
         const who = JSON.stringify({
@@ -54,7 +54,7 @@ Deno.test("a captured handshake replayed by another peer is refused; forged fram
         assert.equal(await first.read(5_000), null, "a forged frame closes the link");
         first.close();
         // The same AUTH replayed by another peer, to a fresh HELLO: refused.
-        const replay = await open(port + 2);
+        const replay = await open(port + 3);
         await replay.read(5_000);
         replay.send(Frame.AUTH, auth);
         const answer = (await replay.read(5_000))!;
@@ -79,10 +79,10 @@ Deno.test("a captured handshake replayed by another peer is refused; forged fram
 
 Deno.test("garbage and a crowd of unauthenticated connections on the link port are refused; the dispatcher never restarts", async () => {
   const secret = secretFile(SECRET);
-  const port = freePorts(3);
+  const port = freePorts(4);
   try {
     await withInstance(
-      { workers: 1, port, flags: [`--link-port=${port + 2}`, `--secret-file=${secret}`] },
+      { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`] },
       async (inst) => {
         const before = await inst.status();
         // Garbage: a huge length, random bytes, a wrong version.
@@ -92,19 +92,19 @@ Deno.test("garbage and a crowd of unauthenticated connections on the link port a
             crypto.getRandomValues(new Uint8Array(300)),
           ]
         ) {
-          const c = await Deno.connect({ hostname: "127.0.0.1", port: port + 2 });
+          const c = await Deno.connect({ hostname: "127.0.0.1", port: port + 3 });
           await c.write(bytes).catch(() => {});
           const buf = new Uint8Array(4096);
           while ((await c.read(buf).catch(() => null)) !== null) { /* until closed */ }
           c.close();
         }
-        const wrongVersion = await open(port + 2);
+        const wrongVersion = await open(port + 3);
         await wrongVersion.read(5_000);
         wrongVersion.send(Frame.AUTH, jsonPayload({ v: "osps-link/9" }));
         assert.match(String(parseJson((await wrongVersion.read(5_000))!).reason), /speaks osps-link\/9/);
         wrongVersion.close();
         // 60 connections that say nothing: at most a few are handled at once, the rest refused at once.
-        const crowd = await Promise.all(Array.from({ length: 60 }, () => open(port + 2)));
+        const crowd = await Promise.all(Array.from({ length: 60 }, () => open(port + 3)));
         const first = await Promise.all(crowd.map((c) => c.read(10_000).catch(() => null)));
         const refused = first.filter((f) => f?.type === Frame.REFUSED).length;
         assert.ok(refused > 0, "some refused: too many link attempts at once");
@@ -181,14 +181,14 @@ async function handshake(port: number, key: string): Promise<number> {
 Deno.test("during a secret rotation the dispatcher accepts workers proving the new or the old secret, nothing else", async () => {
   const NEW = "n".repeat(40), OLD = "o".repeat(40);
   const secret = secretFile(`${NEW}\n${OLD}\n`);
-  const port = freePorts(3);
+  const port = freePorts(4);
   try {
     await withInstance(
-      { workers: 1, port, flags: [`--link-port=${port + 2}`, `--secret-file=${secret}`] },
+      { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`] },
       async () => {
-        assert.equal(await handshake(port + 2, NEW), Frame.WELCOME);
-        assert.equal(await handshake(port + 2, OLD), Frame.WELCOME);
-        assert.equal(await handshake(port + 2, "x".repeat(40)), Frame.REFUSED);
+        assert.equal(await handshake(port + 3, NEW), Frame.WELCOME);
+        assert.equal(await handshake(port + 3, OLD), Frame.WELCOME);
+        assert.equal(await handshake(port + 3, "x".repeat(40)), Frame.REFUSED);
       },
     );
   } finally {

@@ -228,3 +228,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "osps reload on a joined host: its workers are replaced one by one, attached before the old ones leave",
+  ignore: !usable.ok,
+  async fn() {
+    await using c = await cluster();
+    const before = (await c.status("joined")).workers.map((w) => w.pid);
+    const load = (async () => {
+      let ok = 0;
+      const failed: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const o = await c.client(["--json", "echo", `during ${i}`]);
+        if (o.code === 0) ok++;
+        else failed.push(o.stderr);
+      }
+      return { ok, failed };
+    })();
+    const o = await osps(["reload", `--run-dir=${c.joined.runDir}`], { wrap: inNamespacesOf(c.joined.pid) });
+    assert.equal(o.code, 0, o.stderr);
+    assert.match(o.stdout, /2 workers replaced/);
+    const r = await load;
+    assert.deepEqual(r.failed, [], "no request failed during the remote reload");
+    const j = await c.status("joined");
+    assert.equal(j.workers.length, 2);
+    assert.ok(
+      j.workers.every((w) => !before.includes(w.pid) && w.link === "attached"),
+      JSON.stringify(j.workers),
+    );
+    const far = remote(await c.status("main"), c.b.addr);
+    assert.deepEqual(
+      far.map((w) => w.pid).sort(),
+      j.workers.map((w) => w.pid).sort(),
+      "the new ones, not the left",
+    );
+    assert.ok(far.every((w) => w.link === "attached"), JSON.stringify(far));
+    assert.match(c.main.logs(), /remote worker .* drained and left/);
+  },
+});

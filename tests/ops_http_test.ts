@@ -48,7 +48,7 @@ async function scrape(base: string): Promise<Map<string, PromFamily>> {
 }
 
 function start(workers: number, body: (inst: Instance, base: string) => Promise<void>, flags: string[] = []) {
-  const port = freePorts(workers + 1);
+  const port = freePorts(workers + 2);
   const metricsPort = freePorts(1);
   return withInstance(
     { workers, port, flags: [`--metrics-port=${metricsPort}`, ...flags] },

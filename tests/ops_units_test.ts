@@ -74,6 +74,8 @@ function child(over: Partial<ChildStatus>): ChildStatus {
     host: "127.0.0.1",
     link: "local",
     watchdog_pid: 1,
+    rss_bytes: 30 << 20,
+    spare: false,
     ...over,
   };
 }
@@ -86,6 +88,7 @@ function instance(dispatcher: Partial<ChildStatus>, workers: Partial<ChildStatus
     workers: workers.map((w, i) => child({ id: i + 1, role: "worker", work: "idle", ...w })),
     queue_depth: 0,
     quarantine: [],
+    reloads: { asked: 0, done: 0, failed: 0, last_ms_ago: null, replaced_rss: 0 },
   };
 }
 

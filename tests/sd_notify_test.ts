@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { SdNotifier } from "../mod/ops/sd_notify.ts";
 import { bindUnix, close, readNow, unixDatagramSocket } from "../mod/sys/libc.ts";
-import { waitFor, withInstance } from "./harness.ts";
+import { osps, waitFor, withInstance } from "./harness.ts";
 
 /** A bound datagram socket collecting what is sent to it. */
 class FakeSystemd implements Disposable {
@@ -98,4 +98,20 @@ Deno.test("a watchdog under NOTIFY_SOCKET: READY=1 when ready, WATCHDOG=1 from i
   assert.ok(stopping > ready, `STOPPING=1 after READY=1: ${m}`);
   assert.match(m[stopping]!, /^STOPPING=1\nSTATUS=stopping: /);
   assert.ok(m.slice(stopping + 1).every((x) => x === "WATCHDOG=1"), `nothing but keepalives after: ${m}`);
+});
+
+Deno.test("a reload under NOTIFY_SOCKET: RELOADING=1 with MONOTONIC_USEC, then READY=1 once every worker is replaced", async () => {
+  using systemd = new FakeSystemd();
+  await withInstance({ workers: 2, env: { NOTIFY_SOCKET: systemd.path } }, async (inst) => {
+    await waitFor("READY=1", () => systemd.drain().some((x) => x.startsWith("READY=1")));
+    const o = await osps(["reload", `--run-dir=${inst.runDir}`]);
+    assert.equal(o.code, 0, o.stderr);
+    const m = systemd.drain();
+    const reloading = m.findIndex((x) => x.startsWith("RELOADING=1"));
+    assert.ok(reloading > 0, `RELOADING=1 sent: ${m}`);
+    assert.match(m[reloading]!, /^RELOADING=1\nMONOTONIC_USEC=\d+\nSTATUS=reloading/);
+    const ready = m.findIndex((x, i) => i > reloading && x.startsWith("READY=1"));
+    assert.ok(ready > reloading, `READY=1 after RELOADING=1: ${m}`);
+    assert.match(m[ready]!, /STATUS=reloaded in \d+ ms: 2 workers replaced/);
+  });
 });

@@ -20,7 +20,7 @@ import { type Spawned, SupervisedChild, type Timing } from "../mod/supervise/sup
 import { ManualClock } from "../mod/sys/clock.ts";
 import { Segment, SupState, WorkState, workWord } from "../mod/ipc/shm.ts";
 
-Deno.test("every state is reachable from none, and only stopped is final", () => {
+Deno.test("every state is reachable from none, and only stopped is final (but for a spare slot's new start)", () => {
   const seen = new Set<State>(["none"]);
   const queue: State[] = ["none"];
   while (queue.length > 0) {
@@ -32,7 +32,9 @@ Deno.test("every state is reachable from none, and only stopped is final", () =>
     }
   }
   assert.deepEqual([...seen].sort(), Object.keys(TRANSITIONS).sort());
-  const final = (Object.keys(TRANSITIONS) as State[]).filter((s) => Object.keys(TRANSITIONS[s]).length === 0);
+  const final = (Object.keys(TRANSITIONS) as State[]).filter((s) =>
+    Object.keys(TRANSITIONS[s]).every((e) => e === "spawn")
+  );
   assert.deepEqual(final, ["stopped"]);
 });
 
@@ -338,4 +340,84 @@ Deno.test("supervisor: a worker retiring after --max-requests is replaced at onc
     assert.equal(f.child.state, "starting");
     await f.ready();
   }
+});
+
+Deno.test("supervisor: a leaving child drains, keeps its request deadline, and is never restarted", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  f.slot.store("work", workWord(WorkState.BUSY, 1));
+  f.slot.store("request_started_at", f.clock.now());
+  const left = f.child.leave(ExitReason.REPLACED, 10_000);
+  await f.settle();
+  assert.equal(f.child.state, "leaving");
+  assert.ok(p.received.some((l) => l.startsWith("drain")), `drain ordered: ${p.received}`);
+  assert.deepEqual(p.signals, [], "never killed for leaving");
+  // Still heartbeaten: it answers, so it stays; its request finishes and it exits 0.
+  f.clock.advance(1_000);
+  p.say("pong 1");
+  f.child.tick();
+  f.slot.store("request_started_at", 0);
+  f.slot.store("work", workWord(WorkState.DRAINING, 1));
+  p.die({ code: 0 });
+  await left;
+  assert.equal(f.child.state, "stopped");
+  assert.equal(f.slot.load("last_exit"), ExitReason.REPLACED);
+  assert.equal(exitReasonText(f.slot.load("last_exit")), "replaced (reload)");
+  f.clock.advance(60_000);
+  assert.equal(f.procs.length, 1, "nothing restarted in its place: its replacement runs elsewhere");
+  // Started again later (a spare slot taking a worker's place): not counted as a restart.
+  f.child.start();
+  await f.ready();
+  assert.equal(f.child.state, "ready");
+  assert.equal(f.slot.load("restarts"), 0);
+});
+
+Deno.test("supervisor: a leaving child past its deadline is killed, and still not restarted", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  f.slot.store("work", workWord(WorkState.BUSY, 1));
+  f.slot.store("request_started_at", f.clock.now());
+  const left = f.child.leave(ExitReason.REPLACED_RSS, 120_000);
+  f.clock.advance(TIMING.requestTimeoutMs + 1);
+  p.say("pong 1");
+  await f.settle();
+  f.child.tick();
+  assert.deepEqual(p.signals, ["SIGTERM"], "the deadline holds while leaving");
+  await left;
+  assert.equal(f.child.state, "stopped");
+  assert.equal(f.slot.load("last_exit"), ExitReason.DEADLINE);
+  f.clock.advance(60_000);
+  assert.equal(f.procs.length, 1);
+});
+
+Deno.test("supervisor: a leaving child still there after its grace is stopped (then SIGKILLed)", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  p.ignoresTerm = true;
+  const left = f.child.leave(ExitReason.REPLACED, 5_000);
+  f.clock.advance(5_000);
+  await f.settle();
+  assert.equal(f.child.state, "stopping");
+  assert.ok(p.received.some((l) => l.startsWith("stop")), `stop ordered: ${p.received}`);
+  f.clock.advance(DEFAULT_POLICY.killGraceMs);
+  assert.deepEqual(p.signals, ["SIGKILL"]);
+  await left;
+  assert.equal(f.child.state, "stopped");
+});
+
+Deno.test("supervisor: leave on a child with no process just stops it", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  f.last().die({ code: 1 });
+  await f.settle();
+  assert.equal(f.child.state, "backoff");
+  await f.child.leave(ExitReason.REPLACED, 1_000);
+  assert.equal(f.child.state, "stopped");
 });

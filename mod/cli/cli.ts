@@ -300,7 +300,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         doc: "number of workers on this host (0 only with --link-port: a dispatcher for remote workers)",
       },
       host: HOST,
-      port: { ...PORT, doc: "dispatcher port; workers use port+1 … port+N" },
+      port: { ...PORT, doc: "dispatcher port; workers use port+1 … port+N+1 (one spare for replacements)" },
       "run-dir": RUN_DIR,
       "link-port": LINK_PORT,
       join: {
@@ -338,6 +338,15 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         doc: "deadlines of particular request types, overriding --request-timeout-ms: TYPE:MS[,TYPE:MS…]",
       },
       ...SUPERVISION,
+      "max-worker-rss-mb": {
+        type: "int",
+        default: 0,
+        min: 0,
+        max: 1_048_576,
+        live: "now",
+        doc: "a worker resident over N MiB is replaced gracefully: a new one starts, the old one finishes " +
+          "its requests and leaves (0 = no limit)",
+      },
       "exit-after": {
         type: "int",
         default: 0,
@@ -358,7 +367,13 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     flags: {
       host: HOST,
       port: PORT,
-      workers: { type: "int", default: 2, min: 0, max: 64, doc: "number of local worker slots" },
+      workers: {
+        type: "int",
+        default: 3,
+        min: 0,
+        max: 65,
+        doc: "local worker slots (the watchdog's workers and its spare slot)",
+      },
       "link-port": LINK_PORT,
       "remote-slots": REMOTE_SLOTS,
       ...LINK_TIMING,
@@ -380,7 +395,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps worker --id I --port P --shm NAME --run-dir DIR [flags]",
     internal: true,
     flags: {
-      id: { type: "int", min: 1, max: 64, default: 1, doc: "worker number (its shm slot)" },
+      id: { type: "int", min: 1, max: 65, default: 1, doc: "worker number (its shm slot)" },
       host: HOST,
       port: { type: "int", default: 2223, min: 1, max: 65535, doc: "TCP port for clients" },
       ...INSTANCE,
@@ -440,6 +455,20 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       "run-dir": RUN_DIR,
       port: SELECT.port!,
       "timeout-ms": { type: "int", default: 30_000, min: 1, doc: "give up waiting after this long (exit 1)" },
+    },
+  },
+  reload: {
+    summary: "replace every worker one by one with no request lost, re-reading the config file (as SIGHUP)",
+    usage: "osps reload [--run-dir DIR | --port P]",
+    flags: {
+      "run-dir": RUN_DIR,
+      port: SELECT.port!,
+      "timeout-ms": {
+        type: "int",
+        default: 300_000,
+        min: 1,
+        doc: "give up waiting for the reload to finish after this long (exit 1; it goes on)",
+      },
     },
   },
   bench: {

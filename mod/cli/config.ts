@@ -9,6 +9,19 @@ import { getuid } from "../sys/libc.ts";
 import type { AdmissionLimits } from "../net/admission.ts";
 import { serviceNames, SERVICES } from "../services/registry.ts";
 
+/**
+ * Local slots kept free beside the workers: a worker being replaced (reload,
+ * `--max-worker-rss-mb`) hands over to a new process started in the spare
+ * slot, on its own port and FIFO pair, so that capacity never drops and no
+ * client is turned away; the old slot becomes the spare.
+ */
+export const SPARE_SLOTS = 1;
+
+/** Local worker slots for `workers` workers: theirs and the spare (none without local workers). */
+export function localSlots(workers: number): number {
+  return workers > 0 ? workers + SPARE_SLOTS : 0;
+}
+
 /** Log settings shared by every role. */
 export interface LogConfig {
   readonly logLevel: string;
@@ -64,6 +77,8 @@ export interface WatchdogConfig
   /** Per request type deadlines (`--request-timeout-for`), overriding `requestTimeoutMs`. */
   readonly requestTimeoutFor: Readonly<Record<string, number>>;
   readonly exitAfter: number;
+  /** A worker resident over this many MiB is replaced the graceful way (0 = no limit). */
+  readonly maxWorkerRssMb: number;
   /** Recycle a worker after this many requests (0 = never); each spawn adds up to 10% jitter. */
   readonly maxRequests: number;
   /** Interval of the dispatcher's FIFO probes (0 = off). */
@@ -92,6 +107,8 @@ export interface WatchdogConfig
   readonly configFile: string;
   /** The command line this configuration was built from, so a reload can build it again with the file re-read. */
   readonly source: ConfigSource;
+  /** The flag values it was built from (command line over config file over defaults). */
+  readonly flags: FlagValues;
 }
 
 /** Where a watchdog's configuration comes from: the command line (and the `--config` file it names). */
@@ -283,6 +300,7 @@ export function watchdogConfig(
 ): WatchdogConfig {
   const c: WatchdogConfig = {
     source,
+    flags: v,
     maxConnsGiven: given.has("max-conns"),
     workers: num(v, "workers"),
     host: str(v, "host"),
@@ -293,6 +311,7 @@ export function watchdogConfig(
     requestTimeoutMs: num(v, "request-timeout-ms"),
     requestTimeoutFor: parseTimeoutsFor(str(v, "request-timeout-for")),
     exitAfter: num(v, "exit-after"),
+    maxWorkerRssMb: num(v, "max-worker-rss-mb"),
     maxRequests: num(v, "max-requests"),
     probeMs: num(v, "probe-ms"),
     restartBudget: num(v, "restart-budget"),
@@ -328,19 +347,18 @@ export function watchdogConfig(
       "--workers 0 needs --link-port: a dispatcher with no local workers serves only remote ones",
     );
   }
-  if (c.linkPort && c.linkPort >= c.port && c.linkPort <= c.port + c.workers) {
+  const last = c.port + localSlots(c.workers); // the workers' ports and the spare's
+  if (c.linkPort && c.linkPort >= c.port && c.linkPort <= last) {
     throw new UsageError(
-      `--link-port ${c.linkPort} collides with the dispatcher's or a worker's port (${c.port}…${
-        c.port + c.workers
-      })`,
+      `--link-port ${c.linkPort} collides with the dispatcher's or a worker's port (${c.port}…${last})`,
     );
   }
-  if (c.port + c.workers > 65535) {
-    throw new UsageError(`--port ${c.port} leaves no room for ${c.workers} worker ports`);
+  if (last > 65535) {
+    throw new UsageError(`--port ${c.port} leaves no room for ${c.workers} worker ports and the spare`);
   }
-  if (c.metricsPort >= c.port && c.metricsPort <= c.port + c.workers) {
+  if (c.metricsPort >= c.port && c.metricsPort <= last) {
     throw new UsageError(
-      `--metrics-port ${c.metricsPort} is one of the instance's ports (${c.port}-${c.port + c.workers})`,
+      `--metrics-port ${c.metricsPort} is one of the instance's ports (${c.port}-${last})`,
     );
   }
   if (c.hangTimeoutMs <= c.heartbeatMs) {

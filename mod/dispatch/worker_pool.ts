@@ -285,10 +285,10 @@ export class WorkerPool {
     return this.#links;
   }
 
-  /** Resolves once every worker can take work (or after `timeoutMs`: a worker may be down). */
+  /** Resolves once every running worker can take work (or after `timeoutMs`: a worker may be down). */
   async linked(timeoutMs: number): Promise<void> {
     const deadline = this.#clock.now() + timeoutMs;
-    while (this.#clock.now() < deadline && !this.#links.every((l) => l.available())) {
+    while (this.#clock.now() < deadline && !this.#links.every((l) => l.available() || !l.present())) {
       await new Promise((r) => setTimeout(r, 10));
     }
   }

@@ -10,7 +10,7 @@
  * | child → watchdog | `pong <n>` | answered from the child's main loop |
  * | child → watchdog | `ready <detail>` | listening and serving |
  * | child → watchdog | `retiring <detail>` | drains and exits 0 on its own (`--max-requests`) |
- * | watchdog → child | `drain` | stop taking new work, finish what you have |
+ * | watchdog → child | `drain` | take no new work, finish what you hold (however long), then a worker exits 0 |
  * | watchdog → child | `stop` | finish and exit 0 |
  * | watchdog → child | `secret <hex>[,<hex>]` | the link secret (and the previous one), first line, for TCP link roles |
  * | child → watchdog | `linked <detail>` / `unlinked <detail>` | its TCP link to the dispatcher is up / lost |

@@ -18,7 +18,7 @@ import { STATS_BLOCK_SIZE, statsMarkdown, StatsView } from "./stats.ts";
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
 /** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 /** Bytes per slot; fields leave room to grow without moving slots. */
 export const SLOT_SIZE = 384;
 /** Bytes of header before slot 0. */
@@ -75,6 +75,31 @@ export const HEADER_FIELDS = [
     writer: "dispatcher",
     doc: "request types refused for now: `type until kills;` repeated (until: monotonic ms)",
   },
+  {
+    name: "reloads_asked",
+    type: "i32",
+    writer: "watchdog",
+    doc: "reloads asked for (SIGHUP, `osps reload`) since the instance started",
+  },
+  {
+    name: "reloads_covered",
+    type: "i32",
+    writer: "watchdog",
+    doc: "`reloads_asked` as it was when the last finished reload began: every ask up to it is done",
+  },
+  {
+    name: "reloads_failed",
+    type: "i32",
+    writer: "watchdog",
+    doc: "reloads that changed nothing (bad config file)",
+  },
+  {
+    name: "replaced_rss",
+    type: "i32",
+    writer: "watchdog",
+    doc: "workers replaced for going over --max-worker-rss-mb",
+  },
+  { name: "reloaded_at", type: "i64", writer: "watchdog", doc: "when the last reload finished, 0 before" },
 ] as const satisfies readonly FieldSpec[];
 
 /** Slot fields, in order. Slot 0 is the dispatcher, slot i (1..N) worker i. */
@@ -179,6 +204,19 @@ export const SLOT_FIELDS = [
     writer: "dispatcher",
     doc: "remote slots: the address the worker listens on (local workers: empty, the instance's --host)",
   },
+  {
+    name: "spare",
+    type: "i32",
+    writer: "watchdog",
+    doc:
+      "1: a local slot kept free, where a worker's replacement starts before the worker leaves (reload, RSS)",
+  },
+  {
+    name: "rss_kb",
+    type: "i32",
+    writer: "watchdog",
+    doc: "resident memory of the child, KiB (local children)",
+  },
 ] as const satisfies readonly FieldSpec[];
 
 /** Name of a slot field. */
@@ -189,7 +227,7 @@ export type HeaderField = (typeof HEADER_FIELDS)[number]["name"];
 /** Work state of a slot (bits 0-3 of the `work` word). */
 export const WorkState = { OFFLINE: 0, IDLE: 1, ASSIGNED: 2, BUSY: 3, DRAINING: 4 } as const;
 /** State of a worker's TCP link (`link_state` field). */
-export const LinkState = { LOCAL: 0, CONNECTING: 1, ATTACHED: 2, LOST: 3 } as const;
+export const LinkState = { LOCAL: 0, CONNECTING: 1, ATTACHED: 2, LOST: 3, LEFT: 4 } as const;
 
 /** Supervision state of a slot (`sup_state` field), driven by the watchdog's state machine. */
 export const SupState = {
@@ -201,6 +239,7 @@ export const SupState = {
   BACKOFF: 5,
   FAILED: 6,
   STOPPED: 7,
+  LEAVING: 8,
 } as const;
 
 /** The work state in a `work` word. */

@@ -186,6 +186,10 @@ export class LocalWorkerLink implements WorkerLink {
       this.#slot.load("pid") > 0 && workState(this.#slot.load("work")) === WorkState.IDLE;
   }
 
+  present(): boolean {
+    return this.#slot.load("pid") > 0;
+  }
+
   assign(t: Ticket): boolean {
     if (!this.available()) return false;
     // How the previous assignment ended: a used ticket was cleared from the slot, one taken back unused was not.

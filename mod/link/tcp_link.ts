@@ -209,15 +209,21 @@ export class TcpWorkerLink implements WorkerLink {
     this.#ch = undefined;
     clearInterval(this.#ping);
     const held = this.#state === "assigned" || this.#state === "busy" ? this.#issued : undefined;
+    // A worker that drained and then closed its link left on purpose (replaced, or its host stopping).
+    const left = this.#state === "draining" && why === "closed by the worker";
     this.#issued = undefined;
     this.#setState("offline");
-    this.#slot.store("link_state", LinkState.LOST);
+    this.#slot.store("link_state", left ? LinkState.LEFT : LinkState.LOST);
     this.#slot.store("sup_state", SupState.NONE);
-    logger().warn("remote worker {key} (slot {id}) link lost: {why}; not routing to it", {
-      key: this.key,
-      id: this.id,
-      why,
-    });
+    if (left) {
+      logger().info("remote worker {key} (slot {id}) drained and left", { key: this.key, id: this.id });
+    } else {
+      logger().warn("remote worker {key} (slot {id}) link lost: {why}; not routing to it", {
+        key: this.key,
+        id: this.id,
+        why,
+      });
+    }
     this.#events?.onClosed(this);
     if (held) {
       const lost: LostWork = {
@@ -237,6 +243,10 @@ export class TcpWorkerLink implements WorkerLink {
 
   available(): boolean {
     return this.attached && this.#state === "idle" && !this.#draining && !this.#wedged;
+  }
+
+  present(): boolean {
+    return this.attached;
   }
 
   assign(t: Ticket): boolean {

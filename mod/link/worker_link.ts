@@ -64,6 +64,8 @@ export interface WorkerLink {
   readonly port: number;
   /** True when {@link WorkerLink.assign} can succeed now. */
   available(): boolean;
+  /** True while a worker process is behind the link, available or not (an empty spare slot has none). */
+  present(): boolean;
   /** Gives `t` to the worker; false when it could not take it (busy, gone, draining). */
   assign(t: Ticket): boolean;
   /** Owner of the ticket the worker holds unused, or null (for the per-address cap). */

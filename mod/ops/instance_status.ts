@@ -15,6 +15,7 @@ import {
   workState,
 } from "../ipc/shm.ts";
 import { exitReasonText } from "../supervise/exit_reason.ts";
+import { localSlots } from "../cli/config.ts";
 import { decodeQuarantine } from "../dispatch/quarantine.ts";
 
 /** One row of the status. */
@@ -45,6 +46,23 @@ export interface ChildStatus {
   link: string;
   /** The pid of the watchdog that supervises it (a remote worker's own watchdog on its host). */
   watchdog_pid: number;
+  /** Resident memory of its process, bytes (local children; null when none runs or it is remote). */
+  rss_bytes: number | null;
+  /** A worker in the spare slot (replacing another: a reload, or one over --max-worker-rss-mb). */
+  spare: boolean;
+}
+
+/** Reloads and graceful replacements since the instance started. */
+export interface ReloadStatus {
+  /** Reloads asked for (SIGHUP, osps reload) and finished. */
+  asked: number;
+  done: number;
+  /** Reloads whose configuration did not load (nothing changed). */
+  failed: number;
+  /** Since the last reload finished, ms (null: none yet). */
+  last_ms_ago: number | null;
+  /** Workers replaced for going over --max-worker-rss-mb. */
+  replaced_rss: number;
 }
 
 /** A request type refused for now (quarantine). */
@@ -75,6 +93,7 @@ export interface InstanceStatus {
   queue_depth: number;
   /** Request types the dispatcher refuses for now because they kept killing workers. */
   quarantine: QuarantineStatus[];
+  reloads: ReloadStatus;
 }
 
 /** What a row takes from the instance itself (its host, its watchdog). */
@@ -112,6 +131,8 @@ function row(slot: SlotView, role: string, now: number, local: Local): ChildStat
     host: slot.text("host") || local.host,
     link: stateName(LinkState, slot.load("link_state")),
     watchdog_pid: slot.load("remote_watchdog_pid") || local.watchdogPid,
+    rss_bytes: pid > 0 && slot.load("rss_kb") > 0 ? slot.load("rss_kb") * 1024 : null,
+    spare: slot.load("spare") === 1,
   };
 }
 
@@ -127,7 +148,7 @@ export interface InstanceWhere {
   readonly limits?: Readonly<Record<string, number>>;
   /** The instance's `--host` (local workers listen there). */
   readonly host?: string;
-  /** Local workers (slots 1..workers); slots after them are remote workers' (with a link port). */
+  /** Local workers (slots 1..workers, and the spare after them); then remote workers' slots (with a link port). */
   readonly workers?: number;
   readonly linkPort?: number;
   /** On a joined host: the dispatcher link address. */
@@ -138,12 +159,18 @@ export interface InstanceWhere {
 export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): InstanceStatus {
   const readyAt = seg.header("ready_at");
   const local = { host: where.host ?? "", watchdogPid: seg.header("watchdog_pid") };
-  const count = where.workers ?? seg.slotCount - 1;
-  const workers = Array.from({ length: count }, (_, i) => row(seg.slot(i + 1), "worker", now, local));
-  // Remote workers of this dispatcher, in the slots after the local ones: those that ever attached.
+  const count = where.workers !== undefined ? localSlots(where.workers) : seg.slotCount - 1;
+  const workers: ChildStatus[] = [];
+  for (let i = 1; i <= count; i++) {
+    const slot = seg.slot(i);
+    // The spare slot is shown only while a worker runs there (a replacement starting or leaving).
+    if (slot.load("spare") === 0 || slot.load("pid") > 0) workers.push(row(slot, "worker", now, local));
+  }
+  // Remote workers of this dispatcher, in the slots after the local ones: those attached or lost (not left).
   for (let i = count + 1; i < seg.slotCount; i++) {
     const slot = seg.slot(i);
-    if (slot.load("link_state") !== LinkState.LOCAL) workers.push(row(slot, "worker", now, local));
+    const link = slot.load("link_state");
+    if (link !== LinkState.LOCAL && link !== LinkState.LEFT) workers.push(row(slot, "worker", now, local));
   }
   const dispatcher = row(seg.slot(0), "dispatcher", now, local);
   return {
@@ -165,6 +192,13 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
     quarantine: decodeQuarantine(seg.headerText("quarantine"))
       .filter((q) => q.until > now)
       .map((q) => ({ type: q.type, refused_for_ms: Math.round(q.until - now), kills: q.kills })),
+    reloads: {
+      asked: seg.header("reloads_asked"),
+      done: seg.header("reloads_covered"),
+      failed: seg.header("reloads_failed"),
+      last_ms_ago: seg.header("reloaded_at") ? Math.round(now - seg.header("reloaded_at")) : null,
+      replaced_rss: seg.header("replaced_rss"),
+    },
   };
 }
 
@@ -184,6 +218,7 @@ export function statusTable(s: InstanceStatus): string {
     "HEARTBEAT",
     "UPTIME",
     "CONNS",
+    "RSS",
     "REQUEST",
     "LAST EXIT",
   ];
@@ -202,6 +237,7 @@ export function statusTable(s: InstanceStatus): string {
     ms(c.heartbeat_age_ms),
     ms(c.uptime_ms),
     String(c.conns),
+    c.rss_bytes === null ? "-" : `${Math.round(c.rss_bytes / 1048576)}M`,
     c.request ? `${c.request} ${ms(c.request_age_ms)}` : "-",
     c.last_exit,
   ]);
@@ -214,9 +250,24 @@ export function statusTable(s: InstanceStatus): string {
     fmt(head),
     ...rows.map(fmt),
     `queue: ${s.queue_depth} waiting`,
+    ...reloadLines(s.reloads, ms),
     ...s.quarantine.map((q) =>
       `quarantine: ${q.type} refused for ${ms(q.refused_for_ms)} more (it cost ${q.kills} workers)`
     ),
     `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
   ].join("\n");
+}
+
+/** The reload and replacement lines of the table (none before the first). */
+function reloadLines(r: ReloadStatus, ms: (v: number | null) => string): string[] {
+  const out: string[] = [];
+  if (r.asked > 0) {
+    out.push(
+      `reloads: ${r.done} done${r.failed ? `, ${r.failed} failed (configuration did not load)` : ""}` +
+        (r.asked > r.done ? ", one running" : "") +
+        (r.last_ms_ago !== null ? `, last ${ms(r.last_ms_ago)} ago` : ""),
+    );
+  }
+  if (r.replaced_rss > 0) out.push(`replaced over --max-worker-rss-mb: ${r.replaced_rss} workers`);
+  return out;
 }

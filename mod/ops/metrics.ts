@@ -91,8 +91,15 @@ function instanceFamilies(w: PromWriter, s: InstanceStatus, counts: StatsCounts)
   w.gauge(
     "osps_workers",
     "Workers by supervision state.",
-    states.map((state) => ({ labels: { state }, value: s.workers.filter((x) => x.state === state).length })),
+    states.map((state) => ({
+      labels: { state },
+      value: s.workers.filter((x) => !x.spare && x.state === state).length,
+    })),
   );
+  w.counter("osps_reloads_total", "Reloads finished (SIGHUP, osps reload), by result.", [
+    { labels: { result: "done" }, value: s.reloads.done - s.reloads.failed },
+    { labels: { result: "failed" }, value: s.reloads.failed },
+  ]);
   w.gauge("osps_queue_depth", "Clients waiting in the dispatcher's queue for a free worker.", [
     { value: s.queue_depth },
   ]);
@@ -155,7 +162,7 @@ export function renderMetrics(m: MetricsInput): string {
   w.counter(
     "osps_worker_restarts_total",
     "Worker processes replaced, by worker and reason (exit, signal, hang, request_hang, deadline, " +
-      "wedged, recycled, cannot_boot).",
+      "wedged, recycled, cannot_boot, reload, rss).",
     restarts.filter((r) => r.slot > 0).map((r) => ({
       labels: { worker: r.slot, reason: r.reason },
       value: r.count,

@@ -39,11 +39,13 @@ export function readiness(s: InstanceStatus | null, heartbeatMs: number): Readin
   if (s.watchdog.state === "starting") return { ready: false, reason: "the instance is starting" };
   const dispatcher = cannotServe(s.dispatcher, "the dispatcher", heartbeatMs);
   if (dispatcher) return { ready: false, reason: dispatcher };
-  const why = s.workers.map((w) => cannotServe(w, `worker ${w.id}`, heartbeatMs));
+  // A worker in the spare slot is on its way in or out (a replacement): the pool is the others.
+  const pool = s.workers.filter((w) => !w.spare);
+  const why = pool.map((w) => cannotServe(w, `worker ${w.id}`, heartbeatMs));
   const serving = why.filter((w) => w === null).length;
   if (serving === 0) return { ready: false, reason: `no worker can serve: ${why.join("; ")}` };
   return {
     ready: true,
-    reason: `ready: the dispatcher and ${serving} of ${s.workers.length} workers can serve`,
+    reason: `ready: the dispatcher and ${serving} of ${pool.length} workers can serve`,
   };
 }

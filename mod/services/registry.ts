@@ -30,6 +30,30 @@ export interface Service {
 export const SLEEP_CAP_MS = 30_000;
 /** Largest `fib` argument (fib(78) is the largest exact in a double). */
 export const FIB_CAP = 78;
+/** Most MiB one `hold` request keeps, and most one worker process holds in all. */
+export const HOLD_CAP_MB = 64;
+export const HOLD_TOTAL_MB = 256;
+
+/** What `hold` keeps, for the life of this worker process. */
+const held: Uint8Array[] = [];
+
+/**
+ * Allocates `mb` MiB and writes every page (so it is resident, not only
+ * reserved), and keeps it: a leak on purpose, bounded per process.
+ */
+function hold(mb: number): string {
+  const total = held.reduce((n, b) => n + b.length, 0) / 1048576;
+  if (total + mb > HOLD_TOTAL_MB) {
+    throw new ProtocolError(
+      `this worker already holds ${total} MiB; hold stops at ${HOLD_TOTAL_MB} MiB per worker process`,
+      Status.BAD_REQUEST,
+    );
+  }
+  const block = new Uint8Array(mb * 1048576);
+  for (let i = 0; i < block.length; i += 4096) block[i] = 1;
+  held.push(block);
+  return `holding ${total + mb} MiB`;
+}
 
 /** A number argument: 1 to 10 ASCII digits, nothing else (no sign, no spaces). */
 function intArg(type: string, arg: string, max: number): number {
@@ -88,6 +112,12 @@ export const SERVICES: Readonly<Record<string, Service>> = {
     usage: "N",
     doc: `computes fib(N) naively (0..${FIB_CAP}); a large N blocks the worker`,
     run: (arg) => String(fib(intArg("fib", arg, FIB_CAP))),
+  },
+  hold: {
+    usage: "MB",
+    doc: `keeps MB MiB (0..${HOLD_CAP_MB}) allocated for the worker's life, at most ${HOLD_TOTAL_MB} MiB ` +
+      "per worker: a leak on purpose, to watch --max-worker-rss-mb replace it",
+    run: (arg) => hold(intArg("hold", arg, HOLD_CAP_MB)),
   },
   stats: {
     usage: "",

@@ -12,7 +12,16 @@
  */
 
 /** Supervision states (lower-case names of `SupState`). */
-export type State = "none" | "starting" | "ready" | "hung" | "stopping" | "backoff" | "failed" | "stopped";
+export type State =
+  | "none"
+  | "starting"
+  | "ready"
+  | "leaving"
+  | "hung"
+  | "stopping"
+  | "backoff"
+  | "failed"
+  | "stopped";
 
 /**
  * Events. The process's end is classified before it becomes an event:
@@ -20,7 +29,12 @@ export type State = "none" | "starting" | "ready" | "hung" | "stopping" | "backo
  * - `exit_request`: it was killed because of the request it ran (no budget spent);
  * - `exit_retired`: it drained itself and exited 0 (`--max-requests`; not a failure);
  * - `exit_over_budget`: a failure past its budget (or the pool's);
- * - `cannot_boot`: it exited 100 (port taken, bad configuration).
+ * - `cannot_boot`: it exited 100 (port taken, bad configuration);
+ * - `exit_left`: it was leaving (replaced by a new process elsewhere): however it ended, it is not restarted.
+ *
+ * `leave` asks a running child to finish its work and exit because a
+ * replacement has taken over (reload, memory limit): it keeps being
+ * heartbeaten and held to its request deadlines while it drains.
  */
 export type Event =
   | "spawn"
@@ -34,6 +48,8 @@ export type Event =
   | "exit_retired"
   | "exit_over_budget"
   | "cannot_boot"
+  | "exit_left"
+  | "leave"
   | "stop"
   | "abort";
 
@@ -47,6 +63,8 @@ export type Action =
   | "escalate"
   /** Send "stop" on the control channel; deadline: the stop grace, then SIGKILL. */
   | "order_stop"
+  /** Send "drain" on the control channel; deadline: the leave grace, then a stop. */
+  | "order_drain"
   /** Restart after the policy's backoff (the first quick failure restarts at once). */
   | "restart_later"
   /** Restart at once, without spending the budget. */
@@ -71,15 +89,22 @@ const ENDS = {
   exit_retired: t("backoff", "restart_now"),
   exit_over_budget: t("failed", "retry_later"),
   cannot_boot: t("failed", "retry_later"),
+  exit_left: t("stopped", "none"),
 } as const;
 
 /** The whole state machine. A missing entry means the event is ignored in that state. */
 export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transition>>>> = {
-  none: { spawn: t("starting", "spawn"), stop: t("stopped", "none"), abort: t("stopped", "none") },
+  none: {
+    spawn: t("starting", "spawn"),
+    leave: t("stopped", "none"),
+    stop: t("stopped", "none"),
+    abort: t("stopped", "none"),
+  },
   starting: {
     ready: t("ready", "none"),
     timer: t("hung", "kill"),
     ...ENDS,
+    leave: t("leaving", "order_drain"),
     stop: t("stopping", "order_stop"),
     abort: t("stopping", "escalate"),
   },
@@ -87,6 +112,17 @@ export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transitio
     hang: t("hung", "kill"),
     deadline: t("hung", "kill"),
     wedged: t("hung", "kill"),
+    ...ENDS,
+    leave: t("leaving", "order_drain"),
+    stop: t("stopping", "order_stop"),
+    abort: t("stopping", "escalate"),
+  },
+  // Draining because a replacement took over: still supervised like a ready child; never restarted.
+  leaving: {
+    hang: t("hung", "kill"),
+    deadline: t("hung", "kill"),
+    wedged: t("hung", "kill"),
+    timer: t("stopping", "order_stop"),
     ...ENDS,
     stop: t("stopping", "order_stop"),
     abort: t("stopping", "escalate"),
@@ -98,8 +134,18 @@ export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transitio
     stop: t("stopping", "kill"),
     abort: t("stopping", "escalate"),
   },
-  backoff: { timer: t("starting", "spawn"), stop: t("stopped", "none"), abort: t("stopped", "none") },
-  failed: { timer: t("starting", "spawn"), stop: t("stopped", "none"), abort: t("stopped", "none") },
+  backoff: {
+    timer: t("starting", "spawn"),
+    leave: t("stopped", "none"),
+    stop: t("stopped", "none"),
+    abort: t("stopped", "none"),
+  },
+  failed: {
+    timer: t("starting", "spawn"),
+    leave: t("stopped", "none"),
+    stop: t("stopped", "none"),
+    abort: t("stopped", "none"),
+  },
   stopping: {
     timer: t("stopping", "escalate"),
     exit: t("stopped", "none"),
@@ -107,9 +153,11 @@ export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transitio
     exit_retired: t("stopped", "none"),
     exit_over_budget: t("stopped", "none"),
     cannot_boot: t("stopped", "none"),
+    exit_left: t("stopped", "none"),
     abort: t("stopping", "escalate"),
   },
-  stopped: {},
+  // A stopped slot may be started again (a spare slot taking a worker's place).
+  stopped: { spawn: t("starting", "spawn") },
 };
 
 /** The transition for `event` in `state`, or null when the event does not apply. */

@@ -22,6 +22,10 @@ export const ExitReason = {
   HANG_IN_REQUEST: 2004,
   /** A remote worker's link was lost (its host went down, or the network between): fate unknown. */
   LINK_LOST: 2005,
+  /** Replaced by a reload: a new worker took over, this one finished its work and left (not a failure). */
+  REPLACED: 2006,
+  /** Replaced for going over `--max-worker-rss-mb`, the same graceful way (not a failure). */
+  REPLACED_RSS: 2007,
   NONE: -1,
 } as const;
 
@@ -41,6 +45,8 @@ const NAMED: Readonly<Record<number, { text: string; label: string }>> = {
   [ExitReason.WEDGED]: { text: "killed: pipe wedged (probe unanswered)", label: "wedged" },
   [ExitReason.RECYCLED]: { text: "recycled (max requests)", label: "recycled" },
   [ExitReason.LINK_LOST]: { text: "link lost (host down or network cut)", label: "link_lost" },
+  [ExitReason.REPLACED]: { text: "replaced (reload)", label: "reload" },
+  [ExitReason.REPLACED_RSS]: { text: "replaced (over --max-worker-rss-mb)", label: "rss" },
   [EXIT_CANNOT_BOOT]: { text: "cannot boot (exit 100)", label: "cannot_boot" },
 };
 
@@ -54,7 +60,7 @@ export function exitReasonText(code: number): string {
 /**
  * A short, bounded label for a `last_exit` value (the `reason` of
  * `osps_worker_restarts_total`): one of `exit`, `signal`, `cannot_boot`,
- * `hang`, `request_hang`, `deadline`, `wedged`, `recycled`, `link_lost`. A new
+ * `hang`, `request_hang`, `deadline`, `wedged`, `recycled`, `link_lost`, `reload`, `rss`. A new
  * {@link ExitReason} gets its text and label in the table above.
  */
 export function exitReasonLabel(code: number): string {

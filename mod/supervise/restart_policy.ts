@@ -38,13 +38,29 @@ export const DEFAULT_POLICY: RestartPolicy = {
  * crashing in turn cannot add up to a storm that no single one of them shows.
  */
 export class RestartBudget {
-  readonly limit: number;
-  readonly windowMs: number;
+  #limit: number;
+  #windowMs: number;
   #times: number[] = [];
 
   constructor(limit: number, windowMs: number) {
-    this.limit = limit;
-    this.windowMs = windowMs;
+    this.#limit = limit;
+    this.#windowMs = windowMs;
+  }
+
+  /** Restarts allowed within the window. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** The sliding window, ms. */
+  get windowMs(): number {
+    return this.#windowMs;
+  }
+
+  /** New limits (a reload): the restarts already recorded still count. */
+  configure(limit: number, windowMs: number): void {
+    this.#limit = limit;
+    this.#windowMs = windowMs;
   }
 
   /** Restarts within the window as of `now`. */

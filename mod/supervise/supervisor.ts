@@ -97,8 +97,12 @@ export class SupervisedChild {
   #lastRanMs = 0;
   #lastWhy = "";
   #exited: Promise<void> = Promise.resolve();
-  readonly #policy: RestartPolicy;
-  readonly #timing: Timing;
+  /** Why the current process is leaving (a replacement took over), or NONE. */
+  #leaving: number = ExitReason.NONE;
+  /** How long a leaving child may take to finish its work before it is stopped. */
+  #leaveGraceMs = 0;
+  #policy: RestartPolicy;
+  #timing: Timing;
   readonly #clock: Clock;
   readonly #spawner: Spawner;
   readonly #isStopped: (pid: number) => boolean;
@@ -163,6 +167,9 @@ export class SupervisedChild {
       case "order_stop":
         void this.#control?.send("stop");
         return this.#arm(this.#stopGraceMs);
+      case "order_drain":
+        void this.#control?.send("drain");
+        return this.#arm(this.#leaveGraceMs);
       case "restart_later":
         return this.#restartLater();
       case "restart_now":
@@ -203,8 +210,8 @@ export class SupervisedChild {
       queueMicrotask(() => this.#fire("cannot_boot"));
       return;
     }
-    // A retirement is a planned replacement, not a restart (nothing went wrong).
-    if (this.#everSpawned && slot.load("last_exit") !== ExitReason.RECYCLED) slot.add("restarts", 1);
+    // A retirement or a replacement is planned, not a restart (nothing went wrong).
+    if (this.#everSpawned && !plannedEnd(slot.load("last_exit"))) slot.add("restarts", 1);
     this.#everSpawned = true;
     this.#process = proc;
     this.#control = new ParentControl(proc.stdin);
@@ -216,6 +223,7 @@ export class SupervisedChild {
     this.#killReason = ExitReason.NONE;
     this.#killLimitMs = 0;
     this.#retiring = false;
+    this.#leaving = ExitReason.NONE;
     this.linked = false;
     slot.store("pid", proc.pid);
     slot.store("started_at", this.#spawnedAt);
@@ -248,6 +256,8 @@ export class SupervisedChild {
     const slot = this.spec.slot;
     const code = this.#killReason !== ExitReason.NONE
       ? this.#killReason
+      : this.#leaving !== ExitReason.NONE && status.success
+      ? this.#leaving
       : this.#retiring && status.success
       ? ExitReason.RECYCLED
       : status.signal
@@ -277,7 +287,9 @@ export class SupervisedChild {
       return;
     }
     const why = exitReasonText(code);
-    if (event === "cannot_boot") {
+    if (event === "exit_left") {
+      log.info("{name} left ({why}) after {ms} ms", { name: this.spec.name, why, ms: ranMs });
+    } else if (event === "cannot_boot") {
       // Whether it is tried again is the instance's call (it gives up if it never got ready): the watchdog says.
       log.error("{name} cannot boot (see its error above)", { name: this.spec.name });
     } else if (event === "exit_retired") {
@@ -312,6 +324,7 @@ export class SupervisedChild {
 
   /** Which kind of end this was (see `Event` in child_states.ts). */
   #classify(code: number): Event {
+    if (this.#leaving !== ExitReason.NONE) return "exit_left";
     if (requestCaused(code)) return "exit_request";
     if (code === ExitReason.RECYCLED) return "exit_retired";
     if (code === EXIT_CANNOT_BOOT) return "cannot_boot";
@@ -339,9 +352,9 @@ export class SupervisedChild {
    * pipes are wedged. (A child still starting is bounded by its boot deadline.)
    */
   tick(): void {
-    if (this.#state !== "starting" && this.#state !== "ready") return;
+    if (this.#state !== "starting" && this.#state !== "ready" && this.#state !== "leaving") return;
     void this.#control?.send(`ping ${++this.#seq}`);
-    if (this.#state !== "ready") return;
+    if (this.#state === "starting") return;
     const now = this.#clock.now();
     const slot = this.spec.slot;
     const silentMs = now - this.#lastPong;
@@ -418,6 +431,30 @@ export class SupervisedChild {
     void this.#control?.send(line);
   }
 
+  /**
+   * A replacement has taken over: the child is told to drain (finish what it
+   * holds, take nothing new, exit 0) and is never restarted. It stays
+   * supervised meanwhile (heartbeats, request deadlines); if it is still
+   * there after `graceMs`, it is stopped. `reason` becomes its `last_exit`
+   * when it leaves cleanly. Resolves once it is reaped (at once when no
+   * process runs: the child is simply stopped).
+   */
+  async leave(reason: number, graceMs: number): Promise<void> {
+    const exited = this.#exited;
+    this.#leaveGraceMs = graceMs;
+    this.#stopGraceMs = this.#policy.killGraceMs;
+    if (this.#process) this.#leaving = reason;
+    this.#fire("leave");
+    await exited;
+  }
+
+  /** New timing and restart policy (a reload): used from the next heartbeat and restart on. */
+  configure(timing: Timing, policy: RestartPolicy): void {
+    this.#timing = timing;
+    this.#policy = policy;
+    this.#budget.configure(policy.budget, policy.budgetWindowMs);
+  }
+
   /** Graceful stop: "stop" on the channel, SIGKILL after `graceMs`. Resolves once reaped. */
   async stop(graceMs: number): Promise<void> {
     this.#stopGraceMs = graceMs;
@@ -430,6 +467,11 @@ export class SupervisedChild {
     this.#fire("abort");
     await this.#exited;
   }
+}
+
+/** An end that was planned (a retirement, a replacement): not counted as a restart. */
+function plannedEnd(code: number): boolean {
+  return code === ExitReason.RECYCLED || code === ExitReason.REPLACED || code === ExitReason.REPLACED_RSS;
 }
 
 const SIGNALS: Partial<Record<Deno.Signal, number>> = {
