@@ -49,6 +49,8 @@ async function flowAndMemory(
   parts: Set<Part>,
 ): Promise<{ figures: Figure[]; flow: FlowRun[]; raw: Record<string, unknown> }> {
   const floor = await spawnHelper("tcp_floor.ts", ["0"], ["--allow-net=127.0.0.1"]);
+  const floorPort = Number(floor.firstLine.split(" ")[1]);
+  const twohop = await spawnHelper("two_hop_floor.ts", [String(floorPort)], ["--allow-net=127.0.0.1"]);
   try {
     const inst = await startInstance({
       workers: 2,
@@ -56,7 +58,7 @@ async function flowAndMemory(
     });
     const seg = Segment.open(instancePaths(inst.runDir).shm);
     try {
-      const ports = { osps: inst.port, floor: Number(floor.firstLine.split(" ")[1]) };
+      const ports = { osps: inst.port, floor: floorPort, twohop: Number(twohop.firstLine.split(" ")[1]) };
       const figures: Figure[] = [];
       const raw: Record<string, unknown> = {};
       let flow: FlowRun[] = [];
@@ -67,12 +69,16 @@ async function flowAndMemory(
         raw["memory"] = m.raw;
       }
       if (parts.has("flow")) {
-        say(`full cycle: ${p.flow.clients.join(", ")} clients, floor / one-shot / session`);
+        say(
+          `full cycle: ${
+            p.flow.clients.join(", ")
+          } clients, one-process floor / two-hop floor / one-shot / session`,
+        );
         const roles = [
           seg.header("watchdog_pid"),
           ...Array.from({ length: seg.slotCount }, (_, i) => seg.slot(i).load("pid")),
         ];
-        const f = await benchFlow(ports, { osps: roles, floor: floor.pid }, p.flow);
+        const f = await benchFlow(ports, { osps: roles, floor: floor.pid, twohop: twohop.pid }, p.flow);
         figures.unshift(...f.figures);
         flow = f.runs;
       }
@@ -82,6 +88,7 @@ async function flowAndMemory(
       await inst.stop();
     }
   } finally {
+    await twohop.stop();
     await floor.stop();
   }
 }

@@ -6,7 +6,7 @@
  */
 import { runLoad } from "../roles/bench.ts";
 import type { Segment } from "../mod/ipc/shm.ts";
-import { clientOf } from "./bench_flow.ts";
+import { clientOf, type FlowPorts } from "./bench_flow.ts";
 import { type Figure, figure, rssKiB, sleep } from "./bench_util.ts";
 
 type Roles = Record<"watchdog" | "dispatcher" | "worker" | "floor", number>;
@@ -24,7 +24,7 @@ function sample(pids: Record<keyof Roles, number[]>): Roles {
 /** Runs part 4 on a running instance (its segment) and floor server. */
 export async function benchMemory(
   seg: Segment,
-  ports: { osps: number; floor: number },
+  ports: FlowPorts,
   floorPid: number,
   opts: { durationMs: number; clients: number },
 ): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {

@@ -79,9 +79,15 @@ export function resultsMarkdown(r: Results): string {
   ].join("\n");
 }
 
-const COLORS: Record<FlowKind, string> = { floor: "#888888", oneshot: "#d9480f", session: "#1971c2" };
+const COLORS: Record<FlowKind, string> = {
+  floor: "#bbbbbb",
+  twohop: "#555555",
+  oneshot: "#d9480f",
+  session: "#1971c2",
+};
 const LABELS: Record<FlowKind, string> = {
-  floor: "floor (direct TCP)",
+  floor: "one-process floor (direct TCP)",
+  twohop: "two-hop floor (plain dispatcher + worker)",
   oneshot: "osps one-shot",
   session: "osps session",
 };
@@ -93,7 +99,7 @@ function esc(s: string): string {
 /** Latency CDFs (one panel per client count, log time axis) and a throughput bar chart, as SVG. */
 export function latencySvg(runs: readonly FlowRun[]): string {
   const counts = [...new Set(runs.map((r) => r.clients))].sort((a, b) => a - b);
-  const kinds: FlowKind[] = ["floor", "oneshot", "session"];
+  const kinds: FlowKind[] = ["floor", "twohop", "oneshot", "session"];
   const pw = 300, ph = 220, pad = 50, top = 50;
   const width = pad + (counts.length + 1) * (pw + pad);
   const height = top + ph + 90;
@@ -173,7 +179,7 @@ export function latencySvg(runs: readonly FlowRun[]): string {
   out.push(
     `<text x="${pad}" y="${
       top + ph + 75
-    }" fill="#555">Curves: share of requests (y) answered within a time (x). Same request (echo) for all; floor = one direct TCP connection per request.</text>`,
+    }" fill="#555">Curves: share of requests (y) answered within a time (x). Same request (echo) for all; one-process floor = one direct TCP connection per request; two-hop floor = the same two connections as osps, nothing else.</text>`,
   );
   out.push(`</svg>`);
   return out.join("\n") + "\n";

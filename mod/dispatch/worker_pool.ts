@@ -115,7 +115,7 @@ export class WorkerPool {
   async acquire(
     type: string,
     who: Requester,
-    onQueued: (position: number) => Promise<unknown>,
+    onQueued: (position: number) => unknown,
     left?: AbortSignal,
   ): Promise<Assignment | Refusal> {
     if (this.#draining) return { refused: "server is stopping; retry later", status: Status.BUSY };

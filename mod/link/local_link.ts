@@ -201,10 +201,8 @@ export class LocalWorkerLink implements WorkerLink {
       if (this.#history.size > 64) this.#history.delete(this.#history.keys().next().value!);
     }
     this.#issued = { ticket: t.ticket, type: t.type, owner: t.owner, gen, pid: this.#slot.load("pid") };
-    if (!this.#bell.ring(Doorbell.ASSIGN)) {
-      this.reclaim(t.ticket);
-      return false;
-    }
+    // No ASSIGN doorbell: the ticket in the slot is the assignment, and the worker reads it when the client
+    // shows it. Ringing would wake the worker for nothing, at the cost of a pipe write and a wake-up per request.
     return true;
   }
 
