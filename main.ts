@@ -1,11 +1,12 @@
 /**
  * osps — one program, four roles (watchdog, dispatcher, worker, client) plus
- * status, stop and bench. Parses the subcommand, hands off to the role, and is
+ * chat, status, stop and bench. Parses the subcommand, hands off to the role, and is
  * the only place that turns an outcome into an exit code.
  * @module
  */
 import { helpText, parseCommandLine } from "./mod/cli/cli.ts";
 import {
+  chatClientConfig,
   clientConfig,
   dispatcherConfig,
   resolveRunDir,
@@ -21,6 +22,7 @@ import { runClient } from "./roles/client.ts";
 import { readStatus, statusTable } from "./roles/status.ts";
 import { runStop } from "./roles/stop.ts";
 import { runBench } from "./roles/bench.ts";
+import { runChat } from "./roles/chat.ts";
 
 async function main(argv: string[]): Promise<number> {
   const cmd = parseCommandLine(argv);
@@ -38,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
       return await runWorker(workerConfig(f));
     case "client":
       return await runClient(clientConfig(f), cmd.positionals);
+    case "chat":
+      return await runChat(chatClientConfig(f), cmd.positionals);
     case "status": {
       const s = readStatus(resolveRunDir(f));
       console.log(f["json"] ? JSON.stringify(s) : statusTable(s));

@@ -19,12 +19,14 @@
  */
 import { toArgv } from "../mod/cli/cli.ts";
 import {
+  chatFlags,
   type InstancePaths,
   instancePaths,
   limitFlags,
   poolFlags,
   type WatchdogConfig,
 } from "../mod/cli/config.ts";
+import { prepareChatStore } from "../mod/chat/chat_boot.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
@@ -34,8 +36,10 @@ import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/superv
 import { SupervisedChild, type SupervisorDeps, type Timing } from "../mod/supervise/supervisor.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { fitConnections, reserveFor } from "../mod/sys/fds.ts";
-import { E } from "../mod/sys/libc.ts";
-import { netScope, selfCommand } from "../mod/sys/spawn.ts";
+import { E, gethostname } from "../mod/sys/libc.ts";
+import { netScope, type RolePermissions, selfCommand } from "../mod/sys/spawn.ts";
+import type { FlagValues } from "../mod/cli/cli.ts";
+import { postgresAddress } from "../mod/chat/chat_config.ts";
 
 /** The watchdog gave up before the instance was ever ready: nothing can serve. */
 export class NothingCanServe extends OspsError {
@@ -67,6 +71,15 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   const cfg: WatchdogConfig = { ...given, maxConns: fds.maxConns };
   const paths = instancePaths(cfg.runDir);
   const lock = InstanceLock.acquire(paths);
+  // Chat: the data dir made 0700 and the schema migrated once, before any worker opens the store.
+  if (cfg.chat.ircPort > 0) {
+    try {
+      await prepareChatStore(cfg.chat, cfg.port);
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+  }
   const removed = lock.cleanStale();
   if (removed.length) {
     log.warn("removed leftovers of a crashed instance: {list}", { list: removed.join(", ") });
@@ -137,6 +150,7 @@ async function runInstance(
     workers: cfg.workers,
     created: new Date().toISOString(),
     limits: { ...limitFlags(cfg), ...poolFlags(cfg) },
+    ...(cfg.chat.ircPort > 0 ? { chat: chatFlags(cfg.chat, true) } : {}),
   });
   scope.defer(() => removeQuietly(paths.record));
   const segment = Segment.create(paths.shm, cfg.workers + 1, instanceId, cfg.port);
@@ -281,6 +295,7 @@ function makeChildren(
     deps,
   );
   const poolBudget = new RestartBudget(cfg.poolRestartBudget, cfg.restartWindowMs);
+  const chat = chatChildFlags(cfg);
   const workers = Array.from({ length: cfg.workers }, (_, i) => {
     const id = i + 1, port = cfg.port + id;
     segment.slot(id).store("port", port);
@@ -292,8 +307,14 @@ function makeChildren(
         poolBudget,
         command: () =>
           selfCommand(
-            toArgv("worker", { ...common, id, port, "max-requests": withJitter(cfg.maxRequests) }),
-            { listen: [netScope(cfg.host, port)] },
+            toArgv("worker", {
+              ...common,
+              ...chat.flags,
+              id,
+              port,
+              "max-requests": withJitter(cfg.maxRequests),
+            }),
+            { ...chat.permissions, listen: [netScope(cfg.host, port), ...chat.permissions.listen] },
           ),
       },
       timing,
@@ -304,10 +325,28 @@ function makeChildren(
   return { dispatcher, workers };
 }
 
+/** What a worker needs for chat: its flags, and permission for the IRC port, the data dir or PostgreSQL. */
+function chatChildFlags(cfg: WatchdogConfig): { flags: FlagValues; permissions: RolePermissions } {
+  const c = cfg.chat;
+  if (c.ircPort === 0) return { flags: {}, permissions: { listen: [] } };
+  const flags = { ...chatFlags(c), "chat-instance": `${gethostname()}:${cfg.port}` };
+  const pg = postgresAddress(c.store);
+  return {
+    flags,
+    permissions: {
+      listen: [netScope(cfg.host, c.ircPort)],
+      ...(pg ? { connect: [pg] } : { files: [c.dataDir] }),
+    },
+  };
+}
+
 function announceReady(cfg: WatchdogConfig, failed: number[]): void {
   const ports = `${cfg.port + 1}-${cfg.port + cfg.workers}`;
+  const irc = cfg.chat.ircPort > 0 ? ` irc=${netScope(cfg.host, cfg.chat.ircPort)}` : "";
   console.log(
-    `ready dispatcher=${netScope(cfg.host, cfg.port)} workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
+    `ready dispatcher=${
+      netScope(cfg.host, cfg.port)
+    } workers=${ports}${irc} pid=${Deno.pid} run-dir=${cfg.runDir}${
       failed.length ? ` degraded failed=${failed.join(",")}` : ""
     }`,
   );

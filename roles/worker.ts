@@ -16,6 +16,7 @@ import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../m
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { until } from "../mod/deadline.ts";
 import { fitConnections, MAX_LINGERING, reserveFor } from "../mod/sys/fds.ts";
+import { ChatServer } from "../mod/chat/chat_server.ts";
 
 /** Runs a worker until told to stop. Returns the exit code. */
 export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): Promise<number> {
@@ -40,6 +41,16 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     () => new LocalDispatcherLink(slot, instancePaths(cfg.runDir), poller, clock),
   );
   const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
+  // Chat (--irc-port): IRC sessions live here, beside the request slot, and never occupy it.
+  const chat = cfg.chat.ircPort > 0
+    ? await ChatServer.start(cfg.chat, {
+      host: cfg.host,
+      instancePort: Number(cfg.chatInstance.split(":").pop()),
+      instanceName: cfg.chatInstance,
+      slot: cfg.id,
+      link,
+    })
+    : undefined;
   server.conns.onChange = (n) => slot.store("conns", n);
 
   let draining = false;
@@ -78,13 +89,21 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
           void drain();
         }
       },
+      handover: chat
+        ? (_type, arg, tcp, buffered) =>
+          chat.serve(tcp, buffered, [`NICK ${arg}`, `USER ${arg.slice(0, 10)} 0 * :osps chat`])
+        : undefined,
     })
   );
   link.start({
     onAssigned: () => {},
-    onConnected: () => log.debug("dispatcher connected"),
+    onConnected: () => {
+      log.debug("dispatcher connected");
+      chat?.linkConnected();
+    },
     onDisconnected: () =>
       log.info("dispatcher link closed; serving current clients, waiting for a new dispatcher"),
+    onMessage: (m) => chat?.fromLink(m),
   });
   poller.start();
   link.ready();
@@ -93,6 +112,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   await stopped;
   await server.closed();
+  await chat?.close();
   await server.conns.idle(cfg.graceMs);
   link.close();
   await poller.stop();

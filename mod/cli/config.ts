@@ -8,6 +8,7 @@ import { UsageError } from "../errors.ts";
 import { getuid } from "../sys/libc.ts";
 import type { AdmissionLimits } from "../net/admission.ts";
 import { serviceNames, SERVICES } from "../services/registry.ts";
+import { type ChatConfig, isPostgres } from "../chat/chat_config.ts";
 
 /** Log settings shared by every role. */
 export interface LogConfig {
@@ -62,6 +63,8 @@ export interface WatchdogConfig extends LogConfig, LimitsConfig, PoolConfig, Qua
   readonly failedRetryMs: number;
   /** True when `--max-conns` was given (a value that cannot fit is then an error, not lowered). */
   readonly maxConnsGiven: boolean;
+  /** The chat service (`chat.ircPort` 0: off). */
+  readonly chat: ChatConfig;
 }
 
 /** What a child needs to find its instance. */
@@ -89,6 +92,18 @@ export interface WorkerConfig extends ChildInstanceConfig {
   readonly graceMs: number;
   /** Retire after this many requests (0 = never). */
   readonly maxRequests: number;
+  /** The chat service (`chat.ircPort` 0: off). */
+  readonly chat: ChatConfig;
+  /** `HOSTNAME:PORT` naming the instance in the chat store. */
+  readonly chatInstance: string;
+}
+
+/** `osps chat`. */
+export interface ChatClientConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly nick: string;
+  readonly history: number;
 }
 
 /** `osps client`. */
@@ -150,6 +165,79 @@ export function poolFlags(c: PoolConfig & QuarantineSettings): Record<string, nu
     "quarantine-kills": c.quarantineKills,
     "quarantine-window-ms": c.quarantineWindowMs,
     "quarantine-ms": c.quarantineMs,
+  };
+}
+
+/**
+ * The chat settings. `dataDir` is resolved: `--data-dir`, else
+ * `$XDG_STATE_HOME/osps`, else `~/.local/state/osps` (only looked up when
+ * chat is on and the store is SQLite).
+ */
+export function chatConfig(v: FlagValues): ChatConfig {
+  const store = str(v, "store");
+  if (store !== "sqlite" && !isPostgres(store)) {
+    throw new UsageError(`--store takes sqlite or a postgres:// URL, got "${store}"`);
+  }
+  const ircPort = num(v, "irc-port");
+  return {
+    ircPort,
+    serverName: str(v, "irc-server-name"),
+    network: "osps",
+    password: str(v, "irc-password"),
+    motd: str(v, "irc-motd").replaceAll("\\n", "\n"),
+    maxLineBytes: num(v, "irc-max-line-bytes"),
+    sendqBytes: num(v, "irc-sendq-bytes"),
+    floodBurst: num(v, "irc-flood-burst"),
+    floodRate: num(v, "irc-flood-rate"),
+    registerTimeoutMs: num(v, "irc-register-timeout-ms"),
+    pingMs: num(v, "irc-ping-ms"),
+    pingTimeoutMs: num(v, "irc-ping-timeout-ms"),
+    dataDir: ircPort > 0 && store === "sqlite" ? resolveDataDir(str(v, "data-dir")) : str(v, "data-dir"),
+    store,
+    fsync: v["chat-fsync"] === true,
+  };
+}
+
+function resolveDataDir(given: string): string {
+  const env = (k: string) => {
+    try {
+      return Deno.env.get(k);
+    } catch {
+      return undefined; // no permission for it: as if unset
+    }
+  };
+  let dir = given;
+  if (dir === "") {
+    const state = env("XDG_STATE_HOME") ?? (env("HOME") ? `${env("HOME")}/.local/state` : undefined);
+    if (!state) throw new UsageError("--data-dir is needed: neither XDG_STATE_HOME nor HOME is set");
+    dir = `${state}/osps`;
+  }
+  if (!dir.startsWith("/")) dir = `${Deno.cwd()}/${dir}`;
+  return dir.replace(/\/+$/, "");
+}
+
+/**
+ * The chat flags' names and values, as passed on to workers, or as shown by
+ * `status` (`shown`: without the password, the MOTD, or the store URL's credentials).
+ */
+export function chatFlags(c: ChatConfig, shown = false): Record<string, string | number | boolean> {
+  const secret: Record<string, string> = shown
+    ? {}
+    : { "irc-password": c.password, "irc-motd": c.motd.replaceAll("\n", "\\n") };
+  return {
+    ...secret,
+    "irc-port": c.ircPort,
+    "irc-server-name": c.serverName,
+    "irc-max-line-bytes": c.maxLineBytes,
+    "irc-sendq-bytes": c.sendqBytes,
+    "irc-flood-burst": c.floodBurst,
+    "irc-flood-rate": c.floodRate,
+    "irc-register-timeout-ms": c.registerTimeoutMs,
+    "irc-ping-ms": c.pingMs,
+    "irc-ping-timeout-ms": c.pingTimeoutMs,
+    "data-dir": c.dataDir,
+    store: shown ? c.store.replace(/\/\/[^@/]*@/, "//…@") : c.store,
+    "chat-fsync": c.fsync,
   };
 }
 
@@ -229,6 +317,7 @@ export function watchdogConfig(v: FlagValues, given: ReadonlySet<string> = new S
     poolRestartBudget: num(v, "pool-restart-budget") || 3 * num(v, "workers"),
     restartWindowMs: num(v, "restart-window-ms"),
     failedRetryMs: num(v, "failed-retry-ms"),
+    chat: chatConfig(v),
     ...poolConfig(v),
     ...quarantineConfig(v),
     ...limitsConfig(v),
@@ -236,6 +325,9 @@ export function watchdogConfig(v: FlagValues, given: ReadonlySet<string> = new S
   };
   if (c.port + c.workers > 65535) {
     throw new UsageError(`--port ${c.port} leaves no room for ${c.workers} worker ports`);
+  }
+  if (c.chat.ircPort > 0 && c.chat.ircPort >= c.port && c.chat.ircPort <= c.port + c.workers) {
+    throw new UsageError(`--irc-port ${c.chat.ircPort} is one of the dispatcher's or workers' ports`);
   }
   if (c.hangTimeoutMs <= c.heartbeatMs) {
     throw new UsageError(
@@ -281,7 +373,16 @@ export function workerConfig(v: FlagValues): WorkerConfig {
     id: num(v, "id"),
     maxRequests: num(v, "max-requests"),
     graceMs: num(v, "grace-ms"),
+    chat: chatConfig(v),
+    chatInstance: str(v, "chat-instance"),
   };
+}
+
+/** Builds `osps chat`'s configuration. */
+export function chatClientConfig(v: FlagValues): ChatClientConfig {
+  const nick = str(v, "nick");
+  if (nick === "") throw new UsageError("chat: --nick is required");
+  return { host: str(v, "host"), port: num(v, "port"), nick, history: num(v, "history") };
 }
 
 /** Builds the client's configuration. */

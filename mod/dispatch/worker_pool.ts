@@ -46,6 +46,8 @@ export interface PoolHooks {
   onLost?(link: WorkerLink, lost: LostWork): void;
   /** A message from a worker on its link's data channel. */
   onMessage?(link: WorkerLink, message: Uint8Array): void;
+  /** A worker's link closed (its process died or stopped). */
+  onClosed?(link: WorkerLink): void;
 }
 
 /** Picks workers round-robin, queues clients when none is free. */
@@ -86,6 +88,7 @@ export class WorkerPool {
         onClosed: (l) => {
           this.#probes.delete(l.id);
           log.info("worker {id} link closed; not routing to it", { id: l.id });
+          this.#hooks.onClosed?.(l);
         },
         onLost: (l, lost) => this.#hooks.onLost?.(l, lost),
         onProbe: (l) => this.#probes.delete(l.id),

@@ -46,6 +46,12 @@ export interface RunSessionDeps {
   context(): ServiceContext;
   /** A claimed request has finished (answered or not): the worker is free again. */
   onDone(): void;
+  /**
+   * Takes over the connection of a {@link Service.handover} type (chat), with
+   * the bytes already read past the RUN line; resolves when that session ends.
+   * Absent when the worker does not serve such sessions.
+   */
+  handover?(type: string, arg: string, conn: Deno.Conn, buffered: Uint8Array): Promise<void>;
 }
 
 /** Serves one client connection to a worker. */
@@ -55,6 +61,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
   const admitted = d.admission.admit(key);
   if (Admission.refused(admitted)) return await conn.refuse(formatReply(admitted.status, admitted.reason));
   let claimed = false;
+  let handedOver = false;
   try {
     await conn.writeLine(greeting("worker", String(d.id)));
     const line = await conn.readLine({ timeoutMs: d.handshakeTimeoutMs });
@@ -63,8 +70,18 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     const refusal = d.link.claim(run.ticket, run.type, run.arg);
     if (refusal) return await badTicket(conn, key, REFUSALS[refusal], d.admission);
     claimed = true;
-    const result = await lookupService(run.type).run(run.arg, d.context());
+    const service = lookupService(run.type);
+    if (service.handover && !d.handover) {
+      return await conn.refuse(formatReply(Status.BUSY, `${run.type} is not enabled on this instance`));
+    }
+    const result = await service.run(run.arg, d.context());
     await conn.writeLine(formatReply(Status.OK, result));
+    if (service.handover && d.handover) {
+      claimed = false;
+      d.onDone(); // the session goes on; the worker's slot is free for the next request now
+      handedOver = true;
+      return await d.handover(run.type, run.arg, conn.conn, conn.takeBuffered());
+    }
   } catch (err) {
     if (err instanceof ProtocolError && err.status === Status.BAD_TICKET) {
       return await badTicket(conn, key, err.message, d.admission); // malformed: a bad ticket too
@@ -75,7 +92,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     logger().error("request failed: {err}", { err: String(err) });
     await conn.writeLine(formatReply(Status.INTERNAL, "the service failed; see the worker's log"));
   } finally {
-    conn.close();
+    if (!handedOver) conn.close(); // else the session closed it
     await conn.settled(); // the descriptor is free only then
     admitted.release();
     if (claimed) d.onDone();

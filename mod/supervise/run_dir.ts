@@ -25,6 +25,8 @@ export interface InstanceRecord {
   readonly created: string;
   /** Limit flags the roles enforce (shown by `osps status`). */
   readonly limits?: Readonly<Record<string, number>>;
+  /** Chat settings in force (no secrets), when chat is on. */
+  readonly chat?: Readonly<Record<string, string | number | boolean>>;
 }
 
 /** Checks (or creates) the run dir: a real directory, ours, mode 0700. */

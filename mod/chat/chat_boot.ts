@@ -1,0 +1,33 @@
+/**
+ * What the watchdog does for chat before it starts any worker: make the data
+ * dir (mode 0700, refusing a symlink or someone else's directory) and bring
+ * the store's schema to the current version, once, so that workers never
+ * race to migrate and a store that cannot open stops the instance at start
+ * (exit 100) instead of failing in every worker.
+ * @module
+ */
+import { CannotBootError } from "../errors.ts";
+import { getuid } from "../sys/libc.ts";
+import { type ChatConfig, isPostgres } from "./chat_config.ts";
+import { openStore } from "./open_store.ts";
+
+/** Creates `dir` (and its parents) with mode 0700, or tightens it; refuses a symlink or a foreign owner. */
+export function ensureDataDir(dir: string): void {
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = Deno.lstatSync(dir);
+  if (st.isSymlink || !st.isDirectory) throw new CannotBootError(`data dir ${dir} is not a directory`);
+  if (st.uid !== getuid()) throw new CannotBootError(`data dir ${dir} belongs to uid ${st.uid}, not to us`);
+  if ((st.mode! & 0o777) !== 0o700) Deno.chmodSync(dir, 0o700);
+}
+
+/** Prepares the store of the instance whose dispatcher port is `port`; throws {@link CannotBootError}. */
+export async function prepareChatStore(cfg: ChatConfig, port: number): Promise<void> {
+  try {
+    if (!isPostgres(cfg.store)) ensureDataDir(cfg.dataDir);
+    const store = await openStore(cfg, port);
+    await store.close();
+  } catch (err) {
+    if (err instanceof CannotBootError) throw err;
+    throw new CannotBootError(`chat store: ${(err as Error).message}`, { cause: err });
+  }
+}
