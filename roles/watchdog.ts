@@ -39,7 +39,7 @@ import { fitConnections, reserveFor } from "../mod/sys/fds.ts";
 import { E, gethostname } from "../mod/sys/libc.ts";
 import { netScope, type RolePermissions, selfCommand } from "../mod/sys/spawn.ts";
 import type { FlagValues } from "../mod/cli/cli.ts";
-import { postgresAddress } from "../mod/chat/chat_config.ts";
+import { POSTGRES_ENV, postgresAddress } from "../mod/chat/chat_config.ts";
 
 /** The watchdog gave up before the instance was ever ready: nothing can serve. */
 export class NothingCanServe extends OspsError {
@@ -335,7 +335,7 @@ function chatChildFlags(cfg: WatchdogConfig): { flags: FlagValues; permissions: 
     flags,
     permissions: {
       listen: [netScope(cfg.host, c.ircPort)],
-      ...(pg ? { connect: [pg] } : { files: [c.dataDir] }),
+      ...(pg ? { connect: [pg], env: POSTGRES_ENV } : { files: [c.dataDir] }),
     },
   };
 }

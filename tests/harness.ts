@@ -21,6 +21,7 @@ export const RUN_FLAGS = [
   "--allow-ffi",
   "--allow-read=/tmp",
   "--allow-write=/tmp",
+  "--allow-env=PGAPPNAME,PGTARGETSESSIONATTRS", // the PostgreSQL client's (chat --store postgres://)
   `--allow-run=${Deno.execPath()}`,
 ];
 

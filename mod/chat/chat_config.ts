@@ -54,3 +54,9 @@ export function postgresAddress(store: string): string | null {
   const url = new URL(store.replace(/^postgres(ql)?:/, "http:"));
   return `${url.hostname}:${url.port || "5432"}`;
 }
+
+/**
+ * The environment variables the npm `postgres` client reads whatever it is
+ * told: the roles that open PostgreSQL get `--allow-env` for these only.
+ */
+export const POSTGRES_ENV: readonly string[] = ["PGAPPNAME", "PGTARGETSESSIONATTRS"];

@@ -28,9 +28,37 @@ import { channelFrom, eventFrom, SCHEMA, userFrom } from "./store_schema.ts";
 type Sql = postgres.Sql | postgres.TransactionSql;
 type EventFields = Pick<ChannelEvent, "kind" | "source" | "params">;
 
-/** Connects to `url` with a small pool; PostgreSQL's notices are not logged. */
+/**
+ * Connects to `url` with a small pool; PostgreSQL's notices are not logged.
+ * Every setting is passed explicitly, so that the client reads no
+ * environment variable but the two of `POSTGRES_ENV` (chat_config.ts).
+ */
 export function connect(url: string, max = 4): postgres.Sql {
-  return postgres(url, { max, onnotice: () => {}, idle_timeout: 0, connect_timeout: 10 });
+  const u = new URL(url);
+  const user = decodeURIComponent(u.username) || "postgres";
+  const password = decodeURIComponent(u.password);
+  return postgres({
+    host: u.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(u.port || 5432),
+    user,
+    database: decodeURIComponent(u.pathname.slice(1)) || user,
+    pass: () => password,
+    max,
+    ssl: u.searchParams.get("sslmode") === "require" ? "require" : false,
+    sslnegotiation: null,
+    idle_timeout: 0,
+    connect_timeout: 10,
+    max_lifetime: 60 * (30 + Math.random() * 30), // s, as the library would pick
+    max_pipeline: 100,
+    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 20), // its default
+    keep_alive: 60,
+    prepare: true,
+    debug: false,
+    fetch_types: true,
+    publications: "alltables",
+    target_session_attrs: undefined,
+    onnotice: () => {},
+  } as postgres.Options<Record<string, never>>);
 }
 
 /** PostgreSQL implementation of {@link ChatStore}. */

@@ -15,6 +15,8 @@ export interface RolePermissions {
   readonly connect?: readonly string[];
   /** Paths it reads and writes (the chat's SQLite data dir). */
   readonly files?: readonly string[];
+  /** Environment variables it reads (a database client's). */
+  readonly env?: readonly string[];
 }
 
 /**
@@ -28,6 +30,7 @@ export function permissionFlags(p: RolePermissions): string[] {
     "--no-prompt",
     `--allow-net=${[...p.listen, ...(p.connect ?? [])].join(",")}`,
     ...(files.length ? [`--allow-read=${files.join(",")}`, `--allow-write=${files.join(",")}`] : []),
+    ...(p.env?.length ? [`--allow-env=${p.env.join(",")}`] : []),
     "--allow-ffi",
   ];
 }
