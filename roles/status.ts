@@ -50,6 +50,8 @@ export interface InstanceStatus {
   watchdog: { pid: number; run_dir: string; shm: string; state: string; ready_for_ms: number | null };
   /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
   limits: Readonly<Record<string, number>>;
+  /** Chat settings and limits in force (from instance.json), when chat is on. */
+  chat: Readonly<Record<string, string | number | boolean>> | null;
   dispatcher: ChildStatus;
   workers: ChildStatus[];
   /** Clients waiting for a worker. */
@@ -109,6 +111,7 @@ export function readStatus(runDir: string): InstanceStatus {
       ready_for_ms: readyAt ? Math.round(now - readyAt) : null,
     },
     limits: rec.limits ?? {},
+    chat: rec.chat ?? null,
     dispatcher: row(seg.slot(0), "dispatcher", now),
     workers: Array.from({ length: seg.slotCount - 1 }, (_, i) => row(seg.slot(i + 1), "worker", now)),
     queue_depth: seg.slot(0).load("queue_depth"),
@@ -162,5 +165,6 @@ export function statusTable(s: InstanceStatus): string {
       `quarantine: ${q.type} refused for ${ms(q.refused_for_ms)} more (it cost ${q.kills} workers)`
     ),
     `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
+    ...(s.chat ? [`chat: ${Object.entries(s.chat).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
   ].join("\n");
 }

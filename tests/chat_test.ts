@@ -9,7 +9,13 @@ import { LibClient, RawIrc } from "./support/irc.ts";
 import { clientsOnEveryWorker, withChat } from "./support/chat_instance.ts";
 
 Deno.test("chat: registration gives 001-005 with ISUPPORT, then MOTD or 422; errors get their numerics", async () => {
-  await withChat({ workers: 2 }, async (_inst, { ircPort }) => {
+  await withChat({ workers: 2 }, async (inst, { ircPort }) => {
+    // The chat's limits are flags with defaults, and osps status shows them.
+    const status = (await inst.status()) as unknown as { chat: Record<string, unknown> };
+    assert.equal(status.chat["irc-port"], ircPort);
+    for (const flag of ["irc-sendq-bytes", "irc-flood-burst", "irc-flood-rate", "irc-register-timeout-ms"]) {
+      assert.equal(typeof status.chat[flag], "number", `status shows ${flag}`);
+    }
     const a = await LibClient.connect(ircPort, "alice");
     assert.ok(a.registered);
     for (const n of ["001", "002", "003", "004", "005", "422"]) assert.ok(a.lines(n).length > 0, `got ${n}`);
