@@ -35,7 +35,7 @@ Deno.test("bench --quick runs every part and writes results.json, RESULTS.md and
     assert.equal(r.quick, true);
     assert.equal(typeof r.machine.nproc, "number");
     const parts = new Set(r.figures.map((f: { part: string }) => f.part));
-    assert.deepEqual([...parts].sort(), ["Full cycle", "IPC", "Memory", "Recovery"]);
+    assert.deepEqual([...parts].sort(), ["Chat", "Full cycle", "IPC", "Memory", "Recovery"]);
     for (const f of r.figures) {
       assert.ok(Number.isFinite(f.value) && f.value >= 0, JSON.stringify(f));
       if (f.reference) assert.ok(f.reference.value > 0 && Number.isFinite(f.ratio), JSON.stringify(f));

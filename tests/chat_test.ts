@@ -20,7 +20,9 @@ Deno.test("chat: registration gives 001-005 with ISUPPORT, then MOTD or 422; err
     assert.ok(a.registered);
     for (const n of ["001", "002", "003", "004", "005", "422"]) assert.ok(a.lines(n).length > 0, `got ${n}`);
     const isupport = a.lines("005").flatMap((m) => m.params);
-    for (const t of ["CASEMAPPING=rfc1459", "CHANTYPES=#", "PREFIX=(o)@", "NICKLEN=30", "CHATHISTORY=100"]) {
+    for (
+      const t of ["CASEMAPPING=rfc1459", "CHANTYPES=#", "PREFIX=(ov)@+", "NICKLEN=30", "CHATHISTORY=100"]
+    ) {
       assert.ok(isupport.includes(t), `ISUPPORT has ${t}`);
     }
     const raw = await RawIrc.connect(ircPort);

@@ -89,7 +89,11 @@ Deno.test("SqliteStore: nicknames unique by folded name; events numbered per cha
   assert.ok(j1 && typeof j1 === "object" && j2 && typeof j2 === "object");
   assert.deepEqual([j1.seq, j2.seq, j2.channel], [1, 2, "#Room"]);
   assert.equal(await s.join("#room", "bob!~u@h", "bob", "", "nt"), null, "already a member");
-  assert.deepEqual(await s.members("#ROOM"), [{ nick: "Ann[", op: true }, { nick: "bob", op: false }]);
+  assert.deepEqual(await s.members("#ROOM"), [{ nick: "Ann[", op: true, voice: false }, {
+    nick: "bob",
+    op: false,
+    voice: false,
+  }]);
   const m = await s.append("#room", { kind: "PRIVMSG", source: "bob!~u@h", params: ["hi"] });
   assert.equal(m?.seq, 3);
   assert.deepEqual((await s.eventsBetween("#room", 1, 3)).map((e) => e.seq), [2]);

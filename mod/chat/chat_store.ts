@@ -48,8 +48,14 @@ export interface ChannelInfo {
 /** One member of a channel. */
 export interface Member {
   readonly nick: string;
+  /** Channel operator (+o, prefix @). */
   readonly op: boolean;
+  /** Voiced (+v, prefix +). */
+  readonly voice: boolean;
 }
+
+/** Bits of a membership's prefix modes, as stored (`members.op`). */
+export const PREFIX_BITS = { o: 1, v: 2 } as const;
 
 /** Kinds of channel events (the IRC command that shows them). */
 export type ChannelEventKind = "PRIVMSG" | "NOTICE" | "JOIN" | "PART" | "KICK" | "TOPIC" | "MODE";
@@ -73,8 +79,10 @@ export interface ChannelChange {
   readonly modes?: { readonly modes: string; readonly key: string; readonly limit: number };
   /** Folded nick leaving (PART, KICK). */
   readonly removeMember?: string;
-  /** Nicks given or losing op. */
-  readonly setOps?: ReadonlyArray<{ readonly nick: string; readonly op: boolean }>;
+  /** Nicks given or losing a prefix mode (+o, +v). */
+  readonly setPrefixes?: ReadonlyArray<
+    { readonly nick: string; readonly mode: "o" | "v"; readonly on: boolean }
+  >;
 }
 
 /** Why a JOIN was refused. */

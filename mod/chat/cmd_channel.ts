@@ -28,15 +28,16 @@ function isIn(s: IrcSession, channel: string): boolean {
   return s.joined.has(fold(channel));
 }
 
-/** RPL_NAMREPLY lines (as many as the line limit needs), then RPL_ENDOFNAMES. */
-export function sendNames(s: IrcSession, channel: string, members: readonly Member[]): void {
-  const names = members.map((m) => (m.op ? "@" : "") + m.nick);
+/** RPL_NAMREPLY lines (as many as the line limit needs; "@" marks a secret channel), then RPL_ENDOFNAMES. */
+export function sendNames(s: IrcSession, info: ChannelInfo, members: readonly Member[]): void {
+  const channel = info.name;
+  const names = members.map((m) => (m.op ? "@" : m.voice ? "+" : "") + m.nick);
   for (let i = 0; i < names.length;) {
     let line = "";
     for (; i < names.length && line.length + names[i]!.length < 400; i++) {
       line += (line ? " " : "") + names[i];
     }
-    s.replyText(N.RPL_NAMREPLY, "=", channel, line);
+    s.replyText(N.RPL_NAMREPLY, info.modes.includes("s") ? "@" : "=", channel, line);
   }
   s.replyText(N.RPL_ENDOFNAMES, channel, "End of /NAMES list");
 }
@@ -65,7 +66,7 @@ async function join(s: IrcSession, name: string, key: string): Promise<void> {
   s.ctx.publish({ t: "ch", ev, origin: s.id });
   const info = await store.channel(ev.channel);
   if (info) sendTopic(s, info, false);
-  sendNames(s, ev.channel, await store.members(ev.channel));
+  if (info) sendNames(s, info, await store.members(ev.channel));
 }
 
 async function part(s: IrcSession, name: string, reason: string | undefined): Promise<void> {
@@ -140,14 +141,14 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
     return s.replyText(N.RPL_ENDOFBANLIST, info.name, "End of channel ban list");
   }
   for (const ch of change) {
-    if (!"+-ntklob".includes(ch)) s.replyText(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me");
+    if (!"+-nstklovb".includes(ch)) s.replyText(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me");
   }
   const members = await s.ctx.store.members(info.name);
   if (!members.some((m) => m.op && fold(m.nick) === fold(s.nick))) {
     return s.replyText(N.ERR_CHANOPRIVSNEEDED, info.name, "You're not channel operator");
   }
   let adding = true, modes = info.modes, key = info.key, limit = info.limit;
-  const setOps: Array<{ nick: string; op: boolean }> = [];
+  const setPrefixes: Array<{ nick: string; mode: "o" | "v"; on: boolean }> = [];
   const done: Array<[string, string, string?]> = []; // sign, letter, argument
   for (const ch of change) {
     if (ch === "+" || ch === "-") {
@@ -155,7 +156,7 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
       continue;
     }
     const sign = adding ? "+" : "-";
-    if (ch === "n" || ch === "t") {
+    if (ch === "n" || ch === "s" || ch === "t") {
       if (adding === modes.includes(ch)) continue;
       modes = adding ? [...modes, ch].sort().join("") : modes.replace(ch, "");
       done.push([sign, ch]);
@@ -174,7 +175,7 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
         limit = 0;
         done.push([sign, ch]);
       }
-    } else if (ch === "o") {
+    } else if (ch === "o" || ch === "v") {
       const who = rest.shift();
       if (who === undefined) continue;
       const m = members.find((x) => fold(x.nick) === fold(who));
@@ -182,7 +183,7 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
         s.replyText(N.ERR_USERNOTINCHANNEL, who, info.name, "They aren't on that channel");
         continue;
       }
-      setOps.push({ nick: m.nick, op: adding });
+      setPrefixes.push({ nick: m.nick, mode: ch, on: adding });
       done.push([sign, ch, m.nick]);
     } else if (ch === "b") {
       rest.shift(); // bans are not supported; the list is always empty
@@ -195,7 +196,7 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
     text += letter;
   }
   const params = [text, ...done.map(([, , a]) => a).filter((a): a is string => a !== undefined)];
-  const c: ChannelChange = { modes: { modes, key, limit }, setOps };
+  const c: ChannelChange = { modes: { modes, key, limit }, setPrefixes };
   const ev = await s.ctx.store.append(info.name, { kind: "MODE", source: s.source, params }, c);
   if (ev) publishEvent(s, ev);
 }
@@ -228,8 +229,11 @@ export const CHANNEL_COMMANDS: Record<string, Command> = {
       if (name === undefined) return s.replyText(N.RPL_ENDOFNAMES, "*", "End of /NAMES list");
       const info = validChannel(name) ? await s.ctx.store.channel(name) : null;
       const members = info ? await s.ctx.store.members(name) : [];
-      if (!info || members.length === 0) return s.replyText(N.RPL_ENDOFNAMES, name, "End of /NAMES list");
-      sendNames(s, info.name, members);
+      const hidden = info?.modes.includes("s") && !isIn(s, name); // secret: only members see who is in
+      if (!info || members.length === 0 || hidden) {
+        return s.replyText(N.RPL_ENDOFNAMES, name, "End of /NAMES list");
+      }
+      sendNames(s, info, members);
     },
   },
   LIST: {
@@ -239,6 +243,7 @@ export const CHANNEL_COMMANDS: Record<string, Command> = {
       s.replyText(N.RPL_LISTSTART, "Channel", "Users  Name");
       for (const { info, users } of await s.ctx.store.channels()) {
         if (users === 0 || (only && !only.has(fold(info.name)))) continue;
+        if (info.modes.includes("s") && !isIn(s, info.name)) continue; // secret: only members see it
         s.replyText(N.RPL_LIST, info.name, String(users), info.topic);
       }
       s.replyText(N.RPL_LISTEND, "End of /LIST");

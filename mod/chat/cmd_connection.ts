@@ -5,7 +5,7 @@
  */
 import { fold, formatMessage, type IrcMessage, validNick } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
-import { isupportTokens, N, USER_MODES } from "./numerics.ts";
+import { CHANNEL_MODES, isupportTokens, N, USER_MODES } from "./numerics.ts";
 
 /** Capabilities osps implements (IRCv3). */
 export const CAPS = ["batch", "draft/chathistory", "server-time"] as const;
@@ -40,7 +40,7 @@ async function tryRegister(s: IrcSession): Promise<void> {
   s.replyText(N.RPL_WELCOME, `Welcome to the ${cfg.network} IRC network ${s.source}`);
   s.replyText(N.RPL_YOURHOST, `Your host is ${cfg.serverName}, running version ${VERSION}`);
   s.replyText(N.RPL_CREATED, `This server was created ${s.ctx.startedAt.toUTCString()}`);
-  s.reply(N.RPL_MYINFO, cfg.serverName, VERSION, USER_MODES, "klnot", "klo");
+  s.reply(N.RPL_MYINFO, cfg.serverName, VERSION, USER_MODES, CHANNEL_MODES, "klov");
   const tokens = isupportTokens(cfg.network);
   for (let i = 0; i < tokens.length; i += 12) {
     s.reply(N.RPL_ISUPPORT, ...tokens.slice(i, i + 12), "are supported by this server");

@@ -3,13 +3,13 @@
  * worker and host): WHO, WHOIS, ISON, USERHOST.
  * @module
  */
-import type { ChatUser } from "./chat_store.ts";
+import type { ChatUser, Member } from "./chat_store.ts";
 import { fold, isChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { N } from "./numerics.ts";
 
-function whoReply(s: IrcSession, channel: string, u: ChatUser, op: boolean): void {
-  const flags = (u.away ? "G" : "H") + (op ? "@" : "");
+function whoReply(s: IrcSession, channel: string, u: ChatUser, m?: Member): void {
+  const flags = (u.away ? "G" : "H") + (m?.op ? "@" : m?.voice ? "+" : "");
   s.replyText(
     N.RPL_WHOREPLY,
     channel,
@@ -29,12 +29,12 @@ async function who(s: IrcSession, mask: string): Promise<void> {
     if (info) {
       for (const m of await store.members(mask)) {
         const u = await store.user(m.nick);
-        if (u) whoReply(s, info.name, u, m.op);
+        if (u) whoReply(s, info.name, u, m);
       }
     }
   } else if (mask !== "" && mask !== "*" && mask !== "0") {
     const u = await store.user(mask);
-    if (u) whoReply(s, "*", u, false);
+    if (u) whoReply(s, "*", u);
   }
   s.replyText(N.RPL_ENDOFWHO, mask || "*", "End of WHO list");
 }
@@ -48,14 +48,14 @@ async function whois(s: IrcSession, nick: string): Promise<void> {
   }
   s.replyText(N.RPL_WHOISUSER, u.nick, u.user, u.host, "*", u.realname);
   const channels = await store.channelsOf(u.nick);
-  if (channels.length > 0) {
-    const members = await Promise.all(channels.map((c) => store.members(c)));
-    const shown = channels.map((c, i) => {
-      const op = members[i]!.some((m) => m.op && fold(m.nick) === fold(u.nick));
-      return (op ? "@" : "") + c;
-    });
-    s.replyText(N.RPL_WHOISCHANNELS, u.nick, shown.join(" "));
+  const shown: string[] = [];
+  for (const c of channels) {
+    const info = await store.channel(c);
+    if (info?.modes.includes("s") && !s.joined.has(fold(c))) continue; // secret: only members see it
+    const m = (await store.members(c)).find((x) => fold(x.nick) === fold(u.nick));
+    shown.push((m?.op ? "@" : m?.voice ? "+" : "") + c);
   }
+  if (shown.length > 0) s.replyText(N.RPL_WHOISCHANNELS, u.nick, shown.join(" "));
   s.replyText(N.RPL_WHOISSERVER, u.nick, cfg.serverName, `osps worker (${u.owner.split("/")[0]})`);
   if (u.away) s.replyText(N.RPL_AWAY, u.nick, u.away);
   s.replyText(

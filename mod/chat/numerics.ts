@@ -69,10 +69,10 @@ export const N = {
   ERR_INVALIDCAPCMD: "410",
 } as const;
 
-/** Channel modes with a parameter when set: key (k) and limit (l); flags: n, t. Op (o) is a prefix mode. */
-export const CHANMODES = "k,l,,nt";
+/** Channel modes with a parameter when set: key (k) and limit (l); flags: n, s, t. Prefix modes: o, v. */
+export const CHANMODES = "k,l,,nst";
 /** Channel modes osps knows, all kinds. */
-export const CHANNEL_MODES = "klnot";
+export const CHANNEL_MODES = "klnostv";
 /** User modes osps knows. */
 export const USER_MODES = "i";
 /** Modes a new channel gets. */
@@ -98,7 +98,7 @@ export function isupportTokens(network: string): string[] {
     "MODES=4",
     `NETWORK=${network}`,
     `NICKLEN=${NICKLEN}`,
-    "PREFIX=(o)@",
+    "PREFIX=(ov)@+",
     `TARGMAX=PRIVMSG:${MAX_TARGETS},NOTICE:${MAX_TARGETS},JOIN:,PART:,NAMES:1,WHOIS:1`,
     `TOPICLEN=${TOPICLEN}`,
     "USERLEN=18",

@@ -21,9 +21,10 @@ import {
   type HistoryQuery,
   type JoinRefusal,
   type Member,
+  PREFIX_BITS,
   StoreError,
 } from "./chat_store.ts";
-import { channelFrom, eventFrom, SCHEMA, userFrom } from "./store_schema.ts";
+import { channelFrom, eventFrom, memberFrom, SCHEMA, userFrom } from "./store_schema.ts";
 
 type Sql = postgres.Sql | postgres.TransactionSql;
 type EventFields = Pick<ChannelEvent, "kind" | "source" | "params">;
@@ -219,8 +220,10 @@ export class PostgresStore implements ChatStore {
       if (change.removeMember) {
         await tx`DELETE FROM members WHERE channel = ${c} AND nick = ${fold(change.removeMember)}`;
       }
-      for (const o of change.setOps ?? []) {
-        await tx`UPDATE members SET op = ${o.op ? 1 : 0} WHERE channel = ${c} AND nick = ${fold(o.nick)}`;
+      for (const p of change.setPrefixes ?? []) {
+        const bit = PREFIX_BITS[p.mode];
+        await tx`UPDATE members SET op = ${p.on ? tx`op | ${bit}` : tx`op & ~${bit}::int`}
+          WHERE channel = ${c} AND nick = ${fold(p.nick)}`;
       }
       return await this.#appendIn(tx, c, e);
     }) as Promise<ChannelEvent | null>;
@@ -249,7 +252,7 @@ export class PostgresStore implements ChatStore {
   async members(channel: string): Promise<Member[]> {
     const rows = await this.#sql`SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick
       WHERE m.channel = ${fold(channel)} ORDER BY u.nick`;
-    return rows.map((r) => ({ nick: String(r["nick"]), op: Number(r["op"]) === 1 }));
+    return rows.map(memberFrom);
   }
 
   async channelsOf(nick: string): Promise<string[]> {

@@ -8,7 +8,7 @@
  * power cut), at a cost per message.
  * @module
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { fold } from "./irc_message.ts";
 import {
   type ChannelChange,
@@ -20,9 +20,10 @@ import {
   type HistoryQuery,
   type JoinRefusal,
   type Member,
+  PREFIX_BITS,
   StoreError,
 } from "./chat_store.ts";
-import { channelFrom, eventFrom, SCHEMA, userFrom } from "./store_schema.ts";
+import { channelFrom, eventFrom, memberFrom, SCHEMA, userFrom } from "./store_schema.ts";
 
 type Row = Record<string, SQLInputValue>;
 
@@ -30,6 +31,7 @@ type Row = Record<string, SQLInputValue>;
 export class SqliteStore implements ChatStore {
   readonly kind = "sqlite";
   readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -70,27 +72,34 @@ export class SqliteStore implements ChatStore {
 
   /** Runs `fn` in a write transaction (taken at once: no upgrade deadlock between processes). */
   #tx<T>(fn: () => T): T {
-    this.#db.exec("BEGIN IMMEDIATE");
+    this.#run("BEGIN IMMEDIATE");
     try {
       const out = fn();
-      this.#db.exec("COMMIT");
+      this.#run("COMMIT");
       return out;
     } catch (err) {
-      this.#db.exec("ROLLBACK");
+      this.#run("ROLLBACK");
       throw err;
     }
   }
 
+  /** Statements are prepared once each (preparing costs more than running most of them). */
+  #prepared(sql: string): StatementSync {
+    let st = this.#statements.get(sql);
+    if (!st) this.#statements.set(sql, st = this.#db.prepare(sql));
+    return st;
+  }
+
   #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
-    return this.#db.prepare(sql).get(...args) as Row | undefined;
+    return this.#prepared(sql).get(...args) as Row | undefined;
   }
 
   #all(sql: string, ...args: SQLInputValue[]): Row[] {
-    return this.#db.prepare(sql).all(...args) as Row[];
+    return this.#prepared(sql).all(...args) as Row[];
   }
 
   #run(sql: string, ...args: SQLInputValue[]): number {
-    return Number(this.#db.prepare(sql).run(...args).changes);
+    return Number(this.#prepared(sql).run(...args).changes);
   }
 
   addOwner(owner: string, instance: string, slot: number): Promise<void> {
@@ -249,8 +258,10 @@ export class SqliteStore implements ChatStore {
       if (change.removeMember) {
         this.#run("DELETE FROM members WHERE channel = ? AND nick = ?", c, fold(change.removeMember));
       }
-      for (const o of change.setOps ?? []) {
-        this.#run("UPDATE members SET op = ? WHERE channel = ? AND nick = ?", o.op ? 1 : 0, c, fold(o.nick));
+      for (const p of change.setPrefixes ?? []) {
+        const bit = PREFIX_BITS[p.mode];
+        const sql = `UPDATE members SET op = ${p.on ? "op | ?" : "op & ~?"} WHERE channel = ? AND nick = ?`;
+        this.#run(sql, bit, c, fold(p.nick));
       }
       return this.#appendIn(c, e);
     }));
@@ -291,7 +302,7 @@ export class SqliteStore implements ChatStore {
       "SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? ORDER BY u.nick",
       fold(channel),
     );
-    return Promise.resolve(rows.map((r) => ({ nick: String(r["nick"]), op: Number(r["op"]) === 1 })));
+    return Promise.resolve(rows.map(memberFrom));
   }
 
   channelsOf(nick: string): Promise<string[]> {

@@ -10,7 +10,14 @@
  * the database's primary key constraint.
  * @module
  */
-import type { ChannelEvent, ChannelEventKind, ChannelInfo, ChatUser } from "./chat_store.ts";
+import {
+  type ChannelEvent,
+  type ChannelEventKind,
+  type ChannelInfo,
+  type ChatUser,
+  type Member,
+  PREFIX_BITS,
+} from "./chat_store.ts";
 
 /** One schema version. */
 export interface SchemaStep {
@@ -65,6 +72,12 @@ export function channelFrom(r: Row): ChannelInfo {
     limit: Number(r["lim"]),
     createdAt: Number(r["created_at"]),
   };
+}
+
+/** A `members` row joined with its user's `nick` (`op` holds the prefix mode bits). */
+export function memberFrom(r: Row): Member {
+  const bits = Number(r["op"]);
+  return { nick: String(r["nick"]), op: (bits & PREFIX_BITS.o) !== 0, voice: (bits & PREFIX_BITS.v) !== 0 };
 }
 
 /** An `events` row joined with its channel's `name`. */
