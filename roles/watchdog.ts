@@ -19,14 +19,14 @@
  */
 import { toArgv } from "../mod/cli/cli.ts";
 import {
-  chatFlags,
   type InstancePaths,
   instancePaths,
   limitFlags,
   poolFlags,
   type WatchdogConfig,
 } from "../mod/cli/config.ts";
-import { prepareChatStore } from "../mod/chat/chat_boot.ts";
+import { chatForWorkers, prepareChatStore } from "../mod/chat/chat_boot.ts";
+import { chatFlags } from "../mod/chat/chat_config.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
@@ -36,10 +36,8 @@ import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/superv
 import { SupervisedChild, type SupervisorDeps, type Timing } from "../mod/supervise/supervisor.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { fitConnections, reserveFor } from "../mod/sys/fds.ts";
-import { E, gethostname } from "../mod/sys/libc.ts";
-import { netScope, type RolePermissions, selfCommand } from "../mod/sys/spawn.ts";
-import type { FlagValues } from "../mod/cli/cli.ts";
-import { POSTGRES_ENV, postgresAddress } from "../mod/chat/chat_config.ts";
+import { E } from "../mod/sys/libc.ts";
+import { netScope, selfCommand } from "../mod/sys/spawn.ts";
 
 /** The watchdog gave up before the instance was ever ready: nothing can serve. */
 export class NothingCanServe extends OspsError {
@@ -295,7 +293,7 @@ function makeChildren(
     deps,
   );
   const poolBudget = new RestartBudget(cfg.poolRestartBudget, cfg.restartWindowMs);
-  const chat = chatChildFlags(cfg);
+  const chat = chatForWorkers(cfg.chat, cfg.host, cfg.port);
   const workers = Array.from({ length: cfg.workers }, (_, i) => {
     const id = i + 1, port = cfg.port + id;
     segment.slot(id).store("port", port);
@@ -323,21 +321,6 @@ function makeChildren(
     );
   });
   return { dispatcher, workers };
-}
-
-/** What a worker needs for chat: its flags, and permission for the IRC port, the data dir or PostgreSQL. */
-function chatChildFlags(cfg: WatchdogConfig): { flags: FlagValues; permissions: RolePermissions } {
-  const c = cfg.chat;
-  if (c.ircPort === 0) return { flags: {}, permissions: { listen: [] } };
-  const flags = { ...chatFlags(c), "chat-instance": `${gethostname()}:${cfg.port}` };
-  const pg = postgresAddress(c.store);
-  return {
-    flags,
-    permissions: {
-      listen: [netScope(cfg.host, c.ircPort)],
-      ...(pg ? { connect: [pg], env: POSTGRES_ENV } : { files: [c.dataDir] }),
-    },
-  };
 }
 
 function announceReady(cfg: WatchdogConfig, failed: number[]): void {

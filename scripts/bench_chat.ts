@@ -13,6 +13,7 @@
  * @module
  */
 import { startInstance } from "../tests/harness.ts";
+import { readIrcLines } from "../tests/support/irc.ts";
 import { percentile } from "../mod/client/latency_stats.ts";
 import { parseMessage } from "../mod/chat/irc_message.ts";
 import { type Figure, figure, listening, sleep } from "./bench_util.ts";
@@ -22,21 +23,22 @@ class BenchClient {
   readonly conn: Deno.TcpConn;
   /** Message number → arrival time (performance.now()). */
   readonly arrived = new Map<number, number>();
-  #text = "";
   #welcomed = Promise.withResolvers<void>();
   #joined = Promise.withResolvers<void>();
   readonly #reading: Promise<void>;
   #waiter: { n: number; resolve: () => void } | undefined;
+  #whois: PromiseWithResolvers<string> | undefined;
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: Deno.TcpConn, readonly nick: string) {
     this.conn = conn;
+    this.#joined.promise.catch(() => {}); // awaited only after the welcome; a close before it is reported there
     this.#reading = this.#read();
   }
 
   static async open(port: number, nick: string, channel: string): Promise<BenchClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
-    const c = new BenchClient(conn);
+    const c = new BenchClient(conn, nick);
     await c.send(`NICK ${nick}\r\nUSER ${nick} 0 * :bench\r\n`);
     await c.#welcomed.promise;
     await c.send(`JOIN ${channel}\r\n`);
@@ -45,36 +47,28 @@ class BenchClient {
   }
 
   async #read(): Promise<void> {
-    const buf = new Uint8Array(256 * 1024);
-    const dec = new TextDecoder();
-    for (;;) {
-      let n: number | null;
-      try {
-        n = await this.conn.read(buf);
-      } catch {
-        n = null;
+    await readIrcLines(this.conn, (line, now) => {
+      if (line.includes(" PRIVMSG ")) {
+        const k = Number(line.slice(line.lastIndexOf(":") + 1));
+        this.arrived.set(k, now);
+        if (this.#waiter && this.arrived.has(this.#waiter.n)) this.#waiter.resolve();
+        return;
       }
-      if (n === null) break;
-      const now = performance.now();
-      this.#text += dec.decode(buf.subarray(0, n), { stream: true });
-      let nl;
-      while ((nl = this.#text.indexOf("\n")) >= 0) {
-        const line = this.#text.slice(0, nl).replace(/\r$/, "");
-        this.#text = this.#text.slice(nl + 1);
-        if (line.includes(" PRIVMSG ")) {
-          const k = Number(line.slice(line.lastIndexOf(":") + 1));
-          this.arrived.set(k, now);
-          if (this.#waiter && this.arrived.has(this.#waiter.n)) this.#waiter.resolve();
-          continue;
-        }
-        const m = parseMessage(line);
-        if (m?.command === "001") this.#welcomed.resolve();
-        else if (m?.command === "366") this.#joined.resolve();
-        else if (m?.command === "PING") void this.send(`PONG :${m.params[0] ?? ""}\r\n`);
-      }
-    }
+      const m = parseMessage(line);
+      if (m?.command === "001") this.#welcomed.resolve();
+      else if (m?.command === "366") this.#joined.resolve();
+      else if (m?.command === "312") this.#whois?.resolve(/\(([^)]*)\)/.exec(m.params[3] ?? "")?.[1] ?? "");
+      else if (m?.command === "PING") void this.send(`PONG :${m.params[0] ?? ""}\r\n`);
+    });
     this.#welcomed.reject(new Error("closed before 001"));
     this.#joined.reject(new Error("closed before joining"));
+  }
+
+  /** Which osps worker process serves us (from our own WHOIS; "" on other servers). */
+  async owner(): Promise<string> {
+    this.#whois = Promise.withResolvers<string>();
+    await this.send(`WHOIS ${this.nick}\r\n`);
+    return await this.#whois.promise;
   }
 
   async send(text: string): Promise<void> {
@@ -100,6 +94,20 @@ class BenchClient {
   }
 }
 
+/**
+ * With two members, the receiver is reconnected until a worker other than
+ * the sender's serves it: the measured path is the one across workers (the
+ * kernel, not the benchmark, picks the worker of a connection).
+ */
+async function spread(clients: BenchClient[], port: number, channel: string): Promise<void> {
+  const senderOwner = await clients[0]!.owner();
+  for (let attempt = 1; attempt <= 32; attempt++) {
+    if ((await clients[1]!.owner()) !== senderOwner) return;
+    await clients[1]!.close();
+    clients[1] = await BenchClient.open(port, `b2xr${attempt}`, channel);
+  }
+}
+
 /** What one server did at one channel size. */
 export interface ChatRun {
   readonly server: "osps" | "ngircd";
@@ -119,6 +127,7 @@ async function measure(
   const channel = `#bench${members}`;
   const clients: BenchClient[] = [];
   for (let i = 0; i < members; i++) clients.push(await BenchClient.open(port, `b${members}x${i}`, channel));
+  if (server === "osps" && members === 2) await spread(clients, port, channel);
   const [sender, ...receivers] = clients as [BenchClient, ...BenchClient[]];
   try {
     // Latency: one at a time.

@@ -111,7 +111,10 @@ Deno.test("chat: members on two workers get every channel message once, in the c
     b.raw("NAMES #room");
     await b.waitLine("names", (m) => m.command === "366");
     assert.ok(!said(b).includes("after kick"), "a kicked member gets no more messages");
+    // A client that vanishes without QUIT leaves its channels all the same, with a reason.
     await history.close();
+    const gone = await a.waitLine("reader's QUIT", (m) => m.command === "QUIT" && m.nick === "reader");
+    assert.equal(gone.params[0], "Connection closed");
     await a.quit();
     await b.quit();
   });

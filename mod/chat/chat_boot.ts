@@ -7,8 +7,10 @@
  * @module
  */
 import { CannotBootError } from "../errors.ts";
-import { getuid } from "../sys/libc.ts";
-import { type ChatConfig, isPostgres } from "./chat_config.ts";
+import { gethostname, getuid } from "../sys/libc.ts";
+import type { FlagValues } from "../cli/cli.ts";
+import { netScope, type RolePermissions } from "../sys/spawn.ts";
+import { type ChatConfig, chatFlags, isPostgres, POSTGRES_ENV, postgresAddress } from "./chat_config.ts";
 import { openStore } from "./open_store.ts";
 
 /** Creates `dir` (and its parents) with mode 0700, or tightens it; refuses a symlink or a foreign owner. */
@@ -30,4 +32,25 @@ export async function prepareChatStore(cfg: ChatConfig, port: number): Promise<v
     if (err instanceof CannotBootError) throw err;
     throw new CannotBootError(`chat store: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * What every worker needs for chat: its flags (through the flag table), and
+ * permission for the IRC port and either the data dir (SQLite) or the
+ * database's address and the client's two variables (PostgreSQL).
+ */
+export function chatForWorkers(
+  c: ChatConfig,
+  host: string,
+  port: number,
+): { flags: FlagValues; permissions: RolePermissions } {
+  if (c.ircPort === 0) return { flags: {}, permissions: { listen: [] } };
+  const pg = postgresAddress(c.store);
+  return {
+    flags: { ...chatFlags(c), "chat-instance": `${gethostname()}:${port}` },
+    permissions: {
+      listen: [netScope(host, c.ircPort)],
+      ...(pg ? { connect: [pg], env: POSTGRES_ENV } : { files: [c.dataDir] }),
+    },
+  };
 }

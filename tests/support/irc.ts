@@ -99,11 +99,40 @@ export class LibClient {
   }
 }
 
+/**
+ * Reads a connection's lines (CR LF removed) until it ends, calling `onLine`
+ * with each and the time its chunk arrived (`performance.now()`).
+ */
+export async function readIrcLines(
+  conn: Deno.Conn,
+  onLine: (line: string, at: number) => void,
+): Promise<void> {
+  const dec = new TextDecoder();
+  const buf = new Uint8Array(256 * 1024);
+  let text = "";
+  for (;;) {
+    let n: number | null;
+    try {
+      n = await conn.read(buf);
+    } catch {
+      n = null; // reset or closed: the end
+    }
+    if (n === null) return;
+    const at = performance.now();
+    text += dec.decode(buf.subarray(0, n), { stream: true });
+    let nl;
+    while ((nl = text.indexOf("\n")) >= 0) {
+      const line = text.slice(0, nl).replace(/\r$/, "");
+      text = text.slice(nl + 1);
+      onLine(line, at);
+    }
+  }
+}
+
 /** A raw TCP client speaking IRC lines. */
 export class RawIrc {
   readonly conn: Deno.TcpConn;
   readonly seen: IrcMessage[] = [];
-  #text = "";
   #reading: Promise<void> | undefined;
   #eof = false;
 
@@ -119,24 +148,10 @@ export class RawIrc {
   }
 
   async #readLoop(): Promise<void> {
-    const dec = new TextDecoder();
-    const buf = new Uint8Array(64 * 1024);
-    for (;;) {
-      let n: number | null;
-      try {
-        n = await this.conn.read(buf);
-      } catch {
-        n = null;
-      }
-      if (n === null) break;
-      this.#text += dec.decode(buf.subarray(0, n), { stream: true });
-      let nl;
-      while ((nl = this.#text.indexOf("\n")) >= 0) {
-        const m = parseMessage(this.#text.slice(0, nl).replace(/\r$/, ""));
-        this.#text = this.#text.slice(nl + 1);
-        if (m) this.seen.push(m);
-      }
-    }
+    await readIrcLines(this.conn, (line) => {
+      const m = parseMessage(line);
+      if (m) this.seen.push(m);
+    });
     this.#eof = true;
   }
 
