@@ -16,7 +16,6 @@ import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../m
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { until } from "../mod/deadline.ts";
 import { fitConnections, MAX_LINGERING, reserveFor } from "../mod/sys/fds.ts";
-import { ChatServer } from "../mod/chat/chat_server.ts";
 
 /** Runs a worker until told to stop. Returns the exit code. */
 export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): Promise<number> {
@@ -42,8 +41,9 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   );
   const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
   // Chat (--irc-port): IRC sessions live here, beside the request slot, and never occupy it.
+  // Loaded only when on: a worker without chat starts as fast as before (no SQLite, no IRC modules).
   const chat = cfg.chat.ircPort > 0
-    ? await ChatServer.start(cfg.chat, {
+    ? await (await import("../mod/chat/chat_server.ts")).ChatServer.start(cfg.chat, {
       host: cfg.host,
       instancePort: Number(cfg.chatInstance.split(":").pop()),
       instanceName: cfg.chatInstance,

@@ -11,7 +11,6 @@ import { gethostname, getuid } from "../sys/libc.ts";
 import type { FlagValues } from "../cli/cli.ts";
 import { netScope, type RolePermissions } from "../sys/spawn.ts";
 import { type ChatConfig, chatFlags, isPostgres, POSTGRES_ENV, postgresAddress } from "./chat_config.ts";
-import { openStore } from "./open_store.ts";
 
 /** Creates `dir` (and its parents) with mode 0700, or tightens it; refuses a symlink or a foreign owner. */
 export function ensureDataDir(dir: string): void {
@@ -26,6 +25,7 @@ export function ensureDataDir(dir: string): void {
 export async function prepareChatStore(cfg: ChatConfig, port: number): Promise<void> {
   try {
     if (!isPostgres(cfg.store)) ensureDataDir(cfg.dataDir);
+    const { openStore } = await import("./open_store.ts"); // SQLite and the rest only when chat is on
     const store = await openStore(cfg, port);
     await store.close();
   } catch (err) {

@@ -629,7 +629,9 @@ export function helpText(command = ""): string {
     const left = `${f.short ? `-${f.short}, ` : "    "}--${n}${
       f.type === "boolean" ? "" : f.type === "int" ? " N" : " VALUE"
     }`;
-    const def = f.default !== undefined && f.default !== false ? ` (default ${f.default})` : "";
+    const def = f.default !== undefined && f.default !== false && f.default !== ""
+      ? ` (default ${f.default})`
+      : "";
     const choices = f.choices ? ` [${f.choices.join("|")}]` : "";
     return `  ${left.padEnd(30)} ${f.doc}${choices}${def}`;
   });
