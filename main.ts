@@ -1,11 +1,17 @@
 /**
  * osps — one program, four roles (watchdog, dispatcher, worker, client) plus
- * status, stop and bench. Parses the subcommand, hands off to the role, and is
+ * chat, status, stop and bench. Parses the subcommand, hands off to the role, and is
  * the only place that turns an outcome into an exit code.
  * @module
  */
 import { helpText, parseCommandLine } from "./mod/cli/cli.ts";
-import { clientConfig, dispatcherConfig, resolveRunDir, workerConfig } from "./mod/cli/config.ts";
+import {
+  chatClientConfig,
+  clientConfig,
+  dispatcherConfig,
+  resolveRunDir,
+  workerConfig,
+} from "./mod/cli/config.ts";
 import { exitCodeOf, UsageError } from "./mod/errors.ts";
 import { loadWatchdogConfig } from "./mod/ops/config_file.ts";
 import { flushLogs } from "./mod/log.ts";
@@ -19,6 +25,7 @@ import { runStop } from "./roles/stop.ts";
 import { runReload } from "./roles/reload.ts";
 import { runBench } from "./roles/bench.ts";
 import { newSecret } from "./mod/link/secret.ts";
+import { runChat } from "./roles/chat.ts";
 
 async function main(argv: string[]): Promise<number> {
   const cmd = parseCommandLine(argv);
@@ -36,6 +43,8 @@ async function main(argv: string[]): Promise<number> {
       return await runWorker(workerConfig(f));
     case "client":
       return await runClient(clientConfig(f), cmd.positionals);
+    case "chat":
+      return await runChat(chatClientConfig(f), cmd.positionals);
     case "status": {
       if (f["watch"]) {
         if (f["json"]) throw new UsageError("status: --watch draws a table for people; drop --json");

@@ -10,6 +10,7 @@ import type { DispatcherConfig } from "../mod/cli/config.ts";
 import { instancePaths } from "../mod/cli/config.ts";
 import { serveDispatcherClient } from "../mod/dispatch/session.ts";
 import { encodeQuarantine, Quarantine } from "../mod/dispatch/quarantine.ts";
+import { relayHooks } from "../mod/dispatch/relay.ts";
 import { WorkerPool } from "../mod/dispatch/worker_pool.ts";
 import { FifoPoller } from "../mod/ipc/fifo.ts";
 import { QUARANTINE_TEXT_BYTES, Segment } from "../mod/ipc/shm.ts";
@@ -77,7 +78,9 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   const quarantine = new Quarantine(cfg, clock);
   quarantine.onChange = (list) =>
     segment.setHeaderText("quarantine", encodeQuarantine(list, QUARANTINE_TEXT_BYTES));
-  const pool = new WorkerPool(links, cfg, clock, {
+  const pool: WorkerPool = new WorkerPool(links, cfg, clock, {
+    // Broker for the workers' data channel (chat fan-out): relay between them, say when one is gone.
+    ...relayHooks(() => pool),
     onQueueDepth: (n) => slot.store("queue_depth", n),
     onTicketUnused: (outcome) => stats.ticket(outcome),
     onLost: (link, lost) => {

@@ -29,6 +29,7 @@ export function readStatus(runDir: string): InstanceStatus {
     workers: rec.workers,
     linkPort: rec.link_port,
     join: rec.join,
+    chat: rec.chat,
   }, systemClock.now());
 }
 

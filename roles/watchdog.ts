@@ -27,6 +27,8 @@ import {
   type WatchdogConfig,
   watchdogConfig,
 } from "../mod/cli/config.ts";
+import { chatForWorkers, prepareChatStore } from "../mod/chat/chat_boot.ts";
+import { chatFlags } from "../mod/chat/chat_config.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
@@ -75,6 +77,15 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   const secret = cfg.secretFile ? readSecret(cfg.secretFile) : undefined;
   const paths = instancePaths(cfg.runDir);
   const lock = InstanceLock.acquire(paths);
+  // Chat: the data dir made 0700 and the schema migrated once, before any worker opens the store.
+  if (cfg.chat.ircPort > 0) {
+    try {
+      await prepareChatStore(cfg.chat, cfg.port);
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+  }
   const removed = lock.cleanStale();
   if (removed.length) {
     log.warn("removed leftovers of a crashed instance: {list}", { list: removed.join(", ") });
@@ -180,6 +191,7 @@ async function runInstance(
     limits: { ...limitFlags(cfg), ...poolFlags(cfg) },
     link_port: cfg.linkPort || undefined,
     join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
+    ...(cfg.chat.ircPort > 0 ? { chat: chatFlags(cfg.chat, true) } : {}),
   });
   scope.defer(() => removeQuietly(paths.record));
   const remoteSlots = cfg.linkPort ? cfg.remoteSlots : 0;
@@ -197,6 +209,7 @@ async function runInstance(
     workers: cfg.workers,
     linkPort: cfg.linkPort || undefined,
     join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
+    chat: cfg.chat.ircPort > 0 ? chatFlags(cfg.chat, true) : undefined,
   });
   scope.defer(() => ops.detach());
   for (const f of fifos) {
@@ -438,17 +451,23 @@ function makeChildren(
         isWorker: true,
         poolBudget,
         secret: join ? secret : undefined,
-        command: () =>
-          selfCommand(
+        command: () => {
+          const chat = chatForWorkers(live.cfg.chat, cfg.host, cfg.port);
+          return selfCommand(
             toArgv("worker", {
               ...common(),
+              ...chat.flags,
               id,
               port,
               join,
               "max-requests": withJitter(live.cfg.maxRequests),
             }),
-            { listen: [netScope(cfg.host, port), ...(join ? [join] : [])] },
-          ),
+            {
+              ...chat.permissions,
+              listen: [netScope(cfg.host, port), ...(join ? [join] : []), ...chat.permissions.listen],
+            },
+          );
+        },
       },
       timingOf(cfg),
       policyOf(cfg),
@@ -592,7 +611,8 @@ function announceReady(cfg: WatchdogConfig, failed: number[]): string {
     : `ready dispatcher=${netScope(cfg.host, cfg.port)}${
       cfg.linkPort ? ` link=${netScope(cfg.host, cfg.linkPort)}` : ""
     }`;
-  const line = `${head} workers=${ports} pid=${Deno.pid} run-dir=${cfg.runDir}${
+  const irc = cfg.chat.ircPort > 0 ? ` irc=${netScope(cfg.host, cfg.chat.ircPort)}` : "";
+  const line = `${head} workers=${ports}${irc} pid=${Deno.pid} run-dir=${cfg.runDir}${
     failed.length ? ` degraded failed=${failed.join(",")}` : ""
   }`;
   console.log(line);

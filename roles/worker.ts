@@ -81,6 +81,18 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
       () => new LocalDispatcherLink(slot, instancePaths(cfg.runDir), poller, clock, segment.slot(0)),
     );
 
+  // Chat (--irc-port): IRC sessions live here, beside the request slot, and never occupy it.
+  // Loaded only when on: a worker without chat starts as fast as before (no SQLite, no IRC modules).
+  const chat = cfg.chat.ircPort > 0
+    ? await (await import("../mod/chat/chat_server.ts")).ChatServer.start(cfg.chat, {
+      host: cfg.host,
+      instancePort: Number(cfg.chatInstance.split(":").pop()),
+      instanceName: cfg.chatInstance,
+      slot: cfg.id,
+      link,
+    })
+    : undefined;
+
   server.serve((tcp) =>
     serveRunClient(tcp, {
       id: cfg.id,
@@ -104,6 +116,10 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
           void drain(Infinity);
         }
       },
+      handover: chat
+        ? (_type, arg, tcp, buffered) =>
+          chat.serve(tcp, buffered, [`NICK ${arg}`, `USER ${arg.slice(0, 10)} 0 * :osps chat`])
+        : undefined,
     })
   );
   link.ready(); // the slot is clean and idle before the dispatcher can hear of this worker
@@ -112,11 +128,13 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     onConnected: () => {
       log.debug("dispatcher connected");
       if (cfg.join) control.linked(true, `${cfg.join.host}:${cfg.join.port}`);
+      chat?.linkConnected();
     },
     onDisconnected: () => {
       log.info("dispatcher link closed; serving current clients, waiting for a new dispatcher");
       if (cfg.join) control.linked(false, `${cfg.join.host}:${cfg.join.port}`);
     },
+    onMessage: (m) => chat?.fromLink(m),
   });
   poller.start();
   control.ready(`worker ${cfg.id} port ${cfg.port}`);
@@ -124,6 +142,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   await stopped;
   await server.closed();
+  await chat?.close(); // chat sessions are told to reconnect (another worker takes them)
   await until(() => server.conns.size === 0 || clock.now() >= finishBy, 10);
   link.close();
   await poller.stop();

@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--parts ipc,flow,memory,recovery] [--out DIR]`: the
+ * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat] [--out DIR]`: the
  * benchmark suite. Starts what it needs, measures, stops everything, and
  * writes `bench/results.json`, `bench/RESULTS.md` and `bench/latency.svg`.
  * Every figure is set against a reference measured in the same run.
@@ -16,10 +16,11 @@ import { benchIpc } from "./bench_ipc.ts";
 import { benchFlow, type FlowRun } from "./bench_flow.ts";
 import { benchMemory } from "./bench_memory.ts";
 import { benchRecovery } from "./bench_recovery.ts";
+import { benchChat } from "./bench_chat.ts";
 import { latencySvg, type Results, resultsMarkdown } from "./bench_report.ts";
 import { type Figure, machine, ROOT, spawnHelper } from "./bench_util.ts";
 
-const PARTS = ["ipc", "flow", "memory", "recovery"] as const;
+const PARTS = ["ipc", "flow", "memory", "recovery", "chat"] as const;
 type Part = (typeof PARTS)[number];
 
 /** Sizes of each part, full and quick. */
@@ -30,12 +31,14 @@ function plan(quick: boolean) {
       flow: { clients: [1, 16, 64], durationMs: 700, warmupMs: 200 },
       memory: { durationMs: 700, clients: 16 },
       recovery: { kills: 1, bareStarts: 2 },
+      chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
     }
     : {
       ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
       flow: { clients: [1, 16, 64], durationMs: 5_000, warmupMs: 1_000 },
       memory: { durationMs: 3_000, clients: 16 },
       recovery: { kills: 3, bareStarts: 5 },
+      chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
     };
 }
 
@@ -132,6 +135,13 @@ async function main(): Promise<number> {
     const r = await benchRecovery(p.recovery);
     figures.push(...r.figures);
     raw["recovery"] = r.raw;
+  }
+
+  if (parts.has("chat")) {
+    say(`chat: one sender, ${p.chat.members.join(" and ")} members, osps vs ngircd`);
+    const r = await benchChat(p.chat);
+    figures.push(...r.figures);
+    raw["chat"] = r.runs;
   }
 
   const results: Results = {

@@ -35,7 +35,7 @@ Deno.test("bench --quick runs every part and writes results.json, RESULTS.md and
     assert.equal(r.quick, true);
     assert.equal(typeof r.machine.nproc, "number");
     const parts = new Set(r.figures.map((f: { part: string }) => f.part));
-    assert.deepEqual([...parts].sort(), ["Full cycle", "IPC", "Memory", "Recovery"]);
+    assert.deepEqual([...parts].sort(), ["Chat", "Full cycle", "IPC", "Memory", "Recovery"]);
     for (const f of r.figures) {
       assert.ok(Number.isFinite(f.value) && f.value >= 0, JSON.stringify(f));
       if (f.reference) assert.ok(f.reference.value > 0 && Number.isFinite(f.ratio), JSON.stringify(f));
@@ -53,6 +53,9 @@ Deno.test("bench --quick runs every part and writes results.json, RESULTS.md and
         "session 1",
         "session 16",
         "session 64",
+        "twohop 1",
+        "twohop 16",
+        "twohop 64",
       ]
         .sort(),
     );
@@ -67,7 +70,7 @@ Deno.test("bench --quick runs every part and writes results.json, RESULTS.md and
     assert.match(md, /\| part \| figure \| value \| reference \| ratio \| target \| met\? \|/);
     const svg = Deno.readTextFileSync(`${out}/latency.svg`);
     assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^]*<\/svg>\n$/);
-    assert.equal((svg.match(/<polyline /g) ?? []).length, 9, "one CDF per kind and client count");
+    assert.equal((svg.match(/<polyline /g) ?? []).length, 12, "one CDF per kind and client count");
   } finally {
     Deno.removeSync(out, { recursive: true });
   }

@@ -79,13 +79,16 @@ Deno.test("every request type answers through the full flow; bad input gets a cl
     assert.notEqual(unknown.code, 0);
     assert.match(
       unknown.stderr,
-      /unknown request type "nope"; known: echo, fib, hold, sha256, sleep, stats, time, upper/,
+      /unknown request type "nope"; known: chat, echo, fib, hold, sha256, sleep, stats, time, upper/,
     );
     const negative = await inst.client(["sleep", "-5"]);
     assert.equal(negative.code, 3);
     assert.match(negative.stderr, /400 sleep takes a whole number from 0 to 30000/);
     const huge = await inst.client(["fib", "100000"]);
     assert.match(huge.stderr, /400 fib takes a whole number from 0 to 78/);
+    const chat = await inst.client(["chat", "nick"]);
+    assert.equal(chat.code, 3);
+    assert.match(chat.stderr, /503 chat is not enabled on this instance/);
     // A bad request cost nothing: the pool still serves.
     assert.equal((await inst.client(["echo", "still here"])).stdout, "still here\n");
   });

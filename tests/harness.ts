@@ -22,6 +22,7 @@ export const RUN_FLAGS = [
   "--allow-ffi",
   "--allow-read=/tmp",
   "--allow-write=/tmp",
+  "--allow-env=PGAPPNAME,PGTARGETSESSIONATTRS", // the PostgreSQL client's (chat --store postgres://)
   `--allow-run=${Deno.execPath()}`,
   // systemd's notify protocol (tests stand in for systemd).
   "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC,WATCHDOG_PID",

@@ -89,6 +89,7 @@ function instance(dispatcher: Partial<ChildStatus>, workers: Partial<ChildStatus
     queue_depth: 0,
     quarantine: [],
     reloads: { asked: 0, done: 0, failed: 0, last_ms_ago: null, replaced_rss: 0 },
+    chat: null,
   };
 }
 

@@ -109,7 +109,7 @@ Deno.test("--request-timeout-for parses TYPE:MS pairs and refuses unknown types 
   assert.deepEqual(parseTimeoutsFor(""), {});
   assert.throws(() => parseTimeoutsFor("sleep"), UsageError);
   assert.throws(() => parseTimeoutsFor("sleep:5"), /MS ≥ 10, got "sleep:5"/);
-  assert.throws(() => parseTimeoutsFor("nap:100"), /unknown request type "nap"; known: echo, fib/);
+  assert.throws(() => parseTimeoutsFor("nap:100"), /unknown request type "nap"; known: chat, echo, fib/);
 });
 
 /** A stand-in process: speaks the control protocol when told to, dies on the signals a process dies on. */

@@ -279,6 +279,84 @@ const OPERATIONS: Record<string, FlagSpec> = {
     doc: "write every role's log lines to this file (reopened on SIGUSR1) instead of stderr",
   },
 };
+/** The chat service (IRC in the workers); the watchdog passes them on to every worker. */
+const CHAT: Record<string, FlagSpec> = {
+  "irc-port": {
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 65535,
+    doc: "IRC port every worker serves on --host (SO_REUSEPORT: the kernel spreads clients; 0 = chat off)",
+  },
+  "data-dir": {
+    type: "string",
+    default: "",
+    doc: "chat database directory, mode 0700 (default $XDG_STATE_HOME/osps, else ~/.local/state/osps)",
+  },
+  store: {
+    type: "string",
+    default: "sqlite",
+    doc: "chat store: sqlite (a file in --data-dir) or postgres://user[:password]@host:port/db",
+  },
+  "chat-fsync": {
+    type: "boolean",
+    default: false,
+    doc: "SQLite: fsync every commit (survives a power cut; default: survives a kill -9 of every process)",
+  },
+  "irc-password": {
+    type: "string",
+    default: "",
+    doc: "password IRC clients must give with PASS (empty: none)",
+  },
+  "irc-server-name": { type: "string", default: "osps.local", doc: "name the IRC server gives itself" },
+  "irc-motd": { type: "string", default: "", doc: "message of the day, lines separated by \\n (empty: 422)" },
+  "irc-max-line-bytes": {
+    type: "int",
+    default: 512,
+    min: 512,
+    max: 8192,
+    doc: "longest IRC line without tags, CR LF included (tags: up to 8191 more)",
+  },
+  "irc-sendq-bytes": {
+    type: "int",
+    default: 256 * 1024,
+    min: 1024,
+    max: 64 << 20,
+    doc: "output queued for one IRC client before it is disconnected (a client that does not read)",
+  },
+  "irc-flood-burst": {
+    type: "int",
+    default: 20,
+    min: 1,
+    max: 100_000,
+    doc: "lines an IRC client may send at once",
+  },
+  "irc-flood-rate": {
+    type: "int",
+    default: 5,
+    min: 0,
+    max: 1_000_000,
+    doc: "lines per second after the burst; faster lines are delayed, not refused (0 = no flood control)",
+  },
+  "irc-register-timeout-ms": {
+    type: "int",
+    default: 30_000,
+    min: 100,
+    doc: "time an IRC connection has to register (NICK and USER)",
+  },
+  "irc-ping-ms": {
+    type: "int",
+    default: 120_000,
+    min: 100,
+    doc: "IRC silence after which the server sends PING",
+  },
+  "irc-ping-timeout-ms": {
+    type: "int",
+    default: 60_000,
+    min: 100,
+    doc: "time to answer that PING before the client is dropped",
+  },
+};
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,
   port: { ...PORT, doc: "dispatcher port of the instance (finds the default run dir)" },
@@ -356,6 +434,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       },
       ...POOL,
       ...LIMITS,
+      ...CHAT,
       ...LOG,
       ...OPERATIONS,
     },
@@ -404,6 +483,12 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       ...LINK_TIMING,
       "grace-ms": POOL["grace-ms"]!,
       ...LIMITS,
+      ...CHAT,
+      "chat-instance": {
+        type: "string",
+        default: "",
+        doc: "HOSTNAME:PORT naming the instance in the chat store",
+      },
       ...LOG,
     },
   },
@@ -428,6 +513,17 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         doc: "do not retry once when the dispatcher connection drops",
       },
       "timeout-ms": { type: "int", default: 30_000, min: 1, doc: "give up on an answer after this long" },
+    },
+  },
+  chat: {
+    summary: "chat: join channels with a nickname, through the dispatcher (IRC clients see you too)",
+    usage: "osps chat [--host H] [--port P] --nick NICK [#channel…]",
+    positionals: true,
+    flags: {
+      host: HOST,
+      port: PORT,
+      nick: { type: "string", default: "", doc: "your nickname (required)" },
+      history: { type: "int", default: 20, min: 0, max: 100, doc: "messages of each channel shown on join" },
     },
   },
   secret: {
@@ -724,7 +820,9 @@ export function helpText(command = ""): string {
     const left = `${f.short ? `-${f.short}, ` : "    "}--${n}${
       f.type === "boolean" ? "" : f.type === "int" ? " N" : " VALUE"
     }`;
-    const def = f.default !== undefined && f.default !== false ? ` (default ${f.default})` : "";
+    const def = f.default !== undefined && f.default !== false && f.default !== ""
+      ? ` (default ${f.default})`
+      : "";
     const choices = f.choices ? ` [${f.choices.join("|")}]` : "";
     return `  ${left.padEnd(30)} ${f.doc}${choices}${def}`;
   });

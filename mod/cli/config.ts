@@ -8,6 +8,7 @@ import { UsageError } from "../errors.ts";
 import { getuid } from "../sys/libc.ts";
 import type { AdmissionLimits } from "../net/admission.ts";
 import { serviceNames, SERVICES } from "../services/registry.ts";
+import { type ChatConfig, chatConfig } from "../chat/chat_config.ts";
 
 /**
  * Local slots kept free beside the workers: a worker being replaced (reload,
@@ -109,6 +110,8 @@ export interface WatchdogConfig
   readonly source: ConfigSource;
   /** The flag values it was built from (command line over config file over defaults). */
   readonly flags: FlagValues;
+  /** The chat service (`chat.ircPort` 0: off). */
+  readonly chat: ChatConfig;
 }
 
 /** Where a watchdog's configuration comes from: the command line (and the `--config` file it names). */
@@ -149,6 +152,18 @@ export interface WorkerConfig extends ChildInstanceConfig, LinkTimingConfig {
   readonly graceMs: number;
   /** Retire after this many requests (0 = never). */
   readonly maxRequests: number;
+  /** The chat service (`chat.ircPort` 0: off). */
+  readonly chat: ChatConfig;
+  /** `HOSTNAME:PORT` naming the instance in the chat store. */
+  readonly chatInstance: string;
+}
+
+/** `osps chat`. */
+export interface ChatClientConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly nick: string;
+  readonly history: number;
 }
 
 /** `osps client`. */
@@ -322,6 +337,7 @@ export function watchdogConfig(
     metricsHost: str(v, "metrics-host"),
     logFile: str(v, "log-file"),
     configFile: str(v, "config"),
+    chat: chatConfig(v),
     ...poolConfig(v),
     ...quarantineConfig(v),
     ...limitsConfig(v),
@@ -360,6 +376,9 @@ export function watchdogConfig(
     throw new UsageError(
       `--metrics-port ${c.metricsPort} is one of the instance's ports (${c.port}-${last})`,
     );
+  }
+  if (c.chat.ircPort > 0 && c.chat.ircPort >= c.port && c.chat.ircPort <= c.port + c.workers) {
+    throw new UsageError(`--irc-port ${c.chat.ircPort} is one of the dispatcher's or workers' ports`);
   }
   if (c.hangTimeoutMs <= c.heartbeatMs) {
     throw new UsageError(
@@ -410,7 +429,16 @@ export function workerConfig(v: FlagValues): WorkerConfig {
     maxRequests: num(v, "max-requests"),
     graceMs: num(v, "grace-ms"),
     join: str(v, "join") ? parseEndpoint("join", str(v, "join")) : null,
+    chat: chatConfig(v),
+    chatInstance: str(v, "chat-instance"),
   };
+}
+
+/** Builds `osps chat`'s configuration. */
+export function chatClientConfig(v: FlagValues): ChatClientConfig {
+  const nick = str(v, "nick");
+  if (nick === "") throw new UsageError("chat: --nick is required");
+  return { host: str(v, "host"), port: num(v, "port"), nick, history: num(v, "history") };
 }
 
 /** Builds the client's configuration. */

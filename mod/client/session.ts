@@ -167,6 +167,21 @@ export class Session {
   }
 
   async #run(worker: Assignment, type: string, arg: string): Promise<{ code: number; text: string }> {
+    const { conn, code, text } = await this.#start(worker, type, arg);
+    conn.close();
+    return { code, text };
+  }
+
+  /**
+   * Connects to the worker, sends RUN, and reads its greeting and first
+   * reply; the connection stays open (the caller closes it). Refusals and
+   * lost workers throw as for {@link Session.request}.
+   */
+  async #start(
+    worker: Assignment,
+    type: string,
+    arg: string,
+  ): Promise<{ conn: LineConn; code: number; text: string }> {
     let conn: LineConn;
     try {
       conn = await LineConn.connect(worker.host, worker.port);
@@ -190,13 +205,23 @@ export class Session {
       const reply = await expectLine(conn, what, lost, this.#timeoutMs);
       const text = unescapeText(reply.text);
       if (reply.code >= 400) throw new ServiceError(`worker: ${reply.code} ${text}`, reply.code);
-      return { code: reply.code, text };
+      return { conn, code: reply.code, text };
     } catch (err) {
+      conn.close();
       if (err instanceof WorkerLost) throw await this.#explain(err, worker.ticket);
       throw err;
-    } finally {
-      conn.close();
     }
+  }
+
+  /**
+   * Asks for a worker and starts a request whose connection the worker keeps
+   * (`chat`): returns that connection after the worker's `200`, for the
+   * caller to speak the session's protocol on (and close).
+   */
+  async takeOver(type: string, arg: string): Promise<{ conn: LineConn; text: string; worker: Assignment }> {
+    const { worker } = await this.#assignment(type);
+    const { conn, text } = await this.#start(worker, type, arg);
+    return { conn, text, worker };
   }
 
   /** Asks the dispatcher what became of the ticket, to say why the worker went away. */

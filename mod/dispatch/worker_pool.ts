@@ -48,6 +48,8 @@ export interface PoolHooks {
   onMessage?(link: WorkerLink, message: Uint8Array): void;
   /** A ticket went unused: its client gave it back (`returned`) or it ran out (`expired`). */
   onTicketUnused?(outcome: "returned" | "expired"): void;
+  /** A worker's link closed (its process died or stopped). */
+  onClosed?(link: WorkerLink): void;
 }
 
 /** Picks workers round-robin, queues clients when none is free. */
@@ -100,6 +102,7 @@ export class WorkerPool {
       onClosed: (l) => {
         this.#probes.delete(l.id);
         logger().info("worker {id} link closed; not routing to it", { id: l.id });
+        this.#hooks.onClosed?.(l);
       },
       onLost: (l, lost) => this.#hooks.onLost?.(l, lost),
       onProbe: (l) => this.#probes.delete(l.id),

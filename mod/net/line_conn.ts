@@ -198,6 +198,18 @@ export class LineConn {
     }
   }
 
+  /**
+   * Hands over the bytes read from the socket but not yet returned as lines
+   * (a client that pipelined what follows its first line), and forgets them:
+   * whoever takes over the socket reads them first. Call it only between
+   * lines (no read in flight).
+   */
+  takeBuffered(): Uint8Array {
+    const rest = this.#buf.slice(this.#start, this.#end);
+    this.#start = this.#scan = this.#end = 0;
+    return rest;
+  }
+
   /** Writes one line (LF appended). Resolves false when the peer is gone. */
   async writeLine(line: string): Promise<boolean> {
     if (this.#closed) return false;

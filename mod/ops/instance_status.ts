@@ -87,6 +87,8 @@ export interface InstanceStatus {
   };
   /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
   limits: Readonly<Record<string, number>>;
+  /** Chat settings and limits in force (from instance.json), when chat is on. */
+  chat: Readonly<Record<string, string | number | boolean>> | null;
   dispatcher: ChildStatus;
   workers: ChildStatus[];
   /** Clients waiting for a worker. */
@@ -153,6 +155,8 @@ export interface InstanceWhere {
   readonly linkPort?: number;
   /** On a joined host: the dispatcher link address. */
   readonly join?: string;
+  /** Chat settings in force (no secrets), when chat is on. */
+  readonly chat?: Readonly<Record<string, string | number | boolean>>;
 }
 
 /** The status of the instance mapped in `seg`, at monotonic time `now`. */
@@ -184,6 +188,7 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
       ...(where.join ? { joined: where.join } : {}),
     },
     limits: where.limits ?? {},
+    chat: where.chat ?? null,
     dispatcher: where.join
       ? { ...dispatcher, host: where.join, state: "remote", link: "remote" }
       : dispatcher,
@@ -255,6 +260,7 @@ export function statusTable(s: InstanceStatus): string {
       `quarantine: ${q.type} refused for ${ms(q.refused_for_ms)} more (it cost ${q.kills} workers)`
     ),
     `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
+    ...(s.chat ? [`chat: ${Object.entries(s.chat).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
   ].join("\n");
 }
 

@@ -6,6 +6,7 @@
  */
 import { ProtocolError } from "../errors.ts";
 import { Status } from "../net/protocol.ts";
+import { validNick } from "../chat/irc_message.ts";
 
 /** What a service may know about the worker running it. */
 export interface ServiceContext {
@@ -24,6 +25,12 @@ export interface Service {
   readonly doc: string;
   /** Computes the one-line answer; throws {@link ProtocolError} 400 for a bad argument. */
   run(arg: string, ctx: ServiceContext): string | Promise<string>;
+  /**
+   * After the answer the connection is handed to the worker's session code
+   * for this type (chat: it speaks IRC from then on), and the worker is free
+   * for other requests at once: a long session does not hold its one slot.
+   */
+  readonly handover?: boolean;
 }
 
 /** Longest `sleep` accepted, in ms. */
@@ -81,6 +88,20 @@ function fib(n: number): number {
 
 /** Every request type, by name. */
 export const SERVICES: Readonly<Record<string, Service>> = {
+  chat: {
+    usage: "NICK",
+    doc: "joins the chat as NICK (osps chat); the connection then speaks IRC",
+    handover: true,
+    run: (arg) => {
+      if (!validNick(arg)) {
+        throw new ProtocolError(
+          `chat takes a nickname, got ${JSON.stringify(arg.slice(0, 40))}`,
+          Status.BAD_REQUEST,
+        );
+      }
+      return `chat ${arg}`;
+    },
+  },
   echo: { usage: "TEXT", doc: "answers TEXT unchanged", run: (arg) => arg },
   upper: { usage: "TEXT", doc: "answers TEXT in upper case", run: (arg) => arg.toUpperCase() },
   time: {

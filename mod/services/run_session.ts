@@ -58,6 +58,12 @@ export interface RunSessionDeps {
   context(): ServiceContext;
   /** A claimed request has finished (answered or not): the worker is free again. */
   onDone(): void;
+  /**
+   * Takes over the connection of a {@link Service.handover} type (chat), with
+   * the bytes already read past the RUN line; resolves when that session ends.
+   * Absent when the worker does not serve such sessions.
+   */
+  handover?(type: string, arg: string, conn: Deno.Conn, buffered: Uint8Array): Promise<void>;
 }
 
 /** Serves one client connection to a worker. */
@@ -70,6 +76,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
   let claimed: { type: string; startedAt: number } | undefined;
   const answered = (status: number) =>
     d.stats.request(claimed!.type, status, (performance.now() - claimed!.startedAt) / 1000);
+  let handedOver = false;
   try {
     await conn.writeLine(greeting("worker", String(d.id)));
     const line = await conn.readLine({ timeoutMs: d.handshakeTimeoutMs });
@@ -83,9 +90,20 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     if (refusal) return await badTicket(conn, key, REFUSALS[refusal], d);
     claimed = { type: run.type, startedAt: performance.now() };
     d.stats.ticket("used");
-    const result = await lookupService(run.type).run(run.arg, d.context());
+    const service = lookupService(run.type);
+    if (service.handover && !d.handover) {
+      answered(Status.BUSY);
+      return await conn.refuse(formatReply(Status.BUSY, `${run.type} is not enabled on this instance`));
+    }
+    const result = await service.run(run.arg, d.context());
     await conn.writeLine(formatReply(Status.OK, result));
     answered(Status.OK);
+    if (service.handover && d.handover) {
+      claimed = undefined;
+      d.onDone(); // the session goes on; the worker's slot is free for the next request now
+      handedOver = true;
+      return await d.handover(run.type, run.arg, conn.conn, conn.takeBuffered());
+    }
   } catch (err) {
     if (err instanceof ProtocolError && err.status === Status.BAD_TICKET) {
       return await badTicket(conn, key, err.message, d); // malformed: a bad ticket too
@@ -100,7 +118,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     if (claimed) answered(Status.INTERNAL);
     else d.stats.refusal(Status.INTERNAL);
   } finally {
-    conn.close();
+    if (!handedOver) conn.close(); // else the session closed it
     await conn.settled(); // the descriptor is free only then
     admitted.release();
     if (claimed) d.onDone();

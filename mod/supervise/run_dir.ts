@@ -29,6 +29,8 @@ export interface InstanceRecord {
   readonly link_port?: number;
   /** On a joined host: the dispatcher link address its workers attach to. */
   readonly join?: string;
+  /** Chat settings in force (no secrets), when chat is on. */
+  readonly chat?: Readonly<Record<string, string | number | boolean>>;
 }
 
 /** Checks (or creates) the run dir: a real directory, ours, mode 0700. */

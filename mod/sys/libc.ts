@@ -48,6 +48,7 @@ const SYMBOLS = {
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   getuid: { parameters: [], result: "u32" },
+  gethostname: { parameters: ["buffer", "usize"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
@@ -226,6 +227,14 @@ export function kill(pid: number, sig: number): boolean {
 /** getuid(2). */
 export function getuid(): number {
   return libc().symbols.getuid();
+}
+
+/** gethostname(2): this host's name (names an instance among hosts sharing one chat database). */
+export function gethostname(): string {
+  const buf = new Uint8Array(256);
+  if (libc().symbols.gethostname(buf, BigInt(buf.length)) !== 0) return "localhost";
+  const end = buf.indexOf(0);
+  return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
 }
 
 /** fstat(2) subset: owner uid, mode bits (with file type) and size of an open fd. */

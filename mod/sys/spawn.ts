@@ -11,6 +11,12 @@
 export interface RolePermissions {
   /** `host:port` pairs it listens on. */
   readonly listen: readonly string[];
+  /** `host:port` pairs it connects to (a PostgreSQL server, for chat). */
+  readonly connect?: readonly string[];
+  /** Paths it reads and writes (the chat's SQLite data dir). */
+  readonly files?: readonly string[];
+  /** Environment variables it reads (a database client's). */
+  readonly env?: readonly string[];
 }
 
 /**
@@ -19,9 +25,12 @@ export interface RolePermissions {
  * against "all FFI", not a library path.
  */
 export function permissionFlags(p: RolePermissions): string[] {
+  const files = p.files ?? [];
   return [
     "--no-prompt",
-    `--allow-net=${p.listen.join(",")}`,
+    `--allow-net=${[...p.listen, ...(p.connect ?? [])].join(",")}`,
+    ...(files.length ? [`--allow-read=${files.join(",")}`, `--allow-write=${files.join(",")}`] : []),
+    ...(p.env?.length ? [`--allow-env=${p.env.join(",")}`] : []),
     "--allow-ffi",
   ];
 }

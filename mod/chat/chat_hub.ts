@@ -1,0 +1,192 @@
+/**
+ * A worker's local delivery: which of its connections are in which channel,
+ * and each channel's events handed to them in the channel's order.
+ *
+ * Every channel event carries the number the store gave it (1, 2, 3 …).
+ * Events reach a worker from its own clients at once and from other workers
+ * over the bus, so they can arrive out of order; the hub delivers a
+ * channel's events strictly by number. An event that arrives early waits for
+ * the ones before it for {@link GAP_WAIT_MS}; if they have not come by then
+ * (lost in transit), they are read from the store, which has every event
+ * that any worker has published (it stores before it publishes). So each
+ * member gets each event once, in the channel's order, whichever worker
+ * holds the members.
+ * @module
+ */
+import { logger } from "../log.ts";
+import { fold, formatMessage } from "./irc_message.ts";
+import type { ChannelEvent, ChatStore, Departed } from "./chat_store.ts";
+
+/** How long an early event waits for the ones before it before they are read from the store. */
+export const GAP_WAIT_MS = 100;
+
+/** A local connection as the hub sees it. */
+export interface LocalClient {
+  /** The connection's origin key (`owner/n`): events it caused are not echoed back where that is the rule. */
+  readonly id: string;
+  readonly nick: string;
+  /** Channels joined (folded) → number of the JOIN event: earlier events are not shown. */
+  readonly joined: Map<string, number>;
+  /** Queues a line for the client; `at` (ms since epoch) becomes a `time` tag if it asked for server-time. */
+  send(line: string, at?: number): void;
+}
+
+interface Track {
+  readonly members: Set<LocalClient>;
+  /** Number of the last event delivered. */
+  last: number;
+  /** Early events, by number, with the connection that caused them. */
+  readonly pending: Map<number, { ev: ChannelEvent; origin: string }>;
+  timer?: ReturnType<typeof setTimeout>;
+  filling: boolean;
+}
+
+/** Messages are not echoed to their sender (no echo-message capability); everything else is. */
+const NOT_ECHOED = new Set(["PRIVMSG", "NOTICE"]);
+
+/** The worker's local clients and the channels they are in. */
+export class ChatHub {
+  readonly #store: ChatStore;
+  readonly #byNick = new Map<string, LocalClient>();
+  readonly #tracks = new Map<string, Track>();
+
+  constructor(store: ChatStore) {
+    this.#store = store;
+  }
+
+  /** Local clients, by folded nickname. */
+  get clients(): ReadonlyMap<string, LocalClient> {
+    return this.#byNick;
+  }
+
+  /** A client registered (or renamed: pass its old nickname). */
+  register(c: LocalClient, oldNick?: string): void {
+    if (oldNick !== undefined) this.#byNick.delete(fold(oldNick));
+    this.#byNick.set(fold(c.nick), c);
+  }
+
+  /** A client left: it is no longer in any channel here. */
+  unregister(c: LocalClient): void {
+    if (this.#byNick.get(fold(c.nick)) === c) this.#byNick.delete(fold(c.nick));
+    for (const ch of [...c.joined.keys()]) this.#leave(c, ch);
+  }
+
+  /** `c` joined with event `ev` (its own JOIN): it gets that event and every later one. */
+  joined(c: LocalClient, ev: ChannelEvent): void {
+    const key = fold(ev.channel);
+    let t = this.#tracks.get(key);
+    if (!t) {
+      t = { members: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
+      this.#tracks.set(key, t);
+    }
+    t.members.add(c);
+    c.joined.set(key, ev.seq);
+    this.channelEvent(ev, c.id);
+  }
+
+  #leave(c: LocalClient, key: string): void {
+    c.joined.delete(key);
+    const t = this.#tracks.get(key);
+    if (!t) return;
+    t.members.delete(c);
+    if (t.members.size === 0) {
+      clearTimeout(t.timer);
+      this.#tracks.delete(key);
+    }
+  }
+
+  /** A numbered channel event, from here or from the bus. */
+  channelEvent(ev: ChannelEvent, origin: string): void {
+    const t = this.#tracks.get(fold(ev.channel));
+    if (!t || ev.seq <= t.last) return; // nobody here, or already delivered
+    t.pending.set(ev.seq, { ev, origin });
+    this.#drain(t);
+  }
+
+  #drain(t: Track): void {
+    for (let next = t.pending.get(t.last + 1); next; next = t.pending.get(t.last + 1)) {
+      t.pending.delete(next.ev.seq);
+      t.last = next.ev.seq;
+      this.#deliver(t, next.ev, next.origin);
+    }
+    clearTimeout(t.timer);
+    t.timer = undefined;
+    if (t.pending.size > 0 && !t.filling) t.timer = setTimeout(() => void this.#fill(t), GAP_WAIT_MS);
+  }
+
+  /** Reads the events missing before the earliest early one from the store, and delivers in order. */
+  async #fill(t: Track): Promise<void> {
+    t.timer = undefined;
+    if (t.pending.size === 0) return;
+    const first = Math.min(...t.pending.keys());
+    const channel = t.pending.get(first)!.ev.channel;
+    t.filling = true;
+    try {
+      for (const ev of await this.#store.eventsBetween(channel, t.last, first)) {
+        if (ev.seq > t.last && !t.pending.has(ev.seq)) t.pending.set(ev.seq, { ev, origin: "" });
+      }
+    } catch (err) {
+      logger().error("chat: cannot read events of {ch} to fill a gap: {err}", {
+        ch: channel,
+        err: String(err),
+      });
+    } finally {
+      t.filling = false;
+    }
+    if (!t.pending.has(t.last + 1) && t.pending.size > 0) {
+      t.last = Math.min(...t.pending.keys()) - 1; // not in the store either: never happened; move on
+    }
+    this.#drain(t);
+  }
+
+  #deliver(t: Track, ev: ChannelEvent, origin: string): void {
+    const line = formatMessage(ev.source, ev.kind, [ev.channel, ...ev.params], {
+      trailing: ev.kind === "PRIVMSG" || ev.kind === "NOTICE" || ev.kind === "TOPIC" ||
+        ev.kind === "PART" || ev.kind === "KICK",
+    });
+    const key = fold(ev.channel);
+    for (const m of t.members) {
+      if ((m.joined.get(key) ?? Infinity) > ev.seq) continue;
+      if (m.id === origin && NOT_ECHOED.has(ev.kind)) continue;
+      m.send(line, ev.at);
+    }
+    const leaving = ev.kind === "PART" ? ev.source.split("!")[0]! : ev.kind === "KICK" ? ev.params[0]! : "";
+    const local = leaving ? this.#byNick.get(fold(leaving)) : undefined;
+    if (local) this.#leave(local, key);
+  }
+
+  /** A message to a local user; false when no such user is here. */
+  privateMessage(to: string, line: string, at: number): boolean {
+    const c = this.#byNick.get(fold(to));
+    c?.send(line, at);
+    return c !== undefined;
+  }
+
+  /** Local clients sharing a channel with a user (each once), but not `except`. */
+  #audience(channels: readonly string[], except?: LocalClient): Set<LocalClient> {
+    const out = new Set<LocalClient>();
+    for (const ch of channels) for (const m of this.#tracks.get(fold(ch))?.members ?? []) out.add(m);
+    if (except) out.delete(except);
+    return out;
+  }
+
+  /** A user quit: its channels' local members are told, once each. */
+  quit(d: Departed, reason: string, except?: LocalClient): void {
+    const line = formatMessage(d.source, "QUIT", [reason], { trailing: true });
+    const at = Date.now();
+    for (const c of this.#audience(d.channels, except)) c.send(line, at);
+  }
+
+  /** A user changed nickname: its channels' local members are told, once each. */
+  nick(source: string, nick: string, channels: readonly string[], except?: LocalClient): void {
+    const line = formatMessage(source, "NICK", [nick]);
+    const at = Date.now();
+    for (const c of this.#audience(channels, except)) c.send(line, at);
+  }
+
+  /** Stops the gap timers. */
+  close(): void {
+    for (const t of this.#tracks.values()) clearTimeout(t.timer);
+    this.#tracks.clear();
+  }
+}

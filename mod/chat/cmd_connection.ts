@@ -1,0 +1,195 @@
+/**
+ * Connection commands: capability negotiation (CAP), PASS, NICK, USER and
+ * the welcome burst, PING/PONG, QUIT, MOTD, AWAY and user modes.
+ * @module
+ */
+import { fold, formatMessage, type IrcMessage, validNick } from "./irc_message.ts";
+import type { Command, IrcSession } from "./irc_session.ts";
+import { CHANNEL_MODES, isupportTokens, N, USER_MODES } from "./numerics.ts";
+
+/** Capabilities osps implements (IRCv3). */
+export const CAPS = ["batch", "draft/chathistory", "server-time"] as const;
+
+const VERSION = "osps-0.1";
+
+/** Registers once NICK, USER (and PASS, and CAP END when negotiating) are in. */
+async function tryRegister(s: IrcSession): Promise<void> {
+  if (s.registered || s.nick === "*" || !s.userGiven || s.capHold) return;
+  if (!s.passOk) {
+    s.replyText(N.ERR_PASSWDMISMATCH, "Password incorrect");
+    return s.close("Bad password");
+  }
+  const { store, hub, owner, cfg } = s.ctx;
+  const claimed = await store.claimNick({
+    nick: s.nick,
+    user: s.user,
+    host: s.host,
+    realname: s.realname,
+    away: "",
+    modes: s.modes,
+    owner,
+    signonAt: Date.now(),
+  });
+  if (!claimed) {
+    const taken = s.nick;
+    s.nick = "*";
+    return s.replyText(N.ERR_NICKNAMEINUSE, taken, "Nickname is already in use");
+  }
+  s.registered = true;
+  hub.register(s);
+  s.replyText(N.RPL_WELCOME, `Welcome to the ${cfg.network} IRC network ${s.source}`);
+  s.replyText(N.RPL_YOURHOST, `Your host is ${cfg.serverName}, running version ${VERSION}`);
+  s.replyText(N.RPL_CREATED, `This server was created ${s.ctx.startedAt.toUTCString()}`);
+  s.reply(N.RPL_MYINFO, cfg.serverName, VERSION, USER_MODES, CHANNEL_MODES, "klov");
+  const tokens = isupportTokens(cfg.network);
+  for (let i = 0; i < tokens.length; i += 12) {
+    s.reply(N.RPL_ISUPPORT, ...tokens.slice(i, i + 12), "are supported by this server");
+  }
+  sendMotd(s);
+}
+
+function sendMotd(s: IrcSession): void {
+  const motd = s.ctx.cfg.motd;
+  if (motd === "") return s.replyText(N.ERR_NOMOTD, "MOTD File is missing");
+  s.replyText(N.RPL_MOTDSTART, `- ${s.ctx.cfg.serverName} Message of the day - `);
+  for (const line of motd.split("\n")) s.replyText(N.RPL_MOTD, `- ${line}`);
+  s.replyText(N.RPL_ENDOFMOTD, "End of /MOTD command.");
+}
+
+function cap(s: IrcSession, sub: string, arg: string): void | Promise<void> {
+  const server = s.ctx.cfg.serverName;
+  const send = (...p: string[]): void =>
+    void s.conn.send(formatMessage(server, "CAP", [s.nick, ...p], { trailing: true }));
+  switch (sub) {
+    case "LS":
+      if (!s.registered) s.capHold = true;
+      return send("LS", CAPS.join(" "));
+    case "LIST":
+      return send("LIST", [...s.caps].join(" "));
+    case "REQ": {
+      if (!s.registered) s.capHold = true;
+      const asked = arg.split(" ").filter((c) => c !== "");
+      const known = asked.every((c) => (CAPS as readonly string[]).includes(c.replace(/^-/, "")));
+      if (!known) return send("NAK", arg);
+      for (const c of asked) c.startsWith("-") ? s.caps.delete(c.slice(1)) : s.caps.add(c);
+      return send("ACK", arg);
+    }
+    case "END":
+      s.capHold = false;
+      return tryRegister(s);
+  }
+  s.replyText(N.ERR_INVALIDCAPCMD, sub, "Invalid CAP command");
+}
+
+async function nick(s: IrcSession, wanted: string): Promise<void> {
+  if (!validNick(wanted)) return s.replyText(N.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname");
+  const { store, hub } = s.ctx;
+  if (!s.registered) {
+    const other = await store.user(wanted);
+    if (other) return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+    s.nick = wanted;
+    return await tryRegister(s);
+  }
+  if (wanted === s.nick) return;
+  const oldSource = s.source, oldNick = s.nick;
+  const channels = await store.renameNick(s.nick, wanted);
+  if (channels === null) return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+  s.nick = wanted;
+  hub.register(s, oldNick);
+  s.send(formatMessage(oldSource, "NICK", [wanted]));
+  hub.nick(oldSource, wanted, channels, s);
+  s.ctx.publish({ t: "nick", source: oldSource, nick: wanted, channels, origin: s.id });
+}
+
+/** MODE on a nickname (user modes; channel modes are in cmd_channel.ts, which routes here). */
+export function userModeCommand(s: IrcSession, m: IrcMessage): Promise<void> {
+  return userModes(s, m.params[0]!, m.params[1]);
+}
+
+async function userModes(s: IrcSession, target: string, change: string | undefined): Promise<void> {
+  if (fold(target) !== fold(s.nick)) {
+    const exists = await s.ctx.store.user(target);
+    if (!exists) return s.replyText(N.ERR_NOSUCHNICK, target, "No such nick/channel");
+    return s.replyText(N.ERR_USERSDONTMATCH, "Cannot change mode for other users");
+  }
+  if (change === undefined) return s.reply(N.RPL_UMODEIS, `+${s.modes}`);
+  let adding = true, modes = s.modes, unknown = false;
+  for (const ch of change) {
+    if (ch === "+" || ch === "-") adding = ch === "+";
+    else if (!USER_MODES.includes(ch)) unknown = true;
+    else if (adding && !modes.includes(ch)) modes += ch;
+    else if (!adding) modes = modes.replace(ch, "");
+  }
+  if (unknown) s.replyText(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag");
+  if (modes === s.modes) return;
+  const before = s.modes;
+  s.modes = modes;
+  await s.ctx.store.setUserModes(s.nick, modes);
+  const added = [...modes].filter((m) => !before.includes(m)).join("");
+  const removed = [...before].filter((m) => !modes.includes(m)).join("");
+  s.send(
+    formatMessage(s.source, "MODE", [s.nick, `${added ? `+${added}` : ""}${removed ? `-${removed}` : ""}`]),
+  );
+}
+
+/** Connection commands, by name. */
+export const CONNECTION_COMMANDS: Record<string, Command> = {
+  CAP: { min: 1, early: true, run: (s, m) => cap(s, m.params[0]!.toUpperCase(), m.params[1] ?? "") },
+  PASS: {
+    min: 1,
+    early: true,
+    run: (s, m) => {
+      if (s.registered) return s.replyText(N.ERR_ALREADYREGISTERED, "You may not reregister");
+      s.passOk = s.ctx.cfg.password === "" || m.params[0] === s.ctx.cfg.password;
+    },
+  },
+  NICK: {
+    min: 0,
+    early: true,
+    run: (s, m) => {
+      const wanted = m.params[0];
+      if (wanted === undefined || wanted === "") {
+        return s.replyText(N.ERR_NONICKNAMEGIVEN, "No nickname given");
+      }
+      return nick(s, wanted);
+    },
+  },
+  USER: {
+    min: 4,
+    early: true,
+    run: (s, m) => {
+      if (s.registered || s.userGiven) return s.replyText(N.ERR_ALREADYREGISTERED, "You may not reregister");
+      s.user = `~${m.params[0]!.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 17) || "user"}`;
+      s.realname = m.params[3]!;
+      s.userGiven = true;
+      return tryRegister(s);
+    },
+  },
+  PING: {
+    min: 1,
+    early: true,
+    run: (s, m) => {
+      const server = s.ctx.cfg.serverName;
+      s.conn.send(formatMessage(server, "PONG", [server, m.params[0]!], { trailing: true }));
+    },
+  },
+  PONG: { min: 0, early: true, run: () => {} },
+  QUIT: {
+    min: 0,
+    early: true,
+    run: (s, m) => {
+      const text = m.params[0];
+      s.close(text ? `Quit: ${text}` : "Quit", text ? `Quit: ${text}` : "Quit");
+    },
+  },
+  MOTD: { min: 0, run: (s) => sendMotd(s) },
+  AWAY: {
+    min: 0,
+    run: async (s, m) => {
+      s.away = (m.params[0] ?? "").slice(0, 200);
+      await s.ctx.store.setAway(s.nick, s.away);
+      if (s.away) s.replyText(N.RPL_NOWAWAY, "You have been marked as being away");
+      else s.replyText(N.RPL_UNAWAY, "You are no longer marked as being away");
+    },
+  },
+};

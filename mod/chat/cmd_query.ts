@@ -1,0 +1,101 @@
+/**
+ * Queries about users, answered from the store (so they see users on every
+ * worker and host): WHO, WHOIS, ISON, USERHOST.
+ * @module
+ */
+import type { ChatUser, Member } from "./chat_store.ts";
+import { fold, isChannel } from "./irc_message.ts";
+import type { Command, IrcSession } from "./irc_session.ts";
+import { N } from "./numerics.ts";
+
+function whoReply(s: IrcSession, channel: string, u: ChatUser, m?: Member): void {
+  const flags = (u.away ? "G" : "H") + (m?.op ? "@" : m?.voice ? "+" : "");
+  s.replyText(
+    N.RPL_WHOREPLY,
+    channel,
+    u.user,
+    u.host,
+    s.ctx.cfg.serverName,
+    u.nick,
+    flags,
+    `0 ${u.realname}`,
+  );
+}
+
+async function who(s: IrcSession, mask: string): Promise<void> {
+  const { store } = s.ctx;
+  if (isChannel(mask)) {
+    const info = await store.channel(mask);
+    if (info) {
+      for (const m of await store.members(mask)) {
+        const u = await store.user(m.nick);
+        if (u) whoReply(s, info.name, u, m);
+      }
+    }
+  } else if (mask !== "" && mask !== "*" && mask !== "0") {
+    const u = await store.user(mask);
+    if (u) whoReply(s, "*", u);
+  }
+  s.replyText(N.RPL_ENDOFWHO, mask || "*", "End of WHO list");
+}
+
+async function whois(s: IrcSession, nick: string): Promise<void> {
+  const { store, cfg } = s.ctx;
+  const u = await store.user(nick);
+  if (!u) {
+    s.replyText(N.ERR_NOSUCHNICK, nick, "No such nick/channel");
+    return s.replyText(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list");
+  }
+  s.replyText(N.RPL_WHOISUSER, u.nick, u.user, u.host, "*", u.realname);
+  const channels = await store.channelsOf(u.nick);
+  const shown: string[] = [];
+  for (const c of channels) {
+    const info = await store.channel(c);
+    if (info?.modes.includes("s") && !s.joined.has(fold(c))) continue; // secret: only members see it
+    const m = (await store.members(c)).find((x) => fold(x.nick) === fold(u.nick));
+    shown.push((m?.op ? "@" : m?.voice ? "+" : "") + c);
+  }
+  if (shown.length > 0) s.replyText(N.RPL_WHOISCHANNELS, u.nick, shown.join(" "));
+  s.replyText(N.RPL_WHOISSERVER, u.nick, cfg.serverName, `osps worker (${u.owner.split("/")[0]})`);
+  if (u.away) s.replyText(N.RPL_AWAY, u.nick, u.away);
+  s.replyText(
+    N.RPL_WHOISIDLE,
+    u.nick,
+    "0",
+    String(Math.floor(u.signonAt / 1000)),
+    "seconds idle, signon time",
+  );
+  s.replyText(N.RPL_ENDOFWHOIS, u.nick, "End of /WHOIS list");
+}
+
+/** Query commands, by name. */
+export const QUERY_COMMANDS: Record<string, Command> = {
+  WHO: { min: 0, run: (s, m) => who(s, m.params[0] ?? "") },
+  WHOIS: {
+    min: 1,
+    // WHOIS [server] nick[,nick]: the last parameter names the users; one is answered (TARGMAX WHOIS:1).
+    run: (s, m) => whois(s, m.params[m.params.length - 1]!.split(",")[0]!),
+  },
+  ISON: {
+    min: 1,
+    run: async (s, m) => {
+      const present: string[] = [];
+      for (const nick of m.params.join(" ").split(" ").filter((n) => n !== "")) {
+        const u = await s.ctx.store.user(nick);
+        if (u) present.push(u.nick);
+      }
+      s.replyText(N.RPL_ISON, present.join(" "));
+    },
+  },
+  USERHOST: {
+    min: 1,
+    run: async (s, m) => {
+      const out: string[] = [];
+      for (const nick of m.params.slice(0, 5)) {
+        const u = await s.ctx.store.user(nick);
+        if (u) out.push(`${u.nick}=${u.away ? "-" : "+"}${u.user}@${u.host}`);
+      }
+      s.replyText(N.RPL_USERHOST, out.join(" "));
+    },
+  },
+};

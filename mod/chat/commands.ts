@@ -1,0 +1,18 @@
+/**
+ * Every IRC command osps understands, by name: the one table a session
+ * dispatches on (an unknown command gets 421, or 451 before registration).
+ * @module
+ */
+import { CHANNEL_COMMANDS } from "./cmd_channel.ts";
+import { CONNECTION_COMMANDS } from "./cmd_connection.ts";
+import { MESSAGE_COMMANDS } from "./cmd_message.ts";
+import { QUERY_COMMANDS } from "./cmd_query.ts";
+import type { Command } from "./irc_session.ts";
+
+/** The command table. */
+export const COMMANDS: Readonly<Record<string, Command>> = {
+  ...CONNECTION_COMMANDS,
+  ...CHANNEL_COMMANDS,
+  ...MESSAGE_COMMANDS,
+  ...QUERY_COMMANDS,
+};

@@ -1,0 +1,210 @@
+/**
+ * One IRC client connection in a worker: reads lines, applies flood control,
+ * hands each command to its handler (`commands.ts`), and owns the
+ * connection's timers (registration timeout, PING after silence, drop after
+ * an unanswered PING). However it ends — QUIT, a vanished client, a send
+ * queue overflow, a timeout, the worker stopping — the user leaves every
+ * channel, the others get a QUIT with the reason, and the nickname is free.
+ * @module
+ */
+import { logger } from "../log.ts";
+import { sleep } from "../deadline.ts";
+import type { BusEvent } from "./chat_bus.ts";
+import type { ChatConfig } from "./chat_config.ts";
+import type { ChatHub, LocalClient } from "./chat_hub.ts";
+import type { ChatStore } from "./chat_store.ts";
+import { FakeLag } from "./fake_lag.ts";
+import { IrcConn, TOO_LONG } from "./irc_conn.ts";
+import { formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
+import { N } from "./numerics.ts";
+
+/** What a session and its command handlers share with the rest of the worker. */
+export interface ChatContext {
+  readonly cfg: ChatConfig;
+  readonly store: ChatStore;
+  readonly hub: ChatHub;
+  /** This worker process's owner id in the store. */
+  readonly owner: string;
+  readonly startedAt: Date;
+  /** Sends an event to the other workers (after it was stored and delivered here). */
+  publish(e: BusEvent): void;
+}
+
+/** A command handler. */
+export interface Command {
+  /** Parameters required (else 461). */
+  readonly min: number;
+  /** Allowed before registration. */
+  readonly early?: boolean;
+  run(s: IrcSession, m: IrcMessage): void | Promise<void>;
+}
+
+/** How a session ended, for logs and the QUIT the others see. */
+export type CloseReason = string;
+
+/** One client connection. */
+export class IrcSession implements LocalClient {
+  readonly id: string;
+  readonly ctx: ChatContext;
+  readonly conn: IrcConn;
+  readonly joined = new Map<string, number>();
+  /** Capabilities the client enabled. */
+  readonly caps = new Set<string>();
+  readonly host: string;
+  nick = "*";
+  user = "";
+  realname = "";
+  away = "";
+  modes = "";
+  /** Registered: the nickname is held in the store. */
+  registered = false;
+  /** CAP LS/REQ was seen: registration waits for CAP END. */
+  capHold = false;
+  passOk: boolean;
+  userGiven = false;
+  #quitting: CloseReason | undefined;
+  #lastInput = performance.now();
+  #pingSent = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #lag: FakeLag;
+  readonly #commands: Readonly<Record<string, Command>>;
+
+  constructor(
+    ctx: ChatContext,
+    conn: IrcConn,
+    id: string,
+    commands: Readonly<Record<string, Command>>,
+  ) {
+    this.ctx = ctx;
+    this.conn = conn;
+    this.id = id;
+    this.host = conn.remoteHost;
+    this.passOk = ctx.cfg.password === "";
+    this.#commands = commands;
+    this.#lag = new FakeLag(ctx.cfg.floodBurst, ctx.cfg.floodRate);
+    conn.onOverflow = () => this.close(`SendQ exceeded (${ctx.cfg.sendqBytes} bytes)`);
+  }
+
+  /** `nick!user@host`. */
+  get source(): string {
+    return `${this.nick}!${this.user}@${this.host}`;
+  }
+
+  /** Queues a line; `at` becomes a `time` tag for clients that enabled server-time. */
+  send(line: string, at?: number): void {
+    if (at !== undefined && this.caps.has("server-time")) {
+      line = `@time=${new Date(at).toISOString()} ${line}`;
+    }
+    this.conn.send(line);
+  }
+
+  /** Sends a numeric reply to this client (`:server NNN nick params…`). */
+  reply(numeric: string, ...params: string[]): void {
+    this.conn.send(formatMessage(this.ctx.cfg.serverName, numeric, [this.nick, ...params]));
+  }
+
+  /** Sends a numeric reply whose last parameter is text (always with a colon). */
+  replyText(numeric: string, ...params: string[]): void {
+    this.conn.send(
+      formatMessage(this.ctx.cfg.serverName, numeric, [this.nick, ...params], { trailing: true }),
+    );
+  }
+
+  /** Serves the connection until it ends; `preset` lines are handled first (a hand-over's NICK and USER). */
+  async run(preset: readonly string[] = []): Promise<void> {
+    const cfg = this.ctx.cfg;
+    const registration = setTimeout(() => {
+      if (!this.registered) this.close(`Registration timed out (${cfg.registerTimeoutMs} ms)`);
+    }, cfg.registerTimeoutMs);
+    this.#arm(cfg.pingMs);
+    let reason: CloseReason = "Connection closed";
+    try {
+      for (const line of preset) await this.#handle(line);
+      while (this.#quitting === undefined) {
+        const line = await this.conn.readLine();
+        if (line === null) break;
+        this.#lastInput = performance.now();
+        this.#pingSent = false;
+        if (line === TOO_LONG) {
+          this.replyText(N.ERR_INPUTTOOLONG, "Input line too long");
+          continue;
+        }
+        const wait = this.#lag.take();
+        if (wait > 0) await sleep(wait);
+        await this.#handle(line);
+      }
+    } catch (err) {
+      reason = "Internal error";
+      logger().error("chat: session {id} failed: {err}", { id: this.id, err: String(err) });
+    } finally {
+      clearTimeout(registration);
+      clearTimeout(this.#timer);
+      await this.#leave(this.#quitting ?? reason);
+    }
+  }
+
+  async #handle(line: string): Promise<void> {
+    if (line.includes("\0")) return;
+    const m = parseMessage(line);
+    if (!m || this.#quitting !== undefined) return;
+    const cmd = Object.hasOwn(this.#commands, m.command) ? this.#commands[m.command] : undefined;
+    if (!cmd) {
+      if (this.registered) this.replyText(N.ERR_UNKNOWNCOMMAND, m.command, "Unknown command");
+      else this.replyText(N.ERR_NOTREGISTERED, "You have not registered");
+      return;
+    }
+    if (!this.registered && !cmd.early) return this.replyText(N.ERR_NOTREGISTERED, "You have not registered");
+    if (m.params.length < cmd.min) {
+      return this.replyText(N.ERR_NEEDMOREPARAMS, m.command, "Not enough parameters");
+    }
+    await cmd.run(this, m);
+  }
+
+  /** Next liveness check in `ms`: PING after silence, drop after an unanswered PING. */
+  #arm(ms: number): void {
+    this.#timer = setTimeout(() => {
+      const cfg = this.ctx.cfg;
+      const silent = performance.now() - this.#lastInput;
+      if (this.#pingSent) {
+        if (silent >= cfg.pingMs + cfg.pingTimeoutMs) {
+          return this.close(`Ping timeout: ${Math.round(silent / 1000)} seconds`);
+        }
+        return this.#arm(cfg.pingMs + cfg.pingTimeoutMs - silent);
+      }
+      if (silent < cfg.pingMs) return this.#arm(cfg.pingMs - silent);
+      this.#pingSent = true;
+      this.conn.send(`PING :${cfg.serverName}`);
+      this.#arm(cfg.pingTimeoutMs);
+    }, Math.max(1, ms));
+  }
+
+  /** Ends the session: an ERROR line to the client, then the socket closes; the others see `reason`. */
+  close(reason: CloseReason, errorText = reason): void {
+    if (this.#quitting !== undefined) return;
+    this.#quitting = reason;
+    this.conn.send(`ERROR :Closing Link: ${this.host} (${errorText})`);
+    // Give the ERROR line a moment to leave, unless the queue is what overflowed; then unblock the reader.
+    void this.conn.flush(500).then(() => this.conn.close());
+  }
+
+  /** True once the session is ending. */
+  get closing(): boolean {
+    return this.#quitting !== undefined;
+  }
+
+  async #leave(reason: CloseReason): Promise<void> {
+    this.conn.close();
+    const { hub, store } = this.ctx;
+    hub.unregister(this);
+    if (!this.registered) return;
+    this.registered = false;
+    try {
+      const d = await store.releaseNick(this.nick);
+      if (!d) return;
+      hub.quit(d, reason, this);
+      this.ctx.publish({ t: "quit", d, reason, origin: this.id });
+    } catch (err) {
+      logger().error("chat: cannot release {nick}: {err}", { nick: this.nick, err: String(err) });
+    }
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Two osps instances, one PostgreSQL: one chat. A client of instance A and
+ * one of instance B meet in a channel, a nickname held on A is refused on B,
+ * and a QUIT on one side reaches the other (LISTEN/NOTIFY). Runs against a
+ * real PostgreSQL this test starts; skipped, saying why, only where
+ * PostgreSQL is not installed.
+ */
+import assert from "node:assert/strict";
+import { withInstance } from "./harness.ts";
+import { LibClient, RawIrc } from "./support/irc.ts";
+import { startPostgres } from "./support/postgres.ts";
+import { newChatPlace } from "./support/chat_instance.ts";
+
+const pg = await startPostgres();
+if (typeof pg === "string") console.warn(`chat_postgres_test: SKIPPED: ${pg}`);
+
+Deno.test({
+  name: "chat on PostgreSQL: clients of two instances chat in one channel; nicknames are unique across them",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg === "string") return;
+    const [a, b] = [newChatPlace(), newChatPlace()];
+    try {
+      const store = `--store=${pg.url}`;
+      await withInstance({ workers: 2, flags: [`--irc-port=${a.ircPort}`, store] }, async (instA) => {
+        await withInstance({ workers: 1, flags: [`--irc-port=${b.ircPort}`, store] }, async (instB) => {
+          assert.notEqual(instA.port, instB.port);
+          const alice = await LibClient.connect(a.ircPort, "alice");
+          const bob = await LibClient.connect(b.ircPort, "bob");
+          await alice.join("#multi");
+          await bob.join("#multi");
+          await alice.waitLine("bob joins, from B", (m) => m.command === "JOIN" && m.nick === "bob");
+          alice.client.say("#multi", "hello from A");
+          await bob.waitLine(
+            "A's message on B",
+            (m) => m.command === "PRIVMSG" && m.params[1] === "hello from A",
+          );
+          bob.client.say("#multi", "hello from B");
+          await alice.waitLine(
+            "B's message on A",
+            (m) => m.command === "PRIVMSG" && m.params[1] === "hello from B",
+          );
+          bob.client.say("alice", "private, across hosts");
+          await alice.waitLine("private message", (m) => m.params[1] === "private, across hosts");
+          const dup = await RawIrc.connect(b.ircPort);
+          await dup.send("NICK ALICE", "USER x 0 * :x");
+          await dup.waitFor("433 on B for A's nickname", (m) => m.command === "433");
+          await dup.close();
+          await bob.quit("leaving B");
+          const quit = await alice.waitLine("bob's QUIT", (m) => m.command === "QUIT" && m.nick === "bob");
+          assert.equal(quit.params[0], "Quit: leaving B");
+          await alice.quit();
+        });
+      });
+    } finally {
+      for (const p of [a, b]) Deno.removeSync(p.dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "chat on PostgreSQL: tear down the test server",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg !== "string") await pg.stop();
+  },
+});
