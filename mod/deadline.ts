@@ -85,3 +85,46 @@ export async function until<T>(
     await sleep(everyMs, signal);
   }
 }
+
+/** Granularity of {@link expireAfter}: a coarse deadline fires up to this late. */
+export const COARSE_MS = 25;
+
+interface Coarse {
+  readonly at: number;
+  readonly fire: () => void;
+}
+const coarse = new Set<Coarse>();
+let wheel: ReturnType<typeof setInterval> | undefined;
+
+function sweepCoarse(): void {
+  const now = performance.now();
+  for (const e of coarse) {
+    if (e.at > now) continue;
+    coarse.delete(e);
+    e.fire();
+  }
+  if (coarse.size === 0 && wheel !== undefined) {
+    clearInterval(wheel);
+    wheel = undefined;
+  }
+}
+
+/**
+ * Calls `fire` once, about `ms` from now (up to {@link COARSE_MS} late),
+ * unless cancelled first. Every coarse deadline of the process shares one
+ * timer, which runs only while some are pending (it is not re-armed for each
+ * one, and it never keeps the process alive by itself): a connection's read
+ * timeout (seconds long, cancelled on nearly every read) then costs a set
+ * insertion and deletion instead of a timer of its own, which matters at
+ * thousands of reads per second.
+ */
+export function expireAfter(ms: number, fire: () => void): { cancel(): void } {
+  const e: Coarse = { at: performance.now() + ms, fire };
+  coarse.add(e);
+  if (wheel === undefined) {
+    wheel = setInterval(sweepCoarse, COARSE_MS);
+    // It stops by itself at the first tick that finds nothing pending; it keeps no process alive meanwhile.
+    Deno.unrefTimer(wheel);
+  }
+  return { cancel: () => void coarse.delete(e) };
+}

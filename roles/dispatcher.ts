@@ -82,6 +82,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
     // Broker for the workers' data channel (chat fan-out): relay between them, say when one is gone.
     ...relayHooks(() => pool),
     onQueueDepth: (n) => slot.store("queue_depth", n),
+    onPolling: (on) => slot.store("polling", on ? 1 : 0),
     onTicketUnused: (outcome) => stats.ticket(outcome),
     onLost: (link, lost) => {
       if (!lost.started) stats.ticket("lost");

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { instancePaths, type PoolConfig } from "../mod/cli/config.ts";
-import { type PoolHooks, WorkerPool } from "../mod/dispatch/worker_pool.ts";
+import { POLL_MS, type PoolHooks, QUEUED_NOTICE_MS, WorkerPool } from "../mod/dispatch/worker_pool.ts";
 import { ensureFifo, FifoPoller } from "../mod/ipc/fifo.ts";
 import { Segment, WorkState, workState, workWord } from "../mod/ipc/shm.ts";
 import { LocalDispatcherLink, LocalWorkerLink } from "../mod/link/local_link.ts";
@@ -27,6 +27,7 @@ async function fixture(
   cfg: PoolConfig = CFG,
   hooks: PoolHooks = {},
   onWorkerMessage?: (m: Uint8Array) => void,
+  publish = false,
 ) {
   const dir = Deno.makeTempDirSync({ prefix: "osps-pool-" });
   const paths = instancePaths(dir);
@@ -42,8 +43,21 @@ async function fixture(
     segment.slot(i + 1).store("port", 40_000 + i);
     return new LocalWorkerLink(segment.slot(i + 1), paths, "127.0.0.1", poller, clock);
   });
-  const sides = links.map((_, i) => new LocalDispatcherLink(segment.slot(i + 1), paths, poller, clock));
-  const pool = new WorkerPool(links, cfg, clock, hooks);
+  // With `publish`, the pool publishes its queue depth and polling in slot 0, where workers read them, as the
+  // dispatcher does.
+  const d = segment.slot(0);
+  const sides = links.map((_, i) =>
+    new LocalDispatcherLink(segment.slot(i + 1), paths, poller, clock, publish ? d : undefined)
+  );
+  const pool = new WorkerPool(links, cfg, clock, {
+    ...hooks,
+    ...(publish
+      ? {
+        onQueueDepth: (n: number) => d.store("queue_depth", n),
+        onPolling: (on: boolean) => d.store("polling", on ? 1 : 0),
+      }
+      : {}),
+  });
   pool.start();
   for (const s of sides) {
     s.start({ onAssigned() {}, onConnected() {}, onDisconnected() {}, onMessage: onWorkerMessage });
@@ -144,11 +158,13 @@ Deno.test("pool: the queue is served in order; a client that leaves gives up its
   );
   const w2 = f.pool.acquire("echo", f.who(null, "b:1"), (p) => Promise.resolve(positions.push(p)));
   await Promise.resolve();
-  assert.deepEqual(positions, [1, 2]);
+  assert.deepEqual(positions, [], "a short wait is not worth a line");
+  f.clock.advance(QUEUED_NOTICE_MS);
+  assert.deepEqual(positions, [1, 2], "a longer one is told its place");
   leaves.abort();
   assert.deepEqual(await w1, { refused: "client left the queue", status: Status.BUSY });
   assert.equal(f.pool.queued, 1);
-  f.clock.advance(1_000);
+  f.clock.advance(1_000 - QUEUED_NOTICE_MS);
   const r2 = await w2;
   assert.ok("refused" in r2 && /no worker free within 1000 ms/.test(r2.refused));
 });
@@ -161,7 +177,7 @@ Deno.test("pool: one network address cannot hold more unused tickets than its ca
   assert.ok(!("refused" in t1) && !("refused" in t2));
   let queued = false;
   const t3 = f.pool.acquire("echo", hoarder, () => Promise.resolve(queued = true));
-  await Promise.resolve();
+  f.clock.advance(QUEUED_NOTICE_MS);
   assert.ok(queued, "a third unused ticket waits");
   const other = await f.pool.acquire("echo", f.who("198.51.100.7"), noQueue);
   assert.ok(!("refused" in other), "another address gets the free worker");
@@ -204,4 +220,32 @@ Deno.test("link data channel: messages both ways, in order, larger than the pipe
   assert.deepEqual(atDispatcher.map(([id]) => id), [1, 1, 1, 1, 1]);
   atDispatcher.forEach(([, m], i) => assert.deepEqual(m, msgs[i]));
   assert.deepEqual(atWorker.map((m) => new TextDecoder().decode(m)), ["to all", "to all"]);
+});
+
+Deno.test("pool: while clients wait it polls the slots, so a worker that frees rings no doorbell", async () => {
+  await using f = await fixture(1, CFG, {}, undefined, true);
+  const d = f.segment.slot(0);
+  const first = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in first));
+  let served = false;
+  const waiting = f.pool.acquire("echo", f.who(null, "127.0.0.1:2"), noQueue).then((r) => {
+    served = true;
+    return r;
+  });
+  assert.equal(d.load("queue_depth"), 1);
+  assert.equal(d.load("polling"), 1, "clients wait: the pool polls");
+  assert.equal(f.sides[0]!.claim(first.ticket, "echo", ""), null);
+  f.sides[0]!.done(); // idle again: the pool polls, so no doorbell
+  await new Promise((r) => setTimeout(r, 100)); // a doorbell, had one been rung, would have been read by now
+  assert.equal(served, false, "no doorbell woke the pool");
+  f.clock.advance(POLL_MS); // the next poll finds the worker idle in shared memory
+  const r = await waiting;
+  assert.ok(served && !("refused" in r));
+  assert.equal(d.load("queue_depth"), 0);
+  assert.equal(d.load("polling"), 0, "nobody waits: no polling, doorbells again");
+  // Idle again with nobody waiting: no doorbell is needed either; a new client finds the worker at once.
+  assert.equal(f.sides[0]!.claim(r.ticket, "echo", ""), null);
+  f.sides[0]!.done();
+  const third = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in third));
 });

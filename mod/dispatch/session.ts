@@ -41,8 +41,6 @@ export interface SessionDeps {
 
 /** How long OUTCOME waits for a dead worker's account before answering what it knows. */
 const OUTCOME_WAIT_MS = 2_000;
-/** A client waits this long in the queue before it is told `202 QUEUED <n>` (and watched for leaving). */
-export const QUEUED_NOTICE_MS = 20;
 /** Abort reasons (an abort without one makes a DOMException, which costs on a hot path). */
 const SERVED = "served", WENT_AWAY = "client went away";
 
@@ -153,26 +151,24 @@ async function request(
   const left = new AbortController();
   // Made only if the client has to wait a while; aborted with a plain reason (a DOMException costs).
   let watch: AbortController | undefined;
-  let notice: ReturnType<typeof setTimeout> | undefined;
+  let notice: Promise<void> | undefined;
   const result = await d.pool.acquire(
     type,
     // Loopback is one address for every local client: its cap is per connection (see SECURITY.md).
     { peer, capKey: key === "loopback" ? null : key },
-    (position) => {
-      // A wait shorter than QUEUED_NOTICE_MS (the usual one under load) is not worth a line each way.
-      notice = setTimeout(async () => {
-        notice = undefined;
+    // Told once it has waited QUEUED_NOTICE_MS (a shorter wait, the usual one under load, costs no line).
+    (position) =>
+      notice = (async () => {
         await conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`));
         if (left.signal.aborted || watch) return;
-        // A waiting client has nothing to say: EOF or a broken line means it left (a line it pipelines stays
-        // for later). No idle timeout while it waits on us: the queue timeout bounds the wait.
+        // A waiting client has nothing to say: EOF or a broken line means it left (a line it pipelines
+        // stays for later). No idle timeout while it waits on us: the queue timeout bounds the wait.
         watch = new AbortController();
         conn.peek(watch.signal).then((r) => r !== "line" && left.abort(WENT_AWAY), () => {});
-      }, QUEUED_NOTICE_MS);
-    },
+      })(),
     left.signal,
   );
-  clearTimeout(notice);
+  await notice; // the QUEUED line goes out before what follows it
   watch?.abort(SERVED);
   if ("refused" in result) {
     if (left.signal.aborted) return null;

@@ -30,10 +30,25 @@ export interface Requester {
 interface Waiter {
   readonly type: string;
   readonly who: Requester;
-  /** Settles the waiter's promise once, releasing its timer and abort listener. */
+  /** Settles the waiter's promise once, releasing its abort listener. */
   readonly resolve: (r: Assignment | Refusal) => void;
-  timer: TimerHandle;
+  /** When it joined the queue. */
+  readonly since: number;
+  /** Told its place once it has waited {@link QUEUED_NOTICE_MS}. */
+  readonly onQueued: (position: number) => unknown;
+  noticed: boolean;
 }
+
+/**
+ * While clients wait, how often the pool looks in shared memory for a freed
+ * worker. Polling under load, doorbells when idle (as Linux's NAPI does for
+ * network cards): a worker that frees up while the pool polls rings no
+ * doorbell, which saves a pipe write and a wake-up of this process per
+ * request exactly when requests are many.
+ */
+export const POLL_MS = 1;
+/** A waiting client is told `202 QUEUED <n>` once it has waited this long (a shorter wait costs no line). */
+export const QUEUED_NOTICE_MS = 20;
 
 /** Tickets remembered for OUTCOME and give-back, newest last. */
 const ISSUED_MEMORY = 4096;
@@ -42,6 +57,8 @@ const ISSUED_MEMORY = 4096;
 export interface PoolHooks {
   /** The number of waiting clients changed (published in shm: workers ring only when someone waits). */
   onQueueDepth?(depth: number): void;
+  /** The pool starts (true) or stops polling shared memory for freed workers (published: workers then need not ring). */
+  onPolling?(on: boolean): void;
   /** A worker died holding one of our tickets. */
   onLost?(link: WorkerLink, lost: LostWork): void;
   /** A message from a worker on its link's data channel. */
@@ -67,6 +84,8 @@ export class WorkerPool {
   readonly #probes = new Map<number, number>();
   #probeTimer: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** The poll while clients wait (see {@link POLL_MS}). */
+  #poll: TimerHandle;
 
   constructor(links: readonly WorkerLink[], cfg: PoolConfig, clock: Clock, hooks: PoolHooks = {}) {
     this.#links = [...links];
@@ -125,7 +144,7 @@ export class WorkerPool {
     if (this.#queue.length === 0) {
       const now = this.#tryAssign(type, who);
       if (now) return now;
-    }
+    } else this.#pump(); // a worker may have freed since the last poll: the queue goes first
     if (this.#queue.length >= this.#cfg.queueSize) {
       return {
         refused: `all workers busy and ${this.#queue.length} clients waiting; retry later`,
@@ -136,9 +155,10 @@ export class WorkerPool {
     const waiter: Waiter = {
       type,
       who,
-      timer: undefined,
+      since: this.#clock.now(),
+      onQueued,
+      noticed: false,
       resolve: (r) => {
-        this.#clock.cancel(waiter.timer);
         left?.removeEventListener("abort", onLeft);
         resolve(r);
       },
@@ -146,22 +166,51 @@ export class WorkerPool {
     const onLeft = () => {
       if (this.#remove(waiter)) waiter.resolve({ refused: "client left the queue", status: Status.BUSY });
     };
-    waiter.timer = this.#clock.after(this.#cfg.queueTimeoutMs, () => {
-      if (this.#remove(waiter)) {
-        waiter.resolve({
+    left?.addEventListener("abort", onLeft, { once: true });
+    this.#queue.push(waiter);
+    this.#queueChanged();
+    // Published before this second look: a worker freed in between either was seen here, or saw the
+    // queue depth (and that the pool polls) and rang its doorbell (no lost wake-up).
+    this.#pump();
+    return promise;
+  }
+
+  /** Publishes the queue depth; polls shared memory while anyone waits, and only then. */
+  #queueChanged(): void {
+    this.#hooks.onQueueDepth?.(this.#queue.length);
+    if (this.#queue.length > 0 && this.#poll === undefined) {
+      this.#poll = this.#clock.after(POLL_MS, () => this.#tick());
+      this.#hooks.onPolling?.(true); // after the poll is armed: "polling" always means a poll will come
+    } else if (this.#queue.length === 0 && this.#poll !== undefined) {
+      this.#hooks.onPolling?.(false); // before the poll stops
+      this.#clock.cancel(this.#poll);
+      this.#poll = undefined;
+    }
+  }
+
+  /** One poll: freed workers to waiters, waiters past the queue timeout refused, long waits told their place. */
+  #tick(): void {
+    // `#poll` still holds this (fired) timer meanwhile: a queue that empties clears it, and polling stops.
+    this.#pump();
+    const now = this.#clock.now();
+    for (let i = 0; i < this.#queue.length;) {
+      const w = this.#queue[i]!;
+      const waited = now - w.since;
+      if (waited >= this.#cfg.queueTimeoutMs) {
+        this.#remove(w);
+        w.resolve({
           refused: `no worker free within ${this.#cfg.queueTimeoutMs} ms; retry later`,
           status: Status.BUSY,
         });
+        continue;
       }
-    });
-    left?.addEventListener("abort", onLeft, { once: true });
-    this.#queue.push(waiter);
-    this.#hooks.onQueueDepth?.(this.#queue.length);
-    // Published before this second look: a worker freed in between either was seen here, or saw the
-    // queue depth and rang its doorbell (no lost wake-up).
-    this.#pump();
-    if (this.#queue.includes(waiter)) await onQueued(this.#queue.indexOf(waiter) + 1);
-    return promise;
+      if (!w.noticed && waited >= QUEUED_NOTICE_MS) {
+        w.noticed = true;
+        w.onQueued(i + 1);
+      }
+      i++;
+    }
+    if (this.#poll !== undefined) this.#poll = this.#clock.after(POLL_MS, () => this.#tick());
   }
 
   /** Takes back a ticket its client never received or will not use (it left); frees the worker at once. */
@@ -192,7 +241,7 @@ export class WorkerPool {
     const i = this.#queue.indexOf(w);
     if (i < 0) return false;
     this.#queue.splice(i, 1);
-    this.#hooks.onQueueDepth?.(this.#queue.length);
+    this.#queueChanged();
     return true;
   }
 
@@ -229,7 +278,7 @@ export class WorkerPool {
       const a = this.#tryAssign(w.type, w.who);
       if (a) {
         this.#queue.splice(i, 1);
-        this.#hooks.onQueueDepth?.(this.#queue.length);
+        this.#queueChanged();
         w.resolve(a);
       } else if (!this.#links.some((l) => l.available())) return;
       else i++;
@@ -302,7 +351,7 @@ export class WorkerPool {
     for (const w of this.#queue.splice(0)) {
       w.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
     }
-    this.#hooks.onQueueDepth?.(0);
+    this.#queueChanged();
   }
 
   /** Closes every link and timer. */
@@ -312,6 +361,7 @@ export class WorkerPool {
     for (const w of this.#queue.splice(0)) {
       w.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
     }
+    this.#queueChanged();
     for (const l of this.#links) l.close();
   }
 }

@@ -18,7 +18,7 @@ import { STATS_BLOCK_SIZE, statsMarkdown, StatsView } from "./stats.ts";
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
 /** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 /** Bytes per slot; fields leave room to grow without moving slots. */
 export const SLOT_SIZE = 384;
 /** Bytes of header before slot 0. */
@@ -122,6 +122,13 @@ export const SLOT_FIELDS = [
   },
   { name: "conns", type: "i32", writer: "child", doc: "client connections the child holds open" },
   { name: "queue_depth", type: "i32", writer: "dispatcher", doc: "slot 0: clients waiting for a worker" },
+  {
+    name: "polling",
+    type: "i32",
+    writer: "dispatcher",
+    doc:
+      "slot 0: 1 while clients wait and the dispatcher polls the slots for a freed worker (no doorbell needed)",
+  },
   {
     name: "death_gen",
     type: "i32",

@@ -37,6 +37,8 @@ import type {
 
 /** How often an unconnected write end retries, in ms. */
 export const FIFO_RETRY_MS = 20;
+/** The same, while no process is in the slot (the spare slot, mostly). */
+const IDLE_RETRY_MS = 500;
 /** How long the dispatcher waits for the watchdog's account of a dead worker. */
 const DEATH_RECORD_WAIT_MS = 3_000;
 
@@ -46,10 +48,21 @@ class Bell {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   readonly #onConnect: () => void;
+  readonly #retryMs: () => number;
 
-  constructor(path: string, onConnect: () => void) {
+  /** `retryMs`: how long to wait before trying again (longer while nobody is expected at the other end). */
+  constructor(path: string, onConnect: () => void, retryMs: () => number = () => FIFO_RETRY_MS) {
     this.writer = new FifoWriter(path);
     this.#onConnect = onConnect;
+    this.#retryMs = retryMs;
+  }
+
+  /** Tries at once, whatever retry is pending (the peer just showed up). */
+  kick(): void {
+    if (this.#closed || this.writer.connected) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.connect();
   }
 
   connect(): void {
@@ -65,7 +78,7 @@ class Bell {
         logger().warn("doorbell {path}: {err}; retrying", { path: this.writer.path, err: String(err) });
       }
       if (connected) this.#onConnect();
-      else this.#timer = setTimeout(attempt, FIFO_RETRY_MS);
+      else this.#timer = setTimeout(attempt, this.#retryMs());
     };
     attempt();
   }
@@ -119,7 +132,10 @@ export class LocalWorkerLink implements WorkerLink {
     this.#poller = poller;
     this.#clock = clock;
     this.#reader = new FifoReader(paths.wdtube(this.id), {
-      onConnect: () => this.#maybeReady(),
+      onConnect: () => {
+        this.#bell.kick(); // the worker said hello: its read end is open, ours can connect now
+        this.#maybeReady();
+      },
       onClose: () => this.#onClose(),
       onByte: (b) => {
         if (b === Doorbell.DONE) this.#events?.onDone(this);
@@ -127,7 +143,12 @@ export class LocalWorkerLink implements WorkerLink {
       },
       onMessage: (m) => this.#events?.onMessage?.(this, m),
     });
-    this.#bell = new Bell(paths.dwtube(this.id), () => this.#maybeReady());
+    // An empty slot (the spare, a worker between two lives) is tried rarely: its worker's hello kicks the bell.
+    this.#bell = new Bell(
+      paths.dwtube(this.id),
+      () => this.#maybeReady(),
+      () => slot.load("pid") > 0 ? FIFO_RETRY_MS : IDLE_RETRY_MS,
+    );
   }
 
   get port(): number {
@@ -320,10 +341,12 @@ export class LocalDispatcherLink implements DispatcherLink {
 
   done(retire = false): void {
     this.#tickets.finish(retire);
-    // The pong wakes the dispatcher: only worth it when clients wait for a worker. The dispatcher publishes its
-    // queue depth before it looks for a free worker, and the slot went idle before this read, so either it saw
-    // this worker idle or this worker sees its queue: no wake-up is lost.
-    if (!this.#tickets.retired && (this.#dispatcher?.load("queue_depth") ?? 1) > 0) {
+    // The pong wakes the dispatcher: only worth it when clients wait for a worker and the dispatcher is not
+    // already polling the slots for one (it does while clients wait, so under load no pong is rung). It
+    // publishes its queue depth, then that it polls, before it looks for a free worker, and the slot went
+    // idle before these reads: either it sees this worker idle, or this worker rings. No wake-up is lost.
+    const d = this.#dispatcher;
+    if (!this.#tickets.retired && (!d || (d.load("queue_depth") > 0 && d.load("polling") === 0))) {
       this.#bell.ring(Doorbell.DONE);
     }
   }

@@ -7,7 +7,7 @@
  * @module
  */
 import { ProtocolError } from "../errors.ts";
-import { abortable, deadline } from "../deadline.ts";
+import { abortable, deadline, expireAfter } from "../deadline.ts";
 import { Limits, Status } from "./protocol.ts";
 import { MAX_LINGERING } from "../sys/fds.ts";
 
@@ -92,6 +92,7 @@ export class LineConn {
       : options;
     this.#pending ??= this.#nextLine();
     const pending = this.#pending;
+    if (timeoutMs !== undefined && signal === undefined) return this.#readWithin(pending, timeoutMs);
     using d = timeoutMs === undefined
       ? undefined
       : deadline(timeoutMs, () =>
@@ -109,6 +110,32 @@ export class LineConn {
     } finally {
       if (consumed) this.#pending = undefined;
     }
+  }
+
+  /**
+   * The common case of {@link LineConn.readLine}, a timeout and no signal,
+   * on a coarse deadline (no timer, no AbortController per read). On a
+   * timeout the line stays pending: the next call gets it.
+   */
+  #readWithin(pending: Promise<string | null>, timeoutMs: number): Promise<string | null> {
+    return new Promise((resolve, reject) => {
+      let timedOut = false;
+      const expiry = expireAfter(timeoutMs, () => {
+        timedOut = true;
+        reject(new ProtocolError(`no complete line within ${timeoutMs} ms`, Status.TIMEOUT));
+      });
+      pending.then((line) => {
+        if (timedOut) return;
+        expiry.cancel();
+        this.#pending = undefined;
+        resolve(line);
+      }, (err) => {
+        if (timedOut) return;
+        expiry.cancel();
+        this.#pending = undefined;
+        reject(err);
+      });
+    });
   }
 
   /**

@@ -151,8 +151,9 @@ function splitVerb(line: string): [string, string | undefined] {
  * turn the dotless ı into I and the long ſ into S, so that `QUıT` meant QUIT.
  */
 function verbOf(word: string): string {
-  return word.replace(/[a-z]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 32));
+  return LOWER.test(word) ? word.replace(/[a-z]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 32)) : word;
 }
+const LOWER = /[a-z]/;
 
 /** What the dispatcher ignores around a line: SP and HTAB only (not every Unicode space). */
 const OUTER_BLANKS = /^[ \t]+|[ \t]+$/g;
