@@ -134,22 +134,24 @@ export class WorkerPool {
    * (`onQueued` is told the position), or refused (queue full, timeout,
    * draining, left). When `left` aborts, the client gave up its place.
    */
-  async acquire(
+  acquire(
     type: string,
     who: Requester,
     onQueued: (position: number) => unknown,
     left?: AbortSignal,
   ): Promise<Assignment | Refusal> {
-    if (this.#draining) return { refused: "server is stopping; retry later", status: Status.BUSY };
+    if (this.#draining) {
+      return Promise.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
+    }
     if (this.#queue.length === 0) {
       const now = this.#tryAssign(type, who);
-      if (now) return now;
+      if (now) return Promise.resolve(now);
     } else this.#pump(); // a worker may have freed since the last poll: the queue goes first
     if (this.#queue.length >= this.#cfg.queueSize) {
-      return {
+      return Promise.resolve({
         refused: `all workers busy and ${this.#queue.length} clients waiting; retry later`,
         status: Status.BUSY,
-      };
+      });
     }
     const { promise, resolve } = Promise.withResolvers<Assignment | Refusal>();
     const waiter: Waiter = {
