@@ -182,9 +182,13 @@ export class IrcSession implements LocalClient {
   close(reason: CloseReason, errorText = reason): void {
     if (this.#quitting !== undefined) return;
     this.#quitting = reason;
-    this.conn.send(`ERROR :Closing Link: ${this.host} (${errorText})`);
-    // Give the ERROR line a moment to leave, unless the queue is what overflowed; then unblock the reader.
-    void this.conn.flush(500).then(() => this.conn.close());
+    // The nickname is free, and the QUIT told, before the client sees its link close: a client that
+    // reconnects at once (irssi does) gets its nickname back instead of 433.
+    void this.#release(reason).finally(() => {
+      this.conn.send(`ERROR :Closing Link: ${this.host} (${errorText})`);
+      // Give the ERROR line a moment to leave, unless the queue is what overflowed; then unblock the reader.
+      void this.conn.flush(500).then(() => this.conn.close());
+    });
   }
 
   /** True once the session is ending. */
@@ -194,8 +198,13 @@ export class IrcSession implements LocalClient {
 
   async #leave(reason: CloseReason): Promise<void> {
     this.conn.close();
+    this.ctx.hub.unregister(this);
+    await this.#release(reason);
+  }
+
+  /** Frees the nickname and tells the others (once, whoever calls first). */
+  async #release(reason: CloseReason): Promise<void> {
     const { hub, store } = this.ctx;
-    hub.unregister(this);
     if (!this.registered) return;
     this.registered = false;
     try {
