@@ -23,7 +23,7 @@ import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../m
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { fitConnections, MAX_LINGERING, reserveFor } from "../mod/sys/fds.ts";
 import type { ChildControl } from "../mod/ipc/control.ts";
-import { LinkServer } from "../mod/link/link_server.ts";
+import type { LinkServer } from "../mod/link/link_server.ts";
 
 /**
  * Opens the link port for workers of other hosts: each one that authenticates
@@ -38,7 +38,8 @@ async function acceptRemoteWorkers(
 ): Promise<LinkServer> {
   const secrets = await control.secret();
   const first = cfg.workers + 1;
-  const server = new LinkServer({
+  // Loaded only when remote workers are accepted (it brings the TCP link and node:crypto).
+  const server = new (await import("../mod/link/link_server.ts")).LinkServer({
     host: cfg.host,
     port: cfg.linkPort,
     secrets,

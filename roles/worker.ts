@@ -8,7 +8,7 @@ import { instancePaths } from "../mod/cli/config.ts";
 import { FifoPoller } from "../mod/ipc/fifo.ts";
 import { Segment } from "../mod/ipc/shm.ts";
 import { LocalDispatcherLink } from "../mod/link/local_link.ts";
-import { TcpDispatcherLink } from "../mod/link/tcp_link.ts";
+import type { TcpDispatcherLink } from "../mod/link/tcp_link.ts";
 import type { DispatcherLink } from "../mod/link/worker_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Admission } from "../mod/net/admission.ts";
@@ -61,8 +61,9 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     onDrain: () => void drain(Infinity),
     onStop: () => void drain(cfg.graceMs),
   });
+  // The TCP link (and node:crypto under it) is loaded only by a worker that joins a dispatcher over TCP.
   const link: DispatcherLink = cfg.join
-    ? new TcpDispatcherLink(slot, {
+    ? new (await import("../mod/link/tcp_link.ts")).TcpDispatcherLink(slot, {
       ...cfg.join,
       secret: (await control.secret())[0]!, // a worker proves the current secret
       timing: { heartbeatMs: cfg.linkHeartbeatMs, timeoutMs: cfg.linkTimeoutMs },
