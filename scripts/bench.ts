@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat] [--out DIR]`: the
+ * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat,hosts] [--out DIR]`: the
  * benchmark suite. Starts what it needs, measures, stops everything, and
  * writes `bench/results.json`, `bench/RESULTS.md` and `bench/latency.svg`.
  * Every figure is set against a reference measured in the same run.
@@ -17,10 +17,11 @@ import { benchFlow, type FlowRun } from "./bench_flow.ts";
 import { benchMemory } from "./bench_memory.ts";
 import { benchRecovery } from "./bench_recovery.ts";
 import { benchChat } from "./bench_chat.ts";
+import { benchHosts } from "./bench_hosts.ts";
 import { latencySvg, type Results, resultsMarkdown } from "./bench_report.ts";
 import { type Figure, machine, ROOT, spawnHelper } from "./bench_util.ts";
 
-const PARTS = ["ipc", "flow", "memory", "recovery", "chat"] as const;
+const PARTS = ["ipc", "flow", "memory", "recovery", "chat", "hosts"] as const;
 type Part = (typeof PARTS)[number];
 
 /** Sizes of each part, full and quick. */
@@ -32,6 +33,7 @@ function plan(quick: boolean) {
       memory: { durationMs: 700, clients: 16 },
       recovery: { kills: 1, bareStarts: 2 },
       chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
+      hosts: { seconds: 1, clients: [1, 16] },
     }
     : {
       ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
@@ -39,6 +41,7 @@ function plan(quick: boolean) {
       memory: { durationMs: 3_000, clients: 16 },
       recovery: { kills: 3, bareStarts: 5 },
       chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
+      hosts: { seconds: 4, clients: [1, 16] },
     };
 }
 
@@ -142,6 +145,14 @@ async function main(): Promise<number> {
     const r = await benchChat(p.chat);
     figures.push(...r.figures);
     raw["chat"] = r.runs;
+  }
+
+  if (parts.has("hosts")) {
+    say("hosts: full cycle through a remote worker vs a local one, link attach times (network namespaces)");
+    const r = await benchHosts(p.hosts);
+    if (r.raw["skipped"]) say(`hosts: skipped: ${r.raw["skipped"]}`);
+    figures.push(...r.figures);
+    raw["hosts"] = r.raw;
   }
 
   const results: Results = {
