@@ -17,6 +17,7 @@ import { LinkState, Segment } from "../mod/ipc/shm.ts";
 import { type Instance, osps, startInstance } from "../tests/harness.ts";
 import { type Host, makeNet, namespacesUsable } from "../tests/support/netns.ts";
 import { type Figure, figure, sleep } from "./bench_util.ts";
+import { secretFile } from "../tests/support/secret_file.ts";
 
 const PORT = 2222, LINK = 2300;
 const LINK_TIMING = ["--link-heartbeat-ms=200", "--link-timeout-ms=1000"];
@@ -40,12 +41,6 @@ async function load(host: string, workers: string[], clients: number, seconds: n
   ], { net: [host, ...workers] });
   if (o.code !== 0) throw new Error(`osps bench against ${host} failed: ${o.stderr} ${o.stdout}`);
   return JSON.parse(o.stdout) as BenchJson;
-}
-
-function secretFile(): string {
-  const path = Deno.makeTempFileSync({ prefix: "osps-bench-secret-" });
-  Deno.writeTextFileSync(path, crypto.randomUUID().repeat(2) + "\n", { mode: 0o600 });
-  return path;
 }
 
 /** The remote slots of the dispatcher whose link is attached. */

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { instancePaths } from "../mod/cli/config.ts";
 import { processTable } from "../mod/sys/proc.ts";
-import { Segment } from "../mod/ipc/shm.ts";
+import { Segment, SupState } from "../mod/ipc/shm.ts";
 import type { ChildStatus, InstanceStatus } from "../mod/ops/instance_status.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -401,4 +401,27 @@ export async function pollFast<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * Kills (SIGKILL) the process of each slot in `slots` every time one comes
+ * up, until all of them are `failed` (past their restart budgets).
+ */
+export async function killUntilFailed(table: Segment, slots: number[], timeoutMs: number): Promise<void> {
+  const killed = new Set<number>();
+  await pollFast(
+    `slots ${slots.join(", ")} failing`,
+    () => {
+      for (const i of slots) {
+        const pid = table.slot(i).load("pid");
+        if (pid > 0 && !killed.has(pid)) {
+          killed.add(pid);
+          Deno.kill(pid, "SIGKILL");
+        }
+      }
+      return slots.every((i) => table.slot(i).load("sup_state") === SupState.FAILED);
+    },
+    timeoutMs,
+    1,
+  );
 }

@@ -8,13 +8,7 @@ import assert from "node:assert/strict";
 import { Frame, hmac, jsonPayload, LinkChannel, parseJson } from "../mod/link/link_wire.ts";
 import { freePorts, osps, startInstance, withInstance } from "./harness.ts";
 import { getuid } from "../mod/sys/libc.ts";
-
-function secretFile(text: string, mode = 0o600): string {
-  const path = Deno.makeTempFileSync({ prefix: "osps-secret-" });
-  Deno.writeTextFileSync(path, text);
-  Deno.chmodSync(path, mode);
-  return path;
-}
+import { secretFile } from "./support/secret_file.ts";
 
 const SECRET = "f".repeat(16) + crypto.randomUUID().replaceAll("-", "");
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

@@ -8,19 +8,13 @@
 import assert from "node:assert/strict";
 import { type Instance, osps, startInstance, type StatusJson, waitFor } from "./harness.ts";
 import { type Host, inNamespacesOf, makeNet, namespacesUsable } from "./support/netns.ts";
+import { secretFile } from "./support/secret_file.ts";
 
 const usable = await namespacesUsable();
 if (!usable.ok) console.log(`multihost tests skipped: ${usable.why}`);
 
 const PORT = 2222, LINK = 2300;
 const FAST_LINK = ["--link-heartbeat-ms=200", "--link-timeout-ms=1000"];
-
-function secretFile(text = crypto.randomUUID().repeat(2)): string {
-  const path = Deno.makeTempFileSync({ prefix: "osps-secret-" });
-  Deno.writeTextFileSync(path, text + "\n", { mode: 0o600 });
-  Deno.chmodSync(path, 0o600);
-  return path;
-}
 
 interface Cluster extends AsyncDisposable {
   main: Instance;

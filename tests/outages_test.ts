@@ -8,8 +8,15 @@
  */
 import assert from "node:assert/strict";
 import { Session } from "../mod/client/session.ts";
-import { SupState } from "../mod/ipc/shm.ts";
-import { type Instance, mapTable, osps, pollFast, waitFor, waitForLog, withInstance } from "./harness.ts";
+import {
+  type Instance,
+  killUntilFailed,
+  mapTable,
+  osps,
+  waitFor,
+  waitForLog,
+  withInstance,
+} from "./harness.ts";
 import { Rst } from "./support/raw_tcp.ts";
 
 /** Requests `echo` over and over until `stop()`; every answer must be right. Resolves to how many were served. */
@@ -147,22 +154,7 @@ Deno.test("an instance that has served never gives up: children dying past every
     const table = mapTable(inst);
     try {
       // Kill every role each time it comes up, until each is failing (past its budget).
-      const killed = new Set<number>();
-      await pollFast(
-        "every role failing",
-        () => {
-          for (let i = 0; i <= 2; i++) {
-            const pid = table.slot(i).load("pid");
-            if (pid > 0 && !killed.has(pid)) {
-              killed.add(pid);
-              Deno.kill(pid, "SIGKILL");
-            }
-          }
-          return [0, 1, 2].every((i) => table.slot(i).load("sup_state") === SupState.FAILED);
-        },
-        30_000,
-        1,
-      );
+      await killUntilFailed(table, [0, 1, 2], 30_000);
       assert.equal(inst.process.pid > 0 && (await osps(["status", `--run-dir=${inst.runDir}`])).code, 0);
       await waitForLog(inst, /dispatcher exited \(signal 9\); dispatcher restarted 2 times in 60 s: failing/);
       // Left alone, everything comes back by itself; the watchdog never exited.

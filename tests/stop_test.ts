@@ -7,8 +7,15 @@
 import assert from "node:assert/strict";
 import { LineConn } from "../mod/net/line_conn.ts";
 import { checkGreeting, parseReply, type Reply } from "../mod/net/protocol.ts";
-import { SupState } from "../mod/ipc/shm.ts";
-import { assertNothingLeft, mapTable, osps, pollFast, startInstance, withInstance } from "./harness.ts";
+import {
+  assertNothingLeft,
+  killUntilFailed,
+  mapTable,
+  osps,
+  pollFast,
+  startInstance,
+  withInstance,
+} from "./harness.ts";
 
 async function dispatcher(port: number): Promise<LineConn> {
   const c = await LineConn.connect("127.0.0.1", port);
@@ -82,20 +89,7 @@ Deno.test("a worker that cannot run is never routed to: every client goes to the
     const table = mapTable(inst);
     try {
       const slot = table.slot(2);
-      const killed = new Set<number>();
-      await pollFast(
-        "worker 2 failing",
-        () => {
-          const pid = slot.load("pid");
-          if (pid > 0 && !killed.has(pid)) {
-            killed.add(pid);
-            Deno.kill(pid, "SIGKILL");
-          }
-          return slot.load("sup_state") === SupState.FAILED;
-        },
-        20_000,
-        1,
-      );
+      await killUntilFailed(table, [2], 20_000);
       const servedBefore = slot.load("served");
       const ports = new Set<number>();
       for (let i = 0; i < 20; i++) {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   assertNothingLeft,
   freePorts,
+  killUntilFailed,
   mapTable,
   pollFast,
   since,
@@ -218,22 +219,8 @@ Deno.test("a crash loop backs off with growing delays, then the worker is failin
   }, async (inst) => {
     const table = mapTable(inst);
     try {
-      const slot = table.slot(1);
-      const killed = new Set<number>();
       // Kill worker 1 every time it comes up, before it can get ready.
-      await pollFast(
-        "worker 1 failed",
-        () => {
-          const pid = slot.load("pid");
-          if (pid > 0 && !killed.has(pid)) {
-            killed.add(pid);
-            Deno.kill(pid, "SIGKILL");
-          }
-          return slot.load("sup_state") === SupState.FAILED;
-        },
-        30_000,
-        1,
-      );
+      await killUntilFailed(table, [1], 30_000);
       // The log is read from a pipe: it may trail the shm table by a moment.
       await waitForLog(
         inst,
