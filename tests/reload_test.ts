@@ -162,3 +162,22 @@ Deno.test("--max-worker-rss-mb: a worker that grew past it is replaced, finishin
     assert.ok(sampleValue(m, "osps_process_resident_memory_bytes", { role: "worker" }) > 0);
   });
 });
+
+Deno.test("a reload whose spare slot cannot start (its port taken) replaces each worker in place, still losing nothing", async () => {
+  await withInstance({ workers: 2 }, async (inst) => {
+    // Another program holds the spare slot's port (port + workers + 1).
+    using _blocker = Deno.listen({ hostname: "127.0.0.1", port: inst.port + 3 });
+    const before = (await inst.status()).workers.map((w) => w.pid);
+    const load = osps(["bench", `--port=${inst.port}`, "--clients=4", "--duration=4", "--json"]);
+    await new Promise((r) => setTimeout(r, 500));
+    const o = await osps(["reload", `--run-dir=${inst.runDir}`]);
+    assert.equal(o.code, 0, o.stderr);
+    const r = JSON.parse((await load).stdout) as BenchJson;
+    assert.equal(r.requests.failed, 0, `failed during the reload: ${JSON.stringify(r.errors)}`);
+    assert.match(inst.logs(), /the spare slot \(worker 3\) could not serve .*; replacing worker 1 in place/);
+    assert.match(inst.logs(), /2 workers replaced, 2 in place/);
+    const after = await inst.status();
+    assert.equal(after.workers.length, 2);
+    assert.ok(after.workers.every((w) => !before.includes(w.pid) && w.state === "ready"));
+  });
+});
