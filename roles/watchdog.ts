@@ -25,7 +25,6 @@ import {
   localSlots,
   poolFlags,
   type WatchdogConfig,
-  watchdogConfig,
 } from "../mod/cli/config.ts";
 import { chatForWorkers, prepareChatStore } from "../mod/chat/chat_boot.ts";
 import { chatFlags } from "../mod/chat/chat_config.ts";
@@ -34,15 +33,14 @@ import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Operations } from "../mod/ops/operations.ts";
-import { liveChanges, loadWatchdogConfig } from "../mod/ops/config_file.ts";
-import { ExitReason } from "../mod/supervise/exit_reason.ts";
 import { WorkerSlots } from "../mod/supervise/worker_slots.ts";
-import { procUsage } from "../mod/sys/proc.ts";
+import { fitted, leaveGraceMs, type Live, policyOf, timingOf } from "../mod/supervise/live_config.ts";
+import { reloadOnce } from "../mod/supervise/reload.ts";
+import { watchMemory } from "../mod/supervise/memory_watch.ts";
 import { InstanceLock, selfStartTime, writeRecord } from "../mod/supervise/run_dir.ts";
-import { DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "../mod/supervise/restart_policy.ts";
-import { SupervisedChild, type SupervisorDeps, type Timing } from "../mod/supervise/supervisor.ts";
+import { RestartBudget } from "../mod/supervise/restart_policy.ts";
+import { SupervisedChild, type SupervisorDeps } from "../mod/supervise/supervisor.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
-import { fitConnections, reserveFor } from "../mod/sys/fds.ts";
 import { E } from "../mod/sys/libc.ts";
 import { netScope, selfCommand } from "../mod/sys/spawn.ts";
 import { readSecret } from "../mod/link/secret.ts";
@@ -130,23 +128,6 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
     } catch { /* not empty: something of the user's is there; leave it */ }
   }
   return 0;
-}
-
-/**
- * The configuration in force. A reload swaps `cfg`: the watchdog's own
- * settings apply at once, every child spawned from then on gets the new
- * flags. `reload` is what SIGHUP does (set by the running incarnation).
- */
-interface Live {
-  cfg: WatchdogConfig;
-  reload: () => void;
-}
-
-/** `given` with `--max-conns` fitted to the descriptor limit (the dispatcher keeps the most; children inherit it). */
-function fitted(given: WatchdogConfig): WatchdogConfig {
-  const fds = fitConnections(given.maxConns, reserveFor(2 * localSlots(given.workers)), given.maxConnsGiven);
-  if (fds.capped) logger().warn("{what}", { what: fds.capped });
-  return { ...given, maxConns: fds.maxConns };
 }
 
 /** How one incarnation ended. */
@@ -350,36 +331,6 @@ async function runInstance(
   return vanished ? { kind: "vanished", wasReady } : { kind: "stopped" };
 }
 
-/** Heartbeat and deadline settings from `cfg`. */
-function timingOf(cfg: WatchdogConfig): Timing {
-  return {
-    hangTimeoutMs: cfg.hangTimeoutMs,
-    requestTimeoutMs: cfg.requestTimeoutMs,
-    requestTimeoutFor: cfg.requestTimeoutFor,
-    bootTimeoutMs: Math.max(cfg.hangTimeoutMs, 15_000),
-  };
-}
-
-/** Restart policy from `cfg`. */
-function policyOf(cfg: WatchdogConfig): RestartPolicy {
-  return {
-    ...DEFAULT_POLICY,
-    budget: cfg.restartBudget,
-    budgetWindowMs: cfg.restartWindowMs,
-    failedRetryMs: cfg.failedRetryMs,
-  };
-}
-
-/**
- * How long a leaving worker may take: a ticket's client arriving, its
- * handshake, the longest request deadline, an idle connection timing out,
- * then the stop grace. Only a bound: a worker leaves as soon as it is idle.
- */
-function leaveGraceMs(cfg: WatchdogConfig): number {
-  const longest = Math.max(cfg.requestTimeoutMs, ...Object.values(cfg.requestTimeoutFor));
-  return cfg.ticketTtlMs + cfg.handshakeTimeoutMs + longest + cfg.idleTimeoutMs + cfg.graceMs;
-}
-
 /**
  * The dispatcher (none on a joined host) and the children of every local
  * worker slot (the workers' and the spare) of one incarnation. Each spawn
@@ -475,132 +426,6 @@ function makeChildren(
     );
   });
   return { dispatcher, workers, poolBudget };
-}
-
-/**
- * One reload: read the configuration again (command line over config file),
- * apply what can change live, then replace every worker one by one (a new
- * one serves before the old one leaves). A configuration that does not load
- * changes nothing: the instance keeps serving as it was, and the reload
- * counts as failed. Publishes the outcome in the segment header for
- * `osps reload`, and `RELOADING=1` … `READY=1` to systemd.
- */
-async function reloadOnce(
-  live: Live,
-  slots: WorkerSlots,
-  children: SupervisedChild[],
-  poolBudget: RestartBudget,
-  segment: Segment,
-  ops: Operations,
-  clock: Clock,
-): Promise<void> {
-  const log = logger();
-  const asked = segment.header("reloads_asked");
-  const t0 = clock.now();
-  ops.reloading("reloading: replacing every worker");
-  const finish = (text: string) => {
-    segment.setHeader("reloaded_at", clock.now());
-    segment.setHeader("reloads_covered", asked);
-    ops.ready(text);
-  };
-  let next: WatchdogConfig;
-  try {
-    next = applicable(live.cfg, loadWatchdogConfig(live.cfg.source));
-  } catch (err) {
-    log.error("reload: {err}; nothing changed, the instance keeps serving as it was", {
-      err: (err as Error).message.replace(/\s*\n\s*/g, " "), // one log line (a TOML error shows its line)
-    });
-    segment.setHeader("reloads_failed", segment.header("reloads_failed") + 1);
-    finish("reload failed: the configuration did not load; serving as before");
-    return;
-  }
-  live.cfg = next;
-  for (const c of children) c.configure(timingOf(next), policyOf(next));
-  poolBudget.configure(next.poolRestartBudget, next.restartWindowMs);
-  const before = slots.enlisted.map((w) => w.pid);
-  let inPlace = 0;
-  for (const w of slots.enlisted) {
-    if (segment.header("state") !== 1) return;
-    if ((await slots.replace(w, ExitReason.REPLACED)) === "in_place") inPlace++;
-  }
-  const after = slots.enlisted.map((w) => w.pid);
-  const ms = Math.round(clock.now() - t0);
-  log.info("reload done in {ms} ms: {n} workers replaced{how} (pids {before} → {after})", {
-    ms,
-    n: before.length,
-    how: inPlace ? `, ${inPlace} in place (the spare could not start)` : "",
-    before: before.join(" "),
-    after: after.join(" "),
-  });
-  finish(`reloaded in ${ms} ms: ${before.length} workers replaced`);
-}
-
-/**
- * The configuration a reload applies: `loaded`, except for values that can
- * only change with a restart (ports, worker count, …), which keep their
- * running value; the log says which changed and where they apply.
- */
-function applicable(running: WatchdogConfig, loaded: WatchdogConfig): WatchdogConfig {
-  const log = logger();
-  const changes = liveChanges(running.flags, loaded.flags);
-  const flags = { ...loaded.flags };
-  for (const name of changes.restart) flags[name] = running.flags[name];
-  if (changes.restart.length) {
-    log.warn(
-      "reload: {list} changed but only take effect after a restart (osps stop, then start); " +
-        "keeping the running values",
-      { list: changes.restart.map((n) => `--${n}`).join(", ") },
-    );
-  }
-  if (changes.now.length || changes.respawn.length) {
-    log.info("reload: applied {now}{respawn}", {
-      now: changes.now.length ? `now: ${changes.now.map((n) => `--${n}`).join(", ")}` : "",
-      respawn: changes.respawn.length
-        ? `${
-          changes.now.length ? "; " : ""
-        }to every worker started from now on (the dispatcher at its next ` +
-          `restart): ${changes.respawn.map((n) => `--${n}`).join(", ")}`
-        : "",
-    });
-  } else log.info("reload: no setting changed");
-  return fitted(watchdogConfig(flags, loaded.source.given, loaded.source));
-}
-
-/**
- * Publishes each running child's resident memory in its slot, and replaces
- * (the graceful way) an enlisted worker that has grown over
- * `--max-worker-rss-mb`: it finishes its requests, it is never killed for it.
- */
-function watchMemory(
-  children: SupervisedChild[],
-  slots: WorkerSlots,
-  limitMb: number,
-  segment: Segment,
-): void {
-  const rss = new Map<SupervisedChild, number>();
-  for (const c of children) {
-    const bytes = c.pid > 0 ? procUsage(c.pid)?.residentBytes ?? 0 : 0;
-    rss.set(c, bytes);
-    c.spec.slot.store("rss_kb", Math.round(bytes / 1024));
-  }
-  if (limitMb <= 0) return;
-  for (const w of slots.enlisted) {
-    const mb = rss.get(w)! / 1024 / 1024;
-    if (w.state !== "ready" || mb <= limitMb || slots.pending(w)) continue;
-    logger().warn(
-      "{name} (pid {pid}) is resident {mb} MiB, over --max-worker-rss-mb {limit}: " +
-        "replacing it (it finishes its requests first)",
-      {
-        name: w.spec.name,
-        pid: w.pid,
-        mb: Math.round(mb),
-        limit: limitMb,
-      },
-    );
-    void slots.replace(w, ExitReason.REPLACED_RSS).then((how) => {
-      if (how !== "skipped") segment.setHeader("replaced_rss", segment.header("replaced_rss") + 1);
-    });
-  }
 }
 
 /** Prints the ready line on stdout, logs it, and returns it (for systemd's STATUS=). */
