@@ -85,6 +85,12 @@ export interface ChannelChange {
   >;
 }
 
+/** One event to append with {@link ChatStore.appendMany}: its channel and what it says. */
+export interface Appending {
+  readonly channel: string;
+  readonly event: Pick<ChannelEvent, "kind" | "source" | "params">;
+}
+
 /** Why a JOIN was refused. */
 export type JoinRefusal = "bad-key" | "full";
 
@@ -147,6 +153,13 @@ export interface ChatStore {
     e: Pick<ChannelEvent, "kind" | "source" | "params">,
     change?: ChannelChange,
   ): Promise<ChannelEvent | null>;
+  /**
+   * Appends several events in one transaction (group commit): each is
+   * numbered in its channel in the order given, exactly as one `append`
+   * after another would number them. Null for an event whose channel is
+   * gone. All or nothing: when it throws, none of them is stored.
+   */
+  appendMany(items: readonly Appending[]): Promise<Array<ChannelEvent | null>>;
   channel(name: string): Promise<ChannelInfo | null>;
   members(channel: string): Promise<Member[]>;
   /** Channels `nick` is in (display names). */

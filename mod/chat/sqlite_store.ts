@@ -11,6 +11,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { fold } from "./irc_message.ts";
 import {
+  type Appending,
   type ChannelChange,
   type ChannelEvent,
   type ChannelInfo,
@@ -265,6 +266,10 @@ export class SqliteStore implements ChatStore {
       }
       return this.#appendIn(c, e);
     }));
+  }
+
+  appendMany(items: readonly Appending[]): Promise<Array<ChannelEvent | null>> {
+    return Promise.resolve(this.#tx(() => items.map((it) => this.#appendIn(fold(it.channel), it.event))));
   }
 
   /** Numbers and stores an event (inside a transaction). */
