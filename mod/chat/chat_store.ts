@@ -9,6 +9,7 @@
  * @module
  */
 import { OspsError } from "../errors.ts";
+import { fold } from "./irc_message.ts";
 
 /** The store could not be opened, migrated or reached. */
 export class StoreError extends OspsError {}
@@ -89,6 +90,22 @@ export interface ChannelChange {
 export interface Appending {
   readonly channel: string;
   readonly event: Pick<ChannelEvent, "kind" | "source" | "params">;
+}
+
+/**
+ * A batch's items by folded channel name (indexes into `items`, in order),
+ * channels sorted: every writer reserves numbers for its channels in one
+ * order, so two batches never wait for each other in a cycle.
+ */
+export function byChannel(items: readonly Appending[]): Array<[string, number[]]> {
+  const out = new Map<string, number[]>();
+  items.forEach((it, i) => {
+    const c = fold(it.channel);
+    const list = out.get(c);
+    if (list) list.push(i);
+    else out.set(c, [i]);
+  });
+  return [...out].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
 }
 
 /** Why a JOIN was refused. */

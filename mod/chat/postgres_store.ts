@@ -13,6 +13,7 @@ import postgres from "postgres";
 import { fold } from "./irc_message.ts";
 import {
   type Appending,
+  byChannel,
   type ChannelChange,
   type ChannelEvent,
   type ChannelInfo,
@@ -231,18 +232,11 @@ export class PostgresStore implements ChatStore {
   }
 
   appendMany(items: readonly Appending[]): Promise<Array<ChannelEvent | null>> {
-    const byChannel = new Map<string, number[]>(); // folded name → indexes into items, in order
-    items.forEach((it, i) => {
-      const c = fold(it.channel);
-      byChannel.set(c, [...byChannel.get(c) ?? [], i]);
-    });
     return this.#sql.begin(async (tx) => {
       const out: Array<ChannelEvent | null> = items.map(() => null);
       const rows: Array<Record<string, string | number>> = [];
       const at = Date.now();
-      // Channels locked in one order by every host: two batches never wait for each other in a cycle.
-      for (const c of [...byChannel.keys()].sort()) {
-        const indexes = byChannel.get(c)!;
+      for (const [c, indexes] of byChannel(items)) {
         const [row] = await tx`UPDATE channels SET last_seq = last_seq + ${indexes.length} WHERE folded = ${c}
           RETURNING name, last_seq`;
         if (!row) continue;
