@@ -123,7 +123,7 @@ export class IrcSession implements LocalClient, Sender {
     this.#uncommitted++;
     this.#lastCommit = commit.then(() => {}, (err: unknown) => {
       this.#failure ??= { err };
-      this.conn.close(); // stops reading: the loop ends and the session fails as it does today
+      this.conn.close(); // stops reading: the loop ends, and the session fails as a failed command fails it
     }).finally(() => this.#uncommitted--);
     if (this.#uncommitted >= MAX_UNCOMMITTED) await this.settled();
   }
