@@ -1,12 +1,13 @@
 /**
  * Two osps instances, one PostgreSQL: one chat. A client of instance A and
  * one of instance B meet in a channel, a nickname held on A is refused on B,
- * and a QUIT on one side reaches the other (LISTEN/NOTIFY). Runs against a
+ * and a QUIT on one side reaches the other (LISTEN/NOTIFY); the group commit
+ * numbers a burst in order. Runs against a
  * real PostgreSQL this test starts; skipped, saying why, only where
  * PostgreSQL is not installed.
  */
 import assert from "node:assert/strict";
-import { withInstance } from "./harness.ts";
+import { RUN_FLAGS, withInstance } from "./harness.ts";
 import { LibClient, RawIrc } from "./support/irc.ts";
 import { startPostgres } from "./support/postgres.ts";
 import { newChatPlace } from "./support/chat_instance.ts";
@@ -55,6 +56,21 @@ Deno.test({
     } finally {
       for (const p of [a, b]) Deno.removeSync(p.dataDir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name: "chat on PostgreSQL: a burst from several senders is stored in few transactions, numbered in order",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg === "string") return;
+    // A real process, as a worker is: the PostgreSQL client needs env access the test runner lacks.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [...RUN_FLAGS, new URL("./support/group_commit_burst.ts", import.meta.url).pathname, pg.url],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   },
 });
 

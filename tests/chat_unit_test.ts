@@ -1,7 +1,8 @@
 /**
  * The chat's building blocks on their own: the IRC grammar, case mapping,
- * flood control on a driven clock, the SQLite store's rules, and the hub's
- * per-channel ordering with gaps filled from the store.
+ * flood control on a driven clock, the SQLite store's rules, the group
+ * commit of channel messages, and the hub's per-channel ordering with gaps
+ * filled from the store.
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
@@ -11,6 +12,8 @@ import { SqliteStore } from "../mod/chat/sqlite_store.ts";
 import { StoreError } from "../mod/chat/chat_store.ts";
 import { ChatHub, type LocalClient } from "../mod/chat/chat_hub.ts";
 import { waitFor } from "./harness.ts";
+import { CommitCancelledError, type Committed, GroupCommit } from "../mod/chat/group_commit.ts";
+import { checkBurst, said, sender } from "./support/group_commit_burst.ts";
 
 Deno.test("parseMessage reads tags, prefix, command, middles and a trailing parameter", () => {
   const m = parseMessage("@time=2020-01-01T00:00:00Z;a=b\\sc :nick!u@h privmsg #chan :hello  there :)")!;
@@ -152,5 +155,47 @@ Deno.test("ChatHub delivers a channel's events by number; a gap is filled from t
   await waitFor("gap filled", () => got.length === 6, 5_000);
   assert.deepEqual(got.slice(4).map((l) => l.split(":").pop()), ["m3", "m5"]);
   hub.close();
+  await s.close();
+});
+
+Deno.test("GroupCommit: a burst from several senders is stored in few transactions, numbered and handed on in order", async () => {
+  using t = tempStore();
+  await checkBurst(t.store, ["#one", "#two"]);
+  await t.store.close();
+});
+
+Deno.test("GroupCommit: a failed transaction fails exactly its messages; the senders of other batches are served", async () => {
+  using t = tempStore();
+  const s = t.store;
+  await s.join("#f", "op!~u@h", "op", "", "nt");
+  // A real store failure: the database refuses one message (and so the whole transaction holding it).
+  const db = new DatabaseSync(t.path);
+  db.exec(
+    "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.params LIKE '%boom%' " +
+      "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+  );
+  db.close();
+  const handedOn: Committed[] = [];
+  const commits = new GroupCommit(s, (batch) => handedOn.push(...batch));
+  const [a, b, c] = [sender("w/a"), sender("w/b"), sender("w/c")];
+  const first = commits.append(said("#f", "a1"), a); // the store was idle: committed at once, alone
+  const failing = [commits.append(said("#f", "boom"), b), commits.append(said("#f", "c1"), c)]; // one batch
+  const outcomes = await Promise.allSettled([first, ...failing]);
+  assert.deepEqual(outcomes.map((o) => o.status), ["fulfilled", "rejected", "rejected"]);
+  for (const o of outcomes.slice(1)) {
+    assert.match(String((o as PromiseRejectedResult).reason), /refused by the test/);
+  }
+  assert.equal(commits.transactions, 2);
+  const later = await Promise.all([commits.append(said("#f", "a2"), a), commits.append(said("#f", "c2"), c)]);
+  assert.deepEqual(later.map((e) => e?.seq), [3, 4], "numbers continue after the failed batch without a gap");
+  const stored = await s.eventsBetween("#f", 1, 100);
+  assert.deepEqual(
+    stored.map((e) => e.params[0]),
+    ["a1", "a2", "c2"],
+    "nothing of the failed batch is stored",
+  );
+  assert.deepEqual(handedOn.map((h) => h.ev.params[0]), ["a1", "a2", "c2"], "nor handed on");
+  const gone = { origin: "w/d", live: () => false };
+  await assert.rejects(commits.append(said("#f", "d1"), gone), CommitCancelledError);
   await s.close();
 });

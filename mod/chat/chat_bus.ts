@@ -10,10 +10,15 @@
  * channel's numbering reads the missing events from the store (see
  * `chat_hub.ts`), so an event lost in transit (a dispatcher restarting) is
  * late, never lost or duplicated.
+ *
+ * Events travel in bundles: one transport message holds a JSON array of
+ * events, in order (a group commit's messages go out as one), so a burst
+ * costs one write and one relay instead of one per event.
  * @module
  */
 import type { DispatcherLink } from "../link/worker_link.ts";
 import { decodeLinkNotice } from "../dispatch/relay.ts";
+import { MAX_LINK_MESSAGE } from "../net/protocol.ts";
 import { logger } from "../log.ts";
 import type { ChannelEvent, Departed } from "./chat_store.ts";
 
@@ -49,6 +54,8 @@ export type BusEvent =
 export interface ChatBus {
   /** Sends `e` to every other worker (never back to this one); keeps it while the transport is down. */
   publish(e: BusEvent): void;
+  /** Sends several events, in order, in as few transport messages as fit. */
+  publishAll(events: readonly BusEvent[]): void;
   /** Where received events go. */
   onEvent: (e: BusEvent) => void;
   close(): Promise<void>;
@@ -57,7 +64,51 @@ export interface ChatBus {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Events kept while the dispatcher is away, oldest dropped first past this (the store fills gaps). */
+/**
+ * Encodes events as JSON arrays of at most `maxBytes` bytes each (an event
+ * larger than that alone in its own), keeping their order.
+ *
+ * @example
+ * ```ts
+ * const [bytes] = bundleEvents([{ t: "hello", slot: 1, origin: "1.a" }], 65536); // `[{"t":"hello",…}]`
+ * ```
+ */
+export function bundleEvents(events: readonly BusEvent[], maxBytes: number): Uint8Array[] {
+  const bundles: Uint8Array[] = [];
+  let parts: Uint8Array[] = [];
+  let size = 1; // "[", then each part with its "," or "]"
+  const close = () => {
+    if (parts.length === 0) return;
+    const out = new Uint8Array(size);
+    out[0] = 0x5b; // "["
+    let off = 1;
+    parts.forEach((p, i) => {
+      if (i > 0) out[off++] = 0x2c; // ","
+      out.set(p, off);
+      off += p.length;
+    });
+    out[off] = 0x5d; // "]"
+    bundles.push(out);
+    parts = [];
+    size = 1;
+  };
+  for (const e of events) {
+    const bytes = encoder.encode(JSON.stringify(e));
+    if (parts.length > 0 && size + bytes.length + 1 > maxBytes) close();
+    parts.push(bytes);
+    size += bytes.length + 1;
+  }
+  close();
+  return bundles;
+}
+
+/** Decodes a bundle (a JSON array of events) or a single event; throws on malformed JSON. */
+export function unbundleEvents(text: string): BusEvent[] {
+  const parsed = JSON.parse(text) as BusEvent | BusEvent[];
+  return Array.isArray(parsed) ? parsed : [parsed];
+}
+
+/** Bundles kept while the dispatcher is away, oldest dropped first past this (the store fills gaps). */
 const MAX_BACKLOG = 10_000;
 
 /** {@link ChatBus} over the worker's link: the dispatcher relays to the instance's other workers. */
@@ -72,11 +123,16 @@ export class LinkBus implements ChatBus {
   }
 
   publish(e: BusEvent): void {
-    const bytes = encoder.encode(JSON.stringify(e));
-    if (this.#backlog.length === 0 && this.#link.send(bytes)) return;
-    this.#backlog.push(bytes);
-    if (this.#backlog.length > MAX_BACKLOG) this.#backlog.shift();
-    this.#scheduleFlush();
+    this.publishAll([e]);
+  }
+
+  publishAll(events: readonly BusEvent[]): void {
+    for (const bytes of bundleEvents(events, MAX_LINK_MESSAGE)) {
+      if (this.#backlog.length === 0 && this.#link.send(bytes)) continue;
+      this.#backlog.push(bytes);
+      if (this.#backlog.length > MAX_BACKLOG) this.#backlog.shift();
+      this.#scheduleFlush();
+    }
   }
 
   /** The dispatcher (re)connected: send what waited. */
@@ -99,14 +155,14 @@ export class LinkBus implements ChatBus {
   receive(bytes: Uint8Array): void {
     const notice = decodeLinkNotice(bytes);
     if (notice) return this.onEvent({ t: "link-closed", slot: notice.worker, origin: "" });
-    let e: BusEvent;
+    let events: BusEvent[];
     try {
-      e = JSON.parse(decoder.decode(bytes)) as BusEvent;
+      events = unbundleEvents(decoder.decode(bytes));
     } catch (err) {
       logger().warn("chat: dropped a malformed link message: {err}", { err: String(err) });
       return;
     }
-    this.onEvent(e);
+    for (const e of events) this.onEvent(e);
   }
 
   close(): Promise<void> {

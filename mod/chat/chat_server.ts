@@ -19,6 +19,7 @@ import type { DispatcherLink } from "../link/worker_link.ts";
 import { type BusEvent, type ChatBus, LinkBus } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
 import { ChatHub } from "./chat_hub.ts";
+import { type Committed, GroupCommit } from "./group_commit.ts";
 import type { ChatStore } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
 import { formatMessage } from "./irc_message.ts";
@@ -78,8 +79,16 @@ export class ChatServer {
       hub: this.#hub,
       owner: parts.owner,
       startedAt: new Date(),
+      commits: new GroupCommit(parts.store, (batch) => this.#handOn(batch)),
+      handOn: (batch) => this.#handOn(batch),
       publish: (e) => this.#bus.publish(e),
     };
+  }
+
+  /** Committed channel events: delivered here, then published to the other workers, in order. */
+  #handOn(batch: readonly Committed[]): void {
+    for (const { ev, origin } of batch) this.#hub.channelEvent(ev, origin);
+    this.#bus.publishAll(batch.map(({ ev, origin }) => ({ t: "ch", ev, origin })));
   }
 
   /** Opens the store, listens on the IRC port, reaps what dead predecessors left, and starts serving. */

@@ -9,6 +9,7 @@
  * @module
  */
 import { OspsError } from "../errors.ts";
+import { fold } from "./irc_message.ts";
 
 /** The store could not be opened, migrated or reached. */
 export class StoreError extends OspsError {}
@@ -85,6 +86,28 @@ export interface ChannelChange {
   >;
 }
 
+/** One event to append with {@link ChatStore.appendMany}: its channel and what it says. */
+export interface Appending {
+  readonly channel: string;
+  readonly event: Pick<ChannelEvent, "kind" | "source" | "params">;
+}
+
+/**
+ * A batch's items by folded channel name (indexes into `items`, in order),
+ * channels sorted: every writer reserves numbers for its channels in one
+ * order, so two batches never wait for each other in a cycle.
+ */
+export function byChannel(items: readonly Appending[]): Array<[string, number[]]> {
+  const out = new Map<string, number[]>();
+  items.forEach((it, i) => {
+    const c = fold(it.channel);
+    const list = out.get(c);
+    if (list) list.push(i);
+    else out.set(c, [i]);
+  });
+  return [...out].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+}
+
 /** Why a JOIN was refused. */
 export type JoinRefusal = "bad-key" | "full";
 
@@ -147,6 +170,13 @@ export interface ChatStore {
     e: Pick<ChannelEvent, "kind" | "source" | "params">,
     change?: ChannelChange,
   ): Promise<ChannelEvent | null>;
+  /**
+   * Appends several events in one transaction (group commit): each is
+   * numbered in its channel in the order given, exactly as one `append`
+   * after another would number them. Null for an event whose channel is
+   * gone. All or nothing: when it throws, none of them is stored.
+   */
+  appendMany(items: readonly Appending[]): Promise<Array<ChannelEvent | null>>;
   channel(name: string): Promise<ChannelInfo | null>;
   members(channel: string): Promise<Member[]>;
   /** Channels `nick` is in (display names). */

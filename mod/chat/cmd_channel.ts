@@ -13,8 +13,7 @@ import { userModeCommand } from "./cmd_connection.ts";
 
 /** Delivers a stored event here and sends it to the other workers. */
 export function publishEvent(s: IrcSession, ev: ChannelEvent): void {
-  s.ctx.hub.channelEvent(ev, s.id);
-  s.ctx.publish({ t: "ch", ev, origin: s.id });
+  s.ctx.handOn([{ ev, origin: s.id }]);
 }
 
 /** The channel, and whether `s` is in it; replies 403 and returns null when it does not exist. */

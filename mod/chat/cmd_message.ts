@@ -1,18 +1,35 @@
 /**
- * Messages: PRIVMSG and NOTICE to channels (stored and numbered, then fanned
- * out) and to users (wherever they are connected), and IRCv3
+ * Messages: PRIVMSG and NOTICE to channels (stored and numbered in groups,
+ * `group_commit.ts`, then fanned out) and to users (wherever they are connected), and IRCv3
  * `draft/chathistory` (CHATHISTORY LATEST/BEFORE/AFTER) over the stored ones.
  * @module
  */
 import type { ChannelEvent, HistoryQuery } from "./chat_store.ts";
 import { byteLength, fold, formatMessage, type IrcMessage, isChannel, truncateBytes } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
-import { publishEvent } from "./cmd_channel.ts";
 import { CHATHISTORY_MAX, MAX_TARGETS, N } from "./numerics.ts";
 
 /** The text cut so that the line relayed to others fits in 512 bytes. */
 function fitText(s: IrcSession, cmd: string, target: string, text: string): string {
   return truncateBytes(text, 510 - byteLength(`:${s.source} ${cmd} ${target} :`));
+}
+
+/**
+ * Queues a message to a channel for group commit; the session reads on
+ * while it is stored (it is delivered and published once committed).
+ */
+async function channelMessage(s: IrcSession, cmd: "PRIVMSG" | "NOTICE", target: string, body: string) {
+  const notice = cmd === "NOTICE";
+  // A member's channel exists (channels are never removed) and takes its messages: nothing to look up.
+  if (!s.joined.has(fold(target))) {
+    const info = await s.ctx.store.channel(target);
+    if (!info) return notice ? undefined : s.replyText(N.ERR_NOSUCHCHANNEL, target, "No such channel");
+    if (info.modes.includes("n")) {
+      return notice ? undefined : s.replyText(N.ERR_CANNOTSENDTOCHAN, info.name, "Cannot send to channel");
+    }
+  }
+  const event = { kind: cmd, source: s.source, params: [body] };
+  await s.pipeline(s.ctx.commits.append({ channel: target, event }, s));
 }
 
 async function message(s: IrcSession, m: IrcMessage): Promise<void> {
@@ -25,20 +42,10 @@ async function message(s: IrcSession, m: IrcMessage): Promise<void> {
   for (const target of targets.split(",").filter((t) => t !== "").slice(0, MAX_TARGETS)) {
     const body = fitText(s, cmd, target, text);
     if (isChannel(target)) {
-      const info = await store.channel(target);
-      const member = s.joined.has(fold(target));
-      if (!info) {
-        if (!notice) s.replyText(N.ERR_NOSUCHCHANNEL, target, "No such channel");
-        continue;
-      }
-      if (!member && info.modes.includes("n")) {
-        if (!notice) s.replyText(N.ERR_CANNOTSENDTOCHAN, info.name, "Cannot send to channel");
-        continue;
-      }
-      const ev = await store.append(info.name, { kind: cmd, source: s.source, params: [body] });
-      if (ev) publishEvent(s, ev);
+      await channelMessage(s, cmd, target, body);
       continue;
     }
+    await s.settled(); // delivered at once: it must not overtake this session's channel messages
     const to = await store.user(target);
     if (!to) {
       if (!notice) s.replyText(N.ERR_NOSUCHNICK, target, "No such nick/channel");
@@ -113,7 +120,7 @@ async function chathistory(s: IrcSession, m: IrcMessage): Promise<void> {
 
 /** Message commands, by name. */
 export const MESSAGE_COMMANDS: Record<string, Command> = {
-  PRIVMSG: { min: 0, run: message },
-  NOTICE: { min: 0, run: message },
+  PRIVMSG: { min: 0, run: message, pipelined: true },
+  NOTICE: { min: 0, run: message, pipelined: true },
   CHATHISTORY: { min: 4, run: chathistory },
 };

@@ -3,7 +3,7 @@
  * decoded leniently: IRC has no mandated encoding, so invalid UTF-8 becomes
  * U+FFFD instead of ending the connection), lines out through a bounded send
  * queue. Writing never waits on the client: a line is queued and written in
- * the background, and a client whose queue grows past its cap (it does not
+ * the background, and a client whose queue stays past its cap (it does not
  * read) is reported through {@link IrcConn.onOverflow} and cut off, so a
  * slow reader never slows the sender or anyone else.
  * @module
@@ -125,20 +125,31 @@ export class IrcConn {
     return body.length + 2 > this.#maxLine;
   }
 
-  /** Queues a line (CR LF appended). False when the connection is closed or the queue overflowed. */
+  /**
+   * Queues a line (CR LF appended). False when the connection is closed or
+   * the queue overflowed. The cap is judged when the socket takes only part
+   * of a write (it is full: what waits is what the client did not read); a
+   * burst handed over in one turn — a group commit's messages — may pass it
+   * before the socket had a chance to take any, so at the time of queueing
+   * only twice the cap is too much.
+   */
   send(line: string): boolean {
     if (this.#closed) return false;
     const bytes = encoder.encode(line + "\r\n");
     this.#queued += bytes.length;
-    if (this.#queued > this.#sendqBytes) {
-      this.#queue = [];
-      this.#queued = 0;
-      this.onOverflow();
+    if (this.#queued > 2 * this.#sendqBytes) {
+      this.#overflow();
       return false;
     }
     this.#queue.push(bytes);
     if (!this.#writing) void this.#writeLoop();
     return true;
+  }
+
+  #overflow(): void {
+    this.#queue = [];
+    this.#queued = 0;
+    this.onOverflow();
   }
 
   async #writeLoop(): Promise<void> {
@@ -157,9 +168,13 @@ export class IrcConn {
           let off = 0;
           for (const p of parts) batch.set(p, off), off += p.length;
         }
-        let off = 0;
-        while (off < batch.length) off += await this.conn.write(batch.subarray(off));
-        this.#queued -= batch.length;
+        for (let off = 0; off < batch.length;) {
+          const n = await this.conn.write(batch.subarray(off));
+          off += n;
+          this.#queued -= n;
+          // The socket took only part: it is full, and what waits is judged against the cap.
+          if (off < batch.length && this.#queued > this.#sendqBytes) return this.#overflow();
+        }
       }
     } catch {
       this.close(); // the client is gone; the read side sees it too

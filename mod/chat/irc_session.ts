@@ -13,6 +13,7 @@ import type { BusEvent } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
 import type { ChatHub, LocalClient } from "./chat_hub.ts";
 import type { ChatStore } from "./chat_store.ts";
+import type { Committed, GroupCommit, Sender } from "./group_commit.ts";
 import { FakeLag } from "./fake_lag.ts";
 import { IrcConn, TOO_LONG } from "./irc_conn.ts";
 import { formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
@@ -23,11 +24,15 @@ export interface ChatContext {
   readonly cfg: ChatConfig;
   readonly store: ChatStore;
   readonly hub: ChatHub;
+  /** Channel messages are stored through this, in groups (delivered and published once committed). */
+  readonly commits: GroupCommit;
   /** This worker process's owner id in the store. */
   readonly owner: string;
   readonly startedAt: Date;
   /** Sends an event to the other workers (after it was stored and delivered here). */
   publish(e: BusEvent): void;
+  /** Committed channel events: delivered here and published to the other workers, in order. */
+  handOn(batch: readonly Committed[]): void;
 }
 
 /** A command handler. */
@@ -36,14 +41,23 @@ export interface Command {
   readonly min: number;
   /** Allowed before registration. */
   readonly early?: boolean;
+  /**
+   * Runs while this session's earlier channel messages are still being
+   * committed (it waits with {@link IrcSession.settled} where its effects
+   * must follow theirs). Every other command waits for them first.
+   */
+  readonly pipelined?: boolean;
   run(s: IrcSession, m: IrcMessage): void | Promise<void>;
 }
+
+/** Channel messages of one session queued and not yet committed, past which it stops reading ahead. */
+export const MAX_UNCOMMITTED = 256;
 
 /** How a session ended, for logs and the QUIT the others see. */
 export type CloseReason = string;
 
 /** One client connection. */
-export class IrcSession implements LocalClient {
+export class IrcSession implements LocalClient, Sender {
   readonly id: string;
   readonly ctx: ChatContext;
   readonly conn: IrcConn;
@@ -66,6 +80,11 @@ export class IrcSession implements LocalClient {
   #lastInput = performance.now();
   #pingSent = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Settles after the last channel message queued for commit (they commit in order). */
+  #lastCommit: Promise<void> = Promise.resolve();
+  #uncommitted = 0;
+  /** A queued message's store failure: the session ends with it, as a failed command ends it. */
+  #failure: { err: unknown } | undefined;
   readonly #lag: FakeLag;
   readonly #commands: Readonly<Record<string, Command>>;
 
@@ -83,6 +102,40 @@ export class IrcSession implements LocalClient {
     this.#commands = commands;
     this.#lag = new FakeLag(ctx.cfg.floodBurst, ctx.cfg.floodRate);
     conn.onOverflow = () => this.close(`SendQ exceeded (${ctx.cfg.sendqBytes} bytes)`);
+  }
+
+  /** The origin key of events this connection caused ({@link Sender}). */
+  get origin(): string {
+    return this.id;
+  }
+
+  /** False once a queued message of this session failed to be stored ({@link Sender}). */
+  live(): boolean {
+    return this.#failure === undefined;
+  }
+
+  /**
+   * Tracks a channel message queued for group commit: later commands wait
+   * for it ({@link settled}); its failure ends the session. Waits only when
+   * {@link MAX_UNCOMMITTED} messages are already queued.
+   */
+  async pipeline(commit: Promise<unknown>): Promise<void> {
+    this.#uncommitted++;
+    this.#lastCommit = commit.then(() => {}, (err: unknown) => {
+      this.#failure ??= { err };
+      this.conn.close(); // stops reading: the loop ends, and the session fails as a failed command fails it
+    }).finally(() => this.#uncommitted--);
+    if (this.#uncommitted >= MAX_UNCOMMITTED) await this.settled();
+  }
+
+  /** Resolves once every channel message this session queued is committed; throws the first failure. */
+  async settled(): Promise<void> {
+    await this.#lastCommit;
+    this.#throwIfFailed();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure) throw this.#failure.err;
   }
 
   /** `nick!user@host`. */
@@ -133,6 +186,7 @@ export class IrcSession implements LocalClient {
         if (wait > 0) await sleep(wait);
         await this.#handle(line);
       }
+      await this.settled();
     } catch (err) {
       reason = "Internal error";
       logger().error("chat: session {id} failed: {err}", { id: this.id, err: String(err) });
@@ -144,6 +198,7 @@ export class IrcSession implements LocalClient {
   }
 
   async #handle(line: string): Promise<void> {
+    this.#throwIfFailed();
     if (line.includes("\0")) return;
     const m = parseMessage(line);
     if (!m || this.#quitting !== undefined) return;
@@ -157,6 +212,7 @@ export class IrcSession implements LocalClient {
     if (m.params.length < cmd.min) {
       return this.replyText(N.ERR_NEEDMOREPARAMS, m.command, "Not enough parameters");
     }
+    if (!cmd.pipelined) await this.settled();
     await cmd.run(this, m);
   }
 
@@ -207,6 +263,7 @@ export class IrcSession implements LocalClient {
     const { hub, store } = this.ctx;
     if (!this.registered) return;
     this.registered = false;
+    await this.#lastCommit; // its messages reach the others before its QUIT
     try {
       const d = await store.releaseNick(this.nick);
       if (!d) return;

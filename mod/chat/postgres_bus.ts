@@ -13,11 +13,14 @@
  * @module
  */
 import { logger } from "../log.ts";
-import type { BusEvent, ChatBus } from "./chat_bus.ts";
+import { bundleEvents, type BusEvent, type ChatBus, unbundleEvents } from "./chat_bus.ts";
 import { connect } from "./postgres_store.ts";
 
 /** The NOTIFY channel every osps worker listens on. */
 export const NOTIFY_CHANNEL = "osps_chat";
+/** A NOTIFY payload must be shorter than 8000 bytes. */
+const MAX_PAYLOAD = 7_900;
+const decoder = new TextDecoder();
 
 /** {@link ChatBus} on LISTEN/NOTIFY. */
 export class PostgresBus implements ChatBus {
@@ -34,21 +37,27 @@ export class PostgresBus implements ChatBus {
     const sql = connect(url, 1);
     const bus = new PostgresBus(sql);
     await sql.listen(NOTIFY_CHANNEL, (payload) => {
-      let e: BusEvent;
+      let events: BusEvent[];
       try {
-        e = JSON.parse(payload) as BusEvent;
+        events = unbundleEvents(payload);
       } catch {
         return logger().warn("chat: dropped a malformed notification");
       }
-      bus.onEvent(e);
+      for (const e of events) bus.onEvent(e);
     });
     return bus;
   }
 
   publish(e: BusEvent): void {
-    void this.#sql.notify(NOTIFY_CHANNEL, JSON.stringify(e)).catch((err) =>
-      logger().error("chat: NOTIFY failed ({t}): {err}", { t: e.t, err: String(err) })
-    );
+    this.publishAll([e]);
+  }
+
+  publishAll(events: readonly BusEvent[]): void {
+    for (const bundle of bundleEvents(events, MAX_PAYLOAD)) {
+      void this.#sql.notify(NOTIFY_CHANNEL, decoder.decode(bundle)).catch((err) =>
+        logger().error("chat: NOTIFY failed: {err}", { err: String(err) })
+      );
+    }
   }
 
   async close(): Promise<void> {

@@ -12,6 +12,8 @@
 import postgres from "postgres";
 import { fold } from "./irc_message.ts";
 import {
+  type Appending,
+  byChannel,
   type ChannelChange,
   type ChannelEvent,
   type ChannelInfo,
@@ -227,6 +229,36 @@ export class PostgresStore implements ChatStore {
       }
       return await this.#appendIn(tx, c, e);
     }) as Promise<ChannelEvent | null>;
+  }
+
+  appendMany(items: readonly Appending[]): Promise<Array<ChannelEvent | null>> {
+    return this.#sql.begin(async (tx) => {
+      const out: Array<ChannelEvent | null> = items.map(() => null);
+      const rows: Array<Record<string, string | number>> = [];
+      const at = Date.now();
+      for (const [c, indexes] of byChannel(items)) {
+        const [row] = await tx`UPDATE channels SET last_seq = last_seq + ${indexes.length} WHERE folded = ${c}
+          RETURNING name, last_seq`;
+        if (!row) continue;
+        const first = Number(row["last_seq"]) - indexes.length + 1;
+        indexes.forEach((i, k) => {
+          const ev: ChannelEvent = { channel: String(row["name"]), seq: first + k, at, ...items[i]!.event };
+          out[i] = ev;
+          rows.push({
+            channel: c,
+            seq: ev.seq,
+            at,
+            kind: ev.kind,
+            source: ev.source,
+            params: JSON.stringify(ev.params),
+          });
+        });
+      }
+      if (rows.length > 0) {
+        await tx`INSERT INTO events ${tx(rows, "channel", "seq", "at", "kind", "source", "params")}`;
+      }
+      return out;
+    }) as Promise<Array<ChannelEvent | null>>;
   }
 
   async #appendIn(tx: Sql, folded: string, e: EventFields): Promise<ChannelEvent | null> {

@@ -11,6 +11,8 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { fold } from "./irc_message.ts";
 import {
+  type Appending,
+  byChannel,
   type ChannelChange,
   type ChannelEvent,
   type ChannelInfo,
@@ -32,6 +34,8 @@ export class SqliteStore implements ChatStore {
   readonly kind = "sqlite";
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
+  /** The channel and number the next event of a reservation takes (inside a transaction). */
+  #next: { name: string; seq: number } | null = null;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -267,19 +271,36 @@ export class SqliteStore implements ChatStore {
     }));
   }
 
-  /** Numbers and stores an event (inside a transaction). */
-  #appendIn(folded: string, e: Pick<ChannelEvent, "kind" | "source" | "params">): ChannelEvent | null {
-    const row = this.#get(
-      "UPDATE channels SET last_seq = last_seq + 1 WHERE folded = ? RETURNING name, last_seq",
-      folded,
-    );
-    if (!row) return null;
-    const ev: ChannelEvent = {
-      channel: String(row["name"]),
-      seq: Number(row["last_seq"]),
-      at: Date.now(),
-      ...e,
-    };
+  appendMany(items: readonly Appending[]): Promise<Array<ChannelEvent | null>> {
+    return Promise.resolve(this.#tx(() => {
+      const out: Array<ChannelEvent | null> = items.map(() => null);
+      for (const [c, indexes] of byChannel(items)) {
+        indexes.forEach((i, k, all) => out[i] = this.#appendIn(c, items[i]!.event, k === 0 ? all.length : 0));
+      }
+      return out;
+    }));
+  }
+
+  /**
+   * Numbers and stores an event (inside a transaction). `reserve` numbers
+   * are taken at once (a batch's first event of a channel takes the batch's;
+   * 0: the next one was taken already).
+   */
+  #appendIn(
+    folded: string,
+    e: Pick<ChannelEvent, "kind" | "source" | "params">,
+    reserve = 1,
+  ): ChannelEvent | null {
+    if (reserve > 0) {
+      const row = this.#get(
+        "UPDATE channels SET last_seq = last_seq + ? WHERE folded = ? RETURNING name, last_seq",
+        reserve,
+        folded,
+      );
+      this.#next = row ? { name: String(row["name"]), seq: Number(row["last_seq"]) - reserve + 1 } : null;
+    }
+    if (!this.#next) return null;
+    const ev: ChannelEvent = { channel: this.#next.name, seq: this.#next.seq++, at: Date.now(), ...e };
     this.#run(
       "INSERT INTO events(channel, seq, at, kind, source, params) VALUES (?, ?, ?, ?, ?, ?)",
       folded,

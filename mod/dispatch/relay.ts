@@ -9,7 +9,7 @@
 import type { WorkerLink } from "../link/worker_link.ts";
 import type { PoolHooks, WorkerPool } from "./worker_pool.ts";
 
-/** First byte of a notice from the dispatcher itself (workers' messages are JSON: they start with "{"). */
+/** First byte of a notice from the dispatcher itself (workers' messages are JSON: "[" or "{" first). */
 const NOTICE = 0x01;
 const LINK_CLOSED = 0x63; // "c"
 
