@@ -213,7 +213,7 @@ async function runInstance(
     bootTimeoutMs: () => timingOf(live.cfg).bootTimeoutMs,
     leaveGraceMs: () => leaveGraceMs(live.cfg),
     clock,
-  });
+  }, cfg.warmSpare);
   const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
   void signalled.then(requestStop);
   let fatal: string | null = null;
@@ -229,7 +229,9 @@ async function runInstance(
   let failedBefore = 0;
   for (const c of children) {
     c.onExit = (child, code) => {
-      if (child.state !== "stopping") ops.childExited(child.spec.slot.index, code);
+      if (child.state === "stopping") return;
+      ops.childExited(child.spec.slot.index, code);
+      if (child.spec.isWorker && child.state !== "leaving") slots.crashed(child);
     };
     c.onChange = () => {
       const workers = slots.enlisted;
@@ -272,7 +274,7 @@ async function runInstance(
     n: cfg.workers,
   });
   dispatcher?.start();
-  for (const w of slots.enlisted) w.start(); // the spare slot stays empty until a replacement
+  slots.start(); // the spare slot stays empty until a replacement, unless it is kept warm
 
   const overdue = new Set<string>();
   const ticker = setInterval(() => {

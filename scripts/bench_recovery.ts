@@ -137,6 +137,42 @@ async function killWorker(inst: Instance, seg: Segment, id: number, underLoad: b
   };
 }
 
+/**
+ * `kills` kills of an enlisted worker of a 2-worker instance with
+ * `--warm-spare`: ms from kill(2) until 2 enlisted workers serve again (the
+ * spare took over), each after the spare is warm again.
+ */
+async function warmSpareKills(kills: number): Promise<number[]> {
+  const inst = await startInstance({ workers: 2, flags: ["--warm-spare", "--log-level=warning"] });
+  const seg = Segment.open(instancePaths(inst.runDir).shm);
+  const ready = (i: number) =>
+    seg.slot(i).load("pid") > 0 && seg.slot(i).load("sup_state") === SupState.READY;
+  const enlisted = () => [1, 2, 3].filter((i) => seg.slot(i).load("spare") === 0 && ready(i));
+  const spareWarm = () => [1, 2, 3].some((i) => seg.slot(i).load("spare") === 1 && ready(i));
+  const out: number[] = [];
+  try {
+    for (let k = 0; k < kills; k++) {
+      await timeUntil("the spare to be warm", () => spareWarm() && enlisted().length === 2, {
+        since: performance.now(),
+      });
+      await sleep(200);
+      const victim = seg.slot(enlisted()[0]!).load("pid");
+      const t0 = performance.now();
+      Deno.kill(victim, "SIGKILL");
+      out.push(
+        await timeUntil("two workers serving again", () => {
+          const e = enlisted();
+          return e.length === 2 && e.every((i) => seg.slot(i).load("pid") !== victim);
+        }, { since: t0 }),
+      );
+    }
+  } finally {
+    seg.close();
+    await inst.stop();
+  }
+  return out;
+}
+
 /** Runs part 3. */
 export async function benchRecovery(opts: { kills: number; bareStarts: number }): Promise<{
   figures: Figure[];
@@ -279,6 +315,21 @@ export async function benchRecovery(opts: { kills: number; bareStarts: number })
       }),
       figure({ part: "Recovery", name: "kill -9 watchdog → every child gone", value: orphansMs, unit: "ms" }),
     ];
+    const warm = await warmSpareKills(opts.kills);
+    figures.splice(
+      2,
+      0,
+      figure({
+        part: "Recovery",
+        name: "kill -9 worker → pool serves with N workers again, with --warm-spare",
+        value: median(warm),
+        unit: "ms",
+        reference: { name: "bare start of one worker process", value: bareMs },
+        target: { on: "ratio", op: "<=", limit: 1.1 },
+        note: `median of ${warm.length} kills: the running spare takes the dead worker's place; ` +
+          "the dead one restarts as the spare",
+      }),
+    );
     return {
       figures,
       raw: {
@@ -290,6 +341,7 @@ export async function benchRecovery(opts: { kills: number; bareStarts: number })
         sigstop: { killed_ms: killedMs, replaced_ms: replacedMs },
         dispatcher_kill_ms: dispatcherMs,
         watchdog_kill_children_gone_ms: orphansMs,
+        warm_spare_kills_ms: warm,
       },
     };
   } finally {

@@ -4,7 +4,8 @@
  * real load, real signals, the config file really re-read.
  */
 import assert from "node:assert/strict";
-import { freePorts, osps, waitFor, withInstance } from "./harness.ts";
+import { freePorts, mapTable, osps, pollFast, waitFor, withInstance } from "./harness.ts";
+import { SupState } from "../mod/ipc/shm.ts";
 import { checkExposition, sampleValue } from "./support/prom_check.ts";
 
 interface BenchJson {
@@ -179,5 +180,79 @@ Deno.test("a reload whose spare slot cannot start (its port taken) replaces each
     const after = await inst.status();
     assert.equal(after.workers.length, 2);
     assert.ok(after.workers.every((w) => !before.includes(w.pid) && w.state === "ready"));
+  });
+});
+
+Deno.test("--warm-spare: a killed worker's place is taken at once by the running spare; it comes back as the spare", async () => {
+  await withInstance({ workers: 2, flags: ["--warm-spare"] }, async (inst) => {
+    const table = mapTable(inst);
+    try {
+      const spareReady = () => {
+        const s = table.slot(3);
+        return s.load("spare") === 1 && s.load("pid") > 0 && s.load("sup_state") === SupState.READY;
+      };
+      await pollFast("the warm spare ready", spareReady, 15_000);
+      const serving = () =>
+        [1, 2, 3].filter((i) => {
+          const s = table.slot(i);
+          return s.load("spare") === 0 && s.load("pid") > 0 && s.load("sup_state") === SupState.READY;
+        });
+      assert.deepEqual(serving(), [1, 2]);
+      const spare = table.slot(3).load("pid");
+      // The spare serves nothing while it is the spare.
+      for (let i = 0; i < 10; i++) {
+        assert.notEqual(
+          JSON.parse((await inst.client(["--json", "time"])).stdout).worker_port,
+          inst.port + 3,
+        );
+      }
+      const victim = table.slot(1).load("pid");
+      const t0 = performance.now();
+      Deno.kill(victim, "SIGKILL");
+      await pollFast(
+        "two workers serving again",
+        () => serving().length === 2 && serving().includes(3),
+        5_000,
+        1,
+      );
+      const back = performance.now() - t0;
+      assert.equal(table.slot(3).load("pid"), spare, "the spare's own process took over");
+      // The dead slot restarts and becomes the spare.
+      await pollFast("slot 1 back as the spare", () => {
+        const s = table.slot(1);
+        return s.load("spare") === 1 && s.load("pid") > 0 && s.load("pid") !== victim &&
+          s.load("sup_state") === SupState.READY;
+      }, 15_000);
+      const s = await inst.status();
+      assert.deepEqual(s.workers.filter((w) => !w.spare).map((w) => w.id).sort(), [2, 3]);
+      assert.match(inst.logs(), /worker 3 \(pid \d+, the warm spare\) serves in place of worker 1/);
+      for (let i = 0; i < 10; i++) assert.equal((await inst.client(["echo", `after ${i}`])).code, 0);
+      console.log(`kill -9 → two workers serving again in ${back.toFixed(1)} ms (the warm spare took over)`);
+    } finally {
+      table.close();
+    }
+  });
+});
+
+Deno.test("--warm-spare: a reload swaps each worker with the running spare, loses nothing, and keeps a spare warm", async () => {
+  await withInstance({ workers: 2, flags: ["--warm-spare"] }, async (inst) => {
+    await waitFor(
+      "the warm spare",
+      async () => (await inst.status()).workers.some((w) => w.spare && w.state === "ready"),
+    );
+    const before = (await inst.status()).workers.filter((w) => !w.spare).map((w) => w.pid);
+    const load = osps(["bench", `--port=${inst.port}`, "--clients=8", "--duration=4", "--json"]);
+    await new Promise((r) => setTimeout(r, 500));
+    const o = await osps(["reload", `--run-dir=${inst.runDir}`]);
+    assert.equal(o.code, 0, o.stderr);
+    const r = JSON.parse((await load).stdout) as BenchJson;
+    assert.equal(r.requests.failed, 0, JSON.stringify(r.errors));
+    const after = await waitFor("two workers and a warm spare", async () => {
+      const s = await inst.status();
+      return s.workers.length === 3 && s.workers.every((w) => w.state === "ready") && s;
+    });
+    const serving = after.workers.filter((w) => !w.spare).map((w) => w.pid);
+    assert.equal(serving.length, 2);
+    for (const p of before) assert.ok(!serving.includes(p), `worker pid ${p} still serves after the reload`);
   });
 });

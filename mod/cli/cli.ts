@@ -425,6 +425,12 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         doc: "a worker resident over N MiB is replaced gracefully: a new one starts, the old one finishes " +
           "its requests and leaves (0 = no limit)",
       },
+      "warm-spare": {
+        type: "boolean",
+        default: false,
+        doc: "keep the spare slot's worker running, ready but routed nothing: it takes a dead or replaced " +
+          "worker's place at once (one more idle process)",
+      },
       "exit-after": {
         type: "int",
         default: 0,

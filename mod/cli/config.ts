@@ -80,6 +80,8 @@ export interface WatchdogConfig
   readonly exitAfter: number;
   /** A worker resident over this many MiB is replaced the graceful way (0 = no limit). */
   readonly maxWorkerRssMb: number;
+  /** Keep the spare slot's worker running, ready to take a dead or replaced worker's place at once. */
+  readonly warmSpare: boolean;
   /** Recycle a worker after this many requests (0 = never); each spawn adds up to 10% jitter. */
   readonly maxRequests: number;
   /** Interval of the dispatcher's FIFO probes (0 = off). */
@@ -327,6 +329,7 @@ export function watchdogConfig(
     requestTimeoutFor: parseTimeoutsFor(str(v, "request-timeout-for")),
     exitAfter: num(v, "exit-after"),
     maxWorkerRssMb: num(v, "max-worker-rss-mb"),
+    warmSpare: v["warm-spare"] === true,
     maxRequests: num(v, "max-requests"),
     probeMs: num(v, "probe-ms"),
     restartBudget: num(v, "restart-budget"),
@@ -356,6 +359,11 @@ export function watchdogConfig(
   if ((c.join || c.linkPort) && !c.secretFile) {
     throw new UsageError(
       `--${c.join ? "join" : "link-port"} needs --secret-file (osps secret > FILE; chmod 600 FILE)`,
+    );
+  }
+  if (c.warmSpare && (c.join || c.workers === 0)) {
+    throw new UsageError(
+      "--warm-spare needs local workers and the dispatcher on this host (a joined host's spare would be routed to)",
     );
   }
   if (c.workers === 0 && !c.linkPort) {

@@ -204,11 +204,12 @@ export class LocalWorkerLink implements WorkerLink {
 
   available(): boolean {
     return !this.#draining && !this.#wedged && this.#reader.connected && this.#bell.writer.connected &&
-      this.#slot.load("pid") > 0 && workState(this.#slot.load("work")) === WorkState.IDLE;
+      this.present() && workState(this.#slot.load("work")) === WorkState.IDLE;
   }
 
+  /** A worker runs in the slot and is one of the instance's (a spare slot's worker, kept warm, is routed nothing). */
   present(): boolean {
-    return this.#slot.load("pid") > 0;
+    return this.#slot.load("pid") > 0 && this.#slot.load("spare") === 0;
   }
 
   assign(t: Ticket): boolean {

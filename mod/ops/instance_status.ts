@@ -228,7 +228,7 @@ export function statusTable(s: InstanceStatus): string {
     "LAST EXIT",
   ];
   const rows = [s.dispatcher, ...s.workers].map((c) => [
-    c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}`,
+    c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}${c.spare ? " (spare)" : ""}`,
     String(c.pid || "-"),
     c.host,
     String(c.port),

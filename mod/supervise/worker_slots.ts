@@ -13,6 +13,12 @@
  * start (its port taken by another program, say), the worker is replaced in
  * place instead: it drains and leaves, and its own slot starts again (the
  * pool is one short meanwhile; queued clients wait, none is refused).
+ *
+ * With a warm spare (`--warm-spare`) the spare slot's worker runs all the
+ * time, ready but routed nothing (its slot says `spare`): a replacement
+ * swaps at once, and when an enlisted worker's process dies the spare takes
+ * its place at once while the dead one restarts (as the new spare), so the
+ * pool is back to N serving workers as soon as the death is seen.
  * @module
  */
 import type { SupervisedChild } from "./supervisor.ts";
@@ -47,15 +53,56 @@ export class WorkerSlots {
   readonly #rules: SlotRules;
   readonly #enlisted: Set<SupervisedChild>;
   readonly #queued = new Set<SupervisedChild>();
+  readonly #warm: boolean;
   #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  /** The first `workers` of `all` are enlisted, the others spare. */
-  constructor(all: readonly SupervisedChild[], workers: number, rules: SlotRules) {
+  /** The first `workers` of `all` are enlisted, the others spare; `warm`: keep the spare's worker running. */
+  constructor(all: readonly SupervisedChild[], workers: number, rules: SlotRules, warm = false) {
     this.all = all;
     this.#rules = rules;
+    this.#warm = warm;
     this.#enlisted = new Set(all.slice(0, workers));
     for (const c of all) c.spec.slot.store("spare", this.#enlisted.has(c) ? 0 : 1);
+  }
+
+  /** Starts the enlisted workers, and the spare's when it is kept warm. */
+  start(): void {
+    for (const c of this.enlisted) c.start();
+    if (this.#warm) this.#spare()?.start();
+  }
+
+  /**
+   * An enlisted worker's process ended without being asked to (a crash, a
+   * kill): with a warm spare serving, the spare takes its place now; the
+   * dead one's own restart then makes it the new spare.
+   */
+  crashed(child: SupervisedChild): void {
+    if (!this.#warm || this.#closed || !this.#enlisted.has(child) || this.#queued.size > 0) return;
+    const spare = this.#spare();
+    if (!spare || !this.#rules.serving(spare)) return;
+    this.#swap(child, spare);
+    logger().info(
+      "{spare} (pid {pid}, the warm spare) serves in place of {dead}, which restarts as the spare",
+      {
+        spare: spare.spec.name,
+        pid: spare.pid,
+        dead: child.spec.name,
+      },
+    );
+  }
+
+  /** The child of the slot that is not enlisted. */
+  #spare(): SupervisedChild | undefined {
+    return this.all.find((c) => !this.#enlisted.has(c));
+  }
+
+  /** `spare` takes `old`'s place: enlisted, routed to; `old`'s slot becomes the spare (routed nothing). */
+  #swap(old: SupervisedChild, spare: SupervisedChild): void {
+    this.#enlisted.add(spare);
+    this.#enlisted.delete(old);
+    spare.spec.slot.store("spare", 0);
+    old.spec.slot.store("spare", 1);
   }
 
   /** The instance's workers now, in slot order (a spare that took over is one of them). */
@@ -86,24 +133,22 @@ export class WorkerSlots {
   async #replaceOne(old: SupervisedChild, reason: number): Promise<Replaced> {
     if (this.#closed || !this.#enlisted.has(old)) return "skipped";
     const log = logger();
-    const spare = this.all.find((c) =>
-      !this.#enlisted.has(c) && (c.state === "none" || c.state === "stopped")
-    );
+    const spare = this.#spare();
     if (spare) {
-      spare.start();
+      // A warm spare already serves (or is starting); a cold one starts now, a failing one gets a fresh start.
+      if (spare.state === "failed" || spare.state === "backoff") await spare.stop(1_000);
+      if (spare.state === "none" || spare.state === "stopped") spare.start();
       const up = await this.#serves(spare);
       if (this.#closed) return "skipped";
       if (up) {
-        this.#enlisted.add(spare);
-        this.#enlisted.delete(old);
-        spare.spec.slot.store("spare", 0);
-        old.spec.slot.store("spare", 1);
+        this.#swap(old, spare);
         log.info("{new} (pid {pid}) serves in place of {old}; {old} finishes its work and leaves", {
           new: spare.spec.name,
           pid: spare.pid,
           old: old.spec.name,
         });
         await old.leave(reason, this.#rules.leaveGraceMs());
+        if (this.#warm && !this.#closed) old.start(); // the new warm spare
         return "replaced";
       }
       log.warn("the spare slot ({spare}) could not serve ({state}); replacing {old} in place", {
