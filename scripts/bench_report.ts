@@ -70,6 +70,10 @@ export function resultsMarkdown(r: Results): string {
     "",
     `## Figures (${targets.filter((f) => f.met).length} of ${targets.length} targets met)`,
     "",
+    "Why each missed target is missed, measured (profiles, system calls, memory by module): " +
+    "[docs/PERFORMANCE.md](../docs/PERFORMANCE.md); for the chat: [docs/CHAT.md](../docs/CHAT.md#measured). " +
+    "This machine is a shared 2-core VM: the same run repeated moves the ratios by ±25 %.",
+    "",
     "| part | figure | value | reference | ratio | target | met? | note |",
     "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
