@@ -17,10 +17,7 @@ import { LinkState, Segment } from "../mod/ipc/shm.ts";
 import { type Instance, osps, startInstance } from "../tests/harness.ts";
 import { type Host, makeNet, namespacesUsable } from "../tests/support/netns.ts";
 import { type Figure, figure, sleep } from "./bench_util.ts";
-import { secretFile } from "../tests/support/secret_file.ts";
-
-const PORT = 2222, LINK = 2300;
-const LINK_TIMING = ["--link-heartbeat-ms=200", "--link-timeout-ms=1000"];
+import { cluster, PORT } from "../tests/support/cluster.ts";
 
 /** The results of one `osps bench` run, as `--json` prints them. */
 interface BenchJson {
@@ -82,10 +79,9 @@ export async function benchHosts(
       raw: { skipped: usable.why },
     };
   }
-  const secret = secretFile();
   const raw: Record<string, unknown> = {};
   const figures: Figure[] = [];
-  try {
+  {
     // Local: the dispatcher's host serves with a worker of its own.
     const local: Record<number, BenchJson> = {};
     {
@@ -102,43 +98,18 @@ export async function benchHosts(
     const remote: Record<number, BenchJson> = {};
     let firstAttachMs = 0, reattachMs = 0, lostMs = 0;
     {
-      await using net = await makeNet(2, [1]);
-      const [a, b] = net.hosts as [Host, Host];
-      let main: Instance | undefined, joined: Instance | undefined;
+      await using c = await cluster({ mainWorkers: 0, joinedWorkers: 1 });
+      firstAttachMs = c.joinedReadyMs;
+      const seg = Segment.open(instancePaths(c.main.runDir).shm);
       try {
-        main = await startInstance({
-          workers: 0,
-          port: PORT,
-          wrap: a.wrap,
-          flags: [`--host=${a.addr}`, `--link-port=${LINK}`, `--secret-file=${secret}`, ...LINK_TIMING],
-        });
-        const seg = Segment.open(instancePaths(main.runDir).shm);
-        try {
-          const t0 = performance.now();
-          joined = await startInstance({
-            workers: 1,
-            port: PORT,
-            wrap: b.wrap,
-            flags: [
-              `--host=${b.addr}`,
-              `--join=${a.addr}:${LINK}`,
-              `--secret-file=${secret}`,
-              ...LINK_TIMING,
-            ],
-          });
-          await until(() => attached(seg, 1) === 1, 30_000);
-          firstAttachMs = performance.now() - t0;
-          for (const c of opts.clients) remote[c] = await load(a.addr, [b.addr], c, opts.seconds);
-          // A cable cut until the link is declared lost, then plugged back.
-          await net.cable(b, false);
-          lostMs = await until(() => attached(seg, 1) === 0, 10_000);
-          await net.cable(b, true);
-          reattachMs = await until(() => attached(seg, 1) === 1, 30_000);
-        } finally {
-          seg.close();
-        }
+        for (const n of opts.clients) remote[n] = await load(c.a.addr, [c.b.addr], n, opts.seconds);
+        // A cable cut until the link is declared lost, then plugged back.
+        await c.cable(false);
+        lostMs = await until(() => attached(seg, 1) === 0, 10_000);
+        await c.cable(true);
+        reattachMs = await until(() => attached(seg, 1) === 1, 30_000);
       } finally {
-        await stopAll(joined, main);
+        seg.close();
       }
     }
     raw["local"] = local;
@@ -188,8 +159,6 @@ export async function benchHosts(
         note: "the worker retries its link with capped backoff; --link-heartbeat-ms=200",
       }),
     );
-  } finally {
-    Deno.removeSync(secret);
   }
   return { figures, raw };
 }

@@ -6,78 +6,13 @@
  * cannot be made (not root); CI runs as root.
  */
 import assert from "node:assert/strict";
-import { type Instance, osps, startInstance, type StatusJson, waitFor } from "./harness.ts";
-import { type Host, inNamespacesOf, makeNet, namespacesUsable } from "./support/netns.ts";
+import { osps, startInstance, type StatusJson, waitFor } from "./harness.ts";
 import { secretFile } from "./support/secret_file.ts";
+import { inNamespacesOf, namespacesUsable } from "./support/netns.ts";
+import { cluster, LINK } from "./support/cluster.ts";
 
 const usable = await namespacesUsable();
 if (!usable.ok) console.log(`multihost tests skipped: ${usable.why}`);
-
-const PORT = 2222, LINK = 2300;
-const FAST_LINK = ["--link-heartbeat-ms=200", "--link-timeout-ms=1000"];
-
-interface Cluster extends AsyncDisposable {
-  main: Instance;
-  joined: Instance;
-  a: Host;
-  b: Host;
-  status(which: "main" | "joined"): Promise<StatusJson>;
-  client(args: string[]): ReturnType<typeof osps>;
-  cable(up: boolean): Promise<void>;
-}
-
-/** Host A: dispatcher and one local worker; host B (own /dev/shm): two workers joined to A. */
-async function cluster(extra: string[] = []): Promise<Cluster> {
-  const net = await makeNet(2, [1]);
-  const [a, b] = net.hosts as [Host, Host];
-  const secret = secretFile();
-  const main = await startInstance({
-    workers: 1,
-    port: PORT,
-    wrap: a.wrap,
-    flags: [`--host=${a.addr}`, `--link-port=${LINK}`, `--secret-file=${secret}`, ...FAST_LINK, ...extra],
-  });
-  const joined = await startInstance({
-    workers: 2,
-    port: PORT,
-    wrap: b.wrap,
-    flags: [
-      `--host=${b.addr}`,
-      `--join=${a.addr}:${LINK}`,
-      `--secret-file=${secret}`,
-      ...FAST_LINK,
-      ...extra,
-    ],
-  });
-  const net2 = [a.addr, b.addr];
-  return {
-    main,
-    joined,
-    a,
-    b,
-    async status(which) {
-      const inst = which === "main" ? main : joined;
-      // Host B's shared memory is in its own mount namespace: read it from there.
-      const o = await osps(["status", `--run-dir=${inst.runDir}`, "--json"], {
-        wrap: which === "joined" ? inNamespacesOf(joined.pid) : undefined,
-      });
-      assert.equal(o.code, 0, o.stderr);
-      return JSON.parse(o.stdout);
-    },
-    client: (args) => osps(["client", `--host=${a.addr}`, `--port=${PORT}`, ...args], { net: net2 }),
-    cable: (up) => net.cable(b, up),
-    async [Symbol.asyncDispose]() {
-      for (const inst of [joined, main]) {
-        try {
-          inst.process.kill("SIGTERM");
-        } catch { /* gone */ }
-        await inst.exited();
-      }
-      await net[Symbol.asyncDispose]();
-      Deno.removeSync(secret);
-    },
-  };
-}
 
 const remote = (s: StatusJson, addr: string) => s.workers.filter((w) => w.host === addr);
 
