@@ -149,24 +149,23 @@ async function request(
   d: SessionDeps,
 ): Promise<string | null> {
   const left = new AbortController();
-  // Made only if the client has to wait a while; aborted with a plain reason (a DOMException costs).
+  // Made only if the client has to wait; aborted with a plain reason (a DOMException costs).
   let watch: AbortController | undefined;
-  let notice: Promise<void> | undefined;
+  let notice: Promise<unknown> | undefined;
   const result = await d.pool.acquire(
     type,
     // Loopback is one address for every local client: its cap is per connection (see SECURITY.md).
     { peer, capKey: key === "loopback" ? null : key },
     // Told once it has waited QUEUED_NOTICE_MS (a shorter wait, the usual one under load, costs no line).
-    (position) =>
-      notice = (async () => {
-        await conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`));
-        if (left.signal.aborted || watch) return;
-        // A waiting client has nothing to say: EOF or a broken line means it left (a line it pipelines
-        // stays for later). No idle timeout while it waits on us: the queue timeout bounds the wait.
-        watch = new AbortController();
-        conn.peek(watch.signal).then((r) => r !== "line" && left.abort(WENT_AWAY), () => {});
-      })(),
+    (position) => notice = conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`)),
     left.signal,
+    // Watched from the moment it waits: a waiting client has nothing to say, so EOF or a broken line means it
+    // left and gives up its place at once (a line it pipelines stays for later). No idle timeout while it
+    // waits on us: the queue timeout bounds the wait.
+    () => {
+      watch = new AbortController();
+      conn.peek(watch.signal).then((r) => r !== "line" && left.abort(WENT_AWAY), () => {});
+    },
   );
   await notice; // the QUEUED line goes out before what follows it
   watch?.abort(SERVED);

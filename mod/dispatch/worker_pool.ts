@@ -131,14 +131,16 @@ export class WorkerPool {
 
   /**
    * Finds a worker for one request: at once, or after waiting in the queue
-   * (`onQueued` is told the position), or refused (queue full, timeout,
-   * draining, left). When `left` aborts, the client gave up its place.
+   * (`onWait` is called as it joins the queue, `onQueued` told its position
+   * once it has waited {@link QUEUED_NOTICE_MS}), or refused (queue full,
+   * timeout, draining, left). When `left` aborts, the client gave up its place.
    */
   acquire(
     type: string,
     who: Requester,
     onQueued: (position: number) => unknown,
     left?: AbortSignal,
+    onWait?: () => void,
   ): Promise<Assignment | Refusal> {
     if (this.#draining) {
       return Promise.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
@@ -170,6 +172,7 @@ export class WorkerPool {
     };
     left?.addEventListener("abort", onLeft, { once: true });
     this.#queue.push(waiter);
+    onWait?.();
     this.#queueChanged();
     // Published before this second look: a worker freed in between either was seen here, or saw the
     // queue depth (and that the pool polls) and rang its doorbell (no lost wake-up).
