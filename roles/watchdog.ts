@@ -78,7 +78,7 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   // Chat: the data dir made 0700 and the schema migrated once, before any worker opens the store.
   if (cfg.chat.ircPort > 0) {
     try {
-      await prepareChatStore(cfg.chat, cfg.port);
+      await prepareChatStore(cfg.chat, cfg.host, cfg.port);
     } catch (err) {
       lock.release();
       throw err;

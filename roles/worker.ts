@@ -87,7 +87,6 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   const chat = cfg.chat.ircPort > 0
     ? await (await import("../mod/chat/chat_server.ts")).ChatServer.start(cfg.chat, {
       host: cfg.host,
-      instancePort: Number(cfg.chatInstance.split(":").pop()),
       instanceName: cfg.chatInstance,
       slot: cfg.id,
       link,

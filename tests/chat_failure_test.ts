@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { assertNothingLeft, rolesOf, startInstance, waitFor, waitReplaced } from "./harness.ts";
 import { LibClient, RawIrc } from "./support/irc.ts";
+import { SqliteStore } from "../mod/chat/sqlite_store.ts";
 import { chatFlags, clientsOnEveryWorker, newChatPlace, slotOf, withChat } from "./support/chat_instance.ts";
 
 Deno.test("chat: kill -9 of a worker: its members' QUIT reaches the others, their nicknames are free", async () => {
@@ -116,7 +117,7 @@ Deno.test("chat: a dispatcher restart drops no chat session; what was said meanw
   });
 });
 
-Deno.test("chat: channels, topics, modes and history survive kill -9 of every process and a stop/start", async () => {
+Deno.test("chat: registered channels keep topic and modes across kill -9 of every process and a restart on another port; unregistered ones vanish, their history stays", async () => {
   const place = newChatPlace();
   const runDir = `${Deno.makeTempDirSync({ prefix: "osps-chat-run-" })}/run`;
   const start = () => startInstance({ workers: 2, runDir, port, flags: chatFlags(place) });
@@ -127,12 +128,17 @@ Deno.test("chat: channels, topics, modes and history survive kill -9 of every pr
     const a = await RawIrc.connect(place.ircPort);
     await a.register("keeper");
     await a.send("JOIN #keep", "TOPIC #keep :kept topic", "MODE #keep +k sesame");
+    await a.send("JOIN #temp", "TOPIC #temp :temp topic", "MODE #temp +k zz", "PRIVMSG #temp :said in temp");
     for (let i = 1; i <= 3; i++) await a.send(`PRIVMSG #keep :message ${i}`);
     const b = await LibClient.connect(place.ircPort, "witness");
     b.raw("JOIN #keep sesame");
     b.raw("CHATHISTORY LATEST #keep * 10");
     // Acknowledged: another client has seen message 3.
     await b.waitLine("message 3", (m) => m.command === "PRIVMSG" && m.params[1] === "message 3");
+    // #keep is registered (the hook ChanServ uses); #temp is not.
+    const hook = SqliteStore.open(`${place.dataDir}/chat.sqlite`);
+    assert.equal(await hook.setRegistered("#keep", true), true);
+    await hook.close();
     first.process.kill("SIGKILL"); // the watchdog; its children die with it (PR_SET_PDEATHSIG)
     await first.exited();
     await waitFor("every role gone", () => rolesOf(runDir).length === 0);
@@ -149,12 +155,19 @@ Deno.test("chat: channels, topics, modes and history survive kill -9 of every pr
     await c.waitFor("history", (m) => m.command === "BATCH" && m.params[0]!.startsWith("-"));
     const history = c.seen.filter((m) => m.command === "PRIVMSG").map((m) => m.params[1]);
     assert.deepEqual(history, ["message 1", "message 2", "message 3"]);
+    // #temp vanished with its last member (RFC 2812): no key, no topic, a new operator; its history stays.
+    await c.send("JOIN #temp", "CHATHISTORY LATEST #temp * 10");
+    await c.waitFor("op of a new #temp", (m) => m.command === "353" && m.params[3] === "@keeper");
+    await c.waitFor("its history", (m) => m.command === "PRIVMSG" && m.params[1] === "said in temp");
+    assert.ok(!c.seen.some((m) => m.command === "332" && m.params[1] === "#temp"), "no topic kept");
     await c.send("PRIVMSG #keep :message 4");
     await c.send("QUIT");
     await c.close();
     assert.equal(await second.stop(), 0);
 
-    const third = await start();
+    // Another dispatcher port, the same data dir: the same chat (the database is named by the data dir).
+    const third = await startInstance({ workers: 2, flags: chatFlags(place) });
+    assert.notEqual(third.port, port);
     const d = await RawIrc.connect(place.ircPort);
     await d.register("reader");
     await d.send("JOIN #keep sesame", "CHATHISTORY LATEST #keep * 1");

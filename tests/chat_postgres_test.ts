@@ -59,18 +59,30 @@ Deno.test({
   },
 });
 
+/** Runs a support program against the test server, as a worker runs: a real process with the client's env access. */
+async function runAgainstPostgres(program: string, url: string): Promise<void> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [...RUN_FLAGS, new URL(program, import.meta.url).pathname, url],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+}
+
 Deno.test({
   name: "chat on PostgreSQL: a burst from several senders is stored in few transactions, numbered in order",
   ignore: typeof pg === "string",
   async fn() {
-    if (typeof pg === "string") return;
-    // A real process, as a worker is: the PostgreSQL client needs env access the test runner lacks.
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [...RUN_FLAGS, new URL("./support/group_commit_burst.ts", import.meta.url).pathname, pg.url],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    if (typeof pg !== "string") await runAgainstPostgres("./support/group_commit_burst.ts", pg.url);
+  },
+});
+
+Deno.test({
+  name:
+    "PostgresStore keeps the store contract (one lock order: concurrent PART, KICK, MODE, NICK, QUIT never deadlock)",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg !== "string") await runAgainstPostgres("./support/store_contract.ts", pg.url);
   },
 });
 

@@ -11,9 +11,12 @@ import { FakeLag } from "../mod/chat/fake_lag.ts";
 import { SqliteStore } from "../mod/chat/sqlite_store.ts";
 import { StoreError } from "../mod/chat/chat_store.ts";
 import { ChatHub, type LocalClient } from "../mod/chat/chat_hub.ts";
+import type { Actor } from "../mod/chat/chat_store.ts";
+import { SCHEMA } from "../mod/chat/store_schema.ts";
+import { joinOk, newUser, storeContract } from "./support/store_contract.ts";
 import { waitFor } from "./harness.ts";
 import { CommitCancelledError, type Committed, GroupCommit } from "../mod/chat/group_commit.ts";
-import { checkBurst, said, sender } from "./support/group_commit_burst.ts";
+import { checkBurst, said, said as msg, sender } from "./support/group_commit_burst.ts";
 
 Deno.test("parseMessage reads tags, prefix, command, middles and a trailing parameter", () => {
   const m = parseMessage("@time=2020-01-01T00:00:00Z;a=b\\sc :nick!u@h privmsg #chan :hello  there :)")!;
@@ -69,91 +72,162 @@ function tempStore(): { store: SqliteStore; path: string; [Symbol.dispose](): vo
   return { store, path, [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }) };
 }
 
-const user = (nick: string, owner = "1.a") => ({
-  nick,
-  user: "~u",
-  host: "h",
-  realname: "r",
-  away: "",
-  modes: "",
-  owner,
-  signonAt: 0,
-});
-
-Deno.test("SqliteStore: nicknames unique by folded name; events numbered per channel; a reap is told once", async () => {
+Deno.test("SqliteStore keeps the store contract (nicknames, numbering, modes as deltas, channel life, reaping, history)", async () => {
   using t = tempStore();
-  const s = t.store;
-  assert.equal(await s.claimNick(user("Ann[")), true);
-  assert.equal(await s.claimNick(user("ann{", "2.b")), false);
-  assert.equal(await s.claimNick(user("bob", "2.b")), true);
-  assert.equal(await s.renameNick("bob", "ANN["), null, "rename onto a taken nickname");
-  const j1 = await s.join("#Room", "Ann[!~u@h", "Ann[", "", "nt");
-  const j2 = await s.join("#room", "bob!~u@h", "bob", "", "nt");
-  assert.ok(j1 && typeof j1 === "object" && j2 && typeof j2 === "object");
-  assert.deepEqual([j1.seq, j2.seq, j2.channel], [1, 2, "#Room"]);
-  assert.equal(await s.join("#room", "bob!~u@h", "bob", "", "nt"), null, "already a member");
-  assert.deepEqual(await s.members("#ROOM"), [{ nick: "Ann[", op: true, voice: false }, {
-    nick: "bob",
-    op: false,
-    voice: false,
-  }]);
-  const m = await s.append("#room", { kind: "PRIVMSG", source: "bob!~u@h", params: ["hi"] });
-  assert.equal(m?.seq, 3);
-  assert.deepEqual((await s.eventsBetween("#room", 1, 3)).map((e) => e.seq), [2]);
-  assert.deepEqual((await s.history("#room", { limit: 10 })).map((e) => e.params[0]), ["hi"]);
-  await s.append("#room", { kind: "MODE", source: "x", params: ["+k", "key"] }, {
-    modes: { modes: "nt", key: "key", limit: 0 },
-  });
-  assert.equal(await s.join("#room", "c!~u@h", "c", "nokey", "nt"), "bad-key");
-  await s.addOwner("2.b", "host:1", 2);
-  assert.deepEqual(
-    await s.deadOwners("host:1", 2, "2.c", 60_000),
-    ["2.b"],
-    "a predecessor in the slot is dead",
-  );
-  const reaped = await s.reapOwner("2.b");
-  assert.deepEqual(reaped, [{ nick: "bob", source: "bob!~u@h", channels: ["#Room"] }]);
-  assert.deepEqual(await s.reapOwner("2.b"), [], "a second reaper gets nobody");
-  assert.equal(await s.user("bob"), null);
-  await s.close();
+  await storeContract(t.store);
+  await t.store.close();
 });
 
-Deno.test("SqliteStore: the schema version is recorded, and a newer database is refused", () => {
+Deno.test("SqliteStore: the schema version is recorded, v1 is migrated, and a newer database is refused", () => {
   using t = tempStore();
   t.store.close();
   const db = new DatabaseSync(t.path);
-  assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
+  assert.equal(
+    (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+    SCHEMA.length,
+  );
   assert.equal((db.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode, "wal");
   db.exec("PRAGMA user_version = 99");
   db.close();
   assert.throws(() => SqliteStore.open(t.path), StoreError);
+  // A version 1 database (channels never removed) comes up with its empty channels gone.
+  const dir = Deno.makeTempDirSync({ prefix: "osps-store-v1-" });
+  try {
+    const v1 = new DatabaseSync(`${dir}/chat.sqlite`);
+    v1.exec(SCHEMA[0]!.sqlite);
+    v1.exec(`INSERT INTO channels VALUES ('#empty', '#empty', '', '', 0, 'ntk', 'zz', 0, 0, 3),
+      ('#busy', '#Busy', 'hi', 'x', 1, 'nt', '', 0, 0, 2);
+      INSERT INTO users VALUES ('ann', 'ann', '~u', 'h', 'r', '', '', '1.a', 0);
+      INSERT INTO members VALUES ('#busy', 'ann', 1);
+      INSERT INTO events VALUES ('#busy', 2, 500, 'PRIVMSG', 'ann!~u@h', '["hi"]'); PRAGMA user_version = 1;`);
+    v1.close();
+    const store = SqliteStore.open(`${dir}/chat.sqlite`);
+    const db2 = new DatabaseSync(`${dir}/chat.sqlite`);
+    const rows = db2.prepare("SELECT folded, users, last_at FROM channels").all();
+    assert.deepEqual(rows.map((r) => ({ ...r })), [{ folded: "#busy", users: 1, last_at: 500 }]);
+    db2.close();
+    store.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
-Deno.test("ChatHub delivers a channel's events by number; a gap is filled from the store", async () => {
+/** A local client that records the lines it was given. */
+function localClient(nick: string, id = `me/${nick}`): LocalClient & { got: string[] } {
+  const got: string[] = [];
+  return { id, nick, joined: new Map(), got, deliver: (out) => void got.push(out.line) };
+}
+
+/** Joins `c` to `channel` through the hub the way the JOIN command does (pin, store, snapshot, join). */
+async function hubJoin(
+  hub: ChatHub,
+  s: SqliteStore,
+  c: LocalClient,
+  a: Actor,
+  channel: string,
+): Promise<void> {
+  const need = hub.pin(channel);
+  const r = await s.join(channel, a, "", { createModes: "nt", snapshot: need });
+  if (r.snapshot) hub.load(channel, r.snapshot);
+  hub.joined(c, r.ev!);
+  hub.unpin(channel);
+  await hub.whenApplied(channel, r.ev!.seq);
+}
+
+Deno.test("ChatHub applies a channel's events by number; a gap is filled from the store", async () => {
   using t = tempStore();
   const s = t.store;
   const hub = new ChatHub(s);
-  const got: string[] = [];
-  const me: LocalClient = { id: "me/1", nick: "me", joined: new Map(), send: (line) => got.push(line) };
-  await s.claimNick(user("me"));
-  const join = await s.join("#o", "me!~u@h", "me", "", "nt");
-  assert.ok(join && typeof join === "object");
+  const me = localClient("me");
+  const a = await newUser(s, "me");
   hub.register(me);
-  hub.joined(me, join);
+  await hubJoin(hub, s, me, a, "#o");
   const said = [];
-  for (let i = 0; i < 4; i++) {
-    said.push((await s.append("#o", { kind: "PRIVMSG", source: "x!u@h", params: [`m${i}`] }))!);
-  }
+  for (let i = 0; i < 4; i++) said.push((await s.appendMany([msg("#o", `m${i}`)]))[0]!);
   hub.channelEvent(said[2]!, "other/1"); // early: waits
   hub.channelEvent(said[1]!, "other/1"); // still waiting for m0
-  assert.equal(got.length, 1, "only the JOIN so far");
+  assert.equal(me.got.length, 1, "only the JOIN so far");
   hub.channelEvent(said[0]!, "other/1");
   hub.channelEvent(said[1]!, "other/1"); // a duplicate is dropped
-  assert.deepEqual(got.slice(1).map((l) => l.split(":").pop()), ["m0", "m1", "m2"]);
-  hub.channelEvent((await s.append("#o", { kind: "PRIVMSG", source: "x!u@h", params: ["m5"] }))!, "other/1");
+  await hub.whenApplied("#o", said[2]!.seq);
+  assert.deepEqual(me.got.slice(1).map((l) => l.split(":").pop()), ["m0", "m1", "m2"]);
+  hub.channelEvent((await s.appendMany([msg("#o", "m5")]))[0]!, "other/1");
   // m3 (seq 6) never came over the bus: read from the store once the wait is over.
-  await waitFor("gap filled", () => got.length === 6, 5_000);
-  assert.deepEqual(got.slice(4).map((l) => l.split(":").pop()), ["m3", "m5"]);
+  await waitFor("gap filled", () => me.got.length === 6, 5_000);
+  assert.deepEqual(me.got.slice(4).map((l) => l.split(":").pop()), ["m3", "m5"]);
+  // Resync reads what a lost bus message held, even with nothing after it.
+  const lost = (await s.appendMany([msg("#o", "lost")]))[0]!;
+  await hub.resync();
+  assert.equal(me.got.at(-1), `:x!~u@h PRIVMSG #o :lost`);
+  assert.equal(hub.replica("#o")?.seq, lost.seq);
+  hub.close();
+  await s.close();
+});
+
+Deno.test("ChatHub: a QUIT or NICK reaches a member once, from the last channel they share", async () => {
+  using t = tempStore();
+  const s = t.store;
+  const hub = new ChatHub(s);
+  const [me, x] = [localClient("me"), await newUser(s, "x")];
+  const a = await newUser(s, "me");
+  for (const ch of ["#a", "#b"]) {
+    await joinOk(s, ch, x);
+    await hubJoin(hub, s, me, a, ch);
+  }
+  const renamed = await s.renameNick(x, "y");
+  assert.ok(Array.isArray(renamed) && renamed.length === 2);
+  for (const ev of renamed) hub.channelEvent(ev, "other/1");
+  const quit = await s.quit({ nick: "y", sid: x.sid, source: "y!~u@h" }, "bye");
+  for (const ev of quit!.events) hub.channelEvent(ev, "other/1");
+  await hub.whenApplied("#b", quit!.events.at(-1)!.seq);
+  assert.deepEqual(me.got.filter((l) => !l.includes(" JOIN ")), [":x!~u@h NICK y", ":y!~u@h QUIT :bye"]);
+  assert.deepEqual([...hub.replica("#a")!.members.keys()], ["me"]);
+  hub.close();
+  await s.close();
+});
+
+Deno.test("ChatHub: PART then JOIN keeps the JOIN, even when the PART is applied after the JOIN arrived", async () => {
+  using t = tempStore();
+  const s = t.store;
+  const hub = new ChatHub(s);
+  const me = localClient("me");
+  const [a, other] = [await newUser(s, "me"), await newUser(s, "other")];
+  await joinOk(s, "#p", other);
+  await hubJoin(hub, s, me, a, "#p");
+  const gap = (await s.appendMany([msg("#p", "from another worker", "other!~u@h")]))[0]!; // not delivered yet
+  const part = await s.part("#p", a, "brb");
+  assert.ok("ev" in part);
+  hub.channelEvent(part.ev, me.id); // waits for the gap
+  hub.pin("#p");
+  const rejoin = await s.join("#p", a, "", { createModes: "nt", snapshot: false });
+  hub.joined(me, rejoin.ev!);
+  hub.unpin("#p");
+  hub.channelEvent(gap, "other/1");
+  await hub.whenApplied("#p", rejoin.ev!.seq);
+  assert.deepEqual(me.got.slice(-3).map((l) => l.split(" ")[1]), ["PRIVMSG", "PART", "JOIN"]);
+  assert.equal(me.joined.get("#p"), rejoin.ev!.seq, "still in the channel");
+  const after = (await s.appendMany([msg("#p", "after", "other!~u@h")]))[0]!;
+  hub.channelEvent(after, "other/1");
+  await hub.whenApplied("#p", after.seq);
+  assert.equal(me.got.at(-1), ":other!~u@h PRIVMSG #p :after");
+  hub.close();
+  await s.close();
+});
+
+Deno.test("ChatHub delivers a burst a slice at a time: the event loop turns in between", async () => {
+  using t = tempStore();
+  const s = t.store;
+  const hub = new ChatHub(s);
+  const members = Array.from({ length: 300 }, (_, i) => localClient(`m${i}`));
+  for (const m of members) await hubJoin(hub, s, m, await newUser(s, m.nick), "#big");
+  const events = await s.appendMany(Array.from({ length: 3_000 }, (_, i) => msg("#big", `b${i}`)));
+  const total = () => members.reduce((n, m) => n + m.got.length, 0);
+  const before = total();
+  for (const ev of events) hub.channelEvent(ev!, "other/1");
+  const atNextTurn = await new Promise<number>((r) => setTimeout(() => r(total() - before), 0));
+  assert.ok(atNextTurn < 300 * 3_000, `a timer ran before the burst was all delivered (${atNextTurn})`);
+  await hub.whenApplied("#big", events.at(-1)!.seq);
+  assert.equal(total() - before, 300 * 3_000, "then everything was delivered");
   hub.close();
   await s.close();
 });
@@ -167,7 +241,7 @@ Deno.test("GroupCommit: a burst from several senders is stored in few transactio
 Deno.test("GroupCommit: a failed transaction fails exactly its messages; the senders of other batches are served", async () => {
   using t = tempStore();
   const s = t.store;
-  await s.join("#f", "op!~u@h", "op", "", "nt");
+  await joinOk(s, "#f", await newUser(s, "op"));
   // A real store failure: the database refuses one message (and so the whole transaction holding it).
   const db = new DatabaseSync(t.path);
   db.exec(

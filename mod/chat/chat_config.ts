@@ -41,11 +41,23 @@ export interface ChatConfig {
   readonly store: string;
   /** SQLite: fsync every commit (power-cut durability) instead of at checkpoints. */
   readonly fsync: boolean;
+  /** IRC connections one worker holds at once. */
+  readonly maxClients: number;
+  /** IRC connections one worker holds from one address. */
+  readonly maxClientsPerAddr: number;
+  /** Events older than this are removed (0: kept). */
+  readonly historyMaxAgeMs: number;
+  /** Events kept per channel (0: no limit). */
+  readonly historyMaxPerChannel: number;
 }
 
-/** The SQLite database of the instance whose dispatcher listens on `port`. */
-export function sqlitePath(dataDir: string, port: number): string {
-  return `${dataDir}/chat-${port}.sqlite`;
+/**
+ * The SQLite database in a data dir. One chat per data dir, whatever the
+ * dispatcher's port (osps up to 0.1 named it `chat-<port>.sqlite`: such a
+ * file is renamed to this name at start, see `chat_boot.ts`).
+ */
+export function sqlitePath(dataDir: string): string {
+  return `${dataDir}/chat.sqlite`;
 }
 
 /** True when `store` names a PostgreSQL database. */
@@ -93,6 +105,10 @@ export function chatConfig(v: FlagValues): ChatConfig {
     dataDir: ircPort > 0 && store === "sqlite" ? resolveDataDir(str(v, "data-dir")) : str(v, "data-dir"),
     store,
     fsync: v["chat-fsync"] === true,
+    maxClients: num(v, "irc-max-clients"),
+    maxClientsPerAddr: num(v, "irc-max-clients-per-addr"),
+    historyMaxAgeMs: num(v, "chat-history-days") * 86_400_000,
+    historyMaxPerChannel: num(v, "chat-history-max"),
   };
 }
 
@@ -136,5 +152,9 @@ export function chatFlags(c: ChatConfig, shown = false): Record<string, string |
     "data-dir": c.dataDir,
     store: shown ? c.store.replace(/\/\/[^@/]*@/, "//…@") : c.store,
     "chat-fsync": c.fsync,
+    "irc-max-clients": c.maxClients,
+    "irc-max-clients-per-addr": c.maxClientsPerAddr,
+    "chat-history-days": c.historyMaxAgeMs / 86_400_000,
+    "chat-history-max": c.historyMaxPerChannel,
   };
 }

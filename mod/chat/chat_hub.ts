@@ -1,54 +1,92 @@
 /**
- * A worker's local delivery: which of its connections are in which channel,
- * and each channel's events handed to them in the channel's order.
+ * A worker's local delivery: for each channel with members here, a replica
+ * of the channel (`channel_replica.ts`) and the local members, and the
+ * channel's events applied and handed to them in the channel's order.
  *
  * Every channel event carries the number the store gave it (1, 2, 3 …).
  * Events reach a worker from its own clients at once and from other workers
- * over the bus, so they can arrive out of order; the hub delivers a
+ * over the bus, so they can arrive out of order; the hub applies a
  * channel's events strictly by number. An event that arrives early waits for
  * the ones before it for {@link GAP_WAIT_MS}; if they have not come by then
  * (lost in transit), they are read from the store, which has every event
  * that any worker has published (it stores before it publishes). So each
  * member gets each event once, in the channel's order, whichever worker
- * holds the members.
+ * holds the members; and {@link ChatHub.resync} reads whatever a lost bus
+ * message held.
+ *
+ * Work is sliced: events are applied and delivered from one queue, at most
+ * {@link SLICE_MS} per event-loop turn, so a burst (thousands of QUITs when a
+ * worker dies, to thousands of members) never blocks the loop that answers
+ * the watchdog and the other clients. A QUIT or NICK, numbered in each
+ * channel of the user, reaches a member once: from the last channel the two
+ * share (until then the member still sees the user in another channel).
  * @module
  */
+import { setImmediate } from "node:timers";
 import { logger } from "../log.ts";
-import { fold, formatMessage } from "./irc_message.ts";
-import type { ChannelEvent, ChatStore, Departed } from "./chat_store.ts";
+import { fold } from "./irc_message.ts";
+import type { ChannelEvent, ChatStore, Snapshot } from "./chat_store.ts";
+import { ChannelReplica, splitSource } from "./channel_replica.ts";
+import { Outgoing } from "./outgoing.ts";
 
 /** How long an early event waits for the ones before it before they are read from the store. */
 export const GAP_WAIT_MS = 100;
+/** Longest the hub delivers in one event-loop turn before it yields. */
+export const SLICE_MS = 8;
 
-/** A local connection as the hub sees it. */
+/** A local connection as the hub sees it (an IRC session; any other transport alike). */
 export interface LocalClient {
   /** The connection's origin key (`owner/n`): events it caused are not echoed back where that is the rule. */
   readonly id: string;
   readonly nick: string;
   /** Channels joined (folded) → number of the JOIN event: earlier events are not shown. */
   readonly joined: Map<string, number>;
-  /** Queues a line for the client; `at` (ms since epoch) becomes a `time` tag if it asked for server-time. */
-  send(line: string, at?: number): void;
+  /** Its own PRIVMSG and NOTICE come back to it (IRCv3 echo-message). */
+  readonly echoes?: boolean;
+  /** Queues an event for the client. */
+  deliver(out: Outgoing): void;
 }
 
 interface Track {
-  readonly members: Set<LocalClient>;
-  /** Number of the last event delivered. */
+  readonly key: string;
+  /** Null while the snapshot of the first local JOIN is on its way. */
+  replica: ChannelReplica | null;
+  /** Local members → their folded nickname in the replica (it follows their NICK events). */
+  readonly locals: Map<LocalClient, string>;
+  readonly byNick: Map<string, LocalClient>;
+  /** Number of the last event queued for delivery. */
   last: number;
   /** Early events, by number, with the connection that caused them. */
   readonly pending: Map<number, { ev: ChannelEvent; origin: string }>;
   timer?: ReturnType<typeof setTimeout>;
   filling: boolean;
+  /** Local JOINs in flight: the track stays while they run. */
+  pins: number;
+  waiters: Array<{ seq: number; resolve: () => void }>;
+  /** Local members who joined again before their leaving was applied here: the number of the new JOIN. */
+  rejoins?: Map<LocalClient, number>;
 }
 
-/** Messages are not echoed to their sender (no echo-message capability); everything else is. */
-const NOT_ECHOED = new Set(["PRIVMSG", "NOTICE"]);
+interface Ready {
+  readonly t: Track;
+  readonly ev: ChannelEvent;
+  readonly origin: string;
+}
+
+/** Messages are not echoed to their sender unless it asked (echo-message); everything else is. */
+const MESSAGES = new Set(["PRIVMSG", "NOTICE"]);
 
 /** The worker's local clients and the channels they are in. */
 export class ChatHub {
   readonly #store: ChatStore;
   readonly #byNick = new Map<string, LocalClient>();
   readonly #tracks = new Map<string, Track>();
+  #ready: Ready[] = [];
+  #head = 0;
+  #pumping = false;
+  /** When this event-loop turn's delivery began (undefined: none yet this turn). */
+  #turnStart: number | undefined;
+  #closed = false;
 
   constructor(store: ChatStore) {
     this.#store = store;
@@ -61,73 +99,156 @@ export class ChatHub {
 
   /** A client registered (or renamed: pass its old nickname). */
   register(c: LocalClient, oldNick?: string): void {
-    if (oldNick !== undefined) this.#byNick.delete(fold(oldNick));
+    if (oldNick !== undefined && this.#byNick.get(fold(oldNick)) === c) this.#byNick.delete(fold(oldNick));
     this.#byNick.set(fold(c.nick), c);
   }
 
-  /** A client left: it is no longer in any channel here. */
+  /** A client left: it is no longer in any channel here and gets nothing more. */
   unregister(c: LocalClient): void {
     if (this.#byNick.get(fold(c.nick)) === c) this.#byNick.delete(fold(c.nick));
-    for (const ch of [...c.joined.keys()]) this.#leave(c, ch);
+    for (const key of [...c.joined.keys()]) {
+      const t = this.#tracks.get(key);
+      if (t) this.#leave(t, c);
+      c.joined.delete(key);
+    }
   }
 
-  /** `c` joined with event `ev` (its own JOIN): it gets that event and every later one. */
-  joined(c: LocalClient, ev: ChannelEvent): void {
-    const key = fold(ev.channel);
+  /** The replica of a channel with members here (loaded), else undefined. */
+  replica(channel: string): ChannelReplica | undefined {
+    return this.#tracks.get(fold(channel))?.replica ?? undefined;
+  }
+
+  /**
+   * A local JOIN is about to run: the channel's track stays until
+   * {@link unpin}. True when the JOIN must bring a snapshot (no replica here).
+   */
+  pin(channel: string): boolean {
+    const key = fold(channel);
     let t = this.#tracks.get(key);
+    const fresh = t === undefined;
     if (!t) {
-      t = { members: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
+      t = {
+        key,
+        replica: null,
+        locals: new Map(),
+        byNick: new Map(),
+        last: 0,
+        pending: new Map(),
+        filling: false,
+        pins: 0,
+        waiters: [],
+      };
       this.#tracks.set(key, t);
     }
-    t.members.add(c);
-    c.joined.set(key, ev.seq);
+    t.pins++;
+    return fresh;
+  }
+
+  /** The JOIN that {@link pin} announced is over. */
+  unpin(channel: string): void {
+    const t = this.#tracks.get(fold(channel));
+    if (!t) return;
+    t.pins--;
+    if (!t.replica && t.pins > 0) void this.#fetch(t); // the one that was to bring the snapshot did not
+    this.#maybeDrop(t);
+  }
+
+  /** The snapshot a pinned JOIN brought: the channel's replica starts from it. */
+  load(channel: string, s: Snapshot): void {
+    const t = this.#tracks.get(fold(channel));
+    if (!t || t.replica) return;
+    t.replica = new ChannelReplica(s);
+    t.last = s.seq;
+    for (const seq of [...t.pending.keys()]) if (seq <= s.seq) t.pending.delete(seq);
+    this.#drain(t);
+  }
+
+  async #fetch(t: Track): Promise<void> {
+    try {
+      const s = await this.#store.snapshot(t.key);
+      if (s) this.load(t.key, s);
+    } catch (err) {
+      logger().error("chat: cannot read channel {ch}: {err}", { ch: t.key, err: String(err) });
+    }
+  }
+
+  /** `c` joined with event `ev` (its own JOIN, on a pinned channel): it gets that event and every later one. */
+  joined(c: LocalClient, ev: ChannelEvent): void {
+    const key = fold(ev.channel);
+    const t = this.#tracks.get(key);
+    if (!t) return;
+    if (t.locals.has(c)) {
+      // Its PART or KICK is not applied here yet: it sees everything up to it, then this JOIN.
+      (t.rejoins ??= new Map()).set(c, ev.seq);
+    } else {
+      const nick = fold(splitSource(ev.source).nick);
+      t.locals.set(c, nick);
+      t.byNick.set(nick, c);
+      c.joined.set(key, ev.seq);
+    }
     this.channelEvent(ev, c.id);
   }
 
-  #leave(c: LocalClient, key: string): void {
-    c.joined.delete(key);
-    const t = this.#tracks.get(key);
-    if (!t) return;
-    t.members.delete(c);
-    if (t.members.size === 0) {
-      clearTimeout(t.timer);
-      this.#tracks.delete(key);
-    }
+  #leave(t: Track, c: LocalClient): void {
+    const nick = t.locals.get(c);
+    if (nick === undefined) return;
+    t.locals.delete(c);
+    t.rejoins?.delete(c);
+    if (t.byNick.get(nick) === c) t.byNick.delete(nick);
+    c.joined.delete(t.key);
+    this.#maybeDrop(t);
+  }
+
+  #maybeDrop(t: Track): void {
+    if (t.locals.size > 0 || t.pins > 0 || this.#tracks.get(t.key) !== t) return;
+    clearTimeout(t.timer);
+    this.#tracks.delete(t.key);
+    for (const w of t.waiters.splice(0)) w.resolve();
+  }
+
+  /** Resolves once this worker applied event `seq` of `channel` (or has no members there). */
+  whenApplied(channel: string, seq: number): Promise<void> {
+    const t = this.#tracks.get(fold(channel));
+    if (!t || (t.replica && t.replica.seq >= seq)) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    t.waiters.push({ seq, resolve });
+    return promise;
   }
 
   /** A numbered channel event, from here or from the bus. */
   channelEvent(ev: ChannelEvent, origin: string): void {
     const t = this.#tracks.get(fold(ev.channel));
-    if (!t || ev.seq <= t.last) return; // nobody here, or already delivered
+    if (!t || (t.replica && ev.seq <= t.last) || t.pending.has(ev.seq)) return; // nobody here, or a duplicate
     t.pending.set(ev.seq, { ev, origin });
     this.#drain(t);
   }
 
   #drain(t: Track): void {
+    if (!t.replica) return; // loading: everything waits for the snapshot
     for (let next = t.pending.get(t.last + 1); next; next = t.pending.get(t.last + 1)) {
       t.pending.delete(next.ev.seq);
       t.last = next.ev.seq;
-      this.#deliver(t, next.ev, next.origin);
+      this.#ready.push({ t, ev: next.ev, origin: next.origin });
     }
     clearTimeout(t.timer);
     t.timer = undefined;
     if (t.pending.size > 0 && !t.filling) t.timer = setTimeout(() => void this.#fill(t), GAP_WAIT_MS);
+    this.#kick();
   }
 
   /** Reads the events missing before the earliest early one from the store, and delivers in order. */
   async #fill(t: Track): Promise<void> {
     t.timer = undefined;
-    if (t.pending.size === 0) return;
+    if (t.pending.size === 0 || this.#tracks.get(t.key) !== t) return;
     const first = Math.min(...t.pending.keys());
-    const channel = t.pending.get(first)!.ev.channel;
     t.filling = true;
     try {
-      for (const ev of await this.#store.eventsBetween(channel, t.last, first)) {
+      for (const ev of await this.#store.eventsBetween(t.key, t.last, first)) {
         if (ev.seq > t.last && !t.pending.has(ev.seq)) t.pending.set(ev.seq, { ev, origin: "" });
       }
     } catch (err) {
       logger().error("chat: cannot read events of {ch} to fill a gap: {err}", {
-        ch: channel,
+        ch: t.key,
         err: String(err),
       });
     } finally {
@@ -135,58 +256,118 @@ export class ChatHub {
     }
     if (!t.pending.has(t.last + 1) && t.pending.size > 0) {
       t.last = Math.min(...t.pending.keys()) - 1; // not in the store either: never happened; move on
+      if (t.replica) t.replica.seq = t.last;
     }
     this.#drain(t);
   }
 
-  #deliver(t: Track, ev: ChannelEvent, origin: string): void {
-    const line = formatMessage(ev.source, ev.kind, [ev.channel, ...ev.params], {
-      trailing: ev.kind === "PRIVMSG" || ev.kind === "NOTICE" || ev.kind === "TOPIC" ||
-        ev.kind === "PART" || ev.kind === "KICK",
-    });
-    const key = fold(ev.channel);
-    for (const m of t.members) {
-      if ((m.joined.get(key) ?? Infinity) > ev.seq) continue;
-      if (m.id === origin && NOT_ECHOED.has(ev.kind)) continue;
-      m.send(line, ev.at);
+  /**
+   * Reads, for every channel with members here, the events after the last
+   * one applied: what a lost bus message held (a relay dropped, a LISTEN
+   * connection that reconnected). Channel by channel, a page at a time.
+   */
+  async resync(): Promise<void> {
+    for (const t of [...this.#tracks.values()]) {
+      for (;;) {
+        if (this.#closed || this.#tracks.get(t.key) !== t || !t.replica) break;
+        const from = t.last;
+        const page = await this.#store.eventsBetween(t.key, from, Number.MAX_SAFE_INTEGER, 500);
+        for (const ev of page) this.channelEvent(ev, "");
+        if (page.length < 500) break;
+      }
     }
-    const leaving = ev.kind === "PART" ? ev.source.split("!")[0]! : ev.kind === "KICK" ? ev.params[0]! : "";
-    const local = leaving ? this.#byNick.get(fold(leaving)) : undefined;
-    if (local) this.#leave(local, key);
   }
 
-  /** A message to a local user; false when no such user is here. */
-  privateMessage(to: string, line: string, at: number): boolean {
+  /**
+   * Delivers what is ready, at once while this turn of the event loop has
+   * used less than {@link SLICE_MS} for it; the rest in the next turns.
+   */
+  #kick(): void {
+    if (this.#pumping || this.#head >= this.#ready.length || this.#closed) return;
+    if (this.#turnStart === undefined) {
+      this.#turnStart = performance.now();
+      setImmediate(() => { // the next turn: a fresh slice
+        this.#turnStart = undefined;
+        this.#kick();
+      });
+    }
+    this.#pumping = true;
+    try {
+      while (this.#head < this.#ready.length && !this.#closed) {
+        if (performance.now() - this.#turnStart > SLICE_MS) return;
+        const r = this.#ready[this.#head++]!;
+        if (this.#tracks.get(r.t.key) === r.t) this.#deliver(r.t, r.ev, r.origin);
+      }
+      this.#ready = [];
+      this.#head = 0;
+    } finally {
+      this.#pumping = false;
+      if (this.#head > 4096) (this.#ready = this.#ready.slice(this.#head)), (this.#head = 0);
+    }
+  }
+
+  #deliver(t: Track, ev: ChannelEvent, origin: string): void {
+    const replica = t.replica!;
+    const who = fold(splitSource(ev.source).nick);
+    const applied = replica.apply(ev);
+    let out: Outgoing | undefined;
+    const crossing = ev.kind === "QUIT" || ev.kind === "NICK";
+    for (const m of t.locals.keys()) {
+      if ((m.joined.get(t.key) ?? Infinity) > ev.seq) continue; // joined later
+      if (m.id === origin && ((MESSAGES.has(ev.kind) && !m.echoes) || crossing)) continue;
+      if (crossing && this.#seesElsewhere(m, t.key, who)) continue;
+      m.deliver(out ??= Outgoing.of(ev, origin));
+    }
+    if (applied.renamed) {
+      const c = t.byNick.get(applied.renamed.from);
+      if (c) {
+        t.byNick.delete(applied.renamed.from);
+        t.byNick.set(applied.renamed.to, c);
+        t.locals.set(c, applied.renamed.to);
+      }
+    }
+    if (applied.left !== undefined) {
+      const c = t.byNick.get(applied.left);
+      const again = c && t.rejoins?.get(c);
+      if (c && again !== undefined && again > ev.seq) {
+        t.rejoins!.delete(c);
+        c.joined.set(t.key, again); // it left, and is back from its new JOIN on
+      } else if (c && (c.joined.get(t.key) ?? Infinity) < ev.seq) this.#leave(t, c);
+    }
+    for (let i = 0; i < t.waiters.length;) {
+      if (t.waiters[i]!.seq <= ev.seq) t.waiters.splice(i, 1)[0]!.resolve();
+      else i++;
+    }
+  }
+
+  /** True when member `m` still sees `who` in another channel here (its QUIT/NICK reaches `m` from there). */
+  #seesElsewhere(m: LocalClient, key: string, who: string): boolean {
+    if (m.joined.size < 2) return false;
+    for (const other of m.joined.keys()) {
+      if (other !== key && this.#tracks.get(other)?.replica?.members.has(who)) return true;
+    }
+    return false;
+  }
+
+  /** Delivers to a local user; false when no such user is here. */
+  privateMessage(to: string, out: Outgoing): boolean {
     const c = this.#byNick.get(fold(to));
-    c?.send(line, at);
+    c?.deliver(out);
     return c !== undefined;
   }
 
-  /** Local clients sharing a channel with a user (each once), but not `except`. */
-  #audience(channels: readonly string[], except?: LocalClient): Set<LocalClient> {
-    const out = new Set<LocalClient>();
-    for (const ch of channels) for (const m of this.#tracks.get(fold(ch))?.members ?? []) out.add(m);
-    if (except) out.delete(except);
-    return out;
+  /** Channels with members here. */
+  get channels(): number {
+    return this.#tracks.size;
   }
 
-  /** A user quit: its channels' local members are told, once each. */
-  quit(d: Departed, reason: string, except?: LocalClient): void {
-    const line = formatMessage(d.source, "QUIT", [reason], { trailing: true });
-    const at = Date.now();
-    for (const c of this.#audience(d.channels, except)) c.send(line, at);
-  }
-
-  /** A user changed nickname: its channels' local members are told, once each. */
-  nick(source: string, nick: string, channels: readonly string[], except?: LocalClient): void {
-    const line = formatMessage(source, "NICK", [nick]);
-    const at = Date.now();
-    for (const c of this.#audience(channels, except)) c.send(line, at);
-  }
-
-  /** Stops the gap timers. */
+  /** Stops the timers and the queue. */
   close(): void {
-    for (const t of this.#tracks.values()) clearTimeout(t.timer);
+    this.#closed = true;
+    for (const t of this.#tracks.values()) {
+      clearTimeout(t.timer);
+      for (const w of t.waiters.splice(0)) w.resolve();
+    }
     this.#tracks.clear();
   }
 }

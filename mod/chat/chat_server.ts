@@ -6,43 +6,58 @@
  * events reach the other workers over the bus.
  *
  * Liveness of owners: each worker process is an "owner" in the store and
- * renews a lease every {@link LEASE_MS}. Its users are reaped (removed from
- * their channels, QUIT told, nicknames freed) by whoever notices first that
- * it is gone: the other workers when the dispatcher tells them its link
- * closed, its replacement at boot, or anyone once its lease is stale — so a
- * nickname never stays held by a dead process, replaced or not.
+ * renews a lease every {@link LEASE_MS} (by the store's clock). Its users
+ * are reaped (a QUIT in each of their channels, nicknames freed) by whoever
+ * notices first that it is gone: the other workers when the dispatcher tells
+ * them its link closed, its replacement at boot (SQLite: the store is this
+ * instance's alone, so a predecessor in the slot is dead), or anyone whose
+ * `LeaseWatch` saw its lease stand still for {@link LEASE_STALE_MS}. A
+ * worker that finds its own lease gone (it was reaped while alive: a long
+ * store outage, two hosts with one name) ends its sessions — their users are
+ * no longer in the store — and starts again under a new owner id.
+ *
+ * Nothing here blocks the event loop for long: a reap is done a slice of
+ * users at a time, delivery is sliced by the hub, and LIST/WHO stream.
  * @module
  */
+import { setImmediate } from "node:timers";
 import { logger } from "../log.ts";
 import { Server } from "../net/server.ts";
+import { addrKey, Admission, type Admitted } from "../net/admission.ts";
 import type { DispatcherLink } from "../link/worker_link.ts";
 import { type BusEvent, type ChatBus, LinkBus } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
 import { ChatHub } from "./chat_hub.ts";
 import { type Committed, GroupCommit } from "./group_commit.ts";
-import type { ChatStore } from "./chat_store.ts";
+import type { Actor, ChannelEvent, ChatStore, Retention } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
-import { formatMessage } from "./irc_message.ts";
+import { displayHost, formatMessage } from "./irc_message.ts";
 import { type ChatContext, IrcSession } from "./irc_session.ts";
 import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
+import { LeaseWatch } from "./lease_watch.ts";
+import { Outgoing } from "./outgoing.ts";
 import { CannotBootError } from "../errors.ts";
 
 /** How often a worker renews its lease in the store. */
 export const LEASE_MS = 2_000;
-/** A lease not renewed for this long is dead: its users are reaped. */
+/** A lease that has not moved for this long (as a watcher saw it) is dead: its users are reaped. */
 export const LEASE_STALE_MS = 10_000;
+/** Users reaped per transaction (then the loop yields). */
+const REAP_SLICE = 100;
+/** Events the retention removes per lease period. */
+const PRUNE_BUDGET = 2_000;
 
 /** Where a worker's chat service runs. */
 export interface ChatPlace {
   readonly host: string;
-  /** The dispatcher's port: names the instance and its SQLite file. */
-  readonly instancePort: number;
   /** Names the instance among hosts sharing a PostgreSQL database. */
   readonly instanceName: string;
   readonly slot: number;
   readonly link: DispatcherLink;
 }
+
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 /** A worker's IRC service. */
 export class ChatServer {
@@ -52,12 +67,20 @@ export class ChatServer {
   readonly #hub: ChatHub;
   readonly #linkBus: LinkBus;
   readonly #bus: ChatBus;
-  readonly #owner: string;
+  #owner: string;
   readonly #server: Server;
   readonly #sessions = new Set<IrcSession>();
+  /** Connections that have not sent a complete line yet, oldest first: evicted first at a cap. */
+  readonly #lineless = new Map<IrcSession, { readonly key: string; readonly admitted: Admitted }>();
+  readonly #admission: Admission;
   readonly #slotOwners = new Map<number, string>();
+  readonly #watch = new LeaseWatch();
+  readonly #releases: Array<{ actor: Actor; reason: string }> = [];
   readonly #ctx: ChatContext;
   #lease: ReturnType<typeof setInterval> | undefined;
+  #ticking = false;
+  #resyncing: Promise<void> | undefined;
+  #resyncAgain = false;
   #next = 0;
 
   private constructor(
@@ -73,22 +96,40 @@ export class ChatServer {
     this.#owner = parts.owner;
     this.#hub = new ChatHub(parts.store);
     this.#server = new Server(parts.listener);
+    this.#admission = new Admission({
+      maxConns: cfg.maxClients,
+      maxConnsPerAddr: cfg.maxClientsPerAddr,
+      ratePerSec: 0,
+      rateBurst: 0,
+      badTicketLimit: Number.MAX_SAFE_INTEGER,
+      badTicketWindowMs: 1,
+    });
+    const owner = () => this.#owner;
     this.#ctx = {
       cfg,
       store: parts.store,
       hub: this.#hub,
-      owner: parts.owner,
+      get owner() {
+        return owner();
+      },
       startedAt: new Date(),
       commits: new GroupCommit(parts.store, (batch) => this.#handOn(batch)),
-      handOn: (batch) => this.#handOn(batch),
+      commit: (events, origin) => this.#commit(events, origin),
       publish: (e) => this.#bus.publish(e),
+      releaseLater: (actor, reason) => void this.#releases.push({ actor, reason }),
     };
   }
 
-  /** Committed channel events: delivered here, then published to the other workers, in order. */
+  /** Committed channel messages: delivered here, then published to the other workers, in order. */
   #handOn(batch: readonly Committed[]): void {
     for (const { ev, origin } of batch) this.#hub.channelEvent(ev, origin);
     this.#bus.publishAll(batch.map(({ ev, origin }) => ({ t: "ch", ev, origin })));
+  }
+
+  #commit(events: readonly ChannelEvent[], origin: string): void {
+    if (events.length === 0) return;
+    for (const ev of events) this.#hub.channelEvent(ev, origin);
+    this.#bus.publishAll(events.map((ev) => ({ t: "ch", ev, origin })));
   }
 
   /** Opens the store, listens on the IRC port, reaps what dead predecessors left, and starts serving. */
@@ -99,18 +140,16 @@ export class ChatServer {
     } catch (err) {
       throw new CannotBootError(
         `chat cannot listen on ${place.host}:${cfg.ircPort}: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
+        { cause: err },
       );
     }
     let store: ChatStore | undefined;
     try {
-      store = await openStore(cfg, place.instancePort);
-      const owner = `${place.slot}.${crypto.randomUUID().slice(0, 8)}`;
+      store = await openStore(cfg);
+      const owner = newOwner(place.slot);
       await store.addOwner(owner, place.instanceName, place.slot);
-      const linkBus = new LinkBus(place.link);
-      const bus = await openBus(cfg, linkBus);
+      const linkBus = new LinkBus(place.link, owner);
+      const bus = await openBus(cfg, linkBus, owner);
       const chat = new ChatServer(cfg, place, { store, linkBus, bus, owner, listener });
       await chat.#boot();
       return chat;
@@ -126,15 +165,25 @@ export class ChatServer {
       void this.#onEvent(e).catch((err) => {
         logger().error("chat: event {t} failed: {err}", { t: e.t, err: String(err) });
       });
+    const onGap = () => this.#resync();
     this.#linkBus.onEvent = onEvent;
-    if (this.#bus !== this.#linkBus) this.#bus.onEvent = onEvent;
-    await this.#reapDead();
+    this.#linkBus.onGap = onGap;
+    if (this.#bus !== this.#linkBus) {
+      this.#bus.onEvent = onEvent;
+      this.#bus.onGap = onGap;
+    }
+    if (this.#store.kind === "sqlite") {
+      // The SQLite chat is this instance's alone (the watchdog holds its lock): an earlier owner of this
+      // slot is a dead predecessor. Across hosts (PostgreSQL) that is judged by watching its lease.
+      const { instanceName, slot } = this.#place;
+      for (const l of await this.#store.owners()) {
+        if (l.owner !== this.#owner && l.instance === instanceName && l.slot === slot) {
+          await this.#reap(l.owner, "Connection lost (its worker stopped)");
+        }
+      }
+    }
     this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
-    this.#lease = setInterval(() => {
-      void this.#store.touchOwner(this.#owner).then(() => this.#reapDead()).catch((err) =>
-        logger().error("chat: lease renewal failed: {err}", { err: String(err) })
-      );
-    }, LEASE_MS);
+    this.#lease = setInterval(() => void this.#tick(), LEASE_MS);
     this.#server.serve((tcp) => this.serve(tcp));
     logger().info("chat: IRC on {host}:{port} ({store} store, owner {owner})", {
       host: this.#place.host,
@@ -144,23 +193,114 @@ export class ChatServer {
     });
   }
 
-  /** Reaps owners of this slot (predecessors) and owners whose lease is stale. */
-  async #reapDead(): Promise<void> {
-    const { instanceName, slot } = this.#place;
-    for (const dead of await this.#store.deadOwners(instanceName, slot, this.#owner, LEASE_STALE_MS)) {
-      await this.#reap(dead, "Connection lost (its worker stopped)");
+  /** One lease period: renew, notice being reaped, reap the dead, retry releases, heartbeat, retention. */
+  async #tick(): Promise<void> {
+    if (this.#ticking) return;
+    this.#ticking = true;
+    try {
+      let renewed: boolean;
+      try {
+        renewed = await this.#store.touchOwner(this.#owner);
+      } catch (err) {
+        this.#watch.renewalFailed();
+        logger().error("chat: lease renewal failed: {err}", { err: String(err) });
+        return;
+      }
+      if (!renewed) await this.#reaped();
+      const { instanceName, slot } = this.#place;
+      const dead = this.#watch.dead(
+        await this.#store.owners(),
+        this.#owner,
+        { staleMs: LEASE_STALE_MS, quickMs: LEASE_MS * 2 },
+        (l) => l.instance === instanceName && l.slot === slot, // our slot's: a predecessor
+      );
+      for (const owner of dead) await this.#reap(owner, "Connection lost (its worker stopped)");
+      await this.#retryReleases();
+      this.#bus.beat();
+      if (this.#bus !== this.#linkBus) this.#linkBus.beat();
+      await this.#prune();
+    } catch (err) {
+      logger().error("chat: lease period failed: {err}", { err: String(err) });
+    } finally {
+      this.#ticking = false;
     }
   }
 
+  /** Our lease is gone: our users were reaped while we lived. End their sessions; start again as a new owner. */
+  async #reaped(): Promise<void> {
+    const old = this.#owner;
+    this.#owner = newOwner(this.#place.slot);
+    await this.#store.addOwner(this.#owner, this.#place.instanceName, this.#place.slot);
+    this.#bus.rename(this.#owner);
+    if (this.#bus !== this.#linkBus) this.#linkBus.rename(this.#owner);
+    this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
+    let n = 0;
+    for (const s of this.#sessions) {
+      if (s.registered && s.id.startsWith(`${old}/`)) {
+        s.drop("Connection lost (this server was cut off from the chat store)");
+        n++;
+      }
+    }
+    logger().error(
+      "chat: this worker's lease {old} was reaped while it ran; ended {n} sessions, now {owner}",
+      {
+        old,
+        n,
+        owner: this.#owner,
+      },
+    );
+  }
+
+  /** Reaps an owner's users a slice at a time (the loop turns between slices); their QUITs go out. */
   async #reap(owner: string, reason: string): Promise<void> {
-    const departed = await this.#store.reapOwner(owner);
-    for (const d of departed) {
-      this.#hub.quit(d, reason);
-      this.#bus.publish({ t: "quit", d, reason, origin: this.#owner });
+    let total = 0;
+    for (;;) {
+      const departed = await this.#store.reapOwner(owner, reason, REAP_SLICE);
+      total += departed.length;
+      this.#commit(departed.flatMap((d) => d.events), owner);
+      if (departed.length < REAP_SLICE) break;
+      await nextTurn();
     }
-    if (departed.length > 0) {
-      logger().info("chat: reaped {n} users of dead worker process {owner}", { n: departed.length, owner });
+    this.#linkBus.order.forget(owner);
+    if (total > 0) {
+      logger().info("chat: reaped {n} users of dead worker process {owner}", { n: total, owner });
     }
+  }
+
+  async #retryReleases(): Promise<void> {
+    while (this.#releases.length > 0) {
+      const r = this.#releases[0]!;
+      const d = await this.#store.quit(r.actor, r.reason); // throws while the store is still away
+      this.#releases.shift();
+      if (d) this.#commit(d.events, r.actor.sid);
+    }
+  }
+
+  async #prune(): Promise<void> {
+    const r: Retention = {
+      maxAgeMs: this.#cfg.historyMaxAgeMs,
+      maxPerChannel: this.#cfg.historyMaxPerChannel,
+    };
+    if (r.maxAgeMs > 0 || r.maxPerChannel > 0) await this.#store.prune(r, PRUNE_BUDGET);
+  }
+
+  /** Something on the bus was lost: read what every local channel missed (one resync at a time). */
+  #resync(): void {
+    if (this.#resyncing) {
+      this.#resyncAgain = true;
+      return;
+    }
+    this.#resyncing = (async () => {
+      do {
+        this.#resyncAgain = false;
+        try {
+          await this.#hub.resync();
+        } catch (err) {
+          logger().error("chat: resync failed: {err}", { err: String(err) });
+        }
+      } while (this.#resyncAgain);
+      this.#resyncing = undefined;
+    })();
   }
 
   async #onEvent(e: BusEvent): Promise<void> {
@@ -171,13 +311,18 @@ export class ChatServer {
         return hub.channelEvent(e.ev, e.origin);
       case "priv": {
         const to = hub.clients.get(e.to);
-        if (to) to.send(formatMessage(e.source, e.cmd, [to.nick, e.text], { trailing: true }), Date.now());
+        if (to) {
+          hub.privateMessage(
+            e.to,
+            new Outgoing(
+              formatMessage(e.source, e.cmd, [to.nick, e.text], { trailing: true }),
+              e.at,
+              e.origin,
+            ),
+          );
+        }
         return;
       }
-      case "quit":
-        return hub.quit(e.d, e.reason);
-      case "nick":
-        return hub.nick(e.source, e.nick, e.channels);
       case "hello":
         this.#slotOwners.set(e.slot, e.origin);
         return;
@@ -192,6 +337,12 @@ export class ChatServer {
 
   /** Serves one IRC connection until it ends. `initial` and `preset` come with a hand-over (`osps chat`). */
   async serve(tcp: Deno.Conn, initial?: Uint8Array, preset: readonly string[] = []): Promise<void> {
+    const host = (tcp.remoteAddr as Deno.NetAddr).hostname;
+    const admitted = this.#admit(addrKey(host));
+    if (typeof admitted === "string") {
+      await refuse(tcp, host, admitted);
+      return;
+    }
     const conn = new IrcConn(tcp, {
       maxLineBytes: this.#cfg.maxLineBytes,
       sendqBytes: this.#cfg.sendqBytes,
@@ -199,11 +350,43 @@ export class ChatServer {
     });
     const session = new IrcSession(this.#ctx, conn, `${this.#owner}/${++this.#next}`, COMMANDS);
     this.#sessions.add(session);
+    if (preset.length === 0) {
+      this.#lineless.set(session, { key: addrKey(host), admitted });
+      conn.onFirstLine = () => this.#lineless.delete(session);
+    }
     try {
       await session.run(preset);
     } finally {
       this.#sessions.delete(session);
+      this.#lineless.delete(session);
+      admitted.release();
     }
+  }
+
+  /**
+   * Admits a connection from `key`, or says why not. At a cap, the oldest
+   * connection that never sent a complete line (of that address, at the
+   * per-address cap) is closed to make room: an idle socket never locks
+   * out a client that speaks.
+   */
+  #admit(key: string): Admitted | string {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const a = this.#admission.admit(key);
+      if (!Admission.refused(a)) return a;
+      const perAddr = this.#admission.open < this.#cfg.maxClients;
+      let victim: IrcSession | undefined;
+      for (const [s, l] of this.#lineless) {
+        if (!perAddr || l.key === key) {
+          victim = s;
+          break;
+        }
+      }
+      if (!victim || attempt > 0) return a.reason;
+      this.#lineless.get(victim)!.admitted.release(); // its place is the newcomer's now
+      this.#lineless.delete(victim);
+      victim.close("Idle connection closed for a new one");
+    }
+    return "too many connections";
   }
 
   /** The link to the dispatcher carried a message. */
@@ -222,19 +405,37 @@ export class ChatServer {
     return this.#sessions.size;
   }
 
-  /** Stops listening, ends every session with an ERROR (their QUITs go out), and closes the store. */
+  /** Stops listening, ends every session with an ERROR; their users leave (QUIT told), a slice at a time. */
   async close(reason = "Server shutting down"): Promise<void> {
     clearInterval(this.#lease);
     this.#server.close();
-    for (const s of this.#sessions) s.close(reason);
+    for (const s of this.#sessions) s.drop(reason);
     await this.#server.conns.idle(2_000);
     await this.#server.closed();
     try {
-      await this.#store.reapOwner(this.#owner);
+      await this.#reap(this.#owner, reason);
     } catch { /* the database is gone: the lease runs out */ }
     this.#hub.close();
     await this.#bus.close();
     if (this.#bus !== this.#linkBus) await this.#linkBus.close();
     await this.#store.close();
   }
+}
+
+/** A fresh owner id for slot `slot`: `<slot>.<random>`. */
+function newOwner(slot: number): string {
+  return `${slot}.${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** Tells a refused connection why (one ERROR line, as IRC servers do), then closes it. */
+async function refuse(tcp: Deno.Conn, host: string, why: string): Promise<void> {
+  try {
+    const line = formatMessage("", "ERROR", [`Closing Link: ${displayHost(host)} (${why})`], {
+      trailing: true,
+    });
+    await tcp.write(new TextEncoder().encode(`${line}\r\n`));
+  } catch { /* gone already */ }
+  try {
+    tcp.close();
+  } catch { /* closed */ }
 }

@@ -1,44 +1,34 @@
 /**
- * Channel commands: JOIN (with keys), PART, TOPIC, NAMES, LIST, KICK and
- * MODE. Each change is one store transaction that also numbers the event
- * (`ChatStore.join`/`append`), delivered here, then published to the other
- * workers.
+ * Channel commands: JOIN (with keys), PART, TOPIC, KICK and MODE. Each
+ * change is one store transaction that checks who may make it, applies it
+ * to the channel as it is then, and numbers its event; the event is
+ * delivered here and published to the other workers, and the command
+ * returns once this worker's replica applied it (so the session's next
+ * command sees its effect). Queries of members are answered from the
+ * replica; of others, from the store.
  * @module
  */
-import type { ChannelChange, ChannelEvent, ChannelInfo, Member } from "./chat_store.ts";
+import type { ChangeRefusal, ChannelInfo } from "./chat_store.ts";
+import { modeState } from "./chat_store.ts";
+import { committed, hidden, seeChannel } from "./channel_access.ts";
+import { describeModes, parseModes } from "./channel_modes.ts";
 import { fold, TOPICLEN, truncateBytes, validChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { MAX_CHANNELS_PER_CLIENT, N, NEW_CHANNEL_MODES } from "./numerics.ts";
 import { userModeCommand } from "./cmd_connection.ts";
+import { sendNames } from "./cmd_list.ts";
 
-/** Delivers a stored event here and sends it to the other workers. */
-export function publishEvent(s: IrcSession, ev: ChannelEvent): void {
-  s.ctx.handOn([{ ev, origin: s.id }]);
-}
-
-/** The channel, and whether `s` is in it; replies 403 and returns null when it does not exist. */
-async function existing(s: IrcSession, name: string): Promise<ChannelInfo | null> {
-  const info = validChannel(name) ? await s.ctx.store.channel(name) : null;
-  if (!info) s.replyText(N.ERR_NOSUCHCHANNEL, name, "No such channel");
-  return info;
-}
-
-function isIn(s: IrcSession, channel: string): boolean {
-  return s.joined.has(fold(channel));
-}
-
-/** RPL_NAMREPLY lines (as many as the line limit needs; "@" marks a secret channel), then RPL_ENDOFNAMES. */
-export function sendNames(s: IrcSession, info: ChannelInfo, members: readonly Member[]): void {
-  const channel = info.name;
-  const names = members.map((m) => (m.op ? "@" : m.voice ? "+" : "") + m.nick);
-  for (let i = 0; i < names.length;) {
-    let line = "";
-    for (; i < names.length && line.length + names[i]!.length < 400; i++) {
-      line += (line ? " " : "") + names[i];
-    }
-    s.replyText(N.RPL_NAMREPLY, info.modes.includes("s") ? "@" : "=", channel, line);
+function refused(s: IrcSession, name: string, why: ChangeRefusal, victim = ""): void {
+  switch (why) {
+    case "no-channel":
+      return s.replyText(N.ERR_NOSUCHCHANNEL, name, "No such channel");
+    case "not-member":
+      return s.replyText(N.ERR_NOTONCHANNEL, name, "You're not on that channel");
+    case "not-op":
+      return s.replyText(N.ERR_CHANOPRIVSNEEDED, name, "You're not channel operator");
+    case "no-victim":
+      return s.replyText(N.ERR_USERNOTINCHANNEL, victim, name, "They aren't on that channel");
   }
-  s.replyText(N.RPL_ENDOFNAMES, channel, "End of /NAMES list");
 }
 
 function sendTopic(s: IrcSession, info: ChannelInfo, always: boolean): void {
@@ -52,152 +42,83 @@ function sendTopic(s: IrcSession, info: ChannelInfo, always: boolean): void {
 
 async function join(s: IrcSession, name: string, key: string): Promise<void> {
   if (!validChannel(name)) return s.replyText(N.ERR_NOSUCHCHANNEL, name, "No such channel");
-  if (isIn(s, name)) return;
+  if (s.joined.has(fold(name))) return;
   if (s.joined.size >= MAX_CHANNELS_PER_CLIENT) {
     return s.replyText(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels");
   }
   const { store, hub } = s.ctx;
-  const ev = await store.join(name, s.source, s.nick, key, NEW_CHANNEL_MODES);
-  if (ev === "bad-key") return s.replyText(N.ERR_BADCHANNELKEY, name, "Cannot join channel (+k)");
-  if (ev === "full") return s.replyText(N.ERR_CHANNELISFULL, name, "Cannot join channel (+l)");
-  if (ev === null) return;
-  hub.joined(s, ev);
-  s.ctx.publish({ t: "ch", ev, origin: s.id });
-  const info = await store.channel(ev.channel);
-  if (info) sendTopic(s, info, false);
-  if (info) sendNames(s, info, await store.members(ev.channel));
+  const snapshot = hub.pin(name); // the first local member brings the channel's replica
+  try {
+    const r = await store.join(name, s.actor, key, { createModes: NEW_CHANNEL_MODES, snapshot });
+    if (r.snapshot) hub.load(name, r.snapshot);
+    if (r.refused === "bad-key") return s.replyText(N.ERR_BADCHANNELKEY, name, "Cannot join channel (+k)");
+    if (r.refused === "full") return s.replyText(N.ERR_CHANNELISFULL, name, "Cannot join channel (+l)");
+    if (r.refused === "gone") return s.drop("Connection lost (nickname no longer held)");
+    if (!r.ev) return;
+    hub.joined(s, r.ev);
+    await committed(s, r.ev);
+    const replica = hub.replica(name);
+    if (!replica) return; // left again meanwhile (kicked at once)
+    sendTopic(s, replica.info(), false);
+    sendNames(s, replica.info(), replica.members.values());
+  } finally {
+    hub.unpin(name);
+  }
 }
 
 async function part(s: IrcSession, name: string, reason: string | undefined): Promise<void> {
-  if (!(await existing(s, name))) return;
-  if (!isIn(s, name)) return s.replyText(N.ERR_NOTONCHANNEL, name, "You're not on that channel");
-  const params = reason ? [truncateBytes(reason, 300)] : [];
-  const ev = await s.ctx.store.append(name, { kind: "PART", source: s.source, params }, {
-    removeMember: s.nick,
-  });
-  if (ev) publishEvent(s, ev);
+  if (!validChannel(name)) return s.replyText(N.ERR_NOSUCHCHANNEL, name, "No such channel");
+  const r = await s.ctx.store.part(name, s.actor, reason ? truncateBytes(reason, 300) : undefined);
+  if ("refused" in r) return refused(s, name, r.refused);
+  await committed(s, r.ev);
 }
 
 async function topic(s: IrcSession, name: string, text: string | undefined): Promise<void> {
-  const info = await existing(s, name);
-  if (!info) return;
+  const seen = await seeChannel(s, name);
+  if (!seen) return s.replyText(N.ERR_NOSUCHCHANNEL, name, "No such channel");
   if (text === undefined) {
-    if (!isIn(s, name) && info.modes.includes("s")) {
-      return s.replyText(N.ERR_NOTONCHANNEL, name, "Not on channel");
-    }
-    return sendTopic(s, info, true);
+    if (hidden(seen)) return s.replyText(N.ERR_NOTONCHANNEL, name, "You're not on that channel");
+    return sendTopic(s, seen.info, true);
   }
-  if (!isIn(s, name)) return s.replyText(N.ERR_NOTONCHANNEL, name, "You're not on that channel");
-  if (info.modes.includes("t") && !(await isOp(s, name))) {
-    return s.replyText(N.ERR_CHANOPRIVSNEEDED, name, "You're not channel operator");
-  }
-  const t = truncateBytes(text, TOPICLEN);
-  const ev = await s.ctx.store.append(name, { kind: "TOPIC", source: s.source, params: [t] }, {
-    topic: { text: t, by: s.source },
-  });
-  if (ev) publishEvent(s, ev);
-}
-
-async function isOp(s: IrcSession, channel: string, nick = s.nick): Promise<boolean> {
-  const members = await s.ctx.store.members(channel);
-  return members.some((m) => m.op && fold(m.nick) === fold(nick));
+  const r = await s.ctx.store.setTopic(name, s.actor, truncateBytes(text, TOPICLEN));
+  if ("refused" in r) return refused(s, name, r.refused);
+  await committed(s, r.ev);
 }
 
 async function kick(s: IrcSession, name: string, targets: string, reason: string | undefined): Promise<void> {
-  if (!(await existing(s, name))) return;
-  if (!isIn(s, name)) return s.replyText(N.ERR_NOTONCHANNEL, name, "You're not on that channel");
-  const members = await s.ctx.store.members(name);
-  if (!members.some((m) => m.op && fold(m.nick) === fold(s.nick))) {
-    return s.replyText(N.ERR_CHANOPRIVSNEEDED, name, "You're not channel operator");
-  }
+  if (!validChannel(name)) return s.replyText(N.ERR_NOSUCHCHANNEL, name, "No such channel");
   for (const target of targets.split(",").filter((t) => t !== "")) {
-    const victim = members.find((m) => fold(m.nick) === fold(target));
-    if (!victim) {
-      s.replyText(N.ERR_USERNOTINCHANNEL, target, name, "They aren't on that channel");
+    const r = await s.ctx.store.kick(name, s.actor, target, truncateBytes(reason ?? s.nick, 390));
+    if ("refused" in r) {
+      refused(s, name, r.refused, target);
+      if (r.refused !== "no-victim") return;
       continue;
     }
-    const params = [victim.nick, truncateBytes(reason ?? s.nick, 390)];
-    const ev = await s.ctx.store.append(name, { kind: "KICK", source: s.source, params }, {
-      removeMember: victim.nick,
-    });
-    if (ev) publishEvent(s, ev);
+    await committed(s, r.ev);
   }
 }
 
-/** Parses and applies a channel mode change; replies for errors; publishes one MODE event. */
-async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly string[]): Promise<void> {
+/** MODE on a channel: a query (324, 329), or changes applied as a delta by the store. */
+async function channelMode(s: IrcSession, name: string, args: readonly string[]): Promise<void> {
+  const seen = await seeChannel(s, name);
+  if (!seen || hidden(seen)) return s.replyText(N.ERR_NOSUCHCHANNEL, name, "No such channel");
   const [change, ...rest] = args;
   if (change === undefined) {
-    const shown = [`+${info.modes}${info.key ? "k" : ""}${info.limit ? "l" : ""}`];
-    if (isIn(s, info.name)) {
-      if (info.key) shown.push(info.key);
-      if (info.limit) shown.push(String(info.limit));
-    }
-    s.reply(N.RPL_CHANNELMODEIS, info.name, ...shown);
-    return s.reply(N.RPL_CREATIONTIME, info.name, String(Math.floor(info.createdAt / 1000)));
+    s.reply(N.RPL_CHANNELMODEIS, seen.info.name, ...describeModes(modeState(seen.info), seen.member));
+    return s.reply(N.RPL_CREATIONTIME, seen.info.name, String(Math.floor(seen.info.createdAt / 1000)));
   }
-  if (/^[+-]?b$/.test(change) && rest.length === 0) {
-    return s.replyText(N.RPL_ENDOFBANLIST, info.name, "End of channel ban list");
+  if (/^[+-]?b$/.test(change) && rest.length === 0) { // no bans here: the list is always empty
+    return s.replyText(N.RPL_ENDOFBANLIST, seen.info.name, "End of channel ban list");
   }
-  for (const ch of change) {
-    if (!"+-nstklovb".includes(ch)) s.replyText(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me");
+  const { ops, unknown } = parseModes(change, rest);
+  for (const letter of unknown) s.replyText(N.ERR_UNKNOWNMODE, letter, "is unknown mode char to me");
+  if (ops.length === 0) return;
+  const r = await s.ctx.store.changeModes(name, s.actor, ops);
+  if ("refused" in r) return refused(s, name, r.refused === "not-member" ? "not-op" : r.refused);
+  for (const who of r.missing) {
+    s.replyText(N.ERR_USERNOTINCHANNEL, who, seen.info.name, "They aren't on that channel");
   }
-  const members = await s.ctx.store.members(info.name);
-  if (!members.some((m) => m.op && fold(m.nick) === fold(s.nick))) {
-    return s.replyText(N.ERR_CHANOPRIVSNEEDED, info.name, "You're not channel operator");
-  }
-  let adding = true, modes = info.modes, key = info.key, limit = info.limit;
-  const setPrefixes: Array<{ nick: string; mode: "o" | "v"; on: boolean }> = [];
-  const done: Array<[string, string, string?]> = []; // sign, letter, argument
-  for (const ch of change) {
-    if (ch === "+" || ch === "-") {
-      adding = ch === "+";
-      continue;
-    }
-    const sign = adding ? "+" : "-";
-    if (ch === "n" || ch === "s" || ch === "t") {
-      if (adding === modes.includes(ch)) continue;
-      modes = adding ? [...modes, ch].sort().join("") : modes.replace(ch, "");
-      done.push([sign, ch]);
-    } else if (ch === "k") {
-      const arg = adding ? rest.shift() : (rest.shift(), "*");
-      if (adding && (!arg || /[\s,]/.test(arg))) continue;
-      key = adding ? arg! : "";
-      done.push([sign, ch, arg]);
-    } else if (ch === "l") {
-      if (adding) {
-        const n = Number(rest.shift());
-        if (!Number.isInteger(n) || n <= 0) continue;
-        limit = n;
-        done.push([sign, ch, String(n)]);
-      } else if (limit) {
-        limit = 0;
-        done.push([sign, ch]);
-      }
-    } else if (ch === "o" || ch === "v") {
-      const who = rest.shift();
-      if (who === undefined) continue;
-      const m = members.find((x) => fold(x.nick) === fold(who));
-      if (!m) {
-        s.replyText(N.ERR_USERNOTINCHANNEL, who, info.name, "They aren't on that channel");
-        continue;
-      }
-      setPrefixes.push({ nick: m.nick, mode: ch, on: adding });
-      done.push([sign, ch, m.nick]);
-    } else if (ch === "b") {
-      rest.shift(); // bans are not supported; the list is always empty
-    }
-  }
-  if (done.length === 0) return;
-  let text = "", sign = "";
-  for (const [sg, letter] of done) {
-    if (sg !== sign) text += sign = sg;
-    text += letter;
-  }
-  const params = [text, ...done.map(([, , a]) => a).filter((a): a is string => a !== undefined)];
-  const c: ChannelChange = { modes: { modes, key, limit }, setPrefixes };
-  const ev = await s.ctx.store.append(info.name, { kind: "MODE", source: s.source, params }, c);
-  if (ev) publishEvent(s, ev);
+  if (r.ev) await committed(s, r.ev);
 }
 
 /** Channel commands, by name. */
@@ -206,7 +127,10 @@ export const CHANNEL_COMMANDS: Record<string, Command> = {
     min: 1,
     run: async (s, m) => {
       if (m.params[0] === "0") {
-        for (const ch of [...s.joined.keys()]) await part(s, ch, "Left all channels");
+        for (const key of [...s.joined.keys()]) {
+          const name = s.ctx.hub.replica(key)?.name ?? key;
+          await part(s, name, "Left all channels");
+        }
         return;
       }
       const keys = (m.params[1] ?? "").split(",");
@@ -221,41 +145,13 @@ export const CHANNEL_COMMANDS: Record<string, Command> = {
     },
   },
   TOPIC: { min: 1, run: (s, m) => topic(s, m.params[0]!, m.params[1]) },
-  NAMES: {
-    min: 0,
-    run: async (s, m) => {
-      const name = m.params[0]?.split(",")[0];
-      if (name === undefined) return s.replyText(N.RPL_ENDOFNAMES, "*", "End of /NAMES list");
-      const info = validChannel(name) ? await s.ctx.store.channel(name) : null;
-      const members = info ? await s.ctx.store.members(name) : [];
-      const hidden = info?.modes.includes("s") && !isIn(s, name); // secret: only members see who is in
-      if (!info || members.length === 0 || hidden) {
-        return s.replyText(N.RPL_ENDOFNAMES, name, "End of /NAMES list");
-      }
-      sendNames(s, info, members);
-    },
-  },
-  LIST: {
-    min: 0,
-    run: async (s, m) => {
-      const only = m.params[0] ? new Set(m.params[0].split(",").map(fold)) : null;
-      s.replyText(N.RPL_LISTSTART, "Channel", "Users  Name");
-      for (const { info, users } of await s.ctx.store.channels()) {
-        if (users === 0 || (only && !only.has(fold(info.name)))) continue;
-        if (info.modes.includes("s") && !isIn(s, info.name)) continue; // secret: only members see it
-        s.replyText(N.RPL_LIST, info.name, String(users), info.topic);
-      }
-      s.replyText(N.RPL_LISTEND, "End of /LIST");
-    },
-  },
   KICK: { min: 2, run: (s, m) => kick(s, m.params[0]!, m.params[1]!, m.params[2]) },
   MODE: {
     min: 1,
-    run: async (s, m) => {
+    run: (s, m) => {
       const target = m.params[0]!;
       if (!target.startsWith("#")) return userModeCommand(s, m);
-      const info = await existing(s, target);
-      if (info) await channelMode(s, info, m.params.slice(1));
+      return channelMode(s, target, m.params.slice(1));
     },
   },
 };

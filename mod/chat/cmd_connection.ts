@@ -5,7 +5,8 @@
  */
 import { fold, formatMessage, type IrcMessage, validNick } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
-import { CHANNEL_MODES, isupportTokens, N, USER_MODES } from "./numerics.ts";
+import { isupportTokens, N, USER_MODES } from "./numerics.ts";
+import { channelModeLetters, MODE_KINDS } from "./channel_modes.ts";
 
 /** Capabilities osps implements (IRCv3). */
 export const CAPS = ["batch", "draft/chathistory", "server-time"] as const;
@@ -28,6 +29,7 @@ async function tryRegister(s: IrcSession): Promise<void> {
     away: "",
     modes: s.modes,
     owner,
+    sid: s.id,
     signonAt: Date.now(),
   });
   if (!claimed) {
@@ -35,12 +37,13 @@ async function tryRegister(s: IrcSession): Promise<void> {
     s.nick = "*";
     return s.replyText(N.ERR_NICKNAMEINUSE, taken, "Nickname is already in use");
   }
-  s.registered = true;
+  s.registeredNow();
   hub.register(s);
   s.replyText(N.RPL_WELCOME, `Welcome to the ${cfg.network} IRC network ${s.source}`);
   s.replyText(N.RPL_YOURHOST, `Your host is ${cfg.serverName}, running version ${VERSION}`);
   s.replyText(N.RPL_CREATED, `This server was created ${s.ctx.startedAt.toUTCString()}`);
-  s.reply(N.RPL_MYINFO, cfg.serverName, VERSION, USER_MODES, CHANNEL_MODES, "klov");
+  const withArg = Object.keys(MODE_KINDS).filter((l) => MODE_KINDS[l] !== "flag").sort().join("");
+  s.reply(N.RPL_MYINFO, cfg.serverName, VERSION, USER_MODES, channelModeLetters(), withArg);
   const tokens = isupportTokens(cfg.network);
   for (let i = 0; i < tokens.length; i += 12) {
     s.reply(N.RPL_ISUPPORT, ...tokens.slice(i, i + 12), "are supported by this server");
@@ -71,7 +74,7 @@ function cap(s: IrcSession, sub: string, arg: string): void | Promise<void> {
       const asked = arg.split(" ").filter((c) => c !== "");
       const known = asked.every((c) => (CAPS as readonly string[]).includes(c.replace(/^-/, "")));
       if (!known) return send("NAK", arg);
-      for (const c of asked) c.startsWith("-") ? s.caps.delete(c.slice(1)) : s.caps.add(c);
+      for (const c of asked) s.setCap(c.replace(/^-/, ""), !c.startsWith("-"));
       return send("ACK", arg);
     }
     case "END":
@@ -92,13 +95,14 @@ async function nick(s: IrcSession, wanted: string): Promise<void> {
   }
   if (wanted === s.nick) return;
   const oldSource = s.source, oldNick = s.nick;
-  const channels = await store.renameNick(s.nick, wanted);
-  if (channels === null) return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+  const events = await store.renameNick(s.actor, wanted);
+  if (events === "taken") return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+  if (events === "gone") return s.drop("Connection lost (nickname no longer held)");
   s.nick = wanted;
   hub.register(s, oldNick);
   s.send(formatMessage(oldSource, "NICK", [wanted]));
-  hub.nick(oldSource, wanted, channels, s);
-  s.ctx.publish({ t: "nick", source: oldSource, nick: wanted, channels, origin: s.id });
+  s.ctx.commit(events, s.id);
+  for (const ev of events) await hub.whenApplied(ev.channel, ev.seq);
 }
 
 /** MODE on a nickname (user modes; channel modes are in cmd_channel.ts, which routes here). */
@@ -124,7 +128,7 @@ async function userModes(s: IrcSession, target: string, change: string | undefin
   if (modes === s.modes) return;
   const before = s.modes;
   s.modes = modes;
-  await s.ctx.store.setUserModes(s.nick, modes);
+  await s.ctx.store.setUserModes(s.actor, modes);
   const added = [...modes].filter((m) => !before.includes(m)).join("");
   const removed = [...before].filter((m) => !modes.includes(m)).join("");
   s.send(
@@ -187,7 +191,7 @@ export const CONNECTION_COMMANDS: Record<string, Command> = {
     min: 0,
     run: async (s, m) => {
       s.away = (m.params[0] ?? "").slice(0, 200);
-      await s.ctx.store.setAway(s.nick, s.away);
+      await s.ctx.store.setAway(s.actor, s.away);
       if (s.away) s.replyText(N.RPL_NOWAWAY, "You have been marked as being away");
       else s.replyText(N.RPL_UNAWAY, "You are no longer marked as being away");
     },

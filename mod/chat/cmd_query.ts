@@ -3,13 +3,20 @@
  * worker and host): WHO, WHOIS, ISON, USERHOST.
  * @module
  */
+import { setImmediate } from "node:timers";
 import type { ChatUser, Member } from "./chat_store.ts";
+import { prefixSigns } from "./channel_modes.ts";
 import { fold, isChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { N } from "./numerics.ts";
+import { hidden, seeChannel } from "./channel_access.ts";
+import { LISTING_LOW_WATER } from "./cmd_list.ts";
 
-function whoReply(s: IrcSession, channel: string, u: ChatUser, m?: Member): void {
-  const flags = (u.away ? "G" : "H") + (m?.op ? "@" : m?.voice ? "+" : "");
+/** Users read from the store per slice of a channel's WHO. */
+const WHO_SLICE = 200;
+
+function whoReply(s: IrcSession, channel: string, u: ChatUser, bits = 0): void {
+  const flags = (u.away ? "G" : "H") + prefixSigns(bits, s.caps.has("multi-prefix"));
   s.replyText(
     N.RPL_WHOREPLY,
     channel,
@@ -22,14 +29,25 @@ function whoReply(s: IrcSession, channel: string, u: ChatUser, m?: Member): void
   );
 }
 
+/**
+ * WHO #channel (members, a slice at a time, written as the client reads;
+ * nothing for a secret channel seen from outside) or WHO nick.
+ */
 async function who(s: IrcSession, mask: string): Promise<void> {
   const { store } = s.ctx;
   if (isChannel(mask)) {
-    const info = await store.channel(mask);
-    if (info) {
-      for (const m of await store.members(mask)) {
-        const u = await store.user(m.nick);
-        if (u) whoReply(s, info.name, u, m);
+    const seen = await seeChannel(s, mask);
+    if (seen && !hidden(seen)) {
+      const members: Member[] = seen.replica ? [...seen.replica.members.values()] : await store.members(mask);
+      for (let i = 0; i < members.length && !s.closing; i += WHO_SLICE) {
+        const slice = members.slice(i, i + WHO_SLICE);
+        const users = new Map((await store.users(slice.map((m) => m.nick))).map((u) => [fold(u.nick), u]));
+        for (const m of slice) {
+          const u = users.get(fold(m.nick));
+          if (u) whoReply(s, seen.info.name, u, m.bits);
+        }
+        await s.conn.drained(LISTING_LOW_WATER);
+        await new Promise((r) => setImmediate(r));
       }
     }
   } else if (mask !== "" && mask !== "*" && mask !== "0") {
@@ -47,16 +65,11 @@ async function whois(s: IrcSession, nick: string): Promise<void> {
     return s.replyText(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list");
   }
   s.replyText(N.RPL_WHOISUSER, u.nick, u.user, u.host, "*", u.realname);
-  const channels = await store.channelsOf(u.nick);
-  const shown: string[] = [];
-  for (const c of channels) {
-    const info = await store.channel(c);
-    if (info?.modes.includes("s") && !s.joined.has(fold(c))) continue; // secret: only members see it
-    const m = (await store.members(c)).find((x) => fold(x.nick) === fold(u.nick));
-    shown.push((m?.op ? "@" : m?.voice ? "+" : "") + c);
-  }
+  const shown = (await store.memberships(u.nick))
+    .filter((c) => !c.modes.includes("s") || s.joined.has(fold(c.name))) // secret: only members see it
+    .map((c) => prefixSigns(c.bits, s.caps.has("multi-prefix")) + c.name);
   if (shown.length > 0) s.replyText(N.RPL_WHOISCHANNELS, u.nick, shown.join(" "));
-  s.replyText(N.RPL_WHOISSERVER, u.nick, cfg.serverName, `osps worker (${u.owner.split("/")[0]})`);
+  s.replyText(N.RPL_WHOISSERVER, u.nick, cfg.serverName, `osps worker (${u.owner})`);
   if (u.away) s.replyText(N.RPL_AWAY, u.nick, u.away);
   s.replyText(
     N.RPL_WHOISIDLE,

@@ -5,6 +5,8 @@
  */
 import { CHANNEL_COMMANDS } from "./cmd_channel.ts";
 import { CONNECTION_COMMANDS } from "./cmd_connection.ts";
+import { HISTORY_COMMANDS } from "./cmd_history.ts";
+import { LIST_COMMANDS } from "./cmd_list.ts";
 import { MESSAGE_COMMANDS } from "./cmd_message.ts";
 import { QUERY_COMMANDS } from "./cmd_query.ts";
 import type { Command } from "./irc_session.ts";
@@ -13,6 +15,8 @@ import type { Command } from "./irc_session.ts";
 export const COMMANDS: Readonly<Record<string, Command>> = {
   ...CONNECTION_COMMANDS,
   ...CHANNEL_COMMANDS,
+  ...LIST_COMMANDS,
   ...MESSAGE_COMMANDS,
+  ...HISTORY_COMMANDS,
   ...QUERY_COMMANDS,
 };

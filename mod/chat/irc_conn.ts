@@ -1,11 +1,20 @@
 /**
- * An IRC client's socket: lines in (CR LF or LF, length-limited, bytes
- * decoded leniently: IRC has no mandated encoding, so invalid UTF-8 becomes
- * U+FFFD instead of ending the connection), lines out through a bounded send
- * queue. Writing never waits on the client: a line is queued and written in
- * the background, and a client whose queue stays past its cap (it does not
- * read) is reported through {@link IrcConn.onOverflow} and cut off, so a
- * slow reader never slows the sender or anyone else.
+ * An IRC client's socket: lines in, lines out through a bounded send queue.
+ *
+ * In: a line ends at LF or at CR (a bare CR inside a line ends it too, so
+ * no client can smuggle a second line — a spoofed server line — into a
+ * message others receive). Lines are length-limited; bytes are decoded
+ * leniently (IRC has no mandated encoding, so invalid UTF-8 becomes U+FFFD
+ * instead of ending the connection). The read buffer starts small (an idle
+ * connection holds {@link READ_MIN} bytes, not the longest line) and grows
+ * only while a client sends more than fits.
+ *
+ * Out: writing never waits on the client. Lines (or bytes shared by every
+ * recipient of one message, see `outgoing.ts`) are queued, and what was
+ * queued in one turn of the event loop goes out in one write. A client
+ * whose queue stays past its cap (it does not read) is reported through
+ * {@link IrcConn.onOverflow} and cut off, so a slow reader never slows the
+ * sender or anyone else.
  * @module
  */
 import { MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
@@ -14,7 +23,10 @@ import { MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 export const TOO_LONG = Symbol("too long");
 
 const encoder = new TextEncoder();
-const READ_CHUNK = 16 * 1024;
+/** One decoder for every connection: lines are decoded whole, never as a stream. */
+const decoder = new TextDecoder("utf-8");
+/** Read buffer of a connection at rest. */
+export const READ_MIN = 1024;
 /** Writes are batched up to this many bytes. */
 const WRITE_BATCH = 64 * 1024;
 
@@ -33,16 +45,20 @@ export class IrcConn {
   readonly conn: Deno.Conn;
   readonly #maxLine: number;
   readonly #sendqBytes: number;
-  readonly #decoder = new TextDecoder("utf-8");
   #buf: Uint8Array;
   #start = 0;
   #end = 0;
   #discarding = false;
   #eof = false;
-  #queue: Uint8Array[] = [];
+  #queue: Uint8Array[] | null = null;
   #queued = 0;
   #writing = false;
+  #scheduled = false;
   #closed = false;
+  #drainWaiters: Array<{ low: number; resolve: () => void }> | null = null;
+  #sawLine = false;
+  /** Called once, at the first complete line (a connection that never sent one is the first evicted at a cap). */
+  onFirstLine: () => void = () => {};
   /** The send queue went over its cap: the session says why and closes. */
   onOverflow: () => void = () => {};
 
@@ -50,11 +66,15 @@ export class IrcConn {
     this.conn = conn;
     this.#maxLine = Math.max(MAX_LINE_BYTES, options.maxLineBytes ?? MAX_LINE_BYTES);
     this.#sendqBytes = options.sendqBytes;
-    this.#buf = new Uint8Array(this.#maxLine + MAX_TAG_BYTES + READ_CHUNK);
-    if (options.initial) {
-      this.#buf.set(options.initial.subarray(0, this.#buf.length));
-      this.#end = Math.min(options.initial.length, this.#buf.length);
-    }
+    const initial = options.initial?.subarray(0, this.#capacity) ?? new Uint8Array(0);
+    this.#buf = new Uint8Array(Math.max(READ_MIN, initial.length));
+    this.#buf.set(initial);
+    this.#end = initial.length;
+  }
+
+  /** The largest the read buffer grows: the longest line with tags, and its CR LF. */
+  get #capacity(): number {
+    return this.#maxLine + MAX_TAG_BYTES + 2;
   }
 
   /** Peer address (host only). */
@@ -68,41 +88,21 @@ export class IrcConn {
   }
 
   /**
-   * Reads one line (without CR LF). Null at the end of the stream;
+   * Reads one line (without its end). Null at the end of the stream;
    * {@link TOO_LONG} for a line over the limit (dropped whole: the next call
-   * returns the line after it).
+   * returns the line after it). Empty lines are skipped.
    */
   async readLine(): Promise<string | null | typeof TOO_LONG> {
     for (;;) {
-      const nl = this.#buf.subarray(this.#start, this.#end).indexOf(0x0a);
-      if (nl >= 0) {
-        const lf = this.#start + nl;
-        const raw = this.#buf.subarray(
-          this.#start,
-          lf > this.#start && this.#buf[lf - 1] === 0x0d ? lf - 1 : lf,
-        );
-        this.#start = lf + 1;
-        if (this.#discarding) {
-          this.#discarding = false;
-          return TOO_LONG;
-        }
-        return this.#tooLong(raw) ? TOO_LONG : this.#decoder.decode(raw);
-      }
+      const line = this.#takeLine();
+      if (line !== undefined) return line;
       if (this.#eof) {
         if (this.#start === this.#end || this.#discarding) return null;
         const raw = this.#buf.subarray(this.#start, this.#end);
         this.#start = this.#end;
-        return this.#tooLong(raw) ? TOO_LONG : this.#decoder.decode(raw);
+        return this.#tooLong(raw) ? TOO_LONG : decoder.decode(raw);
       }
-      if (this.#start > 0) {
-        this.#buf.copyWithin(0, this.#start, this.#end);
-        this.#end -= this.#start;
-        this.#start = 0;
-      }
-      if (this.#end === this.#buf.length) {
-        this.#discarding = true; // longer than any line can be: drop up to the next LF
-        this.#end = 0;
-      }
+      this.#makeRoom();
       let n: number | null;
       try {
         n = await this.conn.read(this.#buf.subarray(this.#end));
@@ -111,6 +111,51 @@ export class IrcConn {
       }
       if (n === null) this.#eof = true;
       else this.#end += n;
+    }
+  }
+
+  /** The next complete line in the buffer, or undefined. */
+  #takeLine(): string | null | typeof TOO_LONG | undefined {
+    for (;;) {
+      const view = this.#buf.subarray(this.#start, this.#end);
+      const lf = view.indexOf(0x0a), cr = view.indexOf(0x0d);
+      const at = lf < 0 ? cr : cr < 0 ? lf : Math.min(lf, cr);
+      if (at < 0) return undefined;
+      const raw = view.subarray(0, at);
+      this.#start += at + 1;
+      if (this.#discarding) {
+        this.#discarding = false;
+        return TOO_LONG;
+      }
+      if (raw.length === 0) continue; // the LF of a CR LF, or an empty line
+      if (!this.#sawLine) {
+        this.#sawLine = true;
+        this.onFirstLine();
+      }
+      return this.#tooLong(raw) ? TOO_LONG : decoder.decode(raw);
+    }
+  }
+
+  /** Before a read: moves what is left to the front, shrinks an empty big buffer, grows a full one. */
+  #makeRoom(): void {
+    if (this.#start === this.#end) {
+      this.#start = this.#end = 0;
+      if (this.#buf.length > READ_MIN) this.#buf = new Uint8Array(READ_MIN);
+      return;
+    }
+    if (this.#start > 0) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    if (this.#end < this.#buf.length) return;
+    if (this.#buf.length < this.#capacity) {
+      const bigger = new Uint8Array(Math.min(this.#capacity, this.#buf.length * 4));
+      bigger.set(this.#buf.subarray(0, this.#end));
+      this.#buf = bigger;
+    } else {
+      this.#discarding = true; // longer than any line can be: drop up to the next line end
+      this.#end = 0;
     }
   }
 
@@ -125,49 +170,61 @@ export class IrcConn {
     return body.length + 2 > this.#maxLine;
   }
 
-  /**
-   * Queues a line (CR LF appended). False when the connection is closed or
-   * the queue overflowed. The cap is judged when the socket takes only part
-   * of a write (it is full: what waits is what the client did not read); a
-   * burst handed over in one turn — a group commit's messages — may pass it
-   * before the socket had a chance to take any, so at the time of queueing
-   * only twice the cap is too much.
-   */
+  /** Queues a line (CR LF appended). False when the connection is closed or the queue overflowed. */
   send(line: string): boolean {
+    return this.sendBytes(encoder.encode(line + "\r\n"));
+  }
+
+  /**
+   * Queues bytes (whole lines, CR LF included), which may be shared with
+   * other connections: they are never changed. The cap is judged when the
+   * socket takes only part of a write (it is full: what waits is what the
+   * client did not read); a burst handed over in one turn may pass it before
+   * the socket had a chance to take any, so at the time of queueing only
+   * twice the cap is too much.
+   */
+  sendBytes(bytes: Uint8Array): boolean {
     if (this.#closed) return false;
-    const bytes = encoder.encode(line + "\r\n");
     this.#queued += bytes.length;
     if (this.#queued > 2 * this.#sendqBytes) {
       this.#overflow();
       return false;
     }
-    this.#queue.push(bytes);
-    if (!this.#writing) void this.#writeLoop();
+    (this.#queue ??= []).push(bytes);
+    if (!this.#writing && !this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => {
+        this.#scheduled = false;
+        if (!this.#writing) void this.#writeLoop();
+      });
+    }
     return true;
   }
 
   #overflow(): void {
-    this.#queue = [];
+    this.#queue = null;
     this.#queued = 0;
+    this.#wakeDrained();
     this.onOverflow();
+  }
+
+  /** The next write: what is queued, joined into one buffer up to {@link WRITE_BATCH}. */
+  #nextBatch(): Uint8Array | undefined {
+    const q = this.#queue;
+    if (!q || q.length === 0) return undefined;
+    if (q.length === 1 || q[0]!.length >= WRITE_BATCH) return q.shift();
+    let size = 0, n = 0;
+    while (n < q.length && size + q[n]!.length <= WRITE_BATCH) size += q[n++]!.length;
+    const batch = new Uint8Array(size);
+    let off = 0;
+    for (const p of q.splice(0, n)) batch.set(p, off), off += p.length;
+    return batch;
   }
 
   async #writeLoop(): Promise<void> {
     this.#writing = true;
     try {
-      while (this.#queue.length > 0 && !this.#closed) {
-        let batch = this.#queue.shift()!;
-        if (this.#queue.length > 0 && batch.length < WRITE_BATCH) {
-          const parts = [batch];
-          let size = batch.length;
-          while (this.#queue.length > 0 && size + this.#queue[0]!.length <= WRITE_BATCH) {
-            size += this.#queue[0]!.length;
-            parts.push(this.#queue.shift()!);
-          }
-          batch = new Uint8Array(size);
-          let off = 0;
-          for (const p of parts) batch.set(p, off), off += p.length;
-        }
+      for (let batch = this.#nextBatch(); batch && !this.#closed; batch = this.#nextBatch()) {
         for (let off = 0; off < batch.length;) {
           const n = await this.conn.write(batch.subarray(off));
           off += n;
@@ -175,7 +232,9 @@ export class IrcConn {
           // The socket took only part: it is full, and what waits is judged against the cap.
           if (off < batch.length && this.#queued > this.#sendqBytes) return this.#overflow();
         }
+        this.#wakeDrained();
       }
+      if (this.#queue?.length === 0) this.#queue = null;
     } catch {
       this.close(); // the client is gone; the read side sees it too
     } finally {
@@ -183,19 +242,40 @@ export class IrcConn {
     }
   }
 
+  /** Resolves once at most `low` bytes wait to be written (or the connection closed): output paced by the reader. */
+  drained(low: number): Promise<void> {
+    if (this.#queued <= low || this.#closed) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    (this.#drainWaiters ??= []).push({ low, resolve });
+    return promise;
+  }
+
+  #wakeDrained(): void {
+    const w = this.#drainWaiters;
+    if (!w) return;
+    for (let i = 0; i < w.length;) {
+      if (this.#queued <= w[i]!.low || this.#closed) w.splice(i, 1)[0]!.resolve();
+      else i++;
+    }
+    if (w.length === 0) this.#drainWaiters = null;
+  }
+
   /** Resolves once everything queued is written (or the connection closed), at most `timeoutMs`. */
   async flush(timeoutMs: number): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while ((this.#writing || this.#queue.length > 0) && !this.#closed && Date.now() < until) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.drained(0),
+      new Promise((r) => timer = setTimeout(r, timeoutMs)),
+    ]);
+    clearTimeout(timer);
   }
 
   /** Closes the socket (idempotent). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#queue = null;
+    this.#wakeDrained();
     try {
       this.conn.close();
     } catch { /* already closed */ }

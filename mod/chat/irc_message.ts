@@ -91,7 +91,11 @@ export function parseMessage(line: string): IrcMessage | null {
 
 /**
  * Formats a message. The last parameter gets a colon when it needs one
- * (empty, has a space, starts with ":"), or when `trailing` is set.
+ * (empty, has a space, starts with ":"), or when `trailing` is set. The
+ * line without tags never exceeds 510 bytes (512 with CR LF, RFC 1459
+ * §2.3): a longer last parameter is cut, never inside a character. CR, LF
+ * and NUL never appear in it (each becomes a space): one formatted message
+ * is always exactly one line.
  */
 export function formatMessage(
   prefix: string,
@@ -104,14 +108,26 @@ export function formatMessage(
     .map(([k, v]) => (v === "" ? k : `${k}=${v.replace(/[; \\\r\n]/g, (c) => TAG_ESCAPE[c]!)}`))
     .join(";");
   if (tagText) out += `@${tagText} `;
-  if (prefix) out += `:${prefix} `;
-  out += command;
+  let body = prefix ? `:${prefix} ${command}` : command;
   params.forEach((p, i) => {
     const last = i === params.length - 1;
     const colon = last && (options.trailing || p === "" || p.includes(" ") || p.startsWith(":"));
-    out += colon ? ` :${p}` : ` ${p}`;
+    if (last && body.length + p.length > 168 && byteLength(body) + 2 + byteLength(p) > MAX_LINE_BYTES - 2) {
+      p = truncateBytes(p, Math.max(0, MAX_LINE_BYTES - 2 - byteLength(body) - 2));
+    }
+    body += colon ? ` :${p}` : ` ${p}`;
   });
-  return out;
+  if (/[\r\n\0]/.test(body)) body = body.replace(/[\r\n\0]/g, " ");
+  return out + body;
+}
+
+/**
+ * A host as IRC can show it: an IPv6 address that starts with ":" (`::1`)
+ * would read as a trailing parameter in 311 and 352, so it gets a leading
+ * "0" (`0::1`), as other servers do.
+ */
+export function displayHost(host: string): string {
+  return host.startsWith(":") ? `0${host}` : host;
 }
 
 /** Nickname limit advertised in ISUPPORT (NICKLEN). */

@@ -4,7 +4,9 @@
  * connection's timers (registration timeout, PING after silence, drop after
  * an unanswered PING). However it ends — QUIT, a vanished client, a send
  * queue overflow, a timeout, the worker stopping — the user leaves every
- * channel, the others get a QUIT with the reason, and the nickname is free.
+ * channel, the others get a QUIT with the reason, and the nickname is free;
+ * a command still running finishes first, so nothing it does outlives the
+ * session.
  * @module
  */
 import { logger } from "../log.ts";
@@ -12,12 +14,13 @@ import { sleep } from "../deadline.ts";
 import type { BusEvent } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
 import type { ChatHub, LocalClient } from "./chat_hub.ts";
-import type { ChatStore } from "./chat_store.ts";
-import type { Committed, GroupCommit, Sender } from "./group_commit.ts";
+import type { Actor, ChannelEvent, ChatStore } from "./chat_store.ts";
+import type { GroupCommit, Sender } from "./group_commit.ts";
 import { FakeLag } from "./fake_lag.ts";
 import { IrcConn, TOO_LONG } from "./irc_conn.ts";
-import { formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
+import { displayHost, formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
 import { N } from "./numerics.ts";
+import type { Outgoing } from "./outgoing.ts";
 
 /** What a session and its command handlers share with the rest of the worker. */
 export interface ChatContext {
@@ -29,10 +32,12 @@ export interface ChatContext {
   /** This worker process's owner id in the store. */
   readonly owner: string;
   readonly startedAt: Date;
-  /** Sends an event to the other workers (after it was stored and delivered here). */
+  /** Stored channel events: delivered here, then published to the other workers, in order. */
+  commit(events: readonly ChannelEvent[], origin: string): void;
+  /** Sends a non-channel event (a private message) to the other workers. */
   publish(e: BusEvent): void;
-  /** Committed channel events: delivered here and published to the other workers, in order. */
-  handOn(batch: readonly Committed[]): void;
+  /** A user whose QUIT could not be stored (the store is down): retried until it is, so no ghost stays. */
+  releaseLater(actor: Actor, reason: string): void;
 }
 
 /** A command handler. */
@@ -53,6 +58,18 @@ export interface Command {
 /** Channel messages of one session queued and not yet committed, past which it stops reading ahead. */
 export const MAX_UNCOMMITTED = 256;
 
+/**
+ * Capabilities that add tags to relayed events; sessions with the same ones
+ * share one encoding of each event. Capability modules add theirs here and
+ * in {@link eventTags}.
+ */
+export const EVENT_TAG_CAPS: string[] = ["server-time"];
+
+/** The tags a session with `caps` gets on a relayed event. */
+export function eventTags(caps: ReadonlySet<string>, out: Outgoing): Record<string, string> {
+  return caps.has("server-time") ? { time: new Date(out.at).toISOString() } : {};
+}
+
 /** How a session ended, for logs and the QUIT the others see. */
 export type CloseReason = string;
 
@@ -62,7 +79,7 @@ export class IrcSession implements LocalClient, Sender {
   readonly ctx: ChatContext;
   readonly conn: IrcConn;
   readonly joined = new Map<string, number>();
-  /** Capabilities the client enabled. */
+  /** Capabilities the client enabled (change them with {@link setCap}). */
   readonly caps = new Set<string>();
   readonly host: string;
   nick = "*";
@@ -77,14 +94,21 @@ export class IrcSession implements LocalClient, Sender {
   passOk: boolean;
   userGiven = false;
   #quitting: CloseReason | undefined;
+  #closing: Promise<void> | undefined;
+  #released = false;
   #lastInput = performance.now();
   #pingSent = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #registration: ReturnType<typeof setTimeout> | undefined;
   /** Settles after the last channel message queued for commit (they commit in order). */
   #lastCommit: Promise<void> = Promise.resolve();
   #uncommitted = 0;
+  /** The command running now (the session's end waits for it). */
+  #inflight: Promise<void> = Promise.resolve();
   /** A queued message's store failure: the session ends with it, as a failed command ends it. */
   #failure: { err: unknown } | undefined;
+  /** Which tags relayed events get ("" none): sessions with the same key share their encoding. */
+  #tagKey = "";
   readonly #lag: FakeLag;
   readonly #commands: Readonly<Record<string, Command>>;
 
@@ -97,7 +121,7 @@ export class IrcSession implements LocalClient, Sender {
     this.ctx = ctx;
     this.conn = conn;
     this.id = id;
-    this.host = conn.remoteHost;
+    this.host = displayHost(conn.remoteHost);
     this.passOk = ctx.cfg.password === "";
     this.#commands = commands;
     this.#lag = new FakeLag(ctx.cfg.floodBurst, ctx.cfg.floodRate);
@@ -107,6 +131,23 @@ export class IrcSession implements LocalClient, Sender {
   /** The origin key of events this connection caused ({@link Sender}). */
   get origin(): string {
     return this.id;
+  }
+
+  /** Who this session is in the store: its nickname and its session id. */
+  get actor(): Actor {
+    return { nick: this.nick, sid: this.id, source: this.source };
+  }
+
+  /** Its own messages come back to it (IRCv3 echo-message). */
+  get echoes(): boolean {
+    return this.caps.has("echo-message");
+  }
+
+  /** Turns a capability on or off. */
+  setCap(cap: string, on: boolean): void {
+    if (on) this.caps.add(cap);
+    else this.caps.delete(cap);
+    this.#tagKey = EVENT_TAG_CAPS.filter((c) => this.caps.has(c)).join(" ");
   }
 
   /** False once a queued message of this session failed to be stored ({@link Sender}). */
@@ -143,6 +184,12 @@ export class IrcSession implements LocalClient, Sender {
     return `${this.nick}!${this.user}@${this.host}`;
   }
 
+  /** A relayed event ({@link LocalClient}): the bytes every recipient with the same tags shares. */
+  deliver(out: Outgoing): void {
+    const key = this.#tagKey;
+    this.conn.sendBytes(key === "" ? out.plain() : out.tagged(key, () => eventTags(this.caps, out)));
+  }
+
   /** Queues a line; `at` becomes a `time` tag for clients that enabled server-time. */
   send(line: string, at?: number): void {
     if (at !== undefined && this.caps.has("server-time")) {
@@ -166,13 +213,13 @@ export class IrcSession implements LocalClient, Sender {
   /** Serves the connection until it ends; `preset` lines are handled first (a hand-over's NICK and USER). */
   async run(preset: readonly string[] = []): Promise<void> {
     const cfg = this.ctx.cfg;
-    const registration = setTimeout(() => {
+    this.#registration = setTimeout(() => {
       if (!this.registered) this.close(`Registration timed out (${cfg.registerTimeoutMs} ms)`);
     }, cfg.registerTimeoutMs);
     this.#arm(cfg.pingMs);
     let reason: CloseReason = "Connection closed";
     try {
-      for (const line of preset) await this.#handle(line);
+      for (const line of preset) await (this.#inflight = this.#handle(line));
       while (this.#quitting === undefined) {
         const line = await this.conn.readLine();
         if (line === null) break;
@@ -184,14 +231,14 @@ export class IrcSession implements LocalClient, Sender {
         }
         const wait = this.#lag.take();
         if (wait > 0) await sleep(wait);
-        await this.#handle(line);
+        await (this.#inflight = this.#handle(line));
       }
       await this.settled();
     } catch (err) {
       reason = "Internal error";
       logger().error("chat: session {id} failed: {err}", { id: this.id, err: String(err) });
     } finally {
-      clearTimeout(registration);
+      clearTimeout(this.#registration);
       clearTimeout(this.#timer);
       await this.#leave(this.#quitting ?? reason);
     }
@@ -214,6 +261,12 @@ export class IrcSession implements LocalClient, Sender {
     }
     if (!cmd.pipelined) await this.settled();
     await cmd.run(this, m);
+  }
+
+  /** The nickname is now held: registration is over. */
+  registeredNow(): void {
+    this.registered = true;
+    clearTimeout(this.#registration);
   }
 
   /** Next liveness check in `ms`: PING after silence, drop after an unanswered PING. */
@@ -240,11 +293,23 @@ export class IrcSession implements LocalClient, Sender {
     this.#quitting = reason;
     // The nickname is free, and the QUIT told, before the client sees its link close: a client that
     // reconnects at once (irssi does) gets its nickname back instead of 433.
-    void this.#release(reason).finally(() => {
+    this.#closing = this.#release(reason).finally(async () => {
       this.conn.send(`ERROR :Closing Link: ${this.host} (${errorText})`);
       // Give the ERROR line a moment to leave, unless the queue is what overflowed; then unblock the reader.
-      void this.conn.flush(500).then(() => this.conn.close());
+      await this.conn.flush(500);
+      this.conn.close();
     });
+  }
+
+  /**
+   * Ends the session without a QUIT: its user is already gone from the
+   * store (its worker was reaped while it lived), so there is nothing to
+   * release and no one to tell.
+   */
+  drop(text: string): void {
+    this.#released = true;
+    this.registered = false;
+    this.close(text);
   }
 
   /** True once the session is ending. */
@@ -253,24 +318,28 @@ export class IrcSession implements LocalClient, Sender {
   }
 
   async #leave(reason: CloseReason): Promise<void> {
+    if (this.#closing) await this.#closing;
     this.conn.close();
     this.ctx.hub.unregister(this);
     await this.#release(reason);
   }
 
-  /** Frees the nickname and tells the others (once, whoever calls first). */
+  /** Frees the nickname and tells the others (once, whoever calls first), after the command running. */
   async #release(reason: CloseReason): Promise<void> {
-    const { hub, store } = this.ctx;
+    if (this.#released) return;
+    this.#released = true;
+    await this.#inflight.catch(() => {});
+    await this.#lastCommit; // its messages reach the others before its QUIT
+    this.ctx.hub.unregister(this);
     if (!this.registered) return;
     this.registered = false;
-    await this.#lastCommit; // its messages reach the others before its QUIT
+    const actor = this.actor;
     try {
-      const d = await store.releaseNick(this.nick);
-      if (!d) return;
-      hub.quit(d, reason, this);
-      this.ctx.publish({ t: "quit", d, reason, origin: this.id });
+      const d = await this.ctx.store.quit(actor, reason);
+      if (d) this.ctx.commit(d.events, this.id);
     } catch (err) {
-      logger().error("chat: cannot release {nick}: {err}", { nick: this.nick, err: String(err) });
+      logger().error("chat: cannot release {nick} (retrying): {err}", { nick: this.nick, err: String(err) });
+      this.ctx.releaseLater(actor, reason);
     }
   }
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import { CHANNELLEN, NICKLEN, TOPICLEN } from "./irc_message.ts";
+import { chanmodesToken, prefixToken } from "./channel_modes.ts";
 
 /** Numeric replies, by their usual names. */
 export const N = {
@@ -69,10 +70,6 @@ export const N = {
   ERR_INVALIDCAPCMD: "410",
 } as const;
 
-/** Channel modes with a parameter when set: key (k) and limit (l); flags: n, s, t. Prefix modes: o, v. */
-export const CHANMODES = "k,l,,nst";
-/** Channel modes osps knows, all kinds. */
-export const CHANNEL_MODES = "klnostv";
 /** User modes osps knows. */
 export const USER_MODES = "i";
 /** Modes a new channel gets. */
@@ -90,15 +87,16 @@ export function isupportTokens(network: string): string[] {
     "AWAYLEN=200",
     "CASEMAPPING=rfc1459",
     `CHANLIMIT=#:${MAX_CHANNELS_PER_CLIENT}`,
-    `CHANMODES=${CHANMODES}`,
+    chanmodesToken(),
     `CHANNELLEN=${CHANNELLEN}`,
     "CHANTYPES=#",
+    "ELIST=MNU",
     `CHATHISTORY=${CHATHISTORY_MAX}`,
     "KICKLEN=390",
     "MODES=4",
     `NETWORK=${network}`,
     `NICKLEN=${NICKLEN}`,
-    "PREFIX=(ov)@+",
+    prefixToken(),
     `TARGMAX=PRIVMSG:${MAX_TARGETS},NOTICE:${MAX_TARGETS},JOIN:,PART:,NAMES:1,WHOIS:1`,
     `TOPICLEN=${TOPICLEN}`,
     "USERLEN=18",

@@ -6,36 +6,52 @@
  * before the client is answered, so it survives a kill -9 of every process;
  * with `fsync` it is also synced to the disk at each commit (survives a
  * power cut), at a cost per message.
+ *
+ * `node:sqlite` is synchronous: every call here runs on the worker's event
+ * loop. So every statement is an indexed lookup or touches one channel, one
+ * user or one page, and work that grows with a channel (reaping a worker's
+ * users, pruning) is done in slices by the caller.
  * @module
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { fold } from "./irc_message.ts";
 import {
+  type Actor,
   type Appending,
   byChannel,
-  type ChannelChange,
+  type Changed,
   type ChannelEvent,
   type ChannelInfo,
   type ChatStore,
   type ChatUser,
   type Departed,
+  type EventMeta,
   type HistoryQuery,
-  type JoinRefusal,
+  type JoinResult,
+  type ListQuery,
   type Member,
-  PREFIX_BITS,
+  type ModeChanged,
+  type OwnerLease,
+  type Retention,
+  type Snapshot,
   StoreError,
 } from "./chat_store.ts";
-import { channelFrom, eventFrom, memberFrom, SCHEMA, userFrom } from "./store_schema.ts";
+import { applyModes, MODE_KINDS, type ModeOp, prefixBit, showModes } from "./channel_modes.ts";
+import { channelFrom, eventFrom, memberFrom, metaText, SCHEMA, userFrom } from "./store_schema.ts";
 
 type Row = Record<string, SQLInputValue>;
+type Fields = Pick<ChannelEvent, "kind" | "source" | "params">;
+
+const EVENT_COLUMNS = "e.*, COALESCE(c.name, e.channel) AS name";
+const EVENTS_FROM = "events e LEFT JOIN channels c ON c.folded = e.channel";
 
 /** SQLite implementation of {@link ChatStore}. */
 export class SqliteStore implements ChatStore {
   readonly kind = "sqlite";
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
-  /** The channel and number the next event of a reservation takes (inside a transaction). */
-  #next: { name: string; seq: number } | null = null;
+  /** Where the count retention goes on (folded name of the last channel pruned). */
+  #pruneAfter = "";
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -49,7 +65,6 @@ export class SqliteStore implements ChatStore {
       db.exec("PRAGMA busy_timeout = 5000");
       db.exec("PRAGMA journal_mode = WAL");
       db.exec(`PRAGMA synchronous = ${options.fsync ? "FULL" : "NORMAL"}`);
-      db.exec("PRAGMA foreign_keys = ON");
     } catch (err) {
       throw new StoreError(`cannot open the chat database ${path}: ${(err as Error).message}`, {
         cause: err,
@@ -87,6 +102,16 @@ export class SqliteStore implements ChatStore {
     }
   }
 
+  /** Runs `fn` in a read transaction: every statement sees one state. */
+  #read<T>(fn: () => T): T {
+    this.#run("BEGIN");
+    try {
+      return fn();
+    } finally {
+      this.#run("COMMIT");
+    }
+  }
+
   /** Statements are prepared once each (preparing costs more than running most of them). */
   #prepared(sql: string): StatementSync {
     let st = this.#statements.get(sql);
@@ -106,6 +131,8 @@ export class SqliteStore implements ChatStore {
     return Number(this.#prepared(sql).run(...args).changes);
   }
 
+  // --- owners -------------------------------------------------------------------------------------------
+
   addOwner(owner: string, instance: string, slot: number): Promise<void> {
     this.#run(
       "INSERT OR REPLACE INTO owners(owner, instance, slot, seen_at) VALUES (?, ?, ?, ?)",
@@ -117,48 +144,51 @@ export class SqliteStore implements ChatStore {
     return Promise.resolve();
   }
 
-  touchOwner(owner: string): Promise<void> {
-    this.#run("UPDATE owners SET seen_at = ? WHERE owner = ?", Date.now(), owner);
-    return Promise.resolve();
+  touchOwner(owner: string): Promise<boolean> {
+    return Promise.resolve(this.#run("UPDATE owners SET seen_at = ? WHERE owner = ?", Date.now(), owner) > 0);
   }
 
-  deadOwners(instance: string, slot: number, except: string, staleMs: number): Promise<string[]> {
-    const rows = this.#all(
-      "SELECT owner FROM owners WHERE owner <> ? AND ((instance = ? AND slot = ?) OR seen_at < ?)",
-      except,
-      instance,
-      slot,
-      Date.now() - staleMs,
+  owners(): Promise<OwnerLease[]> {
+    return Promise.resolve(
+      this.#all("SELECT * FROM owners").map((r) => ({
+        owner: String(r["owner"]),
+        instance: String(r["instance"]),
+        slot: Number(r["slot"]),
+        seenAt: Number(r["seen_at"]),
+      })),
     );
-    return Promise.resolve(rows.map((r) => String(r["owner"])));
   }
 
-  reapOwner(owner: string): Promise<Departed[]> {
+  reapOwner(owner: string, reason: string, max: number): Promise<Departed[]> {
     return Promise.resolve(this.#tx(() => {
-      const users = this.#all("SELECT folded FROM users WHERE owner = ?", owner);
-      const out = users.map((u) => this.#depart(String(u["folded"]))!).filter((d) => d !== null);
-      this.#run("DELETE FROM owners WHERE owner = ?", owner);
+      const users = this.#all("SELECT * FROM users WHERE owner = ? LIMIT ?", owner, max);
+      const out = users.map((u) => this.#depart(userFrom(u), reason));
+      if (users.length < max) this.#run("DELETE FROM owners WHERE owner = ?", owner);
       return out;
     }));
   }
 
-  /** Removes a user from every channel and frees its nick (inside a transaction). */
-  #depart(folded: string): Departed | null {
-    const u = this.#get('SELECT nick, "user", host FROM users WHERE folded = ?', folded);
-    if (!u) return null;
-    const channels = this.#all(
-      "SELECT c.name FROM members m JOIN channels c ON c.folded = m.channel WHERE m.nick = ? ORDER BY c.name",
-      folded,
-    ).map((r) => String(r["name"]));
-    this.#run("DELETE FROM members WHERE nick = ?", folded);
+  /** Removes a user from every channel (a QUIT event in each) and frees its nickname (inside a transaction). */
+  #depart(u: ChatUser, reason: string): Departed {
+    const folded = fold(u.nick);
+    const source = `${u.nick}!${u.user}@${u.host}`;
+    const events: ChannelEvent[] = [];
+    for (const r of this.#all("SELECT channel FROM members WHERE nick = ? ORDER BY channel", folded)) {
+      const c = String(r["channel"]);
+      events.push(this.#appendIn(c, { kind: "QUIT", source, params: [reason] })!);
+      this.#run("DELETE FROM members WHERE channel = ? AND nick = ?", c, folded);
+      this.#left(c);
+    }
     this.#run("DELETE FROM users WHERE folded = ?", folded);
-    return { nick: String(u["nick"]), source: `${u["nick"]}!${u["user"]}@${u["host"]}`, channels };
+    return { nick: u.nick, source, events };
   }
+
+  // --- users --------------------------------------------------------------------------------------------
 
   claimNick(u: ChatUser): Promise<boolean> {
     const n = this.#run(
-      'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, signon_at) ' +
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
+      'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, sid, signon_at) ' +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
       fold(u.nick),
       u.nick,
       u.user,
@@ -167,26 +197,37 @@ export class SqliteStore implements ChatStore {
       u.away,
       u.modes,
       u.owner,
+      u.sid,
       u.signonAt,
     );
     return Promise.resolve(n === 1);
   }
 
-  renameNick(from: string, to: string): Promise<readonly string[] | null> {
+  /** The actor's user row, if this session still holds the nickname. */
+  #actor(a: Actor): ChatUser | null {
+    const r = this.#get("SELECT * FROM users WHERE folded = ? AND sid = ?", fold(a.nick), a.sid);
+    return r ? userFrom(r) : null;
+  }
+
+  renameNick(actor: Actor, to: string): Promise<ChannelEvent[] | "taken" | "gone"> {
     return Promise.resolve(this.#tx(() => {
-      const [f, t] = [fold(from), fold(to)];
-      if (f !== t && this.#get("SELECT 1 FROM users WHERE folded = ?", t)) return null;
+      const [f, t] = [fold(actor.nick), fold(to)];
+      if (!this.#actor(actor)) return "gone";
+      if (f !== t && this.#get("SELECT 1 FROM users WHERE folded = ?", t)) return "taken";
       this.#run("UPDATE users SET folded = ?, nick = ? WHERE folded = ?", t, to, f);
-      this.#run("UPDATE members SET nick = ? WHERE nick = ?", t, f);
-      return this.#all(
-        "SELECT c.name FROM members m JOIN channels c ON c.folded = m.channel WHERE m.nick = ?",
-        t,
-      ).map((r) => String(r["name"]));
+      const channels = this.#all("SELECT channel FROM members WHERE nick = ? ORDER BY channel", f);
+      if (f !== t) this.#run("UPDATE members SET nick = ? WHERE nick = ?", t, f);
+      return channels.map((r) =>
+        this.#appendIn(String(r["channel"]), { kind: "NICK", source: actor.source, params: [to] })!
+      );
     }));
   }
 
-  releaseNick(nick: string): Promise<Departed | null> {
-    return Promise.resolve(this.#tx(() => this.#depart(fold(nick))));
+  quit(actor: Actor, reason: string): Promise<Departed | null> {
+    return Promise.resolve(this.#tx(() => {
+      const u = this.#actor(actor);
+      return u ? this.#depart(u, reason) : null;
+    }));
   }
 
   user(nick: string): Promise<ChatUser | null> {
@@ -194,80 +235,194 @@ export class SqliteStore implements ChatStore {
     return Promise.resolve(r ? userFrom(r) : null);
   }
 
-  setAway(nick: string, away: string): Promise<void> {
-    this.#run("UPDATE users SET away = ? WHERE folded = ?", away, fold(nick));
+  users(nicks: readonly string[]): Promise<ChatUser[]> {
+    const out: ChatUser[] = [];
+    for (let i = 0; i < nicks.length; i += 500) {
+      const part = nicks.slice(i, i + 500).map(fold);
+      const sql = `SELECT * FROM users WHERE folded IN (${part.map(() => "?").join(",")})`;
+      for (const r of this.#all(sql, ...part)) out.push(userFrom(r));
+    }
+    return Promise.resolve(out);
+  }
+
+  setAway(actor: Actor, away: string): Promise<void> {
+    this.#run("UPDATE users SET away = ? WHERE folded = ? AND sid = ?", away, fold(actor.nick), actor.sid);
     return Promise.resolve();
   }
 
-  setUserModes(nick: string, modes: string): Promise<void> {
-    this.#run("UPDATE users SET modes = ? WHERE folded = ?", modes, fold(nick));
+  setUserModes(actor: Actor, modes: string): Promise<void> {
+    this.#run("UPDATE users SET modes = ? WHERE folded = ? AND sid = ?", modes, fold(actor.nick), actor.sid);
     return Promise.resolve();
   }
+
+  // --- channels -----------------------------------------------------------------------------------------
 
   join(
     channel: string,
-    source: string,
-    nick: string,
+    actor: Actor,
     key: string,
-    createModes: string,
-  ): Promise<ChannelEvent | null | JoinRefusal> {
-    return Promise.resolve(this.#tx(() => {
-      const [c, n] = [fold(channel), fold(nick)];
-      const row = this.#get("SELECT key, lim FROM channels WHERE folded = ?", c);
+    options: { readonly createModes: string; readonly snapshot: boolean },
+  ): Promise<JoinResult> {
+    return Promise.resolve(this.#tx((): JoinResult => {
+      const [c, n] = [fold(channel), fold(actor.nick)];
+      if (!this.#actor(actor)) return { refused: "gone" };
+      let row = this.#get("SELECT * FROM channels WHERE folded = ?", c);
       if (!row) {
-        this.#run(
-          "INSERT INTO channels(folded, name, topic, topic_by, topic_at, modes, key, lim, created_at, last_seq) " +
-            "VALUES (?, ?, '', '', 0, ?, '', 0, ?, 0)",
+        // Numbering (and time) continue after the history of an earlier channel of that name.
+        const last = this.#get("SELECT seq, at FROM events WHERE channel = ? ORDER BY seq DESC LIMIT 1", c);
+        row = this.#get(
+          "INSERT INTO channels(folded, name, topic, topic_by, topic_at, modes, key, lim, created_at, last_seq, " +
+            "registered, users, last_at) VALUES (?, ?, '', '', 0, ?, '', 0, ?, ?, 0, 0, ?) RETURNING *",
           c,
           channel,
-          createModes,
+          options.createModes,
           Date.now(),
-        );
+          Number(last?.["seq"] ?? 0),
+          Number(last?.["at"] ?? 0),
+        )!;
       }
-      if (this.#get("SELECT 1 FROM members WHERE channel = ? AND nick = ?", c, n)) return null;
-      const count = Number(this.#get("SELECT count(*) AS n FROM members WHERE channel = ?", c)!["n"]);
-      if (row && row["key"] !== "" && row["key"] !== key) return "bad-key";
-      if (row && Number(row["lim"]) > 0 && count >= Number(row["lim"])) return "full";
-      this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, count === 0 ? 1 : 0);
-      return this.#appendIn(c, { kind: "JOIN", source, params: [] });
+      const info = channelFrom(row);
+      const snapshot = options.snapshot ? this.#snapshotIn(c, row) : undefined;
+      const result = (r: Omit<JoinResult, "snapshot">): JoinResult => ({
+        ...r,
+        ...(snapshot ? { snapshot } : {}),
+      });
+      if (this.#get("SELECT 1 FROM members WHERE channel = ? AND nick = ?", c, n)) return result({});
+      if (info.key !== "" && info.key !== key) return result({ refused: "bad-key" });
+      if (info.limit > 0 && info.users >= info.limit) return result({ refused: "full" });
+      const bits = info.users === 0 ? prefixBit("o") : 0;
+      this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, bits);
+      this.#run("UPDATE channels SET users = users + 1 WHERE folded = ?", c);
+      return result({ ev: this.#appendIn(c, { kind: "JOIN", source: actor.source, params: [] }, { bits })! });
     }));
   }
 
-  append(
-    channel: string,
-    e: Pick<ChannelEvent, "kind" | "source" | "params">,
-    change: ChannelChange = {},
-  ): Promise<ChannelEvent | null> {
-    return Promise.resolve(this.#tx(() => {
+  /** A member's prefix bits, or null when not a member. */
+  #bits(c: string, nick: string): number | null {
+    const r = this.#get("SELECT op FROM members WHERE channel = ? AND nick = ?", c, fold(nick));
+    return r ? Number(r["op"]) : null;
+  }
+
+  /** The channel row and whether the actor may act in it (a member holding its nickname; an operator if asked). */
+  #check(
+    c: string,
+    actor: Actor,
+    op: boolean,
+  ): { row: Row } | { refused: "no-channel" | "not-member" | "not-op" } {
+    const row = this.#get("SELECT * FROM channels WHERE folded = ?", c);
+    if (!row) return { refused: "no-channel" };
+    const bits = this.#actor(actor) ? this.#bits(c, actor.nick) : null;
+    if (bits === null) return { refused: "not-member" };
+    if (op && !(bits & prefixBit("o"))) return { refused: "not-op" };
+    return { row };
+  }
+
+  part(channel: string, actor: Actor, reason: string | undefined): Promise<Changed> {
+    return Promise.resolve(this.#tx((): Changed => {
       const c = fold(channel);
-      if (change.topic) {
-        this.#run(
-          "UPDATE channels SET topic = ?, topic_by = ?, topic_at = ? WHERE folded = ?",
-          change.topic.text,
-          change.topic.by,
-          Date.now(),
+      const checked = this.#check(c, actor, false);
+      if ("refused" in checked) return checked;
+      const ev = this.#appendIn(c, { kind: "PART", source: actor.source, params: reason ? [reason] : [] })!;
+      this.#run("DELETE FROM members WHERE channel = ? AND nick = ?", c, fold(actor.nick));
+      this.#left(c);
+      return { ev };
+    }));
+  }
+
+  kick(channel: string, actor: Actor, victim: string, reason: string): Promise<Changed> {
+    return Promise.resolve(this.#tx((): Changed => {
+      const c = fold(channel);
+      const checked = this.#check(c, actor, true);
+      if ("refused" in checked) return checked;
+      const v = this.#get(
+        "SELECT u.nick FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? AND m.nick = ?",
+        c,
+        fold(victim),
+      );
+      if (!v) return { refused: "no-victim" };
+      const ev = this.#appendIn(c, {
+        kind: "KICK",
+        source: actor.source,
+        params: [String(v["nick"]), reason],
+      })!;
+      this.#run("DELETE FROM members WHERE channel = ? AND nick = ?", c, fold(victim));
+      this.#left(c);
+      return { ev };
+    }));
+  }
+
+  /** A member left channel `c` (inside a transaction): it vanishes with its last member unless registered. */
+  #left(c: string): void {
+    const r = this.#get(
+      "UPDATE channels SET users = users - 1 WHERE folded = ? RETURNING users, registered",
+      c,
+    );
+    if (r && Number(r["users"]) <= 0 && Number(r["registered"]) === 0) {
+      this.#run("DELETE FROM channels WHERE folded = ?", c);
+    }
+  }
+
+  setTopic(channel: string, actor: Actor, text: string): Promise<Changed> {
+    return Promise.resolve(this.#tx((): Changed => {
+      const c = fold(channel);
+      const checked = this.#check(c, actor, false);
+      if ("refused" in checked) return checked;
+      const bits = this.#bits(c, actor.nick)!;
+      if (String(checked.row["modes"]).includes("t") && !(bits & prefixBit("o"))) {
+        return { refused: "not-op" };
+      }
+      const ev = this.#appendIn(c, { kind: "TOPIC", source: actor.source, params: [text] })!;
+      this.#run(
+        "UPDATE channels SET topic = ?, topic_by = ?, topic_at = ? WHERE folded = ?",
+        text,
+        actor.source,
+        ev.at,
+        c,
+      );
+      return { ev };
+    }));
+  }
+
+  changeModes(channel: string, actor: Actor, ops: readonly ModeOp[]): Promise<ModeChanged> {
+    return Promise.resolve(this.#tx((): ModeChanged => {
+      const c = fold(channel);
+      const checked = this.#check(c, actor, true);
+      if ("refused" in checked) return checked;
+      const info = channelFrom(checked.row);
+      let state = { flags: info.modes, key: info.key, limit: info.limit };
+      const applied: ModeOp[] = [], missing: string[] = [];
+      for (const op of ops) {
+        if (MODE_KINDS[op.letter] !== "prefix") {
+          const r = applyModes(state, [op]);
+          state = r.next;
+          applied.push(...r.applied);
+          continue;
+        }
+        const m = this.#get(
+          "SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? AND m.nick = ?",
           c,
+          fold(op.arg!),
         );
+        if (!m) {
+          missing.push(op.arg!);
+          continue;
+        }
+        const bit = prefixBit(op.letter), before = Number(m["op"]);
+        const after = op.on ? before | bit : before & ~bit;
+        if (after === before) continue;
+        this.#run("UPDATE members SET op = ? WHERE channel = ? AND nick = ?", after, c, fold(op.arg!));
+        applied.push({ on: op.on, letter: op.letter, arg: String(m["nick"]) });
       }
-      if (change.modes) {
-        const m = change.modes;
-        this.#run(
-          "UPDATE channels SET modes = ?, key = ?, lim = ? WHERE folded = ?",
-          m.modes,
-          m.key,
-          m.limit,
-          c,
-        );
-      }
-      if (change.removeMember) {
-        this.#run("DELETE FROM members WHERE channel = ? AND nick = ?", c, fold(change.removeMember));
-      }
-      for (const p of change.setPrefixes ?? []) {
-        const bit = PREFIX_BITS[p.mode];
-        const sql = `UPDATE members SET op = ${p.on ? "op | ?" : "op & ~?"} WHERE channel = ? AND nick = ?`;
-        this.#run(sql, bit, c, fold(p.nick));
-      }
-      return this.#appendIn(c, e);
+      if (applied.length === 0) return { ev: null, missing };
+      this.#run(
+        "UPDATE channels SET modes = ?, key = ?, lim = ? WHERE folded = ?",
+        state.flags,
+        state.key,
+        state.limit,
+        c,
+      );
+      const ev = this.#appendIn(c, { kind: "MODE", source: actor.source, params: showModes(applied) })!;
+      return { ev, missing };
     }));
   }
 
@@ -275,42 +430,64 @@ export class SqliteStore implements ChatStore {
     return Promise.resolve(this.#tx(() => {
       const out: Array<ChannelEvent | null> = items.map(() => null);
       for (const [c, indexes] of byChannel(items)) {
-        indexes.forEach((i, k, all) => out[i] = this.#appendIn(c, items[i]!.event, k === 0 ? all.length : 0));
+        const first = this.#reserve(c, indexes.length);
+        if (!first) continue;
+        indexes.forEach((i, k) =>
+          out[i] = this.#insert(c, first.name, first.seq + k, first.at + k, items[i]!.event)
+        );
       }
       return out;
     }));
   }
 
   /**
-   * Numbers and stores an event (inside a transaction). `reserve` numbers
-   * are taken at once (a batch's first event of a channel takes the batch's;
-   * 0: the next one was taken already).
+   * Takes `n` numbers (and `n` distinct times, strictly after the channel's
+   * last one) for channel `c`; null when it does not exist.
    */
-  #appendIn(
-    folded: string,
-    e: Pick<ChannelEvent, "kind" | "source" | "params">,
-    reserve = 1,
-  ): ChannelEvent | null {
-    if (reserve > 0) {
-      const row = this.#get(
-        "UPDATE channels SET last_seq = last_seq + ? WHERE folded = ? RETURNING name, last_seq",
-        reserve,
-        folded,
-      );
-      this.#next = row ? { name: String(row["name"]), seq: Number(row["last_seq"]) - reserve + 1 } : null;
-    }
-    if (!this.#next) return null;
-    const ev: ChannelEvent = { channel: this.#next.name, seq: this.#next.seq++, at: Date.now(), ...e };
-    this.#run(
-      "INSERT INTO events(channel, seq, at, kind, source, params) VALUES (?, ?, ?, ?, ?, ?)",
-      folded,
-      ev.seq,
-      ev.at,
-      ev.kind,
-      ev.source,
-      JSON.stringify(ev.params),
+  #reserve(c: string, n: number): { name: string; seq: number; at: number } | null {
+    const row = this.#get(
+      "UPDATE channels SET last_seq = last_seq + ?, last_at = max(last_at + 1, ?) + ? - 1 WHERE folded = ? " +
+        "RETURNING name, last_seq, last_at",
+      n,
+      Date.now(),
+      n,
+      c,
     );
-    return ev;
+    if (!row) return null;
+    return {
+      name: String(row["name"]),
+      seq: Number(row["last_seq"]) - n + 1,
+      at: Number(row["last_at"]) - n + 1,
+    };
+  }
+
+  #insert(c: string, name: string, seq: number, at: number, e: Fields, meta?: EventMeta): ChannelEvent {
+    const text = metaText(meta);
+    this.#run(
+      "INSERT INTO events(channel, seq, at, kind, source, params, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      c,
+      seq,
+      at,
+      e.kind,
+      e.source,
+      JSON.stringify(e.params),
+      text,
+    );
+    return {
+      channel: name,
+      seq,
+      at,
+      kind: e.kind,
+      source: e.source,
+      params: e.params,
+      ...(text ? { meta } : {}),
+    };
+  }
+
+  /** Numbers and stores one event (inside a transaction); null when the channel does not exist. */
+  #appendIn(c: string, e: Fields, meta?: EventMeta): ChannelEvent | null {
+    const first = this.#reserve(c, 1);
+    return first && this.#insert(c, first.name, first.seq, first.at, e, meta);
   }
 
   channel(name: string): Promise<ChannelInfo | null> {
@@ -318,60 +495,135 @@ export class SqliteStore implements ChatStore {
     return Promise.resolve(r ? channelFrom(r) : null);
   }
 
-  members(channel: string): Promise<Member[]> {
-    const rows = this.#all(
-      "SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? ORDER BY u.nick",
-      fold(channel),
-    );
-    return Promise.resolve(rows.map(memberFrom));
+  #members(c: string): Member[] {
+    return this.#all(
+      'SELECT u.nick, u."user", u.host, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ?',
+      c,
+    ).map(memberFrom);
   }
 
-  channelsOf(nick: string): Promise<string[]> {
+  members(channel: string): Promise<Member[]> {
+    return Promise.resolve(this.#members(fold(channel)));
+  }
+
+  #snapshotIn(c: string, row: Row): Snapshot {
+    return { info: channelFrom(row), members: this.#members(c), seq: Number(row["last_seq"]) };
+  }
+
+  snapshot(channel: string): Promise<Snapshot | null> {
+    const c = fold(channel);
+    return Promise.resolve(this.#read(() => {
+      const row = this.#get("SELECT * FROM channels WHERE folded = ?", c);
+      return row ? this.#snapshotIn(c, row) : null;
+    }));
+  }
+
+  memberships(nick: string): Promise<Array<{ name: string; modes: string; bits: number }>> {
     const rows = this.#all(
-      "SELECT c.name FROM members m JOIN channels c ON c.folded = m.channel WHERE m.nick = ? ORDER BY c.name",
+      "SELECT c.name, c.modes, m.op FROM members m JOIN channels c ON c.folded = m.channel WHERE m.nick = ? " +
+        "ORDER BY c.folded",
       fold(nick),
     );
-    return Promise.resolve(rows.map((r) => String(r["name"])));
-  }
-
-  channels(): Promise<Array<{ info: ChannelInfo; users: number }>> {
-    const rows = this.#all(
-      "SELECT c.*, (SELECT count(*) FROM members m WHERE m.channel = c.folded) AS users FROM channels c " +
-        "ORDER BY c.name",
+    return Promise.resolve(
+      rows.map((r) => ({ name: String(r["name"]), modes: String(r["modes"]), bits: Number(r["op"]) })),
     );
-    return Promise.resolve(rows.map((r) => ({ info: channelFrom(r), users: Number(r["users"]) })));
   }
 
-  eventsBetween(channel: string, after: number, before: number): Promise<ChannelEvent[]> {
+  listChannels(q: ListQuery): Promise<ChannelInfo[]> {
     const rows = this.#all(
-      "SELECT e.*, c.name FROM events e JOIN channels c ON c.folded = e.channel " +
-        "WHERE e.channel = ? AND e.seq > ? AND e.seq < ? ORDER BY e.seq",
+      "SELECT * FROM channels WHERE folded > ? AND users > ? AND users < ? ORDER BY folded LIMIT ?",
+      q.after,
+      q.minUsers ?? 0,
+      q.maxUsers ?? Number.MAX_SAFE_INTEGER,
+      q.limit,
+    );
+    return Promise.resolve(rows.map(channelFrom));
+  }
+
+  setRegistered(channel: string, registered: boolean): Promise<boolean> {
+    return Promise.resolve(this.#tx(() => {
+      const c = fold(channel);
+      const n = this.#run("UPDATE channels SET registered = ? WHERE folded = ?", registered ? 1 : 0, c);
+      if (!registered) this.#run("DELETE FROM channels WHERE folded = ? AND users <= 0", c);
+      return n > 0;
+    }));
+  }
+
+  // --- history ------------------------------------------------------------------------------------------
+
+  eventsBetween(channel: string, after: number, before: number, limit = 1_000): Promise<ChannelEvent[]> {
+    const rows = this.#all(
+      `SELECT ${EVENT_COLUMNS} FROM ${EVENTS_FROM} WHERE e.channel = ? AND e.seq > ? AND e.seq < ? ` +
+        "ORDER BY e.seq LIMIT ?",
       fold(channel),
       after,
-      before,
+      Math.min(before, Number.MAX_SAFE_INTEGER),
+      limit,
     );
-    return Promise.resolve(rows.map((r) => eventFrom(r)));
+    return Promise.resolve(rows.map(eventFrom));
   }
 
   history(channel: string, q: HistoryQuery): Promise<ChannelEvent[]> {
     const where = ["e.channel = ?", "e.kind IN ('PRIVMSG', 'NOTICE')"];
     const args: SQLInputValue[] = [fold(channel)];
-    for (const [bound, op] of [[q.before, "<"], [q.after, ">"]] as const) {
-      if (bound?.seq !== undefined) where.push(`e.seq ${op} ?`), args.push(bound.seq);
-      if (bound?.at !== undefined) where.push(`e.at ${op} ?`), args.push(bound.at);
+    for (const [point, op] of [[q.after, ">"], [q.before, "<"]] as const) {
+      if (!point) continue;
+      where.push("seq" in point ? `e.seq ${op} ?` : `e.at ${op} ?`);
+      args.push("seq" in point ? point.seq : point.at);
     }
-    // Newest `limit` before a point (or latest); oldest `limit` after one.
-    const newest = q.after === undefined;
     const rows = this.#all(
-      `SELECT e.*, c.name FROM events e JOIN channels c ON c.folded = e.channel WHERE ${
-        where.join(" AND ")
-      } ` +
-        `ORDER BY e.seq ${newest ? "DESC" : "ASC"} LIMIT ?`,
+      `SELECT ${EVENT_COLUMNS} FROM ${EVENTS_FROM} WHERE ${where.join(" AND ")} ` +
+        `ORDER BY e.seq ${q.newest ? "DESC" : "ASC"} LIMIT ?`,
       ...args,
       q.limit,
     );
-    const events = rows.map((r) => eventFrom(r));
-    return Promise.resolve(newest ? events.reverse() : events);
+    const events = rows.map(eventFrom);
+    return Promise.resolve(q.newest ? events.reverse() : events);
+  }
+
+  lastActivity(channels: readonly string[], from: number, to: number): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const name of channels) {
+      const r = this.#get(
+        "SELECT at FROM events WHERE channel = ? AND kind IN ('PRIVMSG', 'NOTICE') AND at > ? AND at < ? " +
+          "ORDER BY seq DESC LIMIT 1",
+        fold(name),
+        from,
+        to,
+      );
+      if (r) out.set(name, Number(r["at"]));
+    }
+    return Promise.resolve(out);
+  }
+
+  prune(r: Retention, budget: number): Promise<number> {
+    let removed = 0;
+    if (r.maxAgeMs > 0) {
+      removed += this.#run(
+        "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE at < ? LIMIT ?)",
+        Date.now() - r.maxAgeMs,
+        budget,
+      );
+    }
+    if (r.maxPerChannel > 0 && removed < budget) {
+      const page = this.#all(
+        "SELECT folded, last_seq FROM channels WHERE folded > ? ORDER BY folded LIMIT 50",
+        this.#pruneAfter,
+      );
+      this.#pruneAfter = page.length < 50 ? "" : String(page[page.length - 1]!["folded"]);
+      for (const row of page) {
+        if (removed >= budget) break;
+        const keepFrom = Number(row["last_seq"]) - r.maxPerChannel;
+        if (keepFrom <= 0) continue;
+        removed += this.#run(
+          "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE channel = ? AND seq <= ? LIMIT ?)",
+          String(row["folded"]),
+          keepFrom,
+          budget - removed,
+        );
+      }
+    }
+    return Promise.resolve(removed);
   }
 
   close(): Promise<void> {

@@ -8,15 +8,21 @@
  * Names are stored twice: as shown (`name`, `nick`) and folded by the
  * rfc1459 case mapping (`folded`), which is the key, so that uniqueness is
  * the database's primary key constraint.
+ *
+ * Version 2: channels vanish with their last member unless `registered`
+ * (the count of members is kept in `users`, so neither JOIN's `+l` check
+ * nor LIST counts rows); `last_at` keeps event times strictly increasing
+ * per channel; events carry `meta` (JSON); users carry the session holding
+ * them (`sid`); an index on `events(at)` serves the retention by age.
  * @module
  */
-import {
-  type ChannelEvent,
-  type ChannelEventKind,
-  type ChannelInfo,
-  type ChatUser,
-  type Member,
-  PREFIX_BITS,
+import type {
+  ChannelEvent,
+  ChannelEventKind,
+  ChannelInfo,
+  ChatUser,
+  EventMeta,
+  Member,
 } from "./chat_store.ts";
 
 /** One schema version. */
@@ -41,8 +47,23 @@ CREATE TABLE events (
   params TEXT NOT NULL, PRIMARY KEY (channel, seq));
 `;
 
+const V2 = `
+ALTER TABLE users ADD COLUMN sid TEXT NOT NULL DEFAULT '';
+ALTER TABLE channels ADD COLUMN registered INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE channels ADD COLUMN users INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE channels ADD COLUMN last_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN meta TEXT NOT NULL DEFAULT '';
+UPDATE channels SET users = (SELECT count(*) FROM members m WHERE m.channel = channels.folded),
+  last_at = COALESCE((SELECT max(e.at) FROM events e WHERE e.channel = channels.folded), 0);
+DELETE FROM channels WHERE users = 0 AND registered = 0;
+CREATE INDEX events_at ON events(at);
+`;
+
 /** Every version, oldest first: index 0 brings an empty database to version 1. */
-export const SCHEMA: readonly SchemaStep[] = [{ sqlite: V1, postgres: V1 }];
+export const SCHEMA: readonly SchemaStep[] = [
+  { sqlite: V1, postgres: V1 },
+  { sqlite: V2, postgres: `${V2}ALTER TABLE channels ALTER COLUMN lim TYPE BIGINT;` },
+];
 
 type Row = Record<string, unknown>;
 
@@ -56,6 +77,7 @@ export function userFrom(r: Row): ChatUser {
     away: String(r["away"]),
     modes: String(r["modes"]),
     owner: String(r["owner"]),
+    sid: String(r["sid"] ?? ""),
     signonAt: Number(r["signon_at"]),
   };
 }
@@ -71,23 +93,31 @@ export function channelFrom(r: Row): ChannelInfo {
     key: String(r["key"]),
     limit: Number(r["lim"]),
     createdAt: Number(r["created_at"]),
+    registered: Number(r["registered"] ?? 0) !== 0,
+    users: Number(r["users"] ?? 0),
   };
 }
 
-/** A `members` row joined with its user's `nick` (`op` holds the prefix mode bits). */
+/** A `members` row joined with its user's `nick`, `user` and `host` (`op` holds the prefix bits). */
 export function memberFrom(r: Row): Member {
-  const bits = Number(r["op"]);
-  return { nick: String(r["nick"]), op: (bits & PREFIX_BITS.o) !== 0, voice: (bits & PREFIX_BITS.v) !== 0 };
+  return { nick: String(r["nick"]), user: String(r["user"]), host: String(r["host"]), bits: Number(r["op"]) };
 }
 
-/** An `events` row joined with its channel's `name`. */
+/** An `events` row joined with its channel's shown name (`name`; the folded one when it vanished). */
 export function eventFrom(r: Row): ChannelEvent {
+  const meta = String(r["meta"] ?? "");
   return {
-    channel: String(r["name"]),
+    channel: String(r["name"] ?? r["channel"]),
     seq: Number(r["seq"]),
     at: Number(r["at"]),
     kind: String(r["kind"]) as ChannelEventKind,
     source: String(r["source"]),
     params: JSON.parse(String(r["params"])) as string[],
+    ...(meta ? { meta: JSON.parse(meta) as EventMeta } : {}),
   };
+}
+
+/** The `meta` column's text for an event's facts ("" for none). */
+export function metaText(meta: EventMeta | undefined): string {
+  return meta && Object.keys(meta).length > 0 ? JSON.stringify(meta) : "";
 }

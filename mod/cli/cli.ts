@@ -356,6 +356,35 @@ const CHAT: Record<string, FlagSpec> = {
     min: 100,
     doc: "time to answer that PING before the client is dropped",
   },
+  "irc-max-clients": {
+    type: "int",
+    default: 20_000,
+    min: 1,
+    max: 1_000_000,
+    doc: "IRC connections one worker holds at once (past it, the longest-idle one that never sent a line " +
+      "is closed for a new one, else the new one is refused)",
+  },
+  "irc-max-clients-per-addr": {
+    type: "int",
+    default: 32,
+    min: 1,
+    max: 1_000_000,
+    doc: "IRC connections one worker holds from one address (loopback is one address; IPv6: a /64)",
+  },
+  "chat-history-days": {
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 100_000,
+    doc: "chat events older than N days are removed (0 = kept)",
+  },
+  "chat-history-max": {
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 1_000_000_000,
+    doc: "at most N events are kept per channel, the oldest removed first (0 = no limit)",
+  },
 };
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,

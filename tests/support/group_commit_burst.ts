@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import type { ChannelEvent, ChatStore } from "../../mod/chat/chat_store.ts";
 import { type Committed, GroupCommit, type Sender } from "../../mod/chat/group_commit.ts";
+import { joinOk, newUser } from "./store_contract.ts";
 
 /** A sender that stays live. */
 export function sender(origin: string): Sender {
@@ -25,7 +26,9 @@ export function said(channel: string, text: string, source = "x!~u@h") {
 
 /** Creates `channels` (their JOIN is event 1), runs the burst, and checks it; `rounds` messages per sender and channel. */
 export async function checkBurst(store: ChatStore, channels: [string, string], rounds = 10): Promise<void> {
-  for (const c of channels) await store.join(c, "op!~u@h", `op${c.slice(1)}`, "", "nt");
+  for (const c of channels) {
+    await joinOk(store, c, await newUser(store, `op${c.slice(1)}${crypto.randomUUID().slice(0, 6)}`));
+  }
   const handedOn: Committed[] = [];
   const commits = new GroupCommit(store, (batch) => handedOn.push(...batch));
   const senders = ["w/1", "w/2", "w/3"].map(sender);
