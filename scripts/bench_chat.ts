@@ -162,7 +162,7 @@ async function measure(
   }
 }
 
-function freePort(): number {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -170,7 +170,9 @@ function freePort(): number {
 }
 
 /** Starts Debian's ngircd on a free port without flood penalties; null when it is not installed. */
-async function startNgircd(): Promise<{ port: number; stop: () => Promise<void> } | null> {
+export async function startNgircd(): Promise<
+  { port: number; pid: number; stop: () => Promise<void> } | null
+> {
   const dir = Deno.makeTempDirSync({ prefix: "osps-bench-ngircd-" });
   const port = freePort();
   Deno.writeTextFileSync(
@@ -195,6 +197,7 @@ async function startNgircd(): Promise<{ port: number; stop: () => Promise<void> 
   while (!(await listening(port)) && Date.now() < until) await sleep(50);
   return {
     port,
+    pid: child.pid,
     stop: async () => {
       child.kill("SIGTERM");
       await child.status;

@@ -10,7 +10,14 @@
  */
 import type { ChannelEvent, ChannelInfo, Member, Snapshot } from "./chat_store.ts";
 import { fold } from "./irc_message.ts";
-import { applyModes, MODE_KINDS, type ModeState, parseModes, prefixBit } from "./channel_modes.ts";
+import {
+  applyModes,
+  MODE_KINDS,
+  type ModeState,
+  parseModes,
+  prefixBit,
+  prefixSigns,
+} from "./channel_modes.ts";
 
 /** Nick, user and host of a `nick!user@host` source. */
 export function splitSource(source: string): { nick: string; user: string; host: string } {
@@ -40,6 +47,13 @@ export class ChannelReplica {
   readonly members = new Map<string, Member>();
   /** Number of the last event applied. */
   seq: number;
+  /**
+   * NAMES text, by variant (prefixes shown, user@host shown, room per
+   * line): kept while members only join, so that a JOIN to a channel of
+   * thousands (each joiner is sent the whole list) costs a few lines, not a
+   * pass over every member.
+   */
+  #names = new Map<string, { chunks: string[]; all: boolean; full: boolean; room: number }>();
 
   constructor(s: Snapshot) {
     const i = s.info;
@@ -80,14 +94,37 @@ export class ChannelReplica {
     return ((this.member(nick)?.bits ?? 0) & prefixBit(mode)) !== 0;
   }
 
+  /**
+   * The members as NAMES shows them, in chunks of at most `room` bytes
+   * (names are ASCII: nicknames, user names and addresses are): all prefixes
+   * or the highest (`multi-prefix`), `nick!user@host` or the nick
+   * (`userhost-in-names`).
+   */
+  names(all: boolean, full: boolean, room: number): readonly string[] {
+    const key = `${all ? 1 : 0}${full ? 1 : 0}${room}`;
+    let v = this.#names.get(key);
+    if (!v) {
+      v = { chunks: [], all, full, room };
+      for (const m of this.members.values()) add(v, m);
+      this.#names.set(key, v);
+    }
+    return v.chunks;
+  }
+
   /** Applies the next event (its number must follow {@link seq}). */
   apply(ev: ChannelEvent): Applied {
     this.seq = ev.seq;
     const who = splitSource(ev.source);
+    if (ev.kind !== "JOIN" && ev.kind !== "PRIVMSG" && ev.kind !== "NOTICE" && ev.kind !== "TOPIC") {
+      this.#names.clear(); // someone left, was renamed or got a prefix: the lists are made again when asked
+    }
     switch (ev.kind) {
-      case "JOIN":
-        this.members.set(fold(who.nick), { ...who, bits: Number(ev.meta?.bits ?? 0) });
+      case "JOIN": {
+        const m = { ...who, bits: Number(ev.meta?.bits ?? 0) };
+        this.members.set(fold(who.nick), m);
+        for (const v of this.#names.values()) add(v, m);
         return {};
+      }
       case "PART":
       case "QUIT": {
         const left = fold(who.nick);
@@ -131,4 +168,12 @@ export class ChannelReplica {
       this.members.set(key, { ...m, bits: op.on ? m.bits | bit : m.bits & ~bit });
     }
   }
+}
+
+/** Adds a member to a NAMES variant's chunks. */
+function add(v: { chunks: string[]; all: boolean; full: boolean; room: number }, m: Member): void {
+  const name = prefixSigns(m.bits, v.all) + (v.full ? `${m.nick}!${m.user}@${m.host}` : m.nick);
+  const last = v.chunks.length - 1;
+  if (last >= 0 && v.chunks[last]!.length + 1 + name.length <= v.room) v.chunks[last] += ` ${name}`;
+  else v.chunks.push(name);
 }

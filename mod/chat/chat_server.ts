@@ -36,6 +36,7 @@ import { type ChatContext, IrcSession } from "./irc_session.ts";
 import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
 import { LeaseWatch } from "./lease_watch.ts";
+import { LoopLag } from "./loop_lag.ts";
 import { Outgoing } from "./outgoing.ts";
 import { CannotBootError } from "../errors.ts";
 
@@ -47,6 +48,10 @@ export const LEASE_STALE_MS = 10_000;
 const REAP_SLICE = 100;
 /** Events the retention removes per lease period. */
 const PRUNE_BUDGET = 2_000;
+/** A turn of the event loop longer than this is logged (nothing here should ever take so long). */
+const BLOCKED_MS = 250;
+/** How often sessions' timers (registration, PING, ping timeout) are checked. */
+const SWEEP_MS = 500;
 
 /** Where a worker's chat service runs. */
 export interface ChatPlace {
@@ -78,6 +83,8 @@ export class ChatServer {
   readonly #releases: Array<{ actor: Actor; reason: string }> = [];
   readonly #ctx: ChatContext;
   #lease: ReturnType<typeof setInterval> | undefined;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #lag: LoopLag | undefined;
   #ticking = false;
   #resyncing: Promise<void> | undefined;
   #resyncAgain = false;
@@ -117,6 +124,7 @@ export class ChatServer {
       commit: (events, origin) => this.#commit(events, origin),
       publish: (e) => this.#bus.publish(e),
       releaseLater: (actor, reason) => void this.#releases.push({ actor, reason }),
+      lag: () => this.#lag?.take() ?? { count: 0, p50: 0, p99: 0, max: 0 },
     };
   }
 
@@ -184,6 +192,19 @@ export class ChatServer {
     }
     this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
     this.#lease = setInterval(() => void this.#tick(), LEASE_MS);
+    this.#lag = new LoopLag(
+      BLOCKED_MS,
+      (ms) => logger().warn("chat: the event loop was blocked for {ms} ms", { ms: Math.round(ms) }),
+    );
+    const cfg = this.#cfg;
+    const sweepMs = Math.max(
+      50,
+      Math.min(SWEEP_MS, cfg.registerTimeoutMs / 4, cfg.pingMs / 4, cfg.pingTimeoutMs / 4),
+    );
+    this.#sweepTimer = setInterval(() => {
+      const now = performance.now();
+      for (const s of this.#sessions) s.sweep(now);
+    }, sweepMs);
     this.#server.serve((tcp) => this.serve(tcp));
     logger().info("chat: IRC on {host}:{port} ({store} store, owner {owner})", {
       host: this.#place.host,
@@ -408,6 +429,8 @@ export class ChatServer {
   /** Stops listening, ends every session with an ERROR; their users leave (QUIT told), a slice at a time. */
   async close(reason = "Server shutting down"): Promise<void> {
     clearInterval(this.#lease);
+    clearInterval(this.#sweepTimer);
+    this.#lag?.stop();
     this.#server.close();
     for (const s of this.#sessions) s.drop(reason);
     await this.#server.conns.idle(2_000);

@@ -60,7 +60,7 @@ async function join(s: IrcSession, name: string, key: string): Promise<void> {
     const replica = hub.replica(name);
     if (!replica) return; // left again meanwhile (kicked at once)
     sendTopic(s, replica.info(), false);
-    sendNames(s, replica.info(), replica.members.values());
+    sendNames(s, replica.info(), replica);
   } finally {
     hub.unpin(name);
   }

@@ -9,7 +9,8 @@
  */
 import type { ChannelInfo, Member } from "./chat_store.ts";
 import { prefixSigns } from "./channel_modes.ts";
-import { byteLength, fold } from "./irc_message.ts";
+import { byteLength, fold, NICKLEN } from "./irc_message.ts";
+import { ChannelReplica } from "./channel_replica.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { N } from "./numerics.ts";
 import { hidden, seeChannel } from "./channel_access.ts";
@@ -23,32 +24,43 @@ export const LISTING_LOW_WATER = 32 * 1024;
 /**
  * RPL_NAMREPLY lines (as many as 512-byte lines need; "@" marks a secret
  * channel), then RPL_ENDOFNAMES. Prefixes: the highest, or all with
- * `multi-prefix`; `nick!user@host` with `userhost-in-names`.
+ * `multi-prefix`; `nick!user@host` with `userhost-in-names`. A member's list
+ * comes from its replica's cached chunks; others' is made here.
  */
-export function sendNames(s: IrcSession, info: ChannelInfo, members: Iterable<Member>): void {
+export function sendNames(
+  s: IrcSession,
+  info: ChannelInfo,
+  members: Iterable<Member> | ChannelReplica,
+): void {
   const symbol = info.modes.includes("s") ? "@" : "=";
+  // Room for the longest nickname the line may be addressed to: chunks fit every recipient.
   const room = 510 -
-    byteLength(`:${s.ctx.cfg.serverName} ${N.RPL_NAMREPLY} ${s.nick} ${symbol} ${info.name} :`);
+    byteLength(`:${s.ctx.cfg.serverName} ${N.RPL_NAMREPLY} ${"x".repeat(NICKLEN)} = ${info.name} :`);
   const all = s.caps.has("multi-prefix"), full = s.caps.has("userhost-in-names");
+  const chunks = members instanceof ChannelReplica
+    ? members.names(all, full, room)
+    : chunk(members, all, full, room);
+  for (const line of chunks) s.replyText(N.RPL_NAMREPLY, symbol, info.name, line);
+  s.replyText(N.RPL_ENDOFNAMES, info.name, "End of /NAMES list");
+}
+
+function chunk(members: Iterable<Member>, all: boolean, full: boolean, room: number): string[] {
+  const out: string[] = [];
   let line = "";
   for (const m of members) {
     const name = prefixSigns(m.bits, all) + (full ? `${m.nick}!${m.user}@${m.host}` : m.nick);
-    if (line !== "" && byteLength(line) + 1 + byteLength(name) > room) {
-      s.replyText(N.RPL_NAMREPLY, symbol, info.name, line);
-      line = "";
-    }
+    if (line !== "" && line.length + 1 + name.length > room) out.push(line), line = "";
     line = line === "" ? name : `${line} ${name}`;
   }
-  if (line !== "") s.replyText(N.RPL_NAMREPLY, symbol, info.name, line);
-  s.replyText(N.RPL_ENDOFNAMES, info.name, "End of /NAMES list");
+  if (line !== "") out.push(line);
+  return out;
 }
 
 async function names(s: IrcSession, name: string | undefined): Promise<void> {
   if (name === undefined) return s.replyText(N.RPL_ENDOFNAMES, "*", "End of /NAMES list");
   const seen = await seeChannel(s, name);
   if (!seen || hidden(seen)) return s.replyText(N.RPL_ENDOFNAMES, name, "End of /NAMES list");
-  const members = seen.replica ? seen.replica.members.values() : await s.ctx.store.members(name);
-  sendNames(s, seen.info, members);
+  sendNames(s, seen.info, seen.replica ?? await s.ctx.store.members(name));
 }
 
 /** A glob (`*`, `?`) as a regular expression on folded names. */

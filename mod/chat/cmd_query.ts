@@ -81,8 +81,32 @@ async function whois(s: IrcSession, nick: string): Promise<void> {
   s.replyText(N.RPL_ENDOFWHOIS, u.nick, "End of /WHOIS list");
 }
 
+/**
+ * STATS: `u` (this worker's uptime, RPL_STATSUPTIME) and `L` (osps: this
+ * worker's event-loop delays since the last `STATS L`, RPL_STATSDEBUG);
+ * any other query gets only the end of the report.
+ */
+function stats(s: IrcSession, query: string): void {
+  if (query === "u") {
+    const up = Math.floor((Date.now() - s.ctx.startedAt.getTime()) / 1000);
+    const hms = [Math.floor(up / 3600) % 24, Math.floor(up / 60) % 60, up % 60].map((x) =>
+      String(x).padStart(2, "0")
+    );
+    s.replyText(N.RPL_STATSUPTIME, `Server Up ${Math.floor(up / 86400)} days ${hms.join(":")}`);
+  } else if (query === "L") {
+    const l = s.ctx.lag();
+    s.replyText(
+      N.RPL_STATSDEBUG,
+      "L",
+      `event loop delay p50 ${l.p50} ms p99 ${l.p99} ms max ${l.max} ms over ${l.count} samples (${s.ctx.owner})`,
+    );
+  }
+  s.replyText(N.RPL_ENDOFSTATS, query || "*", "End of STATS report");
+}
+
 /** Query commands, by name. */
 export const QUERY_COMMANDS: Record<string, Command> = {
+  STATS: { min: 0, run: (s, m) => stats(s, m.params[0] ?? "") },
   WHO: { min: 0, run: (s, m) => who(s, m.params[0] ?? "") },
   WHOIS: {
     min: 1,

@@ -30,6 +30,17 @@ export const READ_MIN = 1024;
 /** Writes are batched up to this many bytes. */
 const WRITE_BATCH = 64 * 1024;
 
+/**
+ * Connections with bytes queued in this turn: written together once the
+ * turn's work is done (one microtask for all of them, not one per
+ * connection: a message to 5,000 members schedules one flush).
+ */
+const dirty = new Set<IrcConn>();
+function flushDirty(): void {
+  for (const c of dirty) c.startWriting();
+  dirty.clear();
+}
+
 /** Options of an {@link IrcConn}. */
 export interface IrcConnOptions {
   /** Longest line without tags, CR LF included (at least 512). */
@@ -53,7 +64,6 @@ export class IrcConn {
   #queue: Uint8Array[] | null = null;
   #queued = 0;
   #writing = false;
-  #scheduled = false;
   #closed = false;
   #drainWaiters: Array<{ low: number; resolve: () => void }> | null = null;
   #sawLine = false;
@@ -191,14 +201,16 @@ export class IrcConn {
       return false;
     }
     (this.#queue ??= []).push(bytes);
-    if (!this.#writing && !this.#scheduled) {
-      this.#scheduled = true;
-      queueMicrotask(() => {
-        this.#scheduled = false;
-        if (!this.#writing) void this.#writeLoop();
-      });
+    if (!this.#writing) {
+      if (dirty.size === 0) queueMicrotask(flushDirty);
+      dirty.add(this);
     }
     return true;
+  }
+
+  /** Starts writing what is queued, unless a write is in progress (it goes on to the rest). */
+  startWriting(): void {
+    if (!this.#writing && !this.#closed) void this.#writeLoop();
   }
 
   #overflow(): void {

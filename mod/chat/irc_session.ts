@@ -21,6 +21,7 @@ import { IrcConn, TOO_LONG } from "./irc_conn.ts";
 import { displayHost, formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
 import { N } from "./numerics.ts";
 import type { Outgoing } from "./outgoing.ts";
+import type { LagStats } from "./loop_lag.ts";
 
 /** What a session and its command handlers share with the rest of the worker. */
 export interface ChatContext {
@@ -38,6 +39,8 @@ export interface ChatContext {
   publish(e: BusEvent): void;
   /** A user whose QUIT could not be stored (the store is down): retried until it is, so no ghost stays. */
   releaseLater(actor: Actor, reason: string): void;
+  /** This worker's event-loop delays since the last call (`STATS L`). */
+  lag(): LagStats;
 }
 
 /** A command handler. */
@@ -96,10 +99,9 @@ export class IrcSession implements LocalClient, Sender {
   #quitting: CloseReason | undefined;
   #closing: Promise<void> | undefined;
   #released = false;
-  #lastInput = performance.now();
+  readonly #openedAt = performance.now();
+  #lastInput = this.#openedAt;
   #pingSent = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #registration: ReturnType<typeof setTimeout> | undefined;
   /** Settles after the last channel message queued for commit (they commit in order). */
   #lastCommit: Promise<void> = Promise.resolve();
   #uncommitted = 0;
@@ -212,11 +214,6 @@ export class IrcSession implements LocalClient, Sender {
 
   /** Serves the connection until it ends; `preset` lines are handled first (a hand-over's NICK and USER). */
   async run(preset: readonly string[] = []): Promise<void> {
-    const cfg = this.ctx.cfg;
-    this.#registration = setTimeout(() => {
-      if (!this.registered) this.close(`Registration timed out (${cfg.registerTimeoutMs} ms)`);
-    }, cfg.registerTimeoutMs);
-    this.#arm(cfg.pingMs);
     let reason: CloseReason = "Connection closed";
     try {
       for (const line of preset) await (this.#inflight = this.#handle(line));
@@ -238,8 +235,6 @@ export class IrcSession implements LocalClient, Sender {
       reason = "Internal error";
       logger().error("chat: session {id} failed: {err}", { id: this.id, err: String(err) });
     } finally {
-      clearTimeout(this.#registration);
-      clearTimeout(this.#timer);
       await this.#leave(this.#quitting ?? reason);
     }
   }
@@ -266,25 +261,29 @@ export class IrcSession implements LocalClient, Sender {
   /** The nickname is now held: registration is over. */
   registeredNow(): void {
     this.registered = true;
-    clearTimeout(this.#registration);
   }
 
-  /** Next liveness check in `ms`: PING after silence, drop after an unanswered PING. */
-  #arm(ms: number): void {
-    this.#timer = setTimeout(() => {
-      const cfg = this.ctx.cfg;
-      const silent = performance.now() - this.#lastInput;
-      if (this.#pingSent) {
-        if (silent >= cfg.pingMs + cfg.pingTimeoutMs) {
-          return this.close(`Ping timeout: ${Math.round(silent / 1000)} seconds`);
-        }
-        return this.#arm(cfg.pingMs + cfg.pingTimeoutMs - silent);
+  /**
+   * The connection's timers, checked by the server's sweep (one timer for
+   * every session, not two per session: thousands of idle connections cost
+   * no timer each): registration timeout, PING after silence, drop after an
+   * unanswered PING.
+   */
+  sweep(now: number): void {
+    if (this.#quitting !== undefined) return;
+    const cfg = this.ctx.cfg;
+    if (!this.registered && !this.#released && now - this.#openedAt >= cfg.registerTimeoutMs) {
+      return this.close(`Registration timed out (${cfg.registerTimeoutMs} ms)`);
+    }
+    const silent = now - this.#lastInput;
+    if (this.#pingSent) {
+      if (silent >= cfg.pingMs + cfg.pingTimeoutMs) {
+        this.close(`Ping timeout: ${Math.round(silent / 1000)} seconds`);
       }
-      if (silent < cfg.pingMs) return this.#arm(cfg.pingMs - silent);
+    } else if (silent >= cfg.pingMs) {
       this.#pingSent = true;
       this.conn.send(`PING :${cfg.serverName}`);
-      this.#arm(cfg.pingTimeoutMs);
-    }, Math.max(1, ms));
+    }
   }
 
   /** Ends the session: an ERROR line to the client, then the socket closes; the others see `reason`. */

@@ -13,7 +13,8 @@
  * users, pruning) is done in slices by the caller.
  * @module
  */
-import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import type { SQLInputValue } from "node:sqlite";
+import { type Row, SqliteDb } from "./sqlite_db.ts";
 import { fold } from "./irc_message.ts";
 import {
   type Actor,
@@ -34,12 +35,10 @@ import {
   type OwnerLease,
   type Retention,
   type Snapshot,
-  StoreError,
 } from "./chat_store.ts";
 import { applyModes, MODE_KINDS, type ModeOp, prefixBit, showModes } from "./channel_modes.ts";
-import { channelFrom, eventFrom, memberFrom, metaText, SCHEMA, userFrom } from "./store_schema.ts";
+import { channelFrom, eventFrom, memberFrom, metaText, userFrom } from "./store_schema.ts";
 
-type Row = Record<string, SQLInputValue>;
 type Fields = Pick<ChannelEvent, "kind" | "source" | "params">;
 
 const EVENT_COLUMNS = "e.*, COALESCE(c.name, e.channel) AS name";
@@ -48,124 +47,72 @@ const EVENTS_FROM = "events e LEFT JOIN channels c ON c.folded = e.channel";
 /** SQLite implementation of {@link ChatStore}. */
 export class SqliteStore implements ChatStore {
   readonly kind = "sqlite";
-  readonly #db: DatabaseSync;
-  readonly #statements = new Map<string, StatementSync>();
+  readonly #db: SqliteDb;
   /** Where the count retention goes on (folded name of the last channel pruned). */
   #pruneAfter = "";
 
-  private constructor(db: DatabaseSync) {
+  private constructor(db: SqliteDb) {
     this.#db = db;
   }
 
   /** Opens (creating) `path`, switches to WAL and migrates the schema to the current version. */
   static open(path: string, options: { fsync?: boolean } = {}): SqliteStore {
-    let db: DatabaseSync;
-    try {
-      db = new DatabaseSync(path);
-      db.exec("PRAGMA busy_timeout = 5000");
-      db.exec("PRAGMA journal_mode = WAL");
-      db.exec(`PRAGMA synchronous = ${options.fsync ? "FULL" : "NORMAL"}`);
-    } catch (err) {
-      throw new StoreError(`cannot open the chat database ${path}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    const store = new SqliteStore(db);
-    store.#migrate();
-    return store;
-  }
-
-  #migrate(): void {
-    const db = this.#db;
-    this.#tx(() => {
-      const at = Number((db.prepare("PRAGMA user_version").get() as Row)["user_version"]);
-      if (at > SCHEMA.length) {
-        throw new StoreError(
-          `the chat database has schema version ${at}, newer than this osps (${SCHEMA.length})`,
-        );
-      }
-      for (let v = at; v < SCHEMA.length; v++) db.exec(SCHEMA[v]!.sqlite);
-      db.exec(`PRAGMA user_version = ${SCHEMA.length}`);
-    });
-  }
-
-  /** Runs `fn` in a write transaction (taken at once: no upgrade deadlock between processes). */
-  #tx<T>(fn: () => T): T {
-    this.#run("BEGIN IMMEDIATE");
-    try {
-      const out = fn();
-      this.#run("COMMIT");
-      return out;
-    } catch (err) {
-      this.#run("ROLLBACK");
-      throw err;
-    }
-  }
-
-  /** Runs `fn` in a read transaction: every statement sees one state. */
-  #read<T>(fn: () => T): T {
-    this.#run("BEGIN");
-    try {
-      return fn();
-    } finally {
-      this.#run("COMMIT");
-    }
-  }
-
-  /** Statements are prepared once each (preparing costs more than running most of them). */
-  #prepared(sql: string): StatementSync {
-    let st = this.#statements.get(sql);
-    if (!st) this.#statements.set(sql, st = this.#db.prepare(sql));
-    return st;
+    return new SqliteStore(SqliteDb.open(path, options));
   }
 
   #get(sql: string, ...args: SQLInputValue[]): Row | undefined {
-    return this.#prepared(sql).get(...args) as Row | undefined;
+    return this.#db.get(sql, ...args);
   }
 
   #all(sql: string, ...args: SQLInputValue[]): Row[] {
-    return this.#prepared(sql).all(...args) as Row[];
+    return this.#db.all(sql, ...args);
   }
 
   #run(sql: string, ...args: SQLInputValue[]): number {
-    return Number(this.#prepared(sql).run(...args).changes);
+    return this.#db.run(sql, ...args);
   }
 
   // --- owners -------------------------------------------------------------------------------------------
 
   addOwner(owner: string, instance: string, slot: number): Promise<void> {
-    this.#run(
-      "INSERT OR REPLACE INTO owners(owner, instance, slot, seen_at) VALUES (?, ?, ?, ?)",
-      owner,
-      instance,
-      slot,
-      Date.now(),
-    );
-    return Promise.resolve();
+    return this.#db.retry(() => {
+      this.#run(
+        "INSERT OR REPLACE INTO owners(owner, instance, slot, seen_at) VALUES (?, ?, ?, ?)",
+        owner,
+        instance,
+        slot,
+        Date.now(),
+      );
+      return;
+    });
   }
 
   touchOwner(owner: string): Promise<boolean> {
-    return Promise.resolve(this.#run("UPDATE owners SET seen_at = ? WHERE owner = ?", Date.now(), owner) > 0);
+    return this.#db.retry(() => {
+      return this.#run("UPDATE owners SET seen_at = ? WHERE owner = ?", Date.now(), owner) > 0;
+    });
   }
 
   owners(): Promise<OwnerLease[]> {
-    return Promise.resolve(
-      this.#all("SELECT * FROM owners").map((r) => ({
-        owner: String(r["owner"]),
-        instance: String(r["instance"]),
-        slot: Number(r["slot"]),
-        seenAt: Number(r["seen_at"]),
-      })),
-    );
+    return this.#db.retry(() => {
+      return (
+        this.#all("SELECT * FROM owners").map((r) => ({
+          owner: String(r["owner"]),
+          instance: String(r["instance"]),
+          slot: Number(r["slot"]),
+          seenAt: Number(r["seen_at"]),
+        }))
+      );
+    });
   }
 
   reapOwner(owner: string, reason: string, max: number): Promise<Departed[]> {
-    return Promise.resolve(this.#tx(() => {
+    return this.#db.write(() => {
       const users = this.#all("SELECT * FROM users WHERE owner = ? LIMIT ?", owner, max);
       const out = users.map((u) => this.#depart(userFrom(u), reason));
       if (users.length < max) this.#run("DELETE FROM owners WHERE owner = ?", owner);
       return out;
-    }));
+    });
   }
 
   /** Removes a user from every channel (a QUIT event in each) and frees its nickname (inside a transaction). */
@@ -186,21 +133,23 @@ export class SqliteStore implements ChatStore {
   // --- users --------------------------------------------------------------------------------------------
 
   claimNick(u: ChatUser): Promise<boolean> {
-    const n = this.#run(
-      'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, sid, signon_at) ' +
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
-      fold(u.nick),
-      u.nick,
-      u.user,
-      u.host,
-      u.realname,
-      u.away,
-      u.modes,
-      u.owner,
-      u.sid,
-      u.signonAt,
-    );
-    return Promise.resolve(n === 1);
+    return this.#db.retry(() => {
+      const n = this.#run(
+        'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, sid, signon_at) ' +
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
+        fold(u.nick),
+        u.nick,
+        u.user,
+        u.host,
+        u.realname,
+        u.away,
+        u.modes,
+        u.owner,
+        u.sid,
+        u.signonAt,
+      );
+      return n === 1;
+    });
   }
 
   /** The actor's user row, if this session still holds the nickname. */
@@ -210,7 +159,7 @@ export class SqliteStore implements ChatStore {
   }
 
   renameNick(actor: Actor, to: string): Promise<ChannelEvent[] | "taken" | "gone"> {
-    return Promise.resolve(this.#tx(() => {
+    return this.#db.write(() => {
       const [f, t] = [fold(actor.nick), fold(to)];
       if (!this.#actor(actor)) return "gone";
       if (f !== t && this.#get("SELECT 1 FROM users WHERE folded = ?", t)) return "taken";
@@ -220,39 +169,52 @@ export class SqliteStore implements ChatStore {
       return channels.map((r) =>
         this.#appendIn(String(r["channel"]), { kind: "NICK", source: actor.source, params: [to] })!
       );
-    }));
+    });
   }
 
   quit(actor: Actor, reason: string): Promise<Departed | null> {
-    return Promise.resolve(this.#tx(() => {
+    return this.#db.write(() => {
       const u = this.#actor(actor);
       return u ? this.#depart(u, reason) : null;
-    }));
+    });
   }
 
   user(nick: string): Promise<ChatUser | null> {
-    const r = this.#get("SELECT * FROM users WHERE folded = ?", fold(nick));
-    return Promise.resolve(r ? userFrom(r) : null);
+    return this.#db.retry(() => {
+      const r = this.#get("SELECT * FROM users WHERE folded = ?", fold(nick));
+      return r ? userFrom(r) : null;
+    });
   }
 
   users(nicks: readonly string[]): Promise<ChatUser[]> {
-    const out: ChatUser[] = [];
-    for (let i = 0; i < nicks.length; i += 500) {
-      const part = nicks.slice(i, i + 500).map(fold);
-      const sql = `SELECT * FROM users WHERE folded IN (${part.map(() => "?").join(",")})`;
-      for (const r of this.#all(sql, ...part)) out.push(userFrom(r));
-    }
-    return Promise.resolve(out);
+    return this.#db.retry(() => {
+      const out: ChatUser[] = [];
+      for (let i = 0; i < nicks.length; i += 500) {
+        const part = nicks.slice(i, i + 500).map(fold);
+        const sql = `SELECT * FROM users WHERE folded IN (${part.map(() => "?").join(",")})`;
+        for (const r of this.#all(sql, ...part)) out.push(userFrom(r));
+      }
+      return out;
+    });
   }
 
   setAway(actor: Actor, away: string): Promise<void> {
-    this.#run("UPDATE users SET away = ? WHERE folded = ? AND sid = ?", away, fold(actor.nick), actor.sid);
-    return Promise.resolve();
+    return this.#db.retry(() => {
+      this.#run("UPDATE users SET away = ? WHERE folded = ? AND sid = ?", away, fold(actor.nick), actor.sid);
+      return;
+    });
   }
 
   setUserModes(actor: Actor, modes: string): Promise<void> {
-    this.#run("UPDATE users SET modes = ? WHERE folded = ? AND sid = ?", modes, fold(actor.nick), actor.sid);
-    return Promise.resolve();
+    return this.#db.retry(() => {
+      this.#run(
+        "UPDATE users SET modes = ? WHERE folded = ? AND sid = ?",
+        modes,
+        fold(actor.nick),
+        actor.sid,
+      );
+      return;
+    });
   }
 
   // --- channels -----------------------------------------------------------------------------------------
@@ -263,7 +225,7 @@ export class SqliteStore implements ChatStore {
     key: string,
     options: { readonly createModes: string; readonly snapshot: boolean },
   ): Promise<JoinResult> {
-    return Promise.resolve(this.#tx((): JoinResult => {
+    return this.#db.write((): JoinResult => {
       const [c, n] = [fold(channel), fold(actor.nick)];
       if (!this.#actor(actor)) return { refused: "gone" };
       let row = this.#get("SELECT * FROM channels WHERE folded = ?", c);
@@ -294,7 +256,7 @@ export class SqliteStore implements ChatStore {
       this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, bits);
       this.#run("UPDATE channels SET users = users + 1 WHERE folded = ?", c);
       return result({ ev: this.#appendIn(c, { kind: "JOIN", source: actor.source, params: [] }, { bits })! });
-    }));
+    });
   }
 
   /** A member's prefix bits, or null when not a member. */
@@ -318,7 +280,7 @@ export class SqliteStore implements ChatStore {
   }
 
   part(channel: string, actor: Actor, reason: string | undefined): Promise<Changed> {
-    return Promise.resolve(this.#tx((): Changed => {
+    return this.#db.write((): Changed => {
       const c = fold(channel);
       const checked = this.#check(c, actor, false);
       if ("refused" in checked) return checked;
@@ -326,11 +288,11 @@ export class SqliteStore implements ChatStore {
       this.#run("DELETE FROM members WHERE channel = ? AND nick = ?", c, fold(actor.nick));
       this.#left(c);
       return { ev };
-    }));
+    });
   }
 
   kick(channel: string, actor: Actor, victim: string, reason: string): Promise<Changed> {
-    return Promise.resolve(this.#tx((): Changed => {
+    return this.#db.write((): Changed => {
       const c = fold(channel);
       const checked = this.#check(c, actor, true);
       if ("refused" in checked) return checked;
@@ -348,7 +310,7 @@ export class SqliteStore implements ChatStore {
       this.#run("DELETE FROM members WHERE channel = ? AND nick = ?", c, fold(victim));
       this.#left(c);
       return { ev };
-    }));
+    });
   }
 
   /** A member left channel `c` (inside a transaction): it vanishes with its last member unless registered. */
@@ -363,7 +325,7 @@ export class SqliteStore implements ChatStore {
   }
 
   setTopic(channel: string, actor: Actor, text: string): Promise<Changed> {
-    return Promise.resolve(this.#tx((): Changed => {
+    return this.#db.write((): Changed => {
       const c = fold(channel);
       const checked = this.#check(c, actor, false);
       if ("refused" in checked) return checked;
@@ -380,11 +342,11 @@ export class SqliteStore implements ChatStore {
         c,
       );
       return { ev };
-    }));
+    });
   }
 
   changeModes(channel: string, actor: Actor, ops: readonly ModeOp[]): Promise<ModeChanged> {
-    return Promise.resolve(this.#tx((): ModeChanged => {
+    return this.#db.write((): ModeChanged => {
       const c = fold(channel);
       const checked = this.#check(c, actor, true);
       if ("refused" in checked) return checked;
@@ -423,11 +385,11 @@ export class SqliteStore implements ChatStore {
       );
       const ev = this.#appendIn(c, { kind: "MODE", source: actor.source, params: showModes(applied) })!;
       return { ev, missing };
-    }));
+    });
   }
 
   appendMany(items: readonly Appending[]): Promise<Array<ChannelEvent | null>> {
-    return Promise.resolve(this.#tx(() => {
+    return this.#db.write(() => {
       const out: Array<ChannelEvent | null> = items.map(() => null);
       for (const [c, indexes] of byChannel(items)) {
         const first = this.#reserve(c, indexes.length);
@@ -437,7 +399,7 @@ export class SqliteStore implements ChatStore {
         );
       }
       return out;
-    }));
+    });
   }
 
   /**
@@ -491,8 +453,10 @@ export class SqliteStore implements ChatStore {
   }
 
   channel(name: string): Promise<ChannelInfo | null> {
-    const r = this.#get("SELECT * FROM channels WHERE folded = ?", fold(name));
-    return Promise.resolve(r ? channelFrom(r) : null);
+    return this.#db.retry(() => {
+      const r = this.#get("SELECT * FROM channels WHERE folded = ?", fold(name));
+      return r ? channelFrom(r) : null;
+    });
   }
 
   #members(c: string): Member[] {
@@ -503,7 +467,9 @@ export class SqliteStore implements ChatStore {
   }
 
   members(channel: string): Promise<Member[]> {
-    return Promise.resolve(this.#members(fold(channel)));
+    return this.#db.retry(() => {
+      return this.#members(fold(channel));
+    });
   }
 
   #snapshotIn(c: string, row: Row): Snapshot {
@@ -512,118 +478,132 @@ export class SqliteStore implements ChatStore {
 
   snapshot(channel: string): Promise<Snapshot | null> {
     const c = fold(channel);
-    return Promise.resolve(this.#read(() => {
-      const row = this.#get("SELECT * FROM channels WHERE folded = ?", c);
-      return row ? this.#snapshotIn(c, row) : null;
-    }));
+    return this.#db.retry(() =>
+      this.#db.read(() => {
+        const row = this.#get("SELECT * FROM channels WHERE folded = ?", c);
+        return row ? this.#snapshotIn(c, row) : null;
+      })
+    );
   }
 
   memberships(nick: string): Promise<Array<{ name: string; modes: string; bits: number }>> {
-    const rows = this.#all(
-      "SELECT c.name, c.modes, m.op FROM members m JOIN channels c ON c.folded = m.channel WHERE m.nick = ? " +
-        "ORDER BY c.folded",
-      fold(nick),
-    );
-    return Promise.resolve(
-      rows.map((r) => ({ name: String(r["name"]), modes: String(r["modes"]), bits: Number(r["op"]) })),
-    );
+    return this.#db.retry(() => {
+      const rows = this.#all(
+        "SELECT c.name, c.modes, m.op FROM members m JOIN channels c ON c.folded = m.channel WHERE m.nick = ? " +
+          "ORDER BY c.folded",
+        fold(nick),
+      );
+      return (
+        rows.map((r) => ({ name: String(r["name"]), modes: String(r["modes"]), bits: Number(r["op"]) }))
+      );
+    });
   }
 
   listChannels(q: ListQuery): Promise<ChannelInfo[]> {
-    const rows = this.#all(
-      "SELECT * FROM channels WHERE folded > ? AND users > ? AND users < ? ORDER BY folded LIMIT ?",
-      q.after,
-      q.minUsers ?? 0,
-      q.maxUsers ?? Number.MAX_SAFE_INTEGER,
-      q.limit,
-    );
-    return Promise.resolve(rows.map(channelFrom));
+    return this.#db.retry(() => {
+      const rows = this.#all(
+        "SELECT * FROM channels WHERE folded > ? AND users > ? AND users < ? ORDER BY folded LIMIT ?",
+        q.after,
+        q.minUsers ?? 0,
+        q.maxUsers ?? Number.MAX_SAFE_INTEGER,
+        q.limit,
+      );
+      return rows.map(channelFrom);
+    });
   }
 
   setRegistered(channel: string, registered: boolean): Promise<boolean> {
-    return Promise.resolve(this.#tx(() => {
+    return this.#db.write(() => {
       const c = fold(channel);
       const n = this.#run("UPDATE channels SET registered = ? WHERE folded = ?", registered ? 1 : 0, c);
       if (!registered) this.#run("DELETE FROM channels WHERE folded = ? AND users <= 0", c);
       return n > 0;
-    }));
+    });
   }
 
   // --- history ------------------------------------------------------------------------------------------
 
   eventsBetween(channel: string, after: number, before: number, limit = 1_000): Promise<ChannelEvent[]> {
-    const rows = this.#all(
-      `SELECT ${EVENT_COLUMNS} FROM ${EVENTS_FROM} WHERE e.channel = ? AND e.seq > ? AND e.seq < ? ` +
-        "ORDER BY e.seq LIMIT ?",
-      fold(channel),
-      after,
-      Math.min(before, Number.MAX_SAFE_INTEGER),
-      limit,
-    );
-    return Promise.resolve(rows.map(eventFrom));
+    return this.#db.retry(() => {
+      const rows = this.#all(
+        `SELECT ${EVENT_COLUMNS} FROM ${EVENTS_FROM} WHERE e.channel = ? AND e.seq > ? AND e.seq < ? ` +
+          "ORDER BY e.seq LIMIT ?",
+        fold(channel),
+        after,
+        Math.min(before, Number.MAX_SAFE_INTEGER),
+        limit,
+      );
+      return rows.map(eventFrom);
+    });
   }
 
   history(channel: string, q: HistoryQuery): Promise<ChannelEvent[]> {
-    const where = ["e.channel = ?", "e.kind IN ('PRIVMSG', 'NOTICE')"];
-    const args: SQLInputValue[] = [fold(channel)];
-    for (const [point, op] of [[q.after, ">"], [q.before, "<"]] as const) {
-      if (!point) continue;
-      where.push("seq" in point ? `e.seq ${op} ?` : `e.at ${op} ?`);
-      args.push("seq" in point ? point.seq : point.at);
-    }
-    const rows = this.#all(
-      `SELECT ${EVENT_COLUMNS} FROM ${EVENTS_FROM} WHERE ${where.join(" AND ")} ` +
-        `ORDER BY e.seq ${q.newest ? "DESC" : "ASC"} LIMIT ?`,
-      ...args,
-      q.limit,
-    );
-    const events = rows.map(eventFrom);
-    return Promise.resolve(q.newest ? events.reverse() : events);
+    return this.#db.retry(() => {
+      const where = ["e.channel = ?", "e.kind IN ('PRIVMSG', 'NOTICE')"];
+      const args: SQLInputValue[] = [fold(channel)];
+      for (const [point, op] of [[q.after, ">"], [q.before, "<"]] as const) {
+        if (!point) continue;
+        where.push("seq" in point ? `e.seq ${op} ?` : `e.at ${op} ?`);
+        args.push("seq" in point ? point.seq : point.at);
+      }
+      const rows = this.#all(
+        `SELECT ${EVENT_COLUMNS} FROM ${EVENTS_FROM} WHERE ${where.join(" AND ")} ` +
+          `ORDER BY e.seq ${q.newest ? "DESC" : "ASC"} LIMIT ?`,
+        ...args,
+        q.limit,
+      );
+      const events = rows.map(eventFrom);
+      return q.newest ? events.reverse() : events;
+    });
   }
 
   lastActivity(channels: readonly string[], from: number, to: number): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    for (const name of channels) {
-      const r = this.#get(
-        "SELECT at FROM events WHERE channel = ? AND kind IN ('PRIVMSG', 'NOTICE') AND at > ? AND at < ? " +
-          "ORDER BY seq DESC LIMIT 1",
-        fold(name),
-        from,
-        to,
-      );
-      if (r) out.set(name, Number(r["at"]));
-    }
-    return Promise.resolve(out);
+    return this.#db.retry(() => {
+      const out = new Map<string, number>();
+      for (const name of channels) {
+        const r = this.#get(
+          "SELECT at FROM events WHERE channel = ? AND kind IN ('PRIVMSG', 'NOTICE') AND at > ? AND at < ? " +
+            "ORDER BY seq DESC LIMIT 1",
+          fold(name),
+          from,
+          to,
+        );
+        if (r) out.set(name, Number(r["at"]));
+      }
+      return out;
+    });
   }
 
   prune(r: Retention, budget: number): Promise<number> {
-    let removed = 0;
-    if (r.maxAgeMs > 0) {
-      removed += this.#run(
-        "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE at < ? LIMIT ?)",
-        Date.now() - r.maxAgeMs,
-        budget,
-      );
-    }
-    if (r.maxPerChannel > 0 && removed < budget) {
-      const page = this.#all(
-        "SELECT folded, last_seq FROM channels WHERE folded > ? ORDER BY folded LIMIT 50",
-        this.#pruneAfter,
-      );
-      this.#pruneAfter = page.length < 50 ? "" : String(page[page.length - 1]!["folded"]);
-      for (const row of page) {
-        if (removed >= budget) break;
-        const keepFrom = Number(row["last_seq"]) - r.maxPerChannel;
-        if (keepFrom <= 0) continue;
+    return this.#db.retry(() => {
+      let removed = 0;
+      if (r.maxAgeMs > 0) {
         removed += this.#run(
-          "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE channel = ? AND seq <= ? LIMIT ?)",
-          String(row["folded"]),
-          keepFrom,
-          budget - removed,
+          "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE at < ? LIMIT ?)",
+          Date.now() - r.maxAgeMs,
+          budget,
         );
       }
-    }
-    return Promise.resolve(removed);
+      if (r.maxPerChannel > 0 && removed < budget) {
+        const page = this.#all(
+          "SELECT folded, last_seq FROM channels WHERE folded > ? ORDER BY folded LIMIT 50",
+          this.#pruneAfter,
+        );
+        this.#pruneAfter = page.length < 50 ? "" : String(page[page.length - 1]!["folded"]);
+        for (const row of page) {
+          if (removed >= budget) break;
+          const keepFrom = Number(row["last_seq"]) - r.maxPerChannel;
+          if (keepFrom <= 0) continue;
+          removed += this.#run(
+            "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE channel = ? AND seq <= ? LIMIT ?)",
+            String(row["folded"]),
+            keepFrom,
+            budget - removed,
+          );
+        }
+      }
+      return removed;
+    });
   }
 
   close(): Promise<void> {

@@ -17,6 +17,8 @@ export interface RolePermissions {
   readonly files?: readonly string[];
   /** Environment variables it reads (a database client's). */
   readonly env?: readonly string[];
+  /** V8 flags it runs with under `deno run` (a compiled binary runs with those baked in at compile time). */
+  readonly v8Flags?: readonly string[];
 }
 
 /**
@@ -79,6 +81,7 @@ export function selfCommand(
   if (self.standalone) return { program, args: roleArgv };
   const config = new URL("./deno.json", self.mainModule);
   const args = ["run", ...permissionFlags(perms)];
+  if (perms.v8Flags?.length) args.push(`--v8-flags=${perms.v8Flags.join(",")}`);
   if (config.protocol === "file:") args.push(`--config=${decodeURIComponent(config.pathname)}`);
   return { program, args: [...args, self.mainModule, ...roleArgv] };
 }

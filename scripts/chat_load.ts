@@ -1,0 +1,233 @@
+/**
+ * The chat-scale benchmark's load client: one process that holds N IRC
+ * connections to one server (osps or ngircd) and drives them through the
+ * phases the orchestrator (`bench_chat_scale.ts`) paces from stdin:
+ *
+ *   chat_load.ts PORT N ROUNDS        (prints one JSON line per phase)
+ *
+ * 1. `registered`: N clients connect and register (NICK/USER → 001);
+ * 2. `joined`: all of them JOIN one channel, a window at a time (each waits
+ *    for its own 366); every client reads everything the server sends, as a
+ *    real client does (N²/2 JOIN lines in all);
+ * 3. `fanout`: client 0 says ROUNDS messages, one at a time; each is done
+ *    when every other member has read it: its completion time;
+ * 4. `quits` (on "kill"): the orchestrator kills a server process; the
+ *    clients it held see their connection end, and the time until every
+ *    survivor has read every one of their QUITs is measured.
+ *
+ * Between phases it waits for a line on stdin (the orchestrator reads RSS
+ * meanwhile). Incoming bytes are scanned, not parsed: at 10,000 members the
+ * join phase alone is gigabytes of JOIN lines.
+ * @module
+ */
+import { percentile } from "../mod/client/latency_stats.ts";
+
+const [port, n, rounds] = Deno.args.map(Number) as [number, number, number];
+const CHANNEL = "#scale";
+const enc = new TextEncoder();
+
+/** Byte pattern search (first byte by the native indexOf, then a compare). */
+function find(hay: Uint8Array, needle: Uint8Array, from = 0): number {
+  const first = needle[0]!;
+  for (
+    let i = hay.indexOf(first, from);
+    i >= 0 && i <= hay.length - needle.length;
+    i = hay.indexOf(first, i + 1)
+  ) {
+    let k = 1;
+    while (k < needle.length && hay[i + k] === needle[k]) k++;
+    if (k === needle.length) return i;
+  }
+  return -1;
+}
+
+const P001 = enc.encode(" 001 ");
+const P366 = enc.encode(" 366 ");
+const PMARK = enc.encode("FANOUT");
+const PQUIT = enc.encode(" QUIT ");
+const PPING = enc.encode("PING :");
+
+/** One connection. Keeps the last bytes of a chunk so that a marker cut in two is still found. */
+class Client {
+  readonly conn: Deno.TcpConn;
+  readonly nick: string;
+  /** Arrival time of each FANOUT message number. */
+  readonly got = new Map<number, number>();
+  quits = 0;
+  welcomed = Promise.withResolvers<void>();
+  joined = Promise.withResolvers<void>();
+  /** When the server closed the connection. */
+  closedAt: number | undefined;
+  #carry = new Uint8Array(0);
+  #wantJoin = false;
+
+  constructor(conn: Deno.TcpConn, nick: string) {
+    this.conn = conn;
+    this.nick = nick;
+    this.welcomed.promise.catch(() => {});
+    this.joined.promise.catch(() => {});
+    void this.#read();
+  }
+
+  async #read(): Promise<void> {
+    const buf = new Uint8Array(16 * 1024);
+    for (;;) {
+      let k: number | null;
+      try {
+        k = await this.conn.read(buf);
+      } catch {
+        k = null;
+      }
+      if (k === null) break;
+      const now = performance.now();
+      let chunk = buf.subarray(0, k);
+      if (this.#carry.length > 0) {
+        const joined = new Uint8Array(this.#carry.length + k);
+        joined.set(this.#carry);
+        joined.set(chunk, this.#carry.length);
+        chunk = joined;
+      }
+      this.#scan(chunk, now);
+      this.#carry = chunk.slice(Math.max(0, chunk.length - 24));
+    }
+    this.closedAt = performance.now();
+    this.welcomed.reject(new Error("closed"));
+    this.joined.reject(new Error("closed"));
+  }
+
+  #scan(chunk: Uint8Array, now: number): void {
+    const fresh = this.#carry.length; // markers wholly inside the carried bytes were seen already
+    const seen = (i: number, len: number) => i >= 0 && i + len > fresh;
+    if (seen(find(chunk, P001), 5)) this.welcomed.resolve();
+    if (this.#wantJoin && seen(find(chunk, P366), 5)) this.joined.resolve();
+    for (let i = find(chunk, PMARK); i >= 0; i = find(chunk, PMARK, i + 1)) {
+      if (!seen(i, 8)) continue;
+      let j = i + PMARK.length, k = 0;
+      while (j < chunk.length && chunk[j]! >= 0x30 && chunk[j]! <= 0x39) k = k * 10 + chunk[j++]! - 0x30;
+      if (j < chunk.length && !this.got.has(k)) this.got.set(k, now);
+    }
+    for (let i = find(chunk, PQUIT); i >= 0; i = find(chunk, PQUIT, i + 1)) if (seen(i, 6)) this.quits++;
+    for (let i = find(chunk, PPING); i >= 0; i = find(chunk, PPING, i + 1)) {
+      if (seen(i, 6) && (i === 0 || chunk[i - 1] === 0x0a)) void this.send("PONG :x\r\n");
+    }
+  }
+
+  async send(text: string): Promise<void> {
+    const bytes = enc.encode(text);
+    try {
+      for (let off = 0; off < bytes.length;) off += await this.conn.write(bytes.subarray(off));
+    } catch { /* closed */ }
+  }
+
+  join(): Promise<void> {
+    this.#wantJoin = true;
+    void this.send(`JOIN ${CHANNEL}\r\n`);
+    return this.joined.promise;
+  }
+}
+
+/** Runs `f` over `items` with at most `window` at once. */
+async function windowed<T>(items: T[], window: number, f: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(window, items.length) }, async () => {
+    while (next < items.length) await f(items[next++]!);
+  }));
+}
+
+const stdin = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+async function awaitOrder(): Promise<string> {
+  let line = "";
+  while (!line.includes("\n")) {
+    const r = await stdin.read();
+    if (r.done) Deno.exit(0);
+    line += r.value;
+  }
+  return line.trim();
+}
+const report = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
+
+console.log(JSON.stringify({ phase: "ready" }));
+await awaitOrder();
+
+// 1. Connect and register.
+const clients: Client[] = [];
+let t0 = performance.now();
+await windowed(Array.from({ length: n }, (_, i) => i), 200, async (i) => {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  conn.setNoDelay(true);
+  const c = new Client(conn, `s${i}`);
+  clients[i] = c;
+  await c.send(`NICK s${i}\r\nUSER s${i} 0 * :scale ${i}\r\n`);
+  await c.welcomed.promise;
+});
+report({ phase: "registered", ms: Math.round(performance.now() - t0) });
+await awaitOrder();
+
+// 2. Join one channel, 50 JOINs in flight.
+t0 = performance.now();
+let joins = 0;
+await windowed(clients, 50, async (c) => {
+  await c.join();
+  joins++;
+});
+report({ phase: "joined", ms: Math.round(performance.now() - t0), joins });
+await awaitOrder();
+
+// 3. Fan-out: one message at a time; done when every other member read it.
+const completions: number[] = [], deliveries: number[] = [];
+const [sender, ...receivers] = clients as [Client, ...Client[]];
+for (let k = 1; k <= rounds; k++) {
+  const sent = performance.now();
+  await sender.send(`PRIVMSG ${CHANNEL} :FANOUT${k} x\r\n`);
+  const deadline = sent + 30_000;
+  while (receivers.some((r) => !r.got.has(k)) && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const arrived = receivers.map((r) => (r.got.get(k) ?? Infinity) - sent);
+  completions.push(Math.max(...arrived));
+  deliveries.push(...arrived);
+  await new Promise((r) => setTimeout(r, 20));
+}
+const sort = (xs: number[]) => Float64Array.from(xs).sort();
+const pct = (xs: number[], p: number) => Math.round(percentile(sort(xs), p) * 10) / 10;
+report({
+  phase: "fanout",
+  completion_p50_ms: pct(completions, 50),
+  completion_p99_ms: pct(completions, 99),
+  completion_max_ms: Math.round(Math.max(...completions) * 10) / 10,
+  delivery_p50_ms: pct(deliveries, 50),
+  lost: deliveries.filter((d) => d === Infinity).length,
+});
+
+// 4. Mass QUIT: on "kill", the orchestrator kills a server process and says "killed".
+if ((await awaitOrder()) === "kill") {
+  const before = clients.map((c) => c.quits);
+  report({ phase: "kill-ready" });
+  await awaitOrder();
+  t0 = performance.now();
+  // The dead process's connections end at once (the kernel closes them), though this busy client may read
+  // their end late: done when every connection still open has read as many QUITs as have ended.
+  const open = () => clients.map((c, i) => ({ c, i })).filter(({ c }) => c.closedAt === undefined);
+  const gone = () => clients.length - open().length;
+  const short = () => open().filter(({ c, i }) => c.quits - before[i]! < gone());
+  const deadline = t0 + 120_000;
+  let steady = 0;
+  while (performance.now() < deadline) {
+    const g = gone();
+    await new Promise((r) => setTimeout(r, 50));
+    steady = g > 0 && g === gone() && short().length === 0 ? steady + 1 : 0;
+    if (steady >= 10) break; // half a second with nothing new ending and nothing missing
+  }
+  report({
+    phase: "quits",
+    gone: gone(),
+    live: open().length,
+    ms: Math.round(performance.now() - t0 - (steady >= 10 ? 500 : 0)),
+    missing: short().reduce((m, { c, i }) => m + gone() - (c.quits - before[i]!), 0),
+  });
+}
+for (const c of clients) {
+  try {
+    c.conn.close();
+  } catch { /* closed */ }
+}
