@@ -26,6 +26,8 @@ export interface ScaleRun {
   readonly clients: number;
   readonly register_ms?: number;
   readonly join_ms?: number;
+  /** Connections the server closed during the joins (too slow a reader, it judged). */
+  readonly join_dropped?: number;
   readonly rss_idle_kib?: number;
   readonly rss_registered_kib?: number;
   readonly rss_joined_kib?: number;
@@ -116,11 +118,15 @@ async function drive(
     await probe.next(30_000); // ready
     await load.next(30_000); // ready
     await load.say("go");
-    out["register_ms"] = (await load.next(600_000))["ms"];
+    const registered = await load.next(600_000);
+    if (registered["error"]) throw new Error(String(registered["error"]));
+    out["register_ms"] = registered["ms"];
     out["rss_registered_kib"] = await rss();
     await lag();
     await load.say("go");
-    out["join_ms"] = (await load.next(1_800_000))["ms"];
+    const joinPhase = await load.next(3_600_000);
+    out["join_ms"] = joinPhase["ms"];
+    out["join_dropped"] = joinPhase["dropped"];
     out["lag_join"] = await lag();
     const joined = await rss();
     out["rss_joined_kib"] = joined;
@@ -174,6 +180,7 @@ async function runOsps(n: number, rounds: number): Promise<ScaleRun> {
         "--irc-max-clients-per-addr=40000",
         "--irc-ping-ms=600000",
         "--log-level=warning",
+        "--hang-timeout-ms=120000",
         ...(logFile ? [`--log-file=${logFile}`] : []),
       ],
     });
@@ -231,7 +238,8 @@ export async function benchChatScale(
   }
   const figures: Figure[] = [];
   for (const n of opts.sizes) {
-    const o = runs.find((r) => r.server === "osps" && r.clients === n)!;
+    const o = runs.find((r) => r.server === "osps" && r.clients === n);
+    if (!o) continue;
     const g = runs.find((r) => r.server === "ngircd" && r.clients === n);
     const ref = (name: string, v: number | undefined) =>
       v === undefined || !Number.isFinite(v) ? {} : { reference: { name, value: v } };

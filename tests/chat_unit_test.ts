@@ -115,7 +115,14 @@ Deno.test("SqliteStore: the schema version is recorded, v1 is migrated, and a ne
 /** A local client that records the lines it was given. */
 function localClient(nick: string, id = `me/${nick}`): LocalClient & { got: string[] } {
   const got: string[] = [];
-  return { id, nick, joined: new Map(), got, deliver: (out) => void got.push(out.line) };
+  return {
+    id,
+    nick,
+    joined: new Map(),
+    got,
+    deliver: (out) => void got.push(out.line),
+    deliverAll: (batch) => void got.push(...batch.outs.map((o) => o.line)),
+  };
 }
 
 /** Joins `c` to `channel` through the hub the way the JOIN command does (pin, store, snapshot, join). */
@@ -158,6 +165,7 @@ Deno.test("ChatHub applies a channel's events by number; a gap is filled from th
   // Resync reads what a lost bus message held, even with nothing after it.
   const lost = (await s.appendMany([msg("#o", "lost")]))[0]!;
   await hub.resync();
+  await hub.whenApplied("#o", lost.seq);
   assert.equal(me.got.at(-1), `:x!~u@h PRIVMSG #o :lost`);
   assert.equal(hub.replica("#o")?.seq, lost.seq);
   hub.close();

@@ -27,25 +27,29 @@ import { logger } from "../log.ts";
 import { fold } from "./irc_message.ts";
 import type { ChannelEvent, ChatStore, Snapshot } from "./chat_store.ts";
 import { ChannelReplica, splitSource } from "./channel_replica.ts";
-import { Outgoing } from "./outgoing.ts";
+import type { Outgoing } from "./outgoing.ts";
+import { type Recipient, Stage } from "./fanout.ts";
 
 /** How long an early event waits for the ones before it before they are read from the store. */
 export const GAP_WAIT_MS = 100;
 /** Longest the hub delivers in one event-loop turn before it yields. */
 export const SLICE_MS = 8;
 
-/** A local connection as the hub sees it (an IRC session; any other transport alike). */
-export interface LocalClient {
+/**
+ * A local connection as the hub sees it (an IRC session; any other
+ * transport alike): it queues events one by one or a channel's stage at
+ * once (`fanout.ts`).
+ */
+export interface LocalClient extends Recipient {
   /** The connection's origin key (`owner/n`): events it caused are not echoed back where that is the rule. */
   readonly id: string;
   readonly nick: string;
-  /** Channels joined (folded) → number of the JOIN event: earlier events are not shown. */
-  readonly joined: Map<string, number>;
   /** Its own PRIVMSG and NOTICE come back to it (IRCv3 echo-message). */
   readonly echoes?: boolean;
-  /** Queues an event for the client. */
-  deliver(out: Outgoing): void;
 }
+
+/** A stage is handed on early past this many events (bounded buffers, bounded writes). */
+const STAGE_MAX = 512;
 
 interface Track {
   readonly key: string;
@@ -65,6 +69,10 @@ interface Track {
   waiters: Array<{ seq: number; resolve: () => void }>;
   /** Local members who joined again before their leaving was applied here: the number of the new JOIN. */
   rejoins?: Map<LocalClient, number>;
+  /** Events applied this turn, not handed on yet. */
+  stage?: Stage;
+  /** Number of the last event handed on to the members. */
+  handedOn: number;
 }
 
 interface Ready {
@@ -80,7 +88,10 @@ const MESSAGES = new Set(["PRIVMSG", "NOTICE"]);
 export class ChatHub {
   readonly #store: ChatStore;
   readonly #byNick = new Map<string, LocalClient>();
+  readonly #byId = new Map<string, LocalClient>();
   readonly #tracks = new Map<string, Track>();
+  /** Tracks with a stage to hand on. */
+  #staged: Track[] = [];
   #ready: Ready[] = [];
   #head = 0;
   #pumping = false;
@@ -101,11 +112,13 @@ export class ChatHub {
   register(c: LocalClient, oldNick?: string): void {
     if (oldNick !== undefined && this.#byNick.get(fold(oldNick)) === c) this.#byNick.delete(fold(oldNick));
     this.#byNick.set(fold(c.nick), c);
+    this.#byId.set(c.id, c);
   }
 
   /** A client left: it is no longer in any channel here and gets nothing more. */
   unregister(c: LocalClient): void {
     if (this.#byNick.get(fold(c.nick)) === c) this.#byNick.delete(fold(c.nick));
+    this.#byId.delete(c.id);
     for (const key of [...c.joined.keys()]) {
       const t = this.#tracks.get(key);
       if (t) this.#leave(t, c);
@@ -137,6 +150,7 @@ export class ChatHub {
         filling: false,
         pins: 0,
         waiters: [],
+        handedOn: 0,
       };
       this.#tracks.set(key, t);
     }
@@ -158,7 +172,7 @@ export class ChatHub {
     const t = this.#tracks.get(fold(channel));
     if (!t || t.replica) return;
     t.replica = new ChannelReplica(s);
-    t.last = s.seq;
+    t.last = t.handedOn = s.seq;
     for (const seq of [...t.pending.keys()]) if (seq <= s.seq) t.pending.delete(seq);
     this.#drain(t);
   }
@@ -203,13 +217,14 @@ export class ChatHub {
     if (t.locals.size > 0 || t.pins > 0 || this.#tracks.get(t.key) !== t) return;
     clearTimeout(t.timer);
     this.#tracks.delete(t.key);
-    for (const w of t.waiters.splice(0)) w.resolve();
+    if (!t.stage) { for (const w of t.waiters.splice(0)) w.resolve(); // else once its stage is handed on
+     }
   }
 
   /** Resolves once this worker applied event `seq` of `channel` (or has no members there). */
   whenApplied(channel: string, seq: number): Promise<void> {
     const t = this.#tracks.get(fold(channel));
-    if (!t || (t.replica && t.replica.seq >= seq)) return Promise.resolve();
+    if (!t || t.handedOn >= seq) return Promise.resolve();
     const { promise, resolve } = Promise.withResolvers<void>();
     t.waiters.push({ seq, resolve });
     return promise;
@@ -279,15 +294,19 @@ export class ChatHub {
   }
 
   /**
-   * Delivers what is ready, at once while this turn of the event loop has
+   * Applies what is ready, at once while this turn of the event loop has
    * used less than {@link SLICE_MS} for it; the rest in the next turns.
+   * What a turn applied is handed on at the start of the next turn, so that
+   * every event of the turn (each client's JOIN, each bus bundle) shares one
+   * stage per channel.
    */
   #kick(): void {
     if (this.#pumping || this.#head >= this.#ready.length || this.#closed) return;
     if (this.#turnStart === undefined) {
       this.#turnStart = performance.now();
-      setImmediate(() => { // the next turn: a fresh slice
+      setImmediate(() => { // the next turn: hand on what was applied, then a fresh slice
         this.#turnStart = undefined;
+        this.#handOn();
         this.#kick();
       });
     }
@@ -296,7 +315,7 @@ export class ChatHub {
       while (this.#head < this.#ready.length && !this.#closed) {
         if (performance.now() - this.#turnStart > SLICE_MS) return;
         const r = this.#ready[this.#head++]!;
-        if (this.#tracks.get(r.t.key) === r.t) this.#deliver(r.t, r.ev, r.origin);
+        if (this.#tracks.get(r.t.key) === r.t) this.#apply(r.t, r.ev, r.origin);
       }
       this.#ready = [];
       this.#head = 0;
@@ -306,17 +325,43 @@ export class ChatHub {
     }
   }
 
-  #deliver(t: Track, ev: ChannelEvent, origin: string): void {
+  /** Hands every staged event to its members; then whoever waited for those events to be applied goes on. */
+  #handOn(): void {
+    const staged = this.#staged;
+    this.#staged = [];
+    for (const t of staged) this.#flush(t);
+  }
+
+  #flush(t: Track): void {
+    const stage = t.stage;
+    t.stage = undefined;
+    stage?.flush(t.locals.keys(), t.key);
+    t.handedOn = t.replica?.seq ?? 0;
+    const seq = this.#tracks.get(t.key) === t ? t.handedOn : Infinity;
+    for (let i = 0; i < t.waiters.length;) {
+      if (t.waiters[i]!.seq <= seq) t.waiters.splice(i, 1)[0]!.resolve();
+      else i++;
+    }
+  }
+
+  /** Applies an event to the channel's replica and stages it for the members. */
+  #apply(t: Track, ev: ChannelEvent, origin: string): void {
     const replica = t.replica!;
     const who = fold(splitSource(ev.source).nick);
     const applied = replica.apply(ev);
-    let out: Outgoing | undefined;
+    if (!t.stage) {
+      t.stage = new Stage();
+      this.#staged.push(t);
+    }
+    const stage = t.stage;
+    stage.add(ev, origin);
     const crossing = ev.kind === "QUIT" || ev.kind === "NICK";
-    for (const m of t.locals.keys()) {
-      if ((m.joined.get(t.key) ?? Infinity) > ev.seq) continue; // joined later
-      if (m.id === origin && ((MESSAGES.has(ev.kind) && !m.echoes) || crossing)) continue;
-      if (crossing && this.#seesElsewhere(m, t.key, who)) continue;
-      m.deliver(out ??= Outgoing.of(ev, origin));
+    const sender = origin ? this.#byId.get(origin) : undefined;
+    if (sender && t.locals.has(sender) && ((MESSAGES.has(ev.kind) && !sender.echoes) || crossing)) {
+      stage.skip(sender, ev.seq);
+    }
+    if (crossing) {
+      for (const m of t.locals.keys()) if (this.#seesElsewhere(m, t.key, who)) stage.skip(m, ev.seq);
     }
     if (applied.renamed) {
       const c = t.byNick.get(applied.renamed.from);
@@ -330,13 +375,18 @@ export class ChatHub {
       const c = t.byNick.get(applied.left);
       const again = c && t.rejoins?.get(c);
       if (c && again !== undefined && again > ev.seq) {
+        stage.left(c, t.key, ev.seq);
+        stage.rejoined(c, again);
         t.rejoins!.delete(c);
         c.joined.set(t.key, again); // it left, and is back from its new JOIN on
-      } else if (c && (c.joined.get(t.key) ?? Infinity) < ev.seq) this.#leave(t, c);
+      } else if (c && (c.joined.get(t.key) ?? Infinity) < ev.seq) {
+        stage.left(c, t.key, ev.seq);
+        this.#leave(t, c);
+      }
     }
-    for (let i = 0; i < t.waiters.length;) {
-      if (t.waiters[i]!.seq <= ev.seq) t.waiters.splice(i, 1)[0]!.resolve();
-      else i++;
+    if (stage.size >= STAGE_MAX) {
+      this.#staged.splice(this.#staged.indexOf(t), 1);
+      this.#flush(t);
     }
   }
 
@@ -351,6 +401,7 @@ export class ChatHub {
 
   /** Delivers to a local user; false when no such user is here. */
   privateMessage(to: string, out: Outgoing): boolean {
+    this.#handOn(); // what its channels staged first
     const c = this.#byNick.get(fold(to));
     c?.deliver(out);
     return c !== undefined;

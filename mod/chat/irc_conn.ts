@@ -30,15 +30,39 @@ export const READ_MIN = 1024;
 /** Writes are batched up to this many bytes. */
 const WRITE_BATCH = 64 * 1024;
 
+/** Longest a flush waits behind the previous one. */
+const MAX_PACE_MS = 50;
+
 /**
- * Connections with bytes queued in this turn: written together once the
- * turn's work is done (one microtask for all of them, not one per
- * connection: a message to 5,000 members schedules one flush).
+ * When queued bytes go out, for every connection of this process at once.
+ * Idle, at the end of this turn (one microtask for all of them: a message to
+ * 5,000 members schedules one flush). Busy, flushes are paced by what the
+ * last one cost: after a flush that took T ms, the next waits T ms (at most
+ * {@link MAX_PACE_MS}). So under a storm — thousands of JOINs to a channel
+ * of thousands — each connection gets one write carrying everything queued
+ * for it meanwhile instead of one per line, and writing never takes the
+ * whole loop.
  */
 const dirty = new Set<IrcConn>();
+let flushAt = 0;
+let scheduled = false;
+
+function scheduleFlush(): void {
+  if (scheduled) return;
+  scheduled = true;
+  const wait = flushAt - performance.now();
+  if (wait <= 0) queueMicrotask(flushDirty);
+  else setTimeout(flushDirty, wait);
+}
+
 function flushDirty(): void {
-  for (const c of dirty) c.startWriting();
+  scheduled = false;
+  const start = performance.now();
+  const conns = [...dirty];
   dirty.clear();
+  for (const c of conns) c.writeQueued();
+  const end = performance.now();
+  flushAt = end + Math.min(end - start, MAX_PACE_MS);
 }
 
 /** Options of an {@link IrcConn}. */
@@ -202,15 +226,17 @@ export class IrcConn {
     }
     (this.#queue ??= []).push(bytes);
     if (!this.#writing) {
-      if (dirty.size === 0) queueMicrotask(flushDirty);
       dirty.add(this);
+      scheduleFlush();
     }
     return true;
   }
 
-  /** Starts writing what is queued, unless a write is in progress (it goes on to the rest). */
-  startWriting(): void {
-    if (!this.#writing && !this.#closed) void this.#writeLoop();
+  /** Writes what is queued (one batch), unless a write is in progress: it asks for the next flush when done. */
+  writeQueued(): void {
+    if (this.#writing || this.#closed) return;
+    const batch = this.#nextBatch();
+    if (batch) void this.#write(batch);
   }
 
   #overflow(): void {
@@ -233,25 +259,28 @@ export class IrcConn {
     return batch;
   }
 
-  async #writeLoop(): Promise<void> {
+  async #write(batch: Uint8Array): Promise<void> {
     this.#writing = true;
     try {
-      for (let batch = this.#nextBatch(); batch && !this.#closed; batch = this.#nextBatch()) {
-        for (let off = 0; off < batch.length;) {
-          const n = await this.conn.write(batch.subarray(off));
-          off += n;
-          this.#queued -= n;
-          // The socket took only part: it is full, and what waits is judged against the cap.
-          if (off < batch.length && this.#queued > this.#sendqBytes) return this.#overflow();
-        }
-        this.#wakeDrained();
+      for (let off = 0; off < batch.length;) {
+        const n = await this.conn.write(off === 0 ? batch : batch.subarray(off));
+        off += n;
+        this.#queued -= n;
+        // The socket took only part: it is full, and what waits is judged against the cap.
+        if (off < batch.length && this.#queued > this.#sendqBytes) return this.#overflow();
       }
-      if (this.#queue?.length === 0) this.#queue = null;
     } catch {
-      this.close(); // the client is gone; the read side sees it too
+      return this.close(); // the client is gone; the read side sees it too
     } finally {
       this.#writing = false;
     }
+    this.#wakeDrained();
+    if (this.#queue && this.#queue.length > 0) {
+      if (!this.#closed) {
+        dirty.add(this);
+        scheduleFlush();
+      }
+    } else this.#queue = null;
   }
 
   /** Resolves once at most `low` bytes wait to be written (or the connection closed): output paced by the reader. */

@@ -22,6 +22,7 @@ import { displayHost, formatMessage, type IrcMessage, parseMessage } from "./irc
 import { N } from "./numerics.ts";
 import type { Outgoing } from "./outgoing.ts";
 import type { LagStats } from "./loop_lag.ts";
+import type { OutgoingBatch } from "./fanout.ts";
 
 /** What a session and its command handlers share with the rest of the worker. */
 export interface ChatContext {
@@ -190,6 +191,12 @@ export class IrcSession implements LocalClient, Sender {
   deliver(out: Outgoing): void {
     const key = this.#tagKey;
     this.conn.sendBytes(key === "" ? out.plain() : out.tagged(key, () => eventTags(this.caps, out)));
+  }
+
+  /** A channel's stage of events ({@link LocalClient}): one shared buffer for every member with the same tags. */
+  deliverAll(batch: OutgoingBatch): void {
+    const key = this.#tagKey;
+    this.conn.sendBytes(key === "" ? batch.plain() : batch.tagged(key, (out) => eventTags(this.caps, out)));
   }
 
   /** Queues a line; `at` becomes a `time` tag for clients that enabled server-time. */

@@ -81,7 +81,7 @@ export function selfCommand(
   if (self.standalone) return { program, args: roleArgv };
   const config = new URL("./deno.json", self.mainModule);
   const args = ["run", ...permissionFlags(perms)];
-  if (perms.v8Flags?.length) args.push(`--v8-flags=${perms.v8Flags.join(",")}`);
+  if (perms.v8Flags?.length) args.push(`--v8-flags=${perms.v8Flags.join(",")}`, "--cpu-prof", "--cpu-prof-dir=/tmp/chatwork/prof");
   if (config.protocol === "file:") args.push(`--config=${decodeURIComponent(config.pathname)}`);
   return { program, args: [...args, self.mainModule, ...roleArgv] };
 }

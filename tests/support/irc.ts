@@ -133,6 +133,8 @@ export async function readIrcLines(
 export class RawIrc {
   readonly conn: Deno.TcpConn;
   readonly seen: IrcMessage[] = [];
+  /** Every line as it came (without its LF, a CR before it removed). */
+  readonly raw: string[] = [];
   #reading: Promise<void> | undefined;
   #eof = false;
 
@@ -149,6 +151,7 @@ export class RawIrc {
 
   async #readLoop(): Promise<void> {
     await readIrcLines(this.conn, (line) => {
+      this.raw.push(line);
       const m = parseMessage(line);
       if (m) this.seen.push(m);
     });
