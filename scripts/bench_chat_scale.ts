@@ -106,9 +106,7 @@ async function drive(
   // The probe runs before everyone else (root may raise its priority): starved of a CPU, it would time its
   // own waiting, not the server's.
   const probe = child("chat_probe.ts", [String(port), server === "osps" ? "2" : "1"], -5);
-  // The load client runs niced: on two cores it would otherwise take the CPU the probe and the server
-  // need, and the probe would time the load client's own delays.
-  const load = child("chat_load.ts", [String(port), String(n), String(rounds)], 10);
+  const load = child("chat_load.ts", [String(port), String(n), String(rounds)]);
   const out: Record<string, unknown> = { rss_idle_kib: rssIdle };
   try {
     const lag = async () => {
@@ -141,7 +139,7 @@ async function drive(
       await load.next(10_000);
       await kill();
       await load.say("killed");
-      const quits = await load.next(300_000);
+      const quits = await load.next(Math.max(300_000, n * 40));
       delete quits["phase"];
       out["quits"] = quits;
       out["lag_quits"] = await lag();

@@ -44,7 +44,12 @@ function find(hay: Uint8Array, needle: Uint8Array, from = 0): number {
 const P001 = enc.encode(" 001 ");
 const P366 = enc.encode(" 366 ");
 const PMARK = enc.encode("FANOUT");
-const PQUIT = enc.encode(" QUIT ");
+const PQUIT = enc.encode("QUIT :");
+const empty = new Uint8Array(0);
+/** What the clients are doing: what their reading looks for. */
+let phase: "register" | "join" | "fanout" | "quits" = "register";
+/** Per FANOUT message number, how many clients have read it. */
+const arrivals = new Map<number, number>();
 const PPING = enc.encode("PING :");
 const PERROR = enc.encode("ERROR :");
 
@@ -90,34 +95,43 @@ class Client {
         joined.set(chunk, this.#carry.length);
         chunk = joined;
       }
-      this.#scan(chunk, now);
-      this.#carry = chunk.slice(Math.max(0, chunk.length - 24));
+      // Whole lines are scanned; a line cut by the read waits for its end.
+      const end = chunk.lastIndexOf(0x0a) + 1;
+      this.#scan(chunk.subarray(0, end), now);
+      this.#carry = end === chunk.length ? empty : chunk.slice(end);
     }
     this.closedAt = performance.now();
     this.welcomed.reject(new Error("closed"));
     this.joined.reject(new Error("closed"));
   }
 
+  /** Looks for what the current phase waits for (scanning costs: at 10,000 members it is gigabytes). */
   #scan(chunk: Uint8Array, now: number): void {
-    const fresh = this.#carry.length; // markers wholly inside the carried bytes were seen already
-    const seen = (i: number, len: number) => i >= 0 && i + len > fresh;
-    if (seen(find(chunk, P001), 5)) this.welcomed.resolve();
-    const e = find(chunk, PERROR);
-    if (e >= 0) {
-      this.lastError = new TextDecoder().decode(chunk.subarray(e, Math.min(chunk.length, e + 120))).split(
-        "\r",
-      )[0]!;
+    if (chunk.length === 0) return;
+    if (phase === "register") {
+      if (find(chunk, P001) >= 0) this.welcomed.resolve();
+      const e = find(chunk, PERROR);
+      if (e >= 0) {
+        this.lastError = new TextDecoder().decode(chunk.subarray(e, Math.min(chunk.length, e + 120))).split(
+          "\r",
+        )[0]!;
+      }
+    } else if (phase === "join") {
+      if (this.#wantJoin && find(chunk, P366) >= 0) this.joined.resolve();
+    } else if (phase === "fanout") {
+      for (let i = find(chunk, PMARK); i >= 0; i = find(chunk, PMARK, i + 1)) {
+        let j = i + PMARK.length, k = 0;
+        while (j < chunk.length && chunk[j]! >= 0x30 && chunk[j]! <= 0x39) k = k * 10 + chunk[j++]! - 0x30;
+        if (!this.got.has(k)) {
+          this.got.set(k, now);
+          arrivals.set(k, (arrivals.get(k) ?? 0) + 1);
+        }
+      }
+    } else {
+      for (let i = find(chunk, PQUIT); i >= 0; i = find(chunk, PQUIT, i + 1)) this.quits++;
     }
-    if (this.#wantJoin && seen(find(chunk, P366), 5)) this.joined.resolve();
-    for (let i = find(chunk, PMARK); i >= 0; i = find(chunk, PMARK, i + 1)) {
-      if (!seen(i, 8)) continue;
-      let j = i + PMARK.length, k = 0;
-      while (j < chunk.length && chunk[j]! >= 0x30 && chunk[j]! <= 0x39) k = k * 10 + chunk[j++]! - 0x30;
-      if (j < chunk.length && !this.got.has(k)) this.got.set(k, now);
-    }
-    for (let i = find(chunk, PQUIT); i >= 0; i = find(chunk, PQUIT, i + 1)) if (seen(i, 6)) this.quits++;
     for (let i = find(chunk, PPING); i >= 0; i = find(chunk, PPING, i + 1)) {
-      if (seen(i, 6) && (i === 0 || chunk[i - 1] === 0x0a)) void this.send("PONG :x\r\n");
+      if (i === 0 || chunk[i - 1] === 0x0a) void this.send("PONG :x\r\n");
     }
   }
 
@@ -190,6 +204,7 @@ report({ phase: "registered", ms: Math.round(performance.now() - t0), retried })
 await awaitOrder();
 
 // 2. Join one channel, 50 JOINs in flight.
+phase = "join";
 t0 = performance.now();
 let joins = 0, dropped = 0;
 await windowed(clients, 50, async (c) => {
@@ -200,13 +215,15 @@ report({ phase: "joined", ms: Math.round(performance.now() - t0), joins, dropped
 await awaitOrder();
 
 // 3. Fan-out: one message at a time; done when every other member read it.
+phase = "fanout";
 const completions: number[] = [], deliveries: number[] = [];
 const [sender, ...receivers] = clients as [Client, ...Client[]];
 for (let k = 1; k <= rounds; k++) {
   const sent = performance.now();
   await sender.send(`PRIVMSG ${CHANNEL} :FANOUT${k} x\r\n`);
   const deadline = sent + 30_000;
-  while (receivers.some((r) => !r.got.has(k)) && performance.now() < deadline) {
+  // The sender's own message is not echoed to it: done when every other client read it.
+  while ((arrivals.get(k) ?? 0) < receivers.length && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 1));
   }
   const arrived = receivers.map((r) => (r.got.get(k) ?? Infinity) - sent);
@@ -227,6 +244,7 @@ report({
 
 // 4. Mass QUIT: on "kill", the orchestrator kills a server process and says "killed".
 if ((await awaitOrder()) === "kill") {
+  phase = "quits";
   const before = clients.map((c) => c.quits);
   report({ phase: "kill-ready" });
   await awaitOrder();
@@ -236,7 +254,7 @@ if ((await awaitOrder()) === "kill") {
   const open = () => clients.map((c, i) => ({ c, i })).filter(({ c }) => c.closedAt === undefined);
   const gone = () => clients.length - open().length;
   const short = () => open().filter(({ c, i }) => c.quits - before[i]! < gone());
-  const deadline = t0 + 120_000;
+  const deadline = t0 + Math.max(120_000, n * 30);
   let steady = 0;
   while (performance.now() < deadline) {
     const g = gone();
@@ -244,8 +262,28 @@ if ((await awaitOrder()) === "kill") {
     steady = g > 0 && g === gone() && short().length === 0 ? steady + 1 : 0;
     if (steady >= 10) break; // half a second with nothing new ending and nothing missing
   }
+  // What the server says is left in the channel (a fresh client's NAMES).
+  let names = -1;
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await conn.write(enc.encode(`NICK checker\r\nUSER c 0 * :c\r\nNAMES ${CHANNEL}\r\n`));
+    let text = "";
+    const buf = new Uint8Array(65536);
+    const until = performance.now() + 10_000;
+    while (!/ 366 /.test(text) && performance.now() < until) {
+      const k = await conn.read(buf);
+      if (k === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, k));
+    }
+    names = text.split("\n").filter((l) => / 353 /.test(l)).reduce(
+      (n, l) => n + l.split(" :")[1]!.trim().split(" ").length,
+      0,
+    );
+    conn.close();
+  } catch { /* no answer */ }
   report({
     phase: "quits",
+    names,
     gone: gone(),
     live: open().length,
     ms: Math.round(performance.now() - t0 - (steady >= 10 ? 500 : 0)),

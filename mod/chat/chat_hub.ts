@@ -73,6 +73,8 @@ interface Track {
   stage?: Stage;
   /** Number of the last event handed on to the members. */
   handedOn: number;
+  /** Local members also in other channels here (see `#multiChanged`). */
+  multi?: Set<LocalClient>;
 }
 
 interface Ready {
@@ -199,6 +201,7 @@ export class ChatHub {
       t.locals.set(c, nick);
       t.byNick.set(nick, c);
       c.joined.set(key, ev.seq);
+      this.#multiChanged(c);
     }
     this.channelEvent(ev, c.id);
   }
@@ -209,8 +212,25 @@ export class ChatHub {
     t.locals.delete(c);
     t.rejoins?.delete(c);
     if (t.byNick.get(nick) === c) t.byNick.delete(nick);
+    t.multi?.delete(c);
     c.joined.delete(t.key);
+    this.#multiChanged(c);
     this.#maybeDrop(t);
+  }
+
+  /**
+   * Keeps each track's set of local members that are in more than one
+   * channel here: only they can hear a QUIT or NICK from elsewhere, so a
+   * QUIT in a channel of thousands checks them, not everyone.
+   */
+  #multiChanged(c: LocalClient): void {
+    const many = c.joined.size >= 2;
+    for (const key of c.joined.keys()) {
+      const t = this.#tracks.get(key);
+      if (!t) continue;
+      if (many) (t.multi ??= new Set()).add(c);
+      else t.multi?.delete(c);
+    }
   }
 
   #maybeDrop(t: Track): void {
@@ -361,7 +381,7 @@ export class ChatHub {
       stage.skip(sender, ev.seq);
     }
     if (crossing) {
-      for (const m of t.locals.keys()) if (this.#seesElsewhere(m, t.key, who)) stage.skip(m, ev.seq);
+      for (const m of t.multi ?? []) if (this.#seesElsewhere(m, t.key, who)) stage.skip(m, ev.seq);
     }
     if (applied.renamed) {
       const c = t.byNick.get(applied.renamed.from);
