@@ -12,7 +12,7 @@ import {
   resolveRunDir,
   workerConfig,
 } from "./mod/cli/config.ts";
-import { exitCodeOf, UsageError } from "./mod/errors.ts";
+import { EXIT_CANNOT_BOOT, EXIT_USAGE, exitCodeOf, UsageError } from "./mod/errors.ts";
 import { flushLogs } from "./mod/log.ts";
 
 /**
@@ -74,6 +74,9 @@ function describe(err: unknown): string {
   return parts.length ? parts.join(": ") : String(err);
 }
 
+/** Roles a watchdog runs: their stdout is its control channel, where they also say why they exit. */
+const SUPERVISED = new Set(["dispatcher", "worker"]);
+
 if (import.meta.main) {
   let code: number;
   try {
@@ -82,6 +85,10 @@ if (import.meta.main) {
     const cmd = Deno.args[0] ?? "";
     console.error(`osps${cmd && !cmd.startsWith("-") ? ` ${cmd}` : ""}: error: ${describe(err)}`);
     code = exitCodeOf(err);
+    // A watchdog with bad flags or a bad config file cannot boot: 100 tells its own supervisor
+    // (systemd's RestartPreventExitStatus=100, s6) not to restart it in a loop.
+    if (cmd === "watchdog" && code === EXIT_USAGE) code = EXIT_CANNOT_BOOT;
+    if (SUPERVISED.has(cmd)) (await import("./mod/ipc/control.ts")).reportError(describe(err));
   }
   await flushLogs();
   Deno.exit(code);

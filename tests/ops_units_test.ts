@@ -55,6 +55,7 @@ Deno.test("the strict checker rejects broken expositions", () => {
 function child(over: Partial<ChildStatus>): ChildStatus {
   return {
     id: 0,
+    name: "dispatcher",
     role: "dispatcher",
     pid: 10,
     port: 1,
@@ -85,10 +86,20 @@ function instance(dispatcher: Partial<ChildStatus>, workers: Partial<ChildStatus
     watchdog: { pid: 1, run_dir: "/r", shm: "/s", state: "running", ready_for_ms: 5 },
     limits: {},
     dispatcher: child(dispatcher),
-    workers: workers.map((w, i) => child({ id: i + 1, role: "worker", work: "idle", ...w })),
+    workers: workers.map((w, i) =>
+      child({ id: i + 1, name: `worker ${i + 1}`, role: "worker", work: "idle", ...w })
+    ),
     queue_depth: 0,
     quarantine: [],
-    reloads: { asked: 0, done: 0, failed: 0, last_ms_ago: null, replaced_rss: 0 },
+    reloads: {
+      asked: 0,
+      done: 0,
+      failed: 0,
+      last_ms_ago: null,
+      last: null,
+      replaced_rss: 0,
+      rss_limit_refused: null,
+    },
     chat: null,
   };
 }

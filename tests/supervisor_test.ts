@@ -139,6 +139,12 @@ class FakeProcess implements Spawned {
     this.#out.enqueue(new TextEncoder().encode(line + "\n"));
   }
 
+  /** Answers the last ping received, as a live child's main loop does. */
+  pong(): void {
+    const ping = this.received.findLast((l) => l.startsWith("ping "));
+    this.say(`pong ${ping ? ping.slice(5).trim() : ""}`);
+  }
+
   kill(signal: Deno.Signal): void {
     if (this.#done) throw new TypeError("child already exited");
     this.signals.push(signal);
@@ -243,7 +249,8 @@ Deno.test("supervisor: kills caused by requests restart at once and spend no bud
     f.slot.setText("request_type", "fib");
     f.slot.setText("request_arg", "45");
     f.slot.store("request_started_at", f.clock.now());
-    f.clock.advance(TIMING.hangTimeoutMs + 1); // no pong: the request blocks the event loop
+    f.child.tick(); // a ping, never answered: the request blocks the event loop
+    f.clock.advance(TIMING.hangTimeoutMs + 1);
     f.child.tick();
     assert.equal(f.child.state, "hung");
     assert.deepEqual(p.signals, ["SIGTERM"]);
@@ -269,9 +276,9 @@ Deno.test("supervisor: a request past its deadline is killed; SIGTERM ignored es
   f.slot.store("request_started_at", f.clock.now());
   for (let t = 0; t <= TIMING.requestTimeoutMs; t += 500) {
     f.clock.advance(500);
-    p.say("pong 1"); // alive, answering heartbeats
-    await f.settle();
     f.child.tick();
+    p.pong(); // alive, answering heartbeats
+    await f.settle();
   }
   assert.equal(f.child.state, "hung");
   assert.deepEqual(p.signals, ["SIGTERM"]);
@@ -286,12 +293,102 @@ Deno.test("supervisor: an idle child that stops answering is hung (its own fault
   await using f = fixture();
   f.child.start();
   await f.ready();
+  f.child.tick();
   f.clock.advance(TIMING.hangTimeoutMs + 1);
   f.child.tick();
   await f.settle();
   assert.equal(f.slot.load("last_exit"), ExitReason.HANG);
   assert.equal(f.slot.load("death_gen"), -1, "it held no assignment");
   assert.equal(f.child.state, "backoff");
+});
+
+Deno.test("supervisor: liveness counts pings sent: no ping for long is no silence, an unanswered one is", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  f.clock.advance(10 * TIMING.hangTimeoutMs); // the watchdog sent nothing meanwhile: nothing went unanswered
+  f.child.tick();
+  assert.equal(f.child.state, "ready");
+  p.pong();
+  await f.settle();
+  f.clock.advance(TIMING.hangTimeoutMs);
+  f.child.tick(); // ping 2, answered below; ping 3 is not
+  p.pong();
+  await f.settle();
+  f.clock.advance(TIMING.hangTimeoutMs);
+  f.child.tick();
+  assert.equal(f.child.state, "ready", "ping 3 has waited only since it was sent");
+  f.clock.advance(TIMING.hangTimeoutMs + 1);
+  f.child.tick();
+  assert.equal(f.child.state, "hung", "ping 3 unanswered for longer than the hang timeout");
+});
+
+Deno.test("supervisor: time the watchdog itself did not run is given back to pings in flight and the deadline", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  f.child.tick(); // a ping; the watchdog is then stopped for 5 s while the child answers it
+  p.pong();
+  f.clock.advance(5_000);
+  f.child.resume(5_000 - 500); // the cycle saw it wake 4.5 s later than it should have
+  f.child.tick(); // judged before the answer is read: it was sent "500 ms ago"
+  assert.equal(f.child.state, "ready");
+  await f.settle();
+  f.clock.advance(500);
+  f.child.tick();
+  assert.equal(f.child.state, "ready");
+  // A child that is itself stopped is still found hung, once the watchdog's own time runs.
+  f.clock.advance(TIMING.hangTimeoutMs + 1);
+  f.child.tick();
+  assert.equal(f.child.state, "hung");
+});
+
+Deno.test("supervisor: a child's error line is its failure; a stray error handling an event does not stop the reading", async () => {
+  const clock = new ManualClock();
+  const name = `/osps-test-sup-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const segment = Segment.create(name, 2, 1);
+  const procs: FakeProcess[] = [];
+  let throwOnce = true;
+  const child: SupervisedChild = new SupervisedChild(
+    { name: "worker 1", slot: segment.slot(1), isWorker: true, command: () => ({ program: "x", args: [] }) },
+    TIMING,
+    POLICY,
+    {
+      clock,
+      spawner: () => {
+        const p = new FakeProcess();
+        procs.push(p);
+        return p;
+      },
+      isStopped: () => false,
+      post: (e) => {
+        if (throwOnce && e.kind === "line") {
+          throwOnce = false;
+          throw new Error("a bug handling a line");
+        }
+        child.handle(e);
+      },
+    },
+  );
+  try {
+    child.start();
+    const p = procs[0]!;
+    p.say("garbage that meets the bug");
+    p.say("ready worker 1");
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(child.state, "ready", "lines after the failed one are still read");
+    p.say("error worker 1 cannot listen on 127.0.0.1:2: address in use");
+    p.die({ code: 100 });
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(child.state, "failed");
+    assert.equal(child.failure, "worker 1 cannot listen on 127.0.0.1:2: address in use");
+  } finally {
+    await child.abort();
+    segment.close();
+    Segment.unlink(name);
+  }
 });
 
 Deno.test("supervisor: a child that never says ready is killed at the boot deadline", async () => {
@@ -342,26 +439,26 @@ Deno.test("supervisor: a worker retiring after --max-requests is replaced at onc
   }
 });
 
-Deno.test("supervisor: a leaving child drains, keeps its request deadline, and is never restarted", async () => {
+Deno.test("supervisor: a replaced child drains, keeps its request deadline, and is never restarted", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   const p = f.last();
   f.slot.store("work", workWord(WorkState.BUSY, 1));
   f.slot.store("request_started_at", f.clock.now());
-  const left = f.child.leave(ExitReason.REPLACED, 10_000);
+  const finished = f.child.replaced(ExitReason.REPLACED, 10_000);
   await f.settle();
-  assert.equal(f.child.state, "leaving");
+  assert.equal(f.child.state, "replaced");
   assert.ok(p.received.some((l) => l.startsWith("drain")), `drain ordered: ${p.received}`);
-  assert.deepEqual(p.signals, [], "never killed for leaving");
+  assert.deepEqual(p.signals, [], "never killed for being replaced");
   // Still heartbeaten: it answers, so it stays; its request finishes and it exits 0.
   f.clock.advance(1_000);
-  p.say("pong 1");
   f.child.tick();
+  p.pong();
   f.slot.store("request_started_at", 0);
   f.slot.store("work", workWord(WorkState.DRAINING, 1));
   p.die({ code: 0 });
-  await left;
+  await finished;
   assert.equal(f.child.state, "stopped");
   assert.equal(f.slot.load("last_exit"), ExitReason.REPLACED);
   assert.equal(exitReasonText(f.slot.load("last_exit")), "replaced (reload)");
@@ -374,50 +471,48 @@ Deno.test("supervisor: a leaving child drains, keeps its request deadline, and i
   assert.equal(f.slot.load("restarts"), 0);
 });
 
-Deno.test("supervisor: a leaving child past its deadline is killed, and still not restarted", async () => {
+Deno.test("supervisor: a replaced child past its deadline is killed, and still not restarted", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   const p = f.last();
   f.slot.store("work", workWord(WorkState.BUSY, 1));
   f.slot.store("request_started_at", f.clock.now());
-  const left = f.child.leave(ExitReason.REPLACED_RSS, 120_000);
+  const finished = f.child.replaced(ExitReason.REPLACED_RSS, 120_000);
   f.clock.advance(TIMING.requestTimeoutMs + 1);
-  p.say("pong 1");
-  await f.settle();
-  f.child.tick();
-  assert.deepEqual(p.signals, ["SIGTERM"], "the deadline holds while leaving");
-  await left;
+  f.child.tick(); // nothing unanswered (no ping was in flight): only the request's deadline is past
+  assert.deepEqual(p.signals, ["SIGTERM"], "the deadline holds while it finishes");
+  await finished;
   assert.equal(f.child.state, "stopped");
   assert.equal(f.slot.load("last_exit"), ExitReason.DEADLINE);
   f.clock.advance(60_000);
   assert.equal(f.procs.length, 1);
 });
 
-Deno.test("supervisor: a leaving child still there after its grace is stopped (then SIGKILLed)", async () => {
+Deno.test("supervisor: a replaced child still there after its grace is stopped (then SIGKILLed)", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   const p = f.last();
   p.ignoresTerm = true;
-  const left = f.child.leave(ExitReason.REPLACED, 5_000);
+  const finished = f.child.replaced(ExitReason.REPLACED, 5_000);
   f.clock.advance(5_000);
   await f.settle();
   assert.equal(f.child.state, "stopping");
   assert.ok(p.received.some((l) => l.startsWith("stop")), `stop ordered: ${p.received}`);
   f.clock.advance(DEFAULT_POLICY.killGraceMs);
   assert.deepEqual(p.signals, ["SIGKILL"]);
-  await left;
+  await finished;
   assert.equal(f.child.state, "stopped");
 });
 
-Deno.test("supervisor: leave on a child with no process just stops it", async () => {
+Deno.test("supervisor: replacing a child with no process just stops it", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   f.last().die({ code: 1 });
   await f.settle();
   assert.equal(f.child.state, "backoff");
-  await f.child.leave(ExitReason.REPLACED, 1_000);
+  await f.child.replaced(ExitReason.REPLACED, 1_000);
   assert.equal(f.child.state, "stopped");
 });

@@ -468,6 +468,8 @@ export interface InstancePaths {
   readonly lock: string;
   /** JSON record of the instance (pid, start time, shm, FIFOs), written atomically. */
   readonly record: string;
+  /** What the watchdog says that shared memory has no room for (the last reload's result), written atomically. */
+  readonly notes: string;
   /** POSIX shm name. */
   readonly shm: string;
   /** dispatcher → worker i doorbell. */
@@ -488,6 +490,7 @@ export function instancePaths(runDir: string): InstancePaths {
     runDir,
     lock: `${runDir}/lock`,
     record: `${runDir}/instance.json`,
+    notes: `${runDir}/watchdog.json`,
     shm: `/osps-${getuid()}-${fnv1a(runDir)}`,
     dwtube: (i) => `${runDir}/dwtube${i}`,
     wdtube: (i) => `${runDir}/wdtube${i}`,

@@ -312,8 +312,14 @@ export class WorkerPool {
    */
   probeEvery(everyMs: number, timeoutMs: number): void {
     if (everyMs <= 0) return;
+    let lastRound = this.#clock.now();
     this.#probeTimer = setInterval(() => {
       const now = this.#clock.now();
+      // Time this process itself did not run (stopped, a paused machine) is given back to the probes in
+      // flight: their echoes may be sitting unread in the pipes. Only time awake counts against a worker.
+      const stalled = now - lastRound - everyMs;
+      lastRound = now;
+      if (stalled > 0) { for (const [id, sent] of this.#probes) this.#probes.set(id, sent + stalled); }
       for (const link of this.#links) {
         const sent = this.#probes.get(link.id);
         if (sent === undefined) {

@@ -168,7 +168,9 @@ export class LocalWorkerLink implements WorkerLink {
     this.#bell.connect();
     this.#events?.onClosed(this);
     const issued = this.#issued;
-    if (issued) void this.#awaitDeathRecord(issued);
+    // An assignment's loss is told once: a later process of the slot closing (a clean exit, a
+    // replacement) must not report the same death again.
+    if (issued && !this.#lost.some((l) => l.ticket === issued.ticket)) void this.#awaitDeathRecord(issued);
   }
 
   /**

@@ -93,7 +93,7 @@ function plot(points: readonly TrafficPoint[], spec: PlotSpec): string {
 }
 
 function childRow(c: ChildStatus, ready: boolean): string {
-  const name = c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}`;
+  const name = c.name;
   const cells = [
     name,
     String(c.pid || "–"),
@@ -161,6 +161,9 @@ export function renderStatusPage(p: PageInput): string {
     ];
     body += `<table id="roles"><thead><tr>${cols.map((c) => `<th>${c}</th>`).join("")}</tr></thead><tbody>` +
       [s.dispatcher, ...s.workers].map((c) => childRow(c, r.ready)).join("") + `</tbody></table>`;
+    if (s.reloads.last && !s.reloads.last.ok) {
+      body += `<p id="reload" class="banner bad">last reload: ${escapeHtml(s.reloads.last.text)}</p>`;
+    }
     for (const q of s.quarantine) {
       body +=
         `<p class="banner bad">quarantine: ${escapeHtml(q.type)} refused for ${ms(q.refused_for_ms)} more ` +

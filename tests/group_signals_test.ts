@@ -1,0 +1,60 @@
+/**
+ * Signals sent to the whole process group (a terminal hang-up, `kill -HUP
+ * -PGID`, a careless `kill -USR1 -PGID`) reach every child too. Only the
+ * watchdog acts on SIGHUP (reload) and SIGUSR1 (reopen the log file): the
+ * children ignore them, as nginx's workers do (issue 16, item 12).
+ */
+import assert from "node:assert/strict";
+import { waitFor, withInstance } from "./harness.ts";
+
+Deno.test("SIGHUP to the process group: the watchdog reloads, no child dies of it, no pipe is called wedged", async () => {
+  // setsid: the watchdog leads a process group of its own (its children join it), as under a terminal.
+  await withInstance({ workers: 2, wrap: ["setsid"] }, async (inst) => {
+    const before = await inst.status();
+    Deno.kill(-inst.pid, "SIGHUP");
+    const after = await waitFor("the reload done", async () => {
+      const s = await inst.status();
+      return s.reloads.done === 1 && s.workers.length === 2 && s.workers.every((w) => w.state === "ready") &&
+        s;
+    });
+    assert.equal(after.dispatcher.pid, before.dispatcher.pid, "the dispatcher ignored the hang-up");
+    assert.equal(after.dispatcher.restarts, 0);
+    assert.deepEqual(after.workers.map((w) => w.restarts), [0, 0], "workers were replaced, none restarted");
+    assert.ok(
+      after.workers.every((w) => w.last_exit === "-" || w.last_exit === "replaced (reload)"),
+      JSON.stringify(after.workers),
+    );
+    await new Promise((r) => setTimeout(r, 1_500)); // a probe round after the reload
+    assert.doesNotMatch(inst.logs(), /signal 1\b|wedged|hung, killing/);
+    assert.equal((await inst.client(["echo", "after HUP"])).stdout.trim(), "after HUP");
+  });
+});
+
+Deno.test("SIGUSR1 to the process group: the watchdog reopens its log, every child keeps running", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "osps-usr1-" });
+  try {
+    const logFile = `${dir}/osps.log`;
+    await withInstance({ workers: 2, wrap: ["setsid"], flags: [`--log-file=${logFile}`] }, async (inst) => {
+      const before = await inst.status();
+      Deno.renameSync(logFile, `${logFile}.1`);
+      Deno.kill(-inst.pid, "SIGUSR1");
+      await waitFor("the log file reopened", () => {
+        try {
+          return Deno.readTextFileSync(logFile).includes("log file reopened");
+        } catch {
+          return false;
+        }
+      });
+      await new Promise((r) => setTimeout(r, 1_000));
+      const after = await inst.status();
+      assert.deepEqual(
+        [after.dispatcher, ...after.workers].map((c) => [c.pid, c.restarts]),
+        [before.dispatcher, ...before.workers].map((c) => [c.pid, c.restarts]),
+        "no child died of SIGUSR1",
+      );
+      assert.equal((await inst.client(["echo", "after USR1"])).stdout.trim(), "after USR1");
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
