@@ -36,6 +36,7 @@ import { StrayErrors, WatchdogFault } from "../mod/supervise/stray_errors.ts";
 import type { SupervisedChild } from "../mod/supervise/supervisor.ts";
 import { WorkerSlots } from "../mod/supervise/worker_slots.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
+import { dropSignal } from "../mod/sys/signals.ts";
 import { netScope } from "../mod/sys/spawn.ts";
 
 /** The watchdog gave up before the instance was ever ready: nothing can serve. */
@@ -91,7 +92,9 @@ export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemCl
   if (removed.length) {
     log.warn("removed leftovers of a crashed instance: {list}", { list: removed.join(", ") });
   }
-  // Signals only queue an event, from here to the end; the cycle handles them.
+  // Signals only queue an event, from here to the end; the cycle handles them. SIGUSR1 would open an
+  // inspector anyone local could attach to: dropped (see mod/sys/signals.ts).
+  dropSignal("SIGUSR1");
   using events = new EventQueue().listen();
   using errors = new StrayErrors(events);
   // Metrics endpoint, systemd notify, log file: they outlive incarnations.
@@ -195,7 +198,7 @@ async function cycle(w: Watchdog, inc: Incarnation, kids: Children): Promise<Cyc
         return stopFor(e.reason);
       case "signal":
         if (e.signal === "SIGINT" || e.signal === "SIGTERM") return stopFor(e.signal);
-        if (e.signal === "SIGUSR1") return void ops.reopenLogs(); // logrotate renamed the log file
+        if (e.signal === "SIGUSR2") return void ops.reopenLogs(); // logrotate renamed the log file
         // SIGHUP: osps reload, systemctl reload. Asks during a reload get one more after it.
         if (stop) return log.warn("reload asked while the instance is stopping: ignored");
         segment.setHeader("reloads_asked", segment.header("reloads_asked") + 1);

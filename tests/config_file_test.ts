@@ -81,6 +81,26 @@ Deno.test("a watchdog with a bad config file or flag cannot boot: exit 100, whic
   assert.equal((await osps(["client", "--wrokers=2"])).code, 2);
 });
 
+Deno.test("a config file anywhere is read when named by an explicit path (to try one before installing it)", async () => {
+  // Outside every directory the osps task may read (its scope is run dirs and config dirs).
+  const dir = `/var/tmp/osps-try-${crypto.randomUUID().slice(0, 8)}`;
+  const sh = (script: string) => new Deno.Command("sh", { args: ["-c", script] }).output();
+  await sh(`mkdir -p ${dir} && printf 'wrokers = 2\\n' > ${dir}/try.toml`);
+  try {
+    const o = await osps(["watchdog", `--config=${dir}/try.toml`, "--run-dir=/tmp/osps-never-started"]);
+    assert.equal(o.code, 100, o.stderr);
+    assert.match(
+      o.stderr,
+      new RegExp(`${dir}/try\\.toml: unknown setting "wrokers"`),
+      "it was read and checked",
+    );
+    const missing = await osps(["watchdog", `--config=${dir}/nothing.toml`]);
+    assert.match(missing.stderr, /cannot read config file ".*nothing\.toml": no such file/);
+  } finally {
+    await sh(`rm -rf ${dir}`);
+  }
+});
+
 Deno.test("liveChanges sorts changed flags by what a reload can do with them", async () => {
   await withFile("live.toml", "workers = 2\n", async (path) => {
     const cmd = parseCommandLine(["watchdog", `--config=${path}`]);

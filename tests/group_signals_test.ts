@@ -1,8 +1,10 @@
 /**
  * Signals sent to the whole process group (a terminal hang-up, `kill -HUP
  * -PGID`, a careless `kill -USR1 -PGID`) reach every child too. Only the
- * watchdog acts on SIGHUP (reload) and SIGUSR1 (reopen the log file): the
- * children ignore them, as nginx's workers do (issue 16, item 12).
+ * watchdog acts on SIGHUP (reload) and SIGUSR2 (reopen the log file): the
+ * children ignore them, as nginx's workers do (issue 16, item 12). SIGUSR1
+ * changes nothing anywhere: Deno would open an inspector on 127.0.0.1:9229,
+ * through which any local user could run code in the process.
  */
 import assert from "node:assert/strict";
 import { waitFor, withInstance } from "./harness.ts";
@@ -30,14 +32,24 @@ Deno.test("SIGHUP to the process group: the watchdog reloads, no child dies of i
   });
 });
 
-Deno.test("SIGUSR1 to the process group: the watchdog reopens its log, every child keeps running", async () => {
-  const dir = Deno.makeTempDirSync({ prefix: "osps-usr1-" });
+/** True when something accepts connections on 127.0.0.1:`port`. */
+async function listening(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("SIGUSR2 to the process group: the watchdog reopens its log, every child keeps running", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "osps-usr2-" });
   try {
     const logFile = `${dir}/osps.log`;
     await withInstance({ workers: 2, wrap: ["setsid"], flags: [`--log-file=${logFile}`] }, async (inst) => {
       const before = await inst.status();
       Deno.renameSync(logFile, `${logFile}.1`);
-      Deno.kill(-inst.pid, "SIGUSR1");
+      Deno.kill(-inst.pid, "SIGUSR2");
       await waitFor("the log file reopened", () => {
         try {
           return Deno.readTextFileSync(logFile).includes("log file reopened");
@@ -50,11 +62,30 @@ Deno.test("SIGUSR1 to the process group: the watchdog reopens its log, every chi
       assert.deepEqual(
         [after.dispatcher, ...after.workers].map((c) => [c.pid, c.restarts]),
         [before.dispatcher, ...before.workers].map((c) => [c.pid, c.restarts]),
-        "no child died of SIGUSR1",
+        "no child died of SIGUSR2",
       );
-      assert.equal((await inst.client(["echo", "after USR1"])).stdout.trim(), "after USR1");
+      assert.equal((await inst.client(["echo", "after USR2"])).stdout.trim(), "after USR2");
     });
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("SIGUSR1 to the process group changes nothing: no process dies, none opens an inspector", async () => {
+  const inspectorPortFree = !(await listening(9229));
+  await withInstance({ workers: 2, wrap: ["setsid"] }, async (inst) => {
+    const before = await inst.status();
+    await new Promise((r) => setTimeout(r, 700)); // past the runtime's start-up grace for its SIGUSR1 handler
+    Deno.kill(-inst.pid, "SIGUSR1");
+    await new Promise((r) => setTimeout(r, 1_500));
+    const after = await inst.status();
+    assert.deepEqual(
+      [after.dispatcher, ...after.workers].map((c) => [c.pid, c.restarts]),
+      [before.dispatcher, ...before.workers].map((c) => [c.pid, c.restarts]),
+      "no child died of SIGUSR1",
+    );
+    assert.doesNotMatch(inst.logs(), /Debugger listening|inspect/);
+    if (inspectorPortFree) assert.equal(await listening(9229), false, "nothing listens on 127.0.0.1:9229");
+    assert.equal((await inst.client(["echo", "after USR1"])).stdout.trim(), "after USR1");
+  });
 });

@@ -1,12 +1,12 @@
 /**
  * `--log-file`: every role's lines go to the file (children's through the
- * watchdog), and after logrotate's rename and SIGUSR1 they go to a new file
+ * watchdog), and after logrotate's rename and SIGUSR2 they go to a new file
  * at the path while the renamed one keeps what it had.
  */
 import assert from "node:assert/strict";
 import { waitFor, waitReplaced, withInstance } from "./harness.ts";
 
-Deno.test("--log-file gets every role's lines; SIGUSR1 after a rename reopens it", async () => {
+Deno.test("--log-file gets every role's lines; SIGUSR2 after a rename reopens it", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "osps-logs-" });
   const path = `${dir}/osps.log`;
   const read = (p: string) => {
@@ -26,7 +26,7 @@ Deno.test("--log-file gets every role's lines; SIGUSR1 after a rename reopens it
       assert.match(read(path), /watchdog\[\d+\].*all 2 children ready/);
 
       Deno.renameSync(path, `${path}.1`); // what logrotate does
-      Deno.kill(inst.pid, "SIGUSR1");
+      Deno.kill(inst.pid, "SIGUSR2");
       await waitFor("the reopened file", () => read(path).includes("log file reopened"));
       const pid = (await inst.status()).workers[0]!.pid;
       Deno.kill(pid, "SIGKILL");

@@ -276,7 +276,7 @@ const OPERATIONS: Record<string, FlagSpec> = {
   "log-file": {
     type: "string",
     default: "",
-    doc: "write every role's log lines to this file (reopened on SIGUSR1) instead of stderr",
+    doc: "write every role's log lines to this file (reopened on SIGUSR2) instead of stderr",
   },
 };
 /** The chat service (IRC in the workers); the watchdog passes them on to every worker. */

@@ -104,7 +104,7 @@ export interface WatchdogConfig
   /** Port of the operators' HTTP endpoint (metrics, health, status page); 0 = off. */
   readonly metricsPort: number;
   readonly metricsHost: string;
-  /** Log file reopened on SIGUSR1; "" = stderr. */
+  /** Log file reopened on SIGUSR2; "" = stderr. */
   readonly logFile: string;
   /** The config file the values came from (re-read by a reload); "" = none. */
   readonly configFile: string;

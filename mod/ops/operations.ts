@@ -2,7 +2,7 @@
  * Everything the watchdog does for the people and programs that operate it,
  * behind a few calls from its loop: the HTTP endpoint (`--metrics-port`),
  * systemd's notify socket (`READY=1`, `STATUS=`, `STOPPING=1`, `WATCHDOG=1`),
- * the log file (`--log-file`, reopened on SIGUSR1), restart counts by reason
+ * the log file (`--log-file`, reopened on SIGUSR2), restart counts by reason
  * and the traffic history of the status page.
  *
  * It outlives incarnations of the instance (a segment removed by
@@ -121,7 +121,7 @@ export class Operations implements AsyncDisposable {
     this.#notifier?.stopping(`stopping: ${reason}`);
   }
 
-  /** SIGUSR1: reopens the log file (logrotate has renamed it). */
+  /** SIGUSR2: reopens the log file (logrotate has renamed it). */
   async reopenLogs(): Promise<void> {
     await this.#logFile?.reopen();
   }

@@ -10,8 +10,8 @@
  */
 import type { Spawned, SupervisedChild } from "./supervisor.ts";
 
-/** The signals the watchdog acts on. */
-export const WATCHDOG_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1"] as const;
+/** The signals the watchdog acts on: stop, stop, reload, reopen the log file (not SIGUSR1: `signals.ts`). */
+export const WATCHDOG_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGUSR2"] as const;
 /** One of {@link WATCHDOG_SIGNALS}. */
 export type WatchdogSignal = (typeof WATCHDOG_SIGNALS)[number];
 

@@ -6,6 +6,7 @@
  * @module
  */
 import * as libc from "../sys/libc.ts";
+import { dropSignal } from "../sys/signals.ts";
 import { CannotBootError } from "../errors.ts";
 import { ChildControl } from "../ipc/control.ts";
 import type { SlotView } from "../ipc/shm.ts";
@@ -25,10 +26,11 @@ export const DISPATCHER_LINGER_MS = 500;
 /**
  * Signals a terminal or an administrator may send to the whole process group
  * that only the watchdog acts on: SIGINT (it orchestrates the stop), SIGHUP
- * (reload), SIGUSR1 (reopen the log file). Children ignore them, as nginx's
- * workers do, instead of dying of their default action.
+ * (reload), SIGUSR2 (reopen the log file). Children ignore them, as nginx's
+ * workers do, instead of dying of their default action. SIGUSR1 is dropped by
+ * every osps process (see `mod/sys/signals.ts`: it would open an inspector).
  */
-const WATCHDOG_ONLY: readonly Deno.Signal[] = ["SIGINT", "SIGHUP", "SIGUSR1"];
+const WATCHDOG_ONLY: readonly Deno.Signal[] = ["SIGINT", "SIGHUP"];
 
 /**
  * Ties this process's life to the watchdog's: PR_SET_PDEATHSIG(SIGKILL), then
@@ -37,6 +39,8 @@ const WATCHDOG_ONLY: readonly Deno.Signal[] = ["SIGINT", "SIGHUP", "SIGUSR1"];
  */
 export function bindToParent(parentPid: number): void {
   for (const sig of WATCHDOG_ONLY) Deno.addSignalListener(sig, () => {});
+  dropSignal("SIGUSR1");
+  dropSignal("SIGUSR2");
   if (parentPid <= 0) return;
   libc.setParentDeathSignal(libc.SIG.SIGKILL);
   if (Deno.ppid !== parentPid) {
