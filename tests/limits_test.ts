@@ -180,10 +180,15 @@ Deno.test("slowloris gets 408, an over-long line 413, one address past its conne
     assert.equal(r[1]!.text, "line longer than 128 bytes");
     assert.deepEqual(codes(await raw(inst.port, long)), [220, 413], "no LF needed to trip the limit");
     assert.deepEqual(codes(await raw(worker, `RUN ${"0".repeat(300)}\n`)), [220, 413]);
-    // Connections per address: the fifth is refused before its greeting, the others still work.
+    // Connections per address: with four that have spoken (line-less ones would make room), the fifth is
+    // refused before its greeting, the others still work.
     const held = await Promise.all(Array.from({ length: 4 }, () => LineConn.connect("127.0.0.1", inst.port)));
     try {
-      for (const h of held) checkGreeting(parseReply((await h.readLine(5_000))!));
+      for (const h of held) {
+        checkGreeting(parseReply((await h.readLine(5_000))!));
+        await h.writeLine("HELLO OSPS/1");
+        assert.equal(parseReply((await h.readLine(5_000))!).code, 200);
+      }
       const refused = await raw(inst.port, "HELLO OSPS/1\n");
       assert.deepEqual(codes(refused), [429]);
       assert.match(refused[0]!.text, /too many connections from loopback \(4\)/);
@@ -256,6 +261,8 @@ Deno.test("a client pipelining REQUEST behind a refusal at the door reports the 
     const holder = await LineConn.connect("127.0.0.1", inst.port);
     try {
       checkGreeting(parseReply((await holder.readLine(5000))!));
+      await holder.writeLine("HELLO OSPS/1"); // it has spoken: it is not closed to make room
+      assert.equal(parseReply((await holder.readLine(5000))!).code, 200);
       for (let i = 0; i < 5; i++) {
         // osps client sends REQUEST before reading the greeting: the refusal must survive that.
         const o = await inst.client(["--no-retry", "echo", "x"]);

@@ -90,6 +90,21 @@ const LIMITS: Record<string, FlagSpec> = {
     min: 10,
     doc: "time a connection may stay silent",
   },
+  "write-timeout-ms": {
+    type: "int",
+    live: "respawn",
+    default: Limits.writeTimeoutMs,
+    min: 0,
+    doc: "time one answer may take to be taken by a client that does not read; then its connection is " +
+      "closed (0 = no limit)",
+  },
+  "proxy-from": {
+    type: "string",
+    live: "respawn",
+    default: "",
+    doc: "addresses or CIDR blocks of proxies that send the PROXY protocol (v1 or v2) on the client ports " +
+      "(comma-separated; they must, and nobody else may; empty: none)",
+  },
   "max-conns": {
     type: "int",
     live: "respawn",
