@@ -21,7 +21,8 @@ import {
   type Reply,
   Status,
 } from "../mod/net/protocol.ts";
-import { type Instance, withInstance } from "./harness.ts";
+import { STAT_CODES } from "../mod/ipc/stats.ts";
+import { type Instance, mapTable, waitFor, withInstance } from "./harness.ts";
 
 const LOOSE: AdmissionLimits = {
   maxConns: 100,
@@ -398,6 +399,93 @@ Deno.test("413 comes as soon as a line is known to be too long, without waiting 
         } finally {
           d.close();
         }
+      }
+    },
+  );
+});
+
+/** Refusals with status `code` the role in slot `slot` counted so far. */
+function refusalsOf(inst: Instance, slot: number, code: number): number {
+  const seg = mapTable(inst);
+  try {
+    return seg.stats(slot).read().refusals[STAT_CODES.indexOf(String(code))]!;
+  } finally {
+    seg.close();
+  }
+}
+
+Deno.test("a client that never reads large answers costs its own connection: no kill, no quarantine, the worker free again", async () => {
+  await withInstance({
+    workers: 1,
+    flags: [
+      "--max-line-bytes=16777216",
+      "--request-timeout-ms=2000", // a worker held busy past it would be killed, and 3 kills quarantine echo
+      "--write-timeout-ms=1500",
+      "--handshake-timeout-ms=60000",
+    ],
+  }, async (inst) => {
+    const before = await inst.status();
+    const text = "x".repeat(12 << 20); // 12 MiB: more than loopback's socket buffers hold
+    const d = await LineConn.connect("127.0.0.1", inst.port);
+    const readers: Deno.TcpConn[] = [];
+    try {
+      checkGreeting(parseReply((await d.readLine(5_000))!));
+      for (let round = 0; round < 4; round++) {
+        await d.writeLine("REQUEST echo"); // session mode: one dispatcher connection, many requests
+        let reply = parseReply((await d.readLine(30_000))!);
+        while (reply.code === Status.QUEUED) reply = parseReply((await d.readLine(30_000))!);
+        const a = parseAssign(reply);
+        const w = await Deno.connect({ hostname: "127.0.0.1", port: a.port });
+        readers.push(w); // never read
+        const line = new TextEncoder().encode(formatRun(a.ticket, "echo", text) + "\n");
+        for (let off = 0; off < line.length;) off += await w.write(line.subarray(off));
+        // The answer is handed over: the worker is idle again long before the request deadline.
+        await waitFor("the worker idle again", async () => (await inst.status()).workers[0]!.work === "idle");
+        const o = await inst.client(["--no-retry", "echo", `honest ${round}`]);
+        assert.equal(o.code, 0, `round ${round}: ${o.stderr}`);
+        assert.equal(o.stdout, `honest ${round}\n`);
+      }
+      await waitFor("the unread answers timed out", () => refusalsOf(inst, 1, Status.TIMEOUT) >= 4, 30_000);
+    } finally {
+      d.close();
+      for (const w of readers) w.close();
+    }
+    const after = await inst.status();
+    assert.deepEqual(after.workers.map((w) => [w.pid, w.restarts]), [[before.workers[0]!.pid, 0]], "no kill");
+    assert.doesNotMatch(inst.logs(), /killed|quarantine/);
+    const q = await inst.client(["--no-retry", "echo", "not quarantined"]);
+    assert.equal(q.stdout, "not quarantined\n", q.stderr);
+  });
+});
+
+Deno.test("a client that pipelines lines and never reads the answers loses its dispatcher session, nothing else", async () => {
+  await withInstance(
+    { workers: 1, flags: ["--rate-per-addr=0", "--write-timeout-ms=1500"] },
+    async (inst) => {
+      const before = refusalsOf(inst, 0, Status.TIMEOUT);
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: inst.port });
+      // 400,000 short bad lines: 64 bytes of answer each, 25 MB in all, far more than the socket buffers hold.
+      const flood = new TextEncoder().encode("X\n".repeat(400_000));
+      const writing = (async () => {
+        for (let off = 0; off < flood.length;) off += await c.write(flood.subarray(off));
+      })().catch(() => {}); // the server may close first
+      try {
+        await waitFor("the session closed for not reading", () => {
+          const seg = mapTable(inst);
+          try {
+            return seg.slot(0).load("conns") === 0 && refusalsOf(inst, 0, Status.TIMEOUT) > before;
+          } finally {
+            seg.close();
+          }
+        }, 30_000);
+        await writing;
+        assert.ok(refusalsOf(inst, 0, Status.TIMEOUT) > before, "counted as a timeout");
+        const o = await inst.client(["--no-retry", "echo", "others served"]);
+        assert.equal(o.stdout, "others served\n", o.stderr);
+        const s = await inst.status();
+        assert.deepEqual([s.dispatcher.restarts, s.workers[0]!.restarts], [0, 0]);
+      } finally {
+        c.close();
       }
     },
   );
