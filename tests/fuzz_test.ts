@@ -21,6 +21,7 @@ import {
   Status,
 } from "../mod/net/protocol.ts";
 import { type Instance, withInstance } from "./harness.ts";
+import { LONG_RUNS } from "./support/long_lines.ts";
 
 const SEED = Number(Deno.env.get("OSPS_FUZZ_SEED") ?? Date.now() % 1_000_000);
 const MAX_LINE = 4096;
@@ -75,22 +76,6 @@ const DISPATCHER_CORPUS = [
   "ASSIGN 127.0.0.1 1 2",
   "200 OK",
 ];
-
-/**
- * The worst line of each shape: long runs of what a parser may loop over
- * (blanks, tabs, CRs, non-ASCII, almost-valid tickets), `bytes` long in
- * UTF-8, ending in a byte that makes the line wrong, so every byte must be
- * looked at. One quadratic step makes the longest of these cost seconds.
- */
-export const LONG_RUNS: Record<string, (bytes: number) => string> = {
-  blanks: (n) => "a" + " ".repeat(n - 2) + "b",
-  tabs: (n) => "a" + "\t".repeat(n - 2) + "b",
-  "blanks around": (n) => " ".repeat(n / 2 - 2) + "QUIT" + "\t".repeat(n / 2 - 3) + "x",
-  CRs: (n) => "a" + "\r".repeat(n - 2) + "b",
-  "non-ASCII": (n) => "a" + "é".repeat((n - 2) >> 1) + "b",
-  "almost-valid tickets": (n) => "OUTCOME " + "0123456789abcdef".repeat((n - 9) >> 4) + "g",
-  "almost-valid RUN": (n) => `RUN ${"ab".repeat(16)} echo` + " ".repeat(n - 44) + "z",
-};
 
 const TEXT_MUTATIONS = [2, 5, 6, 7, 9];
 
