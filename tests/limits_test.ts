@@ -262,7 +262,9 @@ Deno.test("slowloris gets 408, an over-long line 413, one address past its conne
     assert.equal(s.limits["handshake-timeout-ms"], 300);
     assert.equal(s.limits["max-conns"], 1024);
     assert.ok(
-      ["rate-per-addr", "bad-ticket-limit", "queue-size", "ticket-ttl-ms"].every((k) => k in s.limits),
+      ["rate-per-addr", "bad-ticket-limit", "queue-size", "ticket-ttl-ms", "write-timeout-ms"].every((k) =>
+        k in s.limits
+      ),
     );
     assert.deepEqual((await inst.status()).workers.map((w) => w.restarts), [0]);
   });

@@ -111,7 +111,7 @@ const LIMITS: Record<string, FlagSpec> = {
     default: 1024,
     min: 1,
     max: 1_000_000,
-    doc: "connections open at once (429 beyond)",
+    doc: "connections open at once (beyond: the oldest that sent no line makes room, else 429)",
   },
   "max-conns-per-addr": {
     type: "int",
@@ -119,7 +119,9 @@ const LIMITS: Record<string, FlagSpec> = {
     default: 256,
     min: 1,
     max: 1_000_000,
-    doc: "connections open at once from one client address (429 beyond)",
+    doc:
+      "connections open at once from one client address (beyond: its oldest that sent no line makes room, " +
+      "else 429)",
   },
   "rate-per-addr": {
     type: "int",
