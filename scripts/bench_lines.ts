@@ -4,7 +4,7 @@
  * almost-valid tickets) costs per KiB, on both roles, against an ordinary
  * line of the same length. Two measures:
  *
- * - parse only: the real framing (`LineConn` over an in-memory stream), the
+ * - parse only: the real framing (`LineBuffer`, fed as a socket would), the
  *   role's parser, and on the worker the service's argument handling and the
  *   reply's formatting, in this process;
  * - end to end: three such lines in one write to a live dispatcher (each
@@ -16,6 +16,7 @@
  * @module
  */
 import { ProtocolError } from "../mod/errors.ts";
+import { LineBuffer } from "../mod/net/line_buffer.ts";
 import { LineConn } from "../mod/net/line_conn.ts";
 import {
   BadCommand,
@@ -36,30 +37,25 @@ const KIB = 1024;
 const MAX_LINE = 64 * KIB;
 const TICKET = "0123456789abcdef0123456789abcdef";
 
-/** A `Deno.Conn` that reads from bytes in memory: the real `LineConn` framing, without a socket. */
-function memoryConn(bytes: Uint8Array): Deno.Conn {
-  let off = 0;
-  const conn = {
-    read(p: Uint8Array): Promise<number | null> {
-      if (off >= bytes.length) return Promise.resolve(null);
-      const n = Math.min(p.length, bytes.length - off);
-      p.set(bytes.subarray(off, off + n));
-      off += n;
-      return Promise.resolve(n);
-    },
-    write: (p: Uint8Array) => Promise.resolve(p.length),
-    close() {},
-    closeWrite: () => Promise.resolve(),
-    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
-  };
-  return conn as unknown as Deno.Conn;
+/** The real framing without a socket: the line `bytes` holds, read in the chunks a socket would bring. */
+function frame(bytes: Uint8Array): string {
+  const lines = new LineBuffer(MAX_LINE);
+  for (let off = 0;;) {
+    const line = lines.next(off >= bytes.length);
+    if (line !== undefined) return line!;
+    const space = lines.space();
+    const n = Math.min(space.length, bytes.length - off);
+    space.set(bytes.subarray(off, off + n));
+    lines.filled(n);
+    off += n;
+  }
 }
 
 /** What a role does with one line, from its bytes to the bytes of its reply. */
-type Role = (line: Uint8Array) => Promise<Uint8Array>;
+type Role = (line: Uint8Array) => Uint8Array | Promise<Uint8Array>;
 
-const dispatcherRole: Role = async (bytes) => {
-  const line = (await new LineConn(memoryConn(bytes), { maxLineBytes: MAX_LINE }).readLine())!;
+const dispatcherRole: Role = (bytes) => {
+  const line = frame(bytes);
   let reply: string;
   try {
     reply = formatReply(Status.OK, JSON.stringify(parseDispatcherCommand(line)));
@@ -72,7 +68,7 @@ const dispatcherRole: Role = async (bytes) => {
 
 /** The worker: parse, then (for a well-formed RUN) the service on its argument and the reply. */
 const workerRole: Role = async (bytes) => {
-  const line = (await new LineConn(memoryConn(bytes), { maxLineBytes: MAX_LINE }).readLine())!;
+  const line = frame(bytes);
   let reply: string;
   try {
     const run = parseRunCommand(line);

@@ -1,16 +1,19 @@
 /**
- * Line framing over a TCP connection, with the protocol's limits: maximum line
- * length (the buffer never holds more than one line of that length), strict
- * UTF-8 without NUL, and a deadline per whole line (slowloris cannot stretch
- * it by dripping bytes). Each byte is scanned once, so a long line costs
- * linear time however it is split. Writes have a deadline too: a peer that
- * does not read its answers loses its connection, and holds nothing else.
+ * A TCP connection read and written as protocol lines: the framing of
+ * {@link LineBuffer} (line length, strict UTF-8 without NUL, linear in the
+ * bytes) with a deadline per whole line (slowloris cannot stretch it by
+ * dripping bytes), a deadline per written line (a peer that does not read its
+ * answers loses its connection, and holds nothing else), and refusals that
+ * deliver their status line before closing.
  * @module
  */
 import { ProtocolError } from "../errors.ts";
 import { abortable, deadline, expireAfter } from "../deadline.ts";
 import { Limits, Status } from "./protocol.ts";
+import { type HeaderScan, LineBuffer } from "./line_buffer.ts";
 import { MAX_LINGERING } from "../sys/fds.ts";
+
+export type { HeaderScan } from "./line_buffer.ts";
 
 /** Options for {@link LineConn}. */
 export interface LineConnOptions {
@@ -30,20 +33,6 @@ export interface LineConnOptions {
   checkFirstBytes?: (bytes: Uint8Array) => void;
 }
 
-/** What {@link LineConn.readHeader} needs to find a header before the lines. */
-export interface HeaderScan<T> {
-  /** Names the header in errors ("PROXY protocol header"). */
-  readonly what: string;
-  /** The longest header: past it without a complete one, the bytes are refused. */
-  readonly maxBytes: number;
-  /**
-   * Shown the bytes received so far: returns the header and its length once
-   * complete, or null while more bytes are needed; throws a
-   * {@link ProtocolError} for bytes that can never become one.
-   */
-  scan(bytes: Uint8Array): { readonly value: T; readonly length: number } | null;
-}
-
 /** Options of one {@link LineConn.readLine}. */
 export interface ReadOptions {
   /** The whole line must arrive within this many ms, else 408. */
@@ -56,8 +45,6 @@ export interface ReadOptions {
 }
 
 const encoder = new TextEncoder();
-const INITIAL_BUFFER = 4096;
-const READ_CHUNK = 16 * 1024;
 let lingering = 0;
 
 /** Refused connections still open in this process while their status line is delivered. */
@@ -68,15 +55,8 @@ export function lingeringCount(): number {
 /** A TCP connection read and written as protocol lines. */
 export class LineConn {
   readonly conn: Deno.Conn;
-  readonly #max: number;
   readonly #writeTimeoutMs: number;
-  #checkFirstBytes: ((bytes: Uint8Array) => void) | undefined;
-  readonly #decoder = new TextDecoder("utf-8", { fatal: true });
-  #buf = new Uint8Array(INITIAL_BUFFER);
-  /** Unconsumed bytes are #buf[#start, #end); bytes before #scan hold no LF. */
-  #start = 0;
-  #end = 0;
-  #scan = 0;
+  readonly #lines: LineBuffer;
   #eof = false;
   /** The line being read, shared by whoever asks next (see {@link ReadOptions.signal}). */
   #pending: Promise<string | null> | undefined;
@@ -96,9 +76,8 @@ export class LineConn {
 
   constructor(conn: Deno.Conn, options: LineConnOptions = {}) {
     this.conn = conn;
-    this.#max = options.maxLineBytes ?? Limits.maxLineBytes;
+    this.#lines = new LineBuffer(options.maxLineBytes ?? Limits.maxLineBytes, options.checkFirstBytes);
     this.#writeTimeoutMs = options.writeTimeoutMs ?? 0;
-    this.#checkFirstBytes = options.checkFirstBytes;
   }
 
   /** Connects to `host:port` (Nagle off: every line is a message). */
@@ -178,7 +157,7 @@ export class LineConn {
    * `scan.maxBytes`, or for a stream that ends inside it.
    */
   async readHeader<T>(scan: HeaderScan<T>, timeoutMs: number): Promise<T> {
-    if (this.#pending || this.#end > this.#start) throw new Error("readHeader must come before any line");
+    if (this.#pending) throw new Error("readHeader must come before any line");
     const { promise: late, reject } = Promise.withResolvers<never>();
     late.catch(() => {}); // raced below; nobody else awaits it
     const expiry = expireAfter(
@@ -186,22 +165,15 @@ export class LineConn {
       () => reject(new ProtocolError(`no complete ${scan.what} within ${timeoutMs} ms`, Status.TIMEOUT)),
     );
     try {
-      if (this.#buf.length < scan.maxBytes) this.#buf = new Uint8Array(scan.maxBytes);
       for (;;) {
-        const found = scan.scan(this.#buf.subarray(0, this.#end));
-        if (found) {
-          this.#start = this.#scan = found.length;
-          return found.value;
-        }
-        if (this.#end >= scan.maxBytes) {
-          throw new ProtocolError(`${scan.what} longer than ${scan.maxBytes} bytes`, Status.BAD_REQUEST);
-        }
+        const found = this.#lines.header(scan);
+        if (found !== null) return found;
         // On a timeout the read stays in flight: a refusal's linger waits for it before reading on.
-        const n = await Promise.race([this.#read(this.#buf.subarray(this.#end, scan.maxBytes)), late]);
+        const n = await Promise.race([this.#read(this.#lines.space()), late]);
         if (n === null) {
           throw new ProtocolError(`the stream ended inside the ${scan.what}`, Status.BAD_REQUEST);
         }
-        this.#end += n;
+        this.#lines.filled(n);
       }
     } finally {
       expiry.cancel();
@@ -225,53 +197,12 @@ export class LineConn {
   async #nextLine(): Promise<string | null> {
     for (;;) {
       if (this.#closed) return null; // closed from this side: what the peer sent since is not read
-      const nl = this.#buf.subarray(this.#scan, this.#end).indexOf(0x0a);
-      if (nl >= 0) {
-        if (this.#checkFirstBytes) this.#firstBytes();
-        const lf = this.#scan + nl;
-        const cut = lf > this.#start && this.#buf[lf - 1] === 0x0d ? lf - 1 : lf;
-        const raw = this.#buf.subarray(this.#start, cut);
-        this.#start = this.#scan = lf + 1;
-        if (raw.length > this.#max) throw this.#tooLong();
-        return this.#decode(raw);
-      }
-      this.#scan = this.#end;
-      // Too long as soon as that is known: more than the limit without a LF, unless the last byte is a CR,
-      // which may yet be the one before the LF.
-      const waiting = this.#end - this.#start;
-      if (waiting > this.#max + 1 || (waiting === this.#max + 1 && this.#buf[this.#end - 1] !== 0x0d)) {
-        throw this.#tooLong();
-      }
-      if (this.#eof) {
-        if (this.#checkFirstBytes && this.#end > 0) this.#firstBytes();
-        if (this.#end === this.#start) return null;
-        const rest = this.#buf.subarray(this.#start, this.#end);
-        this.#start = this.#scan = this.#end;
-        if (rest.length > this.#max) throw this.#tooLong();
-        return this.#decode(rest); // last line without LF
-      }
-      this.#makeRoom();
-      const n = await this.#read(
-        this.#buf.subarray(this.#end, Math.min(this.#buf.length, this.#end + READ_CHUNK)),
-      );
+      const line = this.#lines.next(this.#eof);
+      if (line !== undefined) return line;
+      const n = await this.#read(this.#lines.space());
       if (n === null) this.#eof = true;
-      else this.#end += n;
+      else this.#lines.filled(n);
     }
-  }
-
-  /** Moves unconsumed bytes to the front, or grows the buffer, up to one longest line plus CR and LF. */
-  #makeRoom(): void {
-    if (this.#end < this.#buf.length) return;
-    if (this.#start > 0) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-      this.#end -= this.#start;
-      this.#scan -= this.#start;
-      this.#start = 0;
-      if (this.#end < this.#buf.length) return;
-    }
-    const grown = new Uint8Array(Math.min(this.#buf.length * 2, this.#max + 2));
-    grown.set(this.#buf.subarray(0, this.#end));
-    this.#buf = grown;
   }
 
   async #read(into: Uint8Array): Promise<number | null> {
@@ -289,26 +220,6 @@ export class LineConn {
     }
   }
 
-  /** Runs the check of the stream's first bytes, once. */
-  #firstBytes(): void {
-    const check = this.#checkFirstBytes!;
-    this.#checkFirstBytes = undefined;
-    check(this.#buf.subarray(0, this.#end));
-  }
-
-  #tooLong(): ProtocolError {
-    return new ProtocolError(`line longer than ${this.#max} bytes`, Status.TOO_LONG);
-  }
-
-  #decode(raw: Uint8Array): string {
-    if (raw.includes(0)) throw new ProtocolError("NUL byte in line", Status.BAD_REQUEST);
-    try {
-      return this.#decoder.decode(raw);
-    } catch (err) {
-      throw new ProtocolError("line is not valid UTF-8", Status.BAD_REQUEST, { cause: err });
-    }
-  }
-
   /**
    * Hands over the bytes read from the socket but not yet returned as lines
    * (a client that pipelined what follows its first line), and forgets them:
@@ -316,9 +227,7 @@ export class LineConn {
    * lines (no read in flight).
    */
   takeBuffered(): Uint8Array {
-    const rest = this.#buf.slice(this.#start, this.#end);
-    this.#start = this.#scan = this.#end = 0;
-    return rest;
+    return this.#lines.takeBuffered();
   }
 
   /**

@@ -32,7 +32,7 @@ import {
   parseIpv4,
   parseIpv6,
 } from "./ip_addr.ts";
-import type { HeaderScan } from "./line_conn.ts";
+import type { HeaderScan } from "./line_buffer.ts";
 import { Status } from "./protocol.ts";
 
 /** The 12 bytes a version 2 header starts with. */
@@ -156,7 +156,7 @@ function scanV2(bytes: Uint8Array): { value: ProxyHeader; length: number } | nul
   return { value: { version: 2, client: { host: formatIp(ip), port } }, length };
 }
 
-/** How {@link LineConn.readHeader} finds a PROXY protocol header. */
+/** How a connection finds its PROXY protocol header (`LineConn.readHeader`). */
 export const PROXY_HEADER: HeaderScan<ProxyHeader> = {
   what: "PROXY protocol header",
   maxBytes: PROXY_HEADER_MAX_BYTES,
