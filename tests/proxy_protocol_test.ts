@@ -396,3 +396,27 @@ Deno.test("through HAProxy (v1 to the dispatcher, v2 to the worker) the real cli
     }
   });
 });
+
+Deno.test("silent connections from many addresses make room at the overall cap for a client that speaks", async () => {
+  await withInstance({ workers: 1, flags: ["--proxy-from=127.0.0.1", "--max-conns=20"] }, async (inst) => {
+    // Twenty clients the proxy names, remote ones and loopback aliases, that never send a line fill the cap.
+    const silent: LineConn[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const who = i % 4 === 0 ? `127.0.0.${2 + (i % 5)}` : `198.18.${i}.1`;
+        const c = await viaProxy(inst.port, `PROXY TCP4 ${who} 127.0.0.1 ${1000 + i} 2222\r\n`);
+        checkGreeting(parseReply((await c.readLine(5_000))!));
+        silent.push(c);
+      }
+      // A newcomer of yet another address that speaks is served; the oldest silent one made room.
+      const r = await repliesVia(inst.port, v2Tcp("203.0.113.50", 50), "HELLO OSPS/1\nQUIT\n");
+      assert.deepEqual(codes(r), [220, 200, 221]);
+      const told = parseReply((await silent[0]!.readLine(5_000))!);
+      assert.equal(told.code, Status.TIMEOUT);
+      assert.match(told.text, /no complete line yet, and the server needed the room/);
+      assert.equal(await silent[0]!.readLine(5_000), null);
+    } finally {
+      for (const c of silent) c.close();
+    }
+  });
+});
