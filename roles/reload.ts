@@ -4,8 +4,8 @@
  * watchdog publishes its progress in the segment header, and its result in
  * `watchdog.json`), and prints that result: what changed, or why the reload
  * failed. The watchdog re-reads its config file and replaces every worker one
- * by one, a new one serving before the old one leaves; a reload that fails
- * leaves the old workers serving.
+ * by one, a new one serving before the old one is replaced; a reload that
+ * fails keeps the old workers serving.
  * @module
  */
 import { instancePaths } from "../mod/cli/config.ts";

@@ -7,7 +7,7 @@
  * through which any local user could run code in the process.
  */
 import assert from "node:assert/strict";
-import { waitFor, withInstance } from "./harness.ts";
+import { type StatusJson, waitFor, withInstance } from "./harness.ts";
 
 Deno.test("SIGHUP to the process group: the watchdog reloads, no child dies of it, no pipe is called wedged", async () => {
   // setsid: the watchdog leads a process group of its own (its children join it), as under a terminal.
@@ -31,6 +31,12 @@ Deno.test("SIGHUP to the process group: the watchdog reloads, no child dies of i
     assert.equal((await inst.client(["echo", "after HUP"])).stdout.trim(), "after HUP");
   });
 });
+
+/** Every child still runs the process it ran `before`, and none was restarted. */
+function assertSameProcesses(before: StatusJson, after: StatusJson, why: string): void {
+  const processes = (s: StatusJson) => [s.dispatcher, ...s.workers].map((c) => [c.pid, c.restarts]);
+  assert.deepEqual(processes(after), processes(before), why);
+}
 
 /** True when something accepts connections on 127.0.0.1:`port`. */
 async function listening(port: number): Promise<boolean> {
@@ -58,12 +64,7 @@ Deno.test("SIGUSR2 to the process group: the watchdog reopens its log, every chi
         }
       });
       await new Promise((r) => setTimeout(r, 1_000));
-      const after = await inst.status();
-      assert.deepEqual(
-        [after.dispatcher, ...after.workers].map((c) => [c.pid, c.restarts]),
-        [before.dispatcher, ...before.workers].map((c) => [c.pid, c.restarts]),
-        "no child died of SIGUSR2",
-      );
+      assertSameProcesses(before, await inst.status(), "no child died of SIGUSR2");
       assert.equal((await inst.client(["echo", "after USR2"])).stdout.trim(), "after USR2");
     });
   } finally {
@@ -78,12 +79,7 @@ Deno.test("SIGUSR1 to the process group changes nothing: no process dies, none o
     await new Promise((r) => setTimeout(r, 700)); // past the runtime's start-up grace for its SIGUSR1 handler
     Deno.kill(-inst.pid, "SIGUSR1");
     await new Promise((r) => setTimeout(r, 1_500));
-    const after = await inst.status();
-    assert.deepEqual(
-      [after.dispatcher, ...after.workers].map((c) => [c.pid, c.restarts]),
-      [before.dispatcher, ...before.workers].map((c) => [c.pid, c.restarts]),
-      "no child died of SIGUSR1",
-    );
+    assertSameProcesses(before, await inst.status(), "no child died of SIGUSR1");
     assert.doesNotMatch(inst.logs(), /Debugger listening|inspect/);
     if (inspectorPortFree) assert.equal(await listening(9229), false, "nothing listens on 127.0.0.1:9229");
     assert.equal((await inst.client(["echo", "after USR1"])).stdout.trim(), "after USR1");

@@ -16,6 +16,7 @@ import {
   RestartBudget,
   type RestartPolicy,
 } from "../mod/supervise/restart_policy.ts";
+import type { ChildEvent } from "../mod/supervise/events.ts";
 import { type Spawned, SupervisedChild, type Timing } from "../mod/supervise/supervisor.ts";
 import { ManualClock } from "../mod/sys/clock.ts";
 import { Segment, SupState, WorkState, workWord } from "../mod/ipc/shm.ts";
@@ -168,13 +169,16 @@ const TIMING: Timing = {
 };
 const POLICY: RestartPolicy = { ...DEFAULT_POLICY, budget: 3, budgetWindowMs: 30_000, failedRetryMs: 30_000 };
 
-/** One supervised worker on a driven clock, its slot in a real segment, its processes stand-ins. */
-function fixture(policy = POLICY) {
+/**
+ * One supervised worker on a driven clock, its slot in a real segment, its processes stand-ins. `post`,
+ * when given, stands for the watchdog's cycle: it gets each event and hands it to the child (or not).
+ */
+function fixture(policy = POLICY, post?: (child: SupervisedChild, e: ChildEvent) => void) {
   const name = `/osps-test-sup-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const segment = Segment.create(name, 2, 1);
   const clock = new ManualClock();
   const procs: FakeProcess[] = [];
-  const child = new SupervisedChild(
+  const child: SupervisedChild = new SupervisedChild(
     { name: "worker 1", slot: segment.slot(1), isWorker: true, command: () => ({ program: "x", args: [] }) },
     TIMING,
     policy,
@@ -186,6 +190,7 @@ function fixture(policy = POLICY) {
         return p;
       },
       isStopped: () => false,
+      post: post && ((e) => post(child, e)),
     },
   );
   const settle = () => new Promise((r) => setTimeout(r, 0));
@@ -346,49 +351,25 @@ Deno.test("supervisor: time the watchdog itself did not run is given back to pin
 });
 
 Deno.test("supervisor: a child's error line is its failure; a stray error handling an event does not stop the reading", async () => {
-  const clock = new ManualClock();
-  const name = `/osps-test-sup-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const segment = Segment.create(name, 2, 1);
-  const procs: FakeProcess[] = [];
   let throwOnce = true;
-  const child: SupervisedChild = new SupervisedChild(
-    { name: "worker 1", slot: segment.slot(1), isWorker: true, command: () => ({ program: "x", args: [] }) },
-    TIMING,
-    POLICY,
-    {
-      clock,
-      spawner: () => {
-        const p = new FakeProcess();
-        procs.push(p);
-        return p;
-      },
-      isStopped: () => false,
-      post: (e) => {
-        if (throwOnce && e.kind === "line") {
-          throwOnce = false;
-          throw new Error("a bug handling a line");
-        }
-        child.handle(e);
-      },
-    },
-  );
-  try {
-    child.start();
-    const p = procs[0]!;
-    p.say("garbage that meets the bug");
-    p.say("ready worker 1");
-    await new Promise((r) => setTimeout(r, 0));
-    assert.equal(child.state, "ready", "lines after the failed one are still read");
-    p.say("error worker 1 cannot listen on 127.0.0.1:2: address in use");
-    p.die({ code: 100 });
-    await new Promise((r) => setTimeout(r, 0));
-    assert.equal(child.state, "failed");
-    assert.equal(child.failure, "worker 1 cannot listen on 127.0.0.1:2: address in use");
-  } finally {
-    await child.abort();
-    segment.close();
-    Segment.unlink(name);
-  }
+  await using f = fixture(POLICY, (child, e) => {
+    if (throwOnce && e.kind === "line") {
+      throwOnce = false;
+      throw new Error("a bug handling a line");
+    }
+    child.handle(e);
+  });
+  f.child.start();
+  const p = f.last();
+  p.say("garbage that meets the bug");
+  p.say("ready worker 1");
+  await f.settle();
+  assert.equal(f.child.state, "ready", "lines after the failed one are still read");
+  p.say("error worker 1 cannot listen on 127.0.0.1:2: address in use");
+  p.die({ code: 100 });
+  await f.settle();
+  assert.equal(f.child.state, "failed");
+  assert.equal(f.child.failure, "worker 1 cannot listen on 127.0.0.1:2: address in use");
 });
 
 Deno.test("supervisor: a child that never says ready is killed at the boot deadline", async () => {

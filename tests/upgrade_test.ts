@@ -43,7 +43,18 @@ async function start(program: string, args: string[]) {
     while (!(await reader.read()).done) { /* drain */ }
   })();
   assert.match(out, /^ready /);
-  return { child, logs: () => logs, done: logsDone };
+  return {
+    child,
+    logs: () => logs,
+    /** Kills what is left (a failed test), waits for its logs, removes `dir`. */
+    async cleanUp(dir: string) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await logsDone;
+      Deno.removeSync(dir, { recursive: true });
+    },
+  };
 }
 
 Deno.test("deno run: the Deno binary renamed over while running; restarts and osps reload still spawn", async () => {
@@ -88,11 +99,7 @@ Deno.test("deno run: the Deno binary renamed over while running; restarts and os
     assert.equal((await w.child.status).code, 0);
     await assertNothingLeft({ runDir, pid: w.child.pid });
   } finally {
-    try {
-      w.child.kill("SIGKILL");
-    } catch { /* exited */ }
-    await w.done;
-    Deno.removeSync(dir, { recursive: true });
+    await w.cleanUp(dir);
   }
 });
 
@@ -146,10 +153,6 @@ Deno.test("compiled (a stand-in): a new binary renamed over the old one runs aft
     assert.equal(stop.code, 0);
     assert.equal((await w.child.status).code, 0);
   } finally {
-    try {
-      w.child.kill("SIGKILL");
-    } catch { /* exited */ }
-    await w.done;
-    Deno.removeSync(dir, { recursive: true });
+    await w.cleanUp(dir);
   }
 });

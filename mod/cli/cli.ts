@@ -440,7 +440,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         max: 1_048_576,
         live: "now",
         doc: "a worker resident over N MiB is replaced gracefully: a new one starts, the old one finishes " +
-          "its requests and leaves (0 = no limit)",
+          "its requests and exits (0 = no limit)",
       },
       "warm-spare": {
         type: "boolean",

@@ -223,7 +223,7 @@ export const SLOT_FIELDS = [
     type: "i32",
     writer: "watchdog",
     doc:
-      "1: a local slot kept free, where a worker's replacement starts before the worker leaves (reload, RSS)",
+      "1: a local slot kept free, where a worker's replacement starts before the worker is replaced (reload, RSS)",
   },
   {
     name: "rss_kb",

@@ -188,7 +188,7 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
   const workers: ChildStatus[] = [];
   for (let i = 1; i <= count; i++) {
     const slot = seg.slot(i);
-    // The spare slot is shown only while a worker runs there (a replacement starting or leaving).
+    // The spare slot is shown only while a worker runs there (a new worker starting, or one replaced finishing).
     if (slot.load("spare") === 0 || slot.load("pid") > 0) workers.push(row(slot, "worker", now, local));
   }
   // Remote workers of this dispatcher, in the slots after the local ones: those attached or lost (not left).

@@ -22,7 +22,7 @@ export const ExitReason = {
   HANG_IN_REQUEST: 2004,
   /** A remote worker's link was lost (its host went down, or the network between): fate unknown. */
   LINK_LOST: 2005,
-  /** Replaced by a reload: a new worker took over, this one finished its work and left (not a failure). */
+  /** Replaced by a reload: a new worker serves in its place, this one finished its work and exited (not a failure). */
   REPLACED: 2006,
   /** Replaced for going over `--max-worker-rss-mb`, the same graceful way (not a failure). */
   REPLACED_RSS: 2007,

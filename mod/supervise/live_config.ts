@@ -1,7 +1,7 @@
 /**
  * The watchdog's configuration as the supervision machinery uses it: the
  * configuration in force (a reload swaps it), the descriptor budget it is
- * fitted to, and the timing, restart policy and leave grace derived from it.
+ * fitted to, and the timing, restart policy and finishing grace derived from it.
  * @module
  */
 import { localSlots, type WatchdogConfig } from "../cli/config.ts";
