@@ -17,7 +17,8 @@ import {
   type RestartPolicy,
 } from "../mod/supervise/restart_policy.ts";
 import type { ChildEvent } from "../mod/supervise/events.ts";
-import { type Spawned, SupervisedChild, type Timing } from "../mod/supervise/supervisor.ts";
+import type { Spawned, Timing } from "../mod/supervise/child_spec.ts";
+import { SupervisedChild } from "../mod/supervise/supervisor.ts";
 import { ManualClock } from "../mod/sys/clock.ts";
 import { Segment, SupState, WorkState, workWord } from "../mod/ipc/shm.ts";
 

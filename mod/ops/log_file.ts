@@ -11,7 +11,7 @@
  */
 import { OspsError } from "../errors.ts";
 import { flushLogs, logger, logTo, relayLogLines } from "../log.ts";
-import type { Spawner } from "../supervise/supervisor.ts";
+import type { Spawner } from "../supervise/child_spec.ts";
 
 /** The log file cannot be opened. */
 export class LogFileError extends OspsError {}

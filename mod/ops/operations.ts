@@ -14,7 +14,7 @@ import type { WatchdogConfig } from "../cli/config.ts";
 import type { Segment } from "../ipc/shm.ts";
 import { sumCounts } from "../ipc/stats.ts";
 import { logger } from "../log.ts";
-import type { Spawner } from "../supervise/supervisor.ts";
+import type { Spawner } from "../supervise/child_spec.ts";
 import type { Clock } from "../sys/clock.ts";
 import { TrafficHistory } from "./history.ts";
 import { type InstanceStatus, type InstanceWhere, segmentStatus } from "./instance_status.ts";

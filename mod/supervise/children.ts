@@ -13,7 +13,8 @@ import type { Segment } from "../ipc/shm.ts";
 import { netScope, selfCommand } from "../sys/spawn.ts";
 import { type Live, policyOf, timingOf } from "./live_config.ts";
 import { RestartBudget } from "./restart_policy.ts";
-import { SupervisedChild, type SupervisorDeps } from "./supervisor.ts";
+import type { SupervisorDeps } from "./child_spec.ts";
+import { SupervisedChild } from "./supervisor.ts";
 
 /** An incarnation's children. */
 export interface Children {

@@ -8,7 +8,8 @@
  * else, so reading the cycle says everything the watchdog does.
  * @module
  */
-import type { Spawned, SupervisedChild } from "./supervisor.ts";
+import type { Spawned } from "./child_spec.ts";
+import type { SupervisedChild } from "./supervisor.ts";
 
 /** The signals the watchdog acts on: stop, stop, reload, reopen the log file (not SIGUSR1: `signals.ts`). */
 export const WATCHDOG_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGUSR2"] as const;

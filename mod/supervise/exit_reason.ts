@@ -29,6 +29,34 @@ export const ExitReason = {
   NONE: -1,
 } as const;
 
+/** An end that was planned (a retirement, a replacement): not counted as a restart. */
+export function plannedEnd(code: number): boolean {
+  return code === ExitReason.RECYCLED || code === ExitReason.REPLACED || code === ExitReason.REPLACED_RSS;
+}
+
+const SIGNALS: Partial<Record<Deno.Signal, number>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+};
+
+/** The `last_exit` of a process ended by `sig`. */
+export function signalReason(sig: Deno.Signal): number {
+  return ExitReason.SIGNAL_BASE + (SIGNALS[sig] ?? 0);
+}
+
 /** True when the request being served, not the worker, caused the kill (no crash budget is spent on it). */
 export function requestCaused(code: number): boolean {
   return code === ExitReason.DEADLINE || code === ExitReason.HANG_IN_REQUEST;

@@ -8,7 +8,7 @@ import { localSlots, type WatchdogConfig } from "../cli/config.ts";
 import { logger } from "../log.ts";
 import { fitConnections, reserveFor } from "../sys/fds.ts";
 import { DEFAULT_POLICY, type RestartPolicy } from "./restart_policy.ts";
-import type { Timing } from "./supervisor.ts";
+import type { Timing } from "./child_spec.ts";
 
 /**
  * The configuration in force. A reload swaps `cfg` and bumps `generation`:

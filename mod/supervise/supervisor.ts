@@ -24,66 +24,23 @@
 import { EXIT_CANNOT_BOOT } from "../errors.ts";
 import { type Action, type Event, type State, transition } from "./child_states.ts";
 import type { ChildEvent } from "./events.ts";
-import { ExitReason, exitReasonText, requestCaused } from "./exit_reason.ts";
+import { ExitReason, exitReasonText, plannedEnd, requestCaused, signalReason } from "./exit_reason.ts";
+import {
+  type ChildSpec,
+  commandSpawner,
+  type Spawned,
+  type Spawner,
+  type SupervisorDeps,
+  type Timing,
+} from "./child_spec.ts";
 import { Heartbeat } from "./heartbeat.ts";
+import { judge } from "./verdict.ts";
 import { backoffDelay, DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "./restart_policy.ts";
 import { ParentControl, parseChildLine, readLines } from "../ipc/control.ts";
 import { logger } from "../log.ts";
 import { procStat } from "../sys/proc.ts";
 import type { Clock, TimerHandle } from "../sys/clock.ts";
-import { type SlotView, SupState, workGen, WorkState, workState, workWord } from "../ipc/shm.ts";
-
-/** A spawned process, as the supervisor uses it (Deno.ChildProcess fits). */
-export interface Spawned {
-  readonly pid: number;
-  readonly status: Promise<Deno.CommandStatus>;
-  readonly stdin: WritableStream<Uint8Array>;
-  readonly stdout: ReadableStream<Uint8Array>;
-  kill(signal: Deno.Signal): void;
-}
-
-/** Starts a process; tests may give their own. */
-export type Spawner = (program: string, args: string[]) => Spawned;
-
-/** Spawns with `Deno.Command`: stdin and stdout piped (the control channel), stderr inherited (logs). */
-export const commandSpawner: Spawner = (program, args) =>
-  new Deno.Command(program, { args, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
-
-/** How to start one child. */
-export interface ChildSpec {
-  /** "dispatcher" or "worker <i>". */
-  readonly name: string;
-  readonly slot: SlotView;
-  readonly isWorker: boolean;
-  /** Program and arguments, computed fresh for every spawn. */
-  command(): { program: string; args: string[] };
-  /** The pool's budget, shared by every worker (none for the dispatcher). */
-  readonly poolBudget?: RestartBudget;
-  /** The TCP link secrets (current, then previous), sent as the first control line (roles that use a link). */
-  readonly secret?: readonly Uint8Array[];
-  /** The generation of the configuration in force (a reload bumps it), recorded at each spawn. */
-  generation?(): number;
-}
-
-/** Timing settings from the watchdog's configuration. */
-export interface Timing {
-  readonly hangTimeoutMs: number;
-  readonly requestTimeoutMs: number;
-  /** Deadlines for particular request types, overriding `requestTimeoutMs`. */
-  readonly requestTimeoutFor: Readonly<Record<string, number>>;
-  /** Time a new child gets to report ready (boot includes loading the runtime). */
-  readonly bootTimeoutMs: number;
-}
-
-/** What the supervisor needs from outside: time, processes. */
-export interface SupervisorDeps {
-  readonly clock: Clock;
-  readonly spawner?: Spawner;
-  /** True when the process is stopped (SIGSTOP): it cannot act on SIGTERM. */
-  readonly isStopped?: (pid: number) => boolean;
-  /** Where the child's events go: the watchdog's cycle queues them; by default each is handled as it comes. */
-  readonly post?: (event: ChildEvent) => void;
-}
+import { SupState, workGen, WorkState, workState, workWord } from "../ipc/shm.ts";
 
 /** How a child's process ended, as {@link SupervisedChild.handle} reports it to the cycle. */
 export interface ChildEnd {
@@ -373,7 +330,7 @@ export class SupervisedChild {
       : this.#retiring && status.success
       ? ExitReason.RECYCLED
       : status.signal
-      ? ExitReason.SIGNAL_BASE + signalNumber(status.signal)
+      ? signalReason(status.signal)
       : status.code;
     // The death record comes first, the pid last: the dispatcher waits for the pid to change, then reads it.
     if (this.spec.isWorker) {
@@ -470,55 +427,21 @@ export class SupervisedChild {
     // Only a ping that went out counts: a closed channel sends nothing, so nothing is owed.
     if (this.#control?.open) void this.#control.send(`ping ${this.#heartbeat.sent(now)}`);
     if (this.#state === "starting") return;
-    const slot = this.spec.slot;
-    const silentMs = this.#heartbeat.silentMs(now);
-    const started = this.spec.isWorker ? slot.load("request_started_at") : 0;
-    if (silentMs > this.#timing.hangTimeoutMs) {
-      const inRequest = started > 0;
-      logger().warn("{name} (pid {pid}) silent for {ms} ms{during}: hung, killing", {
-        name: this.spec.name,
-        pid: this.pid,
-        ms: Math.round(silentMs),
-        during: inRequest ? ` during "${this.#request(slot)}"` : "",
-      });
-      this.#killReason = inRequest ? ExitReason.HANG_IN_REQUEST : ExitReason.HANG;
-      this.#killLimitMs = this.#timing.hangTimeoutMs;
-      this.#fire("hang");
-      return;
-    }
-    if (!this.spec.isWorker) return;
-    if (started > 0) {
-      const type = slot.text("request_type");
-      const limit = this.#timing.requestTimeoutFor[type] ?? this.#timing.requestTimeoutMs;
-      if (now - started > limit) {
-        logger().warn('{name}: "{req}" running for {ms} ms, past its {limit} ms deadline: killing', {
-          name: this.spec.name,
-          req: this.#request(slot),
-          ms: Math.round(now - started),
-          limit,
-        });
-        this.#killReason = ExitReason.DEADLINE;
-        this.#killLimitMs = limit;
-        this.#fire("deadline");
-        return;
-      }
-    }
-    // The dispatcher's probe through this worker's FIFO pair went unanswered, yet the worker answered a
-    // ping sent after that: its loop runs, so the pipes, not the process, are stuck.
-    const wedgedAt = slot.load("link_wedged_at");
-    if (wedgedAt > slot.load("started_at") && this.#heartbeat.provenAt > wedgedAt) {
-      logger().warn("{name} (pid {pid}): dispatcher reports its pipes wedged: killing", {
-        name: this.spec.name,
-        pid: this.pid,
-      });
-      this.#killReason = ExitReason.WEDGED;
-      this.#fire("wedged");
-    }
-  }
-
-  #request(slot: SlotView): string {
-    const arg = slot.text("request_arg");
-    return arg ? `${slot.text("request_type")} ${arg}` : slot.text("request_type");
+    const verdict = judge(
+      {
+        slot: this.spec.slot,
+        isWorker: this.spec.isWorker,
+        silentMs: this.#heartbeat.silentMs(now),
+        provenAt: this.#heartbeat.provenAt,
+      },
+      this.#timing,
+      now,
+    );
+    if (!verdict) return;
+    logger().warn("{name} (pid {pid}) {why}", { name: this.spec.name, pid: this.pid, why: verdict.why });
+    this.#killReason = verdict.reason;
+    this.#killLimitMs = verdict.limitMs;
+    this.#fire(verdict.event);
   }
 
   #kill(): void {
@@ -586,31 +509,4 @@ export class SupervisedChild {
     this.#fire("abort");
     await this.#exited.promise;
   }
-}
-
-/** An end that was planned (a retirement, a replacement): not counted as a restart. */
-function plannedEnd(code: number): boolean {
-  return code === ExitReason.RECYCLED || code === ExitReason.REPLACED || code === ExitReason.REPLACED_RSS;
-}
-
-const SIGNALS: Partial<Record<Deno.Signal, number>> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGILL: 4,
-  SIGTRAP: 5,
-  SIGABRT: 6,
-  SIGBUS: 7,
-  SIGFPE: 8,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-};
-
-function signalNumber(sig: Deno.Signal): number {
-  return SIGNALS[sig] ?? 0;
 }
