@@ -17,6 +17,7 @@ import {
   type RestartPolicy,
 } from "../mod/supervise/restart_policy.ts";
 import type { ChildEvent } from "../mod/supervise/events.ts";
+import { Heartbeat } from "../mod/supervise/heartbeat.ts";
 import type { Spawned, Timing } from "../mod/supervise/child_spec.ts";
 import { SupervisedChild } from "../mod/supervise/supervisor.ts";
 import { ManualClock } from "../mod/sys/clock.ts";
@@ -82,6 +83,25 @@ Deno.test("RestartBudget allows `limit` restarts per sliding window; backoff dou
     5000,
     5000,
   ]);
+});
+
+Deno.test("Heartbeat: a pong answers its ping and every earlier one; silence is the oldest unanswered ping's wait", () => {
+  const hb = new Heartbeat();
+  assert.equal(hb.silentMs(5_000), 0, "nothing sent, nothing owed");
+  const a = hb.sent(1_000), b = hb.sent(1_500);
+  hb.sent(2_000);
+  assert.equal(hb.silentMs(2_100), 1_100);
+  hb.answered(b); // answers a too
+  assert.equal(hb.provenAt, 1_500);
+  assert.equal(hb.silentMs(2_100), 100);
+  hb.answered(a); // a late, stale pong changes nothing
+  assert.equal(hb.silentMs(2_100), 100);
+  hb.resume(4_000); // the watchdog was stopped for 4 s
+  assert.equal(hb.silentMs(6_100), 100, "the stopped time is given back");
+  assert.equal(hb.provenAt, 1_500, "but what was proven stays when it was sent");
+  hb.answered(NaN); // "ready": everything
+  assert.equal(hb.silentMs(9_000), 0);
+  assert.equal(hb.provenAt, 2_000);
 });
 
 Deno.test("exitReasonText and lostWorkText say what ended a child, and whose fault it was", () => {
