@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Frame, hmac, jsonPayload, LinkChannel, parseJson } from "../mod/link/link_wire.ts";
-import { freePorts, osps, startInstance, withInstance } from "./harness.ts";
+import { freePorts, osps, startInstance, waitFor, withInstance } from "./harness.ts";
 import { getuid } from "../mod/sys/libc.ts";
 import { secretFile } from "./support/secret_file.ts";
 
@@ -97,11 +97,17 @@ Deno.test("garbage and a crowd of unauthenticated connections on the link port a
         wrongVersion.send(Frame.AUTH, jsonPayload({ v: "osps-link/9" }));
         assert.match(String(parseJson((await wrongVersion.read(5_000))!).reason), /speaks osps-link\/9/);
         wrongVersion.close();
-        // 60 connections that say nothing: at most a few are handled at once, the rest refused at once.
+        // 60 connections that say nothing: at most 8 from one address are in the handshake at once, each newer
+        // one taking the oldest's place, which is refused at once.
         const crowd = await Promise.all(Array.from({ length: 60 }, () => open(port + 3)));
-        const first = await Promise.all(crowd.map((c) => c.read(10_000).catch(() => null)));
-        const refused = first.filter((f) => f?.type === Frame.REFUSED).length;
-        assert.ok(refused > 0, "some refused: too many link attempts at once");
+        const refusedFirst = async (c: LinkChannel) => {
+          for (;;) {
+            const f = await c.read(2_000).catch(() => null);
+            if (!f || f.type === Frame.REFUSED) return f !== null;
+          }
+        };
+        const refused = (await Promise.all(crowd.map(refusedFirst))).filter(Boolean).length;
+        assert.ok(refused >= 52, `${refused} refused: too many link attempts at once`);
         for (const c of crowd) c.close();
         await new Promise((r) => setTimeout(r, 200));
         const after = await inst.status();
@@ -143,13 +149,31 @@ Deno.test("a secret file others could read, a short one, or one not ours is refu
   }
 });
 
-/** Answers the dispatcher's HELLO as a worker proving `key`; returns the type of its answer. */
-async function handshake(port: number, key: string): Promise<number> {
+/** What {@link handshake} saw. */
+interface Answer {
+  /** WELCOME or REFUSED. */
+  type: number;
+  /** The REFUSED frame's reason. */
+  reason: string;
+  /** After a WELCOME: the link was still up `stayMs` later (no REFUSED, not closed). */
+  kept: boolean;
+}
+
+/**
+ * Answers the dispatcher's HELLO as a worker proving `key` and claiming to be
+ * `who` (merged over a default identity), then watches the link for `stayMs`.
+ */
+async function handshake(
+  port: number,
+  key: string,
+  who: Record<string, unknown> = {},
+  stayMs = 0,
+): Promise<Answer> {
   const ch = await open(port);
   try {
     const hello = parseJson((await ch.read(5_000))!);
     const nonceW = crypto.getRandomValues(new Uint8Array(32));
-    const who = JSON.stringify({
+    const identity = JSON.stringify({
       host: "127.0.0.9",
       port: 9,
       id: 1,
@@ -157,16 +181,24 @@ async function handshake(port: number, key: string): Promise<number> {
       watchdogPid: 1,
       served: 0,
       state: "idle",
+      ...who,
     });
-    const mac = hmac(
-      new TextEncoder().encode(key),
-      "osps-link/1 worker proof",
-      unhex(String(hello.nonce)),
-      nonceW,
-      who,
-    );
-    ch.send(Frame.AUTH, jsonPayload({ v: "osps-link/1", nonce: hex(nonceW), who, mac: hex(mac) }));
-    return (await ch.read(5_000))!.type;
+    const secret = new TextEncoder().encode(key);
+    const nonceD = unhex(String(hello.nonce));
+    const mac = hmac(secret, "osps-link/1 worker proof", nonceD, nonceW, identity);
+    ch.send(Frame.AUTH, jsonPayload({ v: "osps-link/1", nonce: hex(nonceW), who: identity, mac: hex(mac) }));
+    const answer = (await ch.read(5_000))!;
+    const reason = answer.type === Frame.REFUSED ? String(parseJson(answer).reason) : "";
+    if (answer.type !== Frame.WELCOME || stayMs === 0) return { type: answer.type, reason, kept: false };
+    ch.key(hmac(secret, "osps-link/1 session", nonceD, nonceW), "worker");
+    const until = Date.now() + stayMs;
+    for (;;) {
+      const left = until - Date.now();
+      if (left <= 0) return { type: answer.type, reason, kept: true };
+      const f = await ch.read(left).catch((err) => /silent/.test(String(err)) ? "quiet" as const : null);
+      if (f === "quiet") return { type: answer.type, reason, kept: true };
+      if (f === null || f.type === Frame.REFUSED) return { type: answer.type, reason, kept: false };
+    }
   } finally {
     ch.close();
   }
@@ -180,9 +212,102 @@ Deno.test("during a secret rotation the dispatcher accepts workers proving the n
     await withInstance(
       { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`] },
       async () => {
-        assert.equal(await handshake(port + 3, NEW), Frame.WELCOME);
-        assert.equal(await handshake(port + 3, OLD), Frame.WELCOME);
-        assert.equal(await handshake(port + 3, "x".repeat(40)), Frame.REFUSED);
+        assert.equal((await handshake(port + 3, NEW)).type, Frame.WELCOME);
+        assert.equal((await handshake(port + 3, OLD)).type, Frame.WELCOME);
+        assert.equal((await handshake(port + 3, "x".repeat(40))).type, Frame.REFUSED);
+      },
+    );
+  } finally {
+    Deno.removeSync(secret);
+  }
+});
+
+Deno.test("remote workers come and go: a slot whose worker left goes to the next one, the table never fills", async () => {
+  const secret = secretFile(SECRET);
+  const port = freePorts(4);
+  try {
+    await withInstance(
+      { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`, "--remote-slots=2"] },
+      async (inst) => {
+        // Six workers over time, two remote slots: each attaches, works a moment and goes.
+        for (let i = 1; i <= 6; i++) {
+          const a = await handshake(
+            port + 3,
+            SECRET,
+            { host: "127.0.0.1", port: 30_000 + i, pid: 100 + i },
+            300,
+          );
+          assert.deepEqual([a.type, a.reason, a.kept], [Frame.WELCOME, "", true], `worker ${i} of 6`);
+          await waitFor("its link seen gone", async () => {
+            const far = (await inst.status()).workers.filter((w) => w.link !== "local");
+            return far.every((w) => w.link !== "attached") || null;
+          });
+        }
+        const far = (await inst.status()).workers.filter((w) => w.link !== "local");
+        assert.deepEqual(far.map((w) => w.port).sort(), [30_005, 30_006], "the two latest hold the slots");
+        assert.deepEqual(far.map((w) => w.restarts), [0, 0], "a slot given to another worker starts afresh");
+      },
+    );
+  } finally {
+    Deno.removeSync(secret);
+  }
+});
+
+Deno.test("a worker claiming to serve on an address it does not connect from is refused in the handshake", async () => {
+  const secret = secretFile(SECRET);
+  const port = freePorts(4);
+  try {
+    await withInstance(
+      { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`] },
+      async (inst) => {
+        const a = await handshake(port + 3, SECRET, { host: "10.20.30.40", port: 2223 });
+        assert.equal(a.type, Frame.REFUSED);
+        assert.match(a.reason, /claims to serve on 10\.20\.30\.40:2223 but connects from 127\.0\.0\.1/);
+        const far = (await inst.status()).workers.filter((w) => w.link !== "local");
+        assert.deepEqual(far, [], "no slot was taken");
+        assert.match(
+          inst.logs(),
+          /link attempt from 127\.0\.0\.1:\d+ refused: claims to serve on .*as identity so far/,
+        );
+      },
+    );
+  } finally {
+    Deno.removeSync(secret);
+  }
+});
+
+Deno.test("a joiner refused for want of a remote slot backs off instead of retrying every 100 ms", async () => {
+  const secret = secretFile(SECRET);
+  const port = freePorts(4);
+  const joinPort = freePorts(4);
+  try {
+    await withInstance(
+      { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`, "--remote-slots=1"] },
+      async (inst) => {
+        // Two workers join; one remote slot: the second is refused for as long as the first is attached.
+        const t0 = Date.now();
+        const joined = await startInstance({
+          workers: 2,
+          port: joinPort,
+          flags: [`--join=127.0.0.1:${port + 3}`, `--secret-file=${secret}`],
+          expectFailure: true,
+          timeoutMs: 6_000,
+        });
+        try {
+          await new Promise((r) => setTimeout(r, 6_000 - (Date.now() - t0)));
+          const counts = [...inst.logs().matchAll(/refused: no room.*?\((\d+) refused as no room so far\)/g)]
+            .map((m) => Number(m[1]));
+          const attempts = Math.max(0, ...counts);
+          console.log(`refused joiner: ${attempts} attempts in 6 s (backoff 100 ms doubling to 5 s)`);
+          assert.ok(attempts >= 2 && attempts <= 10, `${attempts} attempts in 6 s`);
+          assert.equal(joined.readyLine, "", "never ready: one worker is never attached");
+          assert.match(
+            joined.logs(),
+            /cannot attach to the dispatcher at .*: refused: no room for more remote workers/,
+          );
+        } finally {
+          if (joined.readyLine) await joined.stop();
+        }
       },
     );
   } finally {
