@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { Frame, hmac, jsonPayload, LinkChannel, parseJson } from "../mod/link/link_wire.ts";
 import { freePorts, osps, startInstance, waitFor, withInstance } from "./harness.ts";
 import { getuid } from "../mod/sys/libc.ts";
+import { systemClock } from "../mod/sys/clock.ts";
+import { LinkServer } from "../mod/link/link_server.ts";
 import { secretFile } from "./support/secret_file.ts";
 
 const SECRET = "f".repeat(16) + crypto.randomUUID().replaceAll("-", "");
@@ -16,6 +18,18 @@ const unhex = (s: string) => Uint8Array.from(s.match(/../g)!, (h) => parseInt(h,
 
 async function open(port: number): Promise<LinkChannel> {
   return new LinkChannel(await Deno.connect({ hostname: "127.0.0.1", port }));
+}
+
+/** Answers HELLO with an AUTH of a wrong version (full of control characters); returns the refusal's reason. */
+async function wrongVersion(port: number, v = "osps-link/9\nFORGED\x1b[2J"): Promise<string> {
+  const ch = await open(port);
+  try {
+    await ch.read(5_000);
+    ch.send(Frame.AUTH, jsonPayload({ v }));
+    return String(parseJson((await ch.read(5_000))!).reason);
+  } finally {
+    ch.close();
+  }
 }
 
 Deno.test("a captured handshake replayed by another peer is refused; forged frames after a real one drop the link", async () => {
@@ -92,11 +106,8 @@ Deno.test("garbage and a crowd of unauthenticated connections on the link port a
           while ((await c.read(buf).catch(() => null)) !== null) { /* until closed */ }
           c.close();
         }
-        const wrongVersion = await open(port + 3);
-        await wrongVersion.read(5_000);
-        wrongVersion.send(Frame.AUTH, jsonPayload({ v: "osps-link/9" }));
-        assert.match(String(parseJson((await wrongVersion.read(5_000))!).reason), /speaks osps-link\/9/);
-        wrongVersion.close();
+        // A wrong version whose text would forge a log line and clear the operator's terminal.
+        assert.match(await wrongVersion(port + 3), /speaks osps-link\/9\nFORGED/);
         // 60 connections that say nothing: at most 8 from one address are in the handshake at once, each newer
         // one taking the oldest's place, which is refused at once.
         const crowd = await Promise.all(Array.from({ length: 60 }, () => open(port + 3)));
@@ -115,6 +126,13 @@ Deno.test("garbage and a crowd of unauthenticated connections on the link port a
         assert.equal(after.dispatcher.restarts, 0);
         assert.equal((await inst.client(["echo", "fine"])).stdout, "fine\n");
         assert.match(inst.logs(), /link attempt from .* refused: too many link attempts at once/);
+        // Attacker text reaches the log escaped: no forged line, no terminal control.
+        await waitFor("the refusal logged", () => inst.logs().includes("speaks osps-link/9"));
+        assert.ok(
+          inst.logs().includes("refused: speaks osps-link/9\\nFORGED\\x1b["),
+          "escaped in the text log",
+        );
+        assert.ok(!/^FORGED/m.test(inst.logs()) && !inst.logs().includes("\x1b"), "nothing forged");
       },
     );
   } finally {
@@ -258,16 +276,28 @@ Deno.test("a worker claiming to serve on an address it does not connect from is 
   const port = freePorts(4);
   try {
     await withInstance(
-      { workers: 1, port, flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`] },
+      {
+        workers: 1,
+        port,
+        flags: [`--link-port=${port + 3}`, `--secret-file=${secret}`, "--log-format=json"],
+      },
       async (inst) => {
         const a = await handshake(port + 3, SECRET, { host: "10.20.30.40", port: 2223 });
         assert.equal(a.type, Frame.REFUSED);
         assert.match(a.reason, /claims to serve on 10\.20\.30\.40:2223 but connects from 127\.0\.0\.1/);
         const far = (await inst.status()).workers.filter((w) => w.link !== "local");
         assert.deepEqual(far, [], "no slot was taken");
-        assert.match(
-          inst.logs(),
-          /link attempt from 127\.0\.0\.1:\d+ refused: claims to serve on .*as identity so far/,
+        await wrongVersion(port + 3);
+        await waitFor("the refusal logged", () => inst.logs().includes("speaks osps-link/9"));
+        // Every line of the JSON log is one JSON object; the peer's text is in it escaped, as in the text log.
+        const lines = inst.logs().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+        const refusals = lines.filter((l) => /^link attempt from 127\.0\.0\.1:\d+ refused: /.test(l.msg));
+        assert.ok(
+          refusals.some((l) => /claims to serve on 10\.20\.30\.40:2223 .*as identity so far/.test(l.msg)),
+        );
+        assert.ok(
+          refusals.some((l) => l.msg.includes("speaks osps-link/9\\nFORGED\\x1b[")),
+          "escaped in JSON too",
         );
       },
     );
@@ -312,5 +342,27 @@ Deno.test("a joiner refused for want of a remote slot backs off instead of retry
     );
   } finally {
     Deno.removeSync(secret);
+  }
+});
+
+Deno.test("refusals are counted by kind, a fixed set, whatever peers send: 300 made-up versions, one counter", async () => {
+  const port = freePorts(1);
+  const server = new LinkServer({
+    host: "127.0.0.1",
+    port,
+    secrets: [new TextEncoder().encode(SECRET)],
+    timing: { heartbeatMs: 1_000, timeoutMs: 5_000 },
+    slots: [],
+  }, systemClock);
+  server.start();
+  try {
+    for (let i = 0; i < 300; i++) await wrongVersion(port, `${i} ${crypto.randomUUID()}`);
+    await waitFor("every refusal counted", () => server.refusals.version === 300);
+    assert.deepEqual(
+      Object.keys(server.refusals).sort(),
+      ["authentication", "door full", "handshake", "identity", "no room", "version"],
+    );
+  } finally {
+    server.close();
   }
 });
