@@ -61,7 +61,9 @@ Deno.test({
   ignore: !usable.ok,
   async fn() {
     await using c = await cluster();
-    console.log(`joined host ready (its 2 workers attached) ${Math.round(c.joinedReadyMs)} ms after it started`);
+    console.log(
+      `joined host ready (its 2 workers attached) ${Math.round(c.joinedReadyMs)} ms after it started`,
+    );
     assert.match(c.joined.readyLine, new RegExp(`^ready joined=${c.a.addr.replaceAll(".", "\\.")}:${LINK} `));
     const hosts = new Set<string>();
     for (let i = 0; i < 6; i++) {
