@@ -65,13 +65,11 @@ function canonicalHost(host: string): string {
   const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h)?.[1] ?? h;
   if (v4 === "localhost" || /^127\.\d+\.\d+\.\d+$/.test(v4) || v4 === "::1") return "loopback";
   if (!v4.includes(":")) return v4;
-  const [head = "", tail] = v4.split("::");
-  const groups = head ? head.split(":") : [];
-  const rest = tail ? tail.split(":") : [];
-  const full = tail === undefined
-    ? groups
-    : [...groups, ...Array(Math.max(0, 8 - groups.length - rest.length)).fill("0"), ...rest];
-  return full.map((g) => g.replace(/^0+(?=.)/, "")).join(":");
+  try {
+    return new URL(`http://[${v4}]/`).hostname; // the one spelling of an IPv6 address (RFC 5952)
+  } catch {
+    return v4;
+  }
 }
 
 /** Accepts remote workers. */
@@ -81,6 +79,8 @@ export class LinkServer {
   readonly #server: Server;
   readonly #door: LinkDoor;
   readonly #links = new Map<string, TcpWorkerLink>();
+  /** Links given to a worker whose handshake is finishing: not free for another, though not attached yet. */
+  readonly #admitted = new Set<TcpWorkerLink>();
   readonly refusals = Object.fromEntries(REFUSAL_KINDS.map((k) => [k, 0])) as Refusals;
   readonly #lastLog = Object.fromEntries(REFUSAL_KINDS.map((k) => [k, -Infinity])) as Record<
     RefusalKind,
@@ -121,6 +121,7 @@ export class LinkServer {
       return this.#refused(peer, kind, evicted ? "too many link attempts at once" : (err as Error).message);
     } finally {
       leave();
+      if (link) this.#admitted.delete(link);
     }
     logger().info("remote worker {key} (pid {pid}, its watchdog {wd}) attached from {peer} as slot {id}", {
       key: link!.key,
@@ -142,8 +143,13 @@ export class LinkServer {
       );
     }
     const key = `${canonicalHost(who.host)}:${who.port}`;
-    const known = this.#links.get(key);
-    if (known) return known;
+    const link = this.#links.get(key) ?? this.#newSlot(key, who);
+    this.#admitted.add(link);
+    return link;
+  }
+
+  /** A slot for a worker not seen before: one never used, else one whose worker is gone. */
+  #newSlot(key: string, who: WorkerIdentity): TcpWorkerLink {
     const taken = new Set([...this.#links.values()].map((l) => l.id));
     const slot = this.#opts.slots.find((s) => !taken.has(s.index));
     if (slot) {
@@ -154,10 +160,8 @@ export class LinkServer {
     }
     // Every slot was taken once: give the new worker the slot of one that is gone (left first, then the
     // longest lost), so the table never fills with workers that will not come back.
-    const ghost =
-      [...this.#links.values()].filter((l) => !l.attached).sort((x, y) =>
-        Number(y.left) - Number(x.left) || x.detachedAt - y.detachedAt
-      )[0];
+    const gone = [...this.#links.values()].filter((l) => !l.attached && !this.#admitted.has(l));
+    const ghost = gone.sort((x, y) => Number(y.left) - Number(x.left) || x.detachedAt - y.detachedAt)[0];
     if (!ghost) {
       throw new LinkRefusal(
         "no room",
