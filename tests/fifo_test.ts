@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { ensureFifo, FifoPoller, FifoReader, FifoWriter, removeFifo } from "../mod/ipc/fifo.ts";
 import { encodeFrame, FifoFrame, FrameDecoder, MAX_ENCODED } from "../mod/ipc/fifo_frames.ts";
 import { MAX_LINK_MESSAGE } from "../mod/net/protocol.ts";
-import { exists, waitFor, waitForLog, withInstance } from "./harness.ts";
+import { exists, waitFor, waitForLog, waitReplaced, withInstance } from "./harness.ts";
+import { clientsOnEveryWorker, slotOf, withChat } from "./support/chat_instance.ts";
 import { instancePaths } from "../mod/cli/config.ts";
 import { Segment } from "../mod/ipc/shm.ts";
 import * as libc from "../mod/sys/libc.ts";
@@ -419,5 +420,48 @@ Deno.test("bytes written into a live instance's FIFOs by a stray writer cost not
     assert.ok(after.workers.every((w) => w.served > 0), "both workers still routed to");
     assert.doesNotMatch(inst.logs(), /wedged|failed:/);
     await waitForLog(inst, /worker 1: dropped \d+ damaged frame/); // said once, not once per frame
+  });
+});
+
+Deno.test("chat: a worker killed while its busy dispatcher holds a pipe of chat events for it: the replacement serves, nothing wedges", async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  await withChat({
+    workers: 2,
+    flags: ["--irc-flood-rate=0", "--heartbeat-ms=100", "--hang-timeout-ms=4000", "--probe-ms=100"],
+  }, async (inst, place) => {
+    const [one, two] = await clientsOnEveryWorker(place.ircPort, "fill");
+    assert.deepEqual([slotOf(one!.owner), slotOf(two!.owner)], [1, 2]);
+    for (const c of [one!, two!]) await c.client.join("#load");
+    const before = await inst.status();
+    const victim = before.workers[0]!.pid;
+    // Worker 1 stops reading (stopped), while worker 2's client talks: the dispatcher fills dwtube1 with its
+    // events, the last one half written. Then, while the dispatcher is busy (stopped), worker 1 dies and its
+    // replacement opens the FIFOs and finds that.
+    Deno.kill(victim, "SIGSTOP");
+    const text = "hm".repeat(180);
+    for (let i = 0; i < 400; i++) two!.client.raw(`PRIVMSG #load :${i} ${text}`);
+    await sleep(1_500);
+    Deno.kill(before.dispatcher.pid, "SIGSTOP");
+    Deno.kill(victim, "SIGKILL");
+    const replaced = await waitReplaced(inst, 1, victim);
+    await sleep(300);
+    Deno.kill(before.dispatcher.pid, "SIGCONT");
+    await sleep(100 + 4_000 + 1_500); // a probe, its timeout, and a margin: a wedge would show by now
+    const after = await inst.status();
+    assert.equal(after.workers[0]!.pid, replaced.workers[0]!.pid, "the replacement was not killed again");
+    assert.equal(after.dispatcher.pid, before.dispatcher.pid);
+    assert.doesNotMatch(inst.logs(), /wedged|doorbell .* failed/);
+    // The replacement serves requests, and chat both ways through the dispatcher.
+    const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => inst.client(["echo", `${i}`])));
+    for (const [i, r] of rs.entries()) assert.equal(r.stdout, `${i}\n`, r.stderr);
+    const [fresh] = await clientsOnEveryWorker(place.ircPort, "again");
+    assert.equal(slotOf(fresh!.owner), 1);
+    await fresh!.client.join("#load");
+    two!.client.raw("PRIVMSG #load :after");
+    await fresh!.client.waitLine(
+      "the message from worker 2",
+      (m) => m.command === "PRIVMSG" && m.params[1] === "after",
+    );
+    for (const c of [fresh!, two!]) await c.client.quit();
   });
 });

@@ -134,6 +134,7 @@ export class FifoPair {
     const v = new DataView(payload.buffer, payload.byteOffset, 16);
     const theirs = Number(v.getBigUint64(0, true));
     const heard = Number(v.getBigUint64(8, true));
+    if (theirs === 0) return; // no session says 0
     if (theirs !== this.#peer) {
       // A new peer, or a new session of it: the old one is over, and the new one has not heard ours yet.
       this.#peer = theirs;
