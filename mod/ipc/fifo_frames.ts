@@ -78,18 +78,30 @@ function unstuff(src: Uint8Array): Uint8Array | null {
 /** The last message encoded, kept because the dispatcher sends one message to every other worker in a row. */
 let lastEncoded: { payload: Uint8Array; frame: Uint8Array } | undefined;
 
-/** One frame of `type` carrying `payload`, ready to write. */
+/** Doorbells (frames without payload) by type, encoded once: ringing allocates nothing. */
+const bells = new Map<number, Uint8Array>();
+
+/** One frame of `type` carrying `payload`, ready to write (never modify it: it may be shared). */
 export function encodeFrame(type: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
-  if (payload.length > 0 && lastEncoded?.payload === payload) return lastEncoded.frame;
+  if (payload.length === 0) {
+    let bell = bells.get(type);
+    if (!bell) bells.set(type, bell = encode(type, payload));
+    return bell;
+  }
+  if (lastEncoded?.payload === payload) return lastEncoded.frame;
+  const frame = encode(type, payload);
+  lastEncoded = { payload, frame };
+  return frame;
+}
+
+function encode(type: number, payload: Uint8Array): Uint8Array {
   const body = new Uint8Array(HEAD + payload.length);
   body[0] = type;
   new DataView(body.buffer).setUint32(1, payload.length, true);
   body.set(payload, HEAD);
   const out = new Uint8Array(body.length + Math.ceil(body.length / 254) + 3);
   const end = stuff(body, out, 1); // out[0] is the leading zero
-  const frame = out.subarray(0, end + 1); // and out[end] the trailing one
-  if (payload.length > 0) lastEncoded = { payload, frame };
-  return frame;
+  return out.subarray(0, end + 1); // and out[end] the trailing one
 }
 
 /** Reads frames out of a byte stream, dropping what is not one. */
@@ -124,7 +136,7 @@ export class FrameDecoder {
         this.#len = 0;
         const why = body ? this.#damage(body) : "a malformed frame";
         if (why) this.#drop(onDrop, why);
-        else onFrame(body![0]!, body!.slice(HEAD));
+        else onFrame(body![0]!, body!.subarray(HEAD));
       }
     }
   }
@@ -155,7 +167,7 @@ export class FrameDecoder {
 
   #damage(body: Uint8Array): string | null {
     if (body.length < HEAD) return "a frame shorter than its head";
-    const len = new DataView(body.buffer, body.byteOffset).getUint32(1, true);
+    const len = (body[1]! | (body[2]! << 8) | (body[3]! << 16)) + body[4]! * 2 ** 24;
     if (len !== body.length - HEAD) return `a frame saying ${len} bytes but holding ${body.length - HEAD}`;
     if (!KNOWN.has(body[0]!)) return `a frame of unknown type ${body[0]}`;
     return null;
