@@ -19,6 +19,7 @@
  */
 import { logger } from "../log.ts";
 import { addrKey, hostOf } from "../net/admission.ts";
+import { formatIp, parseIp, unmapped } from "../net/ip_addr.ts";
 import { listenOrFail, Server } from "../net/server.ts";
 import type { SlotView } from "../ipc/shm.ts";
 import type { Clock } from "../sys/clock.ts";
@@ -52,24 +53,21 @@ export interface LinkServerOptions {
 export type Refusals = Record<RefusalKind, number>;
 
 /**
- * A host as the link compares it: `loopback` for any loopback name or
- * address, the IPv4 address inside an IPv4-mapped IPv6 one, an IPv6 address
- * in full lower-case form, anything else lower-cased.
+ * True when two hosts name the same machine as the link compares them: any
+ * loopback name or address is loopback, an IPv4-mapped IPv6 address is its
+ * IPv4 one, IP addresses compare in their canonical text, names lower-cased.
  */
 export function sameHost(a: string, b: string): boolean {
   return canonicalHost(a) === canonicalHost(b);
 }
 
 function canonicalHost(host: string): string {
-  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
-  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h)?.[1] ?? h;
-  if (v4 === "localhost" || /^127\.\d+\.\d+\.\d+$/.test(v4) || v4 === "::1") return "loopback";
-  if (!v4.includes(":")) return v4;
-  try {
-    return new URL(`http://[${v4}]/`).hostname; // the one spelling of an IPv6 address (RFC 5952)
-  } catch {
-    return v4;
-  }
+  if (host.toLowerCase() === "localhost") return "loopback";
+  const parsed = parseIp(host);
+  if (!parsed) return host.toLowerCase();
+  const ip = unmapped(parsed);
+  if (ip.length === 4 ? ip[0] === 127 : ip.every((b, i) => b === (i === 15 ? 1 : 0))) return "loopback";
+  return formatIp(ip);
 }
 
 /** Accepts remote workers. */
