@@ -222,7 +222,6 @@ async function cycle(w: Watchdog, inc: Incarnation, kids: Children): Promise<Cyc
     }
     for (const c of all) c.tick();
     memory.check(all, slots, live.cfg.maxWorkerRssMb, live.cfg.failedRetryMs);
-    segment.setHeader("replaced_rss", memory.replaced);
     reportOverdueTickets(workers, clock.now(), cfg.ticketTtlMs, overdue);
     const exitAfter = live.cfg.exitAfter;
     const served = workers.reduce((sum, c) => sum + c.spec.slot.load("served"), 0);
@@ -265,7 +264,10 @@ async function cycle(w: Watchdog, inc: Incarnation, kids: Children): Promise<Cyc
     }
     errors.contain("operations", () => ops.tick(now));
     if (stop === null) {
-      errors.contain("the replacements", () => slots.step());
+      errors.contain("the replacements", () => {
+        slots.step();
+        if (memory.settle(live.cfg.failedRetryMs)) segment.setHeader("replaced_rss", memory.replaced);
+      });
       errors.contain("the reload", () => {
         if (reloadAsked && !reload && end.wasReady) {
           reloadAsked = false;

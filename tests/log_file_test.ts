@@ -18,12 +18,17 @@ Deno.test("--log-file gets every role's lines; SIGUSR2 after a rename reopens it
   };
   try {
     const inst = await withInstance({ workers: 1, flags: [`--log-file=${path}`] }, async (inst) => {
+      // Lines reach the file through a queue: wait for each (the ready line on stdout may come first).
       await waitFor(
-        "the children's lines in the file",
-        () => /dispatcher\[\d+\].*serving on/.test(read(path)),
+        "every role's lines in the file",
+        () =>
+          [
+            /dispatcher\[\d+\].*serving on/,
+            /worker 1\[\d+\].*serving on/,
+            /watchdog\[\d+\].*all 2 children ready/,
+          ]
+            .every((line) => line.test(read(path))),
       );
-      assert.match(read(path), /worker 1\[\d+\].*serving on/);
-      assert.match(read(path), /watchdog\[\d+\].*all 2 children ready/);
 
       Deno.renameSync(path, `${path}.1`); // what logrotate does
       Deno.kill(inst.pid, "SIGUSR2");

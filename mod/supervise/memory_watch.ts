@@ -74,7 +74,7 @@ export class MemoryWatch {
         this.#fresh.delete(pid);
       }
     }
-    this.#settle(now, retryMs);
+    this.settle(retryMs);
     if (limitMb <= 0 || this.#refusedAt(limitMb)) return;
     if (this.#refused) this.#note(null); // another limit since: in force again
     const fat = [...this.#fresh].find(([, mb]) => mb > limitMb);
@@ -100,10 +100,17 @@ export class MemoryWatch {
     }
   }
 
-  /** Counts finished replacements; a failed one holds the next back for `retryMs`. */
-  #settle(now: number, retryMs: number): void {
+  /**
+   * Counts the replacements asked for memory that have ended (the cycle calls
+   * it after every step of the replacements); a failed one holds the next back
+   * for `retryMs`. True when one ended.
+   */
+  settle(retryMs: number): boolean {
+    const now = this.#clock.now();
+    let ended = false;
     for (const r of this.#pending) {
       if (!r.outcome) continue;
+      ended = true;
       this.#pending.delete(r);
       if (r.outcome.kind === "replaced") this.replaced++;
       if (r.outcome.kind === "failed") {
@@ -115,6 +122,7 @@ export class MemoryWatch {
         });
       }
     }
+    return ended;
   }
 
   #refusedAt(limitMb: number): boolean {
