@@ -75,6 +75,20 @@ Deno.test({
 });
 
 Deno.test({
+  name: "chat on PostgreSQL: accounts, tokens, registered channels, bans, invitations, WHOWAS and counts",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg === "string") return;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [...RUN_FLAGS, new URL("./support/account_checks.ts", import.meta.url).pathname, pg.url],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  },
+});
+
+Deno.test({
   name: "chat on PostgreSQL: tear down the test server",
   ignore: typeof pg === "string",
   async fn() {

@@ -10,6 +10,7 @@ import { fold, formatMessage, parseMessage, validChannel, validNick } from "../m
 import { FakeLag } from "../mod/chat/fake_lag.ts";
 import { SqliteStore } from "../mod/chat/sqlite_store.ts";
 import { StoreError } from "../mod/chat/chat_store.ts";
+import { SCHEMA } from "../mod/chat/store_schema.ts";
 import { ChatHub, type LocalClient } from "../mod/chat/chat_hub.ts";
 import { waitFor } from "./harness.ts";
 import { CommitCancelledError, type Committed, GroupCommit } from "../mod/chat/group_commit.ts";
@@ -122,7 +123,10 @@ Deno.test("SqliteStore: the schema version is recorded, and a newer database is 
   using t = tempStore();
   t.store.close();
   const db = new DatabaseSync(t.path);
-  assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
+  assert.equal(
+    (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+    SCHEMA.length,
+  );
   assert.equal((db.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode, "wal");
   db.exec("PRAGMA user_version = 99");
   db.close();

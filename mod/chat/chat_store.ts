@@ -28,6 +28,8 @@ export interface ChatUser {
   readonly owner: string;
   /** Sign-on time, ms since the epoch. */
   readonly signonAt: number;
+  /** Account logged in to ("" when none; see `account_store.ts`). */
+  readonly account?: string;
 }
 
 /** A channel's state. */
@@ -72,6 +74,10 @@ export interface ChannelEvent {
   readonly source: string;
   /** Parameters after the channel name (the text of a message, the kicked nick and reason …). */
   readonly params: readonly string[];
+  /** The sender's account, when logged in (IRCv3 account-tag). */
+  readonly account?: string;
+  /** Client-only tags the sender attached (`+name=value;…`, escaped as on the wire; IRCv3 message-tags). */
+  readonly tags?: string;
 }
 
 /** What an event changes in the channel, applied in the same transaction that numbers it. */
@@ -86,10 +92,13 @@ export interface ChannelChange {
   >;
 }
 
+/** What an event says, before the store numbers it. */
+export type EventFields = Pick<ChannelEvent, "kind" | "source" | "params" | "account" | "tags">;
+
 /** One event to append with {@link ChatStore.appendMany}: its channel and what it says. */
 export interface Appending {
   readonly channel: string;
-  readonly event: Pick<ChannelEvent, "kind" | "source" | "params">;
+  readonly event: EventFields;
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   type ChatStore,
   type ChatUser,
   type Departed,
+  type EventFields,
   type HistoryQuery,
   type JoinRefusal,
   type Member,
@@ -39,6 +40,11 @@ export class SqliteStore implements ChatStore {
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
+  }
+
+  /** The connection, for the tables kept beside the chat state (`sqlite_accounts.ts`, `sqlite_lists.ts`). */
+  get db(): DatabaseSync {
+    return this.#db;
   }
 
   /** Opens (creating) `path`, switches to WAL and migrates the schema to the current version. */
@@ -157,8 +163,8 @@ export class SqliteStore implements ChatStore {
 
   claimNick(u: ChatUser): Promise<boolean> {
     const n = this.#run(
-      'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, signon_at) ' +
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
+      'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, signon_at, account) ' +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
       fold(u.nick),
       u.nick,
       u.user,
@@ -168,6 +174,7 @@ export class SqliteStore implements ChatStore {
       u.modes,
       u.owner,
       u.signonAt,
+      u.account ?? "",
     );
     return Promise.resolve(n === 1);
   }
@@ -235,7 +242,7 @@ export class SqliteStore implements ChatStore {
 
   append(
     channel: string,
-    e: Pick<ChannelEvent, "kind" | "source" | "params">,
+    e: EventFields,
     change: ChannelChange = {},
   ): Promise<ChannelEvent | null> {
     return Promise.resolve(this.#tx(() => {
@@ -288,7 +295,7 @@ export class SqliteStore implements ChatStore {
    */
   #appendIn(
     folded: string,
-    e: Pick<ChannelEvent, "kind" | "source" | "params">,
+    e: EventFields,
     reserve = 1,
   ): ChannelEvent | null {
     if (reserve > 0) {
@@ -302,13 +309,15 @@ export class SqliteStore implements ChatStore {
     if (!this.#next) return null;
     const ev: ChannelEvent = { channel: this.#next.name, seq: this.#next.seq++, at: Date.now(), ...e };
     this.#run(
-      "INSERT INTO events(channel, seq, at, kind, source, params) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO events(channel, seq, at, kind, source, params, account, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       folded,
       ev.seq,
       ev.at,
       ev.kind,
       ev.source,
       JSON.stringify(ev.params),
+      ev.account ?? "",
+      ev.tags ?? "",
     );
     return ev;
   }
