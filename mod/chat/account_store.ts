@@ -65,6 +65,8 @@ export interface AccountStore {
 
   /** The account a connected user (by nick) is logged in to ("" to log out). */
   setLogin(nick: string, account: string): Promise<void>;
+  /** A connected user's real name (IRCv3 SETNAME). */
+  setRealname(nick: string, realname: string): Promise<void>;
 
   /** Stores a token's SHA-256 (hex) for `account`, valid until `expiresAt` (ms). */
   addToken(hash: string, account: string, expiresAt: number, label: string): Promise<void>;

@@ -55,6 +55,9 @@ export interface Member {
   readonly op: boolean;
   /** Voiced (+v, prefix +). */
   readonly voice: boolean;
+  /** Username and host (NAMES with IRCv3 userhost-in-names), when read with them. */
+  readonly user?: string;
+  readonly host?: string;
 }
 
 /** Bits of a membership's prefix modes, as stored (`members.op`). */
@@ -163,8 +166,11 @@ export interface ChatStore {
 
   /**
    * Joins, creating the channel (modes `createModes`) if it does not exist;
-   * the first member of an empty channel becomes its operator. Returns the
-   * JOIN event, null when already a member, or why it was refused.
+   * the first member of an empty channel becomes its operator, unless the
+   * channel is registered (`channel_regs`: its access list gives operator).
+   * `fields` go into the JOIN event (IRCv3 extended-join: account and real
+   * name as params, and the account). Returns the JOIN event, null when
+   * already a member, or why it was refused.
    */
   join(
     channel: string,
@@ -172,6 +178,7 @@ export interface ChatStore {
     nick: string,
     key: string,
     createModes: string,
+    fields?: Pick<EventFields, "params" | "account">,
   ): Promise<ChannelEvent | null | JoinRefusal>;
   /** Appends an event to a channel, with its change, in one transaction. Null when the channel is gone. */
   append(

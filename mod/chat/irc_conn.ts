@@ -45,6 +45,12 @@ export class IrcConn {
   #closed = false;
   /** The send queue went over its cap: the session says why and closes. */
   onOverflow: () => void = () => {};
+  /**
+   * While set, {@link send} collects lines here instead of queueing them: the
+   * response of a labeled command (IRCv3 labeled-response, `labeled.ts`).
+   * Other users' events go around it ({@link sendEvent}).
+   */
+  capture: string[] | null = null;
 
   constructor(conn: Deno.Conn, options: IrcConnOptions) {
     this.conn = conn;
@@ -134,6 +140,15 @@ export class IrcConn {
    * only twice the cap is too much.
    */
   send(line: string): boolean {
+    if (this.capture && !this.#closed) {
+      this.capture.push(line);
+      return true;
+    }
+    return this.sendEvent(line);
+  }
+
+  /** Queues a line that is no command's response (another user's event), even while {@link capture} is set. */
+  sendEvent(line: string): boolean {
     if (this.#closed) return false;
     const bytes = encoder.encode(line + "\r\n");
     this.#queued += bytes.length;

@@ -8,6 +8,8 @@
  * @module
  */
 
+import type { ChatUser, Member } from "./chat_store.ts";
+
 /** One ban. */
 export interface Ban {
   readonly mask: string;
@@ -42,14 +44,20 @@ export interface ListStore {
   removeBan(channel: string, mask: string): Promise<boolean>;
   /** Records that `nick` was invited to `channel`. */
   invite(channel: string, nick: string): Promise<void>;
+  /** Channels `nick` holds an invitation to (display names). */
+  invitesOf(nick: string): Promise<string[]>;
   /** True when `nick` was invited to `channel` after `since` (ms); the invitation is used up. */
   takeInvite(channel: string, nick: string, since: number): Promise<boolean>;
   /** Remembers a nickname given up. */
   addWhowas(e: WhowasEntry): Promise<void>;
   /** Entries of a nickname, newest first. */
   whowas(nick: string, limit: number): Promise<WhowasEntry[]>;
-  /** Users registered and channels existing, everywhere. */
-  counts(): Promise<{ users: number; channels: number }>;
+  /** A channel's members with everything WHO shows of them, in one read. */
+  channelUsers(channel: string): Promise<Array<{ user: ChatUser; member: Member }>>;
+  /** Users whose nickname matches a glob (`*`, `?`; rfc1459 folding), at most `limit`. */
+  usersMatching(mask: string, limit: number): Promise<ChatUser[]>;
+  /** Users registered (of them invisible, +i) and channels with members, everywhere. */
+  counts(): Promise<{ users: number; invisible: number; channels: number }>;
 }
 
 /** A `whowas` row. */
@@ -62,4 +70,9 @@ export function whowasFrom(r: Record<string, unknown>): WhowasEntry {
     account: String(r["account"]),
     at: Number(r["at"]),
   };
+}
+
+/** A glob (`*`, `?`) as a SQL LIKE pattern with `\\` as its escape, on folded names. */
+export function likePattern(glob: string): string {
+  return glob.replace(/[\\%_]/g, (c) => `\\${c}`).replace(/\*/g, "%").replace(/\?/g, "_");
 }

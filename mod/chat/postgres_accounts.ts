@@ -67,6 +67,10 @@ export class PostgresAccounts implements AccountStore {
     await this.#sql`UPDATE users SET account = ${account} WHERE folded = ${fold(nick)}`;
   }
 
+  async setRealname(nick: string, realname: string): Promise<void> {
+    await this.#sql`UPDATE users SET realname = ${realname} WHERE folded = ${fold(nick)}`;
+  }
+
   async addToken(hash: string, account: string, expiresAt: number, label: string): Promise<void> {
     await this.#sql`INSERT INTO account_tokens (hash, account, expires_at, label)
       VALUES (${hash}, ${fold(account)}, ${expiresAt}, ${label})`;

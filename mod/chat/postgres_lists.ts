@@ -5,8 +5,11 @@
  */
 import type postgres from "postgres";
 import { fold } from "./irc_message.ts";
+import type { ChatUser, Member } from "./chat_store.ts";
+import { memberFrom, userFrom } from "./store_schema.ts";
 import {
   type Ban,
+  likePattern,
   type ListStore,
   MAX_BANS,
   WHOWAS_PER_NICK,
@@ -52,6 +55,12 @@ export class PostgresLists implements ListStore {
       ON CONFLICT (channel, nick) DO UPDATE SET at = EXCLUDED.at`;
   }
 
+  async invitesOf(nick: string): Promise<string[]> {
+    const rows = await this.#sql`SELECT c.name FROM invites i JOIN channels c ON c.folded = i.channel
+      WHERE i.nick = ${fold(nick)} ORDER BY c.name`;
+    return rows.map((r) => String(r["name"]));
+  }
+
   async takeInvite(channel: string, nick: string, since: number): Promise<boolean> {
     const [r] = await this.#sql`DELETE FROM invites WHERE channel = ${fold(channel)} AND nick = ${fold(nick)}
       RETURNING at`;
@@ -75,10 +84,27 @@ export class PostgresLists implements ListStore {
     return rows.map(whowasFrom);
   }
 
-  async counts(): Promise<{ users: number; channels: number }> {
+  async channelUsers(channel: string): Promise<Array<{ user: ChatUser; member: Member }>> {
+    const rows = await this.#sql`SELECT u.*, m.op FROM members m JOIN users u ON u.folded = m.nick
+      WHERE m.channel = ${fold(channel)} ORDER BY u.nick`;
+    return rows.map((r) => ({ user: userFrom(r), member: memberFrom(r) }));
+  }
+
+  async usersMatching(mask: string, limit: number): Promise<ChatUser[]> {
+    const rows = await this.#sql`SELECT * FROM users WHERE folded LIKE ${likePattern(fold(mask))} ESCAPE '\\'
+      ORDER BY folded LIMIT ${limit}`;
+    return rows.map(userFrom);
+  }
+
+  async counts(): Promise<{ users: number; invisible: number; channels: number }> {
     const [r] = await this.#sql`SELECT (SELECT count(*) FROM users)::int AS users,
+      (SELECT count(*) FROM users WHERE modes LIKE '%i%')::int AS invisible,
       (SELECT count(*) FROM channels c WHERE EXISTS (SELECT 1 FROM members m WHERE m.channel = c.folded))::int
         AS channels`;
-    return { users: Number(r!["users"]), channels: Number(r!["channels"]) };
+    return {
+      users: Number(r!["users"]),
+      invisible: Number(r!["invisible"]),
+      channels: Number(r!["channels"]),
+    };
   }
 }

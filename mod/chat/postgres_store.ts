@@ -196,6 +196,7 @@ export class PostgresStore implements ChatStore {
     nick: string,
     key: string,
     createModes: string,
+    fields: Pick<EventFields, "params" | "account"> = { params: [] },
   ): Promise<ChannelEvent | null | JoinRefusal> {
     const [c, n] = [fold(channel), fold(nick)];
     return this.#sql.begin(async (tx) => {
@@ -208,8 +209,11 @@ export class PostgresStore implements ChatStore {
       const count = Number(counted!["n"]);
       if (created.count === 0 && row!["key"] !== "" && row!["key"] !== key) return "bad-key";
       if (created.count === 0 && Number(row!["lim"]) > 0 && count >= Number(row!["lim"])) return "full";
-      await tx`INSERT INTO members (channel, nick, op) VALUES (${c}, ${n}, ${count === 0 ? 1 : 0})`;
-      return await this.#appendIn(tx, c, { kind: "JOIN", source, params: [] });
+      const registered = (await tx`SELECT 1 FROM channel_regs WHERE channel = ${c}`).length > 0;
+      await tx`INSERT INTO members (channel, nick, op) VALUES (${c}, ${n}, ${
+        count === 0 && !registered ? 1 : 0
+      })`;
+      return await this.#appendIn(tx, c, { kind: "JOIN", source, ...fields });
     }) as Promise<ChannelEvent | null | JoinRefusal>;
   }
 
@@ -292,7 +296,8 @@ export class PostgresStore implements ChatStore {
   }
 
   async members(channel: string): Promise<Member[]> {
-    const rows = await this.#sql`SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick
+    const rows = await this
+      .#sql`SELECT u.nick, u."user", u.host, m.op FROM members m JOIN users u ON u.folded = m.nick
       WHERE m.channel = ${fold(channel)} ORDER BY u.nick`;
     return rows.map(memberFrom);
   }

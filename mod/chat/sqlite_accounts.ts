@@ -91,6 +91,11 @@ export class SqliteAccounts implements AccountStore {
     return Promise.resolve();
   }
 
+  setRealname(nick: string, realname: string): Promise<void> {
+    this.#st.run("UPDATE users SET realname = ? WHERE folded = ?", realname, fold(nick));
+    return Promise.resolve();
+  }
+
   addToken(hash: string, account: string, expiresAt: number, label: string): Promise<void> {
     this.#st.run(
       "INSERT INTO account_tokens(hash, account, expires_at, label) VALUES (?, ?, ?, ?)",

@@ -5,8 +5,11 @@
  */
 import type { DatabaseSync } from "node:sqlite";
 import { fold } from "./irc_message.ts";
+import type { ChatUser, Member } from "./chat_store.ts";
+import { memberFrom, userFrom } from "./store_schema.ts";
 import {
   type Ban,
+  likePattern,
   type ListStore,
   MAX_BANS,
   WHOWAS_PER_NICK,
@@ -60,6 +63,14 @@ export class SqliteLists implements ListStore {
     return Promise.resolve();
   }
 
+  invitesOf(nick: string): Promise<string[]> {
+    const rows = this.#st.all(
+      "SELECT c.name FROM invites i JOIN channels c ON c.folded = i.channel WHERE i.nick = ? ORDER BY c.name",
+      fold(nick),
+    );
+    return Promise.resolve(rows.map((r) => String(r["name"])));
+  }
+
   takeInvite(channel: string, nick: string, since: number): Promise<boolean> {
     const r = this.#st.get(
       "DELETE FROM invites WHERE channel = ? AND nick = ? RETURNING at",
@@ -103,11 +114,32 @@ export class SqliteLists implements ListStore {
     return Promise.resolve(rows.map(whowasFrom));
   }
 
-  counts(): Promise<{ users: number; channels: number }> {
+  channelUsers(channel: string): Promise<Array<{ user: ChatUser; member: Member }>> {
+    const rows = this.#st.all(
+      "SELECT u.*, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? ORDER BY u.nick",
+      fold(channel),
+    );
+    return Promise.resolve(rows.map((r) => ({ user: userFrom(r), member: memberFrom(r) })));
+  }
+
+  usersMatching(mask: string, limit: number): Promise<ChatUser[]> {
+    const rows = this.#st.all(
+      "SELECT * FROM users WHERE folded LIKE ? ESCAPE '\\' ORDER BY folded LIMIT ?",
+      likePattern(fold(mask)),
+      limit,
+    );
+    return Promise.resolve(rows.map(userFrom));
+  }
+
+  counts(): Promise<{ users: number; invisible: number; channels: number }> {
     const r = this.#st.get(
-      "SELECT (SELECT count(*) FROM users) AS users, " +
+      "SELECT (SELECT count(*) FROM users) AS users, (SELECT count(*) FROM users WHERE modes LIKE '%i%') AS invisible, " +
         "(SELECT count(*) FROM channels c WHERE EXISTS (SELECT 1 FROM members m WHERE m.channel = c.folded)) AS channels",
     )!;
-    return Promise.resolve({ users: Number(r["users"]), channels: Number(r["channels"]) });
+    return Promise.resolve({
+      users: Number(r["users"]),
+      invisible: Number(r["invisible"]),
+      channels: Number(r["channels"]),
+    });
   }
 }

@@ -217,6 +217,7 @@ export class SqliteStore implements ChatStore {
     nick: string,
     key: string,
     createModes: string,
+    fields: Pick<EventFields, "params" | "account"> = { params: [] },
   ): Promise<ChannelEvent | null | JoinRefusal> {
     return Promise.resolve(this.#tx(() => {
       const [c, n] = [fold(channel), fold(nick)];
@@ -235,8 +236,9 @@ export class SqliteStore implements ChatStore {
       const count = Number(this.#get("SELECT count(*) AS n FROM members WHERE channel = ?", c)!["n"]);
       if (row && row["key"] !== "" && row["key"] !== key) return "bad-key";
       if (row && Number(row["lim"]) > 0 && count >= Number(row["lim"])) return "full";
-      this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, count === 0 ? 1 : 0);
-      return this.#appendIn(c, { kind: "JOIN", source, params: [] });
+      const first = count === 0 && !this.#get("SELECT 1 FROM channel_regs WHERE channel = ?", c);
+      this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, first ? 1 : 0);
+      return this.#appendIn(c, { kind: "JOIN", source, ...fields });
     }));
   }
 
@@ -329,7 +331,8 @@ export class SqliteStore implements ChatStore {
 
   members(channel: string): Promise<Member[]> {
     const rows = this.#all(
-      "SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? ORDER BY u.nick",
+      'SELECT u.nick, u."user", u.host, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? ' +
+        "ORDER BY u.nick",
       fold(channel),
     );
     return Promise.resolve(rows.map(memberFrom));

@@ -76,10 +76,15 @@ export function channelFrom(r: Row): ChannelInfo {
   };
 }
 
-/** A `members` row joined with its user's `nick` (`op` holds the prefix mode bits). */
+/** A `members` row joined with its user's `nick` (and `user`, `host`; `op` holds the prefix mode bits). */
 export function memberFrom(r: Row): Member {
   const bits = Number(r["op"]);
-  return { nick: String(r["nick"]), op: (bits & PREFIX_BITS.o) !== 0, voice: (bits & PREFIX_BITS.v) !== 0 };
+  const m = {
+    nick: String(r["nick"]),
+    op: (bits & PREFIX_BITS.o) !== 0,
+    voice: (bits & PREFIX_BITS.v) !== 0,
+  };
+  return r["host"] === undefined ? m : { ...m, user: String(r["user"]), host: String(r["host"]) };
 }
 
 /** An `events` row joined with its channel's `name`. */
