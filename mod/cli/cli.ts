@@ -360,7 +360,8 @@ const CHAT: Record<string, FlagSpec> = {
     type: "string",
     default: "open",
     choices: ["open", "verify", "closed"],
-    doc: "account registration: open (verified at once), verify (a code in the server log, for VERIFY), closed",
+    doc:
+      "account registration: open (verified at once), verify (a code in the server log, for VERIFY), closed",
   },
   "irc-password-min": {
     type: "int",
