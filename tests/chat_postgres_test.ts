@@ -75,6 +75,46 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "chat on PostgreSQL: an account registered on one instance logs in on the other; MONITOR and account-notify cross",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg === "string") return;
+    const [a, b] = [newChatPlace(), newChatPlace()];
+    try {
+      const store = `--store=${pg.url}`;
+      const flags = ["--irc-auth-rate=0", store];
+      await withInstance({ workers: 1, flags: [`--irc-port=${a.ircPort}`, ...flags] }, async () => {
+        await withInstance({ workers: 1, flags: [`--irc-port=${b.ircPort}`, ...flags] }, async () => {
+          const reg = await RawIrc.connect(a.ircPort);
+          await reg.send("CAP LS 302", "CAP REQ :account-notify", "NICK pgacct", "USER p 0 * :p");
+          await reg.send("REGISTER * * pg-password", "CAP END");
+          await reg.waitFor("registered on A", (m) => m.command === "REGISTER" && m.params[0] === "SUCCESS");
+          await reg.send("MONITOR + pgother", "JOIN #pg");
+          await reg.waitFor("731", (m) => m.command === "731");
+          const other = await LibClient.connect(b.ircPort, "pgother", {
+            account: { account: "pgacct", password: "pg-password" },
+          });
+          assert.ok(other.lines("900").length === 1, "SASL on B with A's account");
+          await reg.waitFor(
+            "730 across instances",
+            (m) => m.command === "730" && m.params[1]!.startsWith("pgother!"),
+          );
+          await other.join("#pg");
+          other.raw("PRIVMSG NickServ :LOGOUT");
+          await reg.waitFor("ACCOUNT * from B", (m) => m.command === "ACCOUNT" && m.params[0] === "*");
+          await other.quit();
+          await reg.waitFor("731 across instances", (m) => m.command === "731" && m.params[1] === "pgother");
+          await reg.close();
+        });
+      });
+    } finally {
+      for (const p of [a, b]) Deno.removeSync(p.dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "chat on PostgreSQL: accounts, tokens, registered channels, bans, invitations, WHOWAS and counts",
   ignore: typeof pg === "string",
   async fn() {
