@@ -5,7 +5,7 @@
  * a flood of password attempts that must cost its sender only.
  */
 import assert from "node:assert/strict";
-import { startInstance, waitFor } from "./harness.ts";
+import { startInstance } from "./harness.ts";
 import { LibClient, RawIrc } from "./support/irc.ts";
 import { chatFlags, clientsOnEveryWorker, newChatPlace, withChat } from "./support/chat_instance.ts";
 import type { IrcMessage } from "../mod/chat/irc_message.ts";
