@@ -8,6 +8,7 @@
  */
 import type { ChannelInfo } from "./chat_store.ts";
 import type { IrcSession } from "./irc_session.ts";
+import { fold } from "./irc_message.ts";
 import { MAX_BANS } from "./list_store.ts";
 import { normalizeMask } from "./moderation.ts";
 import { N } from "./numerics.ts";
@@ -34,7 +35,10 @@ export async function banListChange(
   const full = normalizeMask(mask);
   if (full.length > 200 || /[\s,]/.test(full)) return null;
   const { lists } = s.ctx;
-  if (!adding) return (await lists.removeBan(info.name, full)) ? full : null;
+  // Masks compare under the case mapping: `-b bar!*@*` lifts `+b BAR!*@*`.
+  const same = (await lists.bans(info.name)).find((b) => fold(b.mask) === fold(full));
+  if (!adding) return same && (await lists.removeBan(info.name, same.mask)) ? same.mask : null;
+  if (same) return null;
   if (await lists.addBan(info.name, { mask: full, setBy: s.source, setAt: Date.now() })) return full;
   if ((await lists.bans(info.name)).length >= MAX_BANS) {
     s.replyText(N.ERR_BANLISTFULL, info.name, full, "Channel ban list is full");

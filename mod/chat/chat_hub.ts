@@ -200,7 +200,9 @@ export class ChatHub {
   nick(source: string, nick: string, channels: readonly string[], except?: LocalClient): void {
     const out = new Outgoing(formatMessage(source, "NICK", [nick]), { at: Date.now() });
     for (const c of this.audience(channels, except)) c.deliver(out);
-    this.presence.offline(source.split("!")[0]!);
+    const old = source.split("!")[0]!;
+    if (fold(old) === fold(nick)) return; // a change of case: the same user for MONITOR
+    this.presence.offline(old);
     this.presence.online(`${nick}!${source.slice(source.indexOf("!") + 1)}`);
   }
 

@@ -187,7 +187,9 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
       if (who === undefined) continue;
       const m = members.find((x) => fold(x.nick) === fold(who));
       if (!m) {
-        s.replyText(N.ERR_USERNOTINCHANNEL, who, info.name, "They aren't on that channel");
+        if (await s.ctx.store.user(who)) {
+          s.replyText(N.ERR_USERNOTINCHANNEL, who, info.name, "They aren't on that channel");
+        } else s.replyText(N.ERR_NOSUCHNICK, who, "No such nick/channel");
         continue;
       }
       setPrefixes.push({ nick: m.nick, mode: ch, on: adding });

@@ -151,6 +151,7 @@ export const CONNECTION_COMMANDS: Record<string, Command> = {
     early: true,
     run: (s, m) => {
       if (s.registered || s.userGiven) return s.replyText(N.ERR_ALREADYREGISTERED, "You may not reregister");
+      if (m.params[3] === "") return s.replyText(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters");
       s.user = `~${m.params[0]!.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 17) || "user"}`;
       s.realname = m.params[3]!;
       s.userGiven = true;

@@ -8,7 +8,7 @@
  * slow reader never slows the sender or anyone else.
  * @module
  */
-import { MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
+import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
 export const TOO_LONG = Symbol("too long");
@@ -120,12 +120,12 @@ export class IrcConn {
     }
   }
 
-  /** Over the limit: the tag section and the rest are measured apart (IRCv3 message-tags). */
+  /** Over the limit: the tag section (a client's: 4096 bytes) and the rest are measured apart (IRCv3 message-tags). */
   #tooLong(raw: Uint8Array): boolean {
     let body = raw;
     if (raw[0] === 0x40 /* @ */) {
       const sp = raw.indexOf(0x20);
-      if (sp > MAX_TAG_BYTES) return true;
+      if (sp >= MAX_CLIENT_TAG_BYTES || (sp < 0 && raw.length > MAX_CLIENT_TAG_BYTES)) return true;
       body = raw.subarray(sp + 1);
     }
     return body.length + 2 > this.#maxLine;

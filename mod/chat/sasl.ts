@@ -4,7 +4,7 @@
  *
  * Payloads come base64-encoded in chunks of at most 400 bytes (a chunk of
  * exactly 400 means more follows; `+` is an empty one). A whole payload is at
- * most {@link MAX_PAYLOAD} bytes. PLAIN is checked against the scrypt hash
+ * most {@link MAX_PAYLOAD} bytes (past that: 904; one chunk over 400: 905). PLAIN is checked against the scrypt hash
  * (`accounts.ts`); SCRAM-SHA-256 (RFC 5802/7677, no channel binding) against
  * the stored verifier, so it costs the server no hash — the client does the
  * PBKDF2. An unknown account goes through SCRAM's first step with a made-up
@@ -207,10 +207,7 @@ async function authenticateCommand(s: IrcSession, arg: string): Promise<void> {
     return s.replyText(N.ERR_SASLTOOLONG, "SASL message too long");
   }
   if (arg !== "+") s.sasl.buffer += arg;
-  if (s.sasl.buffer.length > MAX_PAYLOAD) {
-    s.sasl = null;
-    return s.replyText(N.ERR_SASLTOOLONG, "SASL message too long");
-  }
+  if (s.sasl.buffer.length > MAX_PAYLOAD) return fail(s, "SASL payload too long");
   if (arg.length === CHUNK) return; // more follows
   const payload = s.sasl.buffer;
   s.sasl.buffer = "";
