@@ -26,6 +26,7 @@ import { OspsError } from "../errors.ts";
 import { addrKey } from "../net/admission.ts";
 import { fold, validNick } from "./irc_message.ts";
 import type { Account, AccountStore } from "./account_store.ts";
+import type { ChatConfig } from "./chat_config.ts";
 import {
   base64,
   checkPassword,
@@ -71,6 +72,16 @@ export interface AccountPolicy {
   readonly attemptBurst: number;
   /** …then per minute (0: no limit). */
   readonly attemptsPerMinute: number;
+}
+
+/** The policy the chat flags set (`--irc-register`, `--irc-password-min`, `--irc-auth-rate`). */
+export function accountPolicy(cfg: Pick<ChatConfig, "register" | "passwordMin" | "authRate">): AccountPolicy {
+  return {
+    registration: cfg.register,
+    minPasswordLength: cfg.passwordMin,
+    attemptBurst: Math.max(1, cfg.authRate),
+    attemptsPerMinute: cfg.authRate,
+  };
 }
 
 /** The defaults of the flags. */

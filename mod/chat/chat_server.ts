@@ -26,7 +26,7 @@ import { type ChatContext, IrcSession } from "./irc_session.ts";
 import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
 import { CannotBootError } from "../errors.ts";
-import { AccountService } from "./accounts.ts";
+import { accountPolicy, AccountService } from "./accounts.ts";
 import { storesBeside } from "./open_accounts.ts";
 import { Monitors } from "./monitor.ts";
 import { Moderation } from "./moderation.ts";
@@ -92,12 +92,7 @@ export class ChatServer {
       commits: new GroupCommit(parts.store, (batch) => this.#handOn(batch)),
       handOn: (batch) => this.#handOn(batch),
       publish: (e) => this.#bus.publish(e),
-      accounts: new AccountService(beside.accounts, {
-        registration: cfg.register,
-        minPasswordLength: cfg.passwordMin,
-        attemptBurst: Math.max(1, cfg.authRate),
-        attemptsPerMinute: cfg.authRate,
-      }),
+      accounts: new AccountService(beside.accounts, accountPolicy(cfg)),
       lists: beside.lists,
       monitors,
       moderation,

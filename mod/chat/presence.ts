@@ -12,6 +12,7 @@ import { logger } from "../log.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { N } from "./numerics.ts";
 import { SERVICE_NAMES } from "./accounts.ts";
+import type { ListStore } from "./list_store.ts";
 import { guardNick } from "./nick_guard.ts";
 import { accessOnJoin } from "./services.ts";
 import { notifyCompanions } from "./notify.ts";
@@ -22,9 +23,28 @@ export function isServiceName(nick: string): boolean {
   return SERVICE_NAMES.has(fold(nick));
 }
 
+/** Past this many users, counts are reused for {@link COUNTS_TTL_MS}: every registration shows them. */
+const BIG_NETWORK = 1_000;
+const COUNTS_TTL_MS = 1_000;
+const counted = new WeakMap<object, { at: number; value: Awaited<ReturnType<ListStore["counts"]>> }>();
+
+/**
+ * The network's counts. Exact on a small network; on a big one (10,000
+ * users registering at once each get LUSERS) a second old at most, so that
+ * registrations do not each scan every user.
+ */
+async function counts(lists: ListStore): Promise<Awaited<ReturnType<ListStore["counts"]>>> {
+  const now = performance.now();
+  const c = counted.get(lists);
+  if (c && c.value.users >= BIG_NETWORK && now - c.at < COUNTS_TTL_MS) return c.value;
+  const value = await lists.counts();
+  counted.set(lists, { at: now, value });
+  return value;
+}
+
 /** The LUSERS replies (251, 252, 254, 255, 265, 266). */
 export async function sendLusers(s: IrcSession): Promise<void> {
-  const { users, invisible, channels } = await s.ctx.lists.counts();
+  const { users, invisible, channels } = await counts(s.ctx.lists);
   s.replyText(
     N.RPL_LUSERCLIENT,
     `There are ${users - invisible} users and ${invisible} invisible on 1 servers`,
