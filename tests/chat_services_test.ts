@@ -15,7 +15,8 @@ const notice = (text: RegExp) => (m: IrcMessage) =>
 
 Deno.test("chat services: NickServ REGISTER/IDENTIFY; a registered nickname held by someone else is renamed after the grace; GHOST and REGAIN across workers", async () => {
   await withChat(
-    { workers: 2, flags: ["--irc-flood-rate=0", "--irc-auth-rate=0", "--irc-nick-grace-ms=700"] },
+    // The grace covers two password checks (scrypt) on a loaded machine.
+    { workers: 2, flags: ["--irc-flood-rate=0", "--irc-auth-rate=0", "--irc-nick-grace-ms=3000"] },
     async (_inst, { ircPort }) => {
       const owner = await RawIrc.connect(ircPort);
       await owner.register("owner");
@@ -47,7 +48,7 @@ Deno.test("chat services: NickServ REGISTER/IDENTIFY; a registered nickname held
       await kept.waitFor("refused", notice(/Invalid/));
       await kept.send("PRIVMSG NickServ :IDENTIFY sesame-pass");
       await kept.waitFor("900", (m) => m.command === "900");
-      await new Promise((r) => setTimeout(r, 1_000));
+      await new Promise((r) => setTimeout(r, 3_500));
       assert.ok(!kept.seen.some((m) => m.command === "NICK"), "an identified owner keeps its nickname");
       await kept.send("QUIT");
       await kept.close();
@@ -172,6 +173,7 @@ Deno.test("chat services: bans, invite-only and moderated channels hold on every
     quiet.raw("JOIN #mod");
     await quiet.waitLine("473", (m) => m.command === "473");
     op.raw("INVITE quiet #mod");
+    await quiet.waitLine("INVITE", (m) => m.command === "INVITE");
     await quiet.join("#mod");
     quiet.client.say("#mod", "unvoiced");
     await quiet.waitLine("404 under +m", (m) => m.command === "404");

@@ -147,10 +147,14 @@ export class IrcConn {
     return this.sendEvent(line);
   }
 
-  /** Queues a line that is no command's response (another user's event), even while {@link capture} is set. */
-  sendEvent(line: string): boolean {
+  /**
+   * Queues a line that is no command's response (another user's event), even
+   * while {@link capture} is set. Bytes (CR LF included) may be shared with
+   * other connections: they are never written to.
+   */
+  sendEvent(line: string | Uint8Array): boolean {
     if (this.#closed) return false;
-    const bytes = encoder.encode(line + "\r\n");
+    const bytes = typeof line === "string" ? encoder.encode(line + "\r\n") : line;
     this.#queued += bytes.length;
     if (this.#queued > 2 * this.#sendqBytes) {
       this.#overflow();

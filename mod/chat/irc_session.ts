@@ -183,9 +183,8 @@ export class IrcSession implements LocalClient, Sender {
 
   /** Delivers a message with the tags this client asked for; `own`: a response to its own command. */
   deliver(out: Outgoing, own = false): void {
-    const line = out.line(this.tagMask);
-    if (own) this.conn.send(line);
-    else this.conn.sendEvent(line);
+    if (own) this.conn.send(out.line(this.tagMask));
+    else this.conn.sendEvent(out.bytes(this.tagMask));
   }
 
   /** Sends a numeric reply to this client (`:server NNN nick params…`). */

@@ -6,7 +6,8 @@
  * of JOIN): a recipient's choice is a small bit mask ({@link TagMask}), and an
  * {@link Outgoing} keeps one formatted line per mask that was asked for. A
  * message to 10,000 members costs at most a few string builds, never one per
- * member.
+ * member; and the encoded bytes are shared too, so 10,000 queues hold one
+ * copy of a message, not 10,000.
  *
  * Message ids: a channel event's is `<seq>:<folded channel>` — its number in
  * the channel, which CHATHISTORY accepts back (`msgid=…`), unique because a
@@ -42,6 +43,7 @@ export interface TagMeta {
   readonly bot?: boolean;
 }
 
+const encoder = new TextEncoder();
 const TAG_ESCAPE: Record<string, string> = { ";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n" };
 
 /** A tag value escaped for the wire. */
@@ -56,6 +58,7 @@ export class Outgoing {
   /** The line for `extended-join` clients, when it differs. */
   readonly extended: string | undefined;
   readonly #lines: Array<string | undefined> = [];
+  readonly #bytes: Array<Uint8Array | undefined> = [];
   #time: string | undefined;
 
   constructor(base: string, meta: TagMeta, extended?: string) {
@@ -67,6 +70,11 @@ export class Outgoing {
   /** The line with the tags that `mask` asks for. */
   line(mask: number): string {
     return this.#lines[mask] ??= this.#build(mask);
+  }
+
+  /** {@link line} encoded with its CR LF, once per mask: every recipient's queue shares these bytes. */
+  bytes(mask: number): Uint8Array {
+    return this.#bytes[mask] ??= encoder.encode(`${this.line(mask)}\r\n`);
   }
 
   #build(mask: number): string {
