@@ -22,11 +22,16 @@ import { ChatHub } from "./chat_hub.ts";
 import { type Committed, GroupCommit } from "./group_commit.ts";
 import type { ChatStore } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
-import { formatMessage } from "./irc_message.ts";
 import { type ChatContext, IrcSession } from "./irc_session.ts";
 import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
 import { CannotBootError } from "../errors.ts";
+import { accountPolicy, AccountService } from "./accounts.ts";
+import { storesBeside } from "./open_accounts.ts";
+import { Monitors } from "./monitor.ts";
+import { Moderation } from "./moderation.ts";
+import { receiveNotify } from "./notify.ts";
+import { privateOutgoing } from "./cmd_message.ts";
 
 /** How often a worker renews its lease in the store. */
 export const LEASE_MS = 2_000;
@@ -73,6 +78,11 @@ export class ChatServer {
     this.#owner = parts.owner;
     this.#hub = new ChatHub(parts.store);
     this.#server = new Server(parts.listener);
+    const beside = storesBeside(parts.store);
+    const monitors = new Monitors();
+    const moderation = new Moderation();
+    this.#hub.presence = monitors;
+    this.#hub.observe = (ev) => moderation.observe(ev);
     this.#ctx = {
       cfg,
       store: parts.store,
@@ -82,6 +92,10 @@ export class ChatServer {
       commits: new GroupCommit(parts.store, (batch) => this.#handOn(batch)),
       handOn: (batch) => this.#handOn(batch),
       publish: (e) => this.#bus.publish(e),
+      accounts: new AccountService(beside.accounts, accountPolicy(cfg)),
+      lists: beside.lists,
+      monitors,
+      moderation,
     };
   }
 
@@ -171,7 +185,7 @@ export class ChatServer {
         return hub.channelEvent(e.ev, e.origin);
       case "priv": {
         const to = hub.clients.get(e.to);
-        if (to) to.send(formatMessage(e.source, e.cmd, [to.nick, e.text], { trailing: true }), Date.now());
+        if (to) to.deliver(privateOutgoing(e.source, e.cmd, to.nick, e.text, e.meta ?? { at: Date.now() }));
         return;
       }
       case "quit":
@@ -187,6 +201,8 @@ export class ChatServer {
         if (owner) await this.#reap(owner, `Connection lost (worker ${e.slot} stopped)`);
         return;
       }
+      default:
+        return receiveNotify(this.#ctx, e);
     }
   }
 

@@ -373,6 +373,33 @@ const CHAT: Record<string, FlagSpec> = {
     min: 100,
     doc: "time to answer that PING before the client is dropped",
   },
+  "irc-register": {
+    type: "string",
+    default: "open",
+    choices: ["open", "verify", "closed"],
+    doc:
+      "account registration: open (verified at once), verify (a code in the server log, for VERIFY), closed",
+  },
+  "irc-password-min": {
+    type: "int",
+    default: 8,
+    min: 1,
+    max: 300,
+    doc: "shortest account password accepted",
+  },
+  "irc-auth-rate": {
+    type: "int",
+    default: 10,
+    min: 0,
+    max: 100_000,
+    doc: "password attempts per minute per client address (SASL, IDENTIFY, REGISTER; 0 = no limit)",
+  },
+  "irc-nick-grace-ms": {
+    type: "int",
+    default: 30_000,
+    min: 0,
+    doc: "time to identify before a registered nickname held by someone else is renamed",
+  },
 };
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,
