@@ -38,6 +38,11 @@ async function main(argv: string[]): Promise<number> {
       return await (await import("./roles/dispatcher.ts")).runDispatcher(dispatcherConfig(f));
     case "worker":
       return await (await import("./roles/worker.ts")).runWorker(workerConfig(f));
+    case "chat-prepare": {
+      const { chatConfig } = await import("./mod/chat/chat_config.ts");
+      const { prepareChatStoreHere } = await import("./mod/chat/chat_boot.ts");
+      return await prepareChatStoreHere(chatConfig(f), Number(f["port"]));
+    }
     case "client":
       return await (await import("./roles/client.ts")).runClient(clientConfig(f), cmd.positionals);
     case "chat":

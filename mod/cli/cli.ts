@@ -498,6 +498,12 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       ...LOG,
     },
   },
+  "chat-prepare": {
+    summary: "make the chat's data dir and bring its store's schema up to date (run by the watchdog)",
+    usage: "osps chat-prepare --port P [chat flags]",
+    internal: true,
+    flags: { port: PORT, ...CHAT },
+  },
   client: {
     summary: "send a request (or several, or read them from a prompt)",
     usage: "osps client [flags] [TYPE [ARG…]]",
@@ -811,7 +817,8 @@ export function toArgv(command: string, values: FlagValues): string[] {
 export function helpText(command = ""): string {
   const spec = command ? COMMANDS[command] : undefined;
   if (!spec) {
-    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(11)} ${c.summary}`);
+    const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(width)} ${c.summary}`);
     return [
       "osps — a supervised dispatcher/worker server",
       "",

@@ -25,10 +25,10 @@ export interface RolePermissions {
  * against "all FFI", not a library path.
  */
 export function permissionFlags(p: RolePermissions): string[] {
-  const files = p.files ?? [];
+  const files = p.files ?? [], net = [...p.listen, ...(p.connect ?? [])];
   return [
     "--no-prompt",
-    `--allow-net=${[...p.listen, ...(p.connect ?? [])].join(",")}`,
+    ...(net.length ? [`--allow-net=${net.join(",")}`] : []),
     ...(files.length ? [`--allow-read=${files.join(",")}`, `--allow-write=${files.join(",")}`] : []),
     ...(p.env?.length ? [`--allow-env=${p.env.join(",")}`] : []),
     "--allow-ffi",
