@@ -14,6 +14,7 @@ import {
 } from "./mod/cli/config.ts";
 import { exitCodeOf, UsageError } from "./mod/errors.ts";
 import { flushLogs } from "./mod/log.ts";
+import { withPermissionHints } from "./mod/cli/permission_hint.ts";
 
 /**
  * Runs one subcommand. Each role's modules are loaded only by the role that
@@ -58,6 +59,11 @@ async function main(argv: string[]): Promise<number> {
       console.log(f["json"] ? JSON.stringify(s) : statusTable(s));
       return 0;
     }
+    case "hosts": {
+      const { dispatcherHosts } = await import("./mod/client/scope.ts");
+      console.log((await dispatcherHosts(String(f["host"]), Number(f["port"]))).join(" "));
+      return 0;
+    }
     case "secret":
       console.log((await import("./mod/link/secret.ts")).newSecret());
       return 0;
@@ -74,7 +80,8 @@ async function main(argv: string[]): Promise<number> {
 function describe(err: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = err; e instanceof Error && parts.length < 4; e = e.cause) {
-    if (!parts.some((p) => p.includes(e.message))) parts.push(e.message);
+    const said = withPermissionHints(e.message); // never Deno's "run again with --allow-…"
+    if (!parts.some((p) => p.includes(said))) parts.push(said);
   }
   return parts.length ? parts.join(": ") : String(err);
 }

@@ -10,6 +10,8 @@
 import type { ChatClientConfig } from "../mod/cli/config.ts";
 import { ServiceError } from "../mod/errors.ts";
 import { Session } from "../mod/client/session.ts";
+import { OutOfScope } from "../mod/client/reach.ts";
+import { runScoped } from "../mod/client/scope.ts";
 import { readLines } from "../mod/ipc/control.ts";
 import { CHAT_HELP, parseTyped, render } from "../mod/chat/chat_view.ts";
 import { formatMessage, parseMessage } from "../mod/chat/irc_message.ts";
@@ -22,11 +24,18 @@ function show(line: string): void {
 
 /** Runs the chat client. Returns the exit code (3 when the chat refused us). */
 export async function runChat(cfg: ChatClientConfig, rooms: string[]): Promise<number> {
+  const rerun = await runScoped(cfg.host, cfg.port);
+  if (rerun !== null) return rerun;
   const session = await Session.open(cfg.host, cfg.port);
   let conn: LineConn;
   try {
     ({ conn } = await session.takeOver("chat", cfg.nick));
   } catch (err) {
+    if (err instanceof OutOfScope) {
+      await session.close().catch(() => {});
+      const code = await runScoped(cfg.host, cfg.port, true); // nothing typed yet: run again, scoped
+      if (code !== null) return code;
+    }
     if (!(err instanceof ServiceError)) throw err;
     show(`osps chat: ${err.message}`);
     return 3;

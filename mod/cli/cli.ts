@@ -55,6 +55,11 @@ const LOG: Record<string, FlagSpec> = {
   },
 };
 const HOST: FlagSpec = { type: "string", default: "127.0.0.1", doc: "address to listen on / connect to" };
+/** `--host` of the commands that talk to a dispatcher. */
+const DISPATCHER_HOST: FlagSpec = {
+  ...HOST,
+  doc: "the dispatcher's address (name or IP); another host's is reached with permissions scoped to it",
+};
 const PORT: FlagSpec = { type: "int", default: 2222, min: 1, max: 65535, doc: "dispatcher TCP port" };
 const RUN_DIR: FlagSpec = {
   type: "string",
@@ -509,7 +514,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps client [flags] [TYPE [ARG…]]",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       repeat: {
         type: "int",
@@ -532,11 +537,17 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps chat [--host H] [--port P] --nick NICK [#channel…]",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       nick: { type: "string", default: "", doc: "your nickname (required)" },
       history: { type: "int", default: 20, min: 0, max: 100, doc: "messages of each channel shown on join" },
     },
+  },
+  hosts: {
+    summary: "print the hosts of the workers a dispatcher may assign (run by client, chat and bench)",
+    usage: "osps hosts [--host H] [--port P]",
+    internal: true,
+    flags: { host: DISPATCHER_HOST, port: PORT },
   },
   secret: {
     summary: "print a new random secret for --secret-file (osps secret > FILE; chmod 600 FILE)",
@@ -584,7 +595,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps bench [flags] [TYPE [ARG…]]   (default: echo bench)",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       clients: { type: "int", default: 8, min: 1, max: 4096, short: "c", doc: "concurrent clients" },
       duration: { type: "int", default: 5, min: 1, max: 86_400, doc: "seconds to run (unless --requests)" },

@@ -17,6 +17,8 @@ export interface RolePermissions {
   readonly files?: readonly string[];
   /** Environment variables it reads (a database client's). */
   readonly env?: readonly string[];
+  /** FFI (libc: shm, FIFOs); every role but the client side needs it (default true). */
+  readonly ffi?: boolean;
 }
 
 /**
@@ -31,7 +33,7 @@ export function permissionFlags(p: RolePermissions): string[] {
     ...(net.length ? [`--allow-net=${net.join(",")}`] : []),
     ...(files.length ? [`--allow-read=${files.join(",")}`, `--allow-write=${files.join(",")}`] : []),
     ...(p.env?.length ? [`--allow-env=${p.env.join(",")}`] : []),
-    "--allow-ffi",
+    ...(p.ffi === false ? [] : ["--allow-ffi"]),
   ];
 }
 
