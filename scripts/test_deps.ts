@@ -21,7 +21,7 @@ export interface TestDep {
 export const TEST_DEPS: readonly TestDep[] = [
   { pkg: "chromium", for: "tests/status_page_test.ts (the status page in a browser)" },
   { pkg: "fonts-dejavu-core", for: "tests/status_page_test.ts (text in the browser)" },
-  { pkg: "tmux", for: "tests/status_watch_test.ts, tests/chat_terminal_test.ts (a real terminal)" },
+  { pkg: "tmux", for: "tests/status_watch_test.ts (a real terminal)" },
   { pkg: "ngircd", for: "tests/bench_quick_test.ts (the chat benchmark's reference server)" },
   { pkg: "postgresql", for: "tests/chat_postgres_test.ts (the chat on PostgreSQL)" },
   { pkg: "iproute2", for: "tests/multihost*_test.ts (hosts as network namespaces)" },
