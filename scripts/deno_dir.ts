@@ -42,6 +42,14 @@ export function makeReadable(dir: string): void {
   if (st.isDirectory) { for (const e of Deno.readDirSync(dir)) makeReadable(`${dir}/${e.name}`); }
 }
 
+function realPathOrSelf(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
+}
+
 async function run(deno: string, args: string[], env: Record<string, string> = {}) {
   const o = await new Deno.Command(deno, { args, env, stdout: "piped", stderr: "piped" }).output();
   return { ok: o.success, out: decoder.decode(o.stdout), err: decoder.decode(o.stderr) };
@@ -60,7 +68,8 @@ export async function fillDenoDir(denoDir: string, deno = Deno.execPath()): Prom
   try {
     lock = Deno.readTextFileSync(`${ROOT}/deno.lock`);
   } catch { /* no lock: deno cache resolves */ }
-  for (const { name, version } of lockedPackages(lock)) {
+  const same = current !== "" && Deno.realPathSync(current) === realPathOrSelf(denoDir);
+  for (const { name, version } of same ? [] : lockedPackages(lock)) {
     const from = `${current}/${REGISTRY}/${name}`, to = `${denoDir}/${REGISTRY}/${name}`;
     try {
       Deno.statSync(`${from}/${version}/package.json`);

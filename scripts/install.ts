@@ -4,8 +4,8 @@
  * of the `osps` task in deno.json (read from there, so the two cannot drift;
  * never -A), and carries what it needs to run for any user:
  *
- * - **the Deno it was installed with, pinned**: a copy (a hard link where the
- *   file system allows) at `<root>/lib/osps/deno`. Under `npx deno …` the
+ * - **the Deno it was installed with, pinned**: a copy at
+ *   `<root>/lib/osps/deno`. Under `npx deno …` the
  *   running Deno lives in the installing user's npm cache, which other users
  *   cannot read and npm prunes; an upgrade of the system's Deno does not
  *   change what osps runs on either;
@@ -106,17 +106,14 @@ export function installRoot(): { root: string; onPath: boolean } {
     : { root: `${home}/.deno`, onPath: path.includes(`${home}/.deno/bin`) };
 }
 
-/** Pins `deno` at `to`: a hard link, else a copy; replaced atomically (a running osps keeps its file). */
+/** Pins `deno` at `to`: a copy, replaced atomically (a running osps keeps its file); nothing when it is `to`. */
 function pinDeno(to: string): void {
+  const from = Deno.realPathSync(deno);
+  try {
+    if (Deno.realPathSync(to) === from) return; // reinstalling with the pinned Deno itself (the image does)
+  } catch { /* not pinned yet */ }
   const tmp = `${to}.new`;
-  try {
-    Deno.removeSync(tmp);
-  } catch { /* not there */ }
-  try {
-    Deno.linkSync(Deno.realPathSync(deno), tmp);
-  } catch {
-    Deno.copyFileSync(deno, tmp);
-  }
+  Deno.copyFileSync(from, tmp);
   Deno.chmodSync(tmp, 0o755);
   Deno.renameSync(tmp, to);
 }
@@ -171,6 +168,7 @@ if (import.meta.main) {
         into,
       ],
       stdout: "piped",
+      stderr: "inherit",
     }).output();
     if (!step.success) Deno.exit(step.code);
     const flags = decoder.decode(step.stdout).trim();
