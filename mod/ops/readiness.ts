@@ -45,7 +45,9 @@ export function readiness(s: InstanceStatus | null, heartbeatMs: number): Readin
   const pool = s.workers.filter((w) => !w.spare);
   const why = pool.map((w) =>
     cannotServe(w, `worker ${w.id}`, heartbeatMs) ??
-      (joined && w.link !== "attached" ? `worker ${w.id} is not attached to the dispatcher (${w.link})` : null)
+      (joined && w.link !== "attached"
+        ? `worker ${w.id} is not attached to the dispatcher (${w.link})`
+        : null)
   );
   const serving = why.filter((w) => w === null).length;
   if (serving === 0) return { ready: false, reason: `no worker can serve: ${why.join("; ")}` };
