@@ -24,6 +24,7 @@ export const TEST_DEPS: readonly TestDep[] = [
   { pkg: "tmux", for: "tests/status_watch_test.ts (a real terminal)" },
   { pkg: "ngircd", for: "tests/bench_quick_test.ts (the chat benchmark's reference server)" },
   { pkg: "postgresql", for: "tests/chat_postgres_test.ts (the chat on PostgreSQL)" },
+  { pkg: "haproxy", for: "tests/proxy_protocol_test.ts (the PROXY protocol through a real HAProxy)" },
   { pkg: "iproute2", for: "tests/multihost*_test.ts (hosts as network namespaces)" },
   { pkg: "util-linux", for: "tests/multihost*_test.ts, tests/image_test.ts (unshare, nsenter)" },
   { pkg: "podman", for: "tests/image_test.ts (builds the container image)" },
@@ -82,8 +83,10 @@ if (import.meta.main) {
     if (!install.ok) {
       skipped(lacking, `apt-get failed: ${install.err.trim().split("\n").slice(-2).join(" ")}`);
     }
-    // The package starts its own IRC daemon on port 6667; the tests start theirs.
-    if (names.includes("ngircd")) await run("systemctl", ["disable", "--now", "ngircd"]);
+    // These packages start their own daemons (IRC on port 6667, a proxy); the tests start theirs.
+    for (const daemon of ["ngircd", "haproxy"]) {
+      if (names.includes(daemon)) await run("systemctl", ["disable", "--now", daemon]);
+    }
     const still = (await missing(lacking)).missing;
     if (install.ok && still.length) skipped(still, "apt-get did not install them");
   }
