@@ -108,8 +108,10 @@ export async function stage(): Promise<void> {
   await fillDenoDir(`${dir}/deno_dir`);
 }
 
-/** Builds the image `tag` on `base`; resolves to its size in bytes. */
+/** Builds the image `tag` on `base` (the image it replaces is removed); resolves to its size in bytes. */
 export async function build(base: string, tag: string): Promise<number> {
+  const idOf = (name: string) => must("podman", ["image", "inspect", "--format", "{{.Id}}", name], "inspect");
+  const before = (await imageExists(tag)) ? (await idOf(tag)).trim() : "";
   await must(
     "podman",
     [
@@ -121,6 +123,7 @@ export async function build(base: string, tag: string): Promise<number> {
       "--build-arg",
       `BASE=${base}`,
       "--pull=never",
+      "--layers=false", // no intermediate images: each build would leave ~250 MB of them
       "-f",
       `${ROOT}/Containerfile`,
       "-t",
@@ -129,6 +132,9 @@ export async function build(base: string, tag: string): Promise<number> {
     ],
     "podman build",
   );
+  if (before && before !== (await idOf(tag)).trim()) {
+    await new Deno.Command("podman", { args: ["rmi", before], stdout: "null", stderr: "null" }).output();
+  }
   return Number((await must("podman", ["image", "inspect", "--format", "{{.Size}}", tag], "inspect")).trim());
 }
 

@@ -80,6 +80,12 @@ Deno.test({
     assert.equal(healthcheck[0], "CMD");
     assert.match(healthcheck.join(" "), /\/readyz/);
 
+    // Removed at the end (after it is unmounted): each build is ~250 MB.
+    await using _built = {
+      async [Symbol.asyncDispose]() {
+        await new Deno.Command("podman", { args: ["rmi", TAG], stdout: "null", stderr: "null" }).output();
+      },
+    };
     await using image = await mountImage(TAG);
     await using net = await makeNet(1);
     const [host] = net.hosts as [Host];
@@ -146,12 +152,42 @@ Deno.test({
       }).output();
       assert.equal(check.code, 0, `HEALTHCHECK: ${dec.decode(check.stderr)}`);
 
+      // podman exec osps osps status: the instance, seen from inside the container as its user.
+      const status = await new Deno.Command("nsenter", {
+        args: [
+          "-t",
+          String(pid1),
+          "-m",
+          "-n",
+          "-p",
+          "-r",
+          "-w",
+          "-S",
+          uid,
+          "-G",
+          uid,
+          "/usr/local/bin/osps",
+          "status",
+          "--json",
+        ],
+        env: { PATH: "/usr/bin:/bin", HOME: "/var/lib/osps" },
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(status.code, 0, dec.decode(status.stderr));
+      const seen = JSON.parse(dec.decode(status.stdout));
+      assert.deepEqual(
+        seen.workers.filter((w: { spare: boolean }) => !w.spare).map((w: { state: string }) => w.state),
+        ["ready", "ready"],
+      );
+
       // podman stop: SIGTERM to PID 1, which passes it on; osps stops in order and exits 0.
       Deno.kill(pid1, "SIGTERM");
-      const status = await container.status;
+      const ended = await container.status;
       await drained;
       await logsDone;
-      assert.equal(status.code, 0, logs);
+      assert.equal(ended.code, 0, logs);
       assert.match(logs, /"msg":"stopped cleanly"/);
       const left = inside.filter((p) => processTable().has(p));
       assert.deepEqual(left, [], "no process of the container is left");
