@@ -24,6 +24,8 @@ function show(line: string): void {
   Deno.stdout.writeSync(encoder.encode(line + "\n"));
 }
 
+/** The token of the PING that tells when the server has handled the joins. */
+const CAUGHT_UP = "osps-chat-joined";
 /** How long to wait for the server's goodbye after our QUIT. */
 const QUIT_WAIT_MS = 2_000;
 
@@ -52,6 +54,8 @@ export async function runChat(cfg: ChatClientConfig, rooms: string[]): Promise<n
   /** Sends a line; false once the connection is gone. */
   const send = (line: string) => conn.writeLine(line);
   const welcomed = Promise.withResolvers<boolean>();
+  /** Resolved when the server answers our PING: it has handled every line sent before it (JOINs, history). */
+  const caughtUp = Promise.withResolvers<void>();
   let lastError = "";
   const reader = (async () => {
     for (;;) {
@@ -61,6 +65,8 @@ export async function runChat(cfg: ChatClientConfig, rooms: string[]): Promise<n
       if (!m) continue;
       if (m.command === "PING") {
         await send(formatMessage("", "PONG", [m.params[0] ?? ""], { trailing: true }));
+      } else if (m.command === "PONG" && m.params.at(-1) === CAUGHT_UP) {
+        caughtUp.resolve();
       } else if (m.command === "001") {
         welcomed.resolve(true);
       } else if (m.command === "433" || m.command === "ERROR") {
@@ -70,6 +76,7 @@ export async function runChat(cfg: ChatClientConfig, rooms: string[]): Promise<n
       for (const shown of view.receive(m)) show(shown);
     }
     welcomed.resolve(false);
+    caughtUp.resolve();
   })();
 
   if (!(await welcomed.promise)) {
@@ -84,6 +91,9 @@ export async function runChat(cfg: ChatClientConfig, rooms: string[]): Promise<n
     if (cfg.history > 0) await send(`CHATHISTORY LATEST ${room} * ${cfg.history}`);
   };
   for (const room of rooms) await join(room);
+  // What was typed ahead (a pipe) is sent once the rooms are joined and their history shown, in that order.
+  await send(`PING :${CAUGHT_UP}`);
+  await caughtUp.promise;
   show(`connected as ${view.nick}${view.current ? `; talking in ${view.current}` : ""} (/help for commands)`);
 
   // Typed lines and the server's end race: a server that goes away ends the session at once.

@@ -85,6 +85,11 @@ Deno.test({
       assert.equal(chat.code, 0, chat.stderr);
       assert.match(chat.stdout, /connected as far; talking in #osps/);
       assert.match(chat.stdout, /#osps <far> hello from afar/);
+      const joined = chat.stdout.indexOf("* far joined #osps");
+      assert.ok(
+        joined >= 0 && joined < chat.stdout.indexOf("<far> hello from afar"),
+        "typed-ahead lines wait for the join",
+      );
 
       const bench = await osps(["bench", `--host=${a.addr}`, `--port=${PORT}`, "--requests=40", "--json"]);
       assert.equal(bench.code, 0, bench.stderr);
