@@ -73,12 +73,14 @@ export async function fillDenoDir(denoDir: string, deno = Deno.execPath()): Prom
     const from = `${current}/${REGISTRY}/${name}`, to = `${denoDir}/${REGISTRY}/${name}`;
     try {
       Deno.statSync(`${from}/${version}/package.json`);
-      Deno.statSync(`${from}/registry.json`);
     } catch {
       continue; // not in this cache: deno cache downloads it
     }
     copyTree(`${from}/${version}`, `${to}/${version}`);
-    Deno.copyFileSync(`${from}/registry.json`, `${to}/registry.json`);
+    try {
+      // Only where Deno resolved the name itself; packages installed from deno.lock have none, and need none.
+      Deno.copyFileSync(`${from}/registry.json`, `${to}/registry.json`);
+    } catch { /* none */ }
   }
   const cached = await run(deno, ["cache", "--quiet", `--config=${ROOT}/deno.json`, `${ROOT}/main.ts`], {
     DENO_DIR: denoDir,

@@ -24,6 +24,8 @@ export const TEST_DEPS: readonly TestDep[] = [
   { pkg: "tmux", for: "tests/status_watch_test.ts (a real terminal)" },
   { pkg: "ngircd", for: "tests/bench_quick_test.ts (the chat benchmark's reference server)" },
   { pkg: "postgresql", for: "tests/chat_postgres_test.ts (the chat on PostgreSQL)" },
+  { pkg: "gcc", for: "tests/bench_quick_test.ts (the benchmark's C FIFO reference)" },
+  { pkg: "libc6-dev", for: "tests/bench_quick_test.ts (the C reference's headers)" },
   { pkg: "haproxy", for: "tests/proxy_protocol_test.ts (the PROXY protocol through a real HAProxy)" },
   { pkg: "iproute2", for: "tests/multihost*_test.ts (hosts as network namespaces)" },
   { pkg: "util-linux", for: "tests/multihost*_test.ts, tests/image_test.ts (unshare, nsenter)" },
