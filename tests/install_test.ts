@@ -237,7 +237,10 @@ Deno.test({
       );
       const o = await homeless.output();
       assert.equal(o.code, 100, dec(o.stderr));
-      assert.match(dec(o.stderr), new RegExp(`chat store: .*/home/${user}/\\.local/state/osps`));
+      assert.match(
+        dec(o.stderr),
+        new RegExp(`cannot make the data dir /home/${user}/\\.local/state/osps .*: set --data-dir`),
+      );
       assert.doesNotMatch(dec(o.stderr), /--allow-|Requires write access/);
     } finally {
       await new Deno.Command("userdel", { args: [user] }).output();
