@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { getuid } from "../mod/sys/libc.ts";
 import { freePorts, waitFor } from "./harness.ts";
+import { copyTree, makeReadable } from "../scripts/deno_dir.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -31,8 +32,13 @@ function npxDeno(home: string): string {
   return `${dir}/deno`;
 }
 
-async function install(deno: string, env: Record<string, string>) {
-  const o = await new Deno.Command(deno, { args: ["task", "-q", "install"], cwd: ROOT, env, clearEnv: true })
+async function install(deno: string, env: Record<string, string>, checkout = ROOT) {
+  const o = await new Deno.Command(deno, {
+    args: ["task", "-q", "install"],
+    cwd: checkout,
+    env,
+    clearEnv: true,
+  })
     .output();
   return { code: o.code, said: dec(o.stdout) + dec(o.stderr) };
 }
@@ -176,8 +182,16 @@ Deno.test({
     assert.ok(made.success, dec(made.stderr));
     try {
       Deno.chmodSync(dir, 0o755);
+      // A checkout every user may read, as /opt/osps in docs/DEPLOY.md (this one may be under root's 0700 home).
+      const checkout = `${dir}/opt-osps`;
+      Deno.mkdirSync(checkout);
+      for (const f of ["deno.json", "deno.lock", "main.ts", "mod", "roles", "scripts"]) {
+        if (Deno.statSync(`${ROOT}${f}`).isDirectory) copyTree(`${ROOT}${f}`, `${checkout}/${f}`);
+        else Deno.copyFileSync(`${ROOT}${f}`, `${checkout}/${f}`);
+      }
+      makeReadable(checkout);
       const env = { HOME: "/root", PATH: "/usr/bin:/bin", DENO_INSTALL_ROOT: dir, DENO_DIR: await denoDir() };
-      const inst = await install(Deno.execPath(), env);
+      const inst = await install(Deno.execPath(), env, checkout);
       assert.equal(inst.code, 0, inst.said);
       // What the service user owns (as systemd's StateDirectory= and RuntimeDirectory= make them).
       const own = `${dir}/var`;
