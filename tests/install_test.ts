@@ -50,6 +50,7 @@ function osps(args: string[], env: Record<string, string>, user?: string) {
     : ["osps"];
   return new Deno.Command(program!, {
     args: [...pre, ...args],
+    cwd: user ? "/" : undefined, // where the user may be: this test's own directory may be root's alone
     env: user ? {} : { ...env, NO_COLOR: "1" },
     clearEnv: !user,
     stdin: "null",
