@@ -8,11 +8,18 @@ import { osps } from "./harness.ts";
 import { withPermissionHints } from "../mod/cli/permission_hint.ts";
 
 Deno.test("a denied path or address is told as what osps may use, without Deno's --allow hint", async () => {
-  const log = await osps(["watchdog", "--log-file=./osps.log", "--port=1"]);
+  // Paths outside what osps may use, wherever the tests run from (a relative path under /tmp would be allowed).
+  const log = await osps(["watchdog", "--log-file=/srv/osps-test/osps.log", "--port=1"]);
   assert.equal(log.code, 1);
-  assert.match(log.stderr, /osps may not write "\.\/osps\.log": .*log files under \/var\/log\/osps/);
-  const config = await osps(["watchdog", "--config=./osps.toml"]);
-  assert.match(config.stderr, /osps may not read "\.\/osps\.toml": .*\/etc\/osps and ~\/\.config\/osps/);
+  assert.match(
+    log.stderr,
+    /osps may not write "\/srv\/osps-test\/osps\.log": .*log files under \/var\/log\/osps/,
+  );
+  const config = await osps(["watchdog", "--config=/srv/osps-test/osps.toml"]);
+  assert.match(
+    config.stderr,
+    /osps may not read "\/srv\/osps-test\/osps\.toml": .*\/etc\/osps and ~\/\.config\/osps/,
+  );
   for (const o of [log, config]) assert.doesNotMatch(o.stderr, /--allow-|run again with/);
   assert.match(
     withPermissionHints('Requires net access to "10.1.1.1:9464", run again with the --allow-net flag'),
