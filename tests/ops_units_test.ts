@@ -126,6 +126,21 @@ Deno.test("readiness: the dispatcher and one worker must run and answer within t
   assert.match(readiness(null, 500).reason, /no instance is running/);
 });
 
+Deno.test("readiness of a joined host: no dispatcher of its own, one worker attached to the remote one", () => {
+  const joined = (workers: Partial<ChildStatus>[]): InstanceStatus => {
+    const s = instance({ state: "remote", link: "remote", pid: 0 }, workers);
+    return { ...s, watchdog: { ...s.watchdog, joined: "10.0.0.1:2300" } };
+  };
+  assert.equal(
+    readiness(joined([{ link: "attached" }, { link: "connecting" }]), 500).reason,
+    "ready: 1 of 2 workers attached to the dispatcher at 10.0.0.1:2300",
+  );
+  assert.match(
+    readiness(joined([{ link: "lost" }]), 500).reason,
+    /^no worker can serve: worker 1 is not attached to the dispatcher \(lost\)$/,
+  );
+});
+
 Deno.test("bucketQuantile interpolates within the bucket holding the rank", () => {
   const counts = Array(DURATION_BUCKETS.length + 1).fill(0);
   counts[1] = 10; // all between 0.5 ms and 1 ms

@@ -55,6 +55,11 @@ const LOG: Record<string, FlagSpec> = {
   },
 };
 const HOST: FlagSpec = { type: "string", default: "127.0.0.1", doc: "address to listen on / connect to" };
+/** `--host` of the commands that talk to a dispatcher. */
+const DISPATCHER_HOST: FlagSpec = {
+  ...HOST,
+  doc: "the dispatcher's address (name or IP); another host's is reached with permissions scoped to it",
+};
 const PORT: FlagSpec = { type: "int", default: 2222, min: 1, max: 65535, doc: "dispatcher TCP port" };
 const RUN_DIR: FlagSpec = {
   type: "string",
@@ -542,12 +547,18 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       ...LOG,
     },
   },
+  "chat-prepare": {
+    summary: "make the chat's data dir and bring its store's schema up to date (run by the watchdog)",
+    usage: "osps chat-prepare --port P [chat flags]",
+    internal: true,
+    flags: { port: PORT, ...CHAT },
+  },
   client: {
     summary: "send a request (or several, or read them from a prompt)",
     usage: "osps client [flags] [TYPE [ARG…]]",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       repeat: {
         type: "int",
@@ -570,11 +581,17 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps chat [--host H] [--port P] --nick NICK [#channel…]",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       nick: { type: "string", default: "", doc: "your nickname (required)" },
       history: { type: "int", default: 20, min: 0, max: 100, doc: "messages of each channel shown on join" },
     },
+  },
+  hosts: {
+    summary: "print the hosts of the workers a dispatcher may assign (run by client, chat and bench)",
+    usage: "osps hosts [--host H] [--port P]",
+    internal: true,
+    flags: { host: DISPATCHER_HOST, port: PORT },
   },
   secret: {
     summary: "print a new random secret for --secret-file (osps secret > FILE; chmod 600 FILE)",
@@ -622,7 +639,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps bench [flags] [TYPE [ARG…]]   (default: echo bench)",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       clients: { type: "int", default: 8, min: 1, max: 4096, short: "c", doc: "concurrent clients" },
       duration: { type: "int", default: 5, min: 1, max: 86_400, doc: "seconds to run (unless --requests)" },
@@ -855,7 +872,8 @@ export function toArgv(command: string, values: FlagValues): string[] {
 export function helpText(command = ""): string {
   const spec = command ? COMMANDS[command] : undefined;
   if (!spec) {
-    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(11)} ${c.summary}`);
+    const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(width)} ${c.summary}`);
     return [
       "osps — a supervised dispatcher/worker server",
       "",

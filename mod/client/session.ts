@@ -12,12 +12,14 @@ import {
   checkGreeting,
   formatRun,
   parseAssign,
+  parseHosts,
   parseReply,
   type Reply,
   Status,
   unescapeText,
   VERSION_TOKEN,
 } from "../net/protocol.ts";
+import { mayReach, OutOfScope } from "./reach.ts";
 
 /** The answer to one request. */
 export interface Answer {
@@ -138,6 +140,23 @@ export class Session {
     return reply.text;
   }
 
+  /**
+   * The hosts of the workers the dispatcher may assign (`HOSTS`); empty from
+   * a dispatcher that does not know the command.
+   */
+  async hosts(): Promise<string[]> {
+    if (!(await this.#conn.writeLine("HOSTS"))) {
+      throw this.#lostDispatcher("dispatcher closed the connection");
+    }
+    await this.#greeting();
+    const reply = await expectLine(this.#conn, "dispatcher", this.#lostDispatcher, this.#timeoutMs);
+    if (reply.code === Status.BAD_REQUEST) return [];
+    if (reply.code !== Status.OK) {
+      throw new ServiceError(`dispatcher: ${reply.code} ${unescapeText(reply.text)}`, reply.code);
+    }
+    return parseHosts(reply);
+  }
+
   /** Asks the dispatcher for a worker, then runs the request there. */
   async request(type: string, arg = ""): Promise<Answer> {
     const { worker, queued } = await this.#assignment(type);
@@ -182,6 +201,7 @@ export class Session {
     type: string,
     arg: string,
   ): Promise<{ conn: LineConn; code: number; text: string }> {
+    if (!mayReach(worker.host, worker.port)) throw new OutOfScope(worker.host, worker.port);
     let conn: LineConn;
     try {
       conn = await LineConn.connect(worker.host, worker.port);

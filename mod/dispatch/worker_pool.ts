@@ -218,6 +218,11 @@ export class WorkerPool {
     if (this.#poll !== undefined) this.#poll = this.#clock.after(POLL_MS, () => this.#tick());
   }
 
+  /** The hosts of every worker this pool may assign, each once (a client scopes its network access to them). */
+  hosts(): string[] {
+    return [...new Set(this.#links.map((l) => l.host))];
+  }
+
   /** Takes back a ticket its client never received or will not use (it left); frees the worker at once. */
   giveBack(a: Assignment): void {
     const link = this.#issued.get(a.ticket);

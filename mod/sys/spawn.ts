@@ -25,6 +25,8 @@ export interface RolePermissions {
   readonly files?: readonly string[];
   /** Environment variables it reads (a database client's). */
   readonly env?: readonly string[];
+  /** FFI (libc: shm, FIFOs); every role but the client side needs it (default true). */
+  readonly ffi?: boolean;
 }
 
 /**
@@ -33,13 +35,13 @@ export interface RolePermissions {
  * against "all FFI", not a library path.
  */
 export function permissionFlags(p: RolePermissions): string[] {
-  const files = p.files ?? [];
+  const files = p.files ?? [], net = [...p.listen, ...(p.connect ?? [])];
   return [
     "--no-prompt",
-    `--allow-net=${[...p.listen, ...(p.connect ?? [])].join(",")}`,
+    ...(net.length ? [`--allow-net=${net.join(",")}`] : []),
     ...(files.length ? [`--allow-read=${files.join(",")}`, `--allow-write=${files.join(",")}`] : []),
     ...(p.env?.length ? [`--allow-env=${p.env.join(",")}`] : []),
-    "--allow-ffi",
+    ...(p.ffi === false ? [] : ["--allow-ffi"]),
   ];
 }
 
