@@ -28,6 +28,7 @@ import {
 } from "../mod/cli/config.ts";
 import { chatForWorkers, prepareChatStore } from "../mod/chat/chat_boot.ts";
 import { chatFlags } from "../mod/chat/chat_config.ts";
+import { httpForWorkers } from "../mod/http/http_config.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
@@ -406,10 +407,13 @@ function makeChildren(
         secret: join ? secret : undefined,
         command: () => {
           const chat = chatForWorkers(live.cfg.chat, cfg.host, cfg.port);
+          const http = httpForWorkers(cfg.http, { host: cfg.host, port: cfg.port, slots: slotCount });
           return selfCommand(
             toArgv("worker", {
               ...common(),
               ...chat.flags,
+              ...http.flags,
+              "dispatcher-port": cfg.port,
               id,
               port,
               join,
@@ -417,7 +421,13 @@ function makeChildren(
             }),
             {
               ...chat.permissions,
-              listen: [netScope(cfg.host, port), ...(join ? [join] : []), ...chat.permissions.listen],
+              connect: [...chat.permissions.connect ?? [], ...http.permissions.connect ?? []],
+              listen: [
+                netScope(cfg.host, port),
+                ...(join ? [join] : []),
+                ...chat.permissions.listen,
+                ...http.permissions.listen,
+              ],
             },
           );
         },
