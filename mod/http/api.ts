@@ -12,7 +12,7 @@ import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { logger } from "../log.ts";
 import { ApiError, problemResponse } from "./problem.ts";
-import type { ApiEnv } from "./api_schemas.ts";
+import { type ApiEnv, invalid, requestIdOf } from "./api_schemas.ts";
 import type { HttpHandler } from "./http_conn.ts";
 
 /** The version of the API (the `/v1` prefix). */
@@ -30,22 +30,15 @@ export interface ApiParts {
   readonly version: string;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:@+=/-]{1,128}$/;
-
 /** Builds the application. */
 export function buildApi(parts: ApiParts): OpenAPIHono<ApiEnv> {
   const app = new OpenAPIHono<ApiEnv>({
     defaultHook: (result) => {
-      if (!result.success) {
-        const issue = result.error.issues[0];
-        const where = issue?.path.length ? ` (${issue.path.join(".")})` : "";
-        throw new ApiError(400, `${issue?.message ?? "invalid request"}${where}`);
-      }
+      if (!result.success) throw invalid(result.error.issues);
     },
   });
   app.use("*", async (c, next) => {
-    const given = c.req.header("x-request-id");
-    const id = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+    const id = requestIdOf(c.req.header("x-request-id"));
     c.set("requestId", id);
     await next();
     c.res.headers.set("x-request-id", id);
@@ -79,20 +72,23 @@ export function buildApi(parts: ApiParts): OpenAPIHono<ApiEnv> {
       `no such resource: ${c.req.path}; the API is described at /${API_VERSION}/openapi.json`,
     )
   );
-  app.onError((err) => {
-    if (err instanceof ApiError) {
-      return problemResponse(err.status, err.message, { headers: err.headers, code: err.code });
-    }
-    if (err instanceof HTTPException) {
-      return problemResponse(
-        err.status,
-        err.status === 415 ? "unsupported Content-Type: send text/plain or application/json" : err.message,
-      );
-    }
-    logger().error("http: request failed: {err}", { err: String(err) });
-    return problemResponse(500, "the server failed; see the worker's log");
-  });
+  app.onError(errorResponse);
   return app;
+}
+
+/** The one mapping of every error a route throws to its problem+json answer. */
+export function errorResponse(err: unknown): Response {
+  if (err instanceof ApiError) {
+    return problemResponse(err.status, err.message, { headers: err.headers, code: err.code });
+  }
+  if (err instanceof HTTPException) {
+    return problemResponse(
+      err.status,
+      err.status === 415 ? "unsupported Content-Type: send text/plain or application/json" : err.message,
+    );
+  }
+  logger().error("http: request failed: {err}", { err: String(err) });
+  return problemResponse(500, "the server failed; see the worker's log");
 }
 
 /** The application as the connection layer calls it. */

@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "@hono/zod-openapi";
+import { ApiError } from "./problem.ts";
 import type { RequestInfo } from "./http_conn.ts";
 
 /** Hono's environment of the API: the connection's facts travel as bindings. */
@@ -57,4 +58,18 @@ export function errorResponses(...codes: number[]) {
  */
 export function plain(res: Response): never {
   return res as never;
+}
+
+/** The 400 for a request that failed its route's schema (the same text whichever dispatcher checked it). */
+export function invalid(issues: readonly z.core.$ZodIssue[]): ApiError {
+  const issue = issues[0];
+  const where = issue?.path.length ? ` (${issue.path.join(".")})` : "";
+  return new ApiError(400, `${issue?.message ?? "invalid request"}${where}`);
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:@+=/-]{1,128}$/;
+
+/** The request's id: the client's `X-Request-Id` when it is a sane one, else a new UUID. */
+export function requestIdOf(given: string | null | undefined): string {
+  return given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
 }

@@ -12,6 +12,7 @@
 import { logger } from "../log.ts";
 import { addrKey, type Admission, hostOf } from "../net/admission.ts";
 import { HttpError, HttpReader, type RequestHead, type WireLimits } from "./http_wire.ts";
+import { requestIdOf } from "./api_schemas.ts";
 
 /** What the application learns about a request beside the `Request` itself. */
 export interface RequestInfo {
@@ -25,6 +26,27 @@ export interface RequestInfo {
 
 /** The application: one request in, one response out. */
 export type HttpHandler = (req: Request, info: RequestInfo) => Response | Promise<Response>;
+
+/** A request as read, for a dispatcher that answers without building a `Request` (see `fastRequests`). */
+export interface RawRequest {
+  readonly method: string;
+  readonly target: string;
+  header(name: string): string | undefined;
+  readonly body: Uint8Array | undefined;
+}
+
+/** An answer written as is (no `Response` built). */
+export interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * Answers the requests it knows without the application (null: not one of
+ * them). It throws what a route throws; `errorResponse` turns that into the answer.
+ */
+export type FastPath = (r: RawRequest, requestId: string) => Promise<Answer> | null;
 
 /** Takes over a connection after `101 Switching Protocols` (WebSocket), with the bytes read past the head. */
 export type Takeover = (conn: Deno.Conn, buffered: Uint8Array) => Promise<void>;
@@ -60,6 +82,9 @@ export interface HttpConnOptions extends WireLimits {
 export interface HttpConnDeps {
   readonly admission: Admission;
   readonly handler: HttpHandler;
+  readonly fast?: FastPath;
+  /** The answer to an error a fast path threw. */
+  readonly errorResponse: (err: unknown) => Response;
   readonly options: HttpConnOptions;
   /** A refusal happened before any service ran (counted like the line protocols' refusals). */
   onRefusal(status: number): void;
@@ -114,6 +139,15 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         if (hasBody) body = await reader.readBody(head, d.options.bodyTimeoutMs);
       } catch (err) {
         return await refuse(tcp, err, d);
+      }
+      const fast = d.fast && answerFast(d, head, body);
+      if (fast) {
+        const a = await fast;
+        const ok = a instanceof Response
+          ? await writeResponse(tcp, a, { close: !head.keepAlive, head: false })
+          : await writeAnswer(tcp, a, !head.keepAlive);
+        if (!ok || !head.keepAlive) return;
+        continue;
       }
       const req = toRequest(head, body);
       let res: Response;
@@ -178,6 +212,39 @@ function closeQuietly(tcp: Deno.Conn): void {
   try {
     tcp.close();
   } catch { /* already closed */ }
+}
+
+/** The fast path's answer (its errors as problem responses), or null when it declines. */
+function answerFast(
+  d: HttpConnDeps,
+  head: RequestHead,
+  body: Uint8Array | undefined,
+): Promise<Answer | Response> | null {
+  const header = (name: string) => head.headers.find(([k]) => k === name)?.[1];
+  const requestId = requestIdOf(header("x-request-id"));
+  const p = d.fast!({ method: head.method, target: head.target, header, body }, requestId);
+  if (!p) return null;
+  return p.then((a) => {
+    a.headers["x-request-id"] = requestId;
+    return a;
+  }, (err) => {
+    const res = d.errorResponse(err);
+    res.headers.set("x-request-id", requestId);
+    return res;
+  });
+}
+
+/** Writes an {@link Answer}: one buffer, one write. */
+async function writeAnswer(tcp: Deno.Conn, a: Answer, close: boolean): Promise<boolean> {
+  const body = encoder.encode(a.body);
+  let h = `HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`;
+  for (const k in a.headers) h += `${k}: ${a.headers[k]}\r\n`;
+  h += `content-length: ${body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
+  const head = encoder.encode(h);
+  const all = new Uint8Array(head.length + body.length);
+  all.set(head);
+  all.set(body, head.length);
+  return await write(tcp, all);
 }
 
 function toRequest(head: RequestHead, body: Uint8Array | undefined): Request {
