@@ -31,8 +31,20 @@ export interface LocalClient {
   send(line: string, at?: number): void;
 }
 
+/**
+ * What a watcher of a channel is told (the HTTP API's event streams): each
+ * numbered event in order, and the unnumbered departures and renames of its
+ * members.
+ */
+export type Watched =
+  | { readonly t: "event"; readonly ev: ChannelEvent }
+  | { readonly t: "quit"; readonly source: string; readonly reason: string; readonly at: number }
+  | { readonly t: "nick"; readonly source: string; readonly nick: string; readonly at: number };
+
 interface Track {
   readonly members: Set<LocalClient>;
+  /** Watchers: told every event without being members (nothing is echoed to them, nothing hidden). */
+  readonly watchers: Set<(w: Watched) => void>;
   /** Number of the last event delivered. */
   last: number;
   /** Early events, by number, with the connection that caused them. */
@@ -76,9 +88,10 @@ export class ChatHub {
     const key = fold(ev.channel);
     let t = this.#tracks.get(key);
     if (!t) {
-      t = { members: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
+      t = { members: new Set(), watchers: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
       this.#tracks.set(key, t);
     }
+    if (t.last < 0) t.last = ev.seq - 1;
     t.members.add(c);
     c.joined.set(key, ev.seq);
     this.channelEvent(ev, c.id);
@@ -89,16 +102,41 @@ export class ChatHub {
     const t = this.#tracks.get(key);
     if (!t) return;
     t.members.delete(c);
-    if (t.members.size === 0) {
+    this.#dropIfUnused(key, t);
+  }
+
+  #dropIfUnused(key: string, t: Track): void {
+    if (t.members.size === 0 && t.watchers.size === 0) {
       clearTimeout(t.timer);
       this.#tracks.delete(key);
     }
   }
 
+  /**
+   * Watches `channel` from its next event on, in the channel's order, from
+   * whichever worker it comes; returns the function that stops watching.
+   */
+  watch(channel: string, fn: (w: Watched) => void): () => void {
+    const key = fold(channel);
+    let t = this.#tracks.get(key);
+    if (!t) {
+      t = { members: new Set(), watchers: new Set(), last: -1, pending: new Map(), filling: false };
+      this.#tracks.set(key, t);
+    }
+    t.watchers.add(fn);
+    const track = t;
+    return () => {
+      track.watchers.delete(fn);
+      if (this.#tracks.get(key) === track) this.#dropIfUnused(key, track);
+    };
+  }
+
   /** A numbered channel event, from here or from the bus. */
   channelEvent(ev: ChannelEvent, origin: string): void {
     const t = this.#tracks.get(fold(ev.channel));
-    if (!t || ev.seq <= t.last) return; // nobody here, or already delivered
+    if (!t) return; // nobody here
+    if (t.last < 0) t.last = ev.seq - 1; // watched from the first event that comes
+    if (ev.seq <= t.last) return; // already delivered
     t.pending.set(ev.seq, { ev, origin });
     this.#drain(t);
   }
@@ -150,6 +188,7 @@ export class ChatHub {
       if (m.id === origin && NOT_ECHOED.has(ev.kind)) continue;
       m.send(line, ev.at);
     }
+    for (const w of t.watchers) w({ t: "event", ev });
     const leaving = ev.kind === "PART" ? ev.source.split("!")[0]! : ev.kind === "KICK" ? ev.params[0]! : "";
     const local = leaving ? this.#byNick.get(fold(leaving)) : undefined;
     if (local) this.#leave(local, key);
@@ -175,6 +214,7 @@ export class ChatHub {
     const line = formatMessage(d.source, "QUIT", [reason], { trailing: true });
     const at = Date.now();
     for (const c of this.#audience(d.channels, except)) c.send(line, at);
+    this.#tell(d.channels, { t: "quit", source: d.source, reason, at });
   }
 
   /** A user changed nickname: its channels' local members are told, once each. */
@@ -182,6 +222,12 @@ export class ChatHub {
     const line = formatMessage(source, "NICK", [nick]);
     const at = Date.now();
     for (const c of this.#audience(channels, except)) c.send(line, at);
+    this.#tell(channels, { t: "nick", source, nick, at });
+  }
+
+  /** Tells the watchers of each of `channels` (each watcher of each channel once). */
+  #tell(channels: readonly string[], w: Watched): void {
+    for (const ch of channels) for (const fn of this.#tracks.get(fold(ch))?.watchers ?? []) fn(w);
   }
 
   /** Stops the gap timers. */

@@ -18,7 +18,7 @@ import { Server } from "../net/server.ts";
 import type { DispatcherLink } from "../link/worker_link.ts";
 import { type BusEvent, type ChatBus, LinkBus } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
-import { ChatHub } from "./chat_hub.ts";
+import { ChatHub, type Watched } from "./chat_hub.ts";
 import { type Committed, GroupCommit } from "./group_commit.ts";
 import type { ChatStore } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
@@ -215,6 +215,16 @@ export class ChatServer {
   linkConnected(): void {
     this.#linkBus.connected();
     this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
+  }
+
+  /** The store (the HTTP API reads channels and history from it). */
+  get store(): ChatStore {
+    return this.#store;
+  }
+
+  /** Watches a channel's events on this worker (the HTTP API's event streams); returns the stop function. */
+  watch(channel: string, fn: (w: Watched) => void): () => void {
+    return this.#hub.watch(channel, fn);
   }
 
   /** IRC sessions open. */

@@ -54,7 +54,11 @@ export type Takeover = (conn: Deno.Conn, buffered: Uint8Array) => Promise<void>;
 const takeovers = new WeakMap<Response, Takeover>();
 const streaming = new WeakSet<Response>();
 
-/** Marks a `101` response: once it is written, `takeover` gets the connection. */
+/**
+ * Marks a response to an upgrade: it is written as `101 Switching Protocols`
+ * with its headers (a `Response` cannot hold a 1xx status), then `takeover`
+ * gets the connection.
+ */
 export function withTakeover(res: Response, takeover: Takeover): Response {
   takeovers.set(res, takeover);
   return res;
@@ -158,8 +162,9 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         res = d.options.refusal(500, "the server failed; see the worker's log");
       }
       const takeover = takeovers.get(res);
-      if (takeover && res.status === 101) {
-        if (!(await writeResponse(tcp, res, { close: false, head: false }))) return;
+      if (takeover) {
+        await res.body?.cancel();
+        if (!(await write(tcp, encoder.encode(headLines(res, "", 101))))) return;
         handedOver = true;
         return await takeover(tcp, reader.takeBuffered());
       }
@@ -287,10 +292,12 @@ const REASONS: Record<number, string> = {
   505: "HTTP Version Not Supported",
 };
 
-function headLines(res: Response, extra: string): string {
-  let out = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? "Status"}\r\n`;
+function headLines(res: Response, extra: string, status = res.status): string {
+  let out = `HTTP/1.1 ${status} ${REASONS[status] ?? "Status"}\r\n`;
   for (const [k, v] of res.headers) {
-    if (k === "content-length" || k === "transfer-encoding" || k === "connection") continue;
+    if (k === "content-length" || k === "transfer-encoding" || (k === "connection" && status !== 101)) {
+      continue;
+    }
     out += `${k}: ${v}\r\n`;
   }
   return out + extra + "\r\n";
@@ -302,12 +309,10 @@ async function writeResponse(
   res: Response,
   o: { close: boolean; head: boolean },
 ): Promise<boolean> {
-  const body = res.status === 101 || res.status === 204 || res.status === 304 || res.body === null
+  const body = res.status === 204 || res.status === 304 || res.body === null
     ? new Uint8Array(0)
     : new Uint8Array(await res.arrayBuffer());
-  const extra = res.status === 101
-    ? ""
-    : `content-length: ${body.length}\r\n${o.close ? "connection: close\r\n" : ""}`;
+  const extra = `content-length: ${body.length}\r\n${o.close ? "connection: close\r\n" : ""}`;
   const h = encoder.encode(headLines(res, extra));
   if (o.head || body.length === 0) return await write(tcp, h);
   const all = new Uint8Array(h.length + body.length);

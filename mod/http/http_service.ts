@@ -20,6 +20,9 @@ import type { HttpConfig } from "./http_config.ts";
 import { type FastPath, serveHttpConn } from "./http_conn.ts";
 import { problemResponse } from "./problem.ts";
 import { fastRequests, requestRoutes } from "./routes_requests.ts";
+import { chatRoutes } from "./routes_chat.ts";
+import { ircRoutes } from "./routes_irc.ts";
+import { pageRoutes } from "./chat_page.ts";
 import { ServiceCaller } from "./service_call.ts";
 import type { ChatServer } from "../chat/chat_server.ts";
 import denoJson from "../../deno.json" with { type: "json" };
@@ -56,9 +59,12 @@ export class HttpService {
   /** Where it listens. */
   readonly addr: Deno.NetAddr;
 
-  private constructor(server: Server, caller: ServiceCaller) {
+  readonly #closing: AbortController;
+
+  private constructor(server: Server, caller: ServiceCaller, closing: AbortController) {
     this.#server = server;
     this.#caller = caller;
+    this.#closing = closing;
     this.addr = server.listener.addr as Deno.NetAddr;
   }
 
@@ -83,8 +89,14 @@ export class HttpService {
       timeoutMs: 120_000,
       own: { port: place.ownPort, giveBack: place.giveBack },
     });
+    const closing = new AbortController();
     const app = buildApi({
-      mounts: [["/requests", requestRoutes(caller)]],
+      mounts: [
+        ["/requests", requestRoutes(caller)],
+        ["/channels", chatRoutes(place.chat, closing.signal)],
+        ["/irc", ircRoutes(place.chat, cfg.corsOrigin)],
+      ],
+      root: pageRoutes(),
       corsOrigin: cfg.corsOrigin,
       version: denoJson.version,
     });
@@ -112,12 +124,13 @@ export class HttpService {
       })
     );
     logger().info("http: API on http://{host}:{port}/v1/", { host, port: cfg.port });
-    return new HttpService(server, caller);
+    return new HttpService(server, caller, closing);
   }
 
   /** Stops listening; open connections get `graceMs` to finish. */
   async close(graceMs = 2_000): Promise<void> {
     this.#server.close();
+    this.#closing.abort(); // event streams end: their clients reconnect to another worker
     await this.#server.closed();
     await this.#server.conns.idle(graceMs);
     this.#caller.close();
