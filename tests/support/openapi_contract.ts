@@ -43,6 +43,30 @@ export class ApiContract {
     return new ApiContract(doc);
   }
 
+  /** Checks a streamed answer's status and media type against the document (its body is left unread). */
+  checkHead(method: string, path: string, res: Response): void {
+    const declared = this.#declared(method, path, res.status);
+    const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
+    assert.ok(
+      (declared["content"] as Json | undefined)?.[type],
+      `${method} ${path}: ${type} is not declared`,
+    );
+    this.checked++;
+  }
+
+  #declared(method: string, path: string, status: number): Json {
+    const url = new URL(path, "http://x");
+    const found = this.#paths.find((p) => p.re.test(url.pathname));
+    assert.ok(found, `${method} ${url.pathname}: no path of the document matches`);
+    const op = ((this.doc["paths"] as Json)[found.template] as Json)[method.toLowerCase()] as
+      | Json
+      | undefined;
+    assert.ok(op, `${method} ${found.template}: not in the document`);
+    const declared = (op["responses"] as Json)[String(status)] as Json | undefined;
+    assert.ok(declared, `${method} ${found.template} answered ${status}, which the document does not list`);
+    return declared;
+  }
+
   /**
    * Checks `res` (its body read into `body`) as the answer to `method`
    * `path`: returns the body (parsed JSON for a JSON type, else text).
