@@ -112,7 +112,7 @@ function onLine(line) {
       return;
     case "001": nick = a; $("state").textContent = "connected as " + nick; send("JOIN " + channel); return;
     case "433": show("error", null, "nickname " + b + " is taken: pick another", at, "error"); ws.close(); return;
-    case "353": for (const n of c.split(" ").filter(Boolean)) {
+    case "353": for (const n of (m.params[3] || "").split(" ").filter(Boolean)) {
       const p = /^[@+]/.test(n) ? n[0] : "";
       members.set(p ? n.slice(1) : n, p);
     } drawMembers(); return;
@@ -156,6 +156,8 @@ $("join").addEventListener("submit", (e) => {
   ws.onmessage = (e) => onLine(String(e.data));
   ws.onclose = () => { $("state").textContent = "disconnected"; ws = null; };
 });
+// Leaving the page leaves the chat at once (a page kept in the back/forward cache would keep its socket).
+addEventListener("pagehide", () => { if (ws) ws.close(1000, "page closed"); });
 $("say").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("text").value;
