@@ -110,6 +110,9 @@ export class HttpReader {
           this.#start = at + 4;
           return parseHead(head, this.#limits);
         }
+        if (hasBareLf(this.#buf, this.#start + Math.max(0, scanned - 1), this.#end)) {
+          throw new HttpError(400, "header lines must end in CR LF");
+        }
         scanned = this.#end - this.#start;
         if (this.#end - this.#start > this.#limits.maxHeadBytes) {
           throw new HttpError(431, `request head longer than ${this.#limits.maxHeadBytes} bytes`);
@@ -267,6 +270,14 @@ function findHeadEnd(b: Uint8Array, from: number, to: number): number {
     if (b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) return i;
   }
   return -1;
+}
+
+/** True when a LF in `b[from, to)` has no CR before it (a line end the other side may read differently). */
+function hasBareLf(b: Uint8Array, from: number, to: number): boolean {
+  for (let i = b.indexOf(10, from); i >= 0 && i < to; i = b.indexOf(10, i + 1)) {
+    if (i === 0 || b[i - 1] !== 13) return true;
+  }
+  return false;
 }
 
 function indexOfCrlf(b: Uint8Array, from: number, to: number): number {
