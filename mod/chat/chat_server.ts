@@ -20,7 +20,7 @@ import { type BusEvent, type ChatBus, LinkBus } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
 import { ChatHub, type Watched } from "./chat_hub.ts";
 import { type Committed, GroupCommit } from "./group_commit.ts";
-import type { ChatStore } from "./chat_store.ts";
+import type { ChannelEvent, ChatStore } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
 import { formatMessage } from "./irc_message.ts";
 import { type ChatContext, IrcSession } from "./irc_session.ts";
@@ -225,6 +225,20 @@ export class ChatServer {
   /** Watches a channel's events on this worker (the HTTP API's event streams); returns the stop function. */
   watch(channel: string, fn: (w: Watched) => void): () => void {
     return this.#hub.watch(channel, fn);
+  }
+
+  /**
+   * Stores a channel message from outside IRC (the HTTP API), numbered with
+   * the channel's other events (group commit), then delivered here and
+   * published to the other workers, as a member's PRIVMSG is. Null when the
+   * channel is gone.
+   */
+  say(
+    channel: string,
+    event: Pick<ChannelEvent, "kind" | "source" | "params">,
+  ): Promise<ChannelEvent | null> {
+    const origin = `${this.#owner}/http${++this.#next}`;
+    return this.#ctx.commits.append({ channel, event }, { origin, live: () => true });
   }
 
   /** IRC sessions open. */

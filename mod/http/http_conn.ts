@@ -245,11 +245,11 @@ async function writeAnswer(tcp: Deno.Conn, a: Answer, close: boolean): Promise<b
   let h = `HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`;
   for (const k in a.headers) h += `${k}: ${a.headers[k]}\r\n`;
   h += `content-length: ${body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
-  const head = encoder.encode(h);
-  const all = new Uint8Array(head.length + body.length);
-  all.set(head);
-  all.set(body, head.length);
-  return await write(tcp, all);
+  // One buffer, one encode of the head into it (at most 3 bytes per UTF-16 unit), one write.
+  const out = new Uint8Array(h.length * 3 + body.length);
+  const { written } = encoder.encodeInto(h, out);
+  out.set(body, written);
+  return await write(tcp, out.subarray(0, written + body.length));
 }
 
 function toRequest(head: RequestHead, body: Uint8Array | undefined): Request {

@@ -22,6 +22,8 @@ import { problemResponse } from "./problem.ts";
 import { fastRequests, requestRoutes } from "./routes_requests.ts";
 import { chatRoutes } from "./routes_chat.ts";
 import { ircRoutes } from "./routes_irc.ts";
+import { tokenRoutes } from "./routes_tokens.ts";
+import type { AccountsApi } from "./auth.ts";
 import { pageRoutes } from "./chat_page.ts";
 import { ServiceCaller } from "./service_call.ts";
 import type { ChatServer } from "../chat/chat_server.ts";
@@ -90,10 +92,12 @@ export class HttpService {
       own: { port: place.ownPort, giveBack: place.giveBack },
     });
     const closing = new AbortController();
+    const accounts = () => accountsOf(place.chat);
     const app = buildApi({
       mounts: [
         ["/requests", requestRoutes(caller)],
-        ["/channels", chatRoutes(place.chat, closing.signal)],
+        ["/channels", chatRoutes(place.chat, closing.signal, accounts)],
+        ["/tokens", tokenRoutes(accounts)],
         ["/irc", ircRoutes(place.chat, cfg.corsOrigin)],
       ],
       root: pageRoutes(),
@@ -135,4 +139,9 @@ export class HttpService {
     await this.#server.conns.idle(graceMs);
     this.#caller.close();
   }
+}
+
+/** The chat's account service, when the chat has one. */
+function accountsOf(chat: ChatServer | undefined): AccountsApi | undefined {
+  return chat && "accounts" in chat ? (chat as { accounts?: AccountsApi }).accounts : undefined;
 }

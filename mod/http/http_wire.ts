@@ -91,7 +91,6 @@ export class HttpReader {
    * between requests.
    */
   async readHead(idleMs: number, headMs: number): Promise<RequestHead | null> {
-    let scanned = 0; // bytes past #start known to hold no head end (reads may move #start)
     if (this.#end === this.#start && !this.#eof) {
       const idle = new Timer(idleMs, () => new HttpError(408, `no request within ${idleMs} ms`));
       try {
@@ -100,7 +99,9 @@ export class HttpReader {
         idle.cancel();
       }
     }
-    const timer = this.#deadline(headMs, "request head");
+    // The usual case: the whole head came in one read, and needs no deadline of its own.
+    let scanned = 0; // bytes past #start known to hold no head end (reads may move #start)
+    let timer: Timer | undefined;
     try {
       for (;;) {
         // Find CR LF CR LF from where the last search stopped (minus 3: it may straddle reads).
@@ -121,10 +122,12 @@ export class HttpReader {
           if (this.#end === this.#start) return null;
           throw new HttpError(400, "connection closed in the middle of a request head");
         }
+        // Counted from the head's first byte (or from the start of a pipelined one).
+        timer ??= this.#deadline(headMs, "request head");
         await this.#fill(this.#limits.maxHeadBytes + 4, timer);
       }
     } finally {
-      timer.cancel();
+      timer?.cancel();
     }
   }
 
@@ -319,7 +322,7 @@ export function parseHead(bytes: Uint8Array, limits: Pick<WireLimits, "maxHeader
           : `malformed header field ${JSON.stringify(line.slice(0, 40))}`,
       );
     }
-    const value = line.slice(colon + 1).replace(/^[ \t]+/, "").replace(/[ \t]+$/, "");
+    const value = trimOws(line, colon + 1);
     if (!FIELD_VALUE.test(value)) throw new HttpError(400, `control character in header ${name}`);
     const lower = name.toLowerCase();
     headers.push([lower, value]);
@@ -379,6 +382,14 @@ export function parseHead(bytes: Uint8Array, limits: Pick<WireLimits, "maxHeader
     expectContinue: expect === "100-continue",
     upgrade: tokens.includes("upgrade") ? upgrade : "",
   };
+}
+
+/** `line` from `from` on, without the spaces and tabs around it (RFC 9110's OWS, nothing else). */
+function trimOws(line: string, from: number): string {
+  let a = from, b = line.length;
+  while (a < b && (line.charCodeAt(a) === 32 || line.charCodeAt(a) === 9)) a++;
+  while (b > a && (line.charCodeAt(b - 1) === 32 || line.charCodeAt(b - 1) === 9)) b--;
+  return line.slice(a, b);
 }
 
 /** The target as `/path?query`: origin form, or the path of an absolute form; anything else is 400. */

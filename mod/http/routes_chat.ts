@@ -14,7 +14,8 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { ChatServer } from "../chat/chat_server.ts";
 import type { ChannelEvent, ChannelInfo } from "../chat/chat_store.ts";
 import type { Watched } from "../chat/chat_hub.ts";
-import { fold, validChannel } from "../chat/irc_message.ts";
+import { byteLength, fold, truncateBytes, validChannel } from "../chat/irc_message.ts";
+import { accountOf, type AccountsApi } from "./auth.ts";
 import { CHATHISTORY_MAX } from "../chat/numerics.ts";
 import { ApiError } from "./problem.ts";
 import { type ApiEnv, errorResponses, plain } from "./api_schemas.ts";
@@ -131,6 +132,40 @@ const eventsRoute = createRoute({
   },
 });
 
+const PostBody = z.object({
+  text: z.string().min(1).openapi({ example: "hello from HTTP" }),
+  notice: z.boolean().optional().openapi({
+    description: "send as a NOTICE (no automatic reply) instead of a PRIVMSG",
+  }),
+}).strict().openapi("PostMessage");
+
+const postRoute = createRoute({
+  method: "post",
+  path: "/{name}/messages",
+  summary: "Say something in a channel as an account (HTTP Basic or a bearer token from /v1/tokens)",
+  description:
+    "The message comes from the account's nickname, as from an IRC user: a channel with +n takes " +
+    "messages only from its members (join it by IRC, the WebSocket or the web page), +m only from voiced ones.",
+  security: [{ basic: [] }, { bearer: [] }],
+  request: {
+    params: Name,
+    body: {
+      required: true,
+      content: {
+        "text/plain": { schema: z.string().openapi({ example: "hello from HTTP" }) },
+        "application/json": { schema: PostBody },
+      },
+    },
+  },
+  responses: {
+    201: {
+      description: "stored and delivered: the event",
+      content: { "application/json": { schema: EventSchema } },
+    },
+    ...errorResponses(400, 401, 403, 404, 413, 415, 429, 503),
+  },
+});
+
 /** The JSON form of a stored event. */
 export function eventJson(ev: ChannelEvent): z.infer<typeof EventSchema> {
   const textAt = ev.kind === "KICK" ? 1 : 0;
@@ -152,7 +187,11 @@ function seqOf(bound: string | undefined): number | undefined {
 }
 
 /** The chat routes, mounted at `/v1/channels`. */
-export function chatRoutes(chat: ChatServer | undefined, closing: AbortSignal): OpenAPIHono<ApiEnv> {
+export function chatRoutes(
+  chat: ChatServer | undefined,
+  closing: AbortSignal,
+  accounts: () => AccountsApi | undefined,
+): OpenAPIHono<ApiEnv> {
   const app = new OpenAPIHono<ApiEnv>();
   const on = (): ChatServer => {
     if (!chat) throw new ApiError(503, "chat is not enabled on this instance (start it with --irc-port)");
@@ -208,6 +247,48 @@ export function chatRoutes(chat: ChatServer | undefined, closing: AbortSignal): 
       limit: q.limit ?? 50,
     });
     return c.json({ messages: events.map(eventJson) }, 200);
+  });
+
+  app.openapi(postRoute, async (c) => {
+    const account = await accountOf(accounts(), c.req.header("authorization"), c.env.info.peer);
+    const json = (c.req.header("content-type") ?? "").startsWith("application/json");
+    const body = json
+      ? c.req.valid("json" as never) as z.infer<typeof PostBody>
+      : { text: await c.req.text(), notice: false };
+    if (/[\r\n\0]/.test(body.text)) throw new ApiError(400, "a message is one line: no CR, LF or NUL");
+    if (body.text === "") throw new ApiError(400, "No text to send");
+    const store = on().store;
+    const given = c.req.param("name") ?? ""; // checked by the route's schema already
+    const name = given.startsWith("#") ? given : `#${given}`;
+    const info = validChannel(name) ? await store.channel(name) : null;
+    const member = info
+      ? (await store.members(info.name)).find((m) => fold(m.nick) === fold(account))
+      : undefined;
+    if (!info || (info.modes.includes("s") && !member)) throw new ApiError(404, `no such channel: ${name}`);
+    if (info.modes.includes("n") && !member) {
+      throw new ApiError(
+        403,
+        `Cannot send to channel ${info.name} (+n): ${account} is not in it; join it first`,
+      );
+    }
+    if (info.modes.includes("m") && !(member?.op || member?.voice)) {
+      throw new ApiError(403, `Cannot send to channel ${info.name} (+m): ${account} has no voice`);
+    }
+    const user = await store.user(account);
+    const source = user
+      ? `${user.nick}!${user.user}@${user.host}`
+      : `${account}!~${account.slice(0, 10)}@http`;
+    const kind = body.notice ? "NOTICE" : "PRIVMSG";
+    const prefix = `:${source} ${kind} ${info.name} :`;
+    const text = truncateBytes(body.text, 510 - byteLength(prefix));
+    const ev = await on().say(info.name, { kind, source, params: [text] });
+    if (!ev) throw new ApiError(404, `no such channel: ${name}`);
+    return plain(Response.json(eventJson(ev), {
+      status: 201,
+      headers: {
+        location: `/v1/channels/${encodeURIComponent(info.name)}/messages?after=${ev.seq - 1}&limit=1`,
+      },
+    }));
   });
 
   app.openapi(eventsRoute, async (c) => {
