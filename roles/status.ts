@@ -30,6 +30,7 @@ export function readStatus(runDir: string): InstanceStatus {
     linkPort: rec.link_port,
     join: rec.join,
     chat: rec.chat,
+    http: rec.http,
   }, systemClock.now());
 }
 

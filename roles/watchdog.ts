@@ -28,7 +28,7 @@ import {
 } from "../mod/cli/config.ts";
 import { chatForWorkers, prepareChatStore } from "../mod/chat/chat_boot.ts";
 import { chatFlags } from "../mod/chat/chat_config.ts";
-import { httpForWorkers } from "../mod/http/http_config.ts";
+import { httpForWorkers, httpShown } from "../mod/http/http_config.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
@@ -174,6 +174,7 @@ async function runInstance(
     link_port: cfg.linkPort || undefined,
     join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
     ...(cfg.chat.ircPort > 0 ? { chat: chatFlags(cfg.chat, true) } : {}),
+    ...(cfg.http.port > 0 ? { http: httpShown(cfg) } : {}),
   });
   scope.defer(() => removeQuietly(paths.record));
   const remoteSlots = cfg.linkPort ? cfg.remoteSlots : 0;
@@ -192,6 +193,7 @@ async function runInstance(
     linkPort: cfg.linkPort || undefined,
     join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
     chat: cfg.chat.ircPort > 0 ? chatFlags(cfg.chat, true) : undefined,
+    http: cfg.http.port > 0 ? httpShown(cfg) : undefined,
   });
   scope.defer(() => ops.detach());
   for (const f of fifos) {
@@ -449,7 +451,8 @@ function announceReady(cfg: WatchdogConfig, failed: number[]): string {
       cfg.linkPort ? ` link=${netScope(cfg.host, cfg.linkPort)}` : ""
     }`;
   const irc = cfg.chat.ircPort > 0 ? ` irc=${netScope(cfg.host, cfg.chat.ircPort)}` : "";
-  const line = `${head} workers=${ports}${irc} pid=${Deno.pid} run-dir=${cfg.runDir}${
+  const http = cfg.http.port > 0 ? ` http=${netScope(cfg.http.host || cfg.host, cfg.http.port)}` : "";
+  const line = `${head} workers=${ports}${irc}${http} pid=${Deno.pid} run-dir=${cfg.runDir}${
     failed.length ? ` degraded failed=${failed.join(",")}` : ""
   }`;
   console.log(line);

@@ -7,7 +7,7 @@
  * the dispatcher's account, and the worker holding the connection survives.
  */
 import assert from "node:assert/strict";
-import { freePorts, withInstance } from "./harness.ts";
+import { freePorts, osps, withInstance } from "./harness.ts";
 import { ApiContract } from "./support/openapi_contract.ts";
 
 /** Sends a request and checks its answer against the contract; returns status, headers and body. */
@@ -148,4 +148,20 @@ Deno.test("a ticketed request past its deadline is 504, one that blocks its work
       );
     }
   });
+});
+
+Deno.test("the ready line, osps status and the status page show the HTTP API", async () => {
+  const [httpPort, metricsPort] = [freePorts(1), freePorts(1)];
+  await withInstance(
+    { workers: 1, flags: [`--http-port=${httpPort}`, `--metrics-port=${metricsPort}`] },
+    async (inst) => {
+      assert.match(inst.readyLine, new RegExp(` http=127\\.0\\.0\\.1:${httpPort} `));
+      const table = await osps(["status", `--run-dir=${inst.runDir}`]);
+      assert.match(table.stdout, new RegExp(`^http: http-port=${httpPort} http-host=127\\.0\\.0\\.1 `, "m"));
+      const json = JSON.parse((await osps(["status", "--json", `--run-dir=${inst.runDir}`])).stdout);
+      assert.equal(json.http["http-port"], httpPort);
+      const page = await (await fetch(`http://127.0.0.1:${metricsPort}/`)).text();
+      assert.match(page, new RegExp(`<a href="http://127\\.0\\.0\\.1:${httpPort}/v1/openapi\\.json">`));
+    },
+  );
 });

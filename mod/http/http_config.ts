@@ -71,3 +71,10 @@ export function httpForWorkers(
     permissions: { listen: [netScope(c.host || instance.host, c.port)], connect: ports },
   };
 }
+
+/** The HTTP settings as `osps status` and the status page show them (the host resolved). */
+export function httpShown(
+  c: { readonly host: string; readonly http: HttpConfig },
+): Record<string, string | number> {
+  return { ...httpFlags(c.http), "http-host": c.http.host || c.host };
+}

@@ -89,6 +89,8 @@ export interface InstanceStatus {
   limits: Readonly<Record<string, number>>;
   /** Chat settings and limits in force (from instance.json), when chat is on. */
   chat: Readonly<Record<string, string | number | boolean>> | null;
+  /** HTTP API settings in force (from instance.json), when it is on. */
+  http?: Readonly<Record<string, string | number>> | null;
   dispatcher: ChildStatus;
   workers: ChildStatus[];
   /** Clients waiting for a worker. */
@@ -157,6 +159,8 @@ export interface InstanceWhere {
   readonly join?: string;
   /** Chat settings in force (no secrets), when chat is on. */
   readonly chat?: Readonly<Record<string, string | number | boolean>>;
+  /** HTTP API settings in force, when it is on. */
+  readonly http?: Readonly<Record<string, string | number>>;
 }
 
 /** The status of the instance mapped in `seg`, at monotonic time `now`. */
@@ -189,6 +193,7 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
     },
     limits: where.limits ?? {},
     chat: where.chat ?? null,
+    http: where.http ?? null,
     dispatcher: where.join
       ? { ...dispatcher, host: where.join, state: "remote", link: "remote" }
       : dispatcher,
@@ -261,6 +266,7 @@ export function statusTable(s: InstanceStatus): string {
     ),
     `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
     ...(s.chat ? [`chat: ${Object.entries(s.chat).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
+    ...(s.http ? [`http: ${Object.entries(s.http).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
   ].join("\n");
 }
 
