@@ -178,15 +178,29 @@ Deno.test("HTTP limits: 431, 413 unread, 408 for dripped heads and bodies, smugg
   });
 });
 
-Deno.test("HTTP per-address caps: connections past --max-conns-per-addr and requests past --rate-per-addr get 429", async () => {
+Deno.test("HTTP per-address caps: silent connections make room, busy ones past --max-conns-per-addr and requests past --rate-per-addr get 429", async () => {
   const httpPort = freePorts(1);
   await withInstance({
     workers: 1,
-    flags: [`--http-port=${httpPort}`, "--max-conns-per-addr=6", "--rate-per-addr=40", "--rate-burst=40"],
+    flags: [`--http-port=${httpPort}`, "--max-conns-per-addr=6", "--rate-per-addr=40", "--rate-burst=60"],
   }, async (inst) => {
-    const held: RawHttp[] = [];
-    for (let i = 0; i < 6; i++) held.push(await RawHttp.connect(httpPort));
+    // Silent connections make room: the oldest is told 408 and closed, the newcomer is served.
+    const silent: RawHttp[] = [];
+    for (let i = 0; i < 6; i++) silent.push(await RawHttp.connect(httpPort));
     await new Promise((r) => setTimeout(r, 100));
+    const served = await exchange(httpPort, req("/v1/requests/time"));
+    assert.equal(served.status, 200, "a client with a request is not locked out by idle sockets");
+    assert.equal((await silent[0]!.answer(2_000)).status, 408, "the oldest silent connection made room");
+    for (const h of silent) h.close();
+    await new Promise((r) => setTimeout(r, 200));
+    // Connections that spoke are kept: past the cap, a newcomer gets 429.
+    const held: RawHttp[] = [];
+    for (let i = 0; i < 6; i++) {
+      const h = await RawHttp.connect(httpPort);
+      await h.send(req("/v1/requests/time"));
+      assert.equal((await h.answer()).status, 200);
+      held.push(h);
+    }
     const over = await exchange(httpPort, req("/v1/requests/time"));
     assert.equal(over.status, 429, over.head);
     assert.match(over.head, /retry-after: \d+/i);
@@ -195,7 +209,7 @@ Deno.test("HTTP per-address caps: connections past --max-conns-per-addr and requ
     // One keep-alive connection sending fast: served until the address's bucket is empty, then 429 and close.
     const c = await RawHttp.connect(httpPort);
     const statuses: number[] = [];
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 200; i++) {
       if (!(await c.send(req("/v1/requests/time")))) break;
       const a = await c.answer();
       statuses.push(a.status);

@@ -13,6 +13,7 @@ import { logger } from "../log.ts";
 import { addrKey, type Admission, hostOf } from "../net/admission.ts";
 import { HttpError, HttpReader, type RequestHead, type WireLimits } from "./http_wire.ts";
 import { requestIdOf } from "./api_schemas.ts";
+import { expireAfter } from "../deadline.ts";
 
 /** What the application learns about a request beside the `Request` itself. */
 export interface RequestInfo {
@@ -78,6 +79,8 @@ export interface HttpConnOptions extends WireLimits {
   readonly idleTimeoutMs: number;
   /** A request's body must be complete within this. */
   readonly bodyTimeoutMs: number;
+  /** An answer must be taken by the client's TCP within this, else the connection closes (0 = no limit). */
+  readonly writeTimeoutMs: number;
   /** An answer to a refusal (429 before anything was read, a framing error) is built here. */
   readonly refusal: (status: number, detail: string) => Response;
 }
@@ -101,7 +104,13 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
   const a = tcp.remoteAddr as Deno.NetAddr;
   const peer = `${a.hostname}:${a.port}`;
   const addr = addrKey(hostOf(peer));
-  const admitted = d.admission.admit(addr);
+  // Until its first request head is complete, a connection may be closed to make room at a cap (as on
+  // the line ports): it is told so with a 408, best effort, and closed.
+  const admitted = d.admission.admit(addr, (r) => {
+    d.onRefusal(r.status);
+    void writeResponse(tcp, d.options.refusal(r.status, r.reason), { close: true, head: false }, 1_000)
+      .finally(() => closeQuietly(tcp));
+  });
   if ("status" in admitted) {
     d.onRefusal(admitted.status);
     await writeResponse(tcp, d.options.refusal(admitted.status, admitted.reason), {
@@ -110,6 +119,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
     });
     return await lingerClose(tcp);
   }
+  writeLimit.set(tcp, d.options.writeTimeoutMs);
   const reader = new HttpReader(tcp, d.options);
   let handedOver = false;
   try {
@@ -124,6 +134,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         return await refuse(tcp, err, d);
       }
       if (head === null) return;
+      if (first) admitted.spoke();
       const receivedAt = performance.now();
       const limited = d.admission.request(addr);
       if (limited) {
@@ -308,17 +319,18 @@ async function writeResponse(
   tcp: Deno.Conn,
   res: Response,
   o: { close: boolean; head: boolean },
+  limitMs?: number,
 ): Promise<boolean> {
   const body = res.status === 204 || res.status === 304 || res.body === null
     ? new Uint8Array(0)
     : new Uint8Array(await res.arrayBuffer());
   const extra = `content-length: ${body.length}\r\n${o.close ? "connection: close\r\n" : ""}`;
   const h = encoder.encode(headLines(res, extra));
-  if (o.head || body.length === 0) return await write(tcp, h);
+  if (o.head || body.length === 0) return await write(tcp, h, limitMs);
   const all = new Uint8Array(h.length + body.length);
   all.set(h);
   all.set(body, h.length);
-  return await write(tcp, all);
+  return await write(tcp, all, limitMs);
 }
 
 /** Writes a streamed response as it comes: chunked for HTTP/1.1, close-delimited for 1.0. */
@@ -355,11 +367,26 @@ function frameChunk(value: Uint8Array): Uint8Array {
   return out;
 }
 
-async function write(tcp: Deno.Conn, data: Uint8Array): Promise<boolean> {
+/** Each connection's write timeout (ms; 0 = none). */
+const writeLimit = new WeakMap<Deno.Conn, number>();
+
+/**
+ * Writes all of `data`; false when the client is gone, or did not take it
+ * within the connection's write timeout (then the connection is closed: a
+ * client that does not read costs its own connection only).
+ */
+async function write(
+  tcp: Deno.Conn,
+  data: Uint8Array,
+  limitMs = writeLimit.get(tcp) ?? 0,
+): Promise<boolean> {
+  const expiry = limitMs > 0 ? expireAfter(limitMs, () => closeQuietly(tcp)) : undefined;
   try {
     for (let off = 0; off < data.length;) off += await tcp.write(data.subarray(off));
     return true;
   } catch {
     return false;
+  } finally {
+    expiry?.cancel();
   }
 }

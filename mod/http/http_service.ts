@@ -46,6 +46,8 @@ export interface HttpPlace {
   readonly maxInFlight: number;
   readonly headTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** A client must take each answer within this (`--write-timeout-ms`; 0 = no limit). */
+  readonly writeTimeoutMs: number;
   context(): ServiceContext;
   onServed(): void;
   /** Uses up a ticket the dispatcher issued for this worker, running nothing (see `ServiceCallDeps.own`). */
@@ -122,6 +124,7 @@ export class HttpService {
           headTimeoutMs: place.headTimeoutMs,
           bodyTimeoutMs: place.headTimeoutMs,
           idleTimeoutMs: place.idleTimeoutMs,
+          writeTimeoutMs: place.writeTimeoutMs,
           refusal: (status, detail) => problemResponse(status, detail),
         },
         onRefusal: (status) => place.stats.refusal(status),
