@@ -165,3 +165,71 @@ Deno.test("the ready line, osps status and the status page show the HTTP API", a
     },
   );
 });
+
+Deno.test("the fast path and Hono answer /v1/requests alike; CORS answers only the allowed origin", async () => {
+  const httpPort = freePorts(1);
+  const base = `http://127.0.0.1:${httpPort}`;
+  const origin = "http://app.example";
+  await withInstance(
+    { workers: 1, flags: [`--http-port=${httpPort}`, `--http-cors-origin=${origin}`] },
+    async () => {
+      const api = await ApiContract.load(base);
+      const cases: Array<[string, string, RequestInit]> = [
+        ["POST", "/v1/requests/echo", { body: "same", headers: { "content-type": "text/plain" } }],
+        ["POST", "/v1/requests/upper", {
+          body: '{"arg":"x"}',
+          headers: { "content-type": "application/json" },
+        }],
+        ["POST", "/v1/requests/upper", {
+          body: '{"arg":1}',
+          headers: { "content-type": "application/json" },
+        }],
+        ["POST", "/v1/requests/upper", { body: "{nope", headers: { "content-type": "application/json" } }],
+        ["POST", "/v1/requests/echo", { body: "<x/>", headers: { "content-type": "application/xml" } }],
+        ["POST", "/v1/requests/echo", {
+          body: new Uint8Array([0xff, 0xfe]),
+          headers: { "content-type": "text/plain" },
+        }],
+        ["POST", "/v1/requests/Nope", { body: "x", headers: { "content-type": "text/plain" } }],
+        ["POST", "/v1/requests/nope", { body: "x", headers: { "content-type": "text/plain" } }],
+        ["POST", "/v1/requests/fib", { body: "-1", headers: { "content-type": "text/plain" } }],
+        ["GET", "/v1/requests/hold?arg=1", {}],
+        ["GET", "/v1/requests/upper?arg=a&arg=b", {}],
+        ["GET", "/v1/requests/time?arg=x", {}],
+        ["GET", "/v1/requests/echo?arg=%C3%A9", { headers: { accept: "application/json" } }],
+      ];
+      for (const [method, path, init] of cases) {
+        const answers = [];
+        for (const viaHono of [false, true]) {
+          const headers = {
+            ...(init.headers as Record<string, string> ?? {}),
+            ...(viaHono ? { origin } : {}),
+          };
+          const res = await fetch(`${base}${path}`, { method, ...init, headers });
+          const h = res.headers;
+          const body = await api.check(method, path, res);
+          answers.push({ status: res.status, type: h.get("content-type"), allow: h.get("allow"), body });
+          assert.equal(h.get("access-control-allow-origin"), viaHono ? origin : null, `${method} ${path}`);
+        }
+        assert.deepEqual(answers[0], answers[1], `${method} ${path}: both dispatchers answer alike`);
+      }
+      const preflight = await fetch(`${base}/v1/requests/echo`, {
+        method: "OPTIONS",
+        headers: {
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
+      });
+      await preflight.body?.cancel();
+      assert.equal(preflight.headers.get("access-control-allow-origin"), origin);
+      const other = await fetch(`${base}/v1/requests/time`, { headers: { origin: "http://evil.example" } });
+      await other.body?.cancel();
+      assert.equal(
+        other.headers.get("access-control-allow-origin"),
+        null,
+        "another origin gets no CORS grant",
+      );
+    },
+  );
+});
