@@ -171,8 +171,9 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   await stopped;
   await server.closed();
-  await http?.close();
-  await chat?.close(); // chat sessions are told to reconnect (another worker takes them)
+  // Chat sessions (IRC over WebSocket too) are told to reconnect (another worker takes them); HTTP requests
+  // being served are answered meanwhile (a drain lets them finish).
+  await Promise.all([http?.close(Math.min(60_000, Math.max(0, finishBy - clock.now()))), chat?.close()]);
   await until(() => server.conns.size === 0 || clock.now() >= finishBy, 10);
   link.close();
   await poller.stop();

@@ -233,3 +233,45 @@ Deno.test("the fast path and Hono answer /v1/requests alike; CORS answers only t
     },
   );
 });
+
+Deno.test("osps reload under HTTP load: every worker replaced, no request lost, a slow request answered", async () => {
+  const httpPort = freePorts(1);
+  const base = `http://127.0.0.1:${httpPort}`;
+  await withInstance({ workers: 2, flags: [`--http-port=${httpPort}`] }, async (inst) => {
+    const before = (await inst.status()).workers.map((w) => w.pid);
+    // A ticketed request that outlives the reload, and 8 clients on kept-alive connections throughout.
+    const slow = fetch(`${base}/v1/requests/sleep`, { method: "POST", body: "3000" }).then(async (r) => ({
+      status: r.status,
+      body: await r.text(),
+    }));
+    let stop = false, ok = 0;
+    const failures: string[] = [];
+    const client = async (i: number) => {
+      while (!stop) {
+        // A kept-alive connection the server closed while idle is what any HTTP client retries once.
+        for (let attempt = 0; attempt < 2; attempt++) {
+          try {
+            const r = await fetch(`${base}/v1/requests/echo?arg=${i}`);
+            const text = await r.text();
+            if (r.status === 200 && text === String(i)) ok++;
+            else failures.push(`${r.status} ${text}`);
+            break;
+          } catch (err) {
+            if (attempt === 1) failures.push(String(err));
+          }
+        }
+      }
+    };
+    const clients = Array.from({ length: 8 }, (_, i) => client(i));
+    await new Promise((r) => setTimeout(r, 300));
+    const reload = await osps(["reload", `--run-dir=${inst.runDir}`]);
+    assert.equal(reload.code, 0, reload.stderr);
+    stop = true;
+    await Promise.all(clients);
+    assert.deepEqual(await slow, { status: 200, body: "slept 3000" });
+    assert.deepEqual(failures, []);
+    assert.ok(ok > 50);
+    const after = (await inst.status()).workers.map((w) => w.pid);
+    assert.ok(after.every((p) => !before.includes(p)), "every worker was replaced");
+  });
+});

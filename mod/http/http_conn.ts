@@ -90,6 +90,11 @@ export interface HttpConnDeps {
   readonly admission: Admission;
   readonly handler: HttpHandler;
   readonly fast?: FastPath;
+  /**
+   * Aborts when the server stops: an idle kept-alive connection closes, a
+   * request being served is answered with `connection: close`.
+   */
+  readonly stopping: AbortSignal;
   /** The answer to an error a fast path threw. */
   readonly errorResponse: (err: unknown) => Response;
   readonly options: HttpConnOptions;
@@ -129,6 +134,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         head = await reader.readHead(
           first ? d.options.headTimeoutMs : d.options.idleTimeoutMs,
           d.options.headTimeoutMs,
+          d.stopping,
         );
       } catch (err) {
         return await refuse(tcp, err, d);
@@ -158,10 +164,11 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
       const fast = d.fast && answerFast(d, head, body);
       if (fast) {
         const a = await fast;
+        const keep = head.keepAlive && !d.stopping.aborted;
         const ok = a instanceof Response
-          ? await writeResponse(tcp, a, { close: !head.keepAlive, head: false })
-          : await writeAnswer(tcp, a, !head.keepAlive);
-        if (!ok || !head.keepAlive) return;
+          ? await writeResponse(tcp, a, { close: !keep, head: false })
+          : await writeAnswer(tcp, a, !keep);
+        if (!ok || !keep) return;
         continue;
       }
       const req = toRequest(head, body);
@@ -179,7 +186,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         handedOver = true;
         return await takeover(tcp, reader.takeBuffered());
       }
-      const keep = head.keepAlive && !res.headers.has("connection");
+      const keep = head.keepAlive && !res.headers.has("connection") && !d.stopping.aborted;
       const ok = streaming.has(res)
         ? await writeStream(tcp, res, head.minor === 1, head.method === "HEAD")
         : await writeResponse(tcp, res, { close: !keep, head: head.method === "HEAD" });

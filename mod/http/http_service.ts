@@ -117,6 +117,7 @@ export class HttpService {
         handler,
         fast,
         errorResponse,
+        stopping: closing.signal,
         options: {
           maxHeadBytes: cfg.maxHeaderBytes,
           maxBodyBytes: cfg.maxBodyBytes,
@@ -134,10 +135,14 @@ export class HttpService {
     return new HttpService(server, caller, closing);
   }
 
-  /** Stops listening; open connections get `graceMs` to finish. */
+  /**
+   * Stops listening; kept-alive connections close when idle, requests being
+   * served are answered (with `connection: close`) within `graceMs`, event
+   * streams end (their clients resume elsewhere with Last-Event-ID).
+   */
   async close(graceMs = 2_000): Promise<void> {
     this.#server.close();
-    this.#closing.abort(); // event streams end: their clients reconnect to another worker
+    this.#closing.abort();
     await this.#server.closed();
     await this.#server.conns.idle(graceMs);
     this.#caller.close();

@@ -90,12 +90,19 @@ export class HttpReader {
    * whole head within `headMs` of that byte. Null when the client closed
    * between requests.
    */
-  async readHead(idleMs: number, headMs: number): Promise<RequestHead | null> {
+  async readHead(idleMs: number, headMs: number, stop?: AbortSignal): Promise<RequestHead | null> {
     if (this.#end === this.#start && !this.#eof) {
+      if (stop?.aborted) return null;
       const idle = new Timer(idleMs, () => new HttpError(408, `no request within ${idleMs} ms`));
+      const onStop = () => idle.end(STOPPED);
+      stop?.addEventListener("abort", onStop, { once: true });
       try {
         await this.#fill(this.#limits.maxHeadBytes + 4, idle);
+      } catch (err) {
+        if (err === STOPPED) return null; // the server stops: an idle kept-alive connection just closes
+        throw err;
       } finally {
+        stop?.removeEventListener("abort", onStop);
         idle.cancel();
       }
     }
@@ -238,6 +245,7 @@ export class HttpReader {
 }
 
 const EMPTY = new Uint8Array(0);
+const STOPPED = Symbol("stopped");
 
 /** A deadline for a whole head or body, on the shared coarse timer; reads race it. */
 class Timer {
@@ -250,6 +258,12 @@ class Timer {
       this.#expired = reason();
       this.#reject?.(this.#expired);
     });
+  }
+
+  /** Ends whatever waits now with `reason` (and what would wait later). */
+  end(reason: unknown): void {
+    this.#expired ??= reason;
+    this.#reject?.(reason);
   }
 
   race<T>(p: Promise<T>): Promise<T> {
