@@ -37,7 +37,7 @@ function plan(quick: boolean) {
       chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
       hosts: { seconds: 1, clients: [1, 16] },
       lines: { rounds: 1 },
-      http: { clients: [1, 16, 64], seconds: 1, rounds: 1, messages: 20 },
+      http: { clients: [1, 16, 64], seconds: 1, rounds: 1, messages: 20, probeWatchMs: 2_000 },
     }
     : {
       ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
@@ -47,7 +47,7 @@ function plan(quick: boolean) {
       chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
       hosts: { seconds: 4, clients: [1, 16] },
       lines: { rounds: 5 },
-      http: { clients: [1, 16, 64], seconds: 4, rounds: 3, messages: 300 },
+      http: { clients: [1, 16, 64], seconds: 4, rounds: 3, messages: 300, probeWatchMs: 12_000 },
     };
 }
 

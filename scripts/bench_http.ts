@@ -21,6 +21,8 @@ export interface HttpPlan {
   readonly rounds: number;
   /** Chat messages timed (one at a time). */
   readonly messages: number;
+  /** How long a hostile connection to Deno.serve is watched for an answer. */
+  readonly probeWatchMs: number;
 }
 
 /** One load run: throughput and latency percentiles, ms. */
@@ -184,7 +186,7 @@ export async function benchHttp(p: HttpPlan): Promise<{ figures: Figure[]; raw: 
     const chat = await benchHttpChat(`http://127.0.0.1:${httpPort}`, ircPort, p.messages);
     figures.push(...chat.figures);
     raw["chat"] = chat.raw;
-    raw["deno_serve_hostile"] = await probeDenoServe();
+    raw["deno_serve_hostile"] = await probeDenoServe(p.probeWatchMs);
   } finally {
     await single.stop();
     await parallel.stop();

@@ -117,7 +117,7 @@ export async function benchHttpChat(
 }
 
 /** What `Deno.serve` answers to hostile HTTP (and after how long), on a server of its own. */
-export async function probeDenoServe(): Promise<Record<string, string>> {
+export async function probeDenoServe(watchMs: number): Promise<Record<string, string>> {
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     async (req) => new Response(String((await req.arrayBuffer().catch(() => new ArrayBuffer(0))).byteLength)),
@@ -144,10 +144,13 @@ export async function probeDenoServe(): Promise<Record<string, string>> {
   try {
     return {
       "100 KiB header": await raw(`GET / HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(100 << 10)}\r\n\r\n`, 5_000),
-      "head never completed (slowloris), watched 12 s": await raw("GET / HTTP/1.1\r\nHost: x\r\n", 12_000),
-      "body of 10 MB declared, 10 bytes sent, watched 12 s": await raw(
+      [`head never completed (slowloris), watched ${watchMs / 1000} s`]: await raw(
+        "GET / HTTP/1.1\r\nHost: x\r\n",
+        watchMs,
+      ),
+      [`body of 10 MB declared, 10 bytes sent, watched ${watchMs / 1000} s`]: await raw(
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n0123456789",
-        12_000,
+        watchMs,
       ),
       "per-address connection cap": "none: Deno.serve has no hook at accept (its handler sees requests only)",
     };
