@@ -52,12 +52,21 @@ async function sseReader(base: string) {
   return { arrived, close: async () => (abort.abort(), await done) };
 }
 
-/** Posts as `account` over HTTP (Basic), or null when this instance has no accounts. */
+/**
+ * Posts as `account` over HTTP with a bearer token (issued once for its
+ * password: password checks are rate-limited per address, tokens are not),
+ * or null when this instance has no accounts.
+ */
 async function httpPoster(base: string, account: string) {
-  const auth = `Basic ${btoa(`${account}:${PASSWORD}`)}`;
-  const probe = await fetch(`${base}/v1/tokens`, { method: "POST", headers: { authorization: auth } });
-  await probe.body?.cancel();
-  if (probe.status !== 201) return null;
+  const issued = await fetch(`${base}/v1/tokens`, {
+    method: "POST",
+    headers: { authorization: `Basic ${btoa(`${account}:${PASSWORD}`)}` },
+  });
+  if (issued.status !== 201) {
+    await issued.body?.cancel();
+    return null;
+  }
+  const auth = `Bearer ${(await issued.json() as { token: string }).token}`;
   return async (text: string) => {
     const res = await fetch(`${base}/v1/channels/bench/messages`, {
       method: "POST",
