@@ -95,6 +95,8 @@ export interface HttpConnDeps {
    * request being served is answered with `connection: close`.
    */
   readonly stopping: AbortSignal;
+  /** Connections waiting for their next request: the service closes them when it stops. */
+  readonly idle: Set<Deno.Conn>;
   /** The answer to an error a fast path threw. */
   readonly errorResponse: (err: unknown) => Response;
   readonly options: HttpConnOptions;
@@ -131,11 +133,18 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
     for (let first = true;; first = false) {
       let head: RequestHead | null;
       try {
-        head = await reader.readHead(
-          first ? d.options.headTimeoutMs : d.options.idleTimeoutMs,
-          d.options.headTimeoutMs,
-          d.stopping,
-        );
+        if (d.stopping.aborted) return;
+        // Between requests the service may close it to stop (see HttpConnDeps.idle).
+        const waiting = !reader.buffered;
+        if (waiting) d.idle.add(tcp);
+        try {
+          head = await reader.readHead(
+            first ? d.options.headTimeoutMs : d.options.idleTimeoutMs,
+            d.options.headTimeoutMs,
+          );
+        } finally {
+          if (waiting) d.idle.delete(tcp);
+        }
       } catch (err) {
         return await refuse(tcp, err, d);
       }
@@ -193,6 +202,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
       if (!ok || !keep || streaming.has(res)) return;
     }
   } finally {
+    d.idle.delete(tcp);
     if (!handedOver) closeQuietly(tcp);
     admitted.release();
   }

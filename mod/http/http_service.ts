@@ -94,6 +94,14 @@ export class HttpService {
       own: { port: place.ownPort, giveBack: place.giveBack },
     });
     const closing = new AbortController();
+    const idle = new Set<Deno.Conn>();
+    closing.signal.addEventListener("abort", () => {
+      for (const c of idle) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+    });
     const accounts = () => accountsOf(place.chat);
     const app = buildApi({
       mounts: [
@@ -118,6 +126,7 @@ export class HttpService {
         fast,
         errorResponse,
         stopping: closing.signal,
+        idle,
         options: {
           maxHeadBytes: cfg.maxHeaderBytes,
           maxBodyBytes: cfg.maxBodyBytes,

@@ -88,23 +88,23 @@ export class HttpReader {
   /**
    * Reads the next request's head: its first byte within `idleMs`, then the
    * whole head within `headMs` of that byte. Null when the client closed
-   * between requests.
+   * between requests, or sent nothing within `idleMs` (the connection is
+   * then closed, without an answer: nothing was asked).
    */
-  async readHead(idleMs: number, headMs: number, stop?: AbortSignal): Promise<RequestHead | null> {
+  async readHead(idleMs: number, headMs: number): Promise<RequestHead | null> {
     if (this.#end === this.#start && !this.#eof) {
-      if (stop?.aborted) return null;
-      const idle = new Timer(idleMs, () => new HttpError(408, `no request within ${idleMs} ms`));
-      const onStop = () => idle.end(STOPPED);
-      stop?.addEventListener("abort", onStop, { once: true });
+      // Waiting between requests is the common case: one read, no promise wrapped around it. The coarse
+      // timer closes a connection silent past idleMs, which ends the read (as a server stopping does).
+      const expiry = expireAfter(idleMs, () => this.#closeQuietly());
       try {
-        await this.#fill(this.#limits.maxHeadBytes + 4, idle);
-      } catch (err) {
-        if (err === STOPPED) return null; // the server stops: an idle kept-alive connection just closes
-        throw err;
+        this.#compact();
+        const n = await this.#read(this.#buf.subarray(this.#end));
+        if (n === null) this.#eof = true;
+        else this.#end += n;
       } finally {
-        stop?.removeEventListener("abort", onStop);
-        idle.cancel();
+        expiry.cancel();
       }
+      if (this.#eof) return null;
     }
     // The usual case: the whole head came in one read, and needs no deadline of its own.
     let scanned = 0; // bytes past #start known to hold no head end (reads may move #start)
@@ -212,11 +212,7 @@ export class HttpReader {
 
   /** Reads more, keeping room for up to `want` unconsumed bytes; throws 408 once the deadline passed. */
   async #fill(want: number, timer: Timer): Promise<void> {
-    if (this.#start > 0 && (this.#end === this.#buf.length || this.#start === this.#end)) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-      this.#end -= this.#start;
-      this.#start = 0;
-    }
+    this.#compact();
     if (this.#end === this.#buf.length) {
       const size = Math.min(
         Math.max(this.#buf.length * 2, READ_CHUNK),
@@ -229,6 +225,21 @@ export class HttpReader {
     const n = await timer.race(this.#read(this.#buf.subarray(this.#end)));
     if (n === null) this.#eof = true;
     else this.#end += n;
+  }
+
+  /** Moves unconsumed bytes to the front when the buffer is full or empty. */
+  #compact(): void {
+    if (this.#start > 0 && (this.#end === this.#buf.length || this.#start === this.#end)) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+  }
+
+  #closeQuietly(): void {
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
   }
 
   async #read(into: Uint8Array): Promise<number | null> {
@@ -245,7 +256,6 @@ export class HttpReader {
 }
 
 const EMPTY = new Uint8Array(0);
-const STOPPED = Symbol("stopped");
 
 /** A deadline for a whole head or body, on the shared coarse timer; reads race it. */
 class Timer {
@@ -283,17 +293,15 @@ class Timer {
 }
 
 function findHeadEnd(b: Uint8Array, from: number, to: number): number {
-  for (let i = b.indexOf(13, from); i >= 0 && i + 3 < to; i = b.indexOf(13, i + 1)) {
-    if (b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) return i;
+  for (let i = from; i + 3 < to; i++) {
+    if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) return i;
   }
   return -1;
 }
 
 /** True when a LF in `b[from, to)` has no CR before it (a line end the other side may read differently). */
 function hasBareLf(b: Uint8Array, from: number, to: number): boolean {
-  for (let i = b.indexOf(10, from); i >= 0 && i < to; i = b.indexOf(10, i + 1)) {
-    if (i === 0 || b[i - 1] !== 13) return true;
-  }
+  for (let i = from; i < to; i++) if (b[i] === 10 && (i === 0 || b[i - 1] !== 13)) return true;
   return false;
 }
 
