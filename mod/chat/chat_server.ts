@@ -27,6 +27,7 @@ import { type ChatContext, IrcSession } from "./irc_session.ts";
 import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
 import { CannotBootError } from "../errors.ts";
+import type { AccountsApi } from "../http/auth.ts";
 
 /** How often a worker renews its lease in the store. */
 export const LEASE_MS = 2_000;
@@ -217,6 +218,14 @@ export class ChatServer {
     this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
   }
 
+  /**
+   * The account service, where the chat has one (`mod/chat/accounts.ts`):
+   * the HTTP API's Basic and bearer auth use it as SASL and NickServ do.
+   */
+  get accounts(): AccountsApi | undefined {
+    return (this.#ctx as { accounts?: AccountsApi }).accounts;
+  }
+
   /** The store (the HTTP API reads channels and history from it). */
   get store(): ChatStore {
     return this.#store;
@@ -235,7 +244,7 @@ export class ChatServer {
    */
   say(
     channel: string,
-    event: Pick<ChannelEvent, "kind" | "source" | "params">,
+    event: Pick<ChannelEvent, "kind" | "source" | "params"> & { readonly account?: string },
   ): Promise<ChannelEvent | null> {
     const origin = `${this.#owner}/http${++this.#next}`;
     return this.#ctx.commits.append({ channel, event }, { origin, live: () => true });

@@ -158,7 +158,7 @@ export class HttpService {
   }
 }
 
-/** The chat's account service, when the chat has one. */
+/** The chat's account service, when chat is on and has one. */
 function accountsOf(chat: ChatServer | undefined): AccountsApi | undefined {
-  return chat && "accounts" in chat ? (chat as { accounts?: AccountsApi }).accounts : undefined;
+  return chat?.accounts;
 }

@@ -60,6 +60,7 @@ export const EventSchema = z.object({
   source: z.string().openapi({ description: "nick!user@host" }),
   params: z.array(z.string()).openapi({ description: "the IRC parameters after the channel" }),
   text: z.string().openapi({ description: 'the message, topic or reason ("" when none)' }),
+  account: z.string().optional().openapi({ description: "the sender's account, when it was logged in" }),
 }).openapi("ChannelEvent");
 
 const History = z.object({
@@ -170,6 +171,7 @@ const postRoute = createRoute({
 /** The JSON form of a stored event. */
 export function eventJson(ev: ChannelEvent): z.infer<typeof EventSchema> {
   const textAt = ev.kind === "KICK" ? 1 : 0;
+  const account = (ev as { account?: string }).account; // stored with the event where the chat has accounts
   return {
     id: `${ev.seq}:${fold(ev.channel)}`,
     seq: ev.seq,
@@ -180,6 +182,7 @@ export function eventJson(ev: ChannelEvent): z.infer<typeof EventSchema> {
     source: ev.source,
     params: [...ev.params],
     text: ev.kind === "MODE" ? ev.params.join(" ") : ev.params[textAt] ?? "",
+    ...(account ? { account } : {}),
   };
 }
 
@@ -282,7 +285,7 @@ export function chatRoutes(
     const kind = body.notice ? "NOTICE" : "PRIVMSG";
     const prefix = `:${source} ${kind} ${info.name} :`;
     const text = truncateBytes(body.text, 510 - byteLength(prefix));
-    const ev = await on().say(info.name, { kind, source, params: [text] });
+    const ev = await on().say(info.name, { kind, source, params: [text], account });
     if (!ev) throw new ApiError(404, `no such channel: ${name}`);
     return plain(Response.json(eventJson(ev), {
       status: 201,
