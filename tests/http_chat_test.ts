@@ -29,7 +29,12 @@ Deno.test("an IRC user, a WebSocket IRC user and an HTTP event stream share one 
 
       const alice = await LibClient.connect(place.ircPort, "alice");
       await alice.join("#room");
-      const bob = await WsIrc.connect(base, "bob", ["draft/chathistory", "server-time", "batch"]);
+      const bob = await WsIrc.connect(base, "bob", [
+        "draft/chathistory",
+        "server-time",
+        "batch",
+        "message-tags",
+      ]);
       await bob.join("#room");
       await alice.waitLine("bob joins", (m) => m.command === "JOIN" && m.nick === "bob");
 

@@ -101,7 +101,7 @@ export class WsIrc {
     const c = new WsIrc(ws);
     if (caps.length) {
       c.send("CAP LS 302");
-      c.send(`CAP REQ :${caps.join(" ")}`);
+      for (const cap of caps) c.send(`CAP REQ :${cap}`); // one by one: a cap the server lacks is refused alone
       c.send("CAP END");
     }
     c.send(`NICK ${nick}`);
