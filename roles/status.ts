@@ -43,6 +43,7 @@ export function readStatus(runDir: string): InstanceStatus {
     join: rec.join,
     chat: rec.chat,
     notes: () => readNotes(paths),
+    http: rec.http,
   }, systemClock.now());
 }
 

@@ -96,6 +96,33 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     })
     : undefined;
 
+  // The HTTP API (--http-port), loaded only when on: a worker without it never loads Hono.
+  const http = cfg.http.port > 0
+    ? (await import("../mod/http/http_service.ts")).HttpService.start(cfg.http, {
+      host: cfg.host,
+      workerId: cfg.id,
+      dispatcherPort: cfg.dispatcherPort,
+      admission,
+      stats,
+      maxInFlight: fds.maxConns + MAX_LINGERING,
+      headTimeoutMs: cfg.handshakeTimeoutMs,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      writeTimeoutMs: cfg.writeTimeoutMs,
+      context: () => ({
+        workerId: cfg.id,
+        pid: Deno.pid,
+        uptimeMs: clock.now() - startedAt,
+        served: slot.load("served"),
+      }),
+      onServed: () => slot.add("served", 1),
+      ownPort: cfg.port,
+      giveBack: (ticket, type) => {
+        if (link.claim(ticket, type, "") === null) link.done(draining);
+      },
+      chat,
+    })
+    : undefined;
+
   server.serve((tcp) =>
     serveRunClient(tcp, {
       id: cfg.id,
@@ -144,7 +171,9 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   await stopped;
   await server.closed();
-  await chat?.close(); // chat sessions are told to reconnect (another worker takes them)
+  // Chat sessions (IRC over WebSocket too) are told to reconnect (another worker takes them); HTTP requests
+  // being served are answered meanwhile (a drain lets them finish).
+  await Promise.all([http?.close(Math.min(60_000, Math.max(0, finishBy - clock.now()))), chat?.close()]);
   await until(() => server.conns.size === 0 || clock.now() >= finishBy, 10);
   link.close();
   await poller.stop();

@@ -32,6 +32,8 @@ export const TEST_DEPS: readonly TestDep[] = [
   { pkg: "podman", for: "tests/image_test.ts (builds the container image)" },
   { pkg: "debootstrap", for: "tests/image_test.ts (the image's local Debian base)" },
   { pkg: "podman-compose", for: "tests/deploy_files_test.ts (checks the compose file)" },
+  { pkg: "curl", for: "tests/http_doc_test.ts (docs/HTTP.md's curl lines, run as typed)" },
+  { pkg: "wrk", for: "tests/bench_quick_test.ts (the HTTP benchmark's keep-alive load)" },
 ];
 
 const dec = new TextDecoder();

@@ -44,8 +44,20 @@ export interface PresenceListener {
   offline(nick: string): void;
 }
 
+/**
+ * What a watcher of a channel is told (the HTTP API's event streams): each
+ * numbered event in order, and the unnumbered departures and renames of its
+ * members.
+ */
+export type Watched =
+  | { readonly t: "event"; readonly ev: ChannelEvent }
+  | { readonly t: "quit"; readonly source: string; readonly reason: string; readonly at: number }
+  | { readonly t: "nick"; readonly source: string; readonly nick: string; readonly at: number };
+
 interface Track {
   readonly members: Set<LocalClient>;
+  /** Watchers: told every event without being members (nothing is echoed to them, nothing hidden). */
+  readonly watchers: Set<(w: Watched) => void>;
   /** Number of the last event delivered. */
   last: number;
   /** Early events, by number, with the connection that caused them. */
@@ -93,9 +105,10 @@ export class ChatHub {
     const key = fold(ev.channel);
     let t = this.#tracks.get(key);
     if (!t) {
-      t = { members: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
+      t = { members: new Set(), watchers: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
       this.#tracks.set(key, t);
     }
+    if (t.last < 0) t.last = ev.seq - 1;
     t.members.add(c);
     c.joined.set(key, ev.seq);
     this.channelEvent(ev, c.id);
@@ -106,16 +119,41 @@ export class ChatHub {
     const t = this.#tracks.get(key);
     if (!t) return;
     t.members.delete(c);
-    if (t.members.size === 0) {
+    this.#dropIfUnused(key, t);
+  }
+
+  #dropIfUnused(key: string, t: Track): void {
+    if (t.members.size === 0 && t.watchers.size === 0) {
       clearTimeout(t.timer);
       this.#tracks.delete(key);
     }
   }
 
+  /**
+   * Watches `channel` from its next event on, in the channel's order, from
+   * whichever worker it comes; returns the function that stops watching.
+   */
+  watch(channel: string, fn: (w: Watched) => void): () => void {
+    const key = fold(channel);
+    let t = this.#tracks.get(key);
+    if (!t) {
+      t = { members: new Set(), watchers: new Set(), last: -1, pending: new Map(), filling: false };
+      this.#tracks.set(key, t);
+    }
+    t.watchers.add(fn);
+    const track = t;
+    return () => {
+      track.watchers.delete(fn);
+      if (this.#tracks.get(key) === track) this.#dropIfUnused(key, track);
+    };
+  }
+
   /** A numbered channel event, from here or from the bus. */
   channelEvent(ev: ChannelEvent, origin: string): void {
     const t = this.#tracks.get(fold(ev.channel));
-    if (!t || ev.seq <= t.last) return; // nobody here, or already delivered
+    if (!t) return; // nobody here
+    if (t.last < 0) t.last = ev.seq - 1; // watched from the first event that comes
+    if (ev.seq <= t.last) return; // already delivered
     t.pending.set(ev.seq, { ev, origin });
     this.#drain(t);
   }
@@ -166,6 +204,7 @@ export class ChatHub {
       if (own && !m.echo && NOT_ECHOED.has(ev.kind)) continue;
       m.deliver(out, own);
     }
+    for (const w of t.watchers) w({ t: "event", ev });
     const leaving = ev.kind === "PART" ? ev.source.split("!")[0]! : ev.kind === "KICK" ? ev.params[0]! : "";
     const local = leaving ? this.#byNick.get(fold(leaving)) : undefined;
     if (local) this.#leave(local, key);
@@ -188,22 +227,28 @@ export class ChatHub {
 
   /** A user quit: its channels' local members are told, once each. */
   quit(d: Departed, reason: string, except?: LocalClient, meta: Partial<TagMeta> = {}): void {
-    const out = new Outgoing(formatMessage(d.source, "QUIT", [reason], { trailing: true }), {
-      at: Date.now(),
-      ...meta,
-    });
+    const at = Date.now();
+    const out = new Outgoing(formatMessage(d.source, "QUIT", [reason], { trailing: true }), { at, ...meta });
     for (const c of this.audience(d.channels, except)) c.deliver(out);
+    this.#tell(d.channels, { t: "quit", source: d.source, reason, at });
     this.presence.offline(d.nick);
   }
 
   /** A user changed nickname: its channels' local members are told, once each. */
   nick(source: string, nick: string, channels: readonly string[], except?: LocalClient): void {
-    const out = new Outgoing(formatMessage(source, "NICK", [nick]), { at: Date.now() });
+    const at = Date.now();
+    const out = new Outgoing(formatMessage(source, "NICK", [nick]), { at });
     for (const c of this.audience(channels, except)) c.deliver(out);
+    this.#tell(channels, { t: "nick", source, nick, at });
     const old = source.split("!")[0]!;
     if (fold(old) === fold(nick)) return; // a change of case: the same user for MONITOR
     this.presence.offline(old);
     this.presence.online(`${nick}!${source.slice(source.indexOf("!") + 1)}`);
+  }
+
+  /** Tells the watchers of each of `channels` (each watcher of each channel once). */
+  #tell(channels: readonly string[], w: Watched): void {
+    for (const ch of channels) for (const fn of this.#tracks.get(fold(ch))?.watchers ?? []) fn(w);
   }
 
   /** Stops the gap timers. */

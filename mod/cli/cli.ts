@@ -406,6 +406,37 @@ const CHAT: Record<string, FlagSpec> = {
     doc: "time to identify before a registered nickname held by someone else is renamed",
   },
 };
+/** The HTTP API (in the workers); the watchdog passes them on to every worker. */
+const HTTP: Record<string, FlagSpec> = {
+  "http-port": {
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 65535,
+    doc: "HTTP API every worker serves (SO_REUSEPORT: the kernel spreads clients): /v1 requests and chat, " +
+      "the web chat page at /, IRC over WebSocket at /v1/irc (0 = off)",
+  },
+  "http-host": { type: "string", default: "", doc: "address of --http-port (default: --host)" },
+  "http-cors-origin": {
+    type: "string",
+    default: "",
+    doc: "origins browsers may call the API from, comma-separated, or * (default: none, CORS off)",
+  },
+  "http-max-header-bytes": {
+    type: "int",
+    default: 16_384,
+    min: 1024,
+    max: 1 << 20,
+    doc: "request line and headers of one HTTP request (431 beyond)",
+  },
+  "http-max-body-bytes": {
+    type: "int",
+    default: Limits.maxLineBytes,
+    min: 1024,
+    max: 16 << 20,
+    doc: "body of one HTTP request (413 beyond; never buffered past it)",
+  },
+};
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,
   port: { ...PORT, doc: "dispatcher port of the instance (finds the default run dir)" },
@@ -490,6 +521,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       ...POOL,
       ...LIMITS,
       ...CHAT,
+      ...HTTP,
       ...LOG,
       ...OPERATIONS,
     },
@@ -543,6 +575,14 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         type: "string",
         default: "",
         doc: "HOSTNAME:PORT naming the instance in the chat store",
+      },
+      ...HTTP,
+      "dispatcher-port": {
+        type: "int",
+        default: 0,
+        min: 0,
+        max: 65535,
+        doc: "the instance's dispatcher port",
       },
       ...LOG,
     },

@@ -29,6 +29,8 @@ export interface Answer {
   readonly worker: Assignment;
   /** True when the request waited in the dispatcher's queue. */
   readonly queued: boolean;
+  /** When the dispatcher's ASSIGN arrived (`performance.now()`): the wait before it is the queue's. */
+  readonly assignedAt: number;
 }
 
 /** Options of a session. */
@@ -159,11 +161,21 @@ export class Session {
 
   /** Asks the dispatcher for a worker, then runs the request there. */
   async request(type: string, arg = ""): Promise<Answer> {
-    const { worker, queued } = await this.#assignment(type);
-    return { ...(await this.#run(worker, type, arg)), worker, queued };
+    const { worker, queued } = await this.assign(type);
+    const assignedAt = performance.now();
+    return { ...(await this.#run(worker, type, arg)), worker, queued, assignedAt };
   }
 
-  async #assignment(type: string): Promise<{ worker: Assignment; queued: boolean }> {
+  /**
+   * Runs a request on a worker this session was assigned ({@link Session.assign}):
+   * the second half of {@link Session.request}.
+   */
+  async runOn(worker: Assignment, type: string, arg: string): Promise<{ code: number; text: string }> {
+    return await this.#run(worker, type, arg);
+  }
+
+  /** Asks the dispatcher for a worker (waiting in its queue if need be): the first half of {@link Session.request}. */
+  async assign(type: string): Promise<{ worker: Assignment; queued: boolean }> {
     if (!(await this.#conn.writeLine(`REQUEST ${type}`))) {
       throw this.#lostDispatcher("dispatcher closed the connection");
     }
@@ -239,7 +251,7 @@ export class Session {
    * caller to speak the session's protocol on (and close).
    */
   async takeOver(type: string, arg: string): Promise<{ conn: LineConn; text: string; worker: Assignment }> {
-    const { worker } = await this.#assignment(type);
+    const { worker } = await this.assign(type);
     const { conn, text } = await this.#start(worker, type, arg);
     return { conn, text, worker };
   }

@@ -102,6 +102,8 @@ export interface InstanceStatus {
   limits: Readonly<Record<string, number>>;
   /** Chat settings and limits in force (from instance.json), when chat is on. */
   chat: Readonly<Record<string, string | number | boolean>> | null;
+  /** HTTP API settings in force (from instance.json), when it is on. */
+  http?: Readonly<Record<string, string | number>> | null;
   dispatcher: ChildStatus;
   workers: ChildStatus[];
   /** Clients waiting for a worker. */
@@ -178,6 +180,8 @@ export interface InstanceWhere {
   readonly chat?: Readonly<Record<string, string | number | boolean>>;
   /** The watchdog's notes (`watchdog.json`: the last reload's result, a refused memory limit). */
   readonly notes?: () => NotesRecord;
+  /** HTTP API settings in force, when it is on. */
+  readonly http?: Readonly<Record<string, string | number>>;
 }
 
 /** The status of the instance mapped in `seg`, at monotonic time `now`. */
@@ -213,6 +217,7 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
     },
     limits: where.limits ?? {},
     chat: where.chat ?? null,
+    http: where.http ?? null,
     dispatcher: where.join
       ? { ...dispatcher, host: where.join, state: "remote", link: "remote" }
       : dispatcher,
@@ -289,6 +294,7 @@ export function statusTable(s: InstanceStatus): string {
     ),
     `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
     ...(s.chat ? [`chat: ${Object.entries(s.chat).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
+    ...(s.http ? [`http: ${Object.entries(s.http).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
   ].join("\n");
 }
 

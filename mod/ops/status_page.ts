@@ -138,6 +138,13 @@ export function renderStatusPage(p: PageInput): string {
     r.ready ? "READY" : "NOT READY"
   } — ${escapeHtml(r.reason)}</div>`;
   let body = `<h1>${escapeHtml(p.title)}</h1>${banner}`;
+  const http = s?.http;
+  if (http) {
+    const host = String(http["http-host"]);
+    const base = `http://${host.includes(":") ? `[${host}]` : host}:${http["http-port"]}`;
+    body += `<p id="api">HTTP API: <a href="${escapeHtml(base)}/v1/openapi.json">${escapeHtml(base)}/v1</a>` +
+      ` · <a href="${escapeHtml(base)}/">web chat</a></p>`;
+  }
   if (s) {
     const sum = (a: number[][]) => a.flat().reduce((x, y) => x + y, 0);
     const requests = p.counts ? sum(p.counts.requests) : 0;

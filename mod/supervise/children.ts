@@ -9,6 +9,7 @@
 import { toArgv } from "../cli/cli.ts";
 import { limitFlags, localSlots, poolFlags } from "../cli/config.ts";
 import { chatForWorkers } from "../chat/chat_boot.ts";
+import { httpForWorkers } from "../http/http_config.ts";
 import type { Segment } from "../ipc/shm.ts";
 import { netScope, selfCommand } from "../sys/spawn.ts";
 import { type Live, policyOf, timingOf } from "./live_config.ts";
@@ -98,10 +99,13 @@ export function makeChildren(
         generation,
         command: () => {
           const chat = chatForWorkers(live.cfg.chat, cfg.host, cfg.port);
+          const http = httpForWorkers(cfg.http, { host: cfg.host, port: cfg.port, slots: slotCount });
           return selfCommand(
             toArgv("worker", {
               ...common(),
               ...chat.flags,
+              ...http.flags,
+              "dispatcher-port": cfg.port,
               id,
               port,
               join,
@@ -109,7 +113,13 @@ export function makeChildren(
             }),
             {
               ...chat.permissions,
-              listen: [netScope(cfg.host, port), ...(join ? [join] : []), ...chat.permissions.listen],
+              connect: [...chat.permissions.connect ?? [], ...http.permissions.connect ?? []],
+              listen: [
+                netScope(cfg.host, port),
+                ...(join ? [join] : []),
+                ...chat.permissions.listen,
+                ...http.permissions.listen,
+              ],
             },
           );
         },

@@ -9,6 +9,7 @@
  */
 import { type InstancePaths, limitFlags, localSlots, poolFlags, type WatchdogConfig } from "../cli/config.ts";
 import { chatFlags } from "../chat/chat_config.ts";
+import { httpShown } from "../http/http_config.ts";
 import { SysError } from "../errors.ts";
 import { ensureFifo, removeFifo } from "../ipc/fifo.ts";
 import { Segment, ShmError } from "../ipc/shm.ts";
@@ -46,6 +47,7 @@ export class Incarnation implements Disposable {
       : Array.from({ length: slotCount }, (_, i) => [paths.dwtube(i + 1), paths.wdtube(i + 1)]).flat();
     const join = cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined;
     const chat = cfg.chat.ircPort > 0 ? chatFlags(cfg.chat, true) : undefined;
+    const http = cfg.http.port > 0 ? httpShown(cfg) : undefined;
     const limits = { ...limitFlags(cfg), ...poolFlags(cfg) };
     writeRecord(paths, {
       pid: Deno.pid,
@@ -61,6 +63,7 @@ export class Incarnation implements Disposable {
       link_port: cfg.linkPort || undefined,
       join,
       ...(chat ? { chat } : {}),
+      ...(http ? { http } : {}),
     });
     stack.defer(() => removeQuietly(paths.record));
     const notes = stack.use(new Notes(paths));
@@ -80,6 +83,7 @@ export class Incarnation implements Disposable {
       linkPort: cfg.linkPort || undefined,
       join,
       chat,
+      http,
       notes: () => notes.current,
     });
     stack.defer(() => ops.detach());

@@ -75,7 +75,8 @@ export function announceReady(cfg: WatchdogConfig, failing: number[]): string {
       cfg.linkPort ? ` link=${netScope(cfg.host, cfg.linkPort)}` : ""
     }`;
   const irc = cfg.chat.ircPort > 0 ? ` irc=${netScope(cfg.host, cfg.chat.ircPort)}` : "";
-  const line = `${head} workers=${cfg.workers}${ports}${irc} pid=${Deno.pid} run-dir=${cfg.runDir}${
+  const http = cfg.http.port > 0 ? ` http=${netScope(cfg.http.host || cfg.host, cfg.http.port)}` : "";
+  const line = `${head} workers=${cfg.workers}${ports}${irc}${http} pid=${Deno.pid} run-dir=${cfg.runDir}${
     failing.length ? ` degraded failed=${failing.join(",")}` : ""
   }`;
   console.log(line);

@@ -31,6 +31,8 @@ export interface InstanceRecord {
   readonly join?: string;
   /** Chat settings in force (no secrets), when chat is on. */
   readonly chat?: Readonly<Record<string, string | number | boolean>>;
+  /** HTTP API settings in force, when it is on. */
+  readonly http?: Readonly<Record<string, string | number>>;
 }
 
 /** Checks (or creates) the run dir: a real directory, ours, mode 0700. */
