@@ -17,9 +17,16 @@ import { QUARANTINE_TEXT_BYTES, Segment } from "../mod/ipc/shm.ts";
 import { LocalWorkerLink } from "../mod/link/local_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Admission } from "../mod/net/admission.ts";
+import { doorOptions } from "../mod/net/door.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
 import { exitReasonText, lostWorkText } from "../mod/supervise/exit_reason.ts";
-import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
+import {
+  answerWatchdog,
+  bindToParent,
+  bootStep,
+  containStrayErrors,
+  DISPATCHER_LINGER_MS,
+} from "../mod/supervise/supervised.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { fitConnections, MAX_LINGERING, reserveFor } from "../mod/sys/fds.ts";
 import type { ChildControl } from "../mod/ipc/control.ts";
@@ -104,6 +111,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   });
   const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
   server.conns.onChange = (n) => slot.store("conns", n);
+  const door = doorOptions(cfg, (status) => stats.refusal(status));
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
   let draining = false;
@@ -126,20 +134,22 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   pool.start();
   pool.probeEvery(cfg.probeMs, cfg.probeTimeoutMs);
   const remote = cfg.linkPort > 0 ? await acceptRemoteWorkers(cfg, segment, control, pool, clock) : undefined;
-  server.serve((tcp) => serveDispatcherClient(tcp, { cfg, pool, admission, quarantine, slot, stats }));
+  server.serve((tcp) => serveDispatcherClient(tcp, { cfg, pool, admission, door, quarantine, slot, stats }));
   // Clients arriving before the FIFOs are connected just queue; "ready" waits for the links.
   await pool.linked(2_000);
   control.ready(`dispatcher port ${cfg.port}`);
-  log.info("dispatcher serving on {host}:{port} for {n} workers", {
+  log.info("dispatcher serving on {host}:{port} for {n} local workers{spare}", {
     host: cfg.host,
     port: cfg.port,
-    n: cfg.workers,
+    n: Math.max(0, cfg.workers - 1), // the last local slot is the spare (see localSlots)
+    spare: cfg.workers > 0 ? " and their spare slot" : "",
   });
 
   await stopped;
   remote?.close();
   await server.closed();
-  await server.conns.idle(cfg.graceMs);
+  // The workers have stopped already: sessions get a moment, then exit closes what is left.
+  await server.conns.idle(DISPATCHER_LINGER_MS);
   pool.close();
   await poller.stop();
   log.info("dispatcher stopped");

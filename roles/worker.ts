@@ -12,6 +12,7 @@ import type { TcpDispatcherLink } from "../mod/link/tcp_link.ts";
 import type { DispatcherLink } from "../mod/link/worker_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Admission } from "../mod/net/admission.ts";
+import { doorOptions } from "../mod/net/door.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
 import { serveRunClient } from "../mod/services/run_session.ts";
 import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
@@ -40,6 +41,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   poller.onError = (r, err) => log.error("doorbell {path} failed: {err}", { path: r.path, err: String(err) });
   const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
   server.conns.onChange = (n) => slot.store("conns", n);
+  const door = doorOptions(cfg, (status) => stats.refusal(status));
 
   let draining = false;
   let servedHere = 0;
@@ -93,11 +95,37 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     })
     : undefined;
 
+  // The HTTP API (--http-port), loaded only when on: a worker without it never loads Hono.
+  const http = cfg.http.port > 0
+    ? (await import("../mod/http/http_service.ts")).HttpService.start(cfg.http, {
+      host: cfg.host,
+      workerId: cfg.id,
+      dispatcherPort: cfg.dispatcherPort,
+      admission,
+      stats,
+      maxInFlight: fds.maxConns + MAX_LINGERING,
+      headTimeoutMs: cfg.handshakeTimeoutMs,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      writeTimeoutMs: cfg.writeTimeoutMs,
+      context: () => ({
+        workerId: cfg.id,
+        pid: Deno.pid,
+        uptimeMs: clock.now() - startedAt,
+        served: slot.load("served"),
+      }),
+      onServed: () => slot.add("served", 1),
+      ownPort: cfg.port,
+      giveBack: (ticket, type) => {
+        if (link.claim(ticket, type, "") === null) link.done(draining);
+      },
+      chat,
+    })
+    : undefined;
+
   server.serve((tcp) =>
     serveRunClient(tcp, {
       id: cfg.id,
-      maxLineBytes: cfg.maxLineBytes,
-      handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+      door,
       link,
       admission,
       stats,
@@ -142,7 +170,9 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   await stopped;
   await server.closed();
-  await chat?.close(); // chat sessions are told to reconnect (another worker takes them)
+  // Chat sessions (IRC over WebSocket too) are told to reconnect (another worker takes them); HTTP requests
+  // being served are answered meanwhile (a drain lets them finish).
+  await Promise.all([http?.close(Math.min(60_000, Math.max(0, finishBy - clock.now()))), chat?.close()]);
   await until(() => server.conns.size === 0 || clock.now() >= finishBy, 10);
   link.close();
   await poller.stop();

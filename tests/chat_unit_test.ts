@@ -10,9 +10,9 @@ import { fold, formatMessage, parseMessage, validChannel, validNick } from "../m
 import { FakeLag } from "../mod/chat/fake_lag.ts";
 import { SqliteStore } from "../mod/chat/sqlite_store.ts";
 import { StoreError } from "../mod/chat/chat_store.ts";
+import { SCHEMA } from "../mod/chat/store_schema.ts";
 import { ChatHub, type LocalClient } from "../mod/chat/chat_hub.ts";
 import type { Actor } from "../mod/chat/chat_store.ts";
-import { SCHEMA } from "../mod/chat/store_schema.ts";
 import { joinOk, newUser, storeContract } from "./support/store_contract.ts";
 import { waitFor } from "./harness.ts";
 import { CommitCancelledError, type Committed, GroupCommit } from "../mod/chat/group_commit.ts";
@@ -120,8 +120,10 @@ function localClient(nick: string, id = `me/${nick}`): LocalClient & { got: stri
     nick,
     joined: new Map(),
     got,
-    deliver: (out) => void got.push(out.line),
-    deliverAll: (batch) => void got.push(...batch.outs.map((o) => o.line)),
+    caps: new Set(),
+    deliver: (out) => void got.push(out.line(0)),
+    deliverAll: (batch) => void got.push(...batch.outs.map((o) => o.line(0))),
+    close: () => {},
   };
 }
 

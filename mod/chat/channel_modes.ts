@@ -28,8 +28,14 @@ export type ModeKind =
  * more flags) add them here, so ISUPPORT, parsing and replicas follow.
  */
 export const MODE_KINDS: Record<string, ModeKind> = {
+  /** Bans (`ban_list.ts`; kept in the list store, not in the channel's mode state). */
+  b: "list",
   k: "always",
   l: "set",
+  /** Invite-only (`moderation.ts`). */
+  i: "flag",
+  /** Moderated: only voiced members and operators speak (`moderation.ts`). */
+  m: "flag",
   n: "flag",
   s: "flag",
   t: "flag",

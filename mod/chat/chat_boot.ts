@@ -1,26 +1,27 @@
 /**
- * What the watchdog does for chat before it starts any worker: make the data
- * dir (mode 0700, refusing a symlink or someone else's directory), claim the
- * IRC port and the data dir for this instance, and bring the store's schema
- * to the current version, once, so that workers never race to migrate and a
- * store that cannot open stops the instance at start (exit 100) instead of
- * failing in every worker.
+ * What the watchdog does for chat before it starts any worker: claim the
+ * IRC port and the data dir for this instance, make the data dir (mode
+ * 0700, refusing a symlink or someone else's directory), and bring the
+ * store's schema to the current version, once, so that workers never race
+ * to migrate and a store that cannot open stops the instance at start (exit
+ * 100) instead of failing in every worker.
  *
  * Claims. Workers listen on the IRC port with `SO_REUSEPORT`, which the
  * kernel grants to any process of the same user: a second instance started
  * on the same port would silently get half the new connections, and its
- * clients would be in another network. So the watchdog refuses a port
- * something already listens on (a probe bind without `SO_REUSEPORT` fails
- * then), and holds a lock named by the port for as long as it runs (two
- * instances starting at once). Likewise one SQLite chat belongs to one
- * instance: the data dir's lock refuses a second instance on it (its
- * workers would share the file but not the bus).
+ * clients would be in another network. So the watchdog holds a lock named
+ * by the port for as long as it runs (two instances starting at once), and
+ * the preparation refuses a port something already listens on (a probe
+ * bind without `SO_REUSEPORT` fails then). Likewise one SQLite chat belongs
+ * to one instance: a lock named by the data dir refuses a second instance
+ * on it (its workers would share the file but not the bus). The locks are
+ * in `/tmp` (per user): the watchdog itself never touches the data dir.
  * @module
  */
 import { CannotBootError } from "../errors.ts";
 import * as libc from "../sys/libc.ts";
-import type { FlagValues } from "../cli/cli.ts";
-import { netScope, type RolePermissions } from "../sys/spawn.ts";
+import { type FlagValues, toArgv } from "../cli/cli.ts";
+import { netScope, type RolePermissions, selfCommand } from "../sys/spawn.ts";
 import {
   type ChatConfig,
   chatFlags,
@@ -32,7 +33,16 @@ import {
 
 /** Creates `dir` (and its parents) with mode 0700, or tightens it; refuses a symlink or a foreign owner. */
 export function ensureDataDir(dir: string): void {
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    if (!(err instanceof Deno.errors.PermissionDenied) && !(err instanceof Deno.errors.NotFound)) throw err;
+    throw new CannotBootError(
+      `cannot make the data dir ${dir} (${err.message}): set --data-dir (data-dir in the config file) to a ` +
+        `directory this user may create, e.g. /var/lib/osps/chat for a service`,
+      { cause: err },
+    );
+  }
   const st = Deno.lstatSync(dir);
   if (st.isSymlink || !st.isDirectory) throw new CannotBootError(`data dir ${dir} is not a directory`);
   if (st.uid !== libc.getuid()) {
@@ -56,12 +66,64 @@ function claim(path: string): boolean {
   return true;
 }
 
-/** Refuses an IRC port another process listens on, and claims it for this instance. */
-export function claimIrcPort(host: string, port: number): void {
-  const lock = `/tmp/osps-${libc.getuid()}-irc-${port}.lock`;
-  if (!claim(lock)) {
-    throw new CannotBootError(`IRC port ${port} is claimed by another osps instance (${lock} is locked)`);
+/** A lock file's name for `what` (`irc-<port>`, `chat-<hash of the data dir>`): per user, in /tmp. */
+function lockPath(what: string): string {
+  return `/tmp/osps-${libc.getuid()}-${what}.lock`;
+}
+
+/** FNV-1a of `text` (a data dir's path as a short file name), in hex. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(text)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+/**
+ * Claims the IRC port and (SQLite) the data dir for this instance, for the
+ * life of this process; throws {@link CannotBootError} when another instance
+ * holds either.
+ */
+export function claimChat(cfg: ChatConfig): void {
+  const port = lockPath(`irc-${cfg.ircPort}`);
+  if (!claim(port)) {
+    throw new CannotBootError(
+      `IRC port ${cfg.ircPort} is claimed by another osps instance (${port} is locked)`,
+    );
   }
+  if (isPostgres(cfg.store)) return;
+  const dir = lockPath(`chat-${fnv1a(cfg.dataDir)}`); // the path is absolute (chat_config.ts)
+  if (!claim(dir)) {
+    throw new CannotBootError(
+      `the chat data dir ${cfg.dataDir} is used by another osps instance (use another --data-dir)`,
+    );
+  }
+}
+
+/**
+ * Prepares the chat of the instance on `host` whose dispatcher port is
+ * `port`: claims it ({@link claimChat}), then does the rest in a child
+ * process run with the chat's own permissions ({@link chatPermissions}), as
+ * the workers are: the watchdog itself may then not touch the data dir or
+ * reach the database, and any `--data-dir` or database host works, under
+ * `deno run` and compiled alike. Throws {@link CannotBootError} with the
+ * child's reason.
+ */
+export async function prepareChatStore(cfg: ChatConfig, host: string, port: number): Promise<void> {
+  claimChat(cfg);
+  const { program, args } = selfCommand(
+    toArgv("chat-prepare", { ...chatFlags(cfg), host, port }),
+    { ...chatPermissions(cfg), listen: [netScope(host, cfg.ircPort)] },
+  );
+  const o = await new Deno.Command(program, { args, stdin: "null", stdout: "null", stderr: "piped" })
+    .output();
+  if (o.success) return;
+  const said = new TextDecoder().decode(o.stderr).trim();
+  const why = /^osps chat-prepare: error: (.*)$/m.exec(said)?.[1] ?? `chat store: exit ${o.code}: ${said}`;
+  throw new CannotBootError(why);
+}
+
+/** Refuses an IRC port something already listens on (another instance would split the network). */
+function probeIrcPort(host: string, port: number): void {
   try {
     Deno.listen({ hostname: host, port }).close(); // without SO_REUSEPORT: fails if anything listens there
   } catch (err) {
@@ -76,16 +138,11 @@ export function claimIrcPort(host: string, port: number): void {
 }
 
 /**
- * The SQLite chat of `dataDir` is this instance's: its lock is taken, and a
- * database of an older osps named by the dispatcher's port
- * (`chat-<port>.sqlite`) becomes `chat.sqlite`.
+ * A database of an older osps named by the dispatcher's port
+ * (`chat-<port>.sqlite`) becomes `chat.sqlite`: the chat is named by its
+ * data dir, so that another `--port` finds the same chat.
  */
-export function claimDataDir(dataDir: string, port: number): void {
-  if (!claim(`${dataDir}/chat.lock`)) {
-    throw new CannotBootError(
-      `the chat data dir ${dataDir} is used by another osps instance (use another --data-dir)`,
-    );
-  }
+function renameOldDatabase(dataDir: string, port: number): void {
   const target = sqlitePath(dataDir);
   const old = `${dataDir}/chat-${port}.sqlite`;
   if (exists(target) || !exists(old)) return;
@@ -103,19 +160,19 @@ function exists(path: string): boolean {
   }
 }
 
-/** Prepares the chat of the instance on `host` whose dispatcher port is `port`; throws {@link CannotBootError}. */
-export async function prepareChatStore(cfg: ChatConfig, host: string, port: number): Promise<void> {
+/** `osps chat-prepare`: does what {@link prepareChatStore} asks, in this process. */
+export async function prepareChatStoreHere(cfg: ChatConfig, host: string, port: number): Promise<number> {
   try {
-    claimIrcPort(host, cfg.ircPort);
+    probeIrcPort(host, cfg.ircPort);
     if (!isPostgres(cfg.store)) {
       ensureDataDir(cfg.dataDir);
-      claimDataDir(cfg.dataDir, port);
+      renameOldDatabase(cfg.dataDir, port);
     }
     const { openStore } = await import("./open_store.ts"); // SQLite and the rest only when chat is on
     const store = await openStore(cfg);
     try {
-      // A SQLite chat is this instance's alone (claimed above): every worker process it records is
-      // dead, and their users leave now, before anyone can find their nicknames taken.
+      // A SQLite chat is this instance's alone (claimed by the watchdog): every worker process it records
+      // is dead, and their users leave now, before anyone can find their nicknames taken.
       if (!isPostgres(cfg.store)) {
         for (const { owner } of await store.owners()) {
           while ((await store.reapOwner(owner, "Connection lost (server restarted)", 500)).length === 500);
@@ -128,6 +185,13 @@ export async function prepareChatStore(cfg: ChatConfig, host: string, port: numb
     if (err instanceof CannotBootError) throw err;
     throw new CannotBootError(`chat store: ${(err as Error).message}`, { cause: err });
   }
+  return 0;
+}
+
+/** What opening the store needs: the data dir (SQLite), or the database's address and its client's variables. */
+function chatPermissions(c: ChatConfig): Omit<RolePermissions, "listen"> {
+  const pg = postgresAddress(c.store);
+  return pg ? { connect: [pg], env: POSTGRES_ENV } : { files: [c.dataDir] };
 }
 
 /**
@@ -136,8 +200,10 @@ export async function prepareChatStore(cfg: ChatConfig, host: string, port: numb
  * default young generation (up to 2 × 16 MiB) and its eagerness to keep
  * freed pages, a worker's resident memory stayed at ~100 KiB per connected
  * client where its live objects were ~10 KiB. A 1 MiB young generation, and
- * a heap sized for memory rather than speed, bring it to ~25 KiB
+ * a heap sized for memory rather than speed, bring it to ~30 KiB
  * (measured: `deno task bench --parts chat-scale`), for a few percent of CPU.
+ * Under `deno run` only: a compiled binary runs with the flags it was
+ * compiled with.
  */
 export const CHAT_V8_FLAGS: readonly string[] = ["--max-semi-space-size=1", "--optimize-for-size"];
 
@@ -152,13 +218,8 @@ export function chatForWorkers(
   port: number,
 ): { flags: FlagValues; permissions: RolePermissions } {
   if (c.ircPort === 0) return { flags: {}, permissions: { listen: [] } };
-  const pg = postgresAddress(c.store);
   return {
     flags: { ...chatFlags(c), "chat-instance": `${libc.gethostname()}:${port}` },
-    permissions: {
-      listen: [netScope(host, c.ircPort)],
-      v8Flags: CHAT_V8_FLAGS,
-      ...(pg ? { connect: [pg], env: POSTGRES_ENV } : { files: [c.dataDir] }),
-    },
+    permissions: { listen: [netScope(host, c.ircPort)], v8Flags: CHAT_V8_FLAGS, ...chatPermissions(c) },
   };
 }

@@ -13,8 +13,8 @@
  * dispatcher restarted with messages in flight, a LISTEN connection was
  * down) reports a gap, and the worker reads what it missed from the store
  * (`ChatHub.resync`). So a channel event lost in transit is late, never
- * lost; the only events not in the store are private messages (best-effort
- * across workers, see docs/CHAT.md).
+ * lost; the only events not in the store are private messages and the
+ * notifications of `notify.ts` (best-effort across workers, see docs/CHAT.md).
  *
  * Events travel in bundles: one transport message holds the events of a
  * group commit, in order, so a burst costs one write and one relay.
@@ -25,6 +25,8 @@ import { decodeLinkNotice } from "../dispatch/relay.ts";
 import { MAX_LINK_MESSAGE } from "../net/protocol.ts";
 import { logger } from "../log.ts";
 import type { ChannelEvent } from "./chat_store.ts";
+import type { NotifyEvent } from "./notify.ts";
+import type { TagMeta } from "./tags.ts";
 
 /** What workers tell each other. `origin` is the sending connection (`owner/n`), or the owner alone. */
 export type BusEvent =
@@ -35,15 +37,18 @@ export type BusEvent =
     readonly t: "priv";
     readonly to: string;
     readonly source: string;
-    readonly cmd: "PRIVMSG" | "NOTICE";
+    readonly cmd: "PRIVMSG" | "NOTICE" | "TAGMSG";
     readonly text: string;
-    readonly at: number;
+    /** Its msgid, time, sender's account and client-only tags (IRCv3). */
+    readonly meta: TagMeta;
     readonly origin: string;
   }
   /** A worker process serves slot `slot` as owner `origin` (so that its death can be mapped to its users). */
   | { readonly t: "hello"; readonly slot: number; readonly origin: string }
   /** The dispatcher saw worker `slot`'s link close (relayed, never published by workers). */
-  | { readonly t: "link-closed"; readonly slot: number; readonly origin: "" };
+  | { readonly t: "link-closed"; readonly slot: number; readonly origin: "" }
+  /** Notifications about users that are not channel events (`notify.ts`). */
+  | NotifyEvent;
 
 /** One transport message: sender `o`'s bundle number `n` (a heartbeat has no events and the last number). */
 export interface Bundle {

@@ -49,6 +49,14 @@ export interface ChatConfig {
   readonly historyMaxAgeMs: number;
   /** Events kept per channel (0: no limit). */
   readonly historyMaxPerChannel: number;
+  /** Account registration: open, verify, closed (`accounts.ts`). */
+  readonly register: "open" | "verify" | "closed";
+  /** Shortest account password. */
+  readonly passwordMin: number;
+  /** Password attempts per minute per client address (0: no limit). */
+  readonly authRate: number;
+  /** Time to identify before a registered nickname held by someone else is renamed. */
+  readonly nickGraceMs: number;
 }
 
 /**
@@ -109,6 +117,10 @@ export function chatConfig(v: FlagValues): ChatConfig {
     maxClientsPerAddr: num(v, "irc-max-clients-per-addr"),
     historyMaxAgeMs: num(v, "chat-history-days") * 86_400_000,
     historyMaxPerChannel: num(v, "chat-history-max"),
+    register: str(v, "irc-register") as ChatConfig["register"],
+    passwordMin: num(v, "irc-password-min"),
+    authRate: num(v, "irc-auth-rate"),
+    nickGraceMs: num(v, "irc-nick-grace-ms"),
   };
 }
 
@@ -156,5 +168,9 @@ export function chatFlags(c: ChatConfig, shown = false): Record<string, string |
     "irc-max-clients-per-addr": c.maxClientsPerAddr,
     "chat-history-days": c.historyMaxAgeMs / 86_400_000,
     "chat-history-max": c.historyMaxPerChannel,
+    "irc-register": c.register,
+    "irc-password-min": c.passwordMin,
+    "irc-auth-rate": c.authRate,
+    "irc-nick-grace-ms": c.nickGraceMs,
   };
 }

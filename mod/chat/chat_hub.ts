@@ -20,6 +20,9 @@
  * the watchdog and the other clients. A QUIT or NICK, numbered in each
  * channel of the user, reaches a member once: from the last channel the two
  * share (until then the member still sees the user in another channel).
+ *
+ * Watchers (the HTTP API's event streams) follow a channel without being
+ * members: they are told each event as it is applied, in order.
  * @module
  */
 import { setImmediate } from "node:timers";
@@ -27,7 +30,7 @@ import { logger } from "../log.ts";
 import { fold } from "./irc_message.ts";
 import type { ChannelEvent, ChatStore, Snapshot } from "./chat_store.ts";
 import { ChannelReplica, splitSource } from "./channel_replica.ts";
-import type { Outgoing } from "./outgoing.ts";
+import type { Outgoing } from "./tags.ts";
 import { type Recipient, Stage } from "./fanout.ts";
 
 /** How long an early event waits for the ones before it before they are read from the store. */
@@ -46,7 +49,17 @@ export interface LocalClient extends Recipient {
   readonly nick: string;
   /** Its own PRIVMSG and NOTICE come back to it (IRCv3 echo-message). */
   readonly echoes?: boolean;
+  /** Capabilities the client enabled (IRCv3). */
+  readonly caps: ReadonlySet<string>;
+  /** Ends the session (the others see `reason`). */
+  close(reason: string): void;
 }
+
+/**
+ * What a watcher of a channel is told (the HTTP API's event streams): each
+ * numbered event in order — QUIT and NICK of its members included.
+ */
+export type Watched = { readonly t: "event"; readonly ev: ChannelEvent };
 
 /** A stage is handed on early past this many events (bounded buffers, bounded writes). */
 const STAGE_MAX = 512;
@@ -75,6 +88,8 @@ interface Track {
   handedOn: number;
   /** Local members also in other channels here (see `#multiChanged`). */
   multi?: Set<LocalClient>;
+  /** Watchers: told every event without being members (nothing is echoed to them, nothing hidden). */
+  watchers?: Set<(w: Watched) => void>;
 }
 
 interface Ready {
@@ -100,6 +115,8 @@ export class ChatHub {
   /** When this event-loop turn's delivery began (undefined: none yet this turn). */
   #turnStart: number | undefined;
   #closed = false;
+  /** Told of every channel event applied here, in the channel's order (`moderation.ts` reads the MODEs). */
+  observe: (ev: ChannelEvent) => void = () => {};
 
   constructor(store: ChatStore) {
     this.#store = store;
@@ -141,23 +158,28 @@ export class ChatHub {
     const key = fold(channel);
     let t = this.#tracks.get(key);
     const fresh = t === undefined;
-    if (!t) {
-      t = {
-        key,
-        replica: null,
-        locals: new Map(),
-        byNick: new Map(),
-        last: 0,
-        pending: new Map(),
-        filling: false,
-        pins: 0,
-        waiters: [],
-        handedOn: 0,
-      };
-      this.#tracks.set(key, t);
-    }
+    if (!t) this.#tracks.set(key, t = newTrack(key));
     t.pins++;
     return fresh;
+  }
+
+  /**
+   * Watches `channel` from its next event on, in the channel's order, from
+   * whichever worker it comes; returns the function that stops watching.
+   */
+  watch(channel: string, fn: (w: Watched) => void): () => void {
+    const key = fold(channel);
+    let t = this.#tracks.get(key);
+    if (!t) {
+      this.#tracks.set(key, t = newTrack(key));
+      void this.#fetch(t); // no local member: the channel's replica comes from the store
+    }
+    (t.watchers ??= new Set()).add(fn);
+    const track = t;
+    return () => {
+      track.watchers?.delete(fn);
+      if (this.#tracks.get(key) === track) this.#maybeDrop(track);
+    };
   }
 
   /** The JOIN that {@link pin} announced is over. */
@@ -234,7 +256,9 @@ export class ChatHub {
   }
 
   #maybeDrop(t: Track): void {
-    if (t.locals.size > 0 || t.pins > 0 || this.#tracks.get(t.key) !== t) return;
+    if (t.locals.size > 0 || t.pins > 0 || (t.watchers?.size ?? 0) > 0 || this.#tracks.get(t.key) !== t) {
+      return;
+    }
     clearTimeout(t.timer);
     this.#tracks.delete(t.key);
     if (!t.stage) { for (const w of t.waiters.splice(0)) w.resolve(); // else once its stage is handed on
@@ -375,6 +399,8 @@ export class ChatHub {
     }
     const stage = t.stage;
     stage.add(ev, origin);
+    this.observe(ev);
+    for (const w of t.watchers ?? []) w({ t: "event", ev });
     const crossing = ev.kind === "QUIT" || ev.kind === "NICK";
     const sender = origin ? this.#byId.get(origin) : undefined;
     if (sender && t.locals.has(sender) && ((MESSAGES.has(ev.kind) && !sender.echoes) || crossing)) {
@@ -427,6 +453,14 @@ export class ChatHub {
     return c !== undefined;
   }
 
+  /** Local clients sharing a channel with a user (each once), but not `except`. */
+  audience(channels: readonly string[], except?: LocalClient): Set<LocalClient> {
+    const out = new Set<LocalClient>();
+    for (const ch of channels) for (const m of this.#tracks.get(fold(ch))?.locals.keys() ?? []) out.add(m);
+    if (except) out.delete(except);
+    return out;
+  }
+
   /** Channels with members here. */
   get channels(): number {
     return this.#tracks.size;
@@ -441,4 +475,19 @@ export class ChatHub {
     }
     this.#tracks.clear();
   }
+}
+
+function newTrack(key: string): Track {
+  return {
+    key,
+    replica: null,
+    locals: new Map(),
+    byNick: new Map(),
+    last: 0,
+    pending: new Map(),
+    filling: false,
+    pins: 0,
+    waiters: [],
+    handedOn: 0,
+  };
 }

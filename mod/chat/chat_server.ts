@@ -23,13 +23,13 @@
 import { setImmediate } from "node:timers";
 import { logger } from "../log.ts";
 import { Server } from "../net/server.ts";
-import { addrKey, Admission, type Admitted } from "../net/admission.ts";
+import { addrKey, Admission } from "../net/admission.ts";
 import type { DispatcherLink } from "../link/worker_link.ts";
 import { type BusEvent, type ChatBus, LinkBus } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
-import { ChatHub } from "./chat_hub.ts";
+import { ChatHub, type Watched } from "./chat_hub.ts";
 import { type Committed, GroupCommit } from "./group_commit.ts";
-import type { Actor, ChannelEvent, ChatStore, Retention } from "./chat_store.ts";
+import type { Actor, ChannelEvent, ChatStore, EventFields, Retention } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
 import { displayHost, formatMessage } from "./irc_message.ts";
 import { type ChatContext, IrcSession } from "./irc_session.ts";
@@ -37,8 +37,14 @@ import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
 import { LeaseWatch } from "./lease_watch.ts";
 import { LoopLag } from "./loop_lag.ts";
-import { Outgoing } from "./outgoing.ts";
 import { CannotBootError } from "../errors.ts";
+import { accountPolicy, AccountService } from "./accounts.ts";
+import { storesBeside } from "./open_accounts.ts";
+import { Monitors } from "./monitor.ts";
+import { Moderation } from "./moderation.ts";
+import { receiveNotify, userOffline } from "./notify.ts";
+import { privateOutgoing } from "./cmd_message.ts";
+import type { AccountsApi } from "../http/auth.ts";
 
 /** How often a worker renews its lease in the store. */
 export const LEASE_MS = 2_000;
@@ -75,8 +81,6 @@ export class ChatServer {
   #owner: string;
   readonly #server: Server;
   readonly #sessions = new Set<IrcSession>();
-  /** Connections that have not sent a complete line yet, oldest first: evicted first at a cap. */
-  readonly #lineless = new Map<IrcSession, { readonly key: string; readonly admitted: Admitted }>();
   readonly #admission: Admission;
   readonly #slotOwners = new Map<number, string>();
   readonly #watch = new LeaseWatch();
@@ -112,6 +116,10 @@ export class ChatServer {
       badTicketWindowMs: 1,
     });
     const owner = () => this.#owner;
+    const beside = storesBeside(parts.store);
+    const monitors = new Monitors();
+    const moderation = new Moderation();
+    this.#hub.observe = (ev) => moderation.observe(ev);
     this.#ctx = {
       cfg,
       store: parts.store,
@@ -125,6 +133,10 @@ export class ChatServer {
       publish: (e) => this.#bus.publish(e),
       releaseLater: (actor, reason) => void this.#releases.push({ actor, reason }),
       lag: () => this.#lag?.take() ?? { count: 0, p50: 0, p99: 0, max: 0 },
+      accounts: new AccountService(beside.accounts, accountPolicy(cfg)),
+      lists: beside.lists,
+      monitors,
+      moderation,
     };
   }
 
@@ -205,7 +217,7 @@ export class ChatServer {
       const now = performance.now();
       for (const s of this.#sessions) s.sweep(now);
     }, sweepMs);
-    this.#server.serve((tcp) => this.serve(tcp));
+    this.#server.serve((tcp) => this.#accept(tcp));
     logger().info("chat: IRC on {host}:{port} ({store} store, owner {owner})", {
       host: this.#place.host,
       port: this.#cfg.ircPort,
@@ -279,6 +291,7 @@ export class ChatServer {
       const departed = await this.#store.reapOwner(owner, reason, REAP_SLICE);
       total += departed.length;
       this.#commit(departed.flatMap((d) => d.events), owner);
+      for (const d of departed) userOffline(this.#ctx, d.nick, owner);
       if (departed.length < REAP_SLICE) break;
       await nextTurn();
     }
@@ -293,7 +306,10 @@ export class ChatServer {
       const r = this.#releases[0]!;
       const d = await this.#store.quit(r.actor, r.reason); // throws while the store is still away
       this.#releases.shift();
-      if (d) this.#commit(d.events, r.actor.sid);
+      if (d) {
+        this.#commit(d.events, r.actor.sid);
+        userOffline(this.#ctx, d.nick, r.actor.sid);
+      }
     }
   }
 
@@ -332,16 +348,7 @@ export class ChatServer {
         return hub.channelEvent(e.ev, e.origin);
       case "priv": {
         const to = hub.clients.get(e.to);
-        if (to) {
-          hub.privateMessage(
-            e.to,
-            new Outgoing(
-              formatMessage(e.source, e.cmd, [to.nick, e.text], { trailing: true }),
-              e.at,
-              e.origin,
-            ),
-          );
-        }
+        if (to) hub.privateMessage(e.to, privateOutgoing(e.source, e.cmd, to.nick, e.text, e.meta));
         return;
       }
       case "hello":
@@ -353,17 +360,46 @@ export class ChatServer {
         if (owner) await this.#reap(owner, `Connection lost (worker ${e.slot} stopped)`);
         return;
       }
+      default:
+        return receiveNotify(this.#ctx, e);
     }
   }
 
-  /** Serves one IRC connection until it ends. `initial` and `preset` come with a hand-over (`osps chat`). */
-  async serve(tcp: Deno.Conn, initial?: Uint8Array, preset: readonly string[] = []): Promise<void> {
+  /**
+   * A connection to the IRC port: admitted under the per-address and
+   * overall caps (at a cap, the oldest connection that has not registered
+   * yet, of that address or any, is closed to make room: idle sockets never
+   * lock out a client that speaks), then served.
+   */
+  async #accept(tcp: Deno.Conn): Promise<void> {
     const host = (tcp.remoteAddr as Deno.NetAddr).hostname;
-    const admitted = this.#admit(addrKey(host));
-    if (typeof admitted === "string") {
-      await refuse(tcp, host, admitted);
-      return;
+    let session: IrcSession | undefined;
+    const admitted = this.#admission.admit(addrKey(host), (why) => {
+      if (session) session.close(`Closed to make room: ${why.reason}`);
+      else tcp.close();
+    });
+    if (Admission.refused(admitted)) return await refuse(tcp, host, admitted.reason);
+    try {
+      await this.serve(tcp, undefined, [], (s) => {
+        session = s;
+        s.admitted = admitted;
+      });
+    } finally {
+      admitted.release();
     }
+  }
+
+  /**
+   * Serves one IRC connection until it ends. `initial` and `preset` come
+   * with a hand-over (`osps chat`); a connection handed over (or a
+   * WebSocket) was admitted by the door it came through.
+   */
+  async serve(
+    tcp: Deno.Conn,
+    initial?: Uint8Array,
+    preset: readonly string[] = [],
+    made: (s: IrcSession) => void = () => {},
+  ): Promise<void> {
     const conn = new IrcConn(tcp, {
       maxLineBytes: this.#cfg.maxLineBytes,
       sendqBytes: this.#cfg.sendqBytes,
@@ -371,43 +407,12 @@ export class ChatServer {
     });
     const session = new IrcSession(this.#ctx, conn, `${this.#owner}/${++this.#next}`, COMMANDS);
     this.#sessions.add(session);
-    if (preset.length === 0) {
-      this.#lineless.set(session, { key: addrKey(host), admitted });
-      conn.onFirstLine = () => this.#lineless.delete(session);
-    }
+    made(session);
     try {
       await session.run(preset);
     } finally {
       this.#sessions.delete(session);
-      this.#lineless.delete(session);
-      admitted.release();
     }
-  }
-
-  /**
-   * Admits a connection from `key`, or says why not. At a cap, the oldest
-   * connection that never sent a complete line (of that address, at the
-   * per-address cap) is closed to make room: an idle socket never locks
-   * out a client that speaks.
-   */
-  #admit(key: string): Admitted | string {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const a = this.#admission.admit(key);
-      if (!Admission.refused(a)) return a;
-      const perAddr = this.#admission.open < this.#cfg.maxClients;
-      let victim: IrcSession | undefined;
-      for (const [s, l] of this.#lineless) {
-        if (!perAddr || l.key === key) {
-          victim = s;
-          break;
-        }
-      }
-      if (!victim || attempt > 0) return a.reason;
-      this.#lineless.get(victim)!.admitted.release(); // its place is the newcomer's now
-      this.#lineless.delete(victim);
-      victim.close("Idle connection closed for a new one");
-    }
-    return "too many connections";
   }
 
   /** The link to the dispatcher carried a message. */
@@ -419,6 +424,35 @@ export class ChatServer {
   linkConnected(): void {
     this.#linkBus.connected();
     this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
+  }
+
+  /**
+   * The account service (`mod/chat/accounts.ts`): the HTTP API's Basic and
+   * bearer auth use it as SASL and NickServ do.
+   */
+  get accounts(): AccountsApi {
+    return this.#ctx.accounts;
+  }
+
+  /** The store (the HTTP API reads channels and history from it). */
+  get store(): ChatStore {
+    return this.#store;
+  }
+
+  /** Watches a channel's events on this worker (the HTTP API's event streams); returns the stop function. */
+  watch(channel: string, fn: (w: Watched) => void): () => void {
+    return this.#hub.watch(channel, fn);
+  }
+
+  /**
+   * Stores a channel message from outside IRC (the HTTP API), numbered with
+   * the channel's other events (group commit), then delivered here and
+   * published to the other workers, as a member's PRIVMSG is. Null when the
+   * channel is gone.
+   */
+  say(channel: string, event: EventFields): Promise<ChannelEvent | null> {
+    const origin = `${this.#owner}/http${++this.#next}`;
+    return this.#ctx.commits.append({ channel, event }, { origin, live: () => true });
   }
 
   /** IRC sessions open. */

@@ -44,6 +44,8 @@ export interface ChatUser {
   readonly sid: string;
   /** Sign-on time, ms since the epoch. */
   readonly signonAt: number;
+  /** Account logged in to ("" when none; see `account_store.ts`). */
+  readonly account?: string;
 }
 
 /** Who asks for a change: a session and the nickname it holds. */
@@ -53,6 +55,11 @@ export interface Actor {
   readonly sid: string;
   /** `nick!user@host`, the source of the events it causes. */
   readonly source: string;
+}
+
+/** A service acting on a channel (ChanServ): no user row, no membership; `service` is its source. */
+export interface ServiceActor {
+  readonly service: string;
 }
 
 /** A channel's state. */
@@ -128,12 +135,19 @@ export interface ChannelEvent {
   /** Parameters after the channel name (QUIT and NICK: after the command, no channel is shown). */
   readonly params: readonly string[];
   readonly meta?: EventMeta;
+  /** The sender's account, when logged in (IRCv3 account-tag). */
+  readonly account?: string;
+  /** Client-only tags the sender attached (`+name=value;…`, escaped as on the wire; IRCv3 message-tags). */
+  readonly tags?: string;
 }
+
+/** What an event says, before the store numbers it. */
+export type EventFields = Pick<ChannelEvent, "kind" | "source" | "params" | "account" | "tags">;
 
 /** One event to append with {@link ChatStore.appendMany}: its channel and what it says. */
 export interface Appending {
   readonly channel: string;
-  readonly event: Pick<ChannelEvent, "kind" | "source" | "params">;
+  readonly event: EventFields;
 }
 
 /**
@@ -272,14 +286,21 @@ export interface ChatStore {
 
   /**
    * Joins, creating the channel (modes `createModes`) if it does not
-   * exist; the first member of an empty channel becomes its operator. With
-   * `snapshot`, also returns the channel as it was just before the JOIN.
+   * exist; the first member of an empty channel becomes its operator,
+   * unless the channel is registered (its access list gives operator, see
+   * `services.ts`). `fields` go into the JOIN event (IRCv3 extended-join:
+   * account and real name as params, and the account). With `snapshot`,
+   * also returns the channel as it was just before the JOIN.
    */
   join(
     channel: string,
     actor: Actor,
     key: string,
-    options: { readonly createModes: string; readonly snapshot: boolean },
+    options: {
+      readonly createModes: string;
+      readonly snapshot: boolean;
+      readonly fields?: Pick<EventFields, "params" | "account">;
+    },
   ): Promise<JoinResult>;
   /** Leaves a channel (PART); the channel vanishes with its last member unless registered. */
   part(channel: string, actor: Actor, reason: string | undefined): Promise<Changed>;
@@ -287,8 +308,18 @@ export interface ChatStore {
   kick(channel: string, actor: Actor, victim: string, reason: string): Promise<Changed>;
   /** Sets the topic; a member may, an operator only when the channel is +t. */
   setTopic(channel: string, actor: Actor, text: string): Promise<Changed>;
-  /** Applies mode changes as a delta (an operator only); prefix changes name members. */
-  changeModes(channel: string, actor: Actor, ops: readonly ModeOp[]): Promise<ModeChanged>;
+  /**
+   * Applies mode changes as a delta: a member's must be an operator's; a
+   * service's (ChanServ) needs no membership. Prefix changes name members.
+   * `shown` are changes applied elsewhere (ban lists) that the one MODE
+   * event shows too.
+   */
+  changeModes(
+    channel: string,
+    by: Actor | ServiceActor,
+    ops: readonly ModeOp[],
+    shown?: readonly ModeOp[],
+  ): Promise<ModeChanged>;
   /**
    * Appends messages in one transaction (group commit): each is numbered in
    * its channel in the order given. Null for an event whose channel is gone.

@@ -1,5 +1,6 @@
 /**
- * Channel commands: JOIN (with keys), PART, TOPIC, KICK and MODE. Each
+ * Channel commands: JOIN (with keys; `+i` and bans are checked by
+ * `moderation.ts`), PART, TOPIC, KICK and MODE (ban lists: `ban_list.ts`). Each
  * change is one store transaction that checks who may make it, applies it
  * to the channel as it is then, and numbers its event; the event is
  * delivered here and published to the other workers, and the command
@@ -11,12 +12,15 @@
 import type { ChangeRefusal, ChannelInfo } from "./chat_store.ts";
 import { modeState } from "./chat_store.ts";
 import { committed, hidden, seeChannel } from "./channel_access.ts";
-import { describeModes, parseModes } from "./channel_modes.ts";
+import { describeModes, MODE_KINDS, type ModeOp, parseModes } from "./channel_modes.ts";
 import { fold, TOPICLEN, truncateBytes, validChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { MAX_CHANNELS_PER_CLIENT, N, NEW_CHANNEL_MODES } from "./numerics.ts";
 import { userModeCommand } from "./cmd_connection.ts";
 import { sendNames } from "./cmd_list.ts";
+import { mayJoin } from "./moderation.ts";
+import { banListChange, sendBanList } from "./ban_list.ts";
+import { afterJoin } from "./presence.ts";
 
 function refused(s: IrcSession, name: string, why: ChangeRefusal, victim = ""): void {
   switch (why) {
@@ -47,9 +51,14 @@ async function join(s: IrcSession, name: string, key: string): Promise<void> {
     return s.replyText(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels");
   }
   const { store, hub } = s.ctx;
+  const before = hub.replica(name)?.info() ?? await store.channel(name);
+  if (before && !(await mayJoin(s, before))) return; // +i, bans: replied
+  // IRCv3 extended-join: the account and the real name go into the event.
+  const fields = { params: [s.account || "*", s.realname], ...(s.account ? { account: s.account } : {}) };
   const snapshot = hub.pin(name); // the first local member brings the channel's replica
+  let joined: string | undefined;
   try {
-    const r = await store.join(name, s.actor, key, { createModes: NEW_CHANNEL_MODES, snapshot });
+    const r = await store.join(name, s.actor, key, { createModes: NEW_CHANNEL_MODES, snapshot, fields });
     if (r.snapshot) hub.load(name, r.snapshot);
     if (r.refused === "bad-key") return s.replyText(N.ERR_BADCHANNELKEY, name, "Cannot join channel (+k)");
     if (r.refused === "full") return s.replyText(N.ERR_CHANNELISFULL, name, "Cannot join channel (+l)");
@@ -61,9 +70,11 @@ async function join(s: IrcSession, name: string, key: string): Promise<void> {
     if (!replica) return; // left again meanwhile (kicked at once)
     sendTopic(s, replica.info(), false);
     sendNames(s, replica.info(), replica);
+    joined = replica.name;
   } finally {
     hub.unpin(name);
   }
+  if (joined !== undefined) await afterJoin(s, joined);
 }
 
 async function part(s: IrcSession, name: string, reason: string | undefined): Promise<void> {
@@ -107,16 +118,27 @@ async function channelMode(s: IrcSession, name: string, args: readonly string[])
     s.reply(N.RPL_CHANNELMODEIS, seen.info.name, ...describeModes(modeState(seen.info), seen.member));
     return s.reply(N.RPL_CREATIONTIME, seen.info.name, String(Math.floor(seen.info.createdAt / 1000)));
   }
-  if (/^[+-]?b$/.test(change) && rest.length === 0) { // no bans here: the list is always empty
-    return s.replyText(N.RPL_ENDOFBANLIST, seen.info.name, "End of channel ban list");
-  }
+  if (/^[+-]?b$/.test(change) && rest.length === 0) return await sendBanList(s, seen.info);
   const { ops, unknown } = parseModes(change, rest);
   for (const letter of unknown) s.replyText(N.ERR_UNKNOWNMODE, letter, "is unknown mode char to me");
-  if (ops.length === 0) return;
-  const r = await s.ctx.store.changeModes(name, s.actor, ops);
+  const lists = ops.filter((op) => MODE_KINDS[op.letter] === "list");
+  const shown: ModeOp[] = [];
+  if (lists.length > 0) {
+    // Ban lists live beside the channel: an operator's changes, shown in the one MODE event.
+    if (!seen.replica?.has(s.nick, "o")) return refused(s, name, "not-op");
+    for (const op of lists) {
+      const mask = await banListChange(s, seen.info, op.arg!, op.on);
+      if (mask) shown.push({ on: op.on, letter: op.letter, arg: mask });
+    }
+  }
+  const others = ops.filter((op) => MODE_KINDS[op.letter] !== "list");
+  if (others.length === 0 && shown.length === 0) return;
+  const r = await s.ctx.store.changeModes(name, s.actor, others, shown);
   if ("refused" in r) return refused(s, name, r.refused === "not-member" ? "not-op" : r.refused);
   for (const who of r.missing) {
-    s.replyText(N.ERR_USERNOTINCHANNEL, who, seen.info.name, "They aren't on that channel");
+    if (await s.ctx.store.user(who)) {
+      s.replyText(N.ERR_USERNOTINCHANNEL, who, seen.info.name, "They aren't on that channel");
+    } else s.replyText(N.ERR_NOSUCHNICK, who, "No such nick/channel");
   }
   if (r.ev) await committed(s, r.ev);
 }

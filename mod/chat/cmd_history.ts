@@ -11,7 +11,7 @@ import type { ChannelEvent, HistoryPoint, HistoryQuery } from "./chat_store.ts";
 import { fold, formatMessage, type IrcMessage, isChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { CHATHISTORY_MAX } from "./numerics.ts";
-import { msgidOf, seqOfMsgid } from "./outgoing.ts";
+import { eventOutgoing, seqOfMsgid, TagMask, withTag } from "./tags.ts";
 
 function fail(s: IrcSession, code: string, ...rest: string[]): void {
   s.conn.send(
@@ -30,13 +30,13 @@ function batchRef(): string {
 export function sendHistory(s: IrcSession, target: string, events: readonly ChannelEvent[]): void {
   const batch = s.caps.has("batch") ? batchRef() : "";
   if (batch) s.conn.send(formatMessage(s.ctx.cfg.serverName, "BATCH", [`+${batch}`, "chathistory", target]));
-  const msgids = s.caps.has("message-tags") || s.caps.has("draft/chathistory");
+  // Replayed messages carry their time even without server-time (a client would show them as new), and
+  // their msgid for a chathistory client (its next page starts there).
+  const mask = s.tagMask | (batch ? TagMask.time : 0) |
+    (s.caps.has("draft/chathistory") ? TagMask.messageTags : 0);
   for (const ev of events) {
-    const tags: Record<string, string> = {};
-    if (batch) tags["batch"] = batch;
-    if (s.caps.has("server-time") || batch) tags["time"] = new Date(ev.at).toISOString();
-    if (msgids) tags["msgid"] = msgidOf(ev);
-    s.conn.send(formatMessage(ev.source, ev.kind, [ev.channel, ...ev.params], { trailing: true, tags }));
+    const line = eventOutgoing(ev).line(mask);
+    s.conn.send(batch ? withTag(line, `batch=${batch}`) : line);
   }
   if (batch) s.conn.send(formatMessage(s.ctx.cfg.serverName, "BATCH", [`-${batch}`]));
 }

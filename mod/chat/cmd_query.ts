@@ -1,10 +1,12 @@
 /**
  * Queries about users, answered from the store (so they see users on every
- * worker and host): WHO, WHOIS, ISON, USERHOST.
+ * worker and host): WHO (with IRCv3 WHOX: `WHO mask %fields[,token]`, 354;
+ * a channel's members from the worker's replica, a slice at a time), WHOIS
+ * (with the account, 330, and bots, 335), ISON, USERHOST, and STATS.
  * @module
  */
 import { setImmediate } from "node:timers";
-import type { ChatUser, Member } from "./chat_store.ts";
+import type { ChatUser } from "./chat_store.ts";
 import { prefixSigns } from "./channel_modes.ts";
 import { fold, isChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
@@ -15,44 +17,87 @@ import { LISTING_LOW_WATER } from "./cmd_list.ts";
 /** Users read from the store per slice of a channel's WHO. */
 const WHO_SLICE = 200;
 
-function whoReply(s: IrcSession, channel: string, u: ChatUser, bits = 0): void {
-  const flags = (u.away ? "G" : "H") + prefixSigns(bits, s.caps.has("multi-prefix"));
-  s.replyText(
-    N.RPL_WHOREPLY,
-    channel,
-    u.user,
-    u.host,
-    s.ctx.cfg.serverName,
-    u.nick,
-    flags,
-    `0 ${u.realname}`,
-  );
+/** What WHO asks for: the classic 352 reply, or IRCv3 WHOX fields (`%fields[,token]`). */
+interface WhoAsk {
+  readonly whox: ReadonlySet<string> | null;
+  readonly token: string;
 }
+
+/** WHOX fields in the order they are sent, whatever order they were asked in. */
+const WHOX_ORDER = "tcuihsnfdlaor";
+
+function parseWho(options: string | undefined): WhoAsk {
+  if (!options?.startsWith("%")) return { whox: null, token: "" };
+  const [fields = "", token = ""] = options.slice(1).split(",", 2);
+  return { whox: new Set(fields), token: /^\d{1,3}$/.test(token) ? token : "0" };
+}
+
+function whoReply(s: IrcSession, ask: WhoAsk, channel: string, u: ChatUser, bits = 0): void {
+  const flags = (u.away ? "G" : "H") + (u.modes.includes("B") ? "B" : "") +
+    prefixSigns(bits, s.caps.has("multi-prefix"));
+  const server = s.ctx.cfg.serverName;
+  if (!ask.whox) {
+    return s.replyText(N.RPL_WHOREPLY, channel, u.user, u.host, server, u.nick, flags, `0 ${u.realname}`);
+  }
+  const value: Record<string, string> = {
+    t: ask.token,
+    c: channel,
+    u: u.user,
+    i: u.host,
+    h: u.host,
+    s: server,
+    n: u.nick,
+    f: flags,
+    d: "0",
+    l: "0",
+    a: u.account || "0",
+    o: "n/a",
+    r: u.realname,
+  };
+  const params = [...WHOX_ORDER].filter((f) => ask.whox!.has(f)).map((f) => value[f]!);
+  if (ask.whox.has("r")) s.replyText(N.RPL_WHOSPCRPL, ...params);
+  else s.reply(N.RPL_WHOSPCRPL, ...params);
+}
+
+/** Most users a WHO mask lists. */
+const WHO_MAX = 500;
 
 /**
  * WHO #channel (members, a slice at a time, written as the client reads;
- * nothing for a secret channel seen from outside) or WHO nick.
+ * nothing for a secret channel seen from outside), WHO mask (invisible
+ * users only to those sharing a channel), or WHO nick.
  */
-async function who(s: IrcSession, mask: string): Promise<void> {
-  const { store } = s.ctx;
+async function who(s: IrcSession, mask: string, options: string | undefined): Promise<void> {
+  const { store, lists } = s.ctx;
+  const ask = parseWho(options);
   if (isChannel(mask)) {
     const seen = await seeChannel(s, mask);
     if (seen && !hidden(seen)) {
-      const members: Member[] = seen.replica ? [...seen.replica.members.values()] : await store.members(mask);
+      const members = seen.replica ? [...seen.replica.members.values()] : await store.members(mask);
       for (let i = 0; i < members.length && !s.closing; i += WHO_SLICE) {
         const slice = members.slice(i, i + WHO_SLICE);
         const users = new Map((await store.users(slice.map((m) => m.nick))).map((u) => [fold(u.nick), u]));
         for (const m of slice) {
           const u = users.get(fold(m.nick));
-          if (u) whoReply(s, seen.info.name, u, m.bits);
+          if (u) whoReply(s, ask, seen.info.name, u, m.bits);
         }
         await s.conn.drained(LISTING_LOW_WATER);
         await new Promise((r) => setImmediate(r));
       }
     }
-  } else if (mask !== "" && mask !== "*" && mask !== "0") {
+  } else if (/[*?]/.test(mask) || mask === "0" || mask === "") {
+    const glob = mask === "0" || mask === "" ? "*" : mask;
+    for (const u of await lists.usersMatching(glob, WHO_MAX)) {
+      // Invisible users (+i) show to a mask only when they share a channel with the asker.
+      if (u.modes.includes("i") && fold(u.nick) !== fold(s.nick)) {
+        const theirs = await store.memberships(u.nick);
+        if (!theirs.some((c) => s.joined.has(fold(c.name)))) continue;
+      }
+      whoReply(s, ask, "*", u);
+    }
+  } else {
     const u = await store.user(mask);
-    if (u) whoReply(s, "*", u);
+    if (u) whoReply(s, ask, "*", u);
   }
   s.replyText(N.RPL_ENDOFWHO, mask || "*", "End of WHO list");
 }
@@ -70,6 +115,8 @@ async function whois(s: IrcSession, nick: string): Promise<void> {
     .map((c) => prefixSigns(c.bits, s.caps.has("multi-prefix")) + c.name);
   if (shown.length > 0) s.replyText(N.RPL_WHOISCHANNELS, u.nick, shown.join(" "));
   s.replyText(N.RPL_WHOISSERVER, u.nick, cfg.serverName, `osps worker (${u.owner})`);
+  if (u.account) s.replyText(N.RPL_WHOISACCOUNT, u.nick, u.account, "is logged in as");
+  if (u.modes.includes("B")) s.replyText(N.RPL_WHOISBOT, u.nick, `is a bot on ${cfg.network}`);
   if (u.away) s.replyText(N.RPL_AWAY, u.nick, u.away);
   s.replyText(
     N.RPL_WHOISIDLE,
@@ -107,7 +154,7 @@ function stats(s: IrcSession, query: string): void {
 /** Query commands, by name. */
 export const QUERY_COMMANDS: Record<string, Command> = {
   STATS: { min: 0, run: (s, m) => stats(s, m.params[0] ?? "") },
-  WHO: { min: 0, run: (s, m) => who(s, m.params[0] ?? "") },
+  WHO: { min: 0, run: (s, m) => who(s, m.params[0] ?? "", m.params[1]) },
   WHOIS: {
     min: 1,
     // WHOIS [server] nick[,nick]: the last parameter names the users; one is answered (TARGMAX WHOIS:1).

@@ -2,7 +2,7 @@
  * How one channel's events reach its members on this worker: in stages. The
  * events a turn of the event loop applies to a channel are staged, then
  * handed on together: most members get the whole stage as one shared
- * buffer (its lines encoded and joined once, per tag variant), so a JOIN
+ * buffer (its lines encoded and joined once per tag mask), so a JOIN
  * storm in a channel of 10,000 costs each member one queue entry and one
  * write per turn, not one per event. Only members that see part of a stage
  * — they joined or left within it, or an event is not for them (their own
@@ -11,7 +11,7 @@
  * @module
  */
 import type { ChannelEvent } from "./chat_store.ts";
-import { Outgoing } from "./outgoing.ts";
+import { eventOutgoing, type Outgoing } from "./tags.ts";
 
 /** A local member as fan-out sees it. */
 export interface Recipient {
@@ -35,27 +35,18 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Several events for many recipients: their lines joined into one buffer, once per variant. */
+/** Several events for many recipients: their lines joined into one buffer, once per tag mask. */
 export class OutgoingBatch {
   readonly outs: readonly Outgoing[];
-  #plain: Uint8Array | undefined;
-  #variants: Map<string, Uint8Array> | undefined;
+  readonly #bytes: Array<Uint8Array | undefined> = [];
 
   constructor(outs: readonly Outgoing[]) {
     this.outs = outs;
   }
 
-  /** Every line, CR LF included, without tags. */
-  plain(): Uint8Array {
-    return this.#plain ??= this.outs.length === 0 ? empty : concat(this.outs.map((o) => o.plain()));
-  }
-
-  /** Every line with the tags `tags` gives each; `key` names the variant (see {@link Outgoing.tagged}). */
-  tagged(key: string, tags: (out: Outgoing) => Readonly<Record<string, string>>): Uint8Array {
-    this.#variants ??= new Map();
-    let bytes = this.#variants.get(key);
-    if (!bytes) this.#variants.set(key, bytes = concat(this.outs.map((o) => o.tagged(key, () => tags(o)))));
-    return bytes;
+  /** Every line with the tags `mask` asks for (`tags.ts`), CR LF included. */
+  bytes(mask: number): Uint8Array {
+    return this.#bytes[mask] ??= this.outs.length === 0 ? empty : concat(this.outs.map((o) => o.bytes(mask)));
   }
 }
 
@@ -78,7 +69,7 @@ export class Stage {
 
   /** Stages an event caused by `origin`. */
   add(ev: ChannelEvent, origin: string): void {
-    this.#events.push({ ev, out: Outgoing.of(ev, origin) });
+    this.#events.push({ ev, out: eventOutgoing(ev, origin) });
   }
 
   /** `m` does not get event `seq` (its own message, a QUIT it hears elsewhere). */

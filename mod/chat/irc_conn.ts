@@ -17,7 +17,7 @@
  * sender or anyone else.
  * @module
  */
-import { MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
+import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
 export const TOO_LONG = Symbol("too long");
@@ -90,11 +90,14 @@ export class IrcConn {
   #writing = false;
   #closed = false;
   #drainWaiters: Array<{ low: number; resolve: () => void }> | null = null;
-  #sawLine = false;
-  /** Called once, at the first complete line (a connection that never sent one is the first evicted at a cap). */
-  onFirstLine: () => void = () => {};
   /** The send queue went over its cap: the session says why and closes. */
   onOverflow: () => void = () => {};
+  /**
+   * While set, {@link send} collects lines here instead of queueing them: the
+   * response of a labeled command (IRCv3 labeled-response, `labeled.ts`).
+   * Other users' events go around it ({@link sendBytes}).
+   */
+  capture: string[] | null = null;
 
   constructor(conn: Deno.Conn, options: IrcConnOptions) {
     this.conn = conn;
@@ -162,10 +165,6 @@ export class IrcConn {
         return TOO_LONG;
       }
       if (raw.length === 0) continue; // the LF of a CR LF, or an empty line
-      if (!this.#sawLine) {
-        this.#sawLine = true;
-        this.onFirstLine();
-      }
       return this.#tooLong(raw) ? TOO_LONG : decoder.decode(raw);
     }
   }
@@ -193,12 +192,12 @@ export class IrcConn {
     }
   }
 
-  /** Over the limit: the tag section and the rest are measured apart (IRCv3 message-tags). */
+  /** Over the limit: the tag section (a client's: 4096 bytes) and the rest are measured apart (IRCv3 message-tags). */
   #tooLong(raw: Uint8Array): boolean {
     let body = raw;
     if (raw[0] === 0x40 /* @ */) {
       const sp = raw.indexOf(0x20);
-      if (sp > MAX_TAG_BYTES) return true;
+      if (sp >= MAX_CLIENT_TAG_BYTES || (sp < 0 && raw.length > MAX_CLIENT_TAG_BYTES)) return true;
       body = raw.subarray(sp + 1);
     }
     return body.length + 2 > this.#maxLine;
@@ -206,16 +205,21 @@ export class IrcConn {
 
   /** Queues a line (CR LF appended). False when the connection is closed or the queue overflowed. */
   send(line: string): boolean {
+    if (this.capture && !this.#closed) {
+      this.capture.push(line);
+      return true;
+    }
     return this.sendBytes(encoder.encode(line + "\r\n"));
   }
 
   /**
-   * Queues bytes (whole lines, CR LF included), which may be shared with
-   * other connections: they are never changed. The cap is judged when the
-   * socket takes only part of a write (it is full: what waits is what the
-   * client did not read); a burst handed over in one turn may pass it before
-   * the socket had a chance to take any, so at the time of queueing only
-   * twice the cap is too much.
+   * Queues bytes (whole lines, CR LF included) that are no command's
+   * response (another user's event), even while {@link capture} is set.
+   * They may be shared with other connections: they are never changed. The
+   * cap is judged when the socket takes only part of a write (it is full:
+   * what waits is what the client did not read); a burst handed over in one
+   * turn may pass it before the socket had a chance to take any, so at the
+   * time of queueing only twice the cap is too much.
    */
   sendBytes(bytes: Uint8Array): boolean {
     if (this.#closed) return false;

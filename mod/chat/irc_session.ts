@@ -20,9 +20,18 @@ import { FakeLag } from "./fake_lag.ts";
 import { IrcConn, TOO_LONG } from "./irc_conn.ts";
 import { displayHost, formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
 import { N } from "./numerics.ts";
-import type { Outgoing } from "./outgoing.ts";
 import type { LagStats } from "./loop_lag.ts";
 import type { OutgoingBatch } from "./fanout.ts";
+import type { Admitted } from "../net/admission.ts";
+import type { AccountService } from "./accounts.ts";
+import type { ListStore } from "./list_store.ts";
+import type { Monitors } from "./monitor.ts";
+import type { Moderation } from "./moderation.ts";
+import type { SaslExchange } from "./sasl.ts";
+import { labelOf, runLabeled } from "./labeled.ts";
+import { rememberNick } from "./presence.ts";
+import { userOffline } from "./notify.ts";
+import { Outgoing, TagMask } from "./tags.ts";
 
 /** What a session and its command handlers share with the rest of the worker. */
 export interface ChatContext {
@@ -42,6 +51,14 @@ export interface ChatContext {
   releaseLater(actor: Actor, reason: string): void;
   /** This worker's event-loop delays since the last call (`STATS L`). */
   lag(): LagStats;
+  /** Accounts: SASL, REGISTER, NickServ (`accounts.ts`). */
+  readonly accounts: AccountService;
+  /** Ban lists, invitations, WHOWAS, counts (`list_store.ts`). */
+  readonly lists: ListStore;
+  /** MONITOR lists of this worker's sessions. */
+  readonly monitors: Monitors;
+  /** Which channels may refuse a member's message (+m, bans). */
+  readonly moderation: Moderation;
 }
 
 /** A command handler. */
@@ -62,18 +79,6 @@ export interface Command {
 /** Channel messages of one session queued and not yet committed, past which it stops reading ahead. */
 export const MAX_UNCOMMITTED = 256;
 
-/**
- * Capabilities that add tags to relayed events; sessions with the same ones
- * share one encoding of each event. Capability modules add theirs here and
- * in {@link eventTags}.
- */
-export const EVENT_TAG_CAPS: string[] = ["server-time"];
-
-/** The tags a session with `caps` gets on a relayed event. */
-export function eventTags(caps: ReadonlySet<string>, out: Outgoing): Record<string, string> {
-  return caps.has("server-time") ? { time: new Date(out.at).toISOString() } : {};
-}
-
 /** How a session ended, for logs and the QUIT the others see. */
 export type CloseReason = string;
 
@@ -83,7 +88,7 @@ export class IrcSession implements LocalClient, Sender {
   readonly ctx: ChatContext;
   readonly conn: IrcConn;
   readonly joined = new Map<string, number>();
-  /** Capabilities the client enabled (change them with {@link setCap}). */
+  /** Capabilities the client enabled (`caps.ts`). */
   readonly caps = new Set<string>();
   readonly host: string;
   nick = "*";
@@ -95,6 +100,20 @@ export class IrcSession implements LocalClient, Sender {
   registered = false;
   /** CAP LS/REQ was seen: registration waits for CAP END. */
   capHold = false;
+  /** Highest `CAP LS` version the client spoke (302: values, multi-line, cap-notify). */
+  capVersion = 0;
+  /** Which tags this client receives (`tags.ts`), from its capabilities: clients alike share encodings. */
+  tagMask = 0;
+  /** Account logged in to ("" when none). */
+  account = "";
+  /** A SASL exchange in progress. */
+  sasl: SaslExchange | null = null;
+  /** Nicknames this client MONITORs: folded → as given. */
+  readonly monitoring = new Map<string, string>();
+  /** Renames this user when it keeps a registered nickname without identifying (`nick_guard.ts`). */
+  guard: ReturnType<typeof setTimeout> | undefined;
+  /** Its place under the IRC port's connection caps: it may be closed to make room until it registers. */
+  admitted: Admitted | undefined;
   passOk: boolean;
   userGiven = false;
   #quitting: CloseReason | undefined;
@@ -110,8 +129,6 @@ export class IrcSession implements LocalClient, Sender {
   #inflight: Promise<void> = Promise.resolve();
   /** A queued message's store failure: the session ends with it, as a failed command ends it. */
   #failure: { err: unknown } | undefined;
-  /** Which tags relayed events get ("" none): sessions with the same key share their encoding. */
-  #tagKey = "";
   readonly #lag: FakeLag;
   readonly #commands: Readonly<Record<string, Command>>;
 
@@ -144,13 +161,6 @@ export class IrcSession implements LocalClient, Sender {
   /** Its own messages come back to it (IRCv3 echo-message). */
   get echoes(): boolean {
     return this.caps.has("echo-message");
-  }
-
-  /** Turns a capability on or off. */
-  setCap(cap: string, on: boolean): void {
-    if (on) this.caps.add(cap);
-    else this.caps.delete(cap);
-    this.#tagKey = EVENT_TAG_CAPS.filter((c) => this.caps.has(c)).join(" ");
   }
 
   /** False once a queued message of this session failed to be stored ({@link Sender}). */
@@ -187,24 +197,27 @@ export class IrcSession implements LocalClient, Sender {
     return `${this.nick}!${this.user}@${this.host}`;
   }
 
-  /** A relayed event ({@link LocalClient}): the bytes every recipient with the same tags shares. */
-  deliver(out: Outgoing): void {
-    const key = this.#tagKey;
-    this.conn.sendBytes(key === "" ? out.plain() : out.tagged(key, () => eventTags(this.caps, out)));
+  /**
+   * Delivers a message with the tags this client asked for ({@link LocalClient}):
+   * the bytes every recipient with the same tags shares. One of its own doing
+   * (`own`; by default: caused by this connection) is its response: part of a
+   * labeled command's answer.
+   */
+  deliver(out: Outgoing, own = out.origin === this.id): void {
+    if (own) this.conn.send(out.line(this.tagMask));
+    else this.conn.sendBytes(out.bytes(this.tagMask));
   }
 
   /** A channel's stage of events ({@link LocalClient}): one shared buffer for every member with the same tags. */
   deliverAll(batch: OutgoingBatch): void {
-    const key = this.#tagKey;
-    this.conn.sendBytes(key === "" ? batch.plain() : batch.tagged(key, (out) => eventTags(this.caps, out)));
+    if (this.conn.capture && batch.outs.some((o) => o.origin === this.id)) {
+      for (const out of batch.outs) this.deliver(out); // its own events go into the labeled response
+    } else this.conn.sendBytes(batch.bytes(this.tagMask));
   }
 
-  /** Queues a line; `at` becomes a `time` tag for clients that enabled server-time. */
-  send(line: string, at?: number): void {
-    if (at !== undefined && this.caps.has("server-time")) {
-      line = `@time=${new Date(at).toISOString()} ${line}`;
-    }
-    this.conn.send(line);
+  /** Queues a line of this client's own doing (a response), with a `time` tag if it enabled server-time. */
+  send(line: string, at = Date.now()): void {
+    this.conn.send(this.tagMask & TagMask.time ? new Outgoing(line, { at }).line(TagMask.time) : line);
   }
 
   /** Sends a numeric reply to this client (`:server NNN nick params…`). */
@@ -251,6 +264,17 @@ export class IrcSession implements LocalClient, Sender {
     if (line.includes("\0")) return;
     const m = parseMessage(line);
     if (!m || this.#quitting !== undefined) return;
+    const label = labelOf(this, m);
+    if (label !== undefined) return await runLabeled(this, label, () => this.#dispatch(m, true));
+    await this.#dispatch(m, false);
+  }
+
+  /** True while a labeled command runs: its effects must be complete when it returns. */
+  get labeling(): boolean {
+    return this.conn.capture !== null;
+  }
+
+  async #dispatch(m: IrcMessage, labeled: boolean): Promise<void> {
     const cmd = Object.hasOwn(this.#commands, m.command) ? this.#commands[m.command] : undefined;
     if (!cmd) {
       if (this.registered) this.replyText(N.ERR_UNKNOWNCOMMAND, m.command, "Unknown command");
@@ -261,13 +285,14 @@ export class IrcSession implements LocalClient, Sender {
     if (m.params.length < cmd.min) {
       return this.replyText(N.ERR_NEEDMOREPARAMS, m.command, "Not enough parameters");
     }
-    if (!cmd.pipelined) await this.settled();
+    if (!cmd.pipelined || labeled) await this.settled();
     await cmd.run(this, m);
   }
 
-  /** The nickname is now held: registration is over. */
+  /** The nickname is now held: registration is over (and the connection is no longer closed to make room). */
   registeredNow(): void {
     this.registered = true;
+    this.admitted?.spoke();
   }
 
   /**
@@ -327,6 +352,8 @@ export class IrcSession implements LocalClient, Sender {
     if (this.#closing) await this.#closing;
     this.conn.close();
     this.ctx.hub.unregister(this);
+    this.ctx.monitors.clear(this);
+    clearTimeout(this.guard);
     await this.#release(reason);
   }
 
@@ -342,7 +369,10 @@ export class IrcSession implements LocalClient, Sender {
     const actor = this.actor;
     try {
       const d = await this.ctx.store.quit(actor, reason);
-      if (d) this.ctx.commit(d.events, this.id);
+      if (!d) return;
+      this.ctx.commit(d.events, this.id);
+      userOffline(this.ctx, d.nick, this.id);
+      await rememberNick(this); // WHOWAS
     } catch (err) {
       logger().error("chat: cannot release {nick} (retrying): {err}", { nick: this.nick, err: String(err) });
       this.ctx.releaseLater(actor, reason);

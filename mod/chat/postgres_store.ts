@@ -26,6 +26,7 @@ import {
   type ChatStore,
   type ChatUser,
   type Departed,
+  type EventFields,
   type EventMeta,
   type HistoryQuery,
   type JoinResult,
@@ -34,6 +35,7 @@ import {
   type ModeChanged,
   type OwnerLease,
   type Retention,
+  type ServiceActor,
   type Snapshot,
   StoreError,
 } from "./chat_store.ts";
@@ -41,7 +43,6 @@ import { applyModes, MAX_LIMIT, MODE_KINDS, type ModeOp, prefixBit, showModes } 
 import { channelFrom, eventFrom, memberFrom, metaText, SCHEMA, userFrom } from "./store_schema.ts";
 
 type Sql = postgres.Sql | postgres.TransactionSql;
-type Fields = Pick<ChannelEvent, "kind" | "source" | "params">;
 
 /** SQLSTATEs a transaction is retried on: deadlock_detected, serialization_failure. */
 const RETRIED = new Set(["40P01", "40001"]);
@@ -87,6 +88,11 @@ export class PostgresStore implements ChatStore {
 
   private constructor(sql: postgres.Sql) {
     this.#sql = sql;
+  }
+
+  /** The connection pool, for the tables kept beside the chat state (`postgres_accounts.ts`, `postgres_lists.ts`). */
+  get sql(): postgres.Sql {
+    return this.#sql;
   }
 
   /** Connects and migrates the schema (under an advisory lock: one migrator at a time across hosts). */
@@ -202,11 +208,11 @@ export class PostgresStore implements ChatStore {
   async claimNick(u: ChatUser): Promise<boolean> {
     const r = await this
       .#sql`INSERT INTO users (folded, nick, "user", host, realname, away, modes, owner, sid,
-        signon_at)
+        signon_at, account)
       VALUES (${
       fold(u.nick)
     }, ${u.nick}, ${u.user}, ${u.host}, ${u.realname}, ${u.away}, ${u.modes}, ${u.owner},
-        ${u.sid}, ${u.signonAt})
+        ${u.sid}, ${u.signonAt}, ${u.account ?? ""})
       ON CONFLICT (folded) DO NOTHING`;
     return r.count === 1;
   }
@@ -283,7 +289,11 @@ export class PostgresStore implements ChatStore {
     channel: string,
     actor: Actor,
     key: string,
-    options: { readonly createModes: string; readonly snapshot: boolean },
+    options: {
+      readonly createModes: string;
+      readonly snapshot: boolean;
+      readonly fields?: Pick<EventFields, "params" | "account">;
+    },
   ): Promise<JoinResult> {
     const [c, n] = [fold(channel), fold(actor.nick)];
     return this.#tx(async (tx): Promise<JoinResult> => {
@@ -308,23 +318,29 @@ export class PostgresStore implements ChatStore {
       }
       if (info.key !== "" && info.key !== key) return result({ refused: "bad-key" });
       if (info.limit > 0 && info.users >= info.limit) return result({ refused: "full" });
-      const bits = info.users === 0 ? prefixBit("o") : 0;
+      // The first member of an empty channel is its operator; a registered channel's access list decides.
+      const bits = info.users === 0 && !info.registered ? prefixBit("o") : 0;
       await tx`INSERT INTO members (channel, nick, op) VALUES (${c}, ${n}, ${bits})`;
       await tx`UPDATE channels SET users = users + 1 WHERE folded = ${c}`;
-      const ev = await this.#appendIn(tx, c, { kind: "JOIN", source: actor.source, params: [] }, { bits });
+      const joined = { kind: "JOIN", source: actor.source, params: [], ...options.fields } as const;
+      const ev = await this.#appendIn(tx, c, joined, { bits });
       return result({ ev: ev! });
     });
   }
 
-  /** Locks the channel, then checks the actor may act (a member holding its nickname; an operator if asked). */
+  /**
+   * Locks the channel, then checks the actor may act (a member holding its
+   * nickname; an operator if asked); a service may act in any channel.
+   */
   async #check(
     tx: Sql,
     c: string,
-    actor: Actor,
+    actor: Actor | ServiceActor,
     op: boolean,
   ): Promise<{ row: postgres.Row; bits: number } | { refused: "no-channel" | "not-member" | "not-op" }> {
     const row = await this.#lock(tx, c);
     if (!row) return { refused: "no-channel" };
+    if ("service" in actor) return { row, bits: prefixBit("o") };
     if (!(await this.#held(tx, actor))) return { refused: "not-member" };
     const [m] = await tx`SELECT op FROM members WHERE channel = ${c} AND nick = ${fold(actor.nick)}`;
     if (!m) return { refused: "not-member" };
@@ -392,10 +408,15 @@ export class PostgresStore implements ChatStore {
     });
   }
 
-  changeModes(channel: string, actor: Actor, ops: readonly ModeOp[]): Promise<ModeChanged> {
+  changeModes(
+    channel: string,
+    by: Actor | ServiceActor,
+    ops: readonly ModeOp[],
+    shown: readonly ModeOp[] = [],
+  ): Promise<ModeChanged> {
     const c = fold(channel);
     return this.#tx(async (tx): Promise<ModeChanged> => {
-      const checked = await this.#check(tx, c, actor, true);
+      const checked = await this.#check(tx, c, by, true);
       if ("refused" in checked) return checked;
       const info = channelFrom(checked.row);
       let state = { flags: info.modes, key: info.key, limit: info.limit };
@@ -419,12 +440,13 @@ export class PostgresStore implements ChatStore {
         await tx`UPDATE members SET op = ${after} WHERE channel = ${c} AND nick = ${fold(op.arg!)}`;
         applied.push({ on: op.on, letter: op.letter, arg: String(m["nick"]) });
       }
+      applied.push(...shown);
       if (applied.length === 0) return { ev: null, missing };
       await tx`UPDATE channels SET modes = ${state.flags}, key = ${state.key}, lim = ${state.limit}
         WHERE folded = ${c}`;
       const ev = await this.#appendIn(tx, c, {
         kind: "MODE",
-        source: actor.source,
+        source: "service" in by ? by.service : by.source,
         params: showModes(applied),
       });
       return { ev, missing };
@@ -450,11 +472,15 @@ export class PostgresStore implements ChatStore {
             source: e.source,
             params: JSON.stringify(e.params),
             meta: "",
+            account: e.account ?? "",
+            tags: e.tags ?? "",
           });
         });
       }
       if (rows.length > 0) {
-        await tx`INSERT INTO events ${tx(rows, "channel", "seq", "at", "kind", "source", "params", "meta")}`;
+        await tx`INSERT INTO events ${
+          tx(rows, "channel", "seq", "at", "kind", "source", "params", "meta", "account", "tags")
+        }`;
       }
       return out;
     });
@@ -473,12 +499,13 @@ export class PostgresStore implements ChatStore {
     };
   }
 
-  async #appendIn(tx: Sql, c: string, e: Fields, meta?: EventMeta): Promise<ChannelEvent | null> {
+  async #appendIn(tx: Sql, c: string, e: EventFields, meta?: EventMeta): Promise<ChannelEvent | null> {
     const first = await this.#reserve(tx, c, 1);
     if (!first) return null;
     const text = metaText(meta);
-    await tx`INSERT INTO events (channel, seq, at, kind, source, params, meta)
-      VALUES (${c}, ${first.seq}, ${first.at}, ${e.kind}, ${e.source}, ${JSON.stringify(e.params)}, ${text})`;
+    await tx`INSERT INTO events (channel, seq, at, kind, source, params, meta, account, tags)
+      VALUES (${c}, ${first.seq}, ${first.at}, ${e.kind}, ${e.source}, ${JSON.stringify(e.params)}, ${text},
+        ${e.account ?? ""}, ${e.tags ?? ""})`;
     return { channel: first.name, seq: first.seq, at: first.at, ...e, ...(text ? { meta } : {}) };
   }
 

@@ -45,6 +45,8 @@ export class SqliteDb {
       db.exec("PRAGMA busy_timeout = 5000"); // only while migrating, before serving anyone
       db.exec("PRAGMA journal_mode = WAL");
       db.exec(`PRAGMA synchronous = ${options.fsync ? "FULL" : "NORMAL"}`);
+      // Bans and invitations go with their channel, tokens with their account (ON DELETE CASCADE).
+      db.exec("PRAGMA foreign_keys = ON");
     } catch (err) {
       throw new StoreError(`cannot open the chat database ${path}: ${(err as Error).message}`, {
         cause: err,

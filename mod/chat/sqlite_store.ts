@@ -1,8 +1,8 @@
 /**
  * {@link ChatStore} on SQLite (`node:sqlite`), for the workers of one host:
  * one database file in the data dir, WAL mode, every write in a `BEGIN
- * IMMEDIATE` transaction (one writer at a time across processes, waiting up
- * to `busy_timeout`). Durability: a committed transaction is in the WAL file
+ * IMMEDIATE` transaction (one writer at a time across processes; a wait
+ * for another process is spent on timers, see `sqlite_db.ts`). Durability: a committed transaction is in the WAL file
  * before the client is answered, so it survives a kill -9 of every process;
  * with `fsync` it is also synced to the disk at each commit (survives a
  * power cut), at a cost per message.
@@ -26,6 +26,7 @@ import {
   type ChatStore,
   type ChatUser,
   type Departed,
+  type EventFields,
   type EventMeta,
   type HistoryQuery,
   type JoinResult,
@@ -34,12 +35,11 @@ import {
   type ModeChanged,
   type OwnerLease,
   type Retention,
+  type ServiceActor,
   type Snapshot,
 } from "./chat_store.ts";
 import { applyModes, MODE_KINDS, type ModeOp, prefixBit, showModes } from "./channel_modes.ts";
 import { channelFrom, eventFrom, memberFrom, metaText, userFrom } from "./store_schema.ts";
-
-type Fields = Pick<ChannelEvent, "kind" | "source" | "params">;
 
 const EVENT_COLUMNS = "e.*, COALESCE(c.name, e.channel) AS name";
 const EVENTS_FROM = "events e LEFT JOIN channels c ON c.folded = e.channel";
@@ -53,6 +53,11 @@ export class SqliteStore implements ChatStore {
 
   private constructor(db: SqliteDb) {
     this.#db = db;
+  }
+
+  /** The connection, for the tables kept beside the chat state (`sqlite_accounts.ts`, `sqlite_lists.ts`). */
+  get db(): SqliteDb {
+    return this.#db;
   }
 
   /** Opens (creating) `path`, switches to WAL and migrates the schema to the current version. */
@@ -135,8 +140,8 @@ export class SqliteStore implements ChatStore {
   claimNick(u: ChatUser): Promise<boolean> {
     return this.#db.retry(() => {
       const n = this.#run(
-        'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, sid, signon_at) ' +
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
+        'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, sid, signon_at, account) ' +
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
         fold(u.nick),
         u.nick,
         u.user,
@@ -147,6 +152,7 @@ export class SqliteStore implements ChatStore {
         u.owner,
         u.sid,
         u.signonAt,
+        u.account ?? "",
       );
       return n === 1;
     });
@@ -223,7 +229,11 @@ export class SqliteStore implements ChatStore {
     channel: string,
     actor: Actor,
     key: string,
-    options: { readonly createModes: string; readonly snapshot: boolean },
+    options: {
+      readonly createModes: string;
+      readonly snapshot: boolean;
+      readonly fields?: Pick<EventFields, "params" | "account">;
+    },
   ): Promise<JoinResult> {
     return this.#db.write((): JoinResult => {
       const [c, n] = [fold(channel), fold(actor.nick)];
@@ -252,10 +262,12 @@ export class SqliteStore implements ChatStore {
       if (this.#get("SELECT 1 FROM members WHERE channel = ? AND nick = ?", c, n)) return result({});
       if (info.key !== "" && info.key !== key) return result({ refused: "bad-key" });
       if (info.limit > 0 && info.users >= info.limit) return result({ refused: "full" });
-      const bits = info.users === 0 ? prefixBit("o") : 0;
+      // The first member of an empty channel is its operator; a registered channel's access list decides.
+      const bits = info.users === 0 && !info.registered ? prefixBit("o") : 0;
       this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, bits);
       this.#run("UPDATE channels SET users = users + 1 WHERE folded = ?", c);
-      return result({ ev: this.#appendIn(c, { kind: "JOIN", source: actor.source, params: [] }, { bits })! });
+      const joined = { kind: "JOIN", source: actor.source, params: [], ...options.fields } as const;
+      return result({ ev: this.#appendIn(c, joined, { bits })! });
     });
   }
 
@@ -265,14 +277,18 @@ export class SqliteStore implements ChatStore {
     return r ? Number(r["op"]) : null;
   }
 
-  /** The channel row and whether the actor may act in it (a member holding its nickname; an operator if asked). */
+  /**
+   * The channel row and whether the actor may act in it (a member holding
+   * its nickname; an operator if asked); a service may act in any channel.
+   */
   #check(
     c: string,
-    actor: Actor,
+    actor: Actor | ServiceActor,
     op: boolean,
   ): { row: Row } | { refused: "no-channel" | "not-member" | "not-op" } {
     const row = this.#get("SELECT * FROM channels WHERE folded = ?", c);
     if (!row) return { refused: "no-channel" };
+    if ("service" in actor) return { row };
     const bits = this.#actor(actor) ? this.#bits(c, actor.nick) : null;
     if (bits === null) return { refused: "not-member" };
     if (op && !(bits & prefixBit("o"))) return { refused: "not-op" };
@@ -345,10 +361,15 @@ export class SqliteStore implements ChatStore {
     });
   }
 
-  changeModes(channel: string, actor: Actor, ops: readonly ModeOp[]): Promise<ModeChanged> {
+  changeModes(
+    channel: string,
+    by: Actor | ServiceActor,
+    ops: readonly ModeOp[],
+    shown: readonly ModeOp[] = [],
+  ): Promise<ModeChanged> {
     return this.#db.write((): ModeChanged => {
       const c = fold(channel);
-      const checked = this.#check(c, actor, true);
+      const checked = this.#check(c, by, true);
       if ("refused" in checked) return checked;
       const info = channelFrom(checked.row);
       let state = { flags: info.modes, key: info.key, limit: info.limit };
@@ -375,6 +396,7 @@ export class SqliteStore implements ChatStore {
         this.#run("UPDATE members SET op = ? WHERE channel = ? AND nick = ?", after, c, fold(op.arg!));
         applied.push({ on: op.on, letter: op.letter, arg: String(m["nick"]) });
       }
+      applied.push(...shown);
       if (applied.length === 0) return { ev: null, missing };
       this.#run(
         "UPDATE channels SET modes = ?, key = ?, lim = ? WHERE folded = ?",
@@ -383,7 +405,8 @@ export class SqliteStore implements ChatStore {
         state.limit,
         c,
       );
-      const ev = this.#appendIn(c, { kind: "MODE", source: actor.source, params: showModes(applied) })!;
+      const source = "service" in by ? by.service : by.source;
+      const ev = this.#appendIn(c, { kind: "MODE", source, params: showModes(applied) })!;
       return { ev, missing };
     });
   }
@@ -423,10 +446,11 @@ export class SqliteStore implements ChatStore {
     };
   }
 
-  #insert(c: string, name: string, seq: number, at: number, e: Fields, meta?: EventMeta): ChannelEvent {
+  #insert(c: string, name: string, seq: number, at: number, e: EventFields, meta?: EventMeta): ChannelEvent {
     const text = metaText(meta);
     this.#run(
-      "INSERT INTO events(channel, seq, at, kind, source, params, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO events(channel, seq, at, kind, source, params, meta, account, tags) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       c,
       seq,
       at,
@@ -434,6 +458,8 @@ export class SqliteStore implements ChatStore {
       e.source,
       JSON.stringify(e.params),
       text,
+      e.account ?? "",
+      e.tags ?? "",
     );
     return {
       channel: name,
@@ -443,11 +469,13 @@ export class SqliteStore implements ChatStore {
       source: e.source,
       params: e.params,
       ...(text ? { meta } : {}),
+      ...(e.account ? { account: e.account } : {}),
+      ...(e.tags ? { tags: e.tags } : {}),
     };
   }
 
   /** Numbers and stores one event (inside a transaction); null when the channel does not exist. */
-  #appendIn(c: string, e: Fields, meta?: EventMeta): ChannelEvent | null {
+  #appendIn(c: string, e: EventFields, meta?: EventMeta): ChannelEvent | null {
     const first = this.#reserve(c, 1);
     return first && this.#insert(c, first.name, first.seq, first.at, e, meta);
   }

@@ -9,11 +9,17 @@
  * rfc1459 case mapping (`folded`), which is the key, so that uniqueness is
  * the database's primary key constraint.
  *
- * Version 2: channels vanish with their last member unless `registered`
- * (the count of members is kept in `users`, so neither JOIN's `+l` check
- * nor LIST counts rows); `last_at` keeps event times strictly increasing
- * per channel; events carry `meta` (JSON); users carry the session holding
- * them (`sid`); an index on `events(at)` serves the retention by age.
+ * Version 1 (osps 0.1): users, channels (never removed), members, events.
+ * Version 2 (`account_schema.ts`): accounts, registered channels
+ * (`channel_regs`, founder and access list), bans, invitations, WHOWAS; the
+ * account on users and events, client-only tags on events.
+ * Version 3: channels vanish with their last member unless `registered`
+ * (set by ChanServ, and from `channel_regs` when migrating; the count of
+ * members is kept in `users`, so neither JOIN's `+l` check nor LIST counts
+ * rows); `last_at` keeps event times strictly increasing per channel; events
+ * carry `meta` (JSON); users carry the session holding them (`sid`); an
+ * index on `events(at)` serves the retention by age; PostgreSQL keeps `+l`
+ * as a BIGINT. A database at version 1 or 2 is brought to 3 step by step.
  * @module
  */
 import type {
@@ -24,6 +30,7 @@ import type {
   EventMeta,
   Member,
 } from "./chat_store.ts";
+import { ACCOUNTS_STEP } from "./account_schema.ts";
 
 /** One schema version. */
 export interface SchemaStep {
@@ -47,7 +54,7 @@ CREATE TABLE events (
   params TEXT NOT NULL, PRIMARY KEY (channel, seq));
 `;
 
-const V2 = `
+const V3 = `
 ALTER TABLE users ADD COLUMN sid TEXT NOT NULL DEFAULT '';
 ALTER TABLE channels ADD COLUMN registered INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE channels ADD COLUMN users INTEGER NOT NULL DEFAULT 0;
@@ -55,6 +62,7 @@ ALTER TABLE channels ADD COLUMN last_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN meta TEXT NOT NULL DEFAULT '';
 UPDATE channels SET users = (SELECT count(*) FROM members m WHERE m.channel = channels.folded),
   last_at = COALESCE((SELECT max(e.at) FROM events e WHERE e.channel = channels.folded), 0);
+UPDATE channels SET registered = 1 WHERE folded IN (SELECT channel FROM channel_regs);
 DELETE FROM channels WHERE users = 0 AND registered = 0;
 CREATE INDEX events_at ON events(at);
 `;
@@ -62,7 +70,8 @@ CREATE INDEX events_at ON events(at);
 /** Every version, oldest first: index 0 brings an empty database to version 1. */
 export const SCHEMA: readonly SchemaStep[] = [
   { sqlite: V1, postgres: V1 },
-  { sqlite: V2, postgres: `${V2}ALTER TABLE channels ALTER COLUMN lim TYPE BIGINT;` },
+  ACCOUNTS_STEP,
+  { sqlite: V3, postgres: `${V3}ALTER TABLE channels ALTER COLUMN lim TYPE BIGINT;` },
 ];
 
 type Row = Record<string, unknown>;
@@ -79,6 +88,7 @@ export function userFrom(r: Row): ChatUser {
     owner: String(r["owner"]),
     sid: String(r["sid"] ?? ""),
     signonAt: Number(r["signon_at"]),
+    account: String(r["account"] ?? ""),
   };
 }
 
@@ -114,6 +124,8 @@ export function eventFrom(r: Row): ChannelEvent {
     source: String(r["source"]),
     params: JSON.parse(String(r["params"])) as string[],
     ...(meta ? { meta: JSON.parse(meta) as EventMeta } : {}),
+    ...(r["account"] ? { account: String(r["account"]) } : {}),
+    ...(r["tags"] ? { tags: String(r["tags"]) } : {}),
   };
 }
 

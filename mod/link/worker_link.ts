@@ -99,7 +99,7 @@ export type ClaimRefusal = "no-ticket" | "mismatch" | "expired" | "wrong-type";
 
 /** What a link tells a worker. */
 export interface DispatcherLinkEvents {
-  /** A ticket was assigned (the ping). */
+  /** A ticket was assigned (the ASSIGN doorbell or frame). */
   onAssigned(): void;
   /** The dispatcher connected (or reconnected after a restart). */
   onConnected(): void;

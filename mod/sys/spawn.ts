@@ -4,6 +4,14 @@
  *   permissions baked in at compile time apply;
  * - `deno run`: `Deno.execPath() run <scoped permission flags> --config
  *   <deno.json> <main module> <role> …`, with only what that role needs.
+ *
+ * Upgrades. Every spawn runs what is installed at that path *now*. An upgrade
+ * that renames a new binary over the old one (what package managers and
+ * `install` do) leaves the running watchdog's `Deno.execPath()` reading
+ * "<path> (deleted)": the path is taken without that suffix, i.e. the new
+ * binary. Under `deno run` the same holds for the source: a child re-reads
+ * `main.ts` when it starts. So after an upgrade, `osps reload` moves every
+ * worker to the new code, and any child that restarts runs it too.
  * @module
  */
 
@@ -17,8 +25,13 @@ export interface RolePermissions {
   readonly files?: readonly string[];
   /** Environment variables it reads (a database client's). */
   readonly env?: readonly string[];
-  /** V8 flags it runs with under `deno run` (a compiled binary runs with those baked in at compile time). */
+  /**
+   * V8 flags it runs with under `deno run`. A compiled binary ignores them
+   * (and `DENO_V8_FLAGS`): it runs with the flags baked in by `deno compile`.
+   */
   readonly v8Flags?: readonly string[];
+  /** FFI (libc: shm, FIFOs); every role but the client side needs it (default true). */
+  readonly ffi?: boolean;
 }
 
 /**
@@ -27,13 +40,13 @@ export interface RolePermissions {
  * against "all FFI", not a library path.
  */
 export function permissionFlags(p: RolePermissions): string[] {
-  const files = p.files ?? [];
+  const files = p.files ?? [], net = [...p.listen, ...(p.connect ?? [])];
   return [
     "--no-prompt",
-    `--allow-net=${[...p.listen, ...(p.connect ?? [])].join(",")}`,
+    ...(net.length ? [`--allow-net=${net.join(",")}`] : []),
     ...(files.length ? [`--allow-read=${files.join(",")}`, `--allow-write=${files.join(",")}`] : []),
     ...(p.env?.length ? [`--allow-env=${p.env.join(",")}`] : []),
-    "--allow-ffi",
+    ...(p.ffi === false ? [] : ["--allow-ffi"]),
   ];
 }
 
@@ -66,9 +79,25 @@ export function currentExec(): SelfExec {
   } catch { /* no env permission: not under a stand-in */ }
   return {
     standalone: standIn !== undefined || Deno.build.standalone,
-    execPath: standIn ?? Deno.execPath(),
+    execPath: standIn ?? installedPath(Deno.execPath()),
     mainModule: Deno.mainModule,
   };
+}
+
+/** What the kernel appends to `/proc/self/exe` once the running binary's file was replaced or removed. */
+const DELETED = " (deleted)";
+
+/**
+ * The path to run for `execPath` (this process's binary as `/proc/self/exe`
+ * names it): the same path without " (deleted)" when the binary was replaced
+ * since this process started (an upgrade), so that the new one runs.
+ * @example
+ * ```ts
+ * installedPath("/usr/local/bin/osps (deleted)"); // "/usr/local/bin/osps"
+ * ```
+ */
+export function installedPath(execPath: string): string {
+  return execPath.endsWith(DELETED) ? execPath.slice(0, -DELETED.length) : execPath;
 }
 
 /** The command line (program and arguments) that runs `roleArgv` as a child of this process. */
@@ -81,7 +110,7 @@ export function selfCommand(
   if (self.standalone) return { program, args: roleArgv };
   const config = new URL("./deno.json", self.mainModule);
   const args = ["run", ...permissionFlags(perms)];
-  if (perms.v8Flags?.length) args.push(`--v8-flags=${perms.v8Flags.join(",")}`, "--cpu-prof", "--cpu-prof-dir=/tmp/chatwork/prof");
+  if (perms.v8Flags?.length) args.push(`--v8-flags=${perms.v8Flags.join(",")}`);
   if (config.protocol === "file:") args.push(`--config=${decodeURIComponent(config.pathname)}`);
   return { program, args: [...args, self.mainModule, ...roleArgv] };
 }
