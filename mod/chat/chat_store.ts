@@ -311,15 +311,10 @@ export interface ChatStore {
   /**
    * Applies mode changes as a delta: a member's must be an operator's; a
    * service's (ChanServ) needs no membership. Prefix changes name members.
-   * `shown` are changes applied elsewhere (ban lists) that the one MODE
-   * event shows too.
+   * List changes (bans) were applied to their list already: they are only
+   * shown, in their place, in the one MODE event.
    */
-  changeModes(
-    channel: string,
-    by: Actor | ServiceActor,
-    ops: readonly ModeOp[],
-    shown?: readonly ModeOp[],
-  ): Promise<ModeChanged>;
+  changeModes(channel: string, by: Actor | ServiceActor, ops: readonly ModeOp[]): Promise<ModeChanged>;
   /**
    * Appends messages in one transaction (group commit): each is numbered in
    * its channel in the order given. Null for an event whose channel is gone.

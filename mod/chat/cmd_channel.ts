@@ -121,19 +121,20 @@ async function channelMode(s: IrcSession, name: string, args: readonly string[])
   if (/^[+-]?b$/.test(change) && rest.length === 0) return await sendBanList(s, seen.info);
   const { ops, unknown } = parseModes(change, rest);
   for (const letter of unknown) s.replyText(N.ERR_UNKNOWNMODE, letter, "is unknown mode char to me");
-  const lists = ops.filter((op) => MODE_KINDS[op.letter] === "list");
-  const shown: ModeOp[] = [];
-  if (lists.length > 0) {
-    // Ban lists live beside the channel: an operator's changes, shown in the one MODE event.
-    if (!seen.replica?.has(s.nick, "o")) return refused(s, name, "not-op");
-    for (const op of lists) {
+  // Ban lists live beside the channel: an operator's changes, shown in place in the one MODE event.
+  if (ops.some((op) => MODE_KINDS[op.letter] === "list") && !seen.replica?.has(s.nick, "o")) {
+    return refused(s, name, "not-op");
+  }
+  const changes: ModeOp[] = [];
+  for (const op of ops) {
+    if (MODE_KINDS[op.letter] !== "list") changes.push(op);
+    else {
       const mask = await banListChange(s, seen.info, op.arg!, op.on);
-      if (mask) shown.push({ on: op.on, letter: op.letter, arg: mask });
+      if (mask) changes.push({ on: op.on, letter: op.letter, arg: mask });
     }
   }
-  const others = ops.filter((op) => MODE_KINDS[op.letter] !== "list");
-  if (others.length === 0 && shown.length === 0) return;
-  const r = await s.ctx.store.changeModes(name, s.actor, others, shown);
+  if (changes.length === 0) return;
+  const r = await s.ctx.store.changeModes(name, s.actor, changes);
   if ("refused" in r) return refused(s, name, r.refused === "not-member" ? "not-op" : r.refused);
   for (const who of r.missing) {
     if (await s.ctx.store.user(who)) {

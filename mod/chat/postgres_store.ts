@@ -412,7 +412,6 @@ export class PostgresStore implements ChatStore {
     channel: string,
     by: Actor | ServiceActor,
     ops: readonly ModeOp[],
-    shown: readonly ModeOp[] = [],
   ): Promise<ModeChanged> {
     const c = fold(channel);
     return this.#tx(async (tx): Promise<ModeChanged> => {
@@ -422,6 +421,10 @@ export class PostgresStore implements ChatStore {
       let state = { flags: info.modes, key: info.key, limit: info.limit };
       const applied: ModeOp[] = [], missing: string[] = [];
       for (const op of ops) {
+        if (MODE_KINDS[op.letter] === "list") { // applied to its list already (bans): only shown
+          applied.push(op);
+          continue;
+        }
         if (MODE_KINDS[op.letter] !== "prefix") {
           const r = applyModes(state, [op]);
           state = r.next;
@@ -440,7 +443,6 @@ export class PostgresStore implements ChatStore {
         await tx`UPDATE members SET op = ${after} WHERE channel = ${c} AND nick = ${fold(op.arg!)}`;
         applied.push({ on: op.on, letter: op.letter, arg: String(m["nick"]) });
       }
-      applied.push(...shown);
       if (applied.length === 0) return { ev: null, missing };
       await tx`UPDATE channels SET modes = ${state.flags}, key = ${state.key}, lim = ${state.limit}
         WHERE folded = ${c}`;

@@ -365,7 +365,6 @@ export class SqliteStore implements ChatStore {
     channel: string,
     by: Actor | ServiceActor,
     ops: readonly ModeOp[],
-    shown: readonly ModeOp[] = [],
   ): Promise<ModeChanged> {
     return this.#db.write((): ModeChanged => {
       const c = fold(channel);
@@ -375,6 +374,10 @@ export class SqliteStore implements ChatStore {
       let state = { flags: info.modes, key: info.key, limit: info.limit };
       const applied: ModeOp[] = [], missing: string[] = [];
       for (const op of ops) {
+        if (MODE_KINDS[op.letter] === "list") { // applied to its list already (bans): only shown
+          applied.push(op);
+          continue;
+        }
         if (MODE_KINDS[op.letter] !== "prefix") {
           const r = applyModes(state, [op]);
           state = r.next;
@@ -396,7 +399,6 @@ export class SqliteStore implements ChatStore {
         this.#run("UPDATE members SET op = ? WHERE channel = ? AND nick = ?", after, c, fold(op.arg!));
         applied.push({ on: op.on, letter: op.letter, arg: String(m["nick"]) });
       }
-      applied.push(...shown);
       if (applied.length === 0) return { ev: null, missing };
       this.#run(
         "UPDATE channels SET modes = ?, key = ?, lim = ? WHERE folded = ?",
