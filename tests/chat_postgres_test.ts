@@ -7,10 +7,10 @@
  * PostgreSQL is not installed.
  */
 import assert from "node:assert/strict";
-import { type Instance, RUN_FLAGS, withInstance } from "./harness.ts";
+import { type Instance, RUN_FLAGS, waitFor, withInstance } from "./harness.ts";
 import { LibClient, RawIrc } from "./support/irc.ts";
 import { startPostgres } from "./support/postgres.ts";
-import { type ChatPlace, newChatPlace } from "./support/chat_instance.ts";
+import { type ChatPlace, newChatPlace, withChat } from "./support/chat_instance.ts";
 
 const pg = await startPostgres();
 if (typeof pg === "string") console.warn(`chat_postgres_test: SKIPPED: ${pg}`);
@@ -143,6 +143,93 @@ Deno.test({
   async fn() {
     if (typeof pg === "string") return;
     await runAgainstPostgres("./support/account_checks.ts", pg.url);
+  },
+});
+
+Deno.test({
+  name:
+    "chat on PostgreSQL: a QUIT while the database is down gets its ERROR, and its release is retried: no ghost holds the nickname or sits in NAMES",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg === "string") return;
+    await withChat(
+      { workers: 1, flags: [`--store=${await pg.freshDatabase()}`] },
+      async (_inst, { ircPort }) => {
+        const ghost = await RawIrc.connect(ircPort);
+        await ghost.register("ghost");
+        const witness = await RawIrc.connect(ircPort);
+        await witness.register("witness");
+        for (const c of [ghost, witness]) {
+          await c.send("JOIN #g");
+          await c.waitFor("joined", (m) => m.command === "366");
+        }
+        await pg.pause();
+        try {
+          await ghost.send("QUIT :leaving while the database is down");
+          await ghost.waitFor("ERROR", (m) => m.command === "ERROR");
+        } finally {
+          await pg.resume();
+        }
+        await ghost.close();
+        await witness.waitFor(
+          "the late QUIT",
+          (m) => m.command === "QUIT" && m.prefix.startsWith("ghost!"),
+          20_000,
+        );
+        const again = await RawIrc.connect(ircPort);
+        await again.register("ghost"); // the nickname is free
+        await again.send("NAMES #g");
+        const names = await again.waitFor("353", (m) => m.command === "353");
+        assert.equal(names.params[3], "witness", "no ghost in NAMES");
+        await again.close();
+        await witness.close();
+      },
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "chat on PostgreSQL: events notified while a worker's LISTEN connection was down are read from the store (late, never lost)",
+  ignore: typeof pg === "string",
+  async fn() {
+    if (typeof pg === "string") return;
+    const url = await pg.freshDatabase();
+    await withTwoInstances(
+      url,
+      { workersA: 1, flags: ["--irc-flood-rate=0", "--hang-timeout-ms=20000"] },
+      async (a, b, [, instB]) => {
+        const alice = await LibClient.connect(a.ircPort, "alice");
+        const bob = await LibClient.connect(b.ircPort, "bob");
+        await alice.join("#l");
+        await bob.join("#l");
+        await alice.waitLine("bob joined", (m) => m.command === "JOIN" && m.nick === "bob");
+        const pid = (await instB.status()).workers[0]!.pid;
+        Deno.kill(pid, "SIGSTOP"); // B's worker cannot LISTEN again before everything below is notified
+        try {
+          const ended = await pg.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity " +
+              "WHERE query ILIKE 'listen%' AND datname = current_database()",
+            url,
+          );
+          assert.ok(Number(ended) >= 2, `both instances' LISTEN sessions ended (${ended})`);
+          for (let i = 0; i < 20; i++) alice.client.say("#l", `m${i}`);
+          await waitFor(
+            "every message stored (and notified, while B's LISTEN was gone)",
+            async () => (await pg.psql("SELECT count(*) FROM events WHERE kind = 'PRIVMSG'", url)) === "20",
+          );
+        } finally {
+          Deno.kill(pid, "SIGCONT");
+        }
+        await waitFor("every message on B", () => bob.lines("PRIVMSG").length === 20, 20_000);
+        assert.deepEqual(
+          bob.lines("PRIVMSG").map((m) => m.params[1]),
+          Array.from({ length: 20 }, (_, i) => `m${i}`),
+        );
+        await alice.quit();
+        await bob.quit();
+      },
+    );
   },
 });
 

@@ -112,6 +112,35 @@ Deno.test("SqliteStore: the schema version is recorded, v1 is migrated, and a ne
   }
 });
 
+Deno.test("SqliteStore: a version 2 database (accounts) becomes version 3: registered channels stay, empty ones go with their bans", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "osps-store-v2-" });
+  try {
+    const v2 = new DatabaseSync(`${dir}/chat.sqlite`);
+    v2.exec(SCHEMA[0]!.sqlite);
+    v2.exec(SCHEMA[1]!.sqlite);
+    v2.exec(`INSERT INTO channels VALUES ('#kept', '#Kept', 'kept topic', 'x', 1, 'nt', 'k', 0, 0, 4),
+        ('#gone', '#gone', '', '', 0, 'nt', 'zz', 0, 0, 2);
+      INSERT INTO accounts VALUES ('carol', 'carol', '', 'x', '', 1, '', 0);
+      INSERT INTO channel_regs VALUES ('#kept', 'carol', 0);
+      INSERT INTO bans VALUES ('#gone', 'x!*@*', 'op', 0), ('#kept', 'y!*@*', 'op', 0);
+      PRAGMA user_version = 2;`);
+    v2.close();
+    SqliteStore.open(`${dir}/chat.sqlite`).close();
+    const db = new DatabaseSync(`${dir}/chat.sqlite`);
+    assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 3);
+    const rows = db.prepare("SELECT folded, registered, topic, key FROM channels").all().map((r) => ({
+      ...r,
+    }));
+    assert.deepEqual(rows, [{ folded: "#kept", registered: 1, topic: "kept topic", key: "k" }]);
+    db.exec("PRAGMA foreign_keys = ON"); // as the store runs
+    const bans = db.prepare("SELECT channel FROM bans").all().map((r) => r["channel"]);
+    assert.deepEqual(bans, ["#kept"], "the vanished channel's bans went with it");
+    db.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 /** A local client that records the lines it was given. */
 function localClient(nick: string, id = `me/${nick}`): LocalClient & { got: string[] } {
   const got: string[] = [];

@@ -11,6 +11,14 @@ import { getuid } from "../../mod/sys/libc.ts";
 /** A running test server. */
 export interface TestPostgres {
   readonly url: string;
+  /** A new, empty database on the server (a test of its own), as a URL. */
+  freshDatabase(): Promise<string>;
+  /** Runs SQL as the server's owner (psql), on the default database or `url`'s; returns psql's output. */
+  psql(query: string, url?: string): Promise<string>;
+  /** Stops the server (fast shutdown: connections end) until {@link resume}. */
+  pause(): Promise<void>;
+  /** Starts the server again on the same port and data. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -61,6 +69,40 @@ export async function startPostgres(): Promise<TestPostgres | string> {
     .output();
   if (!init.success) throw new Error(`initdb failed: ${new TextDecoder().decode(init.stderr)}`);
   const port = freePorts(1);
+  let stopServer = await runServer(bin, data, dir, port);
+  const url = `postgres://osps@127.0.0.1:${port}/postgres`;
+  const psql = async (query: string, on = url) => {
+    const o = await new Deno.Command("psql", {
+      args: ["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", on, "-c", query],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!o.success) throw new Error(`psql: ${new TextDecoder().decode(o.stderr)}`);
+    return new TextDecoder().decode(o.stdout).trim();
+  };
+  let databases = 0;
+  return {
+    url,
+    psql,
+    freshDatabase: async () => {
+      const name = `t${++databases}`;
+      await psql(`CREATE DATABASE ${name}`);
+      return `postgres://osps@127.0.0.1:${port}/${name}`;
+    },
+    pause: () => stopServer(),
+    resume: async () => {
+      stopServer = await runServer(bin, data, dir, port);
+    },
+    stop: async () => {
+      await stopServer();
+      Deno.removeSync(dir, { recursive: true });
+    },
+  };
+}
+
+/** Runs the server on `data` until the returned function stops it (fast shutdown). */
+async function runServer(bin: string, data: string, dir: string, port: number): Promise<() => Promise<void>> {
   const server = pgCommand(`${bin}/postgres`, [
     "-D",
     data,
@@ -83,14 +125,10 @@ export async function startPostgres(): Promise<TestPostgres | string> {
     () => log.includes("ready to accept connections"),
     30_000,
   );
-  return {
-    url: `postgres://osps@127.0.0.1:${port}/postgres`,
-    stop: async () => {
-      server.kill("SIGINT"); // fast shutdown
-      await server.status;
-      await logged;
-      await drained;
-      Deno.removeSync(dir, { recursive: true });
-    },
+  return async () => {
+    server.kill("SIGINT"); // fast shutdown
+    await server.status;
+    await logged;
+    await drained;
   };
 }

@@ -222,6 +222,11 @@ async function history(store: ChatStore): Promise<void> {
   }
   assert.equal(await kept(), 10);
   assert.deepEqual(texts(await store.history(ch, { limit: 100, newest: true })).at(0), "m50");
+  await new Promise((r) => setTimeout(r, 100)); // a burst's times run ahead of the clock, 1 ms per event
+  for (let i = 0; i < 100 && await kept() > 0; i++) {
+    await store.prune({ maxAgeMs: 5, maxPerChannel: 0 }, 1000);
+  }
+  assert.equal(await kept(), 0, "older than the age limit: removed");
 }
 
 /** LIST pages through channels in name order, with user-count filters. */
