@@ -135,6 +135,39 @@ Deno.test("chat: a nickname is unique across workers (rfc1459 folding), and free
   });
 });
 
+Deno.test("chat: a client that reconnects at once after its connection dropped gets its nickname back, not 433", async () => {
+  // irctest on one long-running server plays this between test classes: the last test's clients drop their
+  // sockets without QUIT, the next test's take the same nicknames a moment later, on either worker.
+  await withChat({ workers: 2 }, async (_inst, { ircPort }) => {
+    for (let round = 0; round < 20; round++) {
+      const old = await RawIrc.connect(ircPort);
+      await old.register("again");
+      await old.send("JOIN #back", "PING sync");
+      await old.waitFor("PONG", (m) => m.command === "PONG");
+      await old.close();
+      const fresh = await RawIrc.connect(ircPort);
+      await fresh.send("NICK again", "USER again 0 * :again");
+      const m = await fresh.waitFor("001 or 433", (m) => m.command === "001" || m.command === "433");
+      assert.equal(m.command, "001", `round ${round}: the dropped connection's nickname is given back`);
+      await fresh.close();
+      await waitFor("the nickname released", async () => {
+        const probe = await RawIrc.connect(ircPort);
+        await probe.send("NICK probe", "USER p 0 * :p", "ISON again", "QUIT");
+        const r = await probe.waitFor("303", (m) => m.command === "303");
+        await probe.close();
+        return r.params[1] === "" || undefined;
+      });
+    }
+    // A nickname held by a live session is still refused.
+    const holder = await RawIrc.connect(ircPort);
+    await holder.register("held");
+    const other = await RawIrc.connect(ircPort);
+    await other.send("NICK held", "USER x 0 * :x");
+    await other.waitFor("433", (m) => m.command === "433" && m.params[1] === "held");
+    await Promise.all([holder.close(), other.close()]);
+  });
+});
+
 Deno.test("chat: JOIN keys, modes and op, LIST, WHO, ISON, USERHOST, AWAY", async () => {
   await withChat({ workers: 2 }, async (_inst, { ircPort }) => {
     const op = await RawIrc.connect(ircPort);

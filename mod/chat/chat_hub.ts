@@ -53,6 +53,8 @@ export interface LocalClient extends Recipient {
   readonly caps: ReadonlySet<string>;
   /** Ends the session (the others see `reason`). */
   close(reason: string): void;
+  /** True once the session is ending (its nickname's release is on its way). */
+  readonly closing?: boolean;
 }
 
 /**
@@ -125,6 +127,11 @@ export class ChatHub {
   /** Local clients, by folded nickname. */
   get clients(): ReadonlyMap<string, LocalClient> {
     return this.#byNick;
+  }
+
+  /** The local client of connection `id` (`owner/n`), if it is still here. */
+  client(id: string): LocalClient | undefined {
+    return this.#byId.get(id);
   }
 
   /** A client registered (or renamed: pass its old nickname). */

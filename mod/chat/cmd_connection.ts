@@ -21,18 +21,20 @@ export async function tryRegister(s: IrcSession): Promise<void> {
     return s.close("Bad password");
   }
   const { store, hub, owner, cfg } = s.ctx;
-  const claimed = await store.claimNick({
-    nick: s.nick,
-    user: s.user,
-    host: s.host,
-    realname: s.realname,
-    away: "",
-    modes: s.modes,
-    owner,
-    sid: s.id,
-    signonAt: Date.now(),
-    account: s.account,
-  });
+  const claim = () =>
+    store.claimNick({
+      nick: s.nick,
+      user: s.user,
+      host: s.host,
+      realname: s.realname,
+      away: "",
+      modes: s.modes,
+      owner,
+      sid: s.id,
+      signonAt: Date.now(),
+      account: s.account,
+    });
+  const claimed = await claim() || (await releasedSoon(s, s.nick) && await claim());
   if (!claimed) {
     const taken = s.nick;
     s.nick = "*";
@@ -54,6 +56,29 @@ export async function tryRegister(s: IrcSession): Promise<void> {
   await afterRegistration(s);
 }
 
+/** How long a registration waits for a nickname whose holder may be leaving (its connection just closed). */
+const RELEASE_WAIT_MS = 200;
+const RELEASE_POLL_MS = 20;
+
+/**
+ * True when `nick` is free, or is freed within {@link RELEASE_WAIT_MS}: a
+ * client that reconnects at once after its connection dropped gets its
+ * nickname back instead of 433 while the old session's release is still on
+ * its way (on this worker or another). A holder that is a live session of
+ * this worker is not waited for.
+ */
+async function releasedSoon(s: IrcSession, nick: string): Promise<boolean> {
+  const { store, hub, owner } = s.ctx;
+  const until = performance.now() + RELEASE_WAIT_MS;
+  for (;;) {
+    const holder = await store.user(nick);
+    if (!holder) return true;
+    const local = holder.owner === owner ? hub.client(holder.sid) : undefined;
+    if ((local && !local.closing) || performance.now() >= until) return false;
+    await new Promise((resolve) => setTimeout(resolve, RELEASE_POLL_MS));
+  }
+}
+
 function sendMotd(s: IrcSession): void {
   const motd = s.ctx.cfg.motd;
   if (motd === "") return s.replyText(N.ERR_NOMOTD, "MOTD File is missing");
@@ -68,8 +93,9 @@ async function nick(s: IrcSession, wanted: string): Promise<void> {
   }
   const { store } = s.ctx;
   if (!s.registered) {
-    const other = await store.user(wanted);
-    if (other) return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+    if (!(await releasedSoon(s, wanted))) {
+      return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+    }
     s.nick = wanted;
     return await tryRegister(s);
   }
