@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat,hosts,lines,http] [--out DIR]`: the
+ * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat,chat-scale,hosts,lines,http] [--out DIR]`: the
  * benchmark suite. Starts what it needs, measures, stops everything, and
  * writes `bench/results.json`, `bench/RESULTS.md` and `bench/latency.svg`.
  * Every figure is set against a reference measured in the same run.
@@ -17,13 +17,14 @@ import { benchFlow, type FlowRun } from "./bench_flow.ts";
 import { benchMemory } from "./bench_memory.ts";
 import { benchRecovery } from "./bench_recovery.ts";
 import { benchChat } from "./bench_chat.ts";
+import { benchChatScale } from "./bench_chat_scale.ts";
 import { benchHosts } from "./bench_hosts.ts";
 import { benchLines } from "./bench_lines.ts";
 import { benchHttp } from "./bench_http.ts";
 import { latencySvg, type Results, resultsMarkdown } from "./bench_report.ts";
 import { type Figure, machine, ROOT, spawnHelper } from "./bench_util.ts";
 
-const PARTS = ["ipc", "flow", "memory", "recovery", "chat", "hosts", "lines", "http"] as const;
+const PARTS = ["ipc", "flow", "memory", "recovery", "chat", "chat-scale", "hosts", "lines", "http"] as const;
 type Part = (typeof PARTS)[number];
 
 /** Sizes of each part, full and quick. */
@@ -35,6 +36,7 @@ function plan(quick: boolean) {
       memory: { durationMs: 700, clients: 16 },
       recovery: { kills: 1, bareStarts: 2 },
       chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
+      chatScale: { sizes: [200], rounds: 5 },
       hosts: { seconds: 1, clients: [1, 16] },
       lines: { rounds: 1 },
       http: { clients: [1, 16, 64], seconds: 1, rounds: 1, messages: 20, probeWatchMs: 2_000 },
@@ -45,6 +47,7 @@ function plan(quick: boolean) {
       memory: { durationMs: 3_000, clients: 16 },
       recovery: { kills: 3, bareStarts: 5 },
       chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
+      chatScale: { sizes: [2_000, 10_000], rounds: 30 },
       hosts: { seconds: 4, clients: [1, 16] },
       lines: { rounds: 5 },
       http: { clients: [1, 16, 64], seconds: 4, rounds: 3, messages: 300, probeWatchMs: 12_000 },
@@ -151,6 +154,13 @@ async function main(): Promise<number> {
     const r = await benchChat(p.chat);
     figures.push(...r.figures);
     raw["chat"] = r.runs;
+  }
+
+  if (parts.has("chat-scale")) {
+    say(`chat-scale: ${p.chatScale.sizes.join(" and ")} clients in one channel, osps vs ngircd`);
+    const r = await benchChatScale({ ...p.chatScale, say });
+    figures.push(...r.figures);
+    raw["chat_scale"] = r.runs;
   }
 
   if (parts.has("hosts")) {
