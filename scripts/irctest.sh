@@ -123,21 +123,29 @@ for module in sorted(counts):
 EOF
 }
 
-pytest_run() { # controller, PYTHONPATH extra, env…, then the set
-  local controller=$1 path=$2 set=$3
+pytest_run() { # controller, PYTHONPATH extra, the set, "shared" when one server serves every class
+  local controller=$1 path=$2 set=$3 shared=${4:-}
   local files=() mods markers
   if [ "$set" = basic ]; then
     mods=("${basic[@]}"); markers='(RFC1459 or RFC2812) and not strict and not deprecated'
   else
     mods=("${ircv3[@]}"); markers='not strict and not deprecated'
   fi
-  for m in "${mods[@]}"; do files+=("irctest/server_tests/$m.py"); done
+  if [ -n "$shared" ] && [ "$set" = ircv3 ]; then
+    # irctest's sasl classes reuse account names (foo, jilles) with other passwords, and some wait for 900
+    # without a timeout: on one shared server the second class's login fails and the run hangs for ever.
+    # They test a fresh server's accounts: run them on the per-class target (osps).
+    echo "(sasl left out: it needs a fresh server per class; run it with the osps target)"
+    mods=("${mods[@]/sasl/}")
+  fi
+  for m in "${mods[@]}"; do [ -n "$m" ] && files+=("irctest/server_tests/$m.py"); done
+  rm -f "$work/pytest.xml"
   (cd "$irctest" && PYTHONPATH="$path${path:+:}$irctest" "$python" -m pytest -q -rfE -p no:cacheprovider \
     --junitxml="$work/pytest.xml" --controller "$controller" -m "$markers" "${files[@]}" "${extra[@]}" \
     >"$work/pytest.log" 2>&1)
   cp "$work/pytest.log" "$work/pytest-$target-$set.log"
   local status=$?
-  summarize "$work/pytest.xml"
+  [ -f "$work/pytest.xml" ] && summarize "$work/pytest.xml"
   grep -E '^(FAILED|ERROR) ' "$work/pytest.log" | cut -c1-160
   tail -n 1 "$work/pytest.log"
   return $status
@@ -169,7 +177,7 @@ for target in "${targets[@]}"; do
         controller=irctest.controllers.external_server path=""
         if [ "$target" = osps-shared ]; then controller=osps_shared_controller path="$root/tests/irctest"; fi
         IRCTEST_SERVER_HOSTNAME=127.0.0.1 IRCTEST_SERVER_PORT=$port IRCTEST_SERVER_SASL_MECHS="$mechs" \
-          pytest_run "$controller" "$path" "$set" || status=1
+          pytest_run "$controller" "$path" "$set" shared || status=1
         cleanup
         ;;
       *) echo "unknown target $target" >&2; exit 2 ;;
