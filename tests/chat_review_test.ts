@@ -176,6 +176,17 @@ for (const store of STORES) {
         [["TARGETS", "#h"]],
         "only channels with messages",
       );
+      assert.equal(targets[0]!.params[2], timeOf(all[9]!), "with the time of its latest message");
+      // A window that ends before a target's latest message does not list it (irctest's
+      // testChathistoryTargetsExcludesUpdatedTargets): TARGETS lists conversations by their latest activity.
+      r.seen.length = 0;
+      await r.send(`CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=${timeOf(all[5]!)} 10`);
+      const end2 = await r.waitFor("targets", (m) => m.command === "BATCH" && m.params[0]!.startsWith("-"));
+      assert.deepEqual(
+        r.seen.filter((m) => m.command === "CHATHISTORY" && m.tags["batch"] === end2.params[0]!.slice(1)),
+        [],
+        "#h's latest message is after the window",
+      );
       await a.close();
       await r.close();
     });

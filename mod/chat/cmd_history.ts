@@ -90,10 +90,10 @@ async function targets(s: IrcSession, from: string, to: string, count: string): 
   }
   const [lo, hi] = a.at < b.at ? [a.at, b.at] : [b.at, a.at];
   const names = [...s.joined.keys()].map((k) => s.ctx.hub.replica(k)?.name ?? k);
-  const found = [...(await s.ctx.store.lastActivity(names, lo, hi))].sort(([, x], [, y]) => x - y).slice(
-    0,
-    limit,
-  );
+  // A target is listed by its latest message: one whose latest message is past the window is not listed
+  // (with an older time), as irctest and ergo read the spec.
+  const latest = await s.ctx.store.lastActivity(names, lo, Number.MAX_SAFE_INTEGER);
+  const found = [...latest].filter(([, at]) => at < hi).sort(([, x], [, y]) => x - y).slice(0, limit);
   const batch = s.caps.has("batch") ? batchRef() : "";
   const server = s.ctx.cfg.serverName;
   if (batch) s.conn.send(formatMessage(server, "BATCH", [`+${batch}`, "draft/chathistory-targets"]));
