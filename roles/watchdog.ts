@@ -30,7 +30,8 @@ import { chatForWorkers, prepareChatStore } from "../mod/chat/chat_boot.ts";
 import { chatFlags } from "../mod/chat/chat_config.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
-import { Segment, ShmError, workGen, WorkState, workState } from "../mod/ipc/shm.ts";
+import { Segment, ShmError } from "../mod/ipc/shm.ts";
+import { holdsLiveTicket, overdueTickets } from "../mod/link/slot_tickets.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Operations } from "../mod/ops/operations.ts";
 import { WorkerSlots } from "../mod/supervise/worker_slots.ts";
@@ -488,16 +489,12 @@ function reportOverdueTickets(
   seen: Set<string>,
 ): void {
   for (const w of workers) {
-    const slot = w.spec.slot;
-    const word = slot.load("work");
-    if (workState(word) !== WorkState.ASSIGNED) continue;
-    const late = now - slot.load("ticket_expires_at");
-    const key = `${slot.index}:${workGen(word)}`;
-    if (late > Math.max(1_000, ttlMs) && !seen.has(key)) {
+    for (const { key, lateMs } of overdueTickets(w.spec.slot, now)) {
+      if (lateMs <= Math.max(1_000, ttlMs) || seen.has(key)) continue;
       seen.add(key);
       logger().error("{name} holds a ticket {s} s past its expiry: the dispatcher has not taken it back", {
         name: w.spec.name,
-        s: Math.round(late / 1000),
+        s: Math.round(lateMs / 1000),
       });
     }
   }
@@ -518,11 +515,7 @@ async function stopGracefully(
 ): Promise<void> {
   dispatcher?.order("drain");
   const deadline = clock.now() + graceMs;
-  const busy = () =>
-    workers.some((w) => {
-      const s = workState(w.spec.slot.load("work"));
-      return w.pid > 0 && (s === WorkState.ASSIGNED || s === WorkState.BUSY);
-    });
+  const busy = () => workers.some((w) => w.pid > 0 && holdsLiveTicket(w.spec.slot));
   while (busy() && clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   await Promise.all(workers.map((w) => w.stop(Math.max(500, deadline - clock.now()))));
   await dispatcher?.stop(1_000);

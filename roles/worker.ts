@@ -75,6 +75,8 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
         watchdogPid: cfg.parentPid,
         served: slot.load("served"),
         state: (link as TcpDispatcherLink).stateName(),
+        capacity: (link as TcpDispatcherLink).capacity,
+        live: (link as TcpDispatcherLink).live(),
       }),
     }, clock)
     : bootStep(
@@ -108,9 +110,9 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
         uptimeMs: clock.now() - startedAt,
         served: slot.load("served"),
       }),
-      onDone: () => {
+      onDone: (claim) => {
         const retire = !draining && cfg.maxRequests > 0 && ++servedHere >= cfg.maxRequests;
-        link.done(retire || draining);
+        link.done(claim, retire || draining);
         if (retire) {
           log.info("served {n} requests: retiring (--max-requests)", { n: servedHere });
           control.retiring(`after ${servedHere} requests`);

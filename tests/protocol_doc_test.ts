@@ -18,7 +18,8 @@ import {
   parseRunCommand,
   Status,
 } from "../mod/net/protocol.ts";
-import { Segment, WorkState, workState } from "../mod/ipc/shm.ts";
+import { Segment } from "../mod/ipc/shm.ts";
+import { workSummary } from "../mod/link/slot_tickets.ts";
 import { waitFor, withInstance } from "./harness.ts";
 
 const DOC = Deno.readTextFileSync(new URL("../docs/PROTOCOL.md", import.meta.url));
@@ -199,7 +200,7 @@ Deno.test("every example transcript in PROTOCOL.md replays against a live instan
       for (const [n, t] of TRANSCRIPTS.entries()) {
         await waitFor("every worker idle", () => {
           for (let i = 1; i <= inst.workers; i++) {
-            if (workState(seg.slot(i).load("work")) !== WorkState.IDLE) return false;
+            if (workSummary(seg.slot(i), 0).text !== "idle") return false;
           }
           return true;
         });

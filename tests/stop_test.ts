@@ -16,6 +16,7 @@ import {
   startInstance,
   withInstance,
 } from "./harness.ts";
+import { requestsInProgress } from "../mod/link/slot_tickets.ts";
 
 async function dispatcher(port: number): Promise<LineConn> {
   const c = await LineConn.connect("127.0.0.1", port);
@@ -32,7 +33,7 @@ Deno.test("osps stop: the request in flight finishes, a queued client gets 503 '
   const inFlight = inst.client(["sleep", "1500"]);
   const table = mapTable(inst);
   try {
-    await pollFast("the sleep running", () => table.slot(1).load("request_started_at") > 0, 10_000, 5);
+    await pollFast("the sleep running", () => requestsInProgress(table.slot(1)).length > 0, 10_000, 5);
   } finally {
     table.close();
   }
@@ -58,7 +59,7 @@ Deno.test("a full queue is a 503 status line; the connection stays usable", asyn
     const busy = inst.client(["sleep", "1500"]);
     const table = mapTable(inst);
     try {
-      await pollFast("the worker busy", () => table.slot(1).load("request_started_at") > 0, 10_000, 5);
+      await pollFast("the worker busy", () => requestsInProgress(table.slot(1)).length > 0, 10_000, 5);
     } finally {
       table.close();
     }

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { instancePaths, type PoolConfig } from "../mod/cli/config.ts";
 import { POLL_MS, type PoolHooks, QUEUED_NOTICE_MS, WorkerPool } from "../mod/dispatch/worker_pool.ts";
 import { ensureFifo, FifoPoller } from "../mod/ipc/fifo.ts";
-import { Segment, WorkState, workState, workWord } from "../mod/ipc/shm.ts";
+import { Segment, type SlotView } from "../mod/ipc/shm.ts";
+import { TicketState, ticketWord, workSummary } from "../mod/link/slot_tickets.ts";
+import type { Claim, DispatcherLink } from "../mod/link/worker_link.ts";
 import { LocalDispatcherLink, LocalWorkerLink } from "../mod/link/local_link.ts";
 import { Status } from "../mod/net/protocol.ts";
 import { ManualClock } from "../mod/sys/clock.ts";
@@ -85,25 +87,30 @@ async function fixture(
 
 const noQueue = () => Promise.resolve();
 
+/** The worker side shows `ticket` for `type`: it must be accepted. */
+function use(side: DispatcherLink, ticket: string, type = "echo", arg = ""): Claim {
+  const claim = side.claim(ticket, type, arg);
+  assert.ok(typeof claim !== "string", `ticket refused: ${claim}`);
+  return claim;
+}
+
+/** What a worker slot's tickets say (idle, assigned, busy…). */
+const work = (slot: SlotView) => workSummary(slot, 0).text;
+
 Deno.test("pool: an unused ticket is swept at its expiry from shm, however the doorbells arrived", async () => {
   await using f = await fixture(1);
   const a = await f.pool.acquire("echo", f.who(null), noQueue);
   assert.ok(!("refused" in a));
-  assert.equal(f.sides[0]!.claim(a.ticket, "echo", "x"), null);
-  f.sides[0]!.done(); // free again; its "done" doorbell is still in the pipe
+  f.sides[0]!.done(use(f.sides[0]!, a.ticket, "echo", "x")); // free again; its "done" doorbell is still in the pipe
   const b = await f.pool.acquire("echo", f.who(null), noQueue); // assigned before that doorbell is read
   assert.ok(!("refused" in b));
   await new Promise((r) => setTimeout(r, 50)); // the stale "done" arrives now: it must not disturb b
   f.clock.advance(CFG.ticketTtlMs - 1);
   f.pool.sweep();
-  assert.equal(workState(f.segment.slot(1).load("work")), WorkState.ASSIGNED, "not yet expired");
+  assert.equal(work(f.segment.slot(1)), "assigned", "not yet expired");
   f.clock.advance(2);
   f.pool.sweep();
-  assert.equal(
-    workState(f.segment.slot(1).load("work")),
-    WorkState.IDLE,
-    "expired: the worker is free again",
-  );
+  assert.equal(work(f.segment.slot(1)), "idle", "expired: the worker is free again");
   assert.equal(f.pool.fate(b.ticket).state, "expired");
   assert.equal(
     f.sides[0]!.claim(b.ticket, "echo", ""),
@@ -118,18 +125,19 @@ Deno.test("link: an expired ticket shown to the worker is refused and frees it a
   assert.ok(!("refused" in a));
   f.clock.advance(CFG.ticketTtlMs + 1);
   assert.equal(f.sides[0]!.claim(a.ticket, "echo", ""), "expired");
-  assert.equal(workState(f.segment.slot(1).load("work")), WorkState.IDLE);
+  assert.equal(work(f.segment.slot(1)), "idle");
 });
 
 Deno.test("link: the all-zero ticket is never valid, even while a slot's ticket field is zero", async () => {
   await using f = await fixture(1);
-  const slot = f.segment.slot(1);
-  slot.bytes("ticket").fill(0);
-  slot.setText("request_type", "echo");
-  slot.store("ticket_expires_at", f.clock.now() + 10_000);
-  slot.store("work", workWord(WorkState.ASSIGNED, 99)); // as if caught between publication steps
+  const entry = f.segment.slot(1).tickets[0]!;
+  entry.bytes("ticket").fill(0);
+  entry.setText("request_type", "echo");
+  entry.store("expires_at", f.clock.now() + 10_000);
+  // As if caught between publication steps (a test may write a word: nothing else races it here).
+  entry.store("word", ticketWord(TicketState.ASSIGNED, 99));
   assert.equal(f.sides[0]!.claim("0".repeat(32), "echo", ""), "mismatch");
-  assert.equal(workState(slot.load("work")), WorkState.ASSIGNED);
+  assert.equal(work(f.segment.slot(1)), "assigned");
   for (let i = 0; i < 1000; i++) assert.notEqual(newTicket(), "0".repeat(32));
 });
 
@@ -139,9 +147,9 @@ Deno.test("link: a ticket is used once, for its type only", async () => {
   assert.ok(!("refused" in a));
   assert.equal(f.sides[0]!.claim(a.ticket, "echo", ""), "wrong-type");
   assert.equal(f.sides[0]!.claim(newTicket(), "fib", ""), "mismatch");
-  assert.equal(f.sides[0]!.claim(a.ticket, "fib", "10"), null);
+  use(f.sides[0]!, a.ticket, "fib", "10");
   assert.equal(f.sides[0]!.claim(a.ticket, "fib", "10"), "no-ticket");
-  assert.equal(f.segment.slot(1).text("request_arg"), "10");
+  assert.equal(f.segment.slot(1).tickets[0]!.text("request_arg"), "10");
 });
 
 Deno.test("pool: the queue is served in order; a client that leaves gives up its place; the wait is bounded", async () => {
@@ -183,8 +191,7 @@ Deno.test("pool: one network address cannot hold more unused tickets than its ca
   assert.ok(!("refused" in other), "another address gets the free worker");
   // The hoarder uses one ticket: its third request may go ahead when a worker frees.
   const side = f.sides[f.links.findIndex((l) => l.port === (t1 as { port: number }).port)]!;
-  assert.equal(side.claim((t1 as { ticket: string }).ticket, "echo", ""), null);
-  side.done();
+  side.done(use(side, (t1 as { ticket: string }).ticket));
   const r3 = await t3;
   assert.ok(!("refused" in r3));
 });
@@ -213,8 +220,11 @@ Deno.test("link data channel: messages both ways, in order, larger than the pipe
   const big = crypto.getRandomValues(new Uint8Array(60_000));
   const msgs = [new TextEncoder().encode("first"), big, big, big, new TextEncoder().encode("last")];
   // 180 KB through a 64 KB pipe: the writer keeps the rest and sends it as the reader drains.
+  const t = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in t));
+  const claim = use(f.sides[0]!, t.ticket);
   for (const m of msgs) assert.ok(f.sides[0]!.send(m));
-  f.sides[0]!.done(); // a doorbell in the middle of the stream is still a doorbell
+  f.sides[0]!.done(claim); // a doorbell in the middle of the stream is still a doorbell
   assert.equal(f.pool.broadcast(new TextEncoder().encode("to all")), 2);
   await waitFor("all messages", () => atDispatcher.length === msgs.length && atWorker.length === 2, 10_000);
   assert.deepEqual(atDispatcher.map(([id]) => id), [1, 1, 1, 1, 1]);
@@ -234,8 +244,7 @@ Deno.test("pool: while clients wait it polls the slots, so a worker that frees r
   });
   assert.equal(d.load("queue_depth"), 1);
   assert.equal(d.load("polling"), 1, "clients wait: the pool polls");
-  assert.equal(f.sides[0]!.claim(first.ticket, "echo", ""), null);
-  f.sides[0]!.done(); // idle again: the pool polls, so no doorbell
+  f.sides[0]!.done(use(f.sides[0]!, first.ticket)); // idle again: the pool polls, so no doorbell
   await new Promise((r) => setTimeout(r, 100)); // a doorbell, had one been rung, would have been read by now
   assert.equal(served, false, "no doorbell woke the pool");
   f.clock.advance(POLL_MS); // the next poll finds the worker idle in shared memory
@@ -244,8 +253,27 @@ Deno.test("pool: while clients wait it polls the slots, so a worker that frees r
   assert.equal(d.load("queue_depth"), 0);
   assert.equal(d.load("polling"), 0, "nobody waits: no polling, doorbells again");
   // Idle again with nobody waiting: no doorbell is needed either; a new client finds the worker at once.
-  assert.equal(f.sides[0]!.claim(r.ticket, "echo", ""), null);
-  f.sides[0]!.done();
+  f.sides[0]!.done(use(f.sides[0]!, r.ticket));
   const third = await f.pool.acquire("echo", f.who(null), noQueue);
   assert.ok(!("refused" in third));
+});
+
+Deno.test("link: a draining worker whose unused ticket expired is never given another (its listener has closed)", async () => {
+  await using f = await fixture(1);
+  const a = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in a));
+  // The worker is told to drain while a client holds its ticket: it waits for that client, who never comes.
+  f.sides[0]!.retire();
+  assert.equal(f.sides[0]!.holdsTicket(), true, "it waits for the client holding its ticket");
+  f.clock.advance(CFG.ticketTtlMs + 1);
+  assert.equal(f.sides[0]!.holdsTicket(), false, "expired: the worker stops waiting and closes its listener");
+  f.pool.sweep(); // the dispatcher takes the expired ticket back
+  assert.equal(f.links[0]!.available(), false, "a draining worker takes no ticket");
+  let served = false;
+  const next = f.pool.acquire("echo", f.who(null), noQueue).then((r) => served = !("refused" in r));
+  f.clock.advance(QUEUED_NOTICE_MS);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(served, false, "the next client waits instead of being sent to a closed port");
+  f.pool.drain();
+  await next;
 });

@@ -199,7 +199,7 @@ async function outcome(pool: WorkerPool, ticket: string): Promise<string> {
   if (fate.state === "lost") {
     const l = fate.lost;
     const request = l.arg ? `${l.type} ${l.arg}` : l.type;
-    const text = lostWorkText(`worker ${worker}`, request, l.reason, l.limitMs, l.started);
+    const text = lostWorkText(`worker ${worker}`, request, l.reason, l.limitMs, l.started, l.culprit);
     logger().debug("outcome of a lost ticket: {text}", { text });
     return formatReply(Status.WORKER_LOST, text);
   }

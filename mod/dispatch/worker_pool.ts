@@ -250,10 +250,10 @@ export class WorkerPool {
     return true;
   }
 
-  /** Unused tickets held by `key` now. */
+  /** Tickets issued to `key` and not finished (unused or running) now. */
   #heldBy(key: string): number {
     let n = 0;
-    for (const l of this.#links) if (l.outstanding() === key) n++;
+    for (const l of this.#links) for (const o of l.owners()) if (o === key) n++;
     return n;
   }
 
@@ -295,11 +295,12 @@ export class WorkerPool {
     const now = this.#clock.now();
     let freed = 0;
     for (const link of this.#links) {
-      if (link.sweep(now)) {
-        freed++;
-        this.#hooks.onTicketUnused?.("expired");
-        logger().info("ticket for worker {id} expired unused; the worker is free again", { id: link.id });
+      const n = link.sweep(now);
+      for (let i = 0; i < n; i++) this.#hooks.onTicketUnused?.("expired");
+      if (n > 0) {
+        logger().info("ticket for worker {id} expired unused; its place is free again", { id: link.id });
       }
+      freed += n;
     }
     if (freed > 0) this.#pump();
   }

@@ -3,9 +3,12 @@
  * creation, mapping and field access with `Atomics`.
  *
  * One segment per instance: a header, then slot 0 for the dispatcher and slots
- * 1..N for the workers, then one stats block per slot (`stats.ts`). Every
- * field has exactly one writer role (the `writer` column) except `work`,
- * which moves by compare-and-swap between the dispatcher and its worker. Times ending in `_at` or `_until` are
+ * 1..N for the workers, then one stats block per slot (`stats.ts`), then each
+ * slot's ticket entries (`tickets_per_slot` of them, the worker concurrency).
+ * Every field has exactly one writer role (the `writer` column) except the
+ * ticket words and a slot's `door`, which move by compare-and-swap between the
+ * roles, and only through the ticket protocol (`mod/link/slot_tickets.ts`,
+ * which also documents their states). Times ending in `_at` or `_until` are
  * milliseconds on CLOCK_MONOTONIC (`mod/sys/clock.ts`), the same clock in every
  * process of the host. `docs/SHM_LAYOUT.md` is generated from this table
  * (`deno task layout`), and a test fails when the two disagree.
@@ -18,7 +21,7 @@ import { STATS_BLOCK_SIZE, statsMarkdown, StatsView } from "./stats.ts";
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
 /** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 /** Bytes per slot; fields leave room to grow without moving slots. */
 export const SLOT_SIZE = 384;
 /** Bytes of header before slot 0. */
@@ -27,6 +30,10 @@ export const HEADER_SIZE = 256;
 export const QUARANTINE_TEXT_BYTES = 160;
 /** Most slots a segment may have (1 dispatcher + 64 workers, with room). */
 export const MAX_SLOTS = 1024;
+/** Bytes per ticket entry; fields leave room to grow without moving entries. */
+export const TICKET_ENTRY_SIZE = 160;
+/** Most ticket entries a slot may have (`--worker-concurrency`); a death record has one byte per entry. */
+export const MAX_TICKETS_PER_SLOT = 64;
 
 type FieldType = "i32" | "i64" | `bytes${number}`;
 interface FieldSpec {
@@ -68,6 +75,13 @@ export const HEADER_FIELDS = [
     type: "i32",
     writer: "watchdog",
     doc: `bytes per stats block (${STATS_BLOCK_SIZE}); the blocks follow the last slot`,
+  },
+  {
+    name: "tickets_per_slot",
+    type: "i32",
+    writer: "watchdog",
+    doc: `ticket entries per slot (--worker-concurrency), ${TICKET_ENTRY_SIZE} bytes each; the entries ` +
+      "follow the last stats block, slot by slot",
   },
   {
     name: "quarantine",
@@ -115,10 +129,10 @@ export const SLOT_FIELDS = [
   },
   { name: "last_exit", type: "i32", writer: "watchdog", doc: "last exit reason (ExitReason code)" },
   {
-    name: "work",
+    name: "door",
     type: "i32",
-    writer: "dispatcher+worker (CAS)",
-    doc: "work word: WorkState in bits 0-3, assignment generation in bits 4-31",
+    writer: "worker, watchdog (CAS, slot_tickets.ts); dispatcher (remote slots)",
+    doc: "whether the worker takes new tickets (DoorState): offline, open or draining",
   },
   { name: "conns", type: "i32", writer: "child", doc: "client connections the child holds open" },
   { name: "queue_depth", type: "i32", writer: "dispatcher", doc: "slot 0: clients waiting for a worker" },
@@ -130,16 +144,18 @@ export const SLOT_FIELDS = [
       "slot 0: 1 while clients wait and the dispatcher polls the slots for a freed worker (no doorbell needed)",
   },
   {
-    name: "death_gen",
+    name: "running",
     type: "i32",
-    writer: "watchdog",
-    doc: "generation of the assignment the last process held when it died (-1: it held none)",
+    writer: "worker",
+    doc:
+      "1 + the ticket entry whose request runs synchronously right now (it holds the event loop), 0 when none: " +
+      "a hang is blamed on it",
   },
   {
-    name: "death_state",
+    name: "death_pid",
     type: "i32",
     writer: "watchdog",
-    doc: "work state of that assignment at the death: assigned (never started) or busy (started)",
+    doc: "pid of the process the death record is about (written last)",
   },
   { name: "death_limit_ms", type: "i32", writer: "watchdog", doc: "the limit a killed request ran past, ms" },
   {
@@ -155,13 +171,6 @@ export const SLOT_FIELDS = [
     doc: "last heartbeat answered from the child's main loop",
   },
   { name: "started_at", type: "i64", writer: "watchdog", doc: "when the current child was spawned" },
-  {
-    name: "request_started_at",
-    type: "i64",
-    writer: "worker",
-    doc: "start of the request in progress, 0 when none",
-  },
-  { name: "ticket_expires_at", type: "i64", writer: "dispatcher", doc: "expiry of the pending ticket" },
   { name: "backoff_until", type: "i64", writer: "watchdog", doc: "restart not before this time" },
   {
     name: "link_wedged_at",
@@ -170,28 +179,17 @@ export const SLOT_FIELDS = [
     doc: "when a probe through this worker's FIFO pair went unanswered, 0 when fine",
   },
   {
-    name: "ticket",
-    type: "bytes16",
-    writer: "dispatcher",
-    doc: "one-time ticket, 128 random bits (never all zero)",
+    name: "death_entries",
+    type: `bytes${MAX_TICKETS_PER_SLOT}`,
+    writer: "watchdog",
+    doc: "death record: per ticket entry, its state when the process died (TicketState; 4: busy, and the " +
+      "request the kill was for)",
   },
   {
-    name: "request_type",
-    type: "bytes16",
-    writer: "dispatcher",
-    doc: "request type the ticket is for (ASCII)",
-  },
-  {
-    name: "client_addr",
+    name: "death_request",
     type: "bytes48",
-    writer: "dispatcher",
-    doc: "client address the ticket was issued to",
-  },
-  {
-    name: "request_arg",
-    type: "bytes32",
-    writer: "worker",
-    doc: "argument of the request in progress (first 32 bytes), to say what a killed request was",
+    writer: "watchdog",
+    doc: "death record: the request the kill was for (type and the start of its argument), empty when none",
   },
   {
     name: "link_state",
@@ -226,13 +224,63 @@ export const SLOT_FIELDS = [
   },
 ] as const satisfies readonly FieldSpec[];
 
+/**
+ * Ticket entry fields, in order. Each worker slot has `tickets_per_slot`
+ * entries (the worker concurrency), each holding one ticket's life from issue
+ * to finish; the `word` moves only through `mod/link/slot_tickets.ts`.
+ */
+export const TICKET_FIELDS = [
+  {
+    name: "word",
+    type: "i32",
+    writer: "dispatcher, worker, watchdog (CAS, slot_tickets.ts)",
+    doc: "ticket word: TicketState in bits 0-3, generation in bits 4-31 (bumped by every issue)",
+  },
+  {
+    name: "expires_at",
+    type: "i64",
+    writer: "dispatcher (joined host: worker)",
+    doc: "expiry of the ticket while unused",
+  },
+  {
+    name: "started_at",
+    type: "i64",
+    writer: "worker",
+    doc: "when its client presented it and the request started, 0 when not running",
+  },
+  {
+    name: "ticket",
+    type: "bytes16",
+    writer: "dispatcher (joined host: worker)",
+    doc: "one-time ticket, 128 random bits (never all zero); cleared when used",
+  },
+  {
+    name: "request_type",
+    type: "bytes16",
+    writer: "dispatcher (joined host: worker)",
+    doc: "request type the ticket is for (ASCII)",
+  },
+  {
+    name: "client_addr",
+    type: "bytes48",
+    writer: "dispatcher (joined host: worker)",
+    doc: "client address the ticket was issued to",
+  },
+  {
+    name: "request_arg",
+    type: "bytes32",
+    writer: "worker",
+    doc: "argument of the request (first 32 bytes), to say what a killed request was",
+  },
+] as const satisfies readonly FieldSpec[];
+
 /** Name of a slot field. */
 export type SlotField = (typeof SLOT_FIELDS)[number]["name"];
 /** Name of a header field. */
 export type HeaderField = (typeof HEADER_FIELDS)[number]["name"];
+/** Name of a ticket entry field. */
+export type TicketField = (typeof TICKET_FIELDS)[number]["name"];
 
-/** Work state of a slot (bits 0-3 of the `work` word). */
-export const WorkState = { OFFLINE: 0, IDLE: 1, ASSIGNED: 2, BUSY: 3, DRAINING: 4 } as const;
 /** State of a worker's TCP link (`link_state` field). */
 export const LinkState = { LOCAL: 0, CONNECTING: 1, ATTACHED: 2, LOST: 3, LEFT: 4 } as const;
 
@@ -248,21 +296,6 @@ export const SupState = {
   STOPPED: 7,
   LEAVING: 8,
 } as const;
-
-/** The work state in a `work` word. */
-export function workState(word: number): number {
-  return word & 0xf;
-}
-
-/** The assignment generation in a `work` word (bumped on every assignment, so a stale CAS fails). */
-export function workGen(word: number): number {
-  return word >>> 4;
-}
-
-/** A `work` word: `state` with generation `gen` (wraps at 2^28). */
-export function workWord(state: number, gen: number): number {
-  return (((gen & 0x0fffffff) << 4) | state) | 0;
-}
 
 /** Reverse lookup: state number → lower-case name. */
 export function stateName(table: Record<string, number>, value: number): string {
@@ -295,36 +328,41 @@ function place(fields: readonly FieldSpec[], limit: number): Map<string, Placed>
 
 const HEADER = place(HEADER_FIELDS, HEADER_SIZE);
 const SLOT = place(SLOT_FIELDS, SLOT_SIZE);
+const TICKET = place(TICKET_FIELDS, TICKET_ENTRY_SIZE);
 
-/** The shm layout as a Markdown table (source of docs/SHM_LAYOUT.md). */
-export function layoutMarkdown(): string {
-  const rows = (title: string, m: Map<string, Placed>) =>
-    [
-      `### ${title}`,
-      "",
-      "| offset | size | field | type | writer | meaning |",
-      "| --- | --- | --- | --- | --- | --- |",
-      ...[...m.values()].map((f) =>
-        `| ${f.offset} | ${f.size} | \`${f.name}\` | ${f.type} | ${f.writer} | ${f.doc} |`
-      ),
-      "",
-    ].join("\n");
+function table(title: string, m: Map<string, Placed>): string {
+  return [
+    `### ${title}`,
+    "",
+    "| offset | size | field | type | writer | meaning |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...[...m.values()].map((f) =>
+      `| ${f.offset} | ${f.size} | \`${f.name}\` | ${f.type} | ${f.writer} | ${f.doc} |`
+    ),
+    "",
+  ].join("\n");
+}
+
+/**
+ * The shm layout as Markdown (source of docs/SHM_LAYOUT.md). `states` is the
+ * ticket protocol's account of its words (`mod/link/slot_tickets.ts`), put
+ * after the ticket entry table.
+ */
+export function layoutMarkdown(states = ""): string {
   return [
     `Layout version ${LAYOUT_VERSION}. Header ${HEADER_SIZE} bytes, then slots of ${SLOT_SIZE} bytes:`,
-    "slot 0 is the dispatcher, slot i (1..N) is worker i. Integers are little-endian and accessed",
+    "slot 0 is the dispatcher, slot i (1..N) is worker i; then one stats block per slot; then, slot by",
+    `slot, \`tickets_per_slot\` ticket entries of ${TICKET_ENTRY_SIZE} bytes. Integers are little-endian and accessed`,
     "with `Atomics` (i32 through an Int32Array, i64 through a BigInt64Array). Times named `*_at` and",
     "`*_until` are milliseconds on CLOCK_MONOTONIC, comparable between the host's processes.",
     "",
-    rows("Header", HEADER),
-    rows("Slot", SLOT),
-    "`work` state (bits 0-3): " +
-    Object.entries(WorkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") +
-    ". The generation above it is bumped by every assignment, so a compare-and-swap made with a stale",
-    "word fails instead of taking another client's ticket.",
-    "",
+    table("Header", HEADER),
+    table("Slot", SLOT),
     "`sup_state`: " + Object.entries(SupState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
     "`link_state`: " + Object.entries(LinkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
     "",
+    table(`Ticket entry (${TICKET_ENTRY_SIZE} bytes, \`tickets_per_slot\` per slot)`, TICKET),
+    ...(states ? [states, ""] : []),
     statsMarkdown(),
   ].join("\n");
 }
@@ -332,9 +370,9 @@ export function layoutMarkdown(): string {
 /** The segment is missing, foreign, too short or from another layout version. */
 export class ShmError extends OspsError {}
 
-/** Size in bytes of a segment with `slots` slots (and as many stats blocks). */
-export function segmentSize(slots: number): number {
-  return HEADER_SIZE + slots * (SLOT_SIZE + STATS_BLOCK_SIZE);
+/** Size in bytes of a segment with `slots` slots (and as many stats blocks), `tickets` entries per slot. */
+export function segmentSize(slots: number, tickets = 1): number {
+  return HEADER_SIZE + slots * (SLOT_SIZE + STATS_BLOCK_SIZE + tickets * TICKET_ENTRY_SIZE);
 }
 
 const textEncoder = new TextEncoder();
@@ -351,34 +389,33 @@ interface Views {
   u8: Uint8Array;
 }
 
-/** Accessor for one slot of a mapped segment. */
-export class SlotView {
+/** Accessor for the fields of one record (a slot or a ticket entry) at a fixed place of a mapping. */
+class RecordView<F extends string> {
   readonly #v: Views;
   readonly #base: number;
-  /** Slot index (0 = dispatcher). */
-  readonly index: number;
+  readonly #fields: Map<string, Placed>;
 
-  constructor(views: Views, index: number) {
+  constructor(views: Views, base: number, fields: Map<string, Placed>) {
     this.#v = views;
-    this.#base = HEADER_SIZE + index * SLOT_SIZE;
-    this.index = index;
+    this.#base = base;
+    this.#fields = fields;
   }
 
-  #field(name: SlotField, type: "int" | "bytes"): Placed {
-    const f = SLOT.get(name)!;
+  #field(name: F, type: "int" | "bytes"): Placed {
+    const f = this.#fields.get(name)!;
     if ((type === "bytes") !== f.type.startsWith("bytes")) throw new TypeError(`field ${name} is ${f.type}`);
     return f;
   }
 
   /** Atomically loads an integer field. */
-  load(name: SlotField): number {
+  load(name: F): number {
     const f = this.#field(name, "int");
     const at = this.#base + f.offset;
     return f.type === "i32" ? Atomics.load(this.#v.i32, at / 4) : Number(Atomics.load(this.#v.i64, at / 8));
   }
 
   /** Atomically stores an integer field. */
-  store(name: SlotField, value: number): void {
+  store(name: F, value: number): void {
     const f = this.#field(name, "int");
     const at = this.#base + f.offset;
     if (f.type === "i32") Atomics.store(this.#v.i32, at / 4, value);
@@ -386,7 +423,7 @@ export class SlotView {
   }
 
   /** Atomically adds to an integer field; returns the new value. */
-  add(name: SlotField, delta: number): number {
+  add(name: F, delta: number): number {
     const f = this.#field(name, "int");
     const at = this.#base + f.offset;
     if (f.type === "i32") return Atomics.add(this.#v.i32, at / 4, delta) + delta;
@@ -394,13 +431,13 @@ export class SlotView {
   }
 
   /** Compare-and-swap on an i32 field; true when `expected` was there and `value` is now. */
-  cas(name: SlotField, expected: number, value: number): boolean {
+  cas(name: F, expected: number, value: number): boolean {
     const f = this.#field(name, "int");
     return Atomics.compareExchange(this.#v.i32, (this.#base + f.offset) / 4, expected, value) === expected;
   }
 
   /** A live view of a byte field. */
-  bytes(name: SlotField): Uint8Array {
+  bytes(name: F): Uint8Array {
     const f = this.#field(name, "bytes");
     const at = this.#base + f.offset;
     if (at + f.size > this.#v.u8.length) throw new RangeError("shared memory segment is closed");
@@ -408,18 +445,45 @@ export class SlotView {
   }
 
   /** Reads a NUL-padded text field. */
-  text(name: SlotField): string {
+  text(name: F): string {
     const b = this.bytes(name);
     const end = b.indexOf(0);
     return textDecoder.decode(b.subarray(0, end < 0 ? b.length : end));
   }
 
   /** Writes a NUL-padded text field (cut to fit, never inside a UTF-8 sequence). */
-  setText(name: SlotField, value: string): void {
+  setText(name: F, value: string): void {
     const b = this.bytes(name);
-    b.fill(0);
     const { written } = textEncoder.encodeInto(value, b);
     b.fill(0, written);
+  }
+}
+
+/** Accessor for one ticket entry of a slot (see `mod/link/slot_tickets.ts` for its protocol). */
+export class TicketView extends RecordView<TicketField> {
+  /** Entry index within its slot. */
+  readonly index: number;
+
+  constructor(views: Views, base: number, index: number) {
+    super(views, base, TICKET);
+    this.index = index;
+  }
+}
+
+/** Accessor for one slot of a mapped segment, and its ticket entries. */
+export class SlotView extends RecordView<SlotField> {
+  /** Slot index (0 = dispatcher). */
+  readonly index: number;
+  /** The slot's ticket entries (`tickets_per_slot`; the dispatcher's slot has them too, unused). */
+  readonly tickets: readonly TicketView[];
+
+  constructor(views: Views, index: number, ticketsAt: number, tickets: number) {
+    super(views, HEADER_SIZE + index * SLOT_SIZE, SLOT);
+    this.index = index;
+    this.tickets = Array.from(
+      { length: tickets },
+      (_, i) => new TicketView(views, ticketsAt + (index * tickets + i) * TICKET_ENTRY_SIZE, i),
+    );
   }
 }
 
@@ -427,23 +491,36 @@ export class SlotView {
 export class Segment {
   readonly name: string;
   readonly slotCount: number;
+  /** Ticket entries per slot (the worker concurrency). */
+  readonly ticketsPerSlot: number;
   readonly #views: Views;
   readonly #byteLength: number;
   #unmap: (() => void) | undefined;
   readonly #slots: SlotView[];
 
-  private constructor(name: string, buffer: ArrayBuffer, slotCount: number, unmap: () => void) {
+  private constructor(
+    name: string,
+    buffer: ArrayBuffer,
+    counts: { slots: number; tickets: number },
+    unmap: () => void,
+  ) {
     this.name = name;
-    this.slotCount = slotCount;
+    this.slotCount = counts.slots;
+    this.ticketsPerSlot = counts.tickets;
     this.#byteLength = buffer.byteLength;
     this.#views = { i32: new Int32Array(buffer), i64: new BigInt64Array(buffer), u8: new Uint8Array(buffer) };
     this.#unmap = unmap;
-    this.#slots = Array.from({ length: slotCount }, (_, i) => new SlotView(this.#views, i));
+    const ticketsAt = HEADER_SIZE + counts.slots * (SLOT_SIZE + STATS_BLOCK_SIZE);
+    this.#slots = Array.from(
+      { length: counts.slots },
+      (_, i) => new SlotView(this.#views, i, ticketsAt, counts.tickets),
+    );
   }
 
   /**
-   * Creates (O_EXCL) and initialises a segment, mode 0600. On any failure
-   * after `shm_open`, the name is unlinked again: nothing is left behind.
+   * Creates (O_EXCL) and initialises a segment, mode 0600, with `tickets`
+   * ticket entries per slot. On any failure after `shm_open`, the name is
+   * unlinked again: nothing is left behind.
    * @example
    * ```ts
    * const seg = Segment.create("/osps-demo", 3, 42);
@@ -451,16 +528,19 @@ export class Segment {
    * seg.close(); Segment.unlink("/osps-demo");
    * ```
    */
-  static create(name: string, slotCount: number, instanceId: number, basePort = 0): Segment {
+  static create(name: string, slotCount: number, instanceId: number, basePort = 0, tickets = 1): Segment {
     if (!(slotCount >= 1 && slotCount <= MAX_SLOTS)) {
       throw new RangeError(`slot count ${slotCount} out of range`);
     }
+    if (!(tickets >= 1 && tickets <= MAX_TICKETS_PER_SLOT)) {
+      throw new RangeError(`tickets per slot ${tickets} out of range 1..${MAX_TICKETS_PER_SLOT}`);
+    }
     const fd = libc.shmOpen(name, libc.O.RDWR | libc.O.CREAT | libc.O.EXCL, 0o600);
     try {
-      const size = segmentSize(slotCount);
+      const size = segmentSize(slotCount, tickets);
       libc.ftruncate(fd, size);
       const { buffer, unmap } = libc.mmapShared(fd, size);
-      const seg = new Segment(name, buffer, slotCount, unmap);
+      const seg = new Segment(name, buffer, { slots: slotCount, tickets }, unmap);
       seg.setHeader("layout_version", LAYOUT_VERSION);
       seg.setHeader("slot_count", slotCount);
       seg.setHeader("slot_size", SLOT_SIZE);
@@ -469,10 +549,10 @@ export class Segment {
       seg.setHeader("created_ms", Date.now());
       seg.setHeader("base_port", basePort);
       seg.setHeader("stats_block_size", STATS_BLOCK_SIZE);
+      seg.setHeader("tickets_per_slot", tickets);
       seg.setHeader("state", 1);
       for (let i = 0; i < slotCount; i++) {
         seg.slot(i).store("last_exit", -1); // ExitReason.NONE: no process has ended yet
-        seg.slot(i).store("death_gen", -1);
       }
       seg.setHeader("magic", SHM_MAGIC); // last: readers treat a segment without magic as not ready
       return seg;
@@ -486,8 +566,8 @@ export class Segment {
 
   /**
    * Maps an existing segment. Checks owner, size, magic, layout version,
-   * slot count against the size (a short segment would SIGBUS on access) and,
-   * when given, the instance id.
+   * slot and ticket counts against the size (a short segment would SIGBUS on
+   * access) and, when given, the instance id.
    */
   static open(name: string, expectInstance?: number): Segment {
     let fd: number;
@@ -507,16 +587,22 @@ export class Segment {
       const probe = libc.mmapShared(fd, HEADER_SIZE);
       const h = new Int32Array(probe.buffer);
       const magic = h[0], version = h[1], count = h[2] ?? 0;
+      const tickets = h[HEADER.get("tickets_per_slot")!.offset / 4] ?? 0;
       probe.unmap();
       if (magic !== SHM_MAGIC) throw new ShmError(`"${name}" is not an osps segment (bad magic)`);
       if (version !== LAYOUT_VERSION) {
         throw new ShmError(`"${name}" has layout version ${version}, this osps reads ${LAYOUT_VERSION}`);
       }
-      if (!(count >= 1 && count <= MAX_SLOTS) || segmentSize(count) > st.size) {
-        throw new ShmError(`"${name}" claims ${count} slots but holds ${st.size} bytes`);
+      if (
+        !(count >= 1 && count <= MAX_SLOTS) || !(tickets >= 1 && tickets <= MAX_TICKETS_PER_SLOT) ||
+        segmentSize(count, tickets) > st.size
+      ) {
+        throw new ShmError(
+          `"${name}" claims ${count} slots of ${tickets} tickets but holds ${st.size} bytes`,
+        );
       }
-      const { buffer, unmap } = libc.mmapShared(fd, segmentSize(count));
-      const seg = new Segment(name, buffer, count, unmap);
+      const { buffer, unmap } = libc.mmapShared(fd, segmentSize(count, tickets));
+      const seg = new Segment(name, buffer, { slots: count, tickets }, unmap);
       if (expectInstance !== undefined && seg.header("instance_id") !== expectInstance) {
         seg.close();
         throw new ShmError(`"${name}" belongs to another instance`);

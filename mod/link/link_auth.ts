@@ -40,6 +40,10 @@ export interface WorkerIdentity {
   readonly served: number;
   /** Its work state now: idle, draining, busy or assigned. */
   readonly state: string;
+  /** Tickets it may hold at once (its --worker-concurrency); absent: 1. */
+  readonly capacity?: number;
+  /** Requests it runs or tickets it holds now, issued by a dispatcher before this link. */
+  readonly live?: number;
 }
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -63,7 +67,9 @@ function checkIdentity(text: unknown): WorkerIdentity {
     typeof w.host !== "string" || w.host.length === 0 || w.host.length > 64 ||
     !/^[0-9A-Za-z.:_-]+$/.test(w.host) ||
     !int(w.port) || (w.port as number) > 65535 || !int(w.id) || !int(w.pid) || !int(w.watchdogPid) ||
-    !int(w.served) || typeof w.state !== "string"
+    !int(w.served) || typeof w.state !== "string" ||
+    (w.capacity !== undefined && !(int(w.capacity) && (w.capacity as number) >= 1)) ||
+    (w.live !== undefined && !int(w.live))
   ) throw new LinkError("bad worker identity");
   return w as unknown as WorkerIdentity;
 }

@@ -10,7 +10,7 @@ import { logger } from "../log.ts";
 import { addrKey, Admission, hostOf } from "../net/admission.ts";
 import { LineConn } from "../net/line_conn.ts";
 import { formatReply, greeting, parseRunCommand, Status } from "../net/protocol.ts";
-import type { ClaimRefusal, DispatcherLink } from "../link/worker_link.ts";
+import type { Claim, ClaimRefusal, DispatcherLink } from "../link/worker_link.ts";
 import type { StatsView } from "../ipc/stats.ts";
 import { lookupService, type ServiceContext } from "./registry.ts";
 
@@ -56,8 +56,8 @@ export interface RunSessionDeps {
   readonly stats: StatsView;
   /** The context services see (counters of this worker). */
   context(): ServiceContext;
-  /** A claimed request has finished (answered or not): the worker is free again. */
-  onDone(): void;
+  /** A claimed request has finished (answered or not): its place is free again. */
+  onDone(claim: Claim): void;
   /**
    * Takes over the connection of a {@link Service.handover} type (chat), with
    * the bytes already read past the RUN line; resolves when that session ends.
@@ -73,7 +73,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
   const admitted = d.admission.admit(key);
   if (Admission.refused(admitted)) return await refuse(conn, admitted.status, admitted.reason, d.stats);
   /** The request once its ticket is claimed: from then on its end is counted as a request, not a refusal. */
-  let claimed: { type: string; startedAt: number } | undefined;
+  let claimed: { type: string; startedAt: number; claim: Claim } | undefined;
   const answered = (status: number) =>
     d.stats.request(claimed!.type, status, (performance.now() - claimed!.startedAt) / 1000);
   let handedOver = false;
@@ -82,25 +82,34 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     const line = await conn.readLine({ timeoutMs: d.handshakeTimeoutMs });
     if (line === null) return;
     const run = parseRunCommand(line);
-    let refusal = d.link.claim(run.ticket, run.type, run.arg);
+    let claim = d.link.claim(run.ticket, run.type, run.arg);
     // Over the network the client may have outrun its ticket: wait for it a moment, then look again.
-    if (refusal === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
-      refusal = d.link.claim(run.ticket, run.type, run.arg);
+    if (claim === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
+      claim = d.link.claim(run.ticket, run.type, run.arg);
     }
-    if (refusal) return await badTicket(conn, key, REFUSALS[refusal], d);
-    claimed = { type: run.type, startedAt: performance.now() };
+    if (typeof claim === "string") return await badTicket(conn, key, REFUSALS[claim], d);
+    claimed = { type: run.type, startedAt: performance.now(), claim };
     d.stats.ticket("used");
     const service = lookupService(run.type);
     if (service.handover && !d.handover) {
       answered(Status.BUSY);
       return await conn.refuse(formatReply(Status.BUSY, `${run.type} is not enabled on this instance`));
     }
-    const result = await service.run(run.arg, d.context());
+    // While the service runs synchronously it holds the event loop: a hang then is this request's alone.
+    d.link.running(claim);
+    let pending: string | Promise<string>;
+    try {
+      pending = service.run(run.arg, d.context());
+    } finally {
+      d.link.running(null);
+    }
+    const result = await pending;
     await conn.writeLine(formatReply(Status.OK, result));
     answered(Status.OK);
     if (service.handover && d.handover) {
+      const { claim } = claimed;
       claimed = undefined;
-      d.onDone(); // the session goes on; the worker's slot is free for the next request now
+      d.onDone(claim); // the session goes on; its place in the worker is free for the next request now
       handedOver = true;
       return await d.handover(run.type, run.arg, conn.conn, conn.takeBuffered());
     }
@@ -121,6 +130,6 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     if (!handedOver) conn.close(); // else the session closed it
     await conn.settled(); // the descriptor is free only then
     admitted.release();
-    if (claimed) d.onDone();
+    if (claimed) d.onDone(claimed.claim);
   }
 }

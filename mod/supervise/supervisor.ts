@@ -23,7 +23,8 @@ import { ParentControl, readLines } from "../ipc/control.ts";
 import { logger } from "../log.ts";
 import { procStat } from "../sys/proc.ts";
 import type { Clock, TimerHandle } from "../sys/clock.ts";
-import { type SlotView, SupState, workGen, WorkState, workState, workWord } from "../ipc/shm.ts";
+import { type SlotView, SupState } from "../ipc/shm.ts";
+import { hangCulprit, overdueRequest, recordDeath, type Running } from "../link/slot_tickets.ts";
 
 /** A spawned process, as the supervisor uses it (Deno.ChildProcess fits). */
 export interface Spawned {
@@ -91,6 +92,8 @@ export class SupervisedChild {
   /** Why the watchdog is killing the current process, and the limit a request ran past. */
   #killReason: number = ExitReason.NONE;
   #killLimitMs = 0;
+  /** The request a kill was for (its death record blames it), if any. */
+  #killCulprit: Running | null = null;
   /** Grace of an ordered stop, before SIGKILL. */
   #stopGraceMs = 0;
   /** How long the last process ran and why it ended (for the restart log line). */
@@ -222,6 +225,7 @@ export class SupervisedChild {
     this.#spawnedAt = this.#lastPong = this.#clock.now();
     this.#killReason = ExitReason.NONE;
     this.#killLimitMs = 0;
+    this.#killCulprit = null;
     this.#retiring = false;
     this.#leaving = ExitReason.NONE;
     this.linked = false;
@@ -264,15 +268,8 @@ export class SupervisedChild {
       ? ExitReason.SIGNAL_BASE + signalNumber(status.signal)
       : status.code;
     // The death record comes first, the pid last: the dispatcher waits for the pid to change, then reads it.
-    if (this.spec.isWorker) {
-      const word = slot.load("work");
-      const held = workState(word) === WorkState.ASSIGNED || workState(word) === WorkState.BUSY;
-      slot.store("death_gen", held ? workGen(word) : -1);
-      slot.store("death_state", workState(word));
-      slot.store("death_limit_ms", this.#killLimitMs);
-    }
+    if (this.spec.isWorker) recordDeath(slot, proc.pid, this.#killCulprit, this.#killLimitMs);
     slot.store("last_exit", code);
-    if (this.spec.isWorker) slot.store("work", workWord(WorkState.OFFLINE, workGen(slot.load("work"))));
     slot.store("pid", 0);
     if (this.#process === proc) this.#process = undefined;
     void this.#control?.close();
@@ -358,36 +355,39 @@ export class SupervisedChild {
     const now = this.#clock.now();
     const slot = this.spec.slot;
     const silentMs = now - this.#lastPong;
-    const started = this.spec.isWorker ? slot.load("request_started_at") : 0;
     if (silentMs > this.#timing.hangTimeoutMs) {
-      const inRequest = started > 0;
+      // The request whose service holds the worker's event loop, if one does, is blamed for it alone.
+      const culprit = this.spec.isWorker ? hangCulprit(slot) : null;
       logger().warn("{name} (pid {pid}) silent for {ms} ms{during}: hung, killing", {
         name: this.spec.name,
         pid: this.pid,
         ms: Math.round(silentMs),
-        during: inRequest ? ` during "${this.#request(slot)}"` : "",
+        during: culprit ? ` during "${culprit.request}"` : "",
       });
-      this.#killReason = inRequest ? ExitReason.HANG_IN_REQUEST : ExitReason.HANG;
+      this.#killReason = culprit ? ExitReason.HANG_IN_REQUEST : ExitReason.HANG;
       this.#killLimitMs = this.#timing.hangTimeoutMs;
+      this.#killCulprit = culprit;
       this.#fire("hang");
       return;
     }
     if (!this.spec.isWorker) return;
-    if (started > 0) {
-      const type = slot.text("request_type");
-      const limit = this.#timing.requestTimeoutFor[type] ?? this.#timing.requestTimeoutMs;
-      if (now - started > limit) {
-        logger().warn('{name}: "{req}" running for {ms} ms, past its {limit} ms deadline: killing', {
-          name: this.spec.name,
-          req: this.#request(slot),
-          ms: Math.round(now - started),
-          limit,
-        });
-        this.#killReason = ExitReason.DEADLINE;
-        this.#killLimitMs = limit;
-        this.#fire("deadline");
-        return;
-      }
+    const late = overdueRequest(
+      slot,
+      now,
+      (type) => this.#timing.requestTimeoutFor[type] ?? this.#timing.requestTimeoutMs,
+    );
+    if (late) {
+      logger().warn('{name}: "{req}" running for {ms} ms, past its {limit} ms deadline: killing', {
+        name: this.spec.name,
+        req: late.request,
+        ms: Math.round(now - late.startedAt),
+        limit: late.limitMs,
+      });
+      this.#killReason = ExitReason.DEADLINE;
+      this.#killLimitMs = late.limitMs;
+      this.#killCulprit = late;
+      this.#fire("deadline");
+      return;
     }
     // The dispatcher's probe through this worker's FIFO pair went unanswered
     // while the worker itself answers heartbeats: the pipes, not the process, are stuck.
@@ -399,11 +399,6 @@ export class SupervisedChild {
       this.#killReason = ExitReason.WEDGED;
       this.#fire("wedged");
     }
-  }
-
-  #request(slot: SlotView): string {
-    const arg = slot.text("request_arg");
-    return arg ? `${slot.text("request_type")} ${arg}` : slot.text("request_type");
   }
 
   #kill(): void {
