@@ -21,7 +21,7 @@ const CFG: PoolConfig = {
   queueTimeoutMs: 10_000,
   ticketTtlMs: 5_000,
   graceMs: 0,
-  maxTicketsPerAddr: 1,
+  maxTicketsPerAddr: 0,
 };
 
 async function fixture(
@@ -73,7 +73,12 @@ async function fixture(
     links,
     sides,
     segment,
-    who: (key: string | null, peer = "127.0.0.1:1") => ({ peer, capKey: key }),
+    /** A client from network address `key` (null: a local client, on loopback). */
+    who: (key: string | null, peer = "127.0.0.1:1") => ({
+      peer,
+      owner: key ?? "loopback",
+      capped: key !== null,
+    }),
     async [Symbol.asyncDispose]() {
       pool.close();
       for (const s of sides) s.close();
@@ -177,23 +182,78 @@ Deno.test("pool: the queue is served in order; a client that leaves gives up its
   assert.ok("refused" in r2 && /no worker free within 1000 ms/.test(r2.refused));
 });
 
-Deno.test("pool: one network address cannot hold more unused tickets than its cap; others are served", async () => {
-  await using f = await fixture(3, { ...CFG, maxTicketsPerAddr: 2 });
-  const hoarder = f.who("203.0.113.9");
-  const t1 = await f.pool.acquire("echo", hoarder, noQueue);
-  const t2 = await f.pool.acquire("echo", hoarder, noQueue);
+/** Settles pending promise callbacks (the pool resolves waiters synchronously, their `then`s run after). */
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+Deno.test("fair shares: one address alone holds all places but one, used or not; a newcomer gets that one at once", async () => {
+  await using f = await fixture(3);
+  const hog = f.who("203.0.113.9");
+  const t1 = await f.pool.acquire("sleep", hog, noQueue);
+  const t2 = await f.pool.acquire("sleep", hog, noQueue);
   assert.ok(!("refused" in t1) && !("refused" in t2));
-  let queued = false;
-  const t3 = f.pool.acquire("echo", hoarder, () => Promise.resolve(queued = true));
-  f.clock.advance(QUEUED_NOTICE_MS);
-  assert.ok(queued, "a third unused ticket waits");
+  // Its requests run (the tickets are in use, not pinned unused): they still count.
+  const sideOf = (t: { port: number }) => f.sides[f.links.findIndex((l) => l.port === t.port)]!;
+  const c1 = use(sideOf(t1), t1.ticket, "sleep", "30000");
+  use(sideOf(t2), t2.ticket, "sleep", "30000");
+  let third: unknown;
+  void f.pool.acquire("sleep", hog, noQueue).then((r) => third = r);
+  await tick();
+  assert.equal(third, undefined, "a third ticket would leave nothing for anyone else: it waits");
   const other = await f.pool.acquire("echo", f.who("198.51.100.7"), noQueue);
-  assert.ok(!("refused" in other), "another address gets the free worker");
-  // The hoarder uses one ticket: its third request may go ahead when a worker frees.
-  const side = f.sides[f.links.findIndex((l) => l.port === (t1 as { port: number }).port)]!;
-  side.done(use(side, (t1 as { ticket: string }).ticket));
-  const r3 = await t3;
-  assert.ok(!("refused" in r3));
+  assert.ok(!("refused" in other), "another address gets the place left at once");
+  assert.equal(f.pool.fairShare("203.0.113.9"), 1, "two addresses, three places: one each (and one spare)");
+  // One of the hog's requests ends: it holds one now, its share; the freed place is not its.
+  sideOf(t1).done(c1);
+  f.clock.advance(POLL_MS);
+  await tick();
+  assert.equal(third, undefined, "at its share: it keeps waiting");
+  const late = await f.pool.acquire("echo", f.who("192.0.2.44"), noQueue);
+  assert.ok(!("refused" in late), "a third address is served past the hog's waiting request");
+});
+
+Deno.test("fair shares: a full queue of one address's waiters gives a place to another; a free place goes to whoever may take it", async () => {
+  await using f = await fixture(2, { ...CFG, queueSize: 4 });
+  const hog = f.who("203.0.113.9");
+  const held = await f.pool.acquire("sleep", hog, noQueue); // its share alone: 2 places − 1
+  assert.ok(!("refused" in held));
+  const waits: Array<Promise<unknown>> = [];
+  for (let i = 0; i < 4; i++) waits.push(f.pool.acquire("sleep", hog, noQueue));
+  assert.equal(f.pool.queued, 4, "alone, it may fill the queue");
+  const overflow = await f.pool.acquire("sleep", hog, noQueue);
+  assert.ok("refused" in overflow && /4 clients waiting/.test(overflow.refused), "beyond it, 503");
+  // Every waiter is held back by its share while a place is free: a newcomer takes that place at once.
+  const visitor = await f.pool.acquire("echo", f.who("198.51.100.7"), noQueue);
+  assert.ok(!("refused" in visitor), "the free place goes to an address that may take it");
+  // Now nothing is free and the queue is full of the hog's: the next newcomer takes the hog's newest place.
+  let queuedGuest: unknown;
+  void f.pool.acquire("echo", f.who("192.0.2.44"), noQueue).then((r) => queuedGuest = r);
+  await tick();
+  assert.equal(f.pool.queued, 4, "still four waiting");
+  const evicted = await waits[3]!;
+  assert.ok(
+    typeof evicted === "object" && evicted !== null && "refused" in evicted &&
+      /more than its share/.test(String(evicted.refused)),
+    `the hog's newest waiter is told why: ${JSON.stringify(evicted)}`,
+  );
+  assert.equal(queuedGuest, undefined, "the guest waits for a place like everyone");
+  // The visitor's request ends: that place goes to the guest (the hog is at its share), not to the hog.
+  const vside = f.sides[f.links.findIndex((l) => l.port === visitor.port)]!;
+  vside.done(use(vside, visitor.ticket));
+  f.clock.advance(POLL_MS);
+  await tick();
+  assert.ok(queuedGuest && !("refused" in (queuedGuest as object)), "the guest is served first");
+});
+
+Deno.test("fair shares: --max-tickets-per-addr lowers an address's share; loopback is not held to one", async () => {
+  await using f = await fixture(3, { ...CFG, maxTicketsPerAddr: 1 });
+  assert.ok(!("refused" in await f.pool.acquire("echo", f.who("203.0.113.9"), noQueue)));
+  let second: unknown;
+  void f.pool.acquire("echo", f.who("203.0.113.9"), noQueue).then((r) => second = r);
+  await tick();
+  assert.equal(second, undefined, "one ticket, then it waits");
+  // Local clients share one address; their limit is one unused ticket per connection (the session's), not this.
+  for (let i = 0; i < 2; i++) assert.ok(!("refused" in await f.pool.acquire("echo", f.who(null), noQueue)));
+  f.pool.drain();
 });
 
 Deno.test("pool: a draining dispatcher refuses queued and new clients with 503", async () => {

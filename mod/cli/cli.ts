@@ -164,8 +164,9 @@ const POOL: Record<string, FlagSpec> = {
     default: 0,
     min: 0,
     max: 1024,
-    doc: "unused tickets one network address may hold at once (0 = workers - 1, at least 1; " +
-      "loopback clients are held to one per connection instead)",
+    doc: "tickets (unused or running) one network address may hold at once, at most; each address gets its " +
+      "fair share of the workers anyway (0 = that share alone; loopback clients hold one unused ticket per " +
+      "connection instead)",
   },
   "quarantine-kills": {
     type: "int",

@@ -42,7 +42,7 @@ export interface PoolConfig {
   readonly queueTimeoutMs: number;
   readonly ticketTtlMs: number;
   readonly graceMs: number;
-  /** Unused tickets one network address may hold (resolved: never 0). */
+  /** Tickets (unused or running) one network address may hold at most, below its fair share (0: no more limit). */
   readonly maxTicketsPerAddr: number;
 }
 
@@ -205,7 +205,7 @@ function poolConfig(v: FlagValues): PoolConfig {
     queueTimeoutMs: num(v, "queue-timeout-ms"),
     ticketTtlMs: num(v, "ticket-ttl-ms"),
     graceMs: num(v, "grace-ms"),
-    maxTicketsPerAddr: num(v, "max-tickets-per-addr") || Math.max(1, num(v, "workers") - 1),
+    maxTicketsPerAddr: num(v, "max-tickets-per-addr"),
   };
 }
 

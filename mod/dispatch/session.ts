@@ -154,8 +154,9 @@ async function request(
   let notice: Promise<unknown> | undefined;
   const result = await d.pool.acquire(
     type,
-    // Loopback is one address for every local client: its cap is per connection (see SECURITY.md).
-    { peer, capKey: key === "loopback" ? null : key },
+    // Loopback is one address for every local client: its share is not held against it, it holds one unused
+    // ticket per connection instead (see SECURITY.md).
+    { peer, owner: key, capped: key !== "loopback" },
     // Told once it has waited QUEUED_NOTICE_MS (a shorter wait, the usual one under load, costs no line).
     (position) => notice = conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`)),
     left.signal,
