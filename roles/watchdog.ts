@@ -177,7 +177,13 @@ async function runInstance(
   });
   scope.defer(() => removeQuietly(paths.record));
   const remoteSlots = cfg.linkPort ? cfg.remoteSlots : 0;
-  const segment = Segment.create(paths.shm, slotCount + 1 + remoteSlots, instanceId, cfg.port);
+  const segment = Segment.create(
+    paths.shm,
+    slotCount + 1 + remoteSlots,
+    instanceId,
+    cfg.port,
+    cfg.workerConcurrency,
+  );
   scope.defer(() => {
     segment.close();
     // A vanished name may already belong to someone else: only unlink what is still ours.

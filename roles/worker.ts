@@ -14,6 +14,7 @@ import { logger, setupLogging } from "../mod/log.ts";
 import { Admission } from "../mod/net/admission.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
 import { serveRunClient } from "../mod/services/run_session.ts";
+import type { ServiceContext } from "../mod/services/registry.ts";
 import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { until } from "../mod/deadline.ts";
@@ -96,6 +97,17 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     })
     : undefined;
 
+  // What services may know of this worker: read when asked, so a request that does not ask costs nothing.
+  const context: ServiceContext = {
+    workerId: cfg.id,
+    pid: Deno.pid,
+    get uptimeMs() {
+      return clock.now() - startedAt;
+    },
+    get served() {
+      return slot.load("served");
+    },
+  };
   server.serve((tcp) =>
     serveRunClient(tcp, {
       id: cfg.id,
@@ -104,12 +116,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
       link,
       admission,
       stats,
-      context: () => ({
-        workerId: cfg.id,
-        pid: Deno.pid,
-        uptimeMs: clock.now() - startedAt,
-        served: slot.load("served"),
-      }),
+      context: () => context,
       onDone: (claim) => {
         const retire = !draining && cfg.maxRequests > 0 && ++servedHere >= cfg.maxRequests;
         link.done(claim, retire || draining);

@@ -38,7 +38,7 @@ Deno.test("two racing claimers and a racing reclaim: each ticket is used at most
     const inbox: Array<{ kind: string; round?: number; won?: boolean; claim?: Claim }> = [];
     for (const r of racers) r.onmessage = (e) => inbox.push(e.data);
     for (const r of racers) r.postMessage({ kind: "init", shm: paths.shm, runDir: dir, barrier });
-    await waitFor("racers ready", () => inbox.filter((m) => m.kind === "ready").length === 2, 10_000);
+    await waitFor("racers ready", () => inbox.filter((m) => m.kind === "ready").length === 2, 60_000);
     const rounds = 400;
     let taken = 0, reclaimedWins = 0, racerWins = 0;
     for (let round = 1; round <= rounds; round++) {

@@ -79,7 +79,7 @@ Deno.test("tickets: a death record takes each entry with one compare-and-swap wh
   racer.onmessage = (e) => inbox.push(e.data);
   try {
     racer.postMessage({ shm: seg.name, shared: shared.buffer });
-    await waitFor("the racer mapped the segment", () => inbox.includes("ready"), 10_000);
+    await waitFor("the racer mapped the segment", () => inbox.includes("ready"), 60_000);
     const worker = new SlotTickets(seg.slot(1), systemClock);
     let caught = 0;
     for (let round = 1; round <= rounds; round++) {
@@ -123,7 +123,7 @@ Deno.test("tickets: a draining worker's door shuts out every issue, even one rac
   racer.onmessage = (e) => inbox.push(e.data);
   try {
     racer.postMessage({ shm: seg.name, shared: shared.buffer, keep: true });
-    await waitFor("the racer mapped the segment", () => inbox.includes("ready"), 10_000);
+    await waitFor("the racer mapped the segment", () => inbox.includes("ready"), 60_000);
     const worker = new SlotTickets(seg.slot(1), systemClock);
     let sawRacingTicket = 0;
     for (let round = 1; round <= 300; round++) {

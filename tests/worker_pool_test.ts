@@ -167,7 +167,7 @@ Deno.test("pool: the queue is served in order; a client that leaves gives up its
     "echo",
     f.who(null, "a:1"),
     (p) => Promise.resolve(positions.push(p)),
-    leaves.signal,
+    (leave) => leaves.signal.addEventListener("abort", leave),
   );
   const w2 = f.pool.acquire("echo", f.who(null, "b:1"), (p) => Promise.resolve(positions.push(p)));
   await Promise.resolve();

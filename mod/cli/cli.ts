@@ -378,6 +378,15 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         short: "n",
         doc: "number of workers on this host (0 only with --link-port: a dispatcher for remote workers)",
       },
+      "worker-concurrency": {
+        type: "int",
+        default: 16,
+        min: 1,
+        max: 64,
+        doc: "tickets one worker may hold at once, so clients it serves at once (1: one client per worker, " +
+          "the seeds' model; with more, a request that blocks its worker or runs past its deadline takes " +
+          "the others on that worker down with it, and each client is told which request did)",
+      },
       host: HOST,
       port: { ...PORT, doc: "dispatcher port; workers use port+1 … port+N+1 (one spare for replacements)" },
       "run-dir": RUN_DIR,

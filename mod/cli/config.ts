@@ -69,6 +69,8 @@ export interface QuarantineSettings {
 export interface WatchdogConfig
   extends LogConfig, LimitsConfig, PoolConfig, QuarantineSettings, LinkTimingConfig {
   readonly workers: number;
+  /** Tickets one worker may hold at once (the segment's ticket entries per slot). */
+  readonly workerConcurrency: number;
   readonly host: string;
   readonly port: number;
   readonly runDir: string;
@@ -320,6 +322,7 @@ export function watchdogConfig(
     flags: v,
     maxConnsGiven: given.has("max-conns"),
     workers: num(v, "workers"),
+    workerConcurrency: num(v, "worker-concurrency"),
     host: str(v, "host"),
     port: num(v, "port"),
     runDir: resolveRunDir(v),

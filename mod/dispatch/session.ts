@@ -7,7 +7,7 @@
 import type { DispatcherConfig } from "../cli/config.ts";
 import { ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { addrKey, Admission, hostOf } from "../net/admission.ts";
+import { Admission, peerKey } from "../net/admission.ts";
 import { LineConn } from "../net/line_conn.ts";
 import {
   BadCommand,
@@ -42,13 +42,13 @@ export interface SessionDeps {
 /** How long OUTCOME waits for a dead worker's account before answering what it knows. */
 const OUTCOME_WAIT_MS = 2_000;
 /** Abort reasons (an abort without one makes a DOMException, which costs on a hot path). */
-const SERVED = "served", WENT_AWAY = "client went away";
+const SERVED = "served";
 
 /** Serves one client connection until it quits, breaks the protocol, times out or goes away. */
 export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): Promise<void> {
   const conn = new LineConn(tcp, { maxLineBytes: d.cfg.maxLineBytes });
   const peer = conn.peer;
-  const key = addrKey(hostOf(peer));
+  const key = peerKey(peer);
   const admitted = d.admission.admit(key);
   /** A refusal's status line, counted. */
   const refusal = (status: number, why: string) => {
@@ -148,9 +148,9 @@ async function request(
   key: string,
   d: SessionDeps,
 ): Promise<string | null> {
-  const left = new AbortController();
   // Made only if the client has to wait; aborted with a plain reason (a DOMException costs).
   let watch: AbortController | undefined;
+  let left = false;
   let notice: Promise<unknown> | undefined;
   const result = await d.pool.acquire(
     type,
@@ -159,24 +159,27 @@ async function request(
     { peer, owner: key, capped: key !== "loopback" },
     // Told once it has waited QUEUED_NOTICE_MS (a shorter wait, the usual one under load, costs no line).
     (position) => notice = conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`)),
-    left.signal,
     // Watched from the moment it waits: a waiting client has nothing to say, so EOF or a broken line means it
     // left and gives up its place at once (a line it pipelines stays for later). No idle timeout while it
     // waits on us: the queue timeout bounds the wait.
-    () => {
+    (leave) => {
       watch = new AbortController();
-      conn.peek(watch.signal).then((r) => r !== "line" && left.abort(WENT_AWAY), () => {});
+      conn.peek(watch.signal).then((r) => {
+        if (r === "line") return;
+        left = true;
+        leave();
+      }, () => {});
     },
   );
   await notice; // the QUEUED line goes out before what follows it
   watch?.abort(SERVED);
   if ("refused" in result) {
-    if (left.signal.aborted) return null;
+    if (left) return null;
     d.stats.refusal(result.status);
     await conn.writeLine(formatReply(result.status, result.refused));
     return "";
   }
-  if (left.signal.aborted || !(await conn.writeLine(formatAssign(result)))) {
+  if (left || !(await conn.writeLine(formatAssign(result)))) {
     d.pool.giveBack(result); // the client never got it, or will never use it
     return null;
   }

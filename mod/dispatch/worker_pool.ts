@@ -47,7 +47,7 @@ export interface Requester {
 interface Waiter {
   readonly type: string;
   readonly who: Requester;
-  /** Settles the waiter's promise once, releasing its abort listener. */
+  /** Settles the waiter's promise. */
   readonly resolve: (r: Assignment | Refusal) => void;
   /** When it joined the queue. */
   readonly since: number;
@@ -148,16 +148,16 @@ export class WorkerPool {
 
   /**
    * Finds a worker for one request: at once, or after waiting in the queue
-   * (`onWait` is called as it joins the queue, `onQueued` told its position
+   * (`onWait` is called as it joins the queue, with the function to call if
+   * the client leaves and gives up its place; `onQueued` is told its position
    * once it has waited {@link QUEUED_NOTICE_MS}), or refused (queue full,
-   * timeout, draining, left). When `left` aborts, the client gave up its place.
+   * timeout, draining, left). Nothing is allocated for a client that need not wait.
    */
   acquire(
     type: string,
     who: Requester,
     onQueued: (position: number) => unknown,
-    left?: AbortSignal,
-    onWait?: () => void,
+    onWait?: (leave: () => void) => void,
   ): Promise<Assignment | Refusal> {
     if (this.#draining) {
       return Promise.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
@@ -173,23 +173,11 @@ export class WorkerPool {
       });
     }
     const { promise, resolve } = Promise.withResolvers<Assignment | Refusal>();
-    const waiter: Waiter = {
-      type,
-      who,
-      since: this.#clock.now(),
-      onQueued,
-      noticed: false,
-      resolve: (r) => {
-        left?.removeEventListener("abort", onLeft);
-        resolve(r);
-      },
-    };
-    const onLeft = () => {
-      if (this.#remove(waiter)) waiter.resolve({ refused: "client left the queue", status: Status.BUSY });
-    };
-    left?.addEventListener("abort", onLeft, { once: true });
+    const waiter: Waiter = { type, who, since: this.#clock.now(), onQueued, noticed: false, resolve };
     this.#queue.push(waiter);
-    onWait?.();
+    onWait?.(() => {
+      if (this.#remove(waiter)) waiter.resolve({ refused: "client left the queue", status: Status.BUSY });
+    });
     this.#queueChanged();
     // Published before this second look: a worker freed in between either was seen here, or saw the
     // queue depth (and that the pool polls) and rang its doorbell (no lost wake-up).

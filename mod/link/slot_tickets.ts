@@ -43,9 +43,9 @@
  * at N = 1, the one request in progress, as the seeds' model has it).
  * @module
  */
-import type { SlotView, TicketView } from "../ipc/shm.ts";
+import { type SlotView, type TicketView, ticketWords } from "../ipc/shm.ts";
 import type { Clock } from "../sys/clock.ts";
-import { isZero, sameBytes, ticketBytes, ticketHex } from "./tickets.ts";
+import { ticketHex } from "./tickets.ts";
 import type { ClaimRefusal, Ticket } from "./worker_link.ts";
 
 /** State of a ticket entry (bits 0-3 of its `word`). */
@@ -56,6 +56,10 @@ export const DoorState = { OFFLINE: 0, OPEN: 1, DRAINING: 2 } as const;
 export const BLAMED = 4;
 
 const GEN_MASK = 0x0fffffff;
+/** What a cleared (used) entry holds; never issued, never accepted. */
+const ZERO_TICKET = "0".repeat(32);
+/** A presented ticket as four i32, compared against each entry (one per process: claims run one at a time). */
+const presented = new Int32Array(4);
 
 /** A ticket word: `state` with generation `gen` (wrapped to 28 bits). Exported for tests. */
 export function ticketWord(state: number, gen: number): number {
@@ -146,7 +150,7 @@ export class SlotTickets {
   /** True when an issue can succeed now: the door is open and an entry is free. */
   hasFree(): boolean {
     if (this.slot.load("door") !== DoorState.OPEN) return false;
-    for (const e of this.#entries) if (stateOf(e.load("word")) === TicketState.FREE) return true;
+    for (const e of this.#entries) if (stateOf(e.word()) === TicketState.FREE) return true;
     return false;
   }
 
@@ -162,17 +166,17 @@ export class SlotTickets {
     for (let k = 0; k < n; k++) {
       const i = (this.#hint + k) % n;
       const e = this.#entries[i]!;
-      const word = e.load("word");
+      const word = e.word();
       if (stateOf(word) !== TicketState.FREE) continue;
-      e.bytes("ticket").set(ticketBytes(t.ticket));
+      e.setTicket(t.ticket);
       e.setText("request_type", t.type);
       e.setText("client_addr", t.clientAddr);
       e.store("expires_at", t.expiresAt);
       const gen = (genOf(word) + 1) & GEN_MASK;
-      if (!e.cas("word", word, ticketWord(TicketState.ASSIGNED, gen))) continue;
+      if (!e.casWord(word, ticketWord(TicketState.ASSIGNED, gen))) continue;
       if (this.slot.load("door") !== DoorState.OPEN) {
         // The worker closed its door meanwhile: nobody has this ticket yet, take it back.
-        e.cas("word", ticketWord(TicketState.ASSIGNED, gen), ticketWord(TicketState.FREE, gen));
+        e.casWord(ticketWord(TicketState.ASSIGNED, gen), ticketWord(TicketState.FREE, gen));
         return null;
       }
       this.#hint = (i + 1) % n;
@@ -185,7 +189,7 @@ export class SlotTickets {
   takeBack(issue: Issue): boolean {
     const e = this.#entries[issue.entry];
     return e !== undefined &&
-      e.cas("word", ticketWord(TicketState.ASSIGNED, issue.gen), ticketWord(TicketState.FREE, issue.gen));
+      e.casWord(ticketWord(TicketState.ASSIGNED, issue.gen), ticketWord(TicketState.FREE, issue.gen));
   }
 
   /**
@@ -195,9 +199,9 @@ export class SlotTickets {
   sweep(now: number, onTaken?: (entry: number) => void): number {
     let n = 0;
     for (const e of this.#entries) {
-      const word = e.load("word");
-      if (stateOf(word) !== TicketState.ASSIGNED || now <= e.load("expires_at")) continue;
-      if (e.cas("word", word, ticketWord(TicketState.FREE, genOf(word)))) {
+      const word = e.word();
+      if (stateOf(word) !== TicketState.ASSIGNED || now <= e.expiresAt()) continue;
+      if (e.casWord(word, ticketWord(TicketState.FREE, genOf(word)))) {
         n++;
         onTaken?.(e.index);
       }
@@ -207,16 +211,16 @@ export class SlotTickets {
 
   /** True while the ticket of `issue` is issued and not finished (unused or running). */
   live(issue: Issue): boolean {
-    const word = this.#entries[issue.entry]?.load("word") ?? 0;
+    const word = this.#entries[issue.entry]?.word() ?? 0;
     const s = stateOf(word);
     return genOf(word) === issue.gen && (s === TicketState.ASSIGNED || s === TicketState.BUSY);
   }
 
-  /** What became of the ticket of `issue`, or null when its entry has been issued again since. */
+  /** What became of `ticket`, issued as `issue`, or null when its entry has been issued again since. */
   fate(issue: Issue, ticket: string): EntryFate | null {
     const e = this.#entries[issue.entry];
     if (!e) return null;
-    const word = e.load("word");
+    const word = e.word();
     if (genOf(word) !== issue.gen) return null;
     switch (stateOf(word)) {
       case TicketState.ASSIGNED:
@@ -227,7 +231,7 @@ export class SlotTickets {
         return "offline";
     }
     // Free again: a used ticket was cleared from its entry, one taken back unused was not.
-    return sameBytes(e.bytes("ticket"), ticketBytes(ticket)) ? "expired" : "served";
+    return e.holds(ticket) ? "expired" : "served";
   }
 
   /**
@@ -256,7 +260,7 @@ export class SlotTickets {
   mirrorClaimed(issue: Issue, now: number): boolean {
     const e = this.#entries[issue.entry];
     if (
-      !e?.cas("word", ticketWord(TicketState.ASSIGNED, issue.gen), ticketWord(TicketState.BUSY, issue.gen))
+      !e?.casWord(ticketWord(TicketState.ASSIGNED, issue.gen), ticketWord(TicketState.BUSY, issue.gen))
     ) {
       return false;
     }
@@ -278,29 +282,29 @@ export class SlotTickets {
    * or why it is refused.
    */
   claim(ticket: string, type: string, arg: string): Issue | ClaimRefusal {
-    const presented = ticketBytes(ticket);
-    if (isZero(presented)) return "mismatch";
+    if (ticket === ZERO_TICKET) return "mismatch"; // a cleared entry holds it: never valid
+    ticketWords(ticket, presented);
     let found: TicketView | undefined, word = 0, assigned = false;
     for (const e of this.#entries) {
-      const w = e.load("word"); // before the bytes: an issue writes them before its compare-and-swap
+      const w = e.word(); // before the bytes: an issue writes them before its compare-and-swap
       if (stateOf(w) === TicketState.ASSIGNED) assigned = true;
-      if (found === undefined && sameBytes(e.bytes("ticket"), presented)) {
+      if (found === undefined && e.holdsWords(presented)) {
         found = e;
         word = w;
       }
     }
     if (!found) return assigned ? "mismatch" : "no-ticket";
     const now = this.#clock.now();
-    const expired = now > found.load("expires_at");
+    const expired = now > found.expiresAt();
     if (stateOf(word) !== TicketState.ASSIGNED) return expired ? "expired" : "no-ticket";
     const gen = genOf(word);
     if (expired) {
       // Take it back now rather than wait for the dispatcher's sweep.
-      if (found.cas("word", word, ticketWord(TicketState.FREE, gen))) this.onTakenBack(found.index);
+      if (found.casWord(word, ticketWord(TicketState.FREE, gen))) this.onTakenBack(found.index);
       return "expired";
     }
-    if (found.text("request_type") !== type) return "wrong-type";
-    if (!found.cas("word", word, ticketWord(TicketState.BUSY, gen))) return "no-ticket";
+    if (!found.typeIs(type)) return "wrong-type";
+    if (!found.casWord(word, ticketWord(TicketState.BUSY, gen))) return "no-ticket";
     found.bytes("ticket").fill(0); // one use
     found.setText("request_arg", arg);
     found.store("started_at", now);
@@ -326,16 +330,15 @@ export class SlotTickets {
     const e = this.#entries[issue.entry];
     if (!e) return false;
     e.store("started_at", 0);
-    return e.cas("word", ticketWord(TicketState.BUSY, issue.gen), ticketWord(TicketState.FREE, issue.gen));
+    return e.casWord(ticketWord(TicketState.BUSY, issue.gen), ticketWord(TicketState.FREE, issue.gen));
   }
 
   /** Takes back the unused `ticket` if an entry holds it (the dispatcher revoked it over the link). */
   takeBackTicket(ticket: string): boolean {
-    const presented = ticketBytes(ticket);
     for (const e of this.#entries) {
-      const word = e.load("word");
-      if (stateOf(word) === TicketState.ASSIGNED && sameBytes(e.bytes("ticket"), presented)) {
-        return e.cas("word", word, ticketWord(TicketState.FREE, genOf(word)));
+      const word = e.word();
+      if (stateOf(word) === TicketState.ASSIGNED && e.holds(ticket)) {
+        return e.casWord(word, ticketWord(TicketState.FREE, genOf(word)));
       }
     }
     return false;
@@ -345,9 +348,9 @@ export class SlotTickets {
   takeBackAll(): number {
     let n = 0;
     for (const e of this.#entries) {
-      const word = e.load("word");
+      const word = e.word();
       if (stateOf(word) === TicketState.ASSIGNED) {
-        if (e.cas("word", word, ticketWord(TicketState.FREE, genOf(word)))) n++;
+        if (e.casWord(word, ticketWord(TicketState.FREE, genOf(word)))) n++;
       }
     }
     return n;
@@ -362,7 +365,7 @@ export class SlotTickets {
   holdsTicket(): boolean {
     const now = this.#clock.now();
     for (const e of this.#entries) {
-      if (stateOf(e.load("word")) === TicketState.ASSIGNED && now <= e.load("expires_at")) return true;
+      if (stateOf(e.word()) === TicketState.ASSIGNED && now <= e.expiresAt()) return true;
     }
     return false;
   }
@@ -371,7 +374,7 @@ export class SlotTickets {
   liveCount(): number {
     let n = 0;
     for (const e of this.#entries) {
-      const s = stateOf(e.load("word"));
+      const s = stateOf(e.word());
       if (s === TicketState.ASSIGNED || s === TicketState.BUSY) n++;
     }
     return n;
@@ -381,8 +384,8 @@ export class SlotTickets {
 /** Applies `next` to an entry's word with compare-and-swap until it holds; returns the word it replaced. */
 function swap(e: TicketView, next: (word: number) => number): number {
   for (;;) {
-    const word = e.load("word");
-    if (e.cas("word", word, next(word))) return word;
+    const word = e.word();
+    if (e.casWord(word, next(word))) return word;
   }
 }
 
@@ -399,7 +402,7 @@ export interface Running {
 
 function runningAt(e: TicketView): Running | null {
   const started = e.load("started_at");
-  if (started <= 0 || stateOf(e.load("word")) !== TicketState.BUSY) return null;
+  if (started <= 0 || stateOf(e.word()) !== TicketState.BUSY) return null;
   const type = e.text("request_type"), arg = e.text("request_arg");
   return { entry: e.index, type, request: arg ? `${type} ${arg}` : type, startedAt: started };
 }
@@ -465,7 +468,7 @@ export function recordDeath(slot: SlotView, pid: number, culprit: Running | null
 /** True while the worker holds a ticket issued and not finished (a stop waits for it, up to its grace). */
 export function holdsLiveTicket(slot: SlotView): boolean {
   for (const e of slot.tickets) {
-    const s = stateOf(e.load("word"));
+    const s = stateOf(e.word());
     if (s === TicketState.ASSIGNED || s === TicketState.BUSY) return true;
   }
   return false;
@@ -475,9 +478,9 @@ export function holdsLiveTicket(slot: SlotView): boolean {
 export function overdueTickets(slot: SlotView, now: number): { key: string; lateMs: number }[] {
   const out: { key: string; lateMs: number }[] = [];
   for (const e of slot.tickets) {
-    const word = e.load("word");
+    const word = e.word();
     if (stateOf(word) !== TicketState.ASSIGNED) continue;
-    const late = now - e.load("expires_at");
+    const late = now - e.expiresAt();
     if (late > 0) out.push({ key: `${slot.index}.${e.index}:${genOf(word)}`, lateMs: late });
   }
   return out;
@@ -502,11 +505,11 @@ export interface WorkSummary {
 export function workSummary(slot: SlotView, now: number): WorkSummary {
   let busy = 0, assigned = 0, overdueMs = 0;
   for (const e of slot.tickets) {
-    const s = stateOf(e.load("word"));
+    const s = stateOf(e.word());
     if (s === TicketState.BUSY) busy++;
     else if (s === TicketState.ASSIGNED) {
       assigned++;
-      overdueMs = Math.max(overdueMs, now - e.load("expires_at"));
+      overdueMs = Math.max(overdueMs, now - e.expiresAt());
     }
   }
   const capacity = slot.tickets.length;

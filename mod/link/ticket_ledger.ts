@@ -24,13 +24,20 @@ export interface Issued {
 /** Earlier tickets remembered per entry for OUTCOME, and lost ones kept in all. */
 const HISTORY_PER_ENTRY = 64, LOST_KEPT = 64;
 
+/** How an earlier ticket ended, in a ring that OUTCOME searches (rare) and every issue writes (often). */
+interface Ended {
+  ticket: string;
+  fate: "served" | "expired";
+}
+
 /** One link's issued tickets. */
 export class TicketLedger {
   readonly tickets: SlotTickets;
   /** The ticket issued last into each entry. */
   readonly #current: (Issued | undefined)[] = [];
-  /** How earlier tickets ended, for OUTCOME (bounded, oldest dropped first). */
-  readonly #history = new Map<string, "served" | "expired">();
+  /** How earlier tickets ended, for OUTCOME: a ring, oldest overwritten first. */
+  readonly #history: Ended[] = [];
+  #next = 0;
   /** Tickets lost with a dead process or link, newest last (bounded). */
   readonly #lost: LostWork[] = [];
 
@@ -42,11 +49,11 @@ export class TicketLedger {
   issue(t: Ticket, pid: number): Issued | null {
     const issue = this.tickets.issue(t);
     if (!issue) return null;
-    const before = this.#current[issue.entry];
-    if (before) {
+    const last = this.#current[issue.entry];
+    if (last) {
       // The entry's previous ticket is finished (it was free): remember how, before its entry is reused.
-      const fate = this.tickets.fate(before.issue, before.ticket);
-      this.#remember(before.ticket, fate === "expired" ? "expired" : "served");
+      const fate = this.tickets.fate(last.issue, last.ticket);
+      this.#remember(last.ticket, fate === "expired" ? "expired" : "served");
     }
     const issued: Issued = { ticket: t.ticket, type: t.type, owner: t.owner, issue, pid };
     this.#current[issue.entry] = issued;
@@ -54,10 +61,12 @@ export class TicketLedger {
   }
 
   #remember(ticket: string, fate: "served" | "expired"): void {
-    this.#history.set(ticket, fate);
-    if (this.#history.size > HISTORY_PER_ENTRY * this.tickets.capacity) {
-      this.#history.delete(this.#history.keys().next().value!);
-    }
+    const slot = this.#history[this.#next];
+    if (slot) {
+      slot.ticket = ticket;
+      slot.fate = fate;
+    } else this.#history.push({ ticket, fate });
+    this.#next = (this.#next + 1) % (HISTORY_PER_ENTRY * this.tickets.capacity);
   }
 
   /** The issued ticket `ticket`, if it is the last one of its entry. */
@@ -90,10 +99,11 @@ export class TicketLedger {
   fate(ticket: string): Fate {
     const lost = this.#lost.find((l) => l.ticket === ticket);
     if (lost) return { state: "lost", lost };
-    const earlier = this.#history.get(ticket);
-    if (earlier) return { state: earlier };
     const i = this.find(ticket);
-    if (!i) return { state: "unknown" };
+    if (!i) {
+      const earlier = this.#history.find((h) => h.ticket === ticket);
+      return { state: earlier?.fate ?? "unknown" };
+    }
     const fate = this.tickets.fate(i.issue, i.ticket);
     return { state: fate === null ? "served" : fate === "offline" ? "unknown" : fate };
   }

@@ -181,6 +181,21 @@ export class Admission {
   }
 }
 
+/** Recent hosts' keys: a server sees the same few hosts again and again, and {@link addrKey} parses. */
+const recentKeys = new Map<string, string>();
+
+/** {@link addrKey} of the host of a `host:port` peer string, remembered for the last 256 hosts. */
+export function peerKey(peer: string): string {
+  const host = hostOf(peer);
+  let key = recentKeys.get(host);
+  if (key === undefined) {
+    if (recentKeys.size >= 256) recentKeys.clear();
+    key = addrKey(host);
+    recentKeys.set(host, key);
+  }
+  return key;
+}
+
 /** The host part of a `host:port` peer string (IPv6 keeps its colons). */
 export function hostOf(peer: string): string {
   const i = peer.lastIndexOf(":");

@@ -7,7 +7,7 @@
  */
 import { ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { addrKey, Admission, hostOf } from "../net/admission.ts";
+import { Admission, peerKey } from "../net/admission.ts";
 import { LineConn } from "../net/line_conn.ts";
 import { formatReply, greeting, parseRunCommand, Status } from "../net/protocol.ts";
 import type { Claim, ClaimRefusal, DispatcherLink } from "../link/worker_link.ts";
@@ -69,7 +69,7 @@ export interface RunSessionDeps {
 /** Serves one client connection to a worker. */
 export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Promise<void> {
   const conn = new LineConn(tcp, { maxLineBytes: d.maxLineBytes });
-  const key = addrKey(hostOf(conn.peer));
+  const key = peerKey(conn.peer);
   const admitted = d.admission.admit(key);
   if (Admission.refused(admitted)) return await refuse(conn, admitted.status, admitted.reason, d.stats);
   /** The request once its ticket is claimed: from then on its end is counted as a request, not a refusal. */
