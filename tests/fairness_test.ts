@@ -35,51 +35,54 @@ function load(host: Host, target: string, args: string[]): Deno.ChildProcess {
   }).spawn();
 }
 
-Deno.test({
-  name:
-    "fair shares: one address holding every place it may with sleep and filling the queue leaves a place another address is served in at once",
-  ignore: !usable.ok,
-  async fn() {
-    await using net = await makeNet(3);
-    const [a, hogHost, guestHost] = net.hosts as [Host, Host, Host];
-    const inst = await startInstance({
-      workers: 2,
-      port: PORT,
-      wrap: a.wrap,
-      flags: [`--host=${a.addr}`],
-    });
-    // More requests than places and queue together: each holds its place for 20 s.
-    const hog = load(hogHost, a.addr, ["--clients=80", "--requests=80", "sleep", "20000"]);
-    try {
-      const status = async () => {
-        const o = await osps(["status", `--run-dir=${inst.runDir}`, "--json"]);
-        assert.equal(o.code, 0, o.stderr);
-        return JSON.parse(o.stdout) as StatusJson & { queue_depth: number };
-      };
-      const held = await waitFor("the hog holding its places and the whole queue", async () => {
-        const s = await status();
-        return s.queue_depth >= 60 && s.workers.some((w) => w.work === "busy") ? s : null;
-      }, 30_000);
-      console.log(
-        `hog: ${
-          held.workers.filter((w) => w.work === "busy").length
-        } of 2 workers busy, ${held.queue_depth} waiting`,
-      );
-      const guest = await osps(
-        ["client", `--host=${a.addr}`, `--port=${PORT}`, "--json", "echo", "my turn"],
-        { wrap: guestHost.wrap, net: [a.addr] },
-      );
-      assert.equal(guest.code, 0, `the guest was refused: ${guest.stdout}${guest.stderr}`);
-      assert.equal(JSON.parse(guest.stdout).result, "my turn");
-      // …while the hog still held every place it could: its sleeps run on, its waiters still wait.
-      const after = await status();
-      assert.ok(after.workers.some((w) => w.work === "busy"), "the hog's sleep still runs");
-      assert.ok(after.queue_depth >= 60, "the hog's waiters still wait");
-    } finally {
-      hog.kill("SIGKILL");
-      await hog.status;
-      inst.process.kill("SIGTERM");
-      await inst.exited();
-    }
-  },
-});
+for (const n of [1, 4]) {
+  Deno.test({
+    name:
+      `fair shares (${n} ticket${
+        n > 1 ? "s" : ""
+      } per worker): one address holding every place it may with ` +
+      "sleep and filling the queue leaves a place another address is served in at once",
+    ignore: !usable.ok,
+    async fn() {
+      await using net = await makeNet(3);
+      const [a, hogHost, guestHost] = net.hosts as [Host, Host, Host];
+      const inst = await startInstance({
+        workers: 2,
+        port: PORT,
+        wrap: a.wrap,
+        flags: [`--host=${a.addr}`, `--worker-concurrency=${n}`],
+      });
+      // More requests than places and queue together (2n places, 64 in the queue): each holds its place for 20 s.
+      const clients = 2 * n + 64 + 16;
+      const hog = load(hogHost, a.addr, [`--clients=${clients}`, `--requests=${clients}`, "sleep", "20000"]);
+      try {
+        const status = async () => {
+          const o = await osps(["status", `--run-dir=${inst.runDir}`, "--json"]);
+          assert.equal(o.code, 0, o.stderr);
+          return JSON.parse(o.stdout) as StatusJson & { queue_depth: number };
+        };
+        const busy = (s: StatusJson) => s.workers.reduce((t, w) => t + w.busy, 0);
+        const held = await waitFor("the hog holding its places and the whole queue", async () => {
+          const s = await status();
+          return s.queue_depth >= 60 && busy(s) > 0 ? s : null;
+        }, 30_000);
+        console.log(`hog: ${busy(held)} of ${2 * n} places busy, ${held.queue_depth} waiting`);
+        const guest = await osps(
+          ["client", `--host=${a.addr}`, `--port=${PORT}`, "--json", "echo", "my turn"],
+          { wrap: guestHost.wrap, net: [a.addr] },
+        );
+        assert.equal(guest.code, 0, `the guest was refused: ${guest.stdout}${guest.stderr}`);
+        assert.equal(JSON.parse(guest.stdout).result, "my turn");
+        // …while the hog still held every place it could: its sleeps run on, its waiters still wait.
+        const after = await status();
+        assert.ok(busy(after) > 0, "the hog's sleeps still run");
+        assert.ok(after.queue_depth >= 60, "the hog's waiters still wait");
+      } finally {
+        hog.kill("SIGKILL");
+        await hog.status;
+        inst.process.kill("SIGTERM");
+        await inst.exited();
+      }
+    },
+  });
+}

@@ -119,6 +119,8 @@ export type ChildJson = Pick<
   | "port"
   | "state"
   | "work"
+  | "busy"
+  | "capacity"
   | "restarts"
   | "served"
   | "heartbeat_age_ms"

@@ -29,7 +29,7 @@ async function reply(c: LineConn): Promise<Reply> {
 }
 
 Deno.test("osps stop: the request in flight finishes, a queued client gets 503 'stopping', and nothing is left", async () => {
-  const inst = await startInstance({ workers: 1 });
+  const inst = await startInstance({ workers: 1, flags: ["--worker-concurrency=1"] }); // a second client waits
   const inFlight = inst.client(["sleep", "1500"]);
   const table = mapTable(inst);
   try {
@@ -55,7 +55,7 @@ Deno.test("osps stop: the request in flight finishes, a queued client gets 503 '
 });
 
 Deno.test("a full queue is a 503 status line; the connection stays usable", async () => {
-  await withInstance({ workers: 1, flags: ["--queue-size=1"] }, async (inst) => {
+  await withInstance({ workers: 1, flags: ["--queue-size=1", "--worker-concurrency=1"] }, async (inst) => {
     const busy = inst.client(["sleep", "1500"]);
     const table = mapTable(inst);
     try {

@@ -572,7 +572,8 @@ export class TicketView extends RecordView<TicketField> {
     if (at + 16 > u8.length) throw new RangeError("shared memory segment is closed");
     let diff = ticket.length ^ 32;
     for (let i = 0; i < 16; i++) {
-      diff |= u8[at + i]! ^ ((hexDigit(ticket.charCodeAt(2 * i)) << 4) | hexDigit(ticket.charCodeAt(2 * i + 1)));
+      diff |= u8[at + i]! ^
+        ((hexDigit(ticket.charCodeAt(2 * i)) << 4) | hexDigit(ticket.charCodeAt(2 * i + 1)));
     }
     return diff === 0;
   }
