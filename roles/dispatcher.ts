@@ -17,6 +17,7 @@ import { QUARANTINE_TEXT_BYTES, Segment } from "../mod/ipc/shm.ts";
 import { LocalWorkerLink } from "../mod/link/local_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Admission } from "../mod/net/admission.ts";
+import { doorOptions } from "../mod/net/door.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
 import { exitReasonText, lostWorkText } from "../mod/supervise/exit_reason.ts";
 import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
@@ -111,6 +112,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   });
   const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
   server.conns.onChange = (n) => slot.store("conns", n);
+  const door = doorOptions(cfg, (status) => stats.refusal(status));
 
   const { promise: stopped, resolve: stop } = Promise.withResolvers<void>();
   let draining = false;
@@ -133,7 +135,7 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   pool.start();
   pool.probeEvery(cfg.probeMs, cfg.probeTimeoutMs);
   const remote = cfg.linkPort > 0 ? await acceptRemoteWorkers(cfg, segment, control, pool, clock) : undefined;
-  server.serve((tcp) => serveDispatcherClient(tcp, { cfg, pool, admission, quarantine, slot, stats }));
+  server.serve((tcp) => serveDispatcherClient(tcp, { cfg, pool, admission, door, quarantine, slot, stats }));
   // Clients arriving before the FIFOs are connected just queue; "ready" waits for the links.
   await pool.linked(2_000);
   control.ready(`dispatcher port ${cfg.port}`);

@@ -364,6 +364,7 @@ function makeChildren(
     "link-heartbeat-ms": cfg.linkHeartbeatMs,
     "link-timeout-ms": cfg.linkTimeoutMs,
     ...limitFlags(live.cfg),
+    "proxy-from": live.cfg.proxyFrom.toString(),
     "log-level": live.cfg.logLevel,
     "log-format": live.cfg.logFormat,
   });

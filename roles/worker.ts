@@ -12,6 +12,7 @@ import type { TcpDispatcherLink } from "../mod/link/tcp_link.ts";
 import type { DispatcherLink } from "../mod/link/worker_link.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Admission } from "../mod/net/admission.ts";
+import { doorOptions } from "../mod/net/door.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
 import { serveRunClient } from "../mod/services/run_session.ts";
 import type { ServiceContext } from "../mod/services/registry.ts";
@@ -41,6 +42,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   poller.onError = (r, err) => log.error("doorbell {path} failed: {err}", { path: r.path, err: String(err) });
   const admission = new Admission({ ...cfg, maxConns: fds.maxConns }, () => clock.now());
   server.conns.onChange = (n) => slot.store("conns", n);
+  const door = doorOptions(cfg, (status) => stats.refusal(status));
 
   let draining = false;
   let servedHere = 0;
@@ -111,8 +113,7 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
   server.serve((tcp) =>
     serveRunClient(tcp, {
       id: cfg.id,
-      maxLineBytes: cfg.maxLineBytes,
-      handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+      door,
       link,
       admission,
       stats,

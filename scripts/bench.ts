@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat,hosts] [--out DIR]`: the
+ * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat,hosts,lines] [--out DIR]`: the
  * benchmark suite. Starts what it needs, measures, stops everything, and
  * writes `bench/results.json`, `bench/RESULTS.md` and `bench/latency.svg`.
  * Every figure is set against a reference measured in the same run.
@@ -18,10 +18,11 @@ import { benchMemory } from "./bench_memory.ts";
 import { benchRecovery } from "./bench_recovery.ts";
 import { benchChat } from "./bench_chat.ts";
 import { benchHosts } from "./bench_hosts.ts";
+import { benchLines } from "./bench_lines.ts";
 import { latencySvg, type Results, resultsMarkdown } from "./bench_report.ts";
 import { type Figure, machine, ROOT, spawnHelper } from "./bench_util.ts";
 
-const PARTS = ["ipc", "flow", "memory", "recovery", "chat", "hosts"] as const;
+const PARTS = ["ipc", "flow", "memory", "recovery", "chat", "hosts", "lines"] as const;
 type Part = (typeof PARTS)[number];
 
 /** Sizes of each part, full and quick. */
@@ -34,6 +35,7 @@ function plan(quick: boolean) {
       recovery: { kills: 1, bareStarts: 2 },
       chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
       hosts: { seconds: 1, clients: [1, 16] },
+      lines: { rounds: 1 },
     }
     : {
       ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
@@ -42,6 +44,7 @@ function plan(quick: boolean) {
       recovery: { kills: 3, bareStarts: 5 },
       chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
       hosts: { seconds: 4, clients: [1, 16] },
+      lines: { rounds: 5 },
     };
 }
 
@@ -153,6 +156,13 @@ async function main(): Promise<number> {
     if (r.raw["skipped"]) say(`hosts: skipped: ${r.raw["skipped"]}`);
     figures.push(...r.figures);
     raw["hosts"] = r.raw;
+  }
+
+  if (parts.has("lines")) {
+    say("lines: the worst line of each shape per KiB, parse only and end to end, on both roles");
+    const r = await benchLines(p.lines);
+    figures.push(...r.figures);
+    raw["lines"] = r.raw;
   }
 
   const results: Results = {

@@ -21,6 +21,7 @@ import {
   Status,
 } from "../mod/net/protocol.ts";
 import { type Instance, withInstance } from "./harness.ts";
+import { LONG_RUNS } from "./support/long_lines.ts";
 
 const SEED = Number(Deno.env.get("OSPS_FUZZ_SEED") ?? Date.now() % 1_000_000);
 const MAX_LINE = 4096;
@@ -156,6 +157,7 @@ function dispatcherPayload(): Payload {
   for (let i = 0; i < n; i++) {
     const r = random();
     if (r < 0.02) lines.push(enc.encode("x".repeat(MAX_LINE + int(2000))));
+    else if (r < 0.04) lines.push(enc.encode(pick(Object.values(LONG_RUNS))(MAX_LINE - int(64))));
     else if (r < 0.05 && !textOnly) lines.push(crypto.getRandomValues(new Uint8Array(int(200) + 1)));
     else lines.push(mutated(pick(DISPATCHER_CORPUS), textOnly));
   }
@@ -180,7 +182,12 @@ function workerPayload(): Payload {
     "HELLO OSPS/1",
     "REQUEST echo",
   ];
-  const line = random() < 0.1 ? crypto.getRandomValues(new Uint8Array(int(300) + 1)) : mutated(pick(seeds));
+  const r = random();
+  const line = r < 0.1
+    ? crypto.getRandomValues(new Uint8Array(int(300) + 1))
+    : r < 0.15
+    ? enc.encode(pick(Object.values(LONG_RUNS))(MAX_LINE - int(64)))
+    : mutated(pick(seeds));
   return { chunks: delivery(concat([line, enc.encode(pick(["\n", "\r\n", ""]))])), inputs: 1 };
 }
 
@@ -368,5 +375,42 @@ Deno.test(`fuzz: 10,000+ hostile inputs never crash a role and always get protoc
     } finally {
       stop = true;
     }
+  });
+});
+
+Deno.test("three worst lines of each shape at the default line limit stall no role; an honest client is served meanwhile", async () => {
+  await withInstance({ workers: 1 }, async (inst) => {
+    const before = await inst.status();
+    const max = 65_536; // the default --max-line-bytes
+    /** Sends three worst lines of a shape in one write; resolves to the codes of the replies. */
+    const attack = async (port: number, line: string): Promise<number[]> => {
+      const bytes = enc.encode(`${line}\n`.repeat(3));
+      assert.ok(bytes.length <= 3 * (max + 1), `${bytes.length} bytes`);
+      const replies = await hostile(port, { chunks: [bytes], inputs: 3 });
+      return replies.map((r) => r.code);
+    };
+    const shapes = Object.entries(LONG_RUNS);
+    const attacks = Promise.all(shapes.flatMap(([name, make]) => [
+      attack(inst.port, make(max)).then((codes) => ({ name, role: "dispatcher", codes })),
+      attack(inst.port + 1, make(max)).then((codes) => ({ name, role: "worker", codes })),
+    ]));
+    // Meanwhile an honest client is answered (generous bounds only: no timing is asserted).
+    const honest = await inst.client(["--no-retry", "echo", "still served"]);
+    assert.equal(honest.code, 0, honest.stderr);
+    assert.equal(honest.stdout, "still served\n");
+    for (const { name, role, codes } of await attacks) {
+      assert.equal(codes[0], Status.READY, `${role}, ${name}: greeted`);
+      // The dispatcher answers each bad line and reads on; a worker answers its one line and closes.
+      const want = role === "dispatcher" ? [Status.BAD_REQUEST, Status.BAD_REQUEST, Status.BAD_REQUEST] : [0];
+      const got = codes.slice(1).map((c) => role === "worker" && c >= 400 && c < 500 ? 0 : c);
+      assert.deepEqual(got, want, `${role}, ${name}: ${codes.join(" ")}`);
+    }
+    const after = await inst.status();
+    assert.deepEqual(
+      [after.dispatcher, ...after.workers].map((x) => [x.pid, x.restarts]),
+      [[before.dispatcher.pid, 0], [before.workers[0]!.pid, 0]],
+      "no role was restarted",
+    );
+    assert.doesNotMatch(inst.logs(), /hung|no heartbeat/);
   });
 });

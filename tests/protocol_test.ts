@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ProtocolError } from "../mod/errors.ts";
+import { LineBuffer } from "../mod/net/line_buffer.ts";
 import { LineConn } from "../mod/net/line_conn.ts";
 import {
   BadCommand,
@@ -209,5 +210,42 @@ Deno.test("LineConn: the timeout covers the whole line, so a byte-at-a-time drip
     dripping = false;
     await drip;
     p.close();
+  }
+});
+
+/** Feeds `text` to a LineBuffer in chunks of `chunk` bytes; returns the lines, or the status that ended it. */
+function framed(text: string, max: number, chunk: number, ended = false): Array<string | number> {
+  const lines = new LineBuffer(max);
+  const bytes = new TextEncoder().encode(text);
+  const out: Array<string | number> = [];
+  try {
+    for (let off = 0;;) {
+      const line = lines.next(ended && off >= bytes.length);
+      if (line === null) return out;
+      if (line !== undefined) {
+        out.push(line);
+        continue;
+      }
+      if (off >= bytes.length) return out;
+      const space = lines.space();
+      const n = Math.min(space.length, chunk, bytes.length - off);
+      space.set(bytes.subarray(off, off + n));
+      lines.filled(n);
+      off += n;
+    }
+  } catch (err) {
+    assert.ok(err instanceof ProtocolError, String(err));
+    return [...out, err.status];
+  }
+}
+
+Deno.test("LineBuffer: 413 as soon as a line is known too long, not before (N bytes and a CR may still be a line)", () => {
+  for (const chunk of [1, 3, 4096]) {
+    assert.deepEqual(framed("x".repeat(9), 8, chunk), [413], `9 bytes, no CR, chunks of ${chunk}`);
+    assert.deepEqual(framed("x".repeat(8) + "\r", 8, chunk), [], "8 bytes and a CR: wait for more");
+    assert.deepEqual(framed("x".repeat(8) + "\r\n", 8, chunk), ["x".repeat(8)]);
+    assert.deepEqual(framed("x".repeat(8) + "\r\r", 8, chunk), [413], "a CR that is not before the LF");
+    assert.deepEqual(framed("ab\nx".repeat(50) + "\n", 8, chunk).length, 51, "pipelined lines, all read");
+    assert.deepEqual(framed("x".repeat(8) + "\r", 8, chunk, true), [413], "at the end, the CR is data");
   }
 });

@@ -90,13 +90,28 @@ const LIMITS: Record<string, FlagSpec> = {
     min: 10,
     doc: "time a connection may stay silent",
   },
+  "write-timeout-ms": {
+    type: "int",
+    live: "respawn",
+    default: Limits.writeTimeoutMs,
+    min: 0,
+    doc: "time one answer may take to be taken by a client that does not read; then its connection is " +
+      "closed (0 = no limit)",
+  },
+  "proxy-from": {
+    type: "string",
+    live: "respawn",
+    default: "",
+    doc: "addresses or CIDR blocks of proxies that send the PROXY protocol (v1 or v2) on the client ports " +
+      "(comma-separated; they must, and nobody else may; empty: none)",
+  },
   "max-conns": {
     type: "int",
     live: "respawn",
     default: 1024,
     min: 1,
     max: 1_000_000,
-    doc: "connections open at once (429 beyond)",
+    doc: "connections open at once (beyond: the oldest that sent no line makes room, else 429)",
   },
   "max-conns-per-addr": {
     type: "int",
@@ -104,7 +119,9 @@ const LIMITS: Record<string, FlagSpec> = {
     default: 256,
     min: 1,
     max: 1_000_000,
-    doc: "connections open at once from one client address (429 beyond)",
+    doc:
+      "connections open at once from one client address (beyond: its oldest that sent no line makes room, " +
+      "else 429)",
   },
   "rate-per-addr": {
     type: "int",

@@ -7,6 +7,7 @@ import type { FlagValues } from "./cli.ts";
 import { UsageError } from "../errors.ts";
 import { getuid } from "../sys/libc.ts";
 import type { AdmissionLimits } from "../net/admission.ts";
+import { parseProxyFrom, type ProxyTrust } from "../net/proxy_protocol.ts";
 import { serviceNames, SERVICES } from "../services/registry.ts";
 import { type ChatConfig, chatConfig } from "../chat/chat_config.ts";
 
@@ -34,6 +35,10 @@ export interface LimitsConfig extends AdmissionLimits {
   readonly maxLineBytes: number;
   readonly handshakeTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Time one answer may take to be taken by the client's TCP (0 = no limit). */
+  readonly writeTimeoutMs: number;
+  /** Proxies that must send a PROXY protocol header (`--proxy-from`); none by default. */
+  readonly proxyFrom: ProxyTrust;
 }
 
 /** Queueing and ticket settings of the pool. */
@@ -192,6 +197,8 @@ function limitsConfig(v: FlagValues): LimitsConfig {
     maxLineBytes: num(v, "max-line-bytes"),
     handshakeTimeoutMs: num(v, "handshake-timeout-ms"),
     idleTimeoutMs: num(v, "idle-timeout-ms"),
+    writeTimeoutMs: num(v, "write-timeout-ms"),
+    proxyFrom: parseProxyFrom(str(v, "proxy-from")),
     maxConns: num(v, "max-conns"),
     maxConnsPerAddr: num(v, "max-conns-per-addr"),
     ratePerSec: num(v, "rate-per-addr"),
@@ -280,6 +287,7 @@ export function limitFlags(c: LimitsConfig): Record<string, number> {
     "max-line-bytes": c.maxLineBytes,
     "handshake-timeout-ms": c.handshakeTimeoutMs,
     "idle-timeout-ms": c.idleTimeoutMs,
+    "write-timeout-ms": c.writeTimeoutMs,
     "max-conns": c.maxConns,
     "max-conns-per-addr": c.maxConnsPerAddr,
     "rate-per-addr": c.ratePerSec,

@@ -7,8 +7,9 @@
 import type { DispatcherConfig } from "../cli/config.ts";
 import { ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { Admission, peerKey } from "../net/admission.ts";
-import { LineConn } from "../net/line_conn.ts";
+import type { Admission } from "../net/admission.ts";
+import { admitClient, type DoorOptions } from "../net/door.ts";
+import type { LineConn } from "../net/line_conn.ts";
 import {
   BadCommand,
   type DispatcherCommand,
@@ -32,6 +33,8 @@ export interface SessionDeps {
   readonly cfg: DispatcherConfig;
   readonly pool: WorkerPool;
   readonly admission: Admission;
+  /** The client port's limits and trusted proxies. */
+  readonly door: DoorOptions;
   readonly quarantine: Quarantine;
   /** The dispatcher's own slot (hand-off counter). */
   readonly slot: SlotView;
@@ -46,16 +49,14 @@ const SERVED = "served";
 
 /** Serves one client connection until it quits, breaks the protocol, times out or goes away. */
 export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): Promise<void> {
-  const conn = new LineConn(tcp, { maxLineBytes: d.cfg.maxLineBytes });
-  const peer = conn.peer;
-  const key = peerKey(peer);
-  const admitted = d.admission.admit(key);
+  const client = await admitClient(tcp, d.admission, d.door);
+  if (!client) return;
+  const { conn, peer, key, admitted } = client;
   /** A refusal's status line, counted. */
   const refusal = (status: number, why: string) => {
     d.stats.refusal(status);
     return formatReply(status, why);
   };
-  if (Admission.refused(admitted)) return await conn.refuse(refusal(admitted.status, admitted.reason));
   try {
     await conn.writeLine(greeting("dispatcher"));
     let timeoutMs = d.cfg.handshakeTimeoutMs;
@@ -65,6 +66,7 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
       const line = await conn.readLine({ timeoutMs });
       timeoutMs = d.cfg.idleTimeoutMs;
       if (line === null) return;
+      admitted.spoke(); // no longer line-less: never closed to make room (cheap, and idempotent)
       // Every line is charged, bad ones too: pipelined garbage must not get free CPU.
       const tooFast = d.admission.request(key);
       if (tooFast) return await conn.refuse(refusal(tooFast.status, tooFast.reason));
@@ -117,9 +119,7 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
     }
     throw err;
   } finally {
-    conn.close();
-    await conn.settled(); // the descriptor is free only then
-    admitted.release();
+    await client.finish();
   }
 }
 

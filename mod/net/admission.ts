@@ -5,17 +5,30 @@
  * before its bad tickets are answered 429 for a while. Each refusal is a
  * status line the role sends before closing; everyone else keeps being served.
  *
+ * At a connection cap, connections that have not completed a line make room
+ * rather than keep a newcomer out (as HAProxy and nginx close idle keep-alive
+ * connections): the one that has waited longest is closed with a status line.
+ * A newcomer whose own address is at its cap can only displace a line-less
+ * connection of that address; at the overall cap, any address's. When every
+ * connection within reach has completed a line, the newcomer is refused
+ * (429). So idle sockets, from one address or from many, never lock out a
+ * client that sends a line, and the per-address cap still bounds what one
+ * address holds. (A connection that has spoken and then goes quiet is bounded
+ * by the idle timeout instead.)
+ *
  * "One address" is {@link addrKey}: the whole loopback network 127.0.0.0/8
  * (and ::1) is one address, since every alias reaches the same host and one
  * local user could otherwise take 16 million shares; an IPv6 client is its
  * /64, the block one host gets.
  *
  * All state is in this process and bounded: per-address entries are dropped
- * as soon as they hold nothing worth remembering.
+ * as soon as they hold nothing worth remembering. Admitting, evicting and
+ * releasing cost O(1) (a sweep of idle addresses runs once 4096 are tracked).
  * @module
  */
 import { systemClock } from "../sys/clock.ts";
 import { Status } from "./protocol.ts";
+import { formatIp, ipv6Groups, parseIp, unmapped } from "./ip_addr.ts";
 
 /** The limits one server process enforces (each is a flag, see `mod/cli.ts`). */
 export interface AdmissionLimits {
@@ -39,17 +52,44 @@ export interface Refused {
   readonly reason: string;
 }
 
-/** An admitted connection; call {@link Admitted.release} exactly once when it closes. */
+/**
+ * An admitted connection. Until its client completes a line it is
+ * _line-less_, and may be evicted to make room for a newcomer; call
+ * {@link Admitted.spoke} when the first line is complete, and
+ * {@link Admitted.release} exactly once when it closes (later calls, and a
+ * call after an eviction, do nothing).
+ */
 export interface Admitted {
+  spoke(): void;
   release(): void;
 }
 
+/** How an admitted connection is closed to make room: write this status line, then close. */
+export type Evict = (line: Refused) => void;
+
+/** The status an evicted connection is told before it is closed. */
+export const EVICTED: Refused = {
+  status: Status.TIMEOUT,
+  reason: "no complete line yet, and the server needed the room; reconnect when you have a line to send",
+};
+
+interface Entry {
+  readonly addr: AddrState;
+  /** Line-less and evictable: in the line-less sets. */
+  lineless: boolean;
+  gone: boolean;
+  readonly evict: Evict | undefined;
+}
+
 interface AddrState {
+  readonly key: string;
   conns: number;
   tokens: number;
   refilledMs: number;
   /** Times of recent bad tickets, oldest first. */
   badTickets: number[];
+  /** This address's line-less connections, oldest first (a Set keeps insertion order). */
+  readonly lineless: Set<Entry>;
 }
 
 /** Forget idle addresses once this many are tracked, so memory stays bounded. */
@@ -60,7 +100,10 @@ export class Admission {
   readonly limits: AdmissionLimits;
   readonly #now: () => number;
   readonly #addrs = new Map<string, AddrState>();
+  /** Every line-less connection that may be evicted, oldest first. */
+  readonly #lineless = new Set<Entry>();
   #open = 0;
+  #evictions = 0;
 
   /** `now` is injectable so tests can drive the clock. */
   constructor(limits: AdmissionLimits, now: () => number = () => systemClock.now()) {
@@ -73,6 +116,11 @@ export class Admission {
     return this.#open;
   }
 
+  /** Connections closed so far to make room for newcomers. */
+  get evictions(): number {
+    return this.#evictions;
+  }
+
   /** Client addresses with state worth remembering (bounded: idle ones are forgotten). */
   get tracked(): number {
     return this.#addrs.size;
@@ -80,36 +128,61 @@ export class Admission {
 
   /**
    * Admits a new connection from `addr` (an {@link addrKey}), or says why
-   * not: the server is full, this address holds too many connections, or is
-   * sending too fast. All are 429.
+   * not. At a cap, the oldest line-less connection within reach is evicted
+   * instead (through its `evict`, with {@link EVICTED}): one of `addr`'s own
+   * when `addr` is at its cap, else any. Refused (429) when none is within
+   * reach, or when `addr` sends too fast (then nobody is evicted). Without
+   * `evict` the new connection is never evicted itself.
    */
-  admit(addr: string): Admitted | Refused {
+  admit(addr: string, evict?: Evict): Admitted | Refused {
     const now = this.#now();
     const s = this.#state(addr, now);
-    const refused = this.#open >= this.limits.maxConns
-      ? { status: Status.TOO_MANY, reason: `too many connections (${this.limits.maxConns}); retry later` }
-      : s.conns >= this.limits.maxConnsPerAddr
+    const own = s.conns >= this.limits.maxConnsPerAddr;
+    const full = this.#open >= this.limits.maxConns;
+    const victim = own ? first(s.lineless) : full ? first(this.#lineless) : undefined;
+    const refused = own && !victim
       ? {
         status: Status.TOO_MANY,
         reason: `too many connections from ${addr} (${this.limits.maxConnsPerAddr}); retry later`,
       }
+      : full && !victim
+      ? { status: Status.TOO_MANY, reason: `too many connections (${this.limits.maxConns}); retry later` }
       : this.#take(s, addr, now);
     if (refused) {
       this.#forgetIfIdle(addr, s, now);
       return refused;
     }
     this.#open++;
-    s.conns++;
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        this.#open--;
-        s.conns--;
-        this.#forgetIfIdle(addr, s, this.#now());
-      },
-    };
+    s.conns++; // before the victim leaves: its address may be this one, which must not be forgotten
+    if (victim) {
+      this.#evictions++;
+      this.#leave(victim);
+      victim.evict!(EVICTED);
+    }
+    const e: Entry = { addr: s, lineless: evict !== undefined, gone: false, evict };
+    if (e.lineless) {
+      this.#lineless.add(e);
+      s.lineless.add(e);
+    }
+    return { spoke: () => this.#spoke(e), release: () => this.#leave(e) };
+  }
+
+  /** `e` completed a line: it is never evicted from now on. */
+  #spoke(e: Entry): void {
+    if (!e.lineless) return;
+    e.lineless = false;
+    this.#lineless.delete(e);
+    e.addr.lineless.delete(e);
+  }
+
+  /** Releases `e`'s place (idempotent). */
+  #leave(e: Entry): void {
+    if (e.gone) return;
+    this.#spoke(e);
+    e.gone = true;
+    this.#open--;
+    e.addr.conns--;
+    this.#forgetIfIdle(e.addr.key, e.addr, this.#now());
   }
 
   /** Charges one request to `addr`'s rate; a refusal means answer 429 and close. */
@@ -140,7 +213,14 @@ export class Admission {
     let s = this.#addrs.get(addr);
     if (!s) {
       if (this.#addrs.size >= SWEEP_AT) this.#sweep(now);
-      s = { conns: 0, tokens: this.limits.rateBurst, refilledMs: now, badTickets: [] };
+      s = {
+        key: addr,
+        conns: 0,
+        tokens: this.limits.rateBurst,
+        refilledMs: now,
+        badTickets: [],
+        lineless: new Set(),
+      };
       this.#addrs.set(addr, s);
     }
     return s;
@@ -181,19 +261,9 @@ export class Admission {
   }
 }
 
-/** Recent hosts' keys: a server sees the same few hosts again and again, and {@link addrKey} parses. */
-const recentKeys = new Map<string, string>();
-
-/** {@link addrKey} of the host of a `host:port` peer string, remembered for the last 256 hosts. */
-export function peerKey(peer: string): string {
-  const host = hostOf(peer);
-  let key = recentKeys.get(host);
-  if (key === undefined) {
-    if (recentKeys.size >= 256) recentKeys.clear();
-    key = addrKey(host);
-    recentKeys.set(host, key);
-  }
-  return key;
+function first<T>(set: Set<T>): T | undefined {
+  for (const x of set) return x;
+  return undefined;
 }
 
 /** The host part of a `host:port` peer string (IPv6 keeps its colons). */
@@ -205,23 +275,18 @@ export function hostOf(peer: string): string {
 /**
  * The key per-address limits count by: `loopback` for 127.0.0.0/8 and ::1
  * (one host, whatever alias it uses), the IPv4 address inside an IPv4-mapped
- * IPv6 one, the /64 of any other IPv6 address, else the address itself.
+ * IPv6 one, the /64 of any other IPv6 address, `unix` for the clients a proxy
+ * took on a UNIX socket (one host too), else the address itself.
  */
 export function addrKey(host: string): string {
-  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
-  const v4 = mapped ? mapped[1]! : h;
-  if (/^127\.\d+\.\d+\.\d+$/.test(v4) || h === "::1") return "loopback";
-  if (!v4.includes(":")) return v4;
-  return `${expandIpv6(v4).slice(0, 4).join(":")}::/64`;
+  if (host === UNIX_CLIENT) return UNIX_CLIENT;
+  const parsed = parseIp(host);
+  if (!parsed) return host.toLowerCase();
+  const ip = unmapped(parsed);
+  if (ip.length === 4) return ip[0] === 127 ? "loopback" : formatIp(ip);
+  if (ip.every((b, i) => b === (i === 15 ? 1 : 0))) return "loopback";
+  return `${ipv6Groups(ip).slice(0, 4).join(":")}::/64`;
 }
 
-function expandIpv6(a: string): string[] {
-  const [head = "", tail] = a.split("::");
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const groups = tail === undefined
-    ? h
-    : [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill("0"), ...t];
-  return groups.map((g) => g.replace(/^0+(?=.)/, ""));
-}
+/** The host of a client a proxy took on a UNIX socket (PROXY protocol v2, AF_UNIX): all are one address. */
+export const UNIX_CLIENT = "unix";

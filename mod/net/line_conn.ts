@@ -1,20 +1,36 @@
 /**
- * Line framing over a TCP connection, with the protocol's limits: maximum line
- * length (the buffer never holds more than one line of that length), strict
- * UTF-8 without NUL, and a deadline per whole line (slowloris cannot stretch
- * it by dripping bytes). Each byte is scanned once, so a long line costs
- * linear time however it is split.
+ * A TCP connection read and written as protocol lines: the framing of
+ * {@link LineBuffer} (line length, strict UTF-8 without NUL, linear in the
+ * bytes) with a deadline per whole line (slowloris cannot stretch it by
+ * dripping bytes), a deadline per written line (a peer that does not read its
+ * answers loses its connection, and holds nothing else), and refusals that
+ * deliver their status line before closing.
  * @module
  */
 import { ProtocolError } from "../errors.ts";
 import { abortable, deadline, expireAfter } from "../deadline.ts";
 import { Limits, Status } from "./protocol.ts";
+import { type HeaderScan, LineBuffer } from "./line_buffer.ts";
 import { MAX_LINGERING } from "../sys/fds.ts";
+
+export type { HeaderScan } from "./line_buffer.ts";
 
 /** Options for {@link LineConn}. */
 export interface LineConnOptions {
   /** Longest accepted line in bytes, CR and LF excluded. */
   maxLineBytes?: number;
+  /**
+   * Time one line may take to be taken by the peer's TCP (0 or absent: no
+   * limit). Past it the connection is closed: a peer that does not read its
+   * answers costs its own connection only (see {@link LineConn.writeExpired}).
+   */
+  writeTimeoutMs?: number;
+  /**
+   * Looks at the first bytes of the stream once its first line is complete,
+   * and may throw a {@link ProtocolError} to refuse the connection (a PROXY
+   * protocol header from a peer not trusted to send one).
+   */
+  checkFirstBytes?: (bytes: Uint8Array) => void;
 }
 
 /** Options of one {@link LineConn.readLine}. */
@@ -29,8 +45,6 @@ export interface ReadOptions {
 }
 
 const encoder = new TextEncoder();
-const INITIAL_BUFFER = 4096;
-const READ_CHUNK = 16 * 1024;
 let lingering = 0;
 
 /** Refused connections still open in this process while their status line is delivered. */
@@ -41,13 +55,8 @@ export function lingeringCount(): number {
 /** A TCP connection read and written as protocol lines. */
 export class LineConn {
   readonly conn: Deno.Conn;
-  readonly #max: number;
-  readonly #decoder = new TextDecoder("utf-8", { fatal: true });
-  #buf = new Uint8Array(INITIAL_BUFFER);
-  /** Unconsumed bytes are #buf[#start, #end); bytes before #scan hold no LF. */
-  #start = 0;
-  #end = 0;
-  #scan = 0;
+  readonly #writeTimeoutMs: number;
+  readonly #lines: LineBuffer;
   #eof = false;
   /** The line being read, shared by whoever asks next (see {@link ReadOptions.signal}). */
   #pending: Promise<string | null> | undefined;
@@ -55,11 +64,20 @@ export class LineConn {
   #inflight: Promise<unknown> | undefined;
   /** Handed over to a lingering close, which accounts for the descriptor itself. */
   #lingering = false;
+  /** No line goes in or out any more (closed, or a last status line being delivered). */
   #closed = false;
+  /** The socket itself is closed. */
+  #socketClosed = false;
+  /** A last status line being delivered (see {@link LineConn.refuse}). */
+  #refusal: Promise<void> | undefined;
+  /** Wakes a {@link LineConn.readLine} waiting for a line, with null (the connection was closed). */
+  #wake: (() => void) | undefined;
+  #writeExpired = false;
 
   constructor(conn: Deno.Conn, options: LineConnOptions = {}) {
     this.conn = conn;
-    this.#max = options.maxLineBytes ?? Limits.maxLineBytes;
+    this.#lines = new LineBuffer(options.maxLineBytes ?? Limits.maxLineBytes, options.checkFirstBytes);
+    this.#writeTimeoutMs = options.writeTimeoutMs ?? 0;
   }
 
   /** Connects to `host:port` (Nagle off: every line is a message). */
@@ -75,67 +93,91 @@ export class LineConn {
     return `${a.hostname}:${a.port}`;
   }
 
-  /** True once {@link LineConn.close} ran. */
+  /** True once {@link LineConn.close} or {@link LineConn.refuse} ran: no line goes in or out any more. */
   get closed(): boolean {
     return this.#closed;
   }
 
-  /**
-   * Reads one line (LF removed, a CR before it removed). Returns null at EOF.
-   * Throws {@link ProtocolError} 413 for an over-long line, 400 for invalid
-   * UTF-8 or a NUL byte, 408 when `timeoutMs` passes before the line is
-   * complete (the caller then closes the connection).
-   */
-  async readLine(options: ReadOptions | number = {}): Promise<string | null> {
-    const { timeoutMs, signal } = typeof options === "number"
-      ? { timeoutMs: options, signal: undefined }
-      : options;
-    this.#pending ??= this.#nextLine();
-    const pending = this.#pending;
-    if (timeoutMs !== undefined && signal === undefined) return this.#readWithin(pending, timeoutMs);
-    using d = timeoutMs === undefined
-      ? undefined
-      : deadline(timeoutMs, () =>
-        new ProtocolError(`no complete line within ${timeoutMs} ms`, Status.TIMEOUT));
-    const stop = d && signal ? AbortSignal.any([d.signal, signal]) : d?.signal ?? signal;
-    // The line is consumed when it arrives or fails; if we only stopped waiting, the next call gets it.
-    let consumed = false;
-    try {
-      const line = await abortable(pending, stop);
-      consumed = true;
-      return line;
-    } catch (err) {
-      consumed = !(stop?.aborted && err === stop.reason);
-      throw err;
-    } finally {
-      if (consumed) this.#pending = undefined;
-    }
+  /** True when a line was not taken by the peer within the write timeout (the connection was closed for it). */
+  get writeExpired(): boolean {
+    return this.#writeExpired;
   }
 
   /**
-   * The common case of {@link LineConn.readLine}, a timeout and no signal,
-   * on a coarse deadline (no timer, no AbortController per read). On a
-   * timeout the line stays pending: the next call gets it.
+   * Reads one line (LF removed, a CR before it removed). Returns null at EOF,
+   * and once the connection is closed from this side (a close or a refusal
+   * wakes a waiting read at once). Throws {@link ProtocolError} 413 for an
+   * over-long line, 400 for invalid UTF-8 or a NUL byte, 408 when `timeoutMs`
+   * passes before the line is complete (the caller then closes the
+   * connection). A timeout or an abort only stops the waiting: the line it
+   * was waiting for is returned by the next call.
    */
-  #readWithin(pending: Promise<string | null>, timeoutMs: number): Promise<string | null> {
+  readLine(options: ReadOptions | number = {}): Promise<string | null> {
+    const { timeoutMs, signal } = typeof options === "number"
+      ? { timeoutMs: options, signal: undefined }
+      : options;
+    if (this.#closed) return Promise.resolve(null);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    this.#pending ??= this.#nextLine();
+    const pending = this.#pending;
+    // One promise, settled once, by whichever comes first: the line, the timeout (on the shared coarse timer:
+    // no timer or AbortController per read), the signal, or a close from this side.
     return new Promise((resolve, reject) => {
-      let timedOut = false;
-      const expiry = expireAfter(timeoutMs, () => {
-        timedOut = true;
-        reject(new ProtocolError(`no complete line within ${timeoutMs} ms`, Status.TIMEOUT));
-      });
-      pending.then((line) => {
-        if (timedOut) return;
-        expiry.cancel();
-        this.#pending = undefined;
-        resolve(line);
-      }, (err) => {
-        if (timedOut) return;
-        expiry.cancel();
-        this.#pending = undefined;
-        reject(err);
-      });
+      let settled = false;
+      const settle = (consumed: boolean, finish: () => void) => {
+        if (settled) return;
+        settled = true;
+        expiry?.cancel();
+        signal?.removeEventListener("abort", onAbort);
+        if (this.#wake === wake) this.#wake = undefined;
+        if (consumed) this.#pending = undefined;
+        finish();
+      };
+      const expiry = timeoutMs === undefined ? undefined : expireAfter(timeoutMs, () =>
+        settle(
+          false,
+          () => reject(new ProtocolError(`no complete line within ${timeoutMs} ms`, Status.TIMEOUT)),
+        ));
+      const onAbort = () => settle(false, () => reject(signal!.reason));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const wake = () => settle(false, () => resolve(null));
+      this.#wake = wake;
+      pending.then(
+        (line) => settle(true, () => resolve(this.#closed ? null : line)),
+        (err) => settle(true, () => this.#closed ? resolve(null) : reject(err)),
+      );
     });
+  }
+
+  /**
+   * Reads a header that precedes the lines (the PROXY protocol's), within
+   * `timeoutMs`: its bytes are consumed, what follows stays for
+   * {@link LineConn.readLine}. Throws {@link ProtocolError}: 408 when it is not
+   * complete in time, 400 for bytes that cannot be one, for one longer than
+   * `scan.maxBytes`, or for a stream that ends inside it.
+   */
+  async readHeader<T>(scan: HeaderScan<T>, timeoutMs: number): Promise<T> {
+    if (this.#pending) throw new Error("readHeader must come before any line");
+    const { promise: late, reject } = Promise.withResolvers<never>();
+    late.catch(() => {}); // raced below; nobody else awaits it
+    const expiry = expireAfter(
+      timeoutMs,
+      () => reject(new ProtocolError(`no complete ${scan.what} within ${timeoutMs} ms`, Status.TIMEOUT)),
+    );
+    try {
+      for (;;) {
+        const found = this.#lines.header(scan);
+        if (found !== null) return found;
+        // On a timeout the read stays in flight: a refusal's linger waits for it before reading on.
+        const n = await Promise.race([this.#read(this.#lines.space()), late]);
+        if (n === null) {
+          throw new ProtocolError(`the stream ended inside the ${scan.what}`, Status.BAD_REQUEST);
+        }
+        this.#lines.filled(n);
+      }
+    } finally {
+      expiry.cancel();
+    }
   }
 
   /**
@@ -154,47 +196,13 @@ export class LineConn {
 
   async #nextLine(): Promise<string | null> {
     for (;;) {
-      const nl = this.#buf.subarray(this.#scan, this.#end).indexOf(0x0a);
-      if (nl >= 0) {
-        const lf = this.#scan + nl;
-        const cut = lf > this.#start && this.#buf[lf - 1] === 0x0d ? lf - 1 : lf;
-        const raw = this.#buf.subarray(this.#start, cut);
-        this.#start = this.#scan = lf + 1;
-        if (raw.length > this.#max) throw this.#tooLong();
-        return this.#decode(raw);
-      }
-      this.#scan = this.#end;
-      // A CR may still precede the LF: one byte more than the limit is not yet too long.
-      if (this.#end - this.#start > this.#max + 1) throw this.#tooLong();
-      if (this.#eof) {
-        if (this.#end === this.#start) return null;
-        const rest = this.#buf.subarray(this.#start, this.#end);
-        this.#start = this.#scan = this.#end;
-        if (rest.length > this.#max) throw this.#tooLong();
-        return this.#decode(rest); // last line without LF
-      }
-      this.#makeRoom();
-      const n = await this.#read(
-        this.#buf.subarray(this.#end, Math.min(this.#buf.length, this.#end + READ_CHUNK)),
-      );
+      if (this.#closed) return null; // closed from this side: what the peer sent since is not read
+      const line = this.#lines.next(this.#eof);
+      if (line !== undefined) return line;
+      const n = await this.#read(this.#lines.space());
       if (n === null) this.#eof = true;
-      else this.#end += n;
+      else this.#lines.filled(n);
     }
-  }
-
-  /** Moves unconsumed bytes to the front, or grows the buffer, up to one longest line plus CR and LF. */
-  #makeRoom(): void {
-    if (this.#end < this.#buf.length) return;
-    if (this.#start > 0) {
-      this.#buf.copyWithin(0, this.#start, this.#end);
-      this.#end -= this.#start;
-      this.#scan -= this.#start;
-      this.#start = 0;
-      if (this.#end < this.#buf.length) return;
-    }
-    const grown = new Uint8Array(Math.min(this.#buf.length * 2, this.#max + 2));
-    grown.set(this.#buf.subarray(0, this.#end));
-    this.#buf = grown;
   }
 
   async #read(into: Uint8Array): Promise<number | null> {
@@ -212,19 +220,6 @@ export class LineConn {
     }
   }
 
-  #tooLong(): ProtocolError {
-    return new ProtocolError(`line longer than ${this.#max} bytes`, Status.TOO_LONG);
-  }
-
-  #decode(raw: Uint8Array): string {
-    if (raw.includes(0)) throw new ProtocolError("NUL byte in line", Status.BAD_REQUEST);
-    try {
-      return this.#decoder.decode(raw);
-    } catch (err) {
-      throw new ProtocolError("line is not valid UTF-8", Status.BAD_REQUEST, { cause: err });
-    }
-  }
-
   /**
    * Hands over the bytes read from the socket but not yet returned as lines
    * (a client that pipelined what follows its first line), and forgets them:
@@ -232,21 +227,36 @@ export class LineConn {
    * lines (no read in flight).
    */
   takeBuffered(): Uint8Array {
-    const rest = this.#buf.slice(this.#start, this.#end);
-    this.#start = this.#scan = this.#end = 0;
-    return rest;
+    return this.#lines.takeBuffered();
   }
 
-  /** Writes one line (LF appended). Resolves false when the peer is gone. */
-  async writeLine(line: string): Promise<boolean> {
-    if (this.#closed) return false;
-    const data = encoder.encode(line + "\n");
+  /**
+   * Writes one line (LF appended). Resolves false when the peer is gone, the
+   * connection was closed, or the line was not taken within the write
+   * timeout (the connection is then closed: {@link LineConn.writeExpired}).
+   */
+  writeLine(line: string): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    return this.#send(encoder.encode(line + "\n"));
+  }
+
+  async #send(data: Uint8Array): Promise<boolean> {
+    const expiry = this.#writeTimeoutMs > 0
+      ? expireAfter(this.#writeTimeoutMs, () => {
+        this.#writeExpired = true;
+        this.#closed = true;
+        this.#wake?.();
+        this.#closeSocket(); // ends the write in flight
+      })
+      : undefined;
     try {
       let off = 0;
       while (off < data.length) off += await this.conn.write(data.subarray(off));
       return true;
     } catch {
       return false;
+    } finally {
+      expiry?.cancel();
     }
   }
 
@@ -256,38 +266,57 @@ export class LineConn {
    * the reply in flight. So the write side is shut first, and the input is
    * read and dropped in the background until the peer closes too, for at most
    * `lingerMs` (bounded in number: past {@link MAX_LINGERING} at once, close
-   * at once). Resolves once the line is written; the connection then counts
-   * against no limit of the caller's.
+   * once the line is written). From the call on, no other line goes in or
+   * out, and a {@link LineConn.readLine} waiting is woken with null, so the
+   * line may come from outside the connection's own session (an eviction).
+   * Resolves once the line is written; the connection then counts against no
+   * limit of the caller's.
    */
-  async refuse(line: string, lingerMs = 1_000): Promise<void> {
-    const sent = await this.writeLine(line);
-    if (!sent || this.#closed || lingering >= MAX_LINGERING) return this.close();
-    try {
-      await this.conn.closeWrite();
-    } catch {
-      return this.close(); // the peer went away first: nothing left to deliver
+  refuse(line: string, lingerMs = 1_000): Promise<void> {
+    if (this.#closed) return this.#refusal ?? Promise.resolve();
+    this.#closed = true;
+    this.#wake?.();
+    const linger = lingering < MAX_LINGERING;
+    if (linger) { // counted from now: the descriptor is this refusal's until the socket is closed
+      lingering++;
+      this.#lingering = true;
     }
-    lingering++;
-    this.#lingering = true;
-    this.#closed = true; // no more writes; the read side is drained below
-    void this.#linger(lingerMs).finally(async () => {
-      try {
-        this.conn.close();
-      } catch { /* already closed */ }
-      await this.#readsSettled();
-      lingering--;
-    });
+    this.#refusal = (async () => {
+      const sent = await this.#send(encoder.encode(line + "\n"));
+      let shut = sent && linger;
+      if (shut) {
+        try {
+          await this.conn.closeWrite();
+        } catch {
+          shut = false; // the peer went away first: nothing left to deliver
+        }
+      }
+      if (!shut) {
+        this.#closeSocket();
+        if (linger) {
+          await this.#readsSettled();
+          lingering--;
+        }
+        return;
+      }
+      void this.#linger(lingerMs).finally(async () => {
+        this.#closeSocket();
+        await this.#readsSettled();
+        lingering--;
+      });
+    })();
+    return this.#refusal;
   }
 
   async #linger(ms: number): Promise<void> {
     using d = deadline(ms, () => "linger over");
-    // A line read may still be in flight (after a timeout, say): one read at a time on a socket.
-    if (this.#pending) {
-      const line = await abortable(this.#pending, d.signal).catch(() => null);
-      if (line === null) return;
+    // A socket read may still be in flight (a line being read): one read at a time on a socket.
+    if (this.#inflight) {
+      const n = await abortable(this.#readsSettled().then(() => 0), d.signal).catch(() => null);
+      if (n === null) return;
     }
     const sink = new Uint8Array(4096);
-    while (!d.signal.aborted) {
+    while (!d.signal.aborted && !this.#socketClosed) {
       const n = await abortable(this.#read(sink), d.signal).catch(() => null);
       if (n === null) return;
     }
@@ -300,6 +329,7 @@ export class LineConn {
    */
   async settled(): Promise<void> {
     if (this.#lingering) return; // the lingering close waits for it, and counts it meanwhile
+    await this.#refusal; // a refusal that does not linger closes once its line is written
     await this.#readsSettled();
   }
 
@@ -309,10 +339,24 @@ export class LineConn {
     }
   }
 
-  /** Closes the connection (idempotent). */
+  /**
+   * Closes the connection (idempotent); a {@link LineConn.readLine} waiting is
+   * woken with null. A refusal under way closes it itself, once its line is
+   * delivered.
+   */
   close(): void {
-    if (this.#closed) return;
+    if (this.#closed) {
+      if (!this.#refusal) this.#closeSocket();
+      return;
+    }
     this.#closed = true;
+    this.#wake?.();
+    this.#closeSocket();
+  }
+
+  #closeSocket(): void {
+    if (this.#socketClosed) return;
+    this.#socketClosed = true;
     try {
       this.conn.close();
     } catch { /* already closed */ }

@@ -7,8 +7,9 @@
  */
 import { ProtocolError } from "../errors.ts";
 import { logger } from "../log.ts";
-import { Admission, peerKey } from "../net/admission.ts";
-import { LineConn } from "../net/line_conn.ts";
+import type { Admission } from "../net/admission.ts";
+import { admitClient, type Client, type DoorOptions } from "../net/door.ts";
+import type { LineConn } from "../net/line_conn.ts";
 import { formatReply, greeting, parseRunCommand, Status } from "../net/protocol.ts";
 import type { Claim, ClaimRefusal, DispatcherLink } from "../link/worker_link.ts";
 import type { StatsView } from "../ipc/stats.ts";
@@ -26,14 +27,14 @@ const REFUSALS: Record<ClaimRefusal, string> = {
  * shown too many. Only bad tickets are throttled: a client of the same
  * address with a valid ticket is served.
  */
-async function badTicket(conn: LineConn, key: string, why: string, d: RunSessionDeps): Promise<void> {
-  const locked = d.admission.badTicket(key);
+async function badTicket(client: Client, why: string, d: RunSessionDeps): Promise<void> {
+  const locked = d.admission.badTicket(client.key);
   if (locked) {
-    logger().warn("refusing bad tickets from {addr}: {why}", { addr: key, why: locked.reason });
-    return await refuse(conn, locked.status, locked.reason, d.stats);
+    logger().warn("refusing bad tickets from {addr}: {why}", { addr: client.key, why: locked.reason });
+    return await refuse(client.conn, locked.status, locked.reason, d.stats);
   }
-  logger().debug("refused {peer}: {why}", { peer: conn.peer, why });
-  await refuse(conn, Status.BAD_TICKET, why, d.stats);
+  logger().debug("refused {peer}: {why}", { peer: client.peer, why });
+  await refuse(client.conn, Status.BAD_TICKET, why, d.stats);
 }
 
 /** Refuses the connection with `status`, counted in the worker's stats. */
@@ -48,8 +49,8 @@ const TICKET_IN_FLIGHT_MS = 1_000;
 /** What a worker's session needs. */
 export interface RunSessionDeps {
   readonly id: number;
-  readonly maxLineBytes: number;
-  readonly handshakeTimeoutMs: number;
+  /** The client port's limits and trusted proxies. */
+  readonly door: DoorOptions;
   readonly link: DispatcherLink;
   readonly admission: Admission;
   /** This worker's counters in shared memory (requests by type and code, durations, refusals). */
@@ -68,10 +69,9 @@ export interface RunSessionDeps {
 
 /** Serves one client connection to a worker. */
 export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Promise<void> {
-  const conn = new LineConn(tcp, { maxLineBytes: d.maxLineBytes });
-  const key = peerKey(conn.peer);
-  const admitted = d.admission.admit(key);
-  if (Admission.refused(admitted)) return await refuse(conn, admitted.status, admitted.reason, d.stats);
+  const client = await admitClient(tcp, d.admission, d.door);
+  if (!client) return;
+  const conn = client.conn;
   /** The request once its ticket is claimed: from then on its end is counted as a request, not a refusal. */
   let claimed: { type: string; startedAt: number; claim: Claim } | undefined;
   const answered = (status: number) =>
@@ -79,15 +79,16 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
   let handedOver = false;
   try {
     await conn.writeLine(greeting("worker", String(d.id)));
-    const line = await conn.readLine({ timeoutMs: d.handshakeTimeoutMs });
+    const line = await conn.readLine({ timeoutMs: d.door.handshakeTimeoutMs });
     if (line === null) return;
+    client.admitted.spoke(); // no longer line-less: never closed to make room
     const run = parseRunCommand(line);
     let claim = d.link.claim(run.ticket, run.type, run.arg);
     // Over the network the client may have outrun its ticket: wait for it a moment, then look again.
     if (claim === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
       claim = d.link.claim(run.ticket, run.type, run.arg);
     }
-    if (typeof claim === "string") return await badTicket(conn, key, REFUSALS[claim], d);
+    if (typeof claim === "string") return await badTicket(client, REFUSALS[claim], d);
     claimed = { type: run.type, startedAt: performance.now(), claim };
     d.stats.ticket("used");
     const service = lookupService(run.type);
@@ -104,18 +105,18 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
       d.link.running(null);
     }
     const result = await pending;
-    await conn.writeLine(formatReply(Status.OK, result));
+    // Handed to the connection, the answer is the request's end: its place is free at once. A client that
+    // does not read it holds its own connection (until --write-timeout-ms), never this worker.
+    const sent = conn.writeLine(formatReply(Status.OK, result));
     answered(Status.OK);
-    if (service.handover && d.handover) {
-      const { claim } = claimed;
-      claimed = undefined;
-      d.onDone(claim); // the session goes on; its place in the worker is free for the next request now
-      handedOver = true;
-      return await d.handover(run.type, run.arg, conn.conn, conn.takeBuffered());
-    }
+    claimed = undefined;
+    d.onDone(claim);
+    if (!(await sent) || !service.handover || !d.handover) return;
+    handedOver = true; // the session goes on, in the worker's session code for this type
+    return await d.handover(run.type, run.arg, conn.conn, conn.takeBuffered());
   } catch (err) {
     if (err instanceof ProtocolError && err.status === Status.BAD_TICKET) {
-      return await badTicket(conn, key, err.message, d); // malformed: a bad ticket too
+      return await badTicket(client, err.message, d); // malformed: a bad ticket too
     }
     if (err instanceof ProtocolError && err.status) {
       if (!claimed) return await refuse(conn, err.status, err.message, d.stats);
@@ -127,9 +128,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     if (claimed) answered(Status.INTERNAL);
     else d.stats.refusal(Status.INTERNAL);
   } finally {
-    if (!handedOver) conn.close(); // else the session closed it
-    await conn.settled(); // the descriptor is free only then
-    admitted.release();
     if (claimed) d.onDone(claimed.claim);
+    await client.finish(handedOver);
   }
 }
