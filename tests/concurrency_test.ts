@@ -32,7 +32,7 @@ async function unusedTicket(inst: Instance): Promise<{ conn: LineConn; ticket: s
   return { conn, ticket: assign.text.split(" ").pop()! };
 }
 
-Deno.test("N tickets per worker: a blocking request kills its worker; each client is told what became of its own request, and quarantine counts only the culprit", async () => {
+Deno.test("N tickets per worker: a blocking request kills its worker; each client is told what became of its own request; then its type runs alone, and quarantine counts only the culprit", async () => {
   const flags = [
     "--worker-concurrency=4",
     "--heartbeat-ms=100",
@@ -41,31 +41,38 @@ Deno.test("N tickets per worker: a blocking request kills its worker; each clien
     "--ticket-ttl-ms=20000",
   ];
   await withInstance({ workers: 1, flags }, async (inst) => {
-    for (let round = 1; round <= 2; round++) {
-      const victim = (await inst.status()).workers[0]!.pid;
-      // Two requests run, a third ticket waits unused, then a fourth request blocks the worker's event loop.
-      const sleeps = [request(inst, "sleep", "5000"), request(inst, "sleep", "5000")];
-      await waitFor("both sleeps running", async () => (await inst.status()).workers[0]!.busy === 2);
-      const held = await unusedTicket(inst);
-      assert.equal((await inst.status()).workers[0]!.work, "busy 2/4 +1 assigned");
-      const culprit = await request(inst, "fib", "45");
-      assert.equal(culprit.code, Status.WORKER_LOST);
-      assert.match(culprit.text, /worker 1 was killed: "fib 45" blocked it past the 800 ms hang timeout/);
-      for (const s of await Promise.all(sleeps)) {
-        assert.equal(s.code, Status.WORKER_LOST);
-        assert.match(
-          s.text,
-          /worker 1 was killed while running "sleep 5000": another request \("fib 45"\) blocked it past the 800 ms hang timeout/,
-        );
-      }
-      await held.conn.writeLine(`OUTCOME ${held.ticket}`);
-      const outcome = parseReply((await held.conn.readLine(5_000))!);
-      assert.equal(outcome.code, Status.WORKER_LOST);
-      assert.match(outcome.text, /worker 1 ended before your request reached it \(.*\); nothing ran/);
-      held.conn.close();
-      await waitReplaced(inst, 1, victim);
+    let victim = (await inst.status()).workers[0]!.pid;
+    // Two requests run, a third ticket waits unused, then a fourth request blocks the worker's event loop.
+    const sleeps = [request(inst, "sleep", "5000"), request(inst, "sleep", "5000")];
+    await waitFor("both sleeps running", async () => (await inst.status()).workers[0]!.busy === 2);
+    const held = await unusedTicket(inst);
+    assert.equal((await inst.status()).workers[0]!.work, "busy 2/4 +1 assigned");
+    const culprit = await request(inst, "fib", "45");
+    assert.equal(culprit.code, Status.WORKER_LOST);
+    assert.match(culprit.text, /worker 1 was killed: "fib 45" blocked it past the 800 ms hang timeout/);
+    for (const s of await Promise.all(sleeps)) {
+      assert.equal(s.code, Status.WORKER_LOST);
+      assert.match(
+        s.text,
+        /worker 1 was killed while running "sleep 5000": another request \("fib 45"\) blocked it past the 800 ms hang timeout/,
+      );
     }
-    // Two kills, both fib's: fib is refused; sleep, whose requests died twice as bystanders, is served.
+    await held.conn.writeLine(`OUTCOME ${held.ticket}`);
+    const outcome = parseReply((await held.conn.readLine(5_000))!);
+    assert.equal(outcome.code, Status.WORKER_LOST);
+    assert.match(outcome.text, /worker 1 ended before your request reached it \(.*\); nothing ran/);
+    held.conn.close();
+    victim = (await waitReplaced(inst, 1, victim)).workers[0]!.pid;
+
+    // fib has killed a worker: its next request waits for a worker of its own, so that it takes nobody with it.
+    const more = [request(inst, "sleep", "1500"), request(inst, "sleep", "1500")];
+    await waitFor("both sleeps running", async () => (await inst.status()).workers[0]!.busy === 2);
+    const again = await request(inst, "fib", "45");
+    assert.equal(again.code, Status.WORKER_LOST);
+    assert.match(again.text, /worker 1 was killed: "fib 45" blocked it past the 800 ms hang timeout/);
+    for (const s of await Promise.all(more)) assert.deepEqual(s, { code: 200, text: "slept 1500" });
+    await waitReplaced(inst, 1, victim);
+    // Two kills, both fib's: fib is refused; sleep, whose requests died once as bystanders, is served.
     const fib = await request(inst, "fib", "10");
     assert.equal(fib.code, Status.BUSY);
     assert.match(fib.text, /fib is refused for \d+ s: it cost 2 workers/);

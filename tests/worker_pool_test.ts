@@ -30,6 +30,7 @@ async function fixture(
   hooks: PoolHooks = {},
   onWorkerMessage?: (m: Uint8Array) => void,
   publish = false,
+  tickets = 1,
 ) {
   const dir = Deno.makeTempDirSync({ prefix: "osps-pool-" });
   const paths = instancePaths(dir);
@@ -37,7 +38,7 @@ async function fixture(
     ensureFifo(paths.dwtube(i));
     ensureFifo(paths.wdtube(i));
   }
-  const segment = Segment.create(paths.shm, workers + 1, 7);
+  const segment = Segment.create(paths.shm, workers + 1, 7, 0, tickets);
   const clock = new ManualClock();
   const poller = new FifoPoller();
   const links = Array.from({ length: workers }, (_, i) => {
@@ -254,6 +255,32 @@ Deno.test("fair shares: --max-tickets-per-addr lowers an address's share; loopba
   // Local clients share one address; their limit is one unused ticket per connection (the session's), not this.
   for (let i = 0; i < 2; i++) assert.ok(!("refused" in await f.pool.acquire("echo", f.who(null), noQueue)));
   f.pool.drain();
+});
+
+Deno.test("pool: N tickets per worker; a request to run alone waits for an empty worker and keeps it to itself", async () => {
+  await using f = await fixture(1, CFG, {}, undefined, false, 3);
+  const a = await f.pool.acquire("sleep", f.who(null), noQueue);
+  const b = await f.pool.acquire("sleep", f.who(null), noQueue);
+  assert.ok(!("refused" in a) && !("refused" in b), "two tickets on the one worker");
+  let alone: unknown;
+  void f.pool.acquire("fib", f.who(null), noQueue, undefined, true).then((r) => alone = r);
+  await tick();
+  assert.equal(alone, undefined, "a request to run alone waits while the worker holds others");
+  const c = await f.pool.acquire("echo", f.who(null), noQueue);
+  assert.ok(!("refused" in c), "others are served past it meanwhile");
+  for (const t of [a, b, c]) f.sides[0]!.done(use(f.sides[0]!, t.ticket, t === c ? "echo" : "sleep"));
+  f.clock.advance(POLL_MS);
+  await tick();
+  assert.ok(alone && !("refused" in (alone as object)), "the worker empty, it gets it");
+  let after: unknown;
+  void f.pool.acquire("echo", f.who(null), noQueue).then((r) => after = r);
+  f.clock.advance(POLL_MS);
+  await tick();
+  assert.equal(after, undefined, "nothing else is given to that worker while it runs");
+  f.sides[0]!.done(use(f.sides[0]!, (alone as { ticket: string }).ticket, "fib"));
+  f.clock.advance(POLL_MS);
+  await tick();
+  assert.ok(after && !("refused" in (after as object)), "then others again");
 });
 
 Deno.test("pool: a draining dispatcher refuses queued and new clients with 503", async () => {

@@ -170,6 +170,7 @@ async function request(
         leave();
       }, () => {});
     },
+    d.quarantine.suspect(type),
   );
   await notice; // the QUEUED line goes out before what follows it
   watch?.abort(SERVED);

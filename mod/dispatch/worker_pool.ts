@@ -46,6 +46,8 @@ export interface Requester {
 
 interface Waiter {
   readonly type: string;
+  /** Runs alone in its worker (its type killed a worker recently). */
+  readonly alone: boolean;
   readonly who: Requester;
   /** Settles the waiter's promise. */
   readonly resolve: (r: Assignment | Refusal) => void;
@@ -151,20 +153,22 @@ export class WorkerPool {
    * (`onWait` is called as it joins the queue, with the function to call if
    * the client leaves and gives up its place; `onQueued` is told its position
    * once it has waited {@link QUEUED_NOTICE_MS}), or refused (queue full,
-   * timeout, draining, left). Nothing is allocated for a client that need not wait.
+   * timeout, draining, left). Nothing is allocated for a client that need not wait. With `alone`, the
+   * request gets a worker that holds no other ticket, and that worker takes no other while it runs.
    */
   acquire(
     type: string,
     who: Requester,
     onQueued: (position: number) => unknown,
     onWait?: (leave: () => void) => void,
+    alone = false,
   ): Promise<Assignment | Refusal> {
     if (this.#draining) {
       return Promise.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
     }
     if (this.#queue.length > 0) this.#pump(); // a worker may have freed since the last poll: the queue goes first
     // What is still free now, nobody waiting may take (each is held back by its share): this client may.
-    const now = this.#tryAssign(type, who);
+    const now = this.#tryAssign(type, who, alone);
     if (now) return Promise.resolve(now);
     if (this.#queue.length >= this.#cfg.queueSize && !this.#makeRoomFor(who.owner)) {
       return Promise.resolve({
@@ -173,7 +177,7 @@ export class WorkerPool {
       });
     }
     const { promise, resolve } = Promise.withResolvers<Assignment | Refusal>();
-    const waiter: Waiter = { type, who, since: this.#clock.now(), onQueued, noticed: false, resolve };
+    const waiter: Waiter = { type, alone, who, since: this.#clock.now(), onQueued, noticed: false, resolve };
     this.#queue.push(waiter);
     onWait?.(() => {
       if (this.#remove(waiter)) waiter.resolve({ refused: "client left the queue", status: Status.BUSY });
@@ -306,7 +310,7 @@ export class WorkerPool {
     return (live.get(who.owner) ?? 0) >= this.fairShare(who.owner, live);
   }
 
-  #tryAssign(type: string, who: Requester, live?: Map<string, number>): Assignment | null {
+  #tryAssign(type: string, who: Requester, alone: boolean, live?: Map<string, number>): Assignment | null {
     if (this.#atShare(who, live)) return null;
     const n = this.#links.length;
     for (let k = 0; k < n; k++) {
@@ -314,7 +318,7 @@ export class WorkerPool {
       if (!link.available()) continue;
       const ticket = newTicket();
       const expiresAt = this.#clock.now() + this.#cfg.ticketTtlMs;
-      if (!link.assign({ ticket, type, clientAddr: who.peer, owner: who.owner, expiresAt })) {
+      if (!link.assign({ ticket, type, clientAddr: who.peer, owner: who.owner, expiresAt }, alone)) {
         continue;
       }
       this.#next = (this.#next + k + 1) % n;
@@ -331,7 +335,7 @@ export class WorkerPool {
     for (let i = 0; i < this.#queue.length;) {
       const w = this.#queue[i]!;
       if (w.who.capped) live ??= this.#liveByOwner();
-      const a = this.#tryAssign(w.type, w.who, live);
+      const a = this.#tryAssign(w.type, w.who, w.alone, live);
       if (a) {
         live?.set(w.who.owner, (live.get(w.who.owner) ?? 0) + 1);
         this.#queue.splice(i, 1);

@@ -180,7 +180,7 @@ export class LocalWorkerLink implements WorkerLink {
 
   available(): boolean {
     return !this.#draining && !this.#wedged && this.#reader.connected && this.#bell.writer.connected &&
-      this.present() && this.#tickets.hasFree();
+      this.present() && !this.#ledger.blocked() && this.#tickets.hasFree();
   }
 
   /** A worker runs in the slot and is one of the instance's (a spare slot's worker, kept warm, is routed nothing). */
@@ -188,11 +188,11 @@ export class LocalWorkerLink implements WorkerLink {
     return this.#slot.load("pid") > 0 && this.#slot.load("spare") === 0;
   }
 
-  assign(t: Ticket): boolean {
+  assign(t: Ticket, alone = false): boolean {
     if (!this.available()) return false;
     // No ASSIGN doorbell: the ticket in the slot is the assignment, and the worker reads it when the client
     // shows it. Ringing would wake the worker for nothing, at the cost of a pipe write and a wake-up per request.
-    return this.#ledger.issue(t, this.#slot.load("pid")) !== null;
+    return this.#ledger.issue(t, this.#slot.load("pid"), alone) !== null;
   }
 
   owners(): string[] {

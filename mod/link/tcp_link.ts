@@ -218,7 +218,7 @@ export class TcpWorkerLink implements WorkerLink {
   }
 
   available(): boolean {
-    return this.attached && !this.#draining && !this.#wedged &&
+    return this.attached && !this.#draining && !this.#wedged && !this.#ledger.blocked() &&
       this.#ledger.owners().length + this.#foreign < this.#capacity && this.#ledger.tickets.hasFree();
   }
 
@@ -226,9 +226,9 @@ export class TcpWorkerLink implements WorkerLink {
     return this.attached;
   }
 
-  assign(t: Ticket): boolean {
-    if (!this.available()) return false;
-    const issued = this.#ledger.issue(t, 0);
+  assign(t: Ticket, alone = false): boolean {
+    if (!this.available() || (alone && this.#foreign > 0)) return false;
+    const issued = this.#ledger.issue(t, 0, alone);
     if (!issued) return false;
     const ttlMs = Math.max(1, Math.round(t.expiresAt - this.#clock.now()));
     if (

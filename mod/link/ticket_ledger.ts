@@ -40,13 +40,19 @@ export class TicketLedger {
   #next = 0;
   /** Tickets lost with a dead process or link, newest last (bounded). */
   readonly #lost: LostWork[] = [];
+  /** A ticket that runs alone: while it lives, nothing else is issued to this worker. */
+  #alone: Issued | undefined;
 
   constructor(tickets: SlotTickets) {
     this.tickets = tickets;
   }
 
-  /** Issues `t` into a free entry of the worker `pid`; null when it takes no ticket now. */
-  issue(t: Ticket, pid: number): Issued | null {
+  /**
+   * Issues `t` into a free entry of the worker `pid`; null when it takes no ticket now. With `alone`, only
+   * into a worker that holds no other ticket, and nothing else is issued to it while that one lives.
+   */
+  issue(t: Ticket, pid: number, alone = false): Issued | null {
+    if (this.blocked() || (alone && this.tickets.liveCount() > 0)) return null;
     const issue = this.tickets.issue(t);
     if (!issue) return null;
     const last = this.#current[issue.entry];
@@ -57,7 +63,14 @@ export class TicketLedger {
     }
     const issued: Issued = { ticket: t.ticket, type: t.type, owner: t.owner, issue, pid };
     this.#current[issue.entry] = issued;
+    if (alone) this.#alone = issued;
     return issued;
+  }
+
+  /** True while a ticket issued to run alone lives: the worker takes no other. */
+  blocked(): boolean {
+    if (this.#alone && !this.tickets.live(this.#alone.issue)) this.#alone = undefined;
+    return this.#alone !== undefined;
   }
 
   #remember(ticket: string, fate: "served" | "expired"): void {

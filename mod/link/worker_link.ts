@@ -70,8 +70,12 @@ export interface WorkerLink {
   readonly capacity: number;
   /** True while a worker process is behind the link, available or not (an empty spare slot has none). */
   present(): boolean;
-  /** Gives `t` to the worker; false when it could not take it (busy, gone, draining). */
-  assign(t: Ticket): boolean;
+  /**
+   * Gives `t` to the worker; false when it could not take it (full, gone, draining). With `alone`, only to a
+   * worker that holds no other ticket, and none other is given to it while `t` lives (a request type that has
+   * killed a worker recently runs alone, so that if it does so again it takes no other client's request with it).
+   */
+  assign(t: Ticket, alone?: boolean): boolean;
   /** Owners of the tickets issued to the worker and not finished (unused or running), one per ticket. */
   owners(): string[];
   /** Takes back `ticket` if it is still unused (its client left); true when it was. */
