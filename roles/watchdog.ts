@@ -31,7 +31,7 @@ import { chatFlags } from "../mod/chat/chat_config.ts";
 import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
 import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
 import { Segment, ShmError } from "../mod/ipc/shm.ts";
-import { holdsLiveTicket, overdueTickets } from "../mod/link/slot_tickets.ts";
+import { holdsLiveTicket, overdueTickets } from "../mod/link/ticket_reports.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Operations } from "../mod/ops/operations.ts";
 import { WorkerSlots } from "../mod/supervise/worker_slots.ts";

@@ -19,7 +19,7 @@ import {
   Status,
 } from "../mod/net/protocol.ts";
 import { Segment } from "../mod/ipc/shm.ts";
-import { workSummary } from "../mod/link/slot_tickets.ts";
+import { workSummary } from "../mod/link/ticket_reports.ts";
 import { waitFor, withInstance } from "./harness.ts";
 
 const DOC = Deno.readTextFileSync(new URL("../docs/PROTOCOL.md", import.meta.url));

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { instancePaths } from "../mod/cli/config.ts";
 import { ensureFifo, FifoPoller } from "../mod/ipc/fifo.ts";
 import { Segment } from "../mod/ipc/shm.ts";
-import { requestsInProgress } from "../mod/link/slot_tickets.ts";
+import { requestsInProgress } from "../mod/link/ticket_reports.ts";
 import type { Claim } from "../mod/link/worker_link.ts";
 import { LocalDispatcherLink, LocalWorkerLink } from "../mod/link/local_link.ts";
 import { newTicket } from "../mod/link/tickets.ts";

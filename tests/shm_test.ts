@@ -13,7 +13,8 @@ import {
   TICKET_ENTRY_SIZE,
   TICKET_FIELDS,
 } from "../mod/ipc/shm.ts";
-import { TicketState, ticketStatesMarkdown, ticketWord } from "../mod/link/slot_tickets.ts";
+import { TicketState, ticketWord } from "../mod/link/slot_tickets.ts";
+import { ticketStatesMarkdown } from "../mod/link/ticket_reports.ts";
 import * as libc from "../mod/sys/libc.ts";
 
 function uniqueName(): string {

@@ -10,12 +10,12 @@ import { Segment } from "../mod/ipc/shm.ts";
 import {
   BLAMED,
   DoorState,
-  hangCulprit,
   recordDeath,
   SlotTickets,
   TicketState,
   ticketWord,
 } from "../mod/link/slot_tickets.ts";
+import { hangCulprit } from "../mod/link/ticket_reports.ts";
 import { TicketLedger } from "../mod/link/ticket_ledger.ts";
 import { newTicket } from "../mod/link/tickets.ts";
 import { ManualClock, systemClock } from "../mod/sys/clock.ts";

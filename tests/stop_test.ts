@@ -16,7 +16,7 @@ import {
   startInstance,
   withInstance,
 } from "./harness.ts";
-import { requestsInProgress } from "../mod/link/slot_tickets.ts";
+import { requestsInProgress } from "../mod/link/ticket_reports.ts";
 
 async function dispatcher(port: number): Promise<LineConn> {
   const c = await LineConn.connect("127.0.0.1", port);

@@ -19,7 +19,7 @@ import {
   zombiesOf,
 } from "./harness.ts";
 import { SupState } from "../mod/ipc/shm.ts";
-import { workSummary } from "../mod/link/slot_tickets.ts";
+import { workSummary } from "../mod/link/ticket_reports.ts";
 
 /** Short heartbeats so that hangs are found in well under a second. */
 const FAST = ["--heartbeat-ms=100", "--hang-timeout-ms=600"];

@@ -31,7 +31,8 @@ import {
   type LinkFrame,
   parseJson,
 } from "./link_wire.ts";
-import { DoorState, recordDeath, SlotTickets, workSummary } from "./slot_tickets.ts";
+import { DoorState, recordDeath, SlotTickets } from "./slot_tickets.ts";
+import { workSummary } from "./ticket_reports.ts";
 import { TicketLedger } from "./ticket_ledger.ts";
 import type {
   Claim,

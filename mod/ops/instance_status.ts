@@ -6,7 +6,7 @@
  * @module
  */
 import { LinkState, type Segment, type SlotView, stateName, SupState } from "../ipc/shm.ts";
-import { workSummary } from "../link/slot_tickets.ts";
+import { workSummary } from "../link/ticket_reports.ts";
 import { exitReasonText } from "../supervise/exit_reason.ts";
 import { localSlots } from "../cli/config.ts";
 import { decodeQuarantine } from "../dispatch/quarantine.ts";

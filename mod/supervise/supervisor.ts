@@ -24,7 +24,8 @@ import { logger } from "../log.ts";
 import { procStat } from "../sys/proc.ts";
 import type { Clock, TimerHandle } from "../sys/clock.ts";
 import { type SlotView, SupState } from "../ipc/shm.ts";
-import { hangCulprit, overdueRequest, recordDeath, type Running } from "../link/slot_tickets.ts";
+import { recordDeath, type Running } from "../link/slot_tickets.ts";
+import { hangCulprit, overdueRequest } from "../link/ticket_reports.ts";
 
 /** A spawned process, as the supervisor uses it (Deno.ChildProcess fits). */
 export interface Spawned {
