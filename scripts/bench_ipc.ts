@@ -3,9 +3,9 @@
  *
  * - osps: this process is the dispatcher side of worker 1's local link
  *   (`LocalWorkerLink`); `scripts/ipc_peer.ts fifo` is the worker side
- *   (`LocalDispatcherLink`). One round trip is a probe byte on `dwtube1`,
- *   echoed by the worker side from its event loop on `wdtube1`, through the
- *   same poller and doorbells that carry the ping and the pong.
+ *   (`LocalDispatcherLink`). One round trip is a PROBE frame on `dwtube1`,
+ *   answered by an ECHO from the worker side's event loop on `wdtube1`,
+ *   through the same poller, frames and sessions as every doorbell.
  * - C: a FIFO ping-pong between two processes, compiled here with `cc` (the
  *   physical limit of the mechanism on this machine).
  * - Deno TCP: one byte each way on a kept loopback connection.
@@ -230,7 +230,7 @@ export async function benchIpc(opts: { n: number; warmup: number; rounds: number
     const figures: Figure[] = [
       figure({
         part: "IPC",
-        name: "doorbell round trip p50 (shm slot + FIFO ping/pong)",
+        name: "doorbell round trip p50 (shm slot + FIFO probe/echo)",
         value: o.p50,
         unit: "µs",
         ...ref("C FIFO ping-pong p50", c, "p50"),

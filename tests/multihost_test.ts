@@ -10,11 +10,50 @@ import { osps, startInstance, type StatusJson, waitFor } from "./harness.ts";
 import { secretFile } from "./support/secret_file.ts";
 import { inNamespacesOf, namespacesUsable } from "./support/netns.ts";
 import { cluster, LINK } from "./support/cluster.ts";
+import type { Host } from "./support/netns.ts";
 
 const usable = await namespacesUsable();
 if (!usable.ok) console.log(`multihost tests skipped: ${usable.why}`);
 
 const remote = (s: StatusJson, addr: string) => s.workers.filter((w) => w.host === addr);
+
+const STRANGER = new URL("./support/link_stranger.ts", import.meta.url).pathname;
+
+/** tests/support/link_stranger.ts run on `host`; its stdout lines are collected in `lines`. */
+function stranger(host: Host, args: string[]) {
+  const [program, ...prefix] = host.wrap;
+  const child = new Deno.Command(program!, {
+    args: [
+      ...prefix,
+      Deno.execPath(),
+      "run",
+      "--no-prompt",
+      "--allow-net",
+      "--allow-ffi", // the secret file is read and checked as the roles read it
+      STRANGER,
+      ...args,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines: string[] = [];
+  const done = (async () => {
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      lines.push(...chunk.split("\n").filter(Boolean));
+    }
+  })();
+  return {
+    lines,
+    /** The last `opened <n> closed <n>` report of a flood. */
+    opened: () => Number(/opened (\d+)/.exec(lines.findLast((l) => l.startsWith("opened")) ?? "")?.[1] ?? 0),
+    async stop() {
+      await child.stdin.close().catch(() => {});
+      await child.status;
+      await done;
+    },
+  };
+}
 
 Deno.test({
   name:
@@ -22,6 +61,9 @@ Deno.test({
   ignore: !usable.ok,
   async fn() {
     await using c = await cluster();
+    console.log(
+      `joined host ready (its 2 workers attached) ${Math.round(c.joinedReadyMs)} ms after it started`,
+    );
     assert.match(c.joined.readyLine, new RegExp(`^ready joined=${c.a.addr.replaceAll(".", "\\.")}:${LINK} `));
     const hosts = new Set<string>();
     for (let i = 0; i < 6; i++) {
@@ -194,5 +236,74 @@ Deno.test({
     );
     assert.ok(far.every((w) => w.link === "attached"), JSON.stringify(far));
     assert.match(c.main.logs(), /remote worker .* drained and left/);
+  },
+});
+
+Deno.test({
+  name: "a stranger host flooding the link door with silent connections does not keep a joining host out",
+  ignore: !usable.ok,
+  async fn() {
+    let flood: ReturnType<typeof stranger> | undefined;
+    try {
+      await using c = await cluster({
+        strangers: 1,
+        beforeJoin: async ({ a, strangers: [s] }) => {
+          // 20 connections a second that never send a byte (the door used to hold 16 for 5 s each).
+          flood = stranger(s!, ["flood", a.addr, String(LINK), "20"]);
+          await waitFor("the stranger to fill the door", () => flood!.opened() >= 40, 10_000);
+        },
+      });
+      const during = flood!.opened();
+      console.log(
+        `joined host ready (its 2 workers attached) ${Math.round(c.joinedReadyMs)} ms after it started, ` +
+          `while a stranger held the door (${during} connections opened)`,
+      );
+      await waitFor("the flood to go on", () => flood!.opened() > during, 5_000);
+      const far = remote(await c.status("main"), c.b.addr);
+      assert.ok(far.length === 2 && far.every((w) => w.link === "attached"), JSON.stringify(far));
+      const hosts = new Set<string>();
+      for (let i = 0; i < 6; i++) {
+        hosts.add(JSON.parse((await c.client(["--json", "echo", "x"])).stdout).worker_host);
+      }
+      assert.ok(hosts.has(c.b.addr), "the joined host serves");
+      // The stranger's refusals are counted and logged, never one line per connection.
+      const lines = c.main.logs().split("\n").filter((l) =>
+        l.includes(`link attempt from ${c.strangers[0]!.addr}`)
+      );
+      assert.ok(lines.length > 0 && lines.length < flood!.opened() / 4, `${lines.length} log lines`);
+    } finally {
+      await flood?.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a host holding the secret cannot take another host's worker slot: a claim of its identity is refused, its own is welcome",
+  ignore: !usable.ok,
+  async fn() {
+    await using c = await cluster({ strangers: 1 });
+    const before = remote(await c.status("main"), c.b.addr);
+    const victim = before.find((w) => w.port === 2223)!;
+    const claim = async (host: string) => {
+      const who = { host, port: 2223, id: 1, pid: 4242, watchdogPid: 4243, served: 0, state: "idle" };
+      const s = stranger(c.strangers[0]!, ["claim", c.a.addr, String(LINK), c.secret, JSON.stringify(who)]);
+      await s.stop();
+      return s.lines;
+    };
+    const theirs = await claim(c.b.addr);
+    assert.match(
+      theirs[0] ?? "",
+      /^REFUSED claims to serve on .*:2223 but connects from /,
+      theirs.join(" | "),
+    );
+    const after = remote(await c.status("main"), c.b.addr);
+    assert.ok(
+      after.some((w) => w.port === 2223 && w.pid === victim.pid && w.link === "attached"),
+      `the real worker keeps its slot: ${JSON.stringify(after)}`,
+    );
+    // What it can still do with the secret: attach under its own address.
+    const own = await claim(c.strangers[0]!.addr);
+    assert.deepEqual(own, ["WELCOME", "kept"]);
   },
 });

@@ -11,7 +11,6 @@ import { ProtocolError } from "../mod/errors.ts";
 import { LineConn } from "../mod/net/line_conn.ts";
 import {
   checkGreeting,
-  Doorbell,
   parseAssign,
   parseDispatcherCommand,
   parseReply,
@@ -20,6 +19,7 @@ import {
 } from "../mod/net/protocol.ts";
 import { Segment } from "../mod/ipc/shm.ts";
 import { workSummary } from "../mod/link/ticket_reports.ts";
+import { FifoFrame } from "../mod/ipc/fifo_frames.ts";
 import { waitFor, withInstance } from "./harness.ts";
 
 const DOC = Deno.readTextFileSync(new URL("../docs/PROTOCOL.md", import.meta.url));
@@ -63,10 +63,10 @@ Deno.test("the limits table names every limit flag with its real default", () =>
   for (const name of Object.keys(limitFlags(cfg))) assert.ok(documented.has(name), `--${name} documented`);
 });
 
-Deno.test("the doorbell table matches Doorbell in mod/protocol.ts", () => {
-  const rows = tableAfter("### Doorbells on the FIFOs");
+Deno.test("the FIFO frame table matches FifoFrame in mod/ipc/fifo_frames.ts", () => {
+  const rows = tableAfter("### Frames on the FIFOs");
   const documented = new Map(rows.map((r) => [r[2]!, Number(r[0])]));
-  assert.deepEqual(documented, new Map(Object.entries(Doorbell)));
+  assert.deepEqual(documented, new Map(Object.entries(FifoFrame)));
   for (const r of rows) assert.equal(r[1], String.fromCharCode(Number(r[0])));
 });
 

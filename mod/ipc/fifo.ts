@@ -1,5 +1,7 @@
 /**
- * Named pipes (FIFOs) used as doorbells between the dispatcher and a worker.
+ * Named pipes (FIFOs) between the dispatcher and a worker: their two ends and
+ * the poller that reads them. What travels on them is framed by
+ * `fifo_frames.ts`; a pair of them becomes a session in `fifo_pair.ts`.
  *
  * Opening a FIFO in blocking mode waits for the peer, so osps never does:
  * - the read end is opened `O_RDONLY|O_NONBLOCK` (always succeeds) and read
@@ -9,15 +11,15 @@
  * - the write end is opened `O_WRONLY|O_NONBLOCK`, which fails with ENXIO
  *   while no reader exists; the writer retries until the peer is there.
  *
- * A read returning 0 (EOF) means no writer is left: after the peer's hello,
- * that the peer died. The read end is then reopened, which clears the
- * hang-up the kernel would otherwise keep reporting, and waits for the next
- * writer's hello.
+ * A read returning 0 (EOF) means no writer is left: the peer died. The read
+ * end is then reopened, which clears the hang-up the kernel would otherwise
+ * keep reporting, and waits for the next writer.
  * @module
  */
 import * as libc from "../sys/libc.ts";
 import { SysError } from "../errors.ts";
-import { Doorbell, MAX_LINK_MESSAGE } from "../net/protocol.ts";
+import { MAX_LINK_MESSAGE } from "../net/protocol.ts";
+import { encodeFrame, FifoFrame, FrameDecoder } from "./fifo_frames.ts";
 
 /** Creates a FIFO with mode 0600 unless it exists; refuses anything at the path that is not our FIFO. */
 export function ensureFifo(path: string): void {
@@ -35,30 +37,32 @@ export function removeFifo(path: string): boolean {
 
 /** Events a {@link FifoReader} reports. */
 export interface FifoReaderEvents {
-  /** One doorbell byte from the peer (hello is reported as `onConnect`). */
-  onByte(byte: number): void;
-  /** The peer opened its end and said hello. */
-  onConnect(): void;
-  /** The peer's end closed (EOF after hello): it died or stopped. */
-  onClose(): void;
-  /** A framed message (`m`, length, bytes) from the peer. */
-  onMessage?(message: Uint8Array): void;
+  /** A whole frame from the peer (`fifo_frames.ts`). */
+  onFrame(type: number, payload: Uint8Array): void;
+  /** Every writer closed after bytes came: the peer's end is gone (it died or stopped). */
+  onEof(): void;
+  /** A damaged frame was dropped (`why` says how); reading goes on at the next frame. */
+  onDropped?(why: string): void;
 }
 
-/** The read end of a doorbell FIFO. Read it with {@link FifoReader.drain}, or let a {@link FifoPoller} do it. */
+/** The read end of a FIFO. Read it with {@link FifoReader.drain}, or let a {@link FifoPoller} do it. */
 export class FifoReader {
   readonly path: string;
   #fd: number;
-  #connected = false;
+  /** True once bytes came since the end was (re)opened: an EOF then means a writer left. */
+  #heard = false;
   readonly #buf = new Uint8Array(16 * 1024);
+  readonly #decoder = new FrameDecoder();
   readonly #events: FifoReaderEvents;
-  /** A message being received: its length header, then its bytes, possibly across reads. */
-  #frame: { header: number[]; body?: Uint8Array; filled: number } | undefined;
+  readonly #onFrame: (type: number, payload: Uint8Array) => void;
+  readonly #onDrop: (why: string) => void;
 
   /** Opens the read end now (never blocks). */
   constructor(path: string, events: FifoReaderEvents) {
     this.path = path;
     this.#events = events;
+    this.#onFrame = (type, payload) => events.onFrame(type, payload);
+    this.#onDrop = (why) => events.onDropped?.(why);
     this.#fd = libc.open(path, libc.O.RDONLY | libc.O.NONBLOCK);
   }
 
@@ -67,14 +71,14 @@ export class FifoReader {
     return this.#fd;
   }
 
-  /** True between the peer's hello and its EOF. */
-  get connected(): boolean {
-    return this.#connected;
+  /** Frames dropped so far as damaged. */
+  get dropped(): number {
+    return this.#decoder.dropped;
   }
 
   /**
-   * Reads every byte waiting, without blocking, and reports them. Returns
-   * true when the read end was reopened (its {@link FifoReader.fd} changed).
+   * Reads every byte waiting, without blocking, and reports the frames in
+   * them. Returns true when the read end was reopened (its {@link FifoReader.fd} changed).
    */
   drain(): boolean {
     while (this.#fd >= 0) {
@@ -83,69 +87,32 @@ export class FifoReader {
       if (n === -libc.E.EAGAIN) return false; // a writer is there, nothing more to read
       if (n < 0) throw new SysError("read", -n, this.path);
       if (n === 0) {
-        // No writer left. Reopen so that poll(2) stops reporting the hang-up.
+        // No writer left. Reopen so that poll(2) stops reporting the hang-up; a frame begun is lost with it.
         libc.close(this.#fd);
         this.#fd = libc.open(this.path, libc.O.RDONLY | libc.O.NONBLOCK);
-        if (this.#connected) {
-          this.#connected = false;
-          this.#events.onClose();
+        this.#decoder.reset();
+        if (this.#heard) {
+          this.#heard = false;
+          this.#events.onEof();
         }
         return true;
       }
-      for (let i = 0; i < n; i++) {
-        if (this.#frame) {
-          i = this.#frameBytes(i, n) - 1;
-          continue;
-        }
-        const byte = this.#buf[i]!;
-        if (byte === Doorbell.HELLO) {
-          this.#connected = true;
-          this.#frame = undefined;
-          this.#events.onConnect();
-        } else if (!this.#connected) {
-          continue;
-        } else if (byte === Doorbell.MESSAGE) {
-          this.#frame = { header: [], filled: 0 };
-        } else {
-          this.#events.onByte(byte);
-        }
-      }
+      this.#heard = true;
+      this.#decoder.push(this.#buf.subarray(0, n), this.#onFrame, this.#onDrop);
     }
     return false;
-  }
-
-  /** Consumes message bytes from #buf[i, n); returns the index after the last one used. */
-  #frameBytes(i: number, n: number): number {
-    const f = this.#frame!;
-    while (f.header.length < 4 && i < n) f.header.push(this.#buf[i++]!);
-    if (f.header.length < 4) return i;
-    if (!f.body) {
-      const len = f.header[0]! | (f.header[1]! << 8) | (f.header[2]! << 16) | (f.header[3]! << 24);
-      if (len < 0 || len > MAX_LINK_MESSAGE) {
-        throw new SysError("read", libc.E.EINVAL, `${this.path}: message of ${len} bytes`);
-      }
-      f.body = new Uint8Array(len);
-    }
-    const take = Math.min(n - i, f.body.length - f.filled);
-    f.body.set(this.#buf.subarray(i, i + take), f.filled);
-    f.filled += take;
-    if (f.filled === f.body.length) {
-      this.#frame = undefined;
-      this.#events.onMessage?.(f.body);
-    }
-    return i + take;
   }
 
   /** Closes the read end (idempotent). */
   close(): void {
     if (this.#fd >= 0) libc.close(this.#fd);
     this.#fd = -1;
-    this.#connected = false;
-    this.#frame = undefined;
+    this.#heard = false;
+    this.#decoder.reset();
   }
 }
 
-/** The write end of a doorbell FIFO; connects when the reader is there and reconnects after it restarts. */
+/** The write end of a FIFO; connects when the reader is there. */
 export class FifoWriter {
   readonly path: string;
   #fd = -1;
@@ -153,7 +120,8 @@ export class FifoWriter {
   #backlog: Uint8Array[] = [];
   #backlogBytes = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #one = new Uint8Array(1);
+  /** Called when the end closes by itself (the reader went away: EPIPE), not on {@link FifoWriter.close}. */
+  onGone: () => void = () => {};
 
   constructor(path: string) {
     this.path = path;
@@ -165,8 +133,9 @@ export class FifoWriter {
   }
 
   /**
-   * Tries once to open the write end without blocking; on success says hello.
-   * Returns false while the reader is missing (ENXIO) or the FIFO is not there yet.
+   * Tries once to open the write end without blocking. Returns false while
+   * the reader is missing (ENXIO) or the FIFO is not there yet; throws on
+   * anything else (the FIFO is broken).
    */
   tryConnect(): boolean {
     if (this.#fd >= 0) return true;
@@ -174,47 +143,35 @@ export class FifoWriter {
     if (fd === -libc.E.ENXIO || fd === -libc.E.ENOENT) return false;
     if (fd < 0) throw new SysError("open", -fd, this.path);
     this.#fd = fd;
-    return this.send(Doorbell.HELLO);
+    return true;
   }
 
   /**
-   * Rings: writes one byte. Returns false (and disconnects) when the reader is
-   * gone (EPIPE). On a full pipe (EAGAIN) a bare doorbell is dropped (the
-   * reader has 64 KiB of unread ones, so one more adds nothing) unless
-   * messages are waiting, which keep their order with it.
+   * Writes one frame of `type` (`fifo_frames.ts`). Returns false when the
+   * reader is gone (EPIPE: the end closes), or, for a message, when more than
+   * `maxBacklog` bytes wait already (the reader is not reading: the message
+   * is dropped, the caller decides). A doorbell (no payload) the full pipe
+   * does not take is dropped, since the reader has 64 KiB of frames to read
+   * first and one more ring adds nothing; a HELLO and a message never are:
+   * what a full pipe does not take is written, in order, as the reader drains it.
    */
-  send(byte: number): boolean {
-    if (this.#fd < 0) return false;
-    if (this.#backlog.length > 0) return this.#queue(Uint8Array.of(byte));
-    this.#one[0] = byte;
-    for (;;) {
-      const n = libc.write(this.#fd, this.#one);
-      if (n === 1 || n === -libc.E.EAGAIN) return true;
-      if (n === -libc.E.EINTR) continue;
-      this.close();
-      return false;
+  sendFrame(type: number, payload?: Uint8Array, maxBacklog = 4 * MAX_LINK_MESSAGE): boolean {
+    if (this.#fd < 0 || (payload?.length ?? 0) > MAX_LINK_MESSAGE) return false;
+    const frame = encodeFrame(type, payload);
+    const droppable = !payload?.length && type !== FifoFrame.HELLO;
+    if (droppable && this.#backlog.length === 0) {
+      for (;;) {
+        // A frame this short is written whole or not at all (PIPE_BUF).
+        const n = libc.write(this.#fd, frame as Uint8Array<ArrayBuffer>);
+        if (n === frame.length || n === -libc.E.EAGAIN) return true;
+        if (n === -libc.E.EINTR) continue;
+        this.#gone();
+        return false;
+      }
     }
-  }
-
-  /**
-   * Sends a framed message (`m`, 4-byte length, bytes). What a full pipe does
-   * not take now is written as the reader drains it, in order. Returns false
-   * when the reader is gone or more than `maxBacklog` bytes are waiting (the
-   * reader is not reading: the message is dropped, the caller decides).
-   */
-  sendMessage(message: Uint8Array, maxBacklog = 4 * MAX_LINK_MESSAGE): boolean {
-    if (this.#fd < 0 || message.length > MAX_LINK_MESSAGE) return false;
-    if (this.#backlogBytes + message.length > maxBacklog) return false;
-    const frame = new Uint8Array(5 + message.length);
-    frame[0] = Doorbell.MESSAGE;
-    new DataView(frame.buffer).setUint32(1, message.length, true);
-    frame.set(message, 5);
-    return this.#queue(frame);
-  }
-
-  #queue(bytes: Uint8Array): boolean {
-    this.#backlog.push(bytes);
-    this.#backlogBytes += bytes.length;
+    if (!droppable && this.#backlogBytes + frame.length > maxBacklog) return false;
+    this.#backlog.push(frame);
+    this.#backlogBytes += frame.length;
     return this.#flush();
   }
 
@@ -231,7 +188,7 @@ export class FifoWriter {
         return true;
       }
       if (n < 0) {
-        this.close();
+        this.#gone();
         return false;
       }
       this.#backlogBytes -= n;
@@ -239,6 +196,11 @@ export class FifoWriter {
       else this.#backlog[0] = head.subarray(n);
     }
     return this.#fd >= 0;
+  }
+
+  #gone(): void {
+    this.close();
+    this.onGone();
   }
 
   /** Closes the write end; the reader sees EOF once every writer is closed. Unsent bytes are dropped. */

@@ -26,6 +26,38 @@ import {
   sameMac,
 } from "./link_wire.ts";
 
+/**
+ * Why the dispatcher refused a link: a fixed set, so that what it counts stays
+ * the same size whatever peers send (the text of a refusal goes to the peer
+ * and, escaped, to the log, never into a table).
+ */
+export type RefusalKind =
+  | "door full"
+  | "handshake"
+  | "version"
+  | "authentication"
+  | "identity"
+  | "no room";
+
+/** Every {@link RefusalKind}, in the order status and logs show them. */
+export const REFUSAL_KINDS: readonly RefusalKind[] = [
+  "door full",
+  "handshake",
+  "version",
+  "authentication",
+  "identity",
+  "no room",
+];
+
+/** A link refused by the dispatcher, with the kind of refusal. */
+export class LinkRefusal extends LinkError {
+  readonly kind: RefusalKind;
+  constructor(kind: RefusalKind, message: string, options?: ErrorOptions) {
+    super(message, 0, options);
+    this.kind = kind;
+  }
+}
+
 /** What a worker tells the dispatcher about itself when it attaches. */
 export interface WorkerIdentity {
   /** Address clients reach it at. */
@@ -60,7 +92,7 @@ function checkIdentity(text: unknown): WorkerIdentity {
   try {
     w = JSON.parse(String(text));
   } catch {
-    throw new LinkError("bad worker identity");
+    throw new LinkRefusal("identity", "bad worker identity");
   }
   const int = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
   if (
@@ -70,18 +102,21 @@ function checkIdentity(text: unknown): WorkerIdentity {
     !int(w.served) || typeof w.state !== "string" ||
     (w.capacity !== undefined && !(int(w.capacity) && (w.capacity as number) >= 1)) ||
     (w.live !== undefined && !int(w.live))
-  ) throw new LinkError("bad worker identity");
+  ) throw new LinkRefusal("identity", "bad worker identity");
   return w as unknown as WorkerIdentity;
 }
 
 /**
- * Dispatcher side. Returns the worker's identity once it proved itself; on
- * any failure sends REFUSED with the reason, closes, and throws {@link LinkError}.
+ * Dispatcher side. Returns the worker's identity once it proved itself and
+ * `admit` let it in (`admit` throws a {@link LinkRefusal} to refuse it: the
+ * refusal then comes in the handshake, before any session exists); on any
+ * failure sends REFUSED with the reason, closes, and throws a {@link LinkRefusal}.
  */
 export async function acceptWorker(
   ch: LinkChannel,
   secrets: readonly Uint8Array[],
   timeoutMs: number,
+  admit: (who: WorkerIdentity) => void = () => {},
 ): Promise<WorkerIdentity> {
   const nonceD = nonce();
   try {
@@ -91,7 +126,7 @@ export async function acceptWorker(
     if (auth.type !== Frame.AUTH) throw new LinkError("expected AUTH");
     const a = parseJson(auth);
     if (a.v !== LINK_VERSION) {
-      throw new LinkError(`speaks ${String(a.v).slice(0, 20)}, this dispatcher ${LINK_VERSION}`);
+      throw new LinkRefusal("version", `speaks ${String(a.v).slice(0, 20)}, this dispatcher ${LINK_VERSION}`);
     }
     const nonceW = unhex(a.nonce, 32, "nonce");
     const macW = unhex(a.mac, 32, "proof");
@@ -100,8 +135,14 @@ export async function acceptWorker(
     const secret = secrets.find((s) =>
       sameMac(macW, hmac(s, "osps-link/1 worker proof", nonceD, nonceW, who))
     );
-    if (!secret) throw new LinkError("authentication failed (wrong secret, or a replayed handshake)");
+    if (!secret) {
+      throw new LinkRefusal(
+        "authentication",
+        "authentication failed (wrong secret, or a replayed handshake)",
+      );
+    }
     const identity = checkIdentity(who);
+    admit(identity);
     ch.send(
       Frame.WELCOME,
       jsonPayload({ mac: hex(hmac(secret, "osps-link/1 dispatcher proof", nonceW, nonceD)) }),
@@ -109,8 +150,13 @@ export async function acceptWorker(
     ch.key(hmac(secret, "osps-link/1 session", nonceD, nonceW), "dispatcher");
     return identity;
   } catch (err) {
-    await ch.refuse(err instanceof LinkError ? err.message : "handshake failed");
-    throw err instanceof LinkError ? err : new LinkError("handshake failed", 0, { cause: err });
+    const refusal = err instanceof LinkRefusal
+      ? err
+      : new LinkRefusal("handshake", err instanceof LinkError ? err.message : "handshake failed", {
+        cause: err,
+      });
+    await ch.refuse(refusal.message);
+    throw refusal;
   }
 }
 

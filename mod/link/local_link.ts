@@ -1,7 +1,9 @@
 /**
- * The local dispatcher↔worker link: the tickets live in the worker's shm slot
- * and a FIFO pair carries one-byte doorbells (`dwtube<i>` dispatcher →
- * worker: "p", the ping; `wdtube<i>` worker → dispatcher: "d", the pong).
+ * The local dispatcher↔worker link: the tickets live in the worker's shm
+ * slot, and a FIFO pair (`dwtube<i>` dispatcher → worker, `wdtube<i>` worker
+ * → dispatcher) carries doorbells (the worker's "done", the dispatcher's
+ * probe and the worker's echo) and the data channel's messages, in sessions
+ * that survive either end being replaced (`mod/ipc/fifo_pair.ts`).
  *
  * Shared memory is the truth; doorbells only wake the peer. Tickets move
  * through the ticket protocol of `slot_tickets.ts` (issue, claim, finish,
@@ -11,9 +13,10 @@
  * @module
  */
 import type { InstancePaths } from "../cli/config.ts";
-import { FifoPoller, FifoReader, FifoWriter } from "../ipc/fifo.ts";
+import type { FifoPoller } from "../ipc/fifo.ts";
+import { FifoFrame } from "../ipc/fifo_frames.ts";
+import { FIFO_RETRY_MS, FifoPair } from "../ipc/fifo_pair.ts";
 import { logger } from "../log.ts";
-import { Doorbell } from "../net/protocol.ts";
 import type { SlotView } from "../ipc/shm.ts";
 import type { Clock } from "../sys/clock.ts";
 import { sleep } from "../deadline.ts";
@@ -30,65 +33,26 @@ import type {
   WorkerLinkEvents,
 } from "./worker_link.ts";
 
-/** How often an unconnected write end retries, in ms. */
-export const FIFO_RETRY_MS = 20;
-/** The same, while no process is in the slot (the spare slot, mostly). */
+/** How often the dispatcher's write end retries while no process is in the slot (the spare slot, mostly). */
 const IDLE_RETRY_MS = 500;
 /** How long the dispatcher waits for the watchdog's account of a dead worker. */
 const DEATH_RECORD_WAIT_MS = 3_000;
 
-/** Keeps a FIFO write end connected: retries while the reader is missing. */
-class Bell {
-  readonly writer: FifoWriter;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #closed = false;
-  readonly #onConnect: () => void;
-  readonly #retryMs: () => number;
-
-  /** `retryMs`: how long to wait before trying again (longer while nobody is expected at the other end). */
-  constructor(path: string, onConnect: () => void, retryMs: () => number = () => FIFO_RETRY_MS) {
-    this.writer = new FifoWriter(path);
-    this.#onConnect = onConnect;
-    this.#retryMs = retryMs;
-  }
-
-  /** Tries at once, whatever retry is pending (the peer just showed up). */
-  kick(): void {
-    if (this.#closed || this.writer.connected) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.connect();
-  }
-
-  connect(): void {
-    if (this.#closed || this.#timer !== undefined) return;
-    const attempt = () => {
-      this.#timer = undefined;
-      if (this.#closed) return;
-      let connected = false;
-      try {
-        connected = this.writer.tryConnect();
-      } catch (err) {
-        // Not ENXIO: the FIFO is broken (removed, replaced). Keep trying; the watchdog repairs or replaces.
-        logger().warn("doorbell {path}: {err}; retrying", { path: this.writer.path, err: String(err) });
-      }
-      if (connected) this.#onConnect();
-      else this.#timer = setTimeout(attempt, this.#retryMs());
-    };
-    attempt();
-  }
-
-  ring(byte: number): boolean {
-    if (this.writer.send(byte)) return true;
-    this.connect(); // reader gone: reconnect when it comes back
-    return false;
-  }
-
-  close(): void {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    this.writer.close();
-  }
+/** Logs damaged frames on a link's pipes at most once a second (with how many since). */
+function dropLogger(what: string): (why: string) => void {
+  let last = -Infinity, since = 0;
+  return (why) => {
+    since++;
+    const now = performance.now();
+    if (now - last < 1_000) return;
+    last = now;
+    logger().warn("{what}: dropped {n} damaged frame(s) on its pipes, the last {why}; reading on", {
+      what,
+      n: since,
+      why,
+    });
+    since = 0;
+  };
 }
 
 /** Dispatcher side of the local link to worker `id`. */
@@ -98,8 +62,7 @@ export class LocalWorkerLink implements WorkerLink {
   readonly #slot: SlotView;
   readonly #tickets: SlotTickets;
   readonly #ledger: TicketLedger;
-  readonly #reader: FifoReader;
-  readonly #bell: Bell;
+  readonly #pipes: FifoPair;
   readonly #poller: FifoPoller;
   readonly #clock: Clock;
   #events: WorkerLinkEvents | undefined;
@@ -114,24 +77,17 @@ export class LocalWorkerLink implements WorkerLink {
     this.#ledger = new TicketLedger(this.#tickets);
     this.#poller = poller;
     this.#clock = clock;
-    this.#reader = new FifoReader(paths.wdtube(this.id), {
-      onConnect: () => {
-        this.#bell.kick(); // the worker said hello: its read end is open, ours can connect now
-        this.#maybeReady();
-      },
+    // An empty slot (the spare, a worker between two lives) is tried rarely: its worker's hello kicks the pair.
+    this.#pipes = new FifoPair(paths.wdtube(this.id), paths.dwtube(this.id), {
+      onConnect: () => this.#maybeReady(),
       onClose: () => this.#onClose(),
-      onByte: (b) => {
-        if (b === Doorbell.DONE) this.#events?.onDone(this);
-        else if (b === Doorbell.PROBE) this.#events?.onProbe(this);
+      onFrame: (type, payload) => {
+        if (type === FifoFrame.DONE) this.#events?.onDone(this);
+        else if (type === FifoFrame.ECHO) this.#events?.onProbe(this);
+        else if (type === FifoFrame.MESSAGE) this.#events?.onMessage?.(this, payload);
       },
-      onMessage: (m) => this.#events?.onMessage?.(this, m),
-    });
-    // An empty slot (the spare, a worker between two lives) is tried rarely: its worker's hello kicks the bell.
-    this.#bell = new Bell(
-      paths.dwtube(this.id),
-      () => this.#maybeReady(),
-      () => slot.load("pid") > 0 ? FIFO_RETRY_MS : IDLE_RETRY_MS,
-    );
+      onDropped: dropLogger(`worker ${this.id}`),
+    }, () => slot.load("pid") > 0 ? FIFO_RETRY_MS : IDLE_RETRY_MS);
   }
 
   get port(): number {
@@ -144,15 +100,12 @@ export class LocalWorkerLink implements WorkerLink {
 
   start(events: WorkerLinkEvents): void {
     this.#events = events;
-    this.#poller.add(this.#reader);
-    this.#bell.connect();
+    this.#pipes.start(this.#poller);
   }
 
   #onClose(): void {
     this.#wedged = false; // that worker is gone; its successor gets a fresh start
     this.#slot.store("link_wedged_at", 0);
-    this.#bell.writer.close();
-    this.#bell.connect();
     this.#events?.onClosed(this);
     for (const pid of this.#ledger.pids()) void this.#awaitDeathRecord(pid);
   }
@@ -179,8 +132,8 @@ export class LocalWorkerLink implements WorkerLink {
   }
 
   available(): boolean {
-    return !this.#draining && !this.#wedged && this.#reader.connected && this.#bell.writer.connected &&
-      this.present() && !this.#ledger.blocked() && this.#tickets.hasFree();
+    return !this.#draining && !this.#wedged && this.#pipes.connected && this.present() &&
+      !this.#ledger.blocked() && this.#tickets.hasFree();
   }
 
   /** A worker runs in the slot and is one of the instance's (a spare slot's worker, kept warm, is routed nothing). */
@@ -217,11 +170,11 @@ export class LocalWorkerLink implements WorkerLink {
   }
 
   probe(): boolean {
-    return this.#bell.ring(Doorbell.PROBE);
+    return this.#pipes.ring(FifoFrame.PROBE);
   }
 
   send(message: Uint8Array): boolean {
-    return this.#bell.writer.sendMessage(message);
+    return this.#pipes.send(message);
   }
 
   setDraining(on: boolean): void {
@@ -234,17 +187,14 @@ export class LocalWorkerLink implements WorkerLink {
   }
 
   close(): void {
-    this.#poller.remove(this.#reader);
-    this.#reader.close();
-    this.#bell.close();
+    this.#pipes.close();
   }
 }
 
 /** Worker side of the local link. */
 export class LocalDispatcherLink implements DispatcherLink {
   readonly #tickets: SlotTickets;
-  readonly #reader: FifoReader;
-  readonly #bell: Bell;
+  readonly #pipes: FifoPair;
   readonly #poller: FifoPoller;
   /** The dispatcher's slot: its queue depth says whether it waits for a "done". */
   readonly #dispatcher: SlotView | undefined;
@@ -255,36 +205,33 @@ export class LocalDispatcherLink implements DispatcherLink {
   constructor(slot: SlotView, paths: InstancePaths, poller: FifoPoller, clock: Clock, dispatcher?: SlotView) {
     this.#tickets = new SlotTickets(slot, clock);
     this.#dispatcher = dispatcher;
-    this.#tickets.onTakenBack = () => this.#bell.ring(Doorbell.DONE);
+    this.#tickets.onTakenBack = () => this.#pipes.ring(FifoFrame.DONE);
     this.#poller = poller;
-    this.#reader = new FifoReader(paths.dwtube(slot.index), {
+    this.#pipes = new FifoPair(paths.dwtube(slot.index), paths.wdtube(slot.index), {
       onConnect: () => {
-        // A new dispatcher opened its ends. Our write end may still be open from
-        // its predecessor, so it has not heard our hello: say it again, and
-        // that we are free when we are.
-        if (this.#bell.ring(Doorbell.HELLO) && this.#tickets.hasFree()) this.#bell.ring(Doorbell.DONE);
+        // A dispatcher (a new one, or ours again) is there: tell it we are free when we are.
+        if (this.#tickets.hasFree()) this.#pipes.ring(FifoFrame.DONE);
         this.#events?.onConnected();
       },
       onClose: () => this.#events?.onDisconnected(),
-      onByte: (b) => {
-        if (b === Doorbell.ASSIGN) this.#events?.onAssigned();
-        else if (b === Doorbell.PROBE) this.#bell.ring(Doorbell.PROBE);
+      onFrame: (type, payload) => {
+        if (type === FifoFrame.ASSIGN) this.#events?.onAssigned();
+        else if (type === FifoFrame.PROBE) this.#pipes.ring(FifoFrame.ECHO);
+        else if (type === FifoFrame.MESSAGE) this.#events?.onMessage?.(payload);
       },
-      onMessage: (m) => this.#events?.onMessage?.(m),
+      onDropped: dropLogger("the dispatcher"),
     });
-    this.#bell = new Bell(paths.wdtube(slot.index), () => {});
   }
 
   start(events: DispatcherLinkEvents): void {
     this.#events = events;
-    this.#poller.add(this.#reader);
-    this.#bell.connect();
+    this.#pipes.start(this.#poller);
   }
 
   ready(): void {
     // A previous incarnation may have died mid-request: start clean, keeping the generations.
     this.#tickets.open(this.#retired);
-    if (!this.#retired) this.#bell.ring(Doorbell.DONE);
+    if (!this.#retired) this.#pipes.ring(FifoFrame.DONE);
   }
 
   claim(ticket: string, type: string, arg: string): Claim | ClaimRefusal {
@@ -298,13 +245,13 @@ export class LocalDispatcherLink implements DispatcherLink {
   done(claim: Claim, retire = false): void {
     if (retire) this.retire();
     this.#tickets.finish(claim);
-    // The pong wakes the dispatcher: only worth it when clients wait for a worker and the dispatcher is not
-    // already polling the slots for one (it does while clients wait, so under load no pong is rung). It
+    // The "done" doorbell wakes the dispatcher: only worth it when clients wait for a worker and the dispatcher is not
+    // already polling the slots for one (it does while clients wait, so under load none is rung). It
     // publishes its queue depth, then that it polls, before it looks for a free worker, and the slot went
     // idle before these reads: either it sees this worker idle, or this worker rings. No wake-up is lost.
     const d = this.#dispatcher;
     if (!this.#retired && (!d || (d.load("queue_depth") > 0 && d.load("polling") === 0))) {
-      this.#bell.ring(Doorbell.DONE);
+      this.#pipes.ring(FifoFrame.DONE);
     }
   }
 
@@ -314,7 +261,7 @@ export class LocalDispatcherLink implements DispatcherLink {
   }
 
   send(message: Uint8Array): boolean {
-    return this.#bell.writer.sendMessage(message);
+    return this.#pipes.send(message);
   }
 
   holdsTicket(): boolean {
@@ -322,8 +269,6 @@ export class LocalDispatcherLink implements DispatcherLink {
   }
 
   close(): void {
-    this.#poller.remove(this.#reader);
-    this.#reader.close();
-    this.#bell.close();
+    this.#pipes.close();
   }
 }

@@ -53,6 +53,18 @@ export interface LinkTiming {
 
 /** A ticket's expiry is judged by the worker; the dispatcher waits this much longer before revoking it. */
 const REVOKE_GRACE_MS = 250;
+/** A link that stayed up this long was a success: the next attempt after it ends starts the backoff afresh. */
+const STABLE_LINK_MS = 10_000;
+
+/**
+ * How long a worker waits before its next try to attach after `failures`
+ * tries in a row failed (refused, unreachable, or up for less than
+ * {@link STABLE_LINK_MS}): 100 ms doubling to 5 s, times a jitter of 0.5 to
+ * 1.5 so that a host's workers, or many hosts, do not come back in step.
+ */
+export function attachBackoffMs(failures: number, random = Math.random()): number {
+  return Math.min(5_000, 100 * 2 ** Math.max(0, failures - 1)) * (0.5 + random);
+}
 
 /** The door a remote worker's reported state means (its work state names, from `workSummary`). */
 function doorOf(state: unknown): number {
@@ -63,16 +75,20 @@ function doorOf(state: unknown): number {
 export class TcpWorkerLink implements WorkerLink {
   readonly id: number;
   /** `host:port`: who this link is for; a re-attaching worker with the same key gets the same link. */
-  readonly key: string;
+  key: string;
   host: string;
   port: number;
+  /** When the worker's link ended last (monotonic ms); the link server frees the slot longest unused first. */
+  detachedAt = 0;
+  /** True when the worker drained and closed its link on purpose (it was replaced, or its host stops). */
+  left = false;
   readonly #slot: SlotView;
   readonly #clock: Clock;
   readonly #timing: LinkTiming;
   #ch: LinkChannel | undefined;
   #events: WorkerLinkEvents | undefined;
   /** The remote worker's tickets as this dispatcher issued them, mirrored in its remote slot. */
-  readonly #ledger: TicketLedger;
+  #ledger: TicketLedger;
   /** Tickets the worker may hold (its concurrency, at most the mirror's entries). */
   #capacity = 1;
   /** Tickets it held from before this link (a previous dispatcher's): counted until it reports them done. */
@@ -81,9 +97,9 @@ export class TcpWorkerLink implements WorkerLink {
   #wedged = false;
   #ping: ReturnType<typeof setInterval> | undefined;
 
-  constructor(slot: SlotView, who: WorkerIdentity, clock: Clock, timing: LinkTiming) {
+  constructor(slot: SlotView, key: string, who: WorkerIdentity, clock: Clock, timing: LinkTiming) {
     this.id = slot.index;
-    this.key = `${who.host}:${who.port}`;
+    this.key = key;
     this.host = who.host;
     this.port = who.port;
     this.#slot = slot;
@@ -105,6 +121,23 @@ export class TcpWorkerLink implements WorkerLink {
     this.#events = events;
   }
 
+  /**
+   * Gives this (detached) link's slot to another worker, `key`: what the slot
+   * remembers of the one that left (its tickets' fates, counters) goes.
+   */
+  rebind(key: string, who: WorkerIdentity): void {
+    this.key = key;
+    this.host = who.host;
+    this.port = who.port;
+    this.#ledger = new TicketLedger(new SlotTickets(this.#slot, this.#clock));
+    this.#foreign = 0;
+    this.#wedged = false;
+    this.left = false;
+    for (const field of ["pid", "restarts", "served", "remote_watchdog_pid"] as const) {
+      this.#slot.store(field, 0);
+    }
+  }
+
   /** A worker (re)attached over `ch` (already authenticated): route to it again from its reported state. */
   attach(ch: LinkChannel, who: WorkerIdentity): void {
     const old = this.#ch;
@@ -122,6 +155,7 @@ export class TcpWorkerLink implements WorkerLink {
     slot.store("link_state", LinkState.ATTACHED);
     slot.store("sup_state", SupState.READY);
     this.#wedged = false;
+    this.left = false;
     this.#capacity = Math.max(1, Math.min(who.capacity ?? 1, slot.tickets.length));
     this.#foreign = Math.min(
       this.#capacity,
@@ -204,6 +238,8 @@ export class TcpWorkerLink implements WorkerLink {
     const lost = this.#ledger.linkLost();
     recordDeath(this.#slot, this.#slot.load("pid"), null, 0);
     this.#slot.store("link_state", left ? LinkState.LEFT : LinkState.LOST);
+    this.left = left;
+    this.detachedAt = this.#clock.now();
     this.#slot.store("sup_state", SupState.NONE);
     if (left) {
       logger().info("remote worker {key} (slot {id}) drained and left", { key: this.key, id: this.id });
@@ -360,15 +396,19 @@ export class TcpDispatcherLink implements DispatcherLink {
       } catch (err) {
         ch?.close();
         const why = err instanceof Error ? err.message : String(err);
+        const waitMs = attachBackoffMs(++failures);
         if (why !== this.#lastError) {
-          log.warn("cannot attach to the dispatcher at {at}: {why}; retrying", { at: this.#at, why });
+          log.warn("cannot attach to the dispatcher at {at}: {why}; retrying (backing off, at most 5 s)", {
+            at: this.#at,
+            why,
+          });
         }
         this.#lastError = why;
         slot.store("link_state", LinkState.LOST);
-        await sleep(Math.min(5_000, 100 * 2 ** Math.min(failures++, 6)) * (0.5 + Math.random()));
+        await sleep(waitMs);
         continue;
       }
-      failures = 0;
+      const since = this.#clock.now();
       this.#lastError = "";
       this.#ch = ch;
       slot.store("link_state", LinkState.ATTACHED);
@@ -385,7 +425,9 @@ export class TcpDispatcherLink implements DispatcherLink {
       this.#tickets.takeBackAll();
       log.warn("link to the dispatcher at {at} lost: {why}; attaching again", { at: this.#at, why });
       this.#events?.onDisconnected();
-      await sleep(100 * (0.5 + Math.random()));
+      // A link that ends soon after it began (the dispatcher closes it at once) counts as a failed try.
+      failures = this.#clock.now() - since >= STABLE_LINK_MS ? 0 : failures + 1;
+      await sleep(attachBackoffMs(failures));
     }
   }
 

@@ -113,7 +113,7 @@ export interface Claim {
 
 /** What a link tells a worker. */
 export interface DispatcherLinkEvents {
-  /** A ticket was assigned (the ping). */
+  /** A ticket was assigned (the ASSIGN doorbell or frame). */
   onAssigned(): void;
   /** The dispatcher connected (or reconnected after a restart). */
   onConnected(): void;

@@ -47,20 +47,6 @@ export const Limits = {
   writeTimeoutMs: 10_000,
 } as const;
 
-/** Doorbell bytes on the dispatcher↔worker FIFOs (not on the network). */
-export const Doorbell = {
-  /** First byte a writer sends after opening: "I am here". */
-  HELLO: 0x68, // h
-  /** dispatcher → worker: an assignment is in your slot ("ping"). */
-  ASSIGN: 0x70, // p
-  /** worker → dispatcher: done (or an expired ticket given back), idle again ("pong"). */
-  DONE: 0x64, // d
-  /** either way: end-to-end probe of the pipe pair; the worker echoes it. */
-  PROBE: 0x6b, // k
-  /** either way: a message follows, as a 4-byte little-endian length then that many bytes (the link's data channel). */
-  MESSAGE: 0x6d, // m
-} as const;
-
 /** Largest message on a link's data channel, in bytes. */
 export const MAX_LINK_MESSAGE = 64 * 1024;
 

@@ -26,6 +26,10 @@ export interface Cluster extends AsyncDisposable {
   joinedReadyMs: number;
   a: Host;
   b: Host;
+  /** Hosts on the same network that run no osps (strangers'), as many as {@link ClusterOptions.strangers}. */
+  strangers: Host[];
+  /** The secret file both watchdogs use. */
+  secret: string;
   status(which: "main" | "joined"): Promise<StatusJson>;
   client(args: string[]): ReturnType<typeof osps>;
   cable(up: boolean): Promise<void>;
@@ -39,13 +43,17 @@ export interface ClusterOptions {
   joinedWorkers?: number;
   /** Flags for both watchdogs. */
   extra?: string[];
+  /** More hosts on the network, running nothing (for strangers). */
+  strangers?: number;
+  /** Runs once host A is ready, before host B starts (its ready time is measured from after it). */
+  beforeJoin?: (hosts: { a: Host; strangers: Host[] }) => Promise<void>;
 }
 
 /** Makes the hosts, starts A's watchdog, then B's (ready once its workers are attached). */
 export async function cluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const { mainWorkers = 1, joinedWorkers = 2, extra = [] } = options;
-  const net = await makeNet(2, [1]);
-  const [a, b] = net.hosts as [Host, Host];
+  const { mainWorkers = 1, joinedWorkers = 2, extra = [], strangers: more = 0 } = options;
+  const net = await makeNet(2 + more, [1]);
+  const [a, b, ...strangers] = net.hosts as [Host, Host, ...Host[]];
   const secret = secretFile();
   const started: Instance[] = [];
   const dispose = async () => {
@@ -66,6 +74,7 @@ export async function cluster(options: ClusterOptions = {}): Promise<Cluster> {
       flags: [`--host=${a.addr}`, `--link-port=${LINK}`, `--secret-file=${secret}`, ...FAST_LINK, ...extra],
     });
     started.push(main);
+    await options.beforeJoin?.({ a, strangers });
     const t0 = performance.now();
     const joined = await startInstance({
       workers: joinedWorkers,
@@ -88,6 +97,8 @@ export async function cluster(options: ClusterOptions = {}): Promise<Cluster> {
       joinedReadyMs,
       a,
       b,
+      strangers,
+      secret,
       async status(which) {
         const inst = which === "main" ? main : joined;
         // Host B's shared memory is in its own mount namespace: read it from there.
