@@ -397,7 +397,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       },
       "worker-concurrency": {
         type: "int",
-        default: 16,
+        default: 32,
         min: 1,
         max: 64,
         doc: "tickets one worker may hold at once, so clients it serves at once (1: one client per worker, " +
