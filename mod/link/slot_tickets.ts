@@ -41,6 +41,10 @@
  * was killed for its own (a hang or deadline is blamed on one request: the
  * entry the worker marks `running` while its service runs synchronously, or,
  * at N = 1, the one request in progress, as the seeds' model has it).
+ *
+ * What the words say to those who only read them (which request a hang is
+ * blamed on, busy/N for `osps status`) is in `ticket_reports.ts`; what a
+ * dispatcher issued, and what its clients are told, in `ticket_ledger.ts`.
  * @module
  */
 import { type SlotView, type TicketView, ticketWords } from "../ipc/shm.ts";
