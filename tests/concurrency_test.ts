@@ -167,3 +167,24 @@ Deno.test({
     assert.equal(JSON.parse(done.stdout).requests.ok, 10);
   },
 });
+
+Deno.test("N = 1, the seeds' model: fib 45 holds the only place, a second client waits in the queue; the kill blames fib, and the waiting client is served by the replacement", async () => {
+  const flags = ["--worker-concurrency=1", "--heartbeat-ms=100", "--hang-timeout-ms=800"];
+  await withInstance({ workers: 1, flags }, async (inst) => {
+    const victim = (await inst.status()).workers[0]!.pid;
+    const fib = inProcess(inst, "fib", "45");
+    await waitFor("fib running", async () => (await inst.status()).workers[0]!.work === "busy");
+    const waiting = inProcess(inst, "echo", "after the kill");
+    const killed = await fib;
+    assert.equal(killed.code, Status.WORKER_LOST);
+    assert.match(killed.text, /worker 1 was killed: "fib 45" blocked it past the 800 ms hang timeout/);
+    assert.deepEqual(
+      await waiting,
+      { code: 200, text: "after the kill" },
+      "served once a worker was free again",
+    );
+    const s = await waitReplaced(inst, 1, victim);
+    assert.equal(s.workers[0]!.capacity, 1);
+    assert.equal(s.workers[0]!.last_exit, "killed: a request blocked it (no heartbeat)");
+  });
+});
