@@ -12,8 +12,9 @@ import {
   resolveRunDir,
   workerConfig,
 } from "./mod/cli/config.ts";
-import { exitCodeOf, UsageError } from "./mod/errors.ts";
+import { EXIT_CANNOT_BOOT, EXIT_USAGE, exitCodeOf, UsageError } from "./mod/errors.ts";
 import { flushLogs } from "./mod/log.ts";
+import { withPermissionHints } from "./mod/cli/permission_hint.ts";
 
 /**
  * Runs one subcommand. Each role's modules are loaded only by the role that
@@ -38,6 +39,11 @@ async function main(argv: string[]): Promise<number> {
       return await (await import("./roles/dispatcher.ts")).runDispatcher(dispatcherConfig(f));
     case "worker":
       return await (await import("./roles/worker.ts")).runWorker(workerConfig(f));
+    case "chat-prepare": {
+      const { chatConfig } = await import("./mod/chat/chat_config.ts");
+      const { prepareChatStoreHere } = await import("./mod/chat/chat_boot.ts");
+      return await prepareChatStoreHere(chatConfig(f), Number(f["port"]));
+    }
     case "client":
       return await (await import("./roles/client.ts")).runClient(clientConfig(f), cmd.positionals);
     case "chat":
@@ -51,6 +57,11 @@ async function main(argv: string[]): Promise<number> {
       const s = readStatus(resolveRunDir(f));
       const { statusTable } = await import("./mod/ops/instance_status.ts");
       console.log(f["json"] ? JSON.stringify(s) : statusTable(s));
+      return 0;
+    }
+    case "hosts": {
+      const { dispatcherHosts } = await import("./mod/client/scope.ts");
+      console.log((await dispatcherHosts(String(f["host"]), Number(f["port"]))).join(" "));
       return 0;
     }
     case "secret":
@@ -69,10 +80,14 @@ async function main(argv: string[]): Promise<number> {
 function describe(err: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = err; e instanceof Error && parts.length < 4; e = e.cause) {
-    if (!parts.some((p) => p.includes(e.message))) parts.push(e.message);
+    const said = withPermissionHints(e.message); // never Deno's "run again with --allow-…"
+    if (!parts.some((p) => p.includes(said))) parts.push(said);
   }
   return parts.length ? parts.join(": ") : String(err);
 }
+
+/** Roles a watchdog runs: their stdout is its control channel, where they also say why they exit. */
+const SUPERVISED = new Set(["dispatcher", "worker"]);
 
 if (import.meta.main) {
   let code: number;
@@ -82,6 +97,10 @@ if (import.meta.main) {
     const cmd = Deno.args[0] ?? "";
     console.error(`osps${cmd && !cmd.startsWith("-") ? ` ${cmd}` : ""}: error: ${describe(err)}`);
     code = exitCodeOf(err);
+    // A watchdog with bad flags or a bad config file cannot boot: 100 tells its own supervisor
+    // (systemd's RestartPreventExitStatus=100, s6) not to restart it in a loop.
+    if (cmd === "watchdog" && code === EXIT_USAGE) code = EXIT_CANNOT_BOOT;
+    if (SUPERVISED.has(cmd)) (await import("./mod/ipc/control.ts")).reportError(describe(err));
   }
   await flushLogs();
   Deno.exit(code);

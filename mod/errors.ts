@@ -77,7 +77,9 @@ const ERRNO_NAMES: Record<number, string> = {
   13: "EACCES",
   17: "EEXIST",
   20: "ENOTDIR",
+  21: "EISDIR",
   22: "EINVAL",
+  27: "EFBIG",
   32: "EPIPE",
   40: "ELOOP",
 };

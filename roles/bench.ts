@@ -11,6 +11,8 @@
 import type { FlagValues } from "../mod/cli/cli.ts";
 import { ProtocolError, ServiceError, UsageError } from "../mod/errors.ts";
 import { Session } from "../mod/client/session.ts";
+import { dispatcherHosts, runScoped } from "../mod/client/scope.ts";
+import { mayReach } from "../mod/client/reach.ts";
 import {
   type Bucket,
   formatMs,
@@ -280,8 +282,11 @@ export async function runBench(flags: FlagValues, positionals: string[]): Promis
   const port = Number(flags["port"]);
   const mode: FlowMode = flags["session"] ? "session" : "oneshot";
   const requests = Number(flags["requests"]);
-  // Fail fast and clearly when nothing is there, rather than report N failures.
-  await (await Session.open(host, port, { timeoutMs: REPLY_TIMEOUT_MS })).close();
+  const rerun = await runScoped(host, port);
+  if (rerun !== null) return rerun;
+  // Fail fast and clearly when nothing is there, rather than report N failures; and every worker host in reach.
+  const hosts = await dispatcherHosts(host, port);
+  if (!hosts.every((h) => mayReach(h))) return (await runScoped(host, port, true)) ?? 1;
 
   const tty = Deno.stderr.isTerminal();
   const result = await runLoad({

@@ -14,6 +14,8 @@ import {
   WorkerLost,
   WorkerUnreachable,
 } from "../mod/client/session.ts";
+import { OutOfScope } from "../mod/client/reach.ts";
+import { runScoped } from "../mod/client/scope.ts";
 import { readLines } from "../mod/ipc/control.ts";
 import { serviceNames, SERVICES } from "../mod/services/registry.ts";
 
@@ -84,6 +86,8 @@ class Requester {
 
 /** Runs the client. Returns the exit code (0 when every request succeeded). */
 export async function runClient(cfg: ClientConfig, positionals: string[]): Promise<number> {
+  const rerun = await runScoped(cfg.host, cfg.port);
+  if (rerun !== null) return rerun;
   const [type, ...rest] = positionals;
   const requester = new Requester(cfg);
   try {
@@ -97,6 +101,12 @@ export async function runClient(cfg: ClientConfig, positionals: string[]): Promi
       try {
         show(cfg, await requester.request(type, arg), performance.now() - t0);
       } catch (e) {
+        if (e instanceof OutOfScope && i === 0) {
+          // Nothing ran yet: run again, scoped to the dispatcher's worker hosts too.
+          await requester.close().catch(() => {});
+          const code = await runScoped(cfg.host, cfg.port, true);
+          if (code !== null) return code;
+        }
         if (!(e instanceof ServiceError) && !(e instanceof ProtocolError)) throw e;
         showError(cfg, e);
         return 3;

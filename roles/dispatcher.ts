@@ -20,7 +20,13 @@ import { Admission } from "../mod/net/admission.ts";
 import { doorOptions } from "../mod/net/door.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
 import { exitReasonText, lostWorkText } from "../mod/supervise/exit_reason.ts";
-import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
+import {
+  answerWatchdog,
+  bindToParent,
+  bootStep,
+  containStrayErrors,
+  DISPATCHER_LINGER_MS,
+} from "../mod/supervise/supervised.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { fitConnections, MAX_LINGERING, reserveFor } from "../mod/sys/fds.ts";
 import type { ChildControl } from "../mod/ipc/control.ts";
@@ -139,16 +145,18 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
   // Clients arriving before the FIFOs are connected just queue; "ready" waits for the links.
   await pool.linked(2_000);
   control.ready(`dispatcher port ${cfg.port}`);
-  log.info("dispatcher serving on {host}:{port} for {n} workers", {
+  log.info("dispatcher serving on {host}:{port} for {n} local workers{spare}", {
     host: cfg.host,
     port: cfg.port,
-    n: cfg.workers,
+    n: Math.max(0, cfg.workers - 1), // the last local slot is the spare (see localSlots)
+    spare: cfg.workers > 0 ? " and their spare slot" : "",
   });
 
   await stopped;
   remote?.close();
   await server.closed();
-  await server.conns.idle(cfg.graceMs);
+  // The workers have stopped already: sessions get a moment, then exit closes what is left.
+  await server.conns.idle(DISPATCHER_LINGER_MS);
   pool.close();
   await poller.stop();
   log.info("dispatcher stopped");

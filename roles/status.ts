@@ -6,7 +6,7 @@
  */
 import { instancePaths } from "../mod/cli/config.ts";
 import { OspsError } from "../mod/errors.ts";
-import { isLocked, readRecord } from "../mod/supervise/run_dir.ts";
+import { isLocked, readNotes, readRecord } from "../mod/supervise/run_dir.ts";
 import { Segment } from "../mod/ipc/shm.ts";
 import { type InstanceStatus, segmentStatus, statusTable } from "../mod/ops/instance_status.ts";
 import { sleep } from "../mod/deadline.ts";
@@ -15,11 +15,23 @@ import { systemClock } from "../mod/sys/clock.ts";
 /** No live instance at that run dir. */
 export class NotRunning extends OspsError {}
 
+/**
+ * The error for a run dir with no live instance, saying how to name another
+ * (the default run dir depends on the port and on `$XDG_RUNTIME_DIR`, so an
+ * instance started by systemd or by another user's shell is elsewhere).
+ */
+export function notRunning(runDir: string, detail = ""): NotRunning {
+  return new NotRunning(
+    `no osps instance is running in "${runDir}"${detail}; for another instance pass --run-dir DIR (the ` +
+      `watchdog's ready line and log say which; under systemd: /run/osps/instance) or --port PORT`,
+  );
+}
+
 /** Reads the status of the instance in `runDir`. */
 export function readStatus(runDir: string): InstanceStatus {
   const paths = instancePaths(runDir);
   const rec = readRecord(paths);
-  if (!rec || !isLocked(paths)) throw new NotRunning(`no osps instance is running in "${runDir}"`);
+  if (!rec || !isLocked(paths)) throw notRunning(runDir);
   using seg = Segment.open(rec.shm, rec.instance_id);
   return segmentStatus(seg, {
     runDir,
@@ -30,6 +42,8 @@ export function readStatus(runDir: string): InstanceStatus {
     linkPort: rec.link_port,
     join: rec.join,
     chat: rec.chat,
+    notes: () => readNotes(paths),
+    http: rec.http,
   }, systemClock.now());
 }
 

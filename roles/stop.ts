@@ -8,7 +8,7 @@ import { instancePaths } from "../mod/cli/config.ts";
 import { SIG } from "../mod/sys/libc.ts";
 import { isAlive, signalIfSame } from "../mod/sys/proc.ts";
 import { isLocked, readRecord } from "../mod/supervise/run_dir.ts";
-import { NotRunning } from "./status.ts";
+import { NotRunning, notRunning } from "./status.ts";
 import { OspsError } from "../mod/errors.ts";
 import { sleep } from "../mod/deadline.ts";
 
@@ -16,7 +16,7 @@ import { sleep } from "../mod/deadline.ts";
 export async function runStop(runDir: string, timeoutMs: number): Promise<number> {
   const paths = instancePaths(runDir);
   const rec = readRecord(paths);
-  if (!rec || !isLocked(paths)) throw new NotRunning(`no osps instance is running in "${runDir}"`);
+  if (!rec || !isLocked(paths)) throw notRunning(runDir);
   if (!signalIfSame(rec.pid, rec.start_time, SIG.SIGTERM)) {
     throw new NotRunning(`watchdog pid ${rec.pid} is gone (stale record in "${runDir}")`);
   }

@@ -5,11 +5,11 @@
  * hangs, and on stop drains, stops the workers, then the dispatcher, reaps
  * everything and removes every object it made.
  *
- * Why this order (seed 003, question 2.b): the parent stops last. It must be
- * alive to reap (wait for) each child it started, or the children become
- * zombies until init adopts them. The dispatcher stops taking clients first so
- * that no new work starts, workers finish what they hold, and the dispatcher
- * goes after them because workers still report "done" to it.
+ * It reads as nginx's master process cycle: one loop ({@link cycle}) that
+ * waits for an event (a signal, a child's control line or exit, a child's
+ * deadline, the heartbeat's tick) and handles them in a fixed order; signal
+ * handlers only queue. Procedures that take many events (a reload, a
+ * replacement, the stop) are stepped by the loop, never run beside it.
  *
  * Once the instance has been ready it never gives up on its own: children
  * that crash or hang are restarted with capped backoff for as long as the
@@ -17,34 +17,28 @@
  * for an instance that could never get ready (bad configuration, port taken).
  * @module
  */
-import { toArgv } from "../mod/cli/cli.ts";
-import {
-  type InstancePaths,
-  instancePaths,
-  limitFlags,
-  localSlots,
-  poolFlags,
-  type WatchdogConfig,
-} from "../mod/cli/config.ts";
-import { chatForWorkers, prepareChatStore } from "../mod/chat/chat_boot.ts";
-import { chatFlags } from "../mod/chat/chat_config.ts";
-import { EXIT_TEMPORARY, OspsError, SysError } from "../mod/errors.ts";
-import { ensureFifo, removeFifo } from "../mod/ipc/fifo.ts";
-import { Segment, ShmError } from "../mod/ipc/shm.ts";
-import { holdsLiveTicket, overdueTickets } from "../mod/link/ticket_reports.ts";
+import { type InstancePaths, instancePaths, type WatchdogConfig } from "../mod/cli/config.ts";
+import { prepareChatStore } from "../mod/chat/chat_boot.ts";
+import { EXIT_TEMPORARY, OspsError } from "../mod/errors.ts";
+import { overdueTickets } from "../mod/link/ticket_reports.ts";
+import { readSecret } from "../mod/link/secret.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Operations } from "../mod/ops/operations.ts";
+import { type Children, makeChildren } from "../mod/supervise/children.ts";
+import { type CycleEvent, EventQueue } from "../mod/supervise/events.ts";
+import { Incarnation } from "../mod/supervise/incarnation.ts";
+import { finishGraceMs, fitted, type Live, timingOf } from "../mod/supervise/live_config.ts";
+import { MemoryWatch } from "../mod/supervise/memory_watch.ts";
+import { Reload } from "../mod/supervise/reload.ts";
+import { InstanceLock } from "../mod/supervise/run_dir.ts";
+import { Shutdown } from "../mod/supervise/shutdown.ts";
+import { StrayErrors, WatchdogFault } from "../mod/supervise/stray_errors.ts";
+import type { SupervisedChild } from "../mod/supervise/supervisor.ts";
 import { WorkerSlots } from "../mod/supervise/worker_slots.ts";
-import { fitted, leaveGraceMs, type Live, policyOf, timingOf } from "../mod/supervise/live_config.ts";
-import { reloadOnce } from "../mod/supervise/reload.ts";
-import { watchMemory } from "../mod/supervise/memory_watch.ts";
-import { InstanceLock, selfStartTime, writeRecord } from "../mod/supervise/run_dir.ts";
-import { RestartBudget } from "../mod/supervise/restart_policy.ts";
-import { SupervisedChild, type SupervisorDeps } from "../mod/supervise/supervisor.ts";
+import { announceReady, PoolWatch } from "../mod/supervise/pool_watch.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
-import { E } from "../mod/sys/libc.ts";
-import { netScope, selfCommand } from "../mod/sys/spawn.ts";
-import { readSecret } from "../mod/link/secret.ts";
+import { dropSignal } from "../mod/sys/signals.ts";
+import { netScope } from "../mod/sys/spawn.ts";
 
 /** The watchdog gave up before the instance was ever ready: nothing can serve. */
 export class NothingCanServe extends OspsError {
@@ -65,211 +59,174 @@ export class SegmentVanished extends OspsError {
 
 /** Rebuilds in a row (without an incarnation getting ready in between) before giving up. */
 const MAX_RECOVERIES = 3;
+/** A stall of the watchdog itself this long or longer is logged (shorter ones are timer lateness). */
+const STALL_LOGGED_MS = 1_000;
 
-/** Runs the watchdog until SIGINT/SIGTERM, `--exit-after`, or a failure to ever get ready. Returns the exit code. */
-export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemClock): Promise<number> {
-  setupLogging("watchdog", given);
-  const log = logger();
-  const cfg = fitted(given);
-  const live: Live = { cfg, reload: () => log.warn("reload asked before the instance started: ignored") };
-  // Checked before anything is made: a secret others may read is refused (exit 2), with the mend.
-  const secret = cfg.secretFile ? readSecret(cfg.secretFile) : undefined;
-  const paths = instancePaths(cfg.runDir);
-  const lock = InstanceLock.acquire(paths);
-  // Chat: the data dir made 0700 and the schema migrated once, before any worker opens the store.
-  if (cfg.chat.ircPort > 0) {
-    try {
-      await prepareChatStore(cfg.chat, cfg.port);
-    } catch (err) {
-      lock.release();
-      throw err;
-    }
-  }
-  const removed = lock.cleanStale();
-  if (removed.length) {
-    log.warn("removed leftovers of a crashed instance: {list}", { list: removed.join(", ") });
-  }
-  // Signals only queue an event; the instance loop handles it.
-  const signalled = Promise.withResolvers<string>();
-  const onSignal = (name: string) => () => signalled.resolve(name);
-  const sigint = onSignal("SIGINT"), sigterm = onSignal("SIGTERM");
-  Deno.addSignalListener("SIGINT", sigint);
-  Deno.addSignalListener("SIGTERM", sigterm);
-  let reopenLogs = () => {};
-  const sigusr1 = () => reopenLogs(); // logrotate renamed the log file
-  Deno.addSignalListener("SIGUSR1", sigusr1);
-  const sighup = () => live.reload(); // osps reload, systemctl reload
-  Deno.addSignalListener("SIGHUP", sighup);
-  const life = { everReady: false };
-  try {
-    // Metrics endpoint, systemd notify, log file: they outlive incarnations.
-    await using ops = await Operations.start(cfg, clock);
-    reopenLogs = () => void ops.reopenLogs();
-    for (let lostInARow = 0;;) {
-      const outcome = await runInstance(live, paths, signalled.promise, clock, life, secret, ops);
-      if (outcome.kind === "stopped") break;
-      lostInARow = outcome.wasReady ? 1 : lostInARow + 1;
-      if (lostInARow > MAX_RECOVERIES) {
-        throw new SegmentVanished(
-          `shared memory ${paths.shm} was removed by someone else ${lostInARow} times in a row ` +
-            "(systemd-logind RemoveIPC?); stopped cleanly, see docs/SECURITY.md",
-        );
-      }
-      log.warn("shared memory was removed under the instance: rebuilding it and restarting every child");
-    }
-    log.info("stopped cleanly");
-  } finally {
-    Deno.removeSignalListener("SIGINT", sigint);
-    Deno.removeSignalListener("SIGTERM", sigterm);
-    Deno.removeSignalListener("SIGUSR1", sigusr1);
-    Deno.removeSignalListener("SIGHUP", sighup);
-    lock.release();
-    try {
-      Deno.removeSync(cfg.runDir);
-    } catch { /* not empty: something of the user's is there; leave it */ }
-  }
-  return 0;
+/** What outlives an incarnation. */
+interface Watchdog {
+  readonly live: Live;
+  readonly paths: InstancePaths;
+  readonly events: EventQueue;
+  readonly errors: StrayErrors;
+  readonly ops: Operations;
+  readonly clock: Clock;
+  readonly secret: Uint8Array[] | undefined;
+  everReady: boolean;
 }
 
 /** How one incarnation ended. */
 type Outcome = { kind: "stopped" } | { kind: "vanished"; wasReady: boolean };
 
-/**
- * One incarnation of the instance: a fresh segment, FIFOs and children, until
- * a stop is asked for or the segment vanishes (the caller rebuilds). Every
- * resource is released on every path, in reverse order of creation. Throws
- * {@link NothingCanServe} when the instance cannot get ready at all.
- */
-async function runInstance(
-  live: Live,
-  paths: InstancePaths,
-  signalled: Promise<string>,
-  clock: Clock,
-  life: { everReady: boolean },
-  secret: Uint8Array[] | undefined,
-  ops: Operations,
-): Promise<Outcome> {
+/** Runs the watchdog until SIGINT/SIGTERM, `--exit-after`, or a failure to ever get ready. Returns the exit code. */
+export async function runWatchdog(given: WatchdogConfig, clock: Clock = systemClock): Promise<number> {
+  setupLogging("watchdog", given);
   const log = logger();
-  const cfg = live.cfg; // what cannot change without a restart is read from here
-  await using scope = new AsyncDisposableStack();
-  const instanceId = crypto.getRandomValues(new Uint32Array(1))[0]!;
-  const slotCount = localSlots(cfg.workers);
-  // A joined host's workers talk to their dispatcher over TCP: no FIFOs there.
-  const fifos = cfg.join
-    ? []
-    : Array.from({ length: slotCount }, (_, i) => [paths.dwtube(i + 1), paths.wdtube(i + 1)]).flat();
-  let vanished = false;
-
-  writeRecord(paths, {
-    pid: Deno.pid,
-    start_time: selfStartTime(),
-    instance_id: instanceId,
-    shm: paths.shm,
-    fifos,
-    host: cfg.host,
-    port: cfg.port,
-    workers: cfg.workers,
-    created: new Date().toISOString(),
-    limits: { ...limitFlags(cfg), ...poolFlags(cfg) },
-    link_port: cfg.linkPort || undefined,
-    join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
-    ...(cfg.chat.ircPort > 0 ? { chat: chatFlags(cfg.chat, true) } : {}),
-  });
-  scope.defer(() => removeQuietly(paths.record));
-  const remoteSlots = cfg.linkPort ? cfg.remoteSlots : 0;
-  const segment = Segment.create(
-    paths.shm,
-    slotCount + 1 + remoteSlots,
-    instanceId,
-    cfg.port,
-    cfg.workerConcurrency,
-  );
-  scope.defer(() => {
-    segment.close();
-    // A vanished name may already belong to someone else: only unlink what is still ours.
-    if (!vanished) Segment.unlink(paths.shm);
-  });
-  ops.attach(segment, {
-    runDir: cfg.runDir,
-    shm: paths.shm,
-    limits: { ...limitFlags(cfg), ...poolFlags(cfg) },
-    host: cfg.host,
-    workers: cfg.workers,
-    linkPort: cfg.linkPort || undefined,
-    join: cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined,
-    chat: cfg.chat.ircPort > 0 ? chatFlags(cfg.chat, true) : undefined,
-  });
-  scope.defer(() => ops.detach());
-  for (const f of fifos) {
-    ensureFifo(f);
-    scope.defer(() => void removeFifo(f));
+  const live: Live = { cfg: fitted(given), generation: 0 };
+  const cfg = live.cfg;
+  // Checked before anything is made: a secret others may read is refused, with the mend.
+  const secret = cfg.secretFile ? readSecret(cfg.secretFile) : undefined;
+  const paths = instancePaths(cfg.runDir);
+  using lock = InstanceLock.acquire(paths);
+  // Chat: the data dir made 0700 and the schema migrated once, before any worker opens the store.
+  if (cfg.chat.ircPort > 0) await prepareChatStore(cfg.chat, cfg.port);
+  const removed = lock.cleanStale();
+  if (removed.length) {
+    log.warn("removed leftovers of a crashed instance: {list}", { list: removed.join(", ") });
   }
+  // Signals only queue an event, from here to the end; the cycle handles them. SIGUSR1 would open an
+  // inspector anyone local could attach to: dropped (see mod/sys/signals.ts).
+  dropSignal("SIGUSR1");
+  using events = new EventQueue().listen();
+  using errors = new StrayErrors(events);
+  // Metrics endpoint, systemd notify, log file: they outlive incarnations.
+  await using ops = await Operations.start(cfg, clock);
+  const w: Watchdog = { live, paths, events, errors, ops, clock, secret, everReady: false };
+  for (let lostInARow = 0;;) {
+    const outcome = await runIncarnation(w);
+    if (outcome.kind === "stopped") break;
+    lostInARow = outcome.wasReady ? 1 : lostInARow + 1;
+    if (lostInARow > MAX_RECOVERIES) {
+      throw new SegmentVanished(
+        `shared memory ${paths.shm} was removed by someone else ${lostInARow} times in a row ` +
+          "(systemd-logind RemoveIPC?); stopped cleanly, see docs/SECURITY.md",
+      );
+    }
+    log.warn("shared memory was removed under the instance: rebuilding it and restarting every child");
+  }
+  log.info("stopped cleanly");
+  return 0;
+}
 
-  const { dispatcher, workers, poolBudget } = makeChildren(
-    live,
-    segment,
-    instanceId,
-    { clock, spawner: ops.spawner },
-    secret,
-  );
-  const children = dispatcher ? [dispatcher, ...workers] : workers;
+/**
+ * One incarnation of the instance: its resources (released in reverse order
+ * on every path), its children (reaped on every path), and the cycle.
+ */
+async function runIncarnation(w: Watchdog): Promise<Outcome> {
+  const { live, paths, events, clock } = w;
+  const cfg = live.cfg; // what cannot change without a restart is read from here
+  using inc = Incarnation.open(cfg, paths, w.ops);
+  const kids = makeChildren(live, inc.segment, inc.instanceId, {
+    clock,
+    spawner: w.ops.spawner,
+    post: (e) => events.post(e),
+  }, w.secret);
+  const all = kids.dispatcher ? [kids.dispatcher, ...kids.workers] : kids.workers;
+  try {
+    const end = await cycle(w, inc, kids);
+    if (end.fatal) throw new NothingCanServe(`giving up: ${end.fatal} (see the errors above)`);
+    if (end.fault) throw new WatchdogFault(`stopped cleanly: ${end.fault} (see the errors above)`);
+    return inc.vanished ? { kind: "vanished", wasReady: end.wasReady } : { kind: "stopped" };
+  } finally {
+    await reapAll(all, events); // only an error in the cycle leaves any: killed, and still reaped
+  }
+}
+
+/** How the cycle ended. */
+interface CycleEnd {
+  wasReady: boolean;
+  fatal: string | null;
+  fault: string | null;
+}
+
+/**
+ * The watchdog's loop. Each turn: wait for events (or the next tick), give
+ * back time the watchdog itself did not run, handle the events in their fixed
+ * order (stop and reload asks, control lines, exits, deadlines), then the
+ * heartbeat when due, then step what is under way.
+ *
+ * While stopping, only this still runs: reaping and kill escalations (child
+ * events), systemd's keepalive (the tick), and the stop order. No heartbeat
+ * verdict, restart, reload or replacement starts.
+ */
+async function cycle(w: Watchdog, inc: Incarnation, kids: Children): Promise<CycleEnd> {
+  const { live, events, errors, ops, clock } = w;
+  const cfg = live.cfg;
+  const log = logger();
+  const segment = inc.segment;
+  const { dispatcher, workers, poolBudget } = kids;
+  const all = dispatcher ? [dispatcher, ...workers] : workers;
   // A worker serves once ready, and on a joined host once attached to the dispatcher too.
-  const serving = (w: SupervisedChild) => w.state === "ready" && (!cfg.join || w.linked);
+  const serving = (c: SupervisedChild) => c.state === "ready" && (!cfg.join || c.linked);
   const slots = new WorkerSlots(workers, cfg.workers, {
     serving,
     bootTimeoutMs: () => timingOf(live.cfg).bootTimeoutMs,
-    leaveGraceMs: () => leaveGraceMs(live.cfg),
+    finishGraceMs: () => finishGraceMs(live.cfg),
+    generation: () => live.generation,
     clock,
   }, cfg.warmSpare);
-  const { promise: stopRequested, resolve: requestStop } = Promise.withResolvers<string>();
-  void signalled.then(requestStop);
-  let fatal: string | null = null;
-  let wasReady = false;
-  // Children are stopped before anything else is released (the scope unwinds in reverse).
-  scope.defer(async () => {
-    slots.close();
-    segment.setHeader("state", 2);
-    if (fatal) await Promise.all(children.map((c) => c.abort()));
-    else await stopGracefully(dispatcher, workers, cfg.graceMs, clock);
-  });
+  const memory = new MemoryWatch(clock);
+  memory.onNote = (note) => inc.notes.update({ memory_limit: note });
+  const pool = new PoolWatch(cfg, dispatcher, slots, serving);
+  const end: CycleEnd = { wasReady: false, fatal: null, fault: null };
+  let stop: Shutdown | null = null;
+  let reload: Reload | null = null;
+  let reloadAsked = false;
+  const overdue = new Set<string>();
 
-  let failedBefore = 0;
-  for (const c of children) {
-    c.onExit = (child, code) => {
-      if (child.state === "stopping") return;
-      ops.childExited(child.spec.slot.index, code);
-      if (child.spec.isWorker && child.state !== "leaving") slots.crashed(child);
-    };
-    c.onChange = () => {
-      const workers = slots.enlisted;
-      const failed = workers.filter((w) => w.state === "failed");
-      if (!wasReady) {
-        // Ready once every child that can run does; a worker that cannot boot leaves the pool degraded.
-        const settled = (!dispatcher || dispatcher.state === "ready") &&
-          (workers.length === 0 || workers.some(serving)) &&
-          workers.every((w) => serving(w) || w.state === "failed");
-        if (settled) {
-          wasReady = life.everReady = true;
-          segment.setHeader("ready_at", clock.now());
-          ops.ready(announceReady(cfg, failed.map((w) => w.spec.slot.index)));
-        } else if (
-          !life.everReady &&
-          (dispatcher?.state === "failed" || (workers.length > 0 && failed.length === workers.length))
-        ) {
-          fatal = dispatcher?.state === "failed" ? "the dispatcher cannot run" : "no worker can run";
-          requestStop("fatal");
-        }
-      } else if (failed.length !== failedBefore) {
-        log.warn("pool: {n} of {total} workers can serve ({k} failing, retried every {s} s)", {
-          n: workers.length - failed.length,
-          total: workers.length,
-          k: failed.length,
-          s: cfg.failedRetryMs / 1000,
-        });
+  const stopFor = (reason: string, kill = false) => {
+    if (stop) return;
+    log.info("stopping ({reason})", { reason });
+    ops.stopping(reason);
+    slots.close();
+    reload?.abandon();
+    segment.setHeader("state", 2);
+    stop = new Shutdown(reason, { dispatcher, workers }, { graceMs: cfg.graceMs, clock, kill });
+  };
+  const handle = (e: CycleEvent) => {
+    switch (e.kind) {
+      case "fault":
+        end.fault = e.reason;
+        return stopFor(e.reason);
+      case "signal":
+        if (e.signal === "SIGINT" || e.signal === "SIGTERM") return stopFor(e.signal);
+        if (e.signal === "SIGUSR2") return void ops.reopenLogs(); // logrotate renamed the log file
+        // SIGHUP: osps reload, systemctl reload. Asks during a reload get one more after it.
+        if (stop) return log.warn("reload asked while the instance is stopping: ignored");
+        segment.setHeader("reloads_asked", segment.header("reloads_asked") + 1);
+        reloadAsked = true;
+        return;
+      default: {
+        const ended = e.child.handle(e);
+        if (!ended || ended.stopped) return;
+        ops.childExited(e.child.spec.slot.index, ended.code);
+        if (e.child.spec.isWorker && ended.event !== "exit_replaced") slots.crashed(e.child);
       }
-      failedBefore = failed.length;
-    };
-  }
+    }
+  };
+  const heartbeat = () => {
+    if (inc.segmentGone()) {
+      log.error("shared memory {shm} vanished (systemd-logind RemoveIPC?); stopping cleanly", {
+        shm: segment.name,
+      });
+      return stopFor("shared memory vanished");
+    }
+    for (const c of all) c.tick();
+    memory.check(all, slots, live.cfg.maxWorkerRssMb, live.cfg.failedRetryMs);
+    reportOverdueTickets(workers, clock.now(), cfg.ticketTtlMs, overdue);
+    const exitAfter = live.cfg.exitAfter;
+    const served = workers.reduce((sum, c) => sum + c.spec.slot.load("served"), 0);
+    if (exitAfter > 0 && served >= exitAfter) stopFor(`--exit-after ${exitAfter} reached (${served} served)`);
+  };
 
   log.info("starting instance in {dir}: {what}, {n} workers", {
     dir: cfg.runDir,
@@ -283,204 +240,78 @@ async function runInstance(
   dispatcher?.start();
   slots.start(); // the spare slot stays empty until a replacement, unless it is kept warm
 
-  const overdue = new Set<string>();
-  const ticker = setInterval(() => {
-    if (!vanished && segmentGone(paths.shm, instanceId)) {
-      vanished = true;
-      log.error("shared memory {shm} vanished (systemd-logind RemoveIPC?); stopping cleanly", {
-        shm: paths.shm,
-      });
-      requestStop("shared memory vanished");
-    }
-    for (const c of children) c.tick();
-    watchMemory(children, slots, live.cfg.maxWorkerRssMb, segment);
-    reportOverdueTickets(workers, clock.now(), cfg.ticketTtlMs, overdue);
-    const exitAfter = live.cfg.exitAfter;
-    if (exitAfter > 0) {
-      const served = workers.reduce((sum, w) => sum + w.spec.slot.load("served"), 0);
-      if (served >= exitAfter) requestStop(`--exit-after ${exitAfter} reached (${served} served)`);
-    }
-  }, cfg.heartbeatMs);
-  scope.defer(() => clearInterval(ticker));
-
-  // SIGHUP: re-read the configuration and replace every worker. Asks that come during a reload are
-  // served by one more reload after it (the file may have changed since it was read).
-  let reloading = false, again = false;
-  live.reload = () => {
-    segment.setHeader("reloads_asked", segment.header("reloads_asked") + 1);
-    if (reloading) {
-      again = true;
-      return;
-    }
-    reloading = true;
-    void (async () => {
-      try {
-        do {
-          again = false;
-          await reloadOnce(live, slots, children, poolBudget, segment, ops, clock);
-        } while (again && segment.header("state") === 1);
-      } catch (err) {
-        log.error("reload failed: {err}", { err: String(err) });
-      } finally {
-        reloading = false;
+  let nextBeat = clock.now() + cfg.heartbeatMs;
+  let awakeBy = nextBeat;
+  for (;;) {
+    const batch = await events.next(awakeBy - clock.now());
+    const now = clock.now();
+    // Time the watchdog itself did not run (stopped, a paused machine) is nobody's fault here.
+    const stalled = now - awakeBy;
+    if (stalled > 0) {
+      for (const c of all) c.resume(stalled);
+      if (stalled >= STALL_LOGGED_MS) {
+        log.warn(
+          "the watchdog itself did not run for {ms} ms (stopped, or a paused machine): " +
+            "its children get that time back before any is called hung",
+          { ms: Math.round(stalled) },
+        );
       }
-    })();
-  };
-  scope.defer(() => {
-    live.reload = () => log.warn("reload asked while the instance is stopping: ignored");
-  });
-
-  const reason = await stopRequested;
-  log.info("stopping ({reason})", { reason });
-  ops.stopping(reason);
-  if (fatal) {
-    await scope.disposeAsync();
-    throw new NothingCanServe(`giving up: ${fatal} (see the errors above)`);
+    }
+    for (const e of batch) errors.contain(e.kind, () => handle(e));
+    if (now >= nextBeat) {
+      nextBeat = now + cfg.heartbeatMs;
+      if (!stop) errors.contain("the heartbeat", heartbeat);
+    }
+    errors.contain("operations", () => ops.tick(now));
+    if (stop === null) {
+      errors.contain("the replacements", () => {
+        slots.step();
+        if (memory.settle(live.cfg.failedRetryMs)) segment.setHeader("replaced_rss", memory.replaced);
+      });
+      errors.contain("the reload", () => {
+        if (reloadAsked && !reload && end.wasReady) {
+          reloadAsked = false;
+          reload = new Reload({
+            live,
+            slots,
+            children: all,
+            poolBudget,
+            segment,
+            ops,
+            notes: inc.notes,
+            clock,
+          });
+          reload.begin();
+        }
+        if (reload?.step()) reload = null;
+      });
+      errors.contain("the readiness", () => {
+        const verdict = pool.judge(end.wasReady, w.everReady);
+        if (verdict.ready && !end.wasReady) {
+          end.wasReady = w.everReady = true;
+          segment.setHeader("ready_at", clock.now());
+          ops.ready(announceReady(cfg, verdict.failing));
+        }
+        if (verdict.fatal) {
+          end.fatal = verdict.fatal;
+          stopFor("fatal", true);
+        }
+      });
+    }
+    if (stop !== null && (stop as Shutdown).step()) return end;
+    awakeBy = Math.min(nextBeat, ops.nextTickAt(now), stop ? (stop as Shutdown).wakeBy : Infinity);
   }
-  return vanished ? { kind: "vanished", wasReady } : { kind: "stopped" };
 }
 
-/**
- * The dispatcher (none on a joined host) and the children of every local
- * worker slot (the workers' and the spare) of one incarnation. Each spawn
- * builds its command line from the configuration in force then.
- */
-function makeChildren(
-  live: Live,
-  segment: Segment,
-  instanceId: number,
-  deps: SupervisorDeps,
-  secret: Uint8Array[] | undefined,
-): { dispatcher: SupervisedChild | undefined; workers: SupervisedChild[]; poolBudget: RestartBudget } {
-  const cfg = live.cfg; // ports, hosts, slots: fixed for the incarnation
-  const common = () => ({
-    host: cfg.host,
-    "run-dir": cfg.runDir,
-    shm: segment.name,
-    instance: instanceId,
-    "parent-pid": Deno.pid,
-    "heartbeat-ms": cfg.heartbeatMs,
-    "grace-ms": live.cfg.graceMs,
-    "link-heartbeat-ms": cfg.linkHeartbeatMs,
-    "link-timeout-ms": cfg.linkTimeoutMs,
-    ...limitFlags(live.cfg),
-    "proxy-from": live.cfg.proxyFrom.toString(),
-    "log-level": live.cfg.logLevel,
-    "log-format": live.cfg.logFormat,
-  });
-  const slotCount = localSlots(cfg.workers);
-  segment.slot(0).store("port", cfg.port);
-  const dispatcher = cfg.join ? undefined : new SupervisedChild(
-    {
-      name: "dispatcher",
-      slot: segment.slot(0),
-      isWorker: false,
-      secret: cfg.linkPort ? secret : undefined,
-      command: () =>
-        selfCommand(
-          toArgv("dispatcher", {
-            ...common(),
-            port: cfg.port,
-            workers: slotCount,
-            "link-port": cfg.linkPort,
-            "remote-slots": cfg.remoteSlots,
-            ...poolFlags(live.cfg),
-            "probe-ms": cfg.probeMs,
-            "probe-timeout-ms": live.cfg.hangTimeoutMs,
-          }),
-          {
-            listen: [
-              netScope(cfg.host, cfg.port),
-              ...(cfg.linkPort ? [netScope(cfg.host, cfg.linkPort)] : []),
-            ],
-          },
-        ),
-    },
-    timingOf(cfg),
-    policyOf(cfg),
-    deps,
-  );
-  const poolBudget = new RestartBudget(cfg.poolRestartBudget, cfg.restartWindowMs);
-  const join = cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined;
-  const workers = Array.from({ length: slotCount }, (_, i) => {
-    const id = i + 1, port = cfg.port + id;
-    segment.slot(id).store("port", port);
-    return new SupervisedChild(
-      {
-        name: `worker ${id}`,
-        slot: segment.slot(id),
-        isWorker: true,
-        poolBudget,
-        secret: join ? secret : undefined,
-        command: () => {
-          const chat = chatForWorkers(live.cfg.chat, cfg.host, cfg.port);
-          return selfCommand(
-            toArgv("worker", {
-              ...common(),
-              ...chat.flags,
-              id,
-              port,
-              join,
-              "max-requests": withJitter(live.cfg.maxRequests),
-            }),
-            {
-              ...chat.permissions,
-              listen: [netScope(cfg.host, port), ...(join ? [join] : []), ...chat.permissions.listen],
-            },
-          );
-        },
-      },
-      timingOf(cfg),
-      policyOf(cfg),
-      deps,
-    );
-  });
-  return { dispatcher, workers, poolBudget };
-}
-
-/** Prints the ready line on stdout, logs it, and returns it (for systemd's STATUS=). */
-function announceReady(cfg: WatchdogConfig, failed: number[]): string {
-  const ports = cfg.workers ? `${cfg.port + 1}-${cfg.port + cfg.workers}` : "none";
-  const head = cfg.join
-    ? `ready joined=${netScope(cfg.join.host, cfg.join.port)} host=${cfg.host}`
-    : `ready dispatcher=${netScope(cfg.host, cfg.port)}${
-      cfg.linkPort ? ` link=${netScope(cfg.host, cfg.linkPort)}` : ""
-    }`;
-  const irc = cfg.chat.ircPort > 0 ? ` irc=${netScope(cfg.host, cfg.chat.ircPort)}` : "";
-  const line = `${head} workers=${ports}${irc} pid=${Deno.pid} run-dir=${cfg.runDir}${
-    failed.length ? ` degraded failed=${failed.join(",")}` : ""
-  }`;
-  console.log(line);
-  const log = logger();
-  if (failed.length) {
-    log.warn("serving degraded: {n} of {total} workers ready (failing: {failed}; retried every {s} s)", {
-      n: cfg.workers - failed.length,
-      total: cfg.workers,
-      failed: failed.join(", "),
-      s: cfg.failedRetryMs / 1000,
-    });
-  } else log.info("all {n} children ready", { n: cfg.workers + 1 });
-  return line;
-}
-
-/**
- * True when the segment is gone (ENOENT) or its name now holds another
- * segment. Any other error (out of descriptors, say) says nothing about the
- * segment: it is logged, and the next tick looks again.
- */
-function segmentGone(name: string, instanceId: number): boolean {
-  try {
-    const seg = Segment.open(name, instanceId);
-    seg.close();
-    return false;
-  } catch (err) {
-    if (err instanceof ShmError && err.cause instanceof SysError && err.cause.errno === E.ENOENT) return true;
-    if (err instanceof ShmError && !(err.cause instanceof SysError)) return true; // not ours any more
-    logger().warn("cannot check shared memory {name}: {err}; checking again next tick", {
-      name,
-      err: String(err),
-    });
-    return false;
+/** Kills and reaps whatever child still runs (after an error in the cycle), handling their events meanwhile. */
+async function reapAll(children: readonly SupervisedChild[], events: EventQueue): Promise<void> {
+  const running = () => children.filter((c) => c.state !== "stopped" && c.state !== "none");
+  if (running().length === 0) return;
+  for (const c of running()) void c.abort();
+  while (running().length > 0) {
+    for (const e of await events.next(100)) {
+      if (e.kind === "line" || e.kind === "exit" || e.kind === "deadline") e.child.handle(e);
+    }
   }
 }
 
@@ -495,41 +326,15 @@ function reportOverdueTickets(
   ttlMs: number,
   seen: Set<string>,
 ): void {
-  for (const w of workers) {
-    for (const { key, lateMs } of overdueTickets(w.spec.slot, now)) {
+  for (const c of workers) {
+    for (const { key, lateMs } of overdueTickets(c.spec.slot, now)) {
       if (lateMs <= Math.max(1_000, ttlMs) || seen.has(key)) continue;
       seen.add(key);
       logger().error("{name} holds a ticket {s} s past its expiry: the dispatcher has not taken it back", {
-        name: w.spec.name,
+        name: c.spec.name,
         s: Math.round(lateMs / 1000),
       });
     }
   }
   if (seen.size > 1000) seen.clear();
-}
-
-/** `n` plus up to 10% random jitter, so that workers started together do not all retire together. */
-function withJitter(n: number): number {
-  return n > 0 ? n + Math.floor(Math.random() * (Math.floor(n / 10) + 1)) : 0;
-}
-
-/** Drain the dispatcher, let sessions finish (bounded), stop workers, then the dispatcher. */
-async function stopGracefully(
-  dispatcher: SupervisedChild | undefined,
-  workers: SupervisedChild[],
-  graceMs: number,
-  clock: Clock,
-): Promise<void> {
-  dispatcher?.order("drain");
-  const deadline = clock.now() + graceMs;
-  const busy = () => workers.some((w) => w.pid > 0 && holdsLiveTicket(w.spec.slot));
-  while (busy() && clock.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  await Promise.all(workers.map((w) => w.stop(Math.max(500, deadline - clock.now()))));
-  await dispatcher?.stop(1_000);
-}
-
-function removeQuietly(path: string): void {
-  try {
-    Deno.removeSync(path);
-  } catch { /* already gone */ }
 }

@@ -110,6 +110,30 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
       return slot.load("served");
     },
   };
+
+  // The HTTP API (--http-port), loaded only when on: a worker without it never loads Hono.
+  const http = cfg.http.port > 0
+    ? (await import("../mod/http/http_service.ts")).HttpService.start(cfg.http, {
+      host: cfg.host,
+      workerId: cfg.id,
+      dispatcherPort: cfg.dispatcherPort,
+      admission,
+      stats,
+      maxInFlight: fds.maxConns + MAX_LINGERING,
+      headTimeoutMs: cfg.handshakeTimeoutMs,
+      idleTimeoutMs: cfg.idleTimeoutMs,
+      writeTimeoutMs: cfg.writeTimeoutMs,
+      context: () => context,
+      onServed: () => slot.add("served", 1),
+      ownPort: cfg.port,
+      giveBack: (ticket, type) => {
+        const claim = link.claim(ticket, type, "");
+        if (typeof claim !== "string") link.done(claim, draining);
+      },
+      chat,
+    })
+    : undefined;
+
   server.serve((tcp) =>
     serveRunClient(tcp, {
       id: cfg.id,
@@ -153,7 +177,9 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
 
   await stopped;
   await server.closed();
-  await chat?.close(); // chat sessions are told to reconnect (another worker takes them)
+  // Chat sessions (IRC over WebSocket too) are told to reconnect (another worker takes them); HTTP requests
+  // being served are answered meanwhile (a drain lets them finish).
+  await Promise.all([http?.close(Math.min(60_000, Math.max(0, finishBy - clock.now()))), chat?.close()]);
   await until(() => server.conns.size === 0 || clock.now() >= finishBy, 10);
   link.close();
   await poller.stop();

@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat,hosts,lines] [--out DIR]`: the
+ * `deno task bench [--quick] [--parts ipc,flow,memory,recovery,chat,hosts,lines,http] [--out DIR]`: the
  * benchmark suite. Starts what it needs, measures, stops everything, and
  * writes `bench/results.json`, `bench/RESULTS.md` and `bench/latency.svg`.
  * Every figure is set against a reference measured in the same run.
@@ -19,10 +19,11 @@ import { benchRecovery } from "./bench_recovery.ts";
 import { benchChat } from "./bench_chat.ts";
 import { benchHosts } from "./bench_hosts.ts";
 import { benchLines } from "./bench_lines.ts";
+import { benchHttp } from "./bench_http.ts";
 import { latencySvg, type Results, resultsMarkdown } from "./bench_report.ts";
 import { type Figure, machine, ROOT, spawnHelper } from "./bench_util.ts";
 
-const PARTS = ["ipc", "flow", "memory", "recovery", "chat", "hosts", "lines"] as const;
+const PARTS = ["ipc", "flow", "memory", "recovery", "chat", "hosts", "lines", "http"] as const;
 type Part = (typeof PARTS)[number];
 
 /** Sizes of each part, full and quick. */
@@ -36,6 +37,7 @@ function plan(quick: boolean) {
       chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
       hosts: { seconds: 1, clients: [1, 16] },
       lines: { rounds: 1 },
+      http: { clients: [1, 16, 64], seconds: 1, rounds: 1, messages: 20, probeWatchMs: 2_000 },
     }
     : {
       ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
@@ -45,6 +47,7 @@ function plan(quick: boolean) {
       chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
       hosts: { seconds: 4, clients: [1, 16] },
       lines: { rounds: 5 },
+      http: { clients: [1, 16, 64], seconds: 4, rounds: 3, messages: 300, probeWatchMs: 12_000 },
     };
 }
 
@@ -162,6 +165,15 @@ async function main(): Promise<number> {
     const r = await benchLines(p.lines);
     figures.push(...r.figures);
     raw["lines"] = r.raw;
+  }
+
+  if (parts.has("http")) {
+    say(
+      "http: POST /v1/requests/echo vs deno serve --parallel and Deno.serve; chat post → event stream / IRC",
+    );
+    const r = await benchHttp(p.http);
+    figures.push(...r.figures);
+    raw["http"] = r.raw;
   }
 
   const results: Results = {

@@ -40,7 +40,17 @@ Deno.test("bench --quick runs every part and writes results.json, RESULTS.md and
     const hosts = (await namespacesUsable()).ok;
     assert.deepEqual(
       [...parts].sort(),
-      ["Chat", "Full cycle", ...(hosts ? ["Hosts"] : []), "IPC", "Lines", "Memory", "Recovery"],
+      [
+        "Chat",
+        "Full cycle",
+        "HTTP",
+        "HTTP chat",
+        ...(hosts ? ["Hosts"] : []),
+        "IPC",
+        "Lines",
+        "Memory",
+        "Recovery",
+      ],
     );
     if (!hosts) assert.match(r.raw.hosts.skipped, /not root|cannot make/);
     for (const f of r.figures) {

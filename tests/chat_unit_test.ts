@@ -10,6 +10,7 @@ import { fold, formatMessage, parseMessage, validChannel, validNick } from "../m
 import { FakeLag } from "../mod/chat/fake_lag.ts";
 import { SqliteStore } from "../mod/chat/sqlite_store.ts";
 import { StoreError } from "../mod/chat/chat_store.ts";
+import { SCHEMA } from "../mod/chat/store_schema.ts";
 import { ChatHub, type LocalClient } from "../mod/chat/chat_hub.ts";
 import { waitFor } from "./harness.ts";
 import { CommitCancelledError, type Committed, GroupCommit } from "../mod/chat/group_commit.ts";
@@ -92,11 +93,10 @@ Deno.test("SqliteStore: nicknames unique by folded name; events numbered per cha
   assert.ok(j1 && typeof j1 === "object" && j2 && typeof j2 === "object");
   assert.deepEqual([j1.seq, j2.seq, j2.channel], [1, 2, "#Room"]);
   assert.equal(await s.join("#room", "bob!~u@h", "bob", "", "nt"), null, "already a member");
-  assert.deepEqual(await s.members("#ROOM"), [{ nick: "Ann[", op: true, voice: false }, {
-    nick: "bob",
-    op: false,
-    voice: false,
-  }]);
+  assert.deepEqual(await s.members("#ROOM"), [
+    { nick: "Ann[", op: true, voice: false, user: "~u", host: "h" },
+    { nick: "bob", op: false, voice: false, user: "~u", host: "h" },
+  ]);
   const m = await s.append("#room", { kind: "PRIVMSG", source: "bob!~u@h", params: ["hi"] });
   assert.equal(m?.seq, 3);
   assert.deepEqual((await s.eventsBetween("#room", 1, 3)).map((e) => e.seq), [2]);
@@ -122,7 +122,10 @@ Deno.test("SqliteStore: the schema version is recorded, and a newer database is 
   using t = tempStore();
   t.store.close();
   const db = new DatabaseSync(t.path);
-  assert.equal((db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version, 1);
+  assert.equal(
+    (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+    SCHEMA.length,
+  );
   assert.equal((db.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode, "wal");
   db.exec("PRAGMA user_version = 99");
   db.close();
@@ -134,7 +137,15 @@ Deno.test("ChatHub delivers a channel's events by number; a gap is filled from t
   const s = t.store;
   const hub = new ChatHub(s);
   const got: string[] = [];
-  const me: LocalClient = { id: "me/1", nick: "me", joined: new Map(), send: (line) => got.push(line) };
+  const me: LocalClient = {
+    id: "me/1",
+    nick: "me",
+    joined: new Map(),
+    caps: new Set(),
+    echo: false,
+    deliver: (out) => got.push(out.line(0)),
+    close: () => {},
+  };
   await s.claimNick(user("me"));
   const join = await s.join("#o", "me!~u@h", "me", "", "nt");
   assert.ok(join && typeof join === "object");

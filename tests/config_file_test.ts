@@ -8,7 +8,7 @@ import {
   loadWatchdogFlags,
 } from "../mod/ops/config_file.ts";
 import { processTable } from "../mod/sys/proc.ts";
-import { withInstance } from "./harness.ts";
+import { osps, withInstance } from "./harness.ts";
 
 function withFile(name: string, text: string, body: (path: string) => void | Promise<void>) {
   const dir = Deno.makeTempDirSync({ prefix: "osps-config-" });
@@ -67,6 +67,38 @@ Deno.test("a config file is checked like the command line, with the file and set
     assert.throws(() => load([`--config=${path}`]), /unknown setting "config"/);
   });
   assert.throws(() => load(["--config=/tmp/osps-no-such-config.toml"]), /cannot read config file/);
+});
+
+Deno.test("a watchdog with a bad config file or flag cannot boot: exit 100, which systemd does not restart", async () => {
+  await withFile("bad.toml", "wrokers = 2\n", async (path) => {
+    const o = await osps(["watchdog", `--config=${path}`, "--run-dir=/tmp/osps-never-started"]);
+    assert.equal(o.code, 100, o.stderr);
+    assert.match(o.stderr, /unknown setting "wrokers"; did you mean "workers"\?/);
+  });
+  const typo = await osps(["watchdog", "--wrokers=2"]);
+  assert.equal(typo.code, 100, typo.stderr);
+  // Other commands keep the usage-error code.
+  assert.equal((await osps(["client", "--wrokers=2"])).code, 2);
+});
+
+Deno.test("a config file anywhere is read when named by an explicit path (to try one before installing it)", async () => {
+  // Outside every directory the osps task may read (its scope is run dirs and config dirs).
+  const dir = `/var/tmp/osps-try-${crypto.randomUUID().slice(0, 8)}`;
+  const sh = (script: string) => new Deno.Command("sh", { args: ["-c", script] }).output();
+  await sh(`mkdir -p ${dir} && printf 'wrokers = 2\\n' > ${dir}/try.toml`);
+  try {
+    const o = await osps(["watchdog", `--config=${dir}/try.toml`, "--run-dir=/tmp/osps-never-started"]);
+    assert.equal(o.code, 100, o.stderr);
+    assert.match(
+      o.stderr,
+      new RegExp(`${dir}/try\\.toml: unknown setting "wrokers"`),
+      "it was read and checked",
+    );
+    const missing = await osps(["watchdog", `--config=${dir}/nothing.toml`]);
+    assert.match(missing.stderr, /cannot read config file ".*nothing\.toml": no such file/);
+  } finally {
+    await sh(`rm -rf ${dir}`);
+  }
 });
 
 Deno.test("liveChanges sorts changed flags by what a reload can do with them", async () => {

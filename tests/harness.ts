@@ -131,6 +131,7 @@ export type ChildJson = Pick<
   | "watchdog_pid"
   | "rss_bytes"
   | "spare"
+  | "conns"
 >;
 
 /** Options of {@link startInstance}. */

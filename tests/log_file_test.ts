@@ -1,12 +1,12 @@
 /**
  * `--log-file`: every role's lines go to the file (children's through the
- * watchdog), and after logrotate's rename and SIGUSR1 they go to a new file
+ * watchdog), and after logrotate's rename and SIGUSR2 they go to a new file
  * at the path while the renamed one keeps what it had.
  */
 import assert from "node:assert/strict";
 import { waitFor, waitReplaced, withInstance } from "./harness.ts";
 
-Deno.test("--log-file gets every role's lines; SIGUSR1 after a rename reopens it", async () => {
+Deno.test("--log-file gets every role's lines; SIGUSR2 after a rename reopens it", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "osps-logs-" });
   const path = `${dir}/osps.log`;
   const read = (p: string) => {
@@ -18,15 +18,20 @@ Deno.test("--log-file gets every role's lines; SIGUSR1 after a rename reopens it
   };
   try {
     const inst = await withInstance({ workers: 1, flags: [`--log-file=${path}`] }, async (inst) => {
+      // Lines reach the file through a queue: wait for each (the ready line on stdout may come first).
       await waitFor(
-        "the children's lines in the file",
-        () => /dispatcher\[\d+\].*serving on/.test(read(path)),
+        "every role's lines in the file",
+        () =>
+          [
+            /dispatcher\[\d+\].*serving on/,
+            /worker 1\[\d+\].*serving on/,
+            /watchdog\[\d+\].*all 2 children ready/,
+          ]
+            .every((line) => line.test(read(path))),
       );
-      assert.match(read(path), /worker 1\[\d+\].*serving on/);
-      assert.match(read(path), /watchdog\[\d+\].*all 2 children ready/);
 
       Deno.renameSync(path, `${path}.1`); // what logrotate does
-      Deno.kill(inst.pid, "SIGUSR1");
+      Deno.kill(inst.pid, "SIGUSR2");
       await waitFor("the reopened file", () => read(path).includes("log file reopened"));
       const pid = (await inst.status()).workers[0]!.pid;
       Deno.kill(pid, "SIGKILL");

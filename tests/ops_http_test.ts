@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { checkExposition, type PromFamily, sampleValue } from "./support/prom_check.ts";
-import { freePorts, type Instance, waitFor, waitReplaced, withInstance } from "./harness.ts";
+import { freePorts, type Instance, osps, waitFor, waitReplaced, withInstance } from "./harness.ts";
 
 async function get(url: string): Promise<{ status: number; body: string; type: string }> {
   const r = await fetch(url);
@@ -162,7 +162,7 @@ Deno.test("/healthz is 200, /readyz 503 while the dispatcher is killed or stoppe
 });
 
 Deno.test("the endpoint is read-only and says what it has", async () => {
-  await start(1, async (_inst, base) => {
+  await start(1, async (inst, base) => {
     assert.equal(
       await fetch(`${base}/metrics`, { method: "POST", body: "x" }).then(async (r) => {
         await r.body?.cancel();
@@ -173,8 +173,16 @@ Deno.test("the endpoint is read-only and says what it has", async () => {
     const missing = await get(`${base}/nothing`);
     assert.equal(missing.status, 404);
     assert.match(missing.body, /\/metrics/);
+    // /status.json is what `osps status --json` shows (the same object, request arguments left out).
+    const sleeping = osps(["client", `--port=${inst.port}`, "sleep", "1500"]);
+    await waitFor("the sleep running", async () => (await inst.status()).workers[0]!.work === "busy");
     const json = JSON.parse((await get(`${base}/status.json`)).body);
-    assert.equal(json.readiness.ready, true);
-    assert.equal(json.status.workers.length, 1);
+    const cli = JSON.parse((await osps(["status", `--run-dir=${inst.runDir}`, "--json"])).stdout);
+    assert.deepEqual(Object.keys(json).sort(), Object.keys(cli).sort());
+    assert.deepEqual(Object.keys(json.workers[0]).sort(), Object.keys(cli.workers[0]).sort());
+    assert.equal(json.workers.length, 1);
+    assert.equal(cli.workers[0].request.split(" ")[0], "sleep");
+    assert.equal(json.workers[0].request, "sleep", "no argument");
+    await sleeping;
   });
 });

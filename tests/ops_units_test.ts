@@ -55,6 +55,7 @@ Deno.test("the strict checker rejects broken expositions", () => {
 function child(over: Partial<ChildStatus>): ChildStatus {
   return {
     id: 0,
+    name: "dispatcher",
     role: "dispatcher",
     pid: 10,
     port: 1,
@@ -87,10 +88,20 @@ function instance(dispatcher: Partial<ChildStatus>, workers: Partial<ChildStatus
     watchdog: { pid: 1, run_dir: "/r", shm: "/s", state: "running", ready_for_ms: 5 },
     limits: {},
     dispatcher: child(dispatcher),
-    workers: workers.map((w, i) => child({ id: i + 1, role: "worker", work: "idle", ...w })),
+    workers: workers.map((w, i) =>
+      child({ id: i + 1, name: `worker ${i + 1}`, role: "worker", work: "idle", ...w })
+    ),
     queue_depth: 0,
     quarantine: [],
-    reloads: { asked: 0, done: 0, failed: 0, last_ms_ago: null, replaced_rss: 0 },
+    reloads: {
+      asked: 0,
+      done: 0,
+      failed: 0,
+      last_ms_ago: null,
+      last: null,
+      replaced_rss: 0,
+      rss_limit_refused: null,
+    },
     chat: null,
   };
 }
@@ -115,6 +126,21 @@ Deno.test("readiness: the dispatcher and one worker must run and answer within t
     /^no worker can serve: worker 1's pipes are wedged; worker 2 is not running \(failed\)$/,
   );
   assert.match(readiness(null, 500).reason, /no instance is running/);
+});
+
+Deno.test("readiness of a joined host: no dispatcher of its own, one worker attached to the remote one", () => {
+  const joined = (workers: Partial<ChildStatus>[]): InstanceStatus => {
+    const s = instance({ state: "remote", link: "remote", pid: 0 }, workers);
+    return { ...s, watchdog: { ...s.watchdog, joined: "10.0.0.1:2300" } };
+  };
+  assert.equal(
+    readiness(joined([{ link: "attached" }, { link: "connecting" }]), 500).reason,
+    "ready: 1 of 2 workers attached to the dispatcher at 10.0.0.1:2300",
+  );
+  assert.match(
+    readiness(joined([{ link: "lost" }]), 500).reason,
+    /^no worker can serve: worker 1 is not attached to the dispatcher \(lost\)$/,
+  );
 });
 
 Deno.test("bucketQuantile interpolates within the bucket holding the rank", () => {

@@ -75,11 +75,15 @@ Deno.test("a reload re-reads the config file: live settings apply, others wait f
   using file = withConfig('"request-timeout-for" = "sleep:20000"\n');
   await withInstance({ workers: 2, flags: [`--config=${file.path}`] }, async (inst) => {
     assert.equal((await inst.client(["sleep", "600"])).stdout.trim(), "slept 600");
-    file.write('"request-timeout-for" = "sleep:300"\n"queue-size" = 10\n');
+    file.write('"request-timeout-for" = "sleep:300"\n"queue-size" = 10\n"probe-ms" = 500\n');
     const o = await osps(["reload", `--run-dir=${inst.runDir}`]);
     assert.equal(o.code, 0, o.stderr);
     assert.match(inst.logs(), /reload: applied now: --request-timeout-for/);
-    assert.match(inst.logs(), /reload: --queue-size changed but only take effect after a restart/);
+    // What needs a restart is said where the operator looks: osps reload's own output (and the status).
+    assert.match(
+      o.stdout,
+      /2 workers replaced .*; not applied until a restart \(osps stop, then start\): --probe-ms 1000 → 500, --queue-size 64 → 10$/m,
+    );
     // The new deadline holds at once: a 3 s sleep is now far past it.
     const killed = await inst.client(["sleep", "3000"]);
     assert.notEqual(killed.code, 0);
@@ -93,11 +97,15 @@ Deno.test("a reload re-reads the config file: live settings apply, others wait f
     file.write('"request-timeout-for" = = "sleep:20000"\n');
     const bad = await osps(["reload", `--run-dir=${inst.runDir}`]);
     assert.equal(bad.code, 1, bad.stdout);
-    assert.match(bad.stderr, /changed nothing: its configuration did not load/);
+    // The reason itself, not "see the log".
+    assert.match(
+      bad.stderr,
+      /the reload of ".*" failed: config file ".*" is not valid TOML: .*nothing changed/,
+    );
     assert.match(inst.logs(), /reload: config file .* is not valid TOML.*nothing changed/);
     const now = await inst.status();
     assert.deepEqual(now.workers.map((w) => w.pid), pids, "a failed reload replaces no worker");
-    assert.equal(now.reloads.failed, 1);
+    assert.deepEqual([now.reloads.done, now.reloads.failed], [1, 1], "a failed reload is not counted done");
     assert.match(
       (await inst.client(["sleep", "3000"])).stderr,
       /ran past its 300 ms deadline/,
@@ -155,31 +163,12 @@ Deno.test("--max-worker-rss-mb: a worker that grew past it is replaced, finishin
     assert.equal(now.reloads.replaced_rss, 1);
     assert.ok(now.workers[0]!.rss_bytes! < 160 << 20);
     assert.match(inst.logs(), /worker 1 \(pid \d+\) is resident \d+ MiB, over --max-worker-rss-mb 160/);
-    assert.match(inst.logs(), /worker 1 left \(replaced \(over --max-worker-rss-mb\)\)/);
+    assert.match(inst.logs(), /worker 1 exited after \d+ ms \(replaced \(over --max-worker-rss-mb\)\)/);
     assert.equal(now.workers[0]!.restarts, 0);
     assert.equal((await run("hold", "64")).result, "holding 64 MiB", "the new process starts afresh");
     const m = checkExposition(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
     assert.equal(sampleValue(m, "osps_worker_restarts_total", { worker: "1", reason: "rss" }), 1);
     assert.ok(sampleValue(m, "osps_process_resident_memory_bytes", { role: "worker" }) > 0);
-  });
-});
-
-Deno.test("a reload whose spare slot cannot start (its port taken) replaces each worker in place, still losing nothing", async () => {
-  await withInstance({ workers: 2 }, async (inst) => {
-    // Another program holds the spare slot's port (port + workers + 1).
-    using _blocker = Deno.listen({ hostname: "127.0.0.1", port: inst.port + 3 });
-    const before = (await inst.status()).workers.map((w) => w.pid);
-    const load = osps(["bench", `--port=${inst.port}`, "--clients=4", "--duration=4", "--json"]);
-    await new Promise((r) => setTimeout(r, 500));
-    const o = await osps(["reload", `--run-dir=${inst.runDir}`]);
-    assert.equal(o.code, 0, o.stderr);
-    const r = JSON.parse((await load).stdout) as BenchJson;
-    assert.equal(r.requests.failed, 0, `failed during the reload: ${JSON.stringify(r.errors)}`);
-    assert.match(inst.logs(), /the spare slot \(worker 3\) could not serve .*; replacing worker 1 in place/);
-    assert.match(inst.logs(), /2 workers replaced, 2 in place/);
-    const after = await inst.status();
-    assert.equal(after.workers.length, 2);
-    assert.ok(after.workers.every((w) => !before.includes(w.pid) && w.state === "ready"));
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { RUN_FLAGS, waitFor, waitReplaced, withInstance } from "./harness.ts";
+import { missingProgram } from "./support/requires.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -14,7 +15,13 @@ async function tmux(...args: string[]): Promise<string> {
   return new TextDecoder().decode(o.stdout);
 }
 
-Deno.test("status --watch redraws the table in place every second until Ctrl-C (in tmux)", async () => {
+const noTmux = await missingProgram("tmux", "-V");
+if (noTmux) console.log(`status --watch test skipped: ${noTmux}`);
+
+Deno.test({
+  name: "status --watch redraws the table in place every second until Ctrl-C (in tmux)",
+  ignore: noTmux !== "",
+}, async () => {
   await withInstance({ workers: 2 }, async (inst) => {
     const session = `osps-watch-${Deno.pid}`;
     const socket = `${Deno.makeTempDirSync({ prefix: "osps-tmux-" })}/sock`;

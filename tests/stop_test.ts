@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { LineConn } from "../mod/net/line_conn.ts";
-import { checkGreeting, parseReply, type Reply } from "../mod/net/protocol.ts";
+import { checkGreeting, parseReply, type Reply, VERSION_TOKEN } from "../mod/net/protocol.ts";
 import {
   assertNothingLeft,
   killUntilFailed,
@@ -51,6 +51,25 @@ Deno.test("osps stop: the request in flight finishes, a queued client gets 503 '
   const r = await inFlight;
   assert.equal(r.stdout, "slept 1500\n", r.stderr);
   assert.equal(await inst.exited(), 0);
+  await assertNothingLeft(inst);
+});
+
+Deno.test("osps stop with an idle client connected: the dispatcher exits on its own, not by SIGKILL", async () => {
+  const inst = await startInstance({ workers: 1 });
+  // A session between two requests: greeted, then idle (as `osps client` interactive is between lines).
+  const idle = await dispatcher(inst.port);
+  await idle.writeLine(`HELLO ${VERSION_TOKEN}`);
+  assert.equal((await reply(idle)).code, 200);
+  const stopped = await osps(["stop", `--run-dir=${inst.runDir}`]);
+  assert.equal(stopped.code, 0, stopped.stderr);
+  assert.equal(await inst.exited(), 0);
+  assert.match(inst.logs(), /watchdog\[\d+\] dispatcher stopped \(exit 0\)/, "it ended by itself");
+  assert.equal(
+    await idle.readLine({ timeoutMs: 5_000 }).catch(() => null),
+    null,
+    "the idle session was closed",
+  );
+  idle.close();
   await assertNothingLeft(inst);
 });
 

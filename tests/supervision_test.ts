@@ -48,7 +48,8 @@ Deno.test("a SIGSTOPped worker is found hung, killed and replaced; status says w
       assert.equal(s.workers[0]!.restarts, 1);
       assert.equal(s.workers[1]!.restarts, 0, "only the hung worker restarts");
       assert.deepEqual(zombiesOf(inst.pid), []);
-      assert.equal((await inst.client(["echo", "after"])).stdout, "after\n");
+      const after = await inst.client(["echo", "after"]);
+      assert.equal(after.stdout, "after\n", after.stderr);
     } finally {
       table.close();
     }

@@ -16,7 +16,10 @@ import {
   RestartBudget,
   type RestartPolicy,
 } from "../mod/supervise/restart_policy.ts";
-import { type Spawned, SupervisedChild, type Timing } from "../mod/supervise/supervisor.ts";
+import type { ChildEvent } from "../mod/supervise/events.ts";
+import { Heartbeat } from "../mod/supervise/heartbeat.ts";
+import type { Spawned, Timing } from "../mod/supervise/child_spec.ts";
+import { SupervisedChild } from "../mod/supervise/supervisor.ts";
 import { ManualClock } from "../mod/sys/clock.ts";
 import { Segment, SupState } from "../mod/ipc/shm.ts";
 import { BLAMED, type Issue, SlotTickets, TicketState } from "../mod/link/slot_tickets.ts";
@@ -84,6 +87,25 @@ Deno.test("RestartBudget allows `limit` restarts per sliding window; backoff dou
   ]);
 });
 
+Deno.test("Heartbeat: a pong answers its ping and every earlier one; silence is the oldest unanswered ping's wait", () => {
+  const hb = new Heartbeat();
+  assert.equal(hb.silentMs(5_000), 0, "nothing sent, nothing owed");
+  const a = hb.sent(1_000), b = hb.sent(1_500);
+  hb.sent(2_000);
+  assert.equal(hb.silentMs(2_100), 1_100);
+  hb.answered(b); // answers a too
+  assert.equal(hb.provenAt, 1_500);
+  assert.equal(hb.silentMs(2_100), 100);
+  hb.answered(a); // a late, stale pong changes nothing
+  assert.equal(hb.silentMs(2_100), 100);
+  hb.resume(4_000); // the watchdog was stopped for 4 s
+  assert.equal(hb.silentMs(6_100), 100, "the stopped time is given back");
+  assert.equal(hb.provenAt, 1_500, "but what was proven stays when it was sent");
+  hb.answered(NaN); // "ready": everything
+  assert.equal(hb.silentMs(9_000), 0);
+  assert.equal(hb.provenAt, 2_000);
+});
+
 Deno.test("exitReasonText and lostWorkText say what ended a child, and whose fault it was", () => {
   assert.equal(exitReasonText(-1), "-");
   assert.equal(exitReasonText(0), "exit 0");
@@ -141,6 +163,12 @@ class FakeProcess implements Spawned {
     this.#out.enqueue(new TextEncoder().encode(line + "\n"));
   }
 
+  /** Answers the last ping received, as a live child's main loop does. */
+  pong(): void {
+    const ping = this.received.findLast((l) => l.startsWith("ping "));
+    this.say(`pong ${ping ? ping.slice(5).trim() : ""}`);
+  }
+
   kill(signal: Deno.Signal): void {
     if (this.#done) throw new TypeError("child already exited");
     this.signals.push(signal);
@@ -164,13 +192,16 @@ const TIMING: Timing = {
 };
 const POLICY: RestartPolicy = { ...DEFAULT_POLICY, budget: 3, budgetWindowMs: 30_000, failedRetryMs: 30_000 };
 
-/** One supervised worker on a driven clock, its slot in a real segment, its processes stand-ins. */
-function fixture(policy = POLICY) {
+/**
+ * One supervised worker on a driven clock, its slot in a real segment, its processes stand-ins. `post`,
+ * when given, stands for the watchdog's cycle: it gets each event and hands it to the child (or not).
+ */
+function fixture(policy = POLICY, post?: (child: SupervisedChild, e: ChildEvent) => void) {
   const name = `/osps-test-sup-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const segment = Segment.create(name, 2, 1);
   const clock = new ManualClock();
   const procs: FakeProcess[] = [];
-  const child = new SupervisedChild(
+  const child: SupervisedChild = new SupervisedChild(
     { name: "worker 1", slot: segment.slot(1), isWorker: true, command: () => ({ program: "x", args: [] }) },
     TIMING,
     policy,
@@ -182,6 +213,7 @@ function fixture(policy = POLICY) {
         return p;
       },
       isStopped: () => false,
+      post: post && ((e) => post(child, e)),
     },
   );
   const settle = () => new Promise((r) => setTimeout(r, 0));
@@ -254,7 +286,8 @@ Deno.test("supervisor: kills caused by requests restart at once and spend no bud
   for (let i = 0; i < 10; i++) { // far past the budget of 3
     const p = f.last();
     const claim = f.run("fib", "45");
-    f.clock.advance(TIMING.hangTimeoutMs + 1); // no pong: the request blocks the event loop
+    f.child.tick(); // a ping, never answered: the request blocks the event loop
+    f.clock.advance(TIMING.hangTimeoutMs + 1);
     f.child.tick();
     assert.equal(f.child.state, "hung");
     assert.deepEqual(p.signals, ["SIGTERM"]);
@@ -280,9 +313,9 @@ Deno.test("supervisor: a request past its deadline is killed; SIGTERM ignored es
   f.run("sleep", "30000");
   for (let t = 0; t <= TIMING.requestTimeoutMs; t += 500) {
     f.clock.advance(500);
-    p.say("pong 1"); // alive, answering heartbeats
-    await f.settle();
     f.child.tick();
+    p.pong(); // alive, answering heartbeats
+    await f.settle();
   }
   assert.equal(f.child.state, "hung");
   assert.deepEqual(p.signals, ["SIGTERM"]);
@@ -297,6 +330,7 @@ Deno.test("supervisor: an idle child that stops answering is hung (its own fault
   await using f = fixture();
   f.child.start();
   await f.ready();
+  f.child.tick();
   f.clock.advance(TIMING.hangTimeoutMs + 1);
   f.child.tick();
   await f.settle();
@@ -307,6 +341,71 @@ Deno.test("supervisor: an idle child that stops answering is hung (its own fault
     "it held no ticket",
   );
   assert.equal(f.child.state, "backoff");
+});
+
+Deno.test("supervisor: liveness counts pings sent: no ping for long is no silence, an unanswered one is", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  f.clock.advance(10 * TIMING.hangTimeoutMs); // the watchdog sent nothing meanwhile: nothing went unanswered
+  f.child.tick();
+  assert.equal(f.child.state, "ready");
+  p.pong();
+  await f.settle();
+  f.clock.advance(TIMING.hangTimeoutMs);
+  f.child.tick(); // ping 2, answered below; ping 3 is not
+  p.pong();
+  await f.settle();
+  f.clock.advance(TIMING.hangTimeoutMs);
+  f.child.tick();
+  assert.equal(f.child.state, "ready", "ping 3 has waited only since it was sent");
+  f.clock.advance(TIMING.hangTimeoutMs + 1);
+  f.child.tick();
+  assert.equal(f.child.state, "hung", "ping 3 unanswered for longer than the hang timeout");
+});
+
+Deno.test("supervisor: time the watchdog itself did not run is given back to pings in flight and the deadline", async () => {
+  await using f = fixture();
+  f.child.start();
+  await f.ready();
+  const p = f.last();
+  f.child.tick(); // a ping; the watchdog is then stopped for 5 s while the child answers it
+  p.pong();
+  f.clock.advance(5_000);
+  f.child.resume(5_000 - 500); // the cycle saw it wake 4.5 s later than it should have
+  f.child.tick(); // judged before the answer is read: it was sent "500 ms ago"
+  assert.equal(f.child.state, "ready");
+  await f.settle();
+  f.clock.advance(500);
+  f.child.tick();
+  assert.equal(f.child.state, "ready");
+  // A child that is itself stopped is still found hung, once the watchdog's own time runs.
+  f.clock.advance(TIMING.hangTimeoutMs + 1);
+  f.child.tick();
+  assert.equal(f.child.state, "hung");
+});
+
+Deno.test("supervisor: a child's error line is its failure; a stray error handling an event does not stop the reading", async () => {
+  let throwOnce = true;
+  await using f = fixture(POLICY, (child, e) => {
+    if (throwOnce && e.kind === "line") {
+      throwOnce = false;
+      throw new Error("a bug handling a line");
+    }
+    child.handle(e);
+  });
+  f.child.start();
+  const p = f.last();
+  p.say("garbage that meets the bug");
+  p.say("ready worker 1");
+  await f.settle();
+  assert.equal(f.child.state, "ready", "lines after the failed one are still read");
+  p.say("error worker 1 cannot listen on 127.0.0.1:2: address in use");
+  p.die({ code: 100 });
+  await f.settle();
+  assert.equal(f.child.state, "failed");
+  assert.equal(f.child.failure, "worker 1 cannot listen on 127.0.0.1:2: address in use");
 });
 
 Deno.test("supervisor: a child that never says ready is killed at the boot deadline", async () => {
@@ -357,24 +456,24 @@ Deno.test("supervisor: a worker retiring after --max-requests is replaced at onc
   }
 });
 
-Deno.test("supervisor: a leaving child drains, keeps its request deadline, and is never restarted", async () => {
+Deno.test("supervisor: a replaced child drains, keeps its request deadline, and is never restarted", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   const p = f.last();
   const claim = f.run("sleep", "500");
-  const left = f.child.leave(ExitReason.REPLACED, 10_000);
+  const finished = f.child.replaced(ExitReason.REPLACED, 10_000);
   await f.settle();
-  assert.equal(f.child.state, "leaving");
+  assert.equal(f.child.state, "replaced");
   assert.ok(p.received.some((l) => l.startsWith("drain")), `drain ordered: ${p.received}`);
-  assert.deepEqual(p.signals, [], "never killed for leaving");
+  assert.deepEqual(p.signals, [], "never killed for being replaced");
   // Still heartbeaten: it answers, so it stays; its request finishes and it exits 0.
   f.clock.advance(1_000);
-  p.say("pong 1");
   f.child.tick();
+  p.pong();
   f.finish(claim);
   p.die({ code: 0 });
-  await left;
+  await finished;
   assert.equal(f.child.state, "stopped");
   assert.equal(f.slot.load("last_exit"), ExitReason.REPLACED);
   assert.equal(exitReasonText(f.slot.load("last_exit")), "replaced (reload)");
@@ -387,49 +486,47 @@ Deno.test("supervisor: a leaving child drains, keeps its request deadline, and i
   assert.equal(f.slot.load("restarts"), 0);
 });
 
-Deno.test("supervisor: a leaving child past its deadline is killed, and still not restarted", async () => {
+Deno.test("supervisor: a replaced child past its deadline is killed, and still not restarted", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   const p = f.last();
   f.run("sleep", "30000");
-  const left = f.child.leave(ExitReason.REPLACED_RSS, 120_000);
+  const finished = f.child.replaced(ExitReason.REPLACED_RSS, 120_000);
   f.clock.advance(TIMING.requestTimeoutMs + 1);
-  p.say("pong 1");
-  await f.settle();
-  f.child.tick();
-  assert.deepEqual(p.signals, ["SIGTERM"], "the deadline holds while leaving");
-  await left;
+  f.child.tick(); // nothing unanswered (no ping was in flight): only the request's deadline is past
+  assert.deepEqual(p.signals, ["SIGTERM"], "the deadline holds while it finishes");
+  await finished;
   assert.equal(f.child.state, "stopped");
   assert.equal(f.slot.load("last_exit"), ExitReason.DEADLINE);
   f.clock.advance(60_000);
   assert.equal(f.procs.length, 1);
 });
 
-Deno.test("supervisor: a leaving child still there after its grace is stopped (then SIGKILLed)", async () => {
+Deno.test("supervisor: a replaced child still there after its grace is stopped (then SIGKILLed)", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   const p = f.last();
   p.ignoresTerm = true;
-  const left = f.child.leave(ExitReason.REPLACED, 5_000);
+  const finished = f.child.replaced(ExitReason.REPLACED, 5_000);
   f.clock.advance(5_000);
   await f.settle();
   assert.equal(f.child.state, "stopping");
   assert.ok(p.received.some((l) => l.startsWith("stop")), `stop ordered: ${p.received}`);
   f.clock.advance(DEFAULT_POLICY.killGraceMs);
   assert.deepEqual(p.signals, ["SIGKILL"]);
-  await left;
+  await finished;
   assert.equal(f.child.state, "stopped");
 });
 
-Deno.test("supervisor: leave on a child with no process just stops it", async () => {
+Deno.test("supervisor: replacing a child with no process just stops it", async () => {
   await using f = fixture();
   f.child.start();
   await f.ready();
   f.last().die({ code: 1 });
   await f.settle();
   assert.equal(f.child.state, "backoff");
-  await f.child.leave(ExitReason.REPLACED, 1_000);
+  await f.child.replaced(ExitReason.REPLACED, 1_000);
   assert.equal(f.child.state, "stopped");
 });

@@ -21,6 +21,8 @@ import { decodeLinkNotice } from "../dispatch/relay.ts";
 import { MAX_LINK_MESSAGE } from "../net/protocol.ts";
 import { logger } from "../log.ts";
 import type { ChannelEvent, Departed } from "./chat_store.ts";
+import type { NotifyEvent } from "./notify.ts";
+import type { TagMeta } from "./tags.ts";
 
 /** What workers tell each other. `origin` is the sending connection (`owner/n`), or the owner alone. */
 export type BusEvent =
@@ -31,9 +33,11 @@ export type BusEvent =
     readonly t: "priv";
     readonly to: string;
     readonly source: string;
-    readonly cmd: "PRIVMSG" | "NOTICE";
+    readonly cmd: "PRIVMSG" | "NOTICE" | "TAGMSG";
     readonly text: string;
     readonly origin: string;
+    /** Its msgid, time, sender's account and client-only tags (IRCv3). */
+    readonly meta?: TagMeta;
   }
   /** A user left every channel (QUIT, a vanished client, a dead worker). */
   | { readonly t: "quit"; readonly d: Departed; readonly reason: string; readonly origin: string }
@@ -48,7 +52,9 @@ export type BusEvent =
   /** A worker process serves slot `slot` as owner `origin` (so that its death can be mapped to its users). */
   | { readonly t: "hello"; readonly slot: number; readonly origin: string }
   /** The dispatcher saw worker `slot`'s link close (relayed, never published by workers). */
-  | { readonly t: "link-closed"; readonly slot: number; readonly origin: "" };
+  | { readonly t: "link-closed"; readonly slot: number; readonly origin: "" }
+  /** Notifications about users that are not channel events (`notify.ts`). */
+  | NotifyEvent;
 
 /** Fan-out transport between workers. */
 export interface ChatBus {

@@ -41,6 +41,14 @@ export interface ChatConfig {
   readonly store: string;
   /** SQLite: fsync every commit (power-cut durability) instead of at checkpoints. */
   readonly fsync: boolean;
+  /** Account registration: open, verify, closed (`accounts.ts`). */
+  readonly register: "open" | "verify" | "closed";
+  /** Shortest account password. */
+  readonly passwordMin: number;
+  /** Password attempts per minute per client address (0: no limit). */
+  readonly authRate: number;
+  /** Time to identify before a registered nickname held by someone else is renamed. */
+  readonly nickGraceMs: number;
 }
 
 /** The SQLite database of the instance whose dispatcher listens on `port`. */
@@ -93,6 +101,10 @@ export function chatConfig(v: FlagValues): ChatConfig {
     dataDir: ircPort > 0 && store === "sqlite" ? resolveDataDir(str(v, "data-dir")) : str(v, "data-dir"),
     store,
     fsync: v["chat-fsync"] === true,
+    register: str(v, "irc-register") as ChatConfig["register"],
+    passwordMin: num(v, "irc-password-min"),
+    authRate: num(v, "irc-auth-rate"),
+    nickGraceMs: num(v, "irc-nick-grace-ms"),
   };
 }
 
@@ -136,5 +148,9 @@ export function chatFlags(c: ChatConfig, shown = false): Record<string, string |
     "data-dir": c.dataDir,
     store: shown ? c.store.replace(/\/\/[^@/]*@/, "//…@") : c.store,
     "chat-fsync": c.fsync,
+    "irc-register": c.register,
+    "irc-password-min": c.passwordMin,
+    "irc-auth-rate": c.authRate,
+    "irc-nick-grace-ms": c.nickGraceMs,
   };
 }

@@ -16,6 +16,7 @@
 import { logger } from "../log.ts";
 import { fold, formatMessage } from "./irc_message.ts";
 import type { ChannelEvent, ChatStore, Departed } from "./chat_store.ts";
+import { eventOutgoing, Outgoing, type TagMeta } from "./tags.ts";
 
 /** How long an early event waits for the ones before it before they are read from the store. */
 export const GAP_WAIT_MS = 100;
@@ -27,12 +28,36 @@ export interface LocalClient {
   readonly nick: string;
   /** Channels joined (folded) → number of the JOIN event: earlier events are not shown. */
   readonly joined: Map<string, number>;
-  /** Queues a line for the client; `at` (ms since epoch) becomes a `time` tag if it asked for server-time. */
-  send(line: string, at?: number): void;
+  /** Capabilities the client enabled (IRCv3). */
+  readonly caps: ReadonlySet<string>;
+  /** It gets its own messages back (echo-message). */
+  readonly echo: boolean;
+  /** Queues a message with the tags the client asked for; `own`: caused by this client. */
+  deliver(out: Outgoing, own?: boolean): void;
+  /** Ends the session (the others see `reason`). */
+  close(reason: string): void;
 }
+
+/** Who watches users come and go (MONITOR): told of every change the hub delivers. */
+export interface PresenceListener {
+  online(source: string): void;
+  offline(nick: string): void;
+}
+
+/**
+ * What a watcher of a channel is told (the HTTP API's event streams): each
+ * numbered event in order, and the unnumbered departures and renames of its
+ * members.
+ */
+export type Watched =
+  | { readonly t: "event"; readonly ev: ChannelEvent }
+  | { readonly t: "quit"; readonly source: string; readonly reason: string; readonly at: number }
+  | { readonly t: "nick"; readonly source: string; readonly nick: string; readonly at: number };
 
 interface Track {
   readonly members: Set<LocalClient>;
+  /** Watchers: told every event without being members (nothing is echoed to them, nothing hidden). */
+  readonly watchers: Set<(w: Watched) => void>;
   /** Number of the last event delivered. */
   last: number;
   /** Early events, by number, with the connection that caused them. */
@@ -41,7 +66,7 @@ interface Track {
   filling: boolean;
 }
 
-/** Messages are not echoed to their sender (no echo-message capability); everything else is. */
+/** Messages are echoed to their sender only when it asked (echo-message); everything else always is. */
 const NOT_ECHOED = new Set(["PRIVMSG", "NOTICE"]);
 
 /** The worker's local clients and the channels they are in. */
@@ -49,6 +74,10 @@ export class ChatHub {
   readonly #store: ChatStore;
   readonly #byNick = new Map<string, LocalClient>();
   readonly #tracks = new Map<string, Track>();
+  /** Told of users coming online, leaving and changing nickname. */
+  presence: PresenceListener = { online: () => {}, offline: () => {} };
+  /** Told of every channel event delivered here, in the channel's order (`moderation.ts` reads the MODEs). */
+  observe: (ev: ChannelEvent) => void = () => {};
 
   constructor(store: ChatStore) {
     this.#store = store;
@@ -76,9 +105,10 @@ export class ChatHub {
     const key = fold(ev.channel);
     let t = this.#tracks.get(key);
     if (!t) {
-      t = { members: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
+      t = { members: new Set(), watchers: new Set(), last: ev.seq - 1, pending: new Map(), filling: false };
       this.#tracks.set(key, t);
     }
+    if (t.last < 0) t.last = ev.seq - 1;
     t.members.add(c);
     c.joined.set(key, ev.seq);
     this.channelEvent(ev, c.id);
@@ -89,16 +119,41 @@ export class ChatHub {
     const t = this.#tracks.get(key);
     if (!t) return;
     t.members.delete(c);
-    if (t.members.size === 0) {
+    this.#dropIfUnused(key, t);
+  }
+
+  #dropIfUnused(key: string, t: Track): void {
+    if (t.members.size === 0 && t.watchers.size === 0) {
       clearTimeout(t.timer);
       this.#tracks.delete(key);
     }
   }
 
+  /**
+   * Watches `channel` from its next event on, in the channel's order, from
+   * whichever worker it comes; returns the function that stops watching.
+   */
+  watch(channel: string, fn: (w: Watched) => void): () => void {
+    const key = fold(channel);
+    let t = this.#tracks.get(key);
+    if (!t) {
+      t = { members: new Set(), watchers: new Set(), last: -1, pending: new Map(), filling: false };
+      this.#tracks.set(key, t);
+    }
+    t.watchers.add(fn);
+    const track = t;
+    return () => {
+      track.watchers.delete(fn);
+      if (this.#tracks.get(key) === track) this.#dropIfUnused(key, track);
+    };
+  }
+
   /** A numbered channel event, from here or from the bus. */
   channelEvent(ev: ChannelEvent, origin: string): void {
     const t = this.#tracks.get(fold(ev.channel));
-    if (!t || ev.seq <= t.last) return; // nobody here, or already delivered
+    if (!t) return; // nobody here
+    if (t.last < 0) t.last = ev.seq - 1; // watched from the first event that comes
+    if (ev.seq <= t.last) return; // already delivered
     t.pending.set(ev.seq, { ev, origin });
     this.#drain(t);
   }
@@ -140,30 +195,30 @@ export class ChatHub {
   }
 
   #deliver(t: Track, ev: ChannelEvent, origin: string): void {
-    const line = formatMessage(ev.source, ev.kind, [ev.channel, ...ev.params], {
-      trailing: ev.kind === "PRIVMSG" || ev.kind === "NOTICE" || ev.kind === "TOPIC" ||
-        ev.kind === "PART" || ev.kind === "KICK",
-    });
+    const out = eventOutgoing(ev); // each tag variant built once, shared by every member asking for it
     const key = fold(ev.channel);
+    this.observe(ev);
     for (const m of t.members) {
       if ((m.joined.get(key) ?? Infinity) > ev.seq) continue;
-      if (m.id === origin && NOT_ECHOED.has(ev.kind)) continue;
-      m.send(line, ev.at);
+      const own = m.id === origin;
+      if (own && !m.echo && NOT_ECHOED.has(ev.kind)) continue;
+      m.deliver(out, own);
     }
+    for (const w of t.watchers) w({ t: "event", ev });
     const leaving = ev.kind === "PART" ? ev.source.split("!")[0]! : ev.kind === "KICK" ? ev.params[0]! : "";
     const local = leaving ? this.#byNick.get(fold(leaving)) : undefined;
     if (local) this.#leave(local, key);
   }
 
   /** A message to a local user; false when no such user is here. */
-  privateMessage(to: string, line: string, at: number): boolean {
+  privateMessage(to: string, out: Outgoing): boolean {
     const c = this.#byNick.get(fold(to));
-    c?.send(line, at);
+    c?.deliver(out);
     return c !== undefined;
   }
 
   /** Local clients sharing a channel with a user (each once), but not `except`. */
-  #audience(channels: readonly string[], except?: LocalClient): Set<LocalClient> {
+  audience(channels: readonly string[], except?: LocalClient): Set<LocalClient> {
     const out = new Set<LocalClient>();
     for (const ch of channels) for (const m of this.#tracks.get(fold(ch))?.members ?? []) out.add(m);
     if (except) out.delete(except);
@@ -171,17 +226,29 @@ export class ChatHub {
   }
 
   /** A user quit: its channels' local members are told, once each. */
-  quit(d: Departed, reason: string, except?: LocalClient): void {
-    const line = formatMessage(d.source, "QUIT", [reason], { trailing: true });
+  quit(d: Departed, reason: string, except?: LocalClient, meta: Partial<TagMeta> = {}): void {
     const at = Date.now();
-    for (const c of this.#audience(d.channels, except)) c.send(line, at);
+    const out = new Outgoing(formatMessage(d.source, "QUIT", [reason], { trailing: true }), { at, ...meta });
+    for (const c of this.audience(d.channels, except)) c.deliver(out);
+    this.#tell(d.channels, { t: "quit", source: d.source, reason, at });
+    this.presence.offline(d.nick);
   }
 
   /** A user changed nickname: its channels' local members are told, once each. */
   nick(source: string, nick: string, channels: readonly string[], except?: LocalClient): void {
-    const line = formatMessage(source, "NICK", [nick]);
     const at = Date.now();
-    for (const c of this.#audience(channels, except)) c.send(line, at);
+    const out = new Outgoing(formatMessage(source, "NICK", [nick]), { at });
+    for (const c of this.audience(channels, except)) c.deliver(out);
+    this.#tell(channels, { t: "nick", source, nick, at });
+    const old = source.split("!")[0]!;
+    if (fold(old) === fold(nick)) return; // a change of case: the same user for MONITOR
+    this.presence.offline(old);
+    this.presence.online(`${nick}!${source.slice(source.indexOf("!") + 1)}`);
+  }
+
+  /** Tells the watchers of each of `channels` (each watcher of each channel once). */
+  #tell(channels: readonly string[], w: Watched): void {
+    for (const ch of channels) for (const fn of this.#tracks.get(fold(ch))?.watchers ?? []) fn(w);
   }
 
   /** Stops the gap timers. */

@@ -18,15 +18,21 @@ import { Server } from "../net/server.ts";
 import type { DispatcherLink } from "../link/worker_link.ts";
 import { type BusEvent, type ChatBus, LinkBus } from "./chat_bus.ts";
 import type { ChatConfig } from "./chat_config.ts";
-import { ChatHub } from "./chat_hub.ts";
+import { ChatHub, type Watched } from "./chat_hub.ts";
 import { type Committed, GroupCommit } from "./group_commit.ts";
-import type { ChatStore } from "./chat_store.ts";
+import type { ChannelEvent, ChatStore } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
-import { formatMessage } from "./irc_message.ts";
 import { type ChatContext, IrcSession } from "./irc_session.ts";
 import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
 import { CannotBootError } from "../errors.ts";
+import { accountPolicy, AccountService } from "./accounts.ts";
+import { storesBeside } from "./open_accounts.ts";
+import { Monitors } from "./monitor.ts";
+import { Moderation } from "./moderation.ts";
+import { receiveNotify } from "./notify.ts";
+import { privateOutgoing } from "./cmd_message.ts";
+import type { AccountsApi } from "../http/auth.ts";
 
 /** How often a worker renews its lease in the store. */
 export const LEASE_MS = 2_000;
@@ -73,6 +79,11 @@ export class ChatServer {
     this.#owner = parts.owner;
     this.#hub = new ChatHub(parts.store);
     this.#server = new Server(parts.listener);
+    const beside = storesBeside(parts.store);
+    const monitors = new Monitors();
+    const moderation = new Moderation();
+    this.#hub.presence = monitors;
+    this.#hub.observe = (ev) => moderation.observe(ev);
     this.#ctx = {
       cfg,
       store: parts.store,
@@ -82,6 +93,10 @@ export class ChatServer {
       commits: new GroupCommit(parts.store, (batch) => this.#handOn(batch)),
       handOn: (batch) => this.#handOn(batch),
       publish: (e) => this.#bus.publish(e),
+      accounts: new AccountService(beside.accounts, accountPolicy(cfg)),
+      lists: beside.lists,
+      monitors,
+      moderation,
     };
   }
 
@@ -171,7 +186,7 @@ export class ChatServer {
         return hub.channelEvent(e.ev, e.origin);
       case "priv": {
         const to = hub.clients.get(e.to);
-        if (to) to.send(formatMessage(e.source, e.cmd, [to.nick, e.text], { trailing: true }), Date.now());
+        if (to) to.deliver(privateOutgoing(e.source, e.cmd, to.nick, e.text, e.meta ?? { at: Date.now() }));
         return;
       }
       case "quit":
@@ -187,6 +202,8 @@ export class ChatServer {
         if (owner) await this.#reap(owner, `Connection lost (worker ${e.slot} stopped)`);
         return;
       }
+      default:
+        return receiveNotify(this.#ctx, e);
     }
   }
 
@@ -215,6 +232,38 @@ export class ChatServer {
   linkConnected(): void {
     this.#linkBus.connected();
     this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
+  }
+
+  /**
+   * The account service, where the chat has one (`mod/chat/accounts.ts`):
+   * the HTTP API's Basic and bearer auth use it as SASL and NickServ do.
+   */
+  get accounts(): AccountsApi | undefined {
+    return (this.#ctx as { accounts?: AccountsApi }).accounts;
+  }
+
+  /** The store (the HTTP API reads channels and history from it). */
+  get store(): ChatStore {
+    return this.#store;
+  }
+
+  /** Watches a channel's events on this worker (the HTTP API's event streams); returns the stop function. */
+  watch(channel: string, fn: (w: Watched) => void): () => void {
+    return this.#hub.watch(channel, fn);
+  }
+
+  /**
+   * Stores a channel message from outside IRC (the HTTP API), numbered with
+   * the channel's other events (group commit), then delivered here and
+   * published to the other workers, as a member's PRIVMSG is. Null when the
+   * channel is gone.
+   */
+  say(
+    channel: string,
+    event: Pick<ChannelEvent, "kind" | "source" | "params"> & { readonly account?: string },
+  ): Promise<ChannelEvent | null> {
+    const origin = `${this.#owner}/http${++this.#next}`;
+    return this.#ctx.commits.append({ channel, event }, { origin, live: () => true });
   }
 
   /** IRC sessions open. */

@@ -28,6 +28,8 @@ export interface ChatUser {
   readonly owner: string;
   /** Sign-on time, ms since the epoch. */
   readonly signonAt: number;
+  /** Account logged in to ("" when none; see `account_store.ts`). */
+  readonly account?: string;
 }
 
 /** A channel's state. */
@@ -53,6 +55,9 @@ export interface Member {
   readonly op: boolean;
   /** Voiced (+v, prefix +). */
   readonly voice: boolean;
+  /** Username and host (NAMES with IRCv3 userhost-in-names), when read with them. */
+  readonly user?: string;
+  readonly host?: string;
 }
 
 /** Bits of a membership's prefix modes, as stored (`members.op`). */
@@ -72,6 +77,10 @@ export interface ChannelEvent {
   readonly source: string;
   /** Parameters after the channel name (the text of a message, the kicked nick and reason …). */
   readonly params: readonly string[];
+  /** The sender's account, when logged in (IRCv3 account-tag). */
+  readonly account?: string;
+  /** Client-only tags the sender attached (`+name=value;…`, escaped as on the wire; IRCv3 message-tags). */
+  readonly tags?: string;
 }
 
 /** What an event changes in the channel, applied in the same transaction that numbers it. */
@@ -86,10 +95,13 @@ export interface ChannelChange {
   >;
 }
 
+/** What an event says, before the store numbers it. */
+export type EventFields = Pick<ChannelEvent, "kind" | "source" | "params" | "account" | "tags">;
+
 /** One event to append with {@link ChatStore.appendMany}: its channel and what it says. */
 export interface Appending {
   readonly channel: string;
-  readonly event: Pick<ChannelEvent, "kind" | "source" | "params">;
+  readonly event: EventFields;
 }
 
 /**
@@ -154,8 +166,11 @@ export interface ChatStore {
 
   /**
    * Joins, creating the channel (modes `createModes`) if it does not exist;
-   * the first member of an empty channel becomes its operator. Returns the
-   * JOIN event, null when already a member, or why it was refused.
+   * the first member of an empty channel becomes its operator, unless the
+   * channel is registered (`channel_regs`: its access list gives operator).
+   * `fields` go into the JOIN event (IRCv3 extended-join: account and real
+   * name as params, and the account). Returns the JOIN event, null when
+   * already a member, or why it was refused.
    */
   join(
     channel: string,
@@ -163,6 +178,7 @@ export interface ChatStore {
     nick: string,
     key: string,
     createModes: string,
+    fields?: Pick<EventFields, "params" | "account">,
   ): Promise<ChannelEvent | null | JoinRefusal>;
   /** Appends an event to a channel, with its change, in one transaction. Null when the channel is gone. */
   append(

@@ -8,8 +8,12 @@
 import type { ChannelChange, ChannelEvent, ChannelInfo, Member } from "./chat_store.ts";
 import { fold, TOPICLEN, truncateBytes, validChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
-import { MAX_CHANNELS_PER_CLIENT, N, NEW_CHANNEL_MODES } from "./numerics.ts";
+import { CHANNEL_FLAGS, CHANNEL_MODES, MAX_CHANNELS_PER_CLIENT, N, NEW_CHANNEL_MODES } from "./numerics.ts";
 import { userModeCommand } from "./cmd_connection.ts";
+import { namesEntry } from "./member_view.ts";
+import { mayJoin } from "./moderation.ts";
+import { banListChange, sendBanList } from "./ban_list.ts";
+import { afterJoin } from "./presence.ts";
 
 /** Delivers a stored event here and sends it to the other workers. */
 export function publishEvent(s: IrcSession, ev: ChannelEvent): void {
@@ -30,7 +34,7 @@ function isIn(s: IrcSession, channel: string): boolean {
 /** RPL_NAMREPLY lines (as many as the line limit needs; "@" marks a secret channel), then RPL_ENDOFNAMES. */
 export function sendNames(s: IrcSession, info: ChannelInfo, members: readonly Member[]): void {
   const channel = info.name;
-  const names = members.map((m) => (m.op ? "@" : m.voice ? "+" : "") + m.nick);
+  const names = members.map((m) => namesEntry(m, s.caps));
   for (let i = 0; i < names.length;) {
     let line = "";
     for (; i < names.length && line.length + names[i]!.length < 400; i++) {
@@ -57,7 +61,10 @@ async function join(s: IrcSession, name: string, key: string): Promise<void> {
     return s.replyText(N.ERR_TOOMANYCHANNELS, name, "You have joined too many channels");
   }
   const { store, hub } = s.ctx;
-  const ev = await store.join(name, s.source, s.nick, key, NEW_CHANNEL_MODES);
+  const before = await store.channel(name);
+  if (before && !(await mayJoin(s, before))) return; // +i, bans: replied
+  const fields = { params: [s.account || "*", s.realname], ...(s.account ? { account: s.account } : {}) };
+  const ev = await store.join(name, s.source, s.nick, key, NEW_CHANNEL_MODES, fields);
   if (ev === "bad-key") return s.replyText(N.ERR_BADCHANNELKEY, name, "Cannot join channel (+k)");
   if (ev === "full") return s.replyText(N.ERR_CHANNELISFULL, name, "Cannot join channel (+l)");
   if (ev === null) return;
@@ -66,6 +73,7 @@ async function join(s: IrcSession, name: string, key: string): Promise<void> {
   const info = await store.channel(ev.channel);
   if (info) sendTopic(s, info, false);
   if (info) sendNames(s, info, await store.members(ev.channel));
+  await afterJoin(s, ev.channel);
 }
 
 async function part(s: IrcSession, name: string, reason: string | undefined): Promise<void> {
@@ -136,11 +144,11 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
     s.reply(N.RPL_CHANNELMODEIS, info.name, ...shown);
     return s.reply(N.RPL_CREATIONTIME, info.name, String(Math.floor(info.createdAt / 1000)));
   }
-  if (/^[+-]?b$/.test(change) && rest.length === 0) {
-    return s.replyText(N.RPL_ENDOFBANLIST, info.name, "End of channel ban list");
-  }
+  if (/^[+-]?b$/.test(change) && rest.length === 0) return await sendBanList(s, info);
   for (const ch of change) {
-    if (!"+-nstklovb".includes(ch)) s.replyText(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me");
+    if (ch !== "+" && ch !== "-" && !CHANNEL_MODES.includes(ch)) {
+      s.replyText(N.ERR_UNKNOWNMODE, ch, "is unknown mode char to me");
+    }
   }
   const members = await s.ctx.store.members(info.name);
   if (!members.some((m) => m.op && fold(m.nick) === fold(s.nick))) {
@@ -155,7 +163,7 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
       continue;
     }
     const sign = adding ? "+" : "-";
-    if (ch === "n" || ch === "s" || ch === "t") {
+    if (CHANNEL_FLAGS.includes(ch)) {
       if (adding === modes.includes(ch)) continue;
       modes = adding ? [...modes, ch].sort().join("") : modes.replace(ch, "");
       done.push([sign, ch]);
@@ -179,13 +187,18 @@ async function channelMode(s: IrcSession, info: ChannelInfo, args: readonly stri
       if (who === undefined) continue;
       const m = members.find((x) => fold(x.nick) === fold(who));
       if (!m) {
-        s.replyText(N.ERR_USERNOTINCHANNEL, who, info.name, "They aren't on that channel");
+        if (await s.ctx.store.user(who)) {
+          s.replyText(N.ERR_USERNOTINCHANNEL, who, info.name, "They aren't on that channel");
+        } else s.replyText(N.ERR_NOSUCHNICK, who, "No such nick/channel");
         continue;
       }
       setPrefixes.push({ nick: m.nick, mode: ch, on: adding });
       done.push([sign, ch, m.nick]);
     } else if (ch === "b") {
-      rest.shift(); // bans are not supported; the list is always empty
+      const mask = rest.shift();
+      if (mask === undefined) continue;
+      const changed = await banListChange(s, info, mask, adding);
+      if (changed) done.push([sign, ch, changed]);
     }
   }
   if (done.length === 0) return;

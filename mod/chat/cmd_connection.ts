@@ -5,15 +5,15 @@
  */
 import { fold, formatMessage, type IrcMessage, validNick } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
-import { CHANNEL_MODES, isupportTokens, N, USER_MODES } from "./numerics.ts";
-
-/** Capabilities osps implements (IRCv3). */
-export const CAPS = ["batch", "draft/chathistory", "server-time"] as const;
+import { CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM, isupportTokens, N, USER_MODES } from "./numerics.ts";
+import { capCommand } from "./caps.ts";
+import { afterNickChange, afterRegistration, isServiceName, sendLusers } from "./presence.ts";
+import { notifyCompanions } from "./notify.ts";
 
 const VERSION = "osps-0.1";
 
 /** Registers once NICK, USER (and PASS, and CAP END when negotiating) are in. */
-async function tryRegister(s: IrcSession): Promise<void> {
+export async function tryRegister(s: IrcSession): Promise<void> {
   if (s.registered || s.nick === "*" || !s.userGiven || s.capHold) return;
   if (!s.passOk) {
     s.replyText(N.ERR_PASSWDMISMATCH, "Password incorrect");
@@ -29,6 +29,7 @@ async function tryRegister(s: IrcSession): Promise<void> {
     modes: s.modes,
     owner,
     signonAt: Date.now(),
+    account: s.account,
   });
   if (!claimed) {
     const taken = s.nick;
@@ -40,12 +41,14 @@ async function tryRegister(s: IrcSession): Promise<void> {
   s.replyText(N.RPL_WELCOME, `Welcome to the ${cfg.network} IRC network ${s.source}`);
   s.replyText(N.RPL_YOURHOST, `Your host is ${cfg.serverName}, running version ${VERSION}`);
   s.replyText(N.RPL_CREATED, `This server was created ${s.ctx.startedAt.toUTCString()}`);
-  s.reply(N.RPL_MYINFO, cfg.serverName, VERSION, USER_MODES, CHANNEL_MODES, "klov");
+  s.reply(N.RPL_MYINFO, cfg.serverName, VERSION, USER_MODES, CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM);
   const tokens = isupportTokens(cfg.network);
   for (let i = 0; i < tokens.length; i += 12) {
     s.reply(N.RPL_ISUPPORT, ...tokens.slice(i, i + 12), "are supported by this server");
   }
+  await sendLusers(s);
   sendMotd(s);
+  await afterRegistration(s);
 }
 
 function sendMotd(s: IrcSession): void {
@@ -56,34 +59,11 @@ function sendMotd(s: IrcSession): void {
   s.replyText(N.RPL_ENDOFMOTD, "End of /MOTD command.");
 }
 
-function cap(s: IrcSession, sub: string, arg: string): void | Promise<void> {
-  const server = s.ctx.cfg.serverName;
-  const send = (...p: string[]): void =>
-    void s.conn.send(formatMessage(server, "CAP", [s.nick, ...p], { trailing: true }));
-  switch (sub) {
-    case "LS":
-      if (!s.registered) s.capHold = true;
-      return send("LS", CAPS.join(" "));
-    case "LIST":
-      return send("LIST", [...s.caps].join(" "));
-    case "REQ": {
-      if (!s.registered) s.capHold = true;
-      const asked = arg.split(" ").filter((c) => c !== "");
-      const known = asked.every((c) => (CAPS as readonly string[]).includes(c.replace(/^-/, "")));
-      if (!known) return send("NAK", arg);
-      for (const c of asked) c.startsWith("-") ? s.caps.delete(c.slice(1)) : s.caps.add(c);
-      return send("ACK", arg);
-    }
-    case "END":
-      s.capHold = false;
-      return tryRegister(s);
-  }
-  s.replyText(N.ERR_INVALIDCAPCMD, sub, "Invalid CAP command");
-}
-
 async function nick(s: IrcSession, wanted: string): Promise<void> {
-  if (!validNick(wanted)) return s.replyText(N.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname");
-  const { store, hub } = s.ctx;
+  if (!validNick(wanted) || isServiceName(wanted)) {
+    return s.replyText(N.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname");
+  }
+  const { store } = s.ctx;
   if (!s.registered) {
     const other = await store.user(wanted);
     if (other) return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
@@ -91,14 +71,22 @@ async function nick(s: IrcSession, wanted: string): Promise<void> {
     return await tryRegister(s);
   }
   if (wanted === s.nick) return;
+  if (!(await changeNick(s, wanted))) s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+}
+
+/** Renames a registered user (everyone sharing a channel is told); false when `wanted` is taken. */
+export async function changeNick(s: IrcSession, wanted: string): Promise<boolean> {
+  const { store, hub } = s.ctx;
   const oldSource = s.source, oldNick = s.nick;
   const channels = await store.renameNick(s.nick, wanted);
-  if (channels === null) return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
+  if (channels === null) return false;
   s.nick = wanted;
   hub.register(s, oldNick);
   s.send(formatMessage(oldSource, "NICK", [wanted]));
   hub.nick(oldSource, wanted, channels, s);
   s.ctx.publish({ t: "nick", source: oldSource, nick: wanted, channels, origin: s.id });
+  await afterNickChange(s, oldNick);
+  return true;
 }
 
 /** MODE on a nickname (user modes; channel modes are in cmd_channel.ts, which routes here). */
@@ -134,7 +122,11 @@ async function userModes(s: IrcSession, target: string, change: string | undefin
 
 /** Connection commands, by name. */
 export const CONNECTION_COMMANDS: Record<string, Command> = {
-  CAP: { min: 1, early: true, run: (s, m) => cap(s, m.params[0]!.toUpperCase(), m.params[1] ?? "") },
+  CAP: {
+    min: 1,
+    early: true,
+    run: (s, m) => capCommand(s, m.params[0]!.toUpperCase(), m.params[1] ?? "", tryRegister),
+  },
   PASS: {
     min: 1,
     early: true,
@@ -159,6 +151,7 @@ export const CONNECTION_COMMANDS: Record<string, Command> = {
     early: true,
     run: (s, m) => {
       if (s.registered || s.userGiven) return s.replyText(N.ERR_ALREADYREGISTERED, "You may not reregister");
+      if (m.params[3] === "") return s.replyText(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters");
       s.user = `~${m.params[0]!.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 17) || "user"}`;
       s.realname = m.params[3]!;
       s.userGiven = true;
@@ -190,6 +183,13 @@ export const CONNECTION_COMMANDS: Record<string, Command> = {
       await s.ctx.store.setAway(s.nick, s.away);
       if (s.away) s.replyText(N.RPL_NOWAWAY, "You have been marked as being away");
       else s.replyText(N.RPL_UNAWAY, "You are no longer marked as being away");
+      notifyCompanions(
+        s,
+        formatMessage(s.source, "AWAY", s.away ? [s.away] : [], { trailing: s.away !== "" }),
+        {
+          cap: "away-notify",
+        },
+      );
     },
   },
 };

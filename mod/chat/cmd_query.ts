@@ -1,40 +1,84 @@
 /**
  * Queries about users, answered from the store (so they see users on every
- * worker and host): WHO, WHOIS, ISON, USERHOST.
+ * worker and host): WHO (with IRCv3 WHOX: `WHO mask %fields[,token]`, 354),
+ * WHOIS (with the account, 330, and bots, 335), ISON, USERHOST.
  * @module
  */
 import type { ChatUser, Member } from "./chat_store.ts";
 import { fold, isChannel } from "./irc_message.ts";
 import type { Command, IrcSession } from "./irc_session.ts";
 import { N } from "./numerics.ts";
+import { prefixOf } from "./member_view.ts";
 
-function whoReply(s: IrcSession, channel: string, u: ChatUser, m?: Member): void {
-  const flags = (u.away ? "G" : "H") + (m?.op ? "@" : m?.voice ? "+" : "");
-  s.replyText(
-    N.RPL_WHOREPLY,
-    channel,
-    u.user,
-    u.host,
-    s.ctx.cfg.serverName,
-    u.nick,
-    flags,
-    `0 ${u.realname}`,
-  );
+/** What WHO asks for: the classic 352 reply, or IRCv3 WHOX fields (`%fields[,token]`). */
+interface WhoAsk {
+  readonly whox: ReadonlySet<string> | null;
+  readonly token: string;
 }
 
-async function who(s: IrcSession, mask: string): Promise<void> {
-  const { store } = s.ctx;
+/** WHOX fields in the order they are sent, whatever order they were asked in. */
+const WHOX_ORDER = "tcuihsnfdlaor";
+
+function parseWho(options: string | undefined): WhoAsk {
+  if (!options?.startsWith("%")) return { whox: null, token: "" };
+  const [fields = "", token = ""] = options.slice(1).split(",", 2);
+  return { whox: new Set(fields), token: /^\d{1,3}$/.test(token) ? token : "0" };
+}
+
+function whoReply(s: IrcSession, ask: WhoAsk, channel: string, u: ChatUser, m?: Member): void {
+  const flags = (u.away ? "G" : "H") + (u.modes.includes("B") ? "B" : "") +
+    prefixOf(m, s.caps.has("multi-prefix"));
+  const server = s.ctx.cfg.serverName;
+  if (!ask.whox) {
+    return s.replyText(N.RPL_WHOREPLY, channel, u.user, u.host, server, u.nick, flags, `0 ${u.realname}`);
+  }
+  const value: Record<string, string> = {
+    t: ask.token,
+    c: channel,
+    u: u.user,
+    i: u.host,
+    h: u.host,
+    s: server,
+    n: u.nick,
+    f: flags,
+    d: "0",
+    l: "0",
+    a: u.account || "0",
+    o: "n/a",
+    r: u.realname,
+  };
+  const params = [...WHOX_ORDER].filter((f) => ask.whox!.has(f)).map((f) => value[f]!);
+  if (ask.whox.has("r")) s.replyText(N.RPL_WHOSPCRPL, ...params);
+  else s.reply(N.RPL_WHOSPCRPL, ...params);
+}
+
+/** Most users a WHO mask lists. */
+const WHO_MAX = 500;
+
+async function who(s: IrcSession, mask: string, options: string | undefined): Promise<void> {
+  const { store, lists } = s.ctx;
+  const ask = parseWho(options);
   if (isChannel(mask)) {
     const info = await store.channel(mask);
-    if (info) {
-      for (const m of await store.members(mask)) {
-        const u = await store.user(m.nick);
-        if (u) whoReply(s, info.name, u, m);
+    // A secret channel's members are shown to its members only.
+    if (info && (!info.modes.includes("s") || s.joined.has(fold(mask)))) {
+      for (const { user, member } of await lists.channelUsers(mask)) {
+        whoReply(s, ask, info.name, user, member);
       }
     }
-  } else if (mask !== "" && mask !== "*" && mask !== "0") {
+  } else if (/[*?]/.test(mask) || mask === "0" || mask === "") {
+    const glob = mask === "0" || mask === "" ? "*" : mask;
+    for (const u of await lists.usersMatching(glob, WHO_MAX)) {
+      // Invisible users (+i) show to a mask only when they share a channel with the asker.
+      if (u.modes.includes("i") && fold(u.nick) !== fold(s.nick)) {
+        const theirs = await store.channelsOf(u.nick);
+        if (!theirs.some((c) => s.joined.has(fold(c)))) continue;
+      }
+      whoReply(s, ask, "*", u);
+    }
+  } else {
     const u = await store.user(mask);
-    if (u) whoReply(s, "*", u);
+    if (u) whoReply(s, ask, "*", u);
   }
   s.replyText(N.RPL_ENDOFWHO, mask || "*", "End of WHO list");
 }
@@ -53,10 +97,12 @@ async function whois(s: IrcSession, nick: string): Promise<void> {
     const info = await store.channel(c);
     if (info?.modes.includes("s") && !s.joined.has(fold(c))) continue; // secret: only members see it
     const m = (await store.members(c)).find((x) => fold(x.nick) === fold(u.nick));
-    shown.push((m?.op ? "@" : m?.voice ? "+" : "") + c);
+    shown.push(prefixOf(m, s.caps.has("multi-prefix")) + c);
   }
   if (shown.length > 0) s.replyText(N.RPL_WHOISCHANNELS, u.nick, shown.join(" "));
   s.replyText(N.RPL_WHOISSERVER, u.nick, cfg.serverName, `osps worker (${u.owner.split("/")[0]})`);
+  if (u.account) s.replyText(N.RPL_WHOISACCOUNT, u.nick, u.account, "is logged in as");
+  if (u.modes.includes("B")) s.replyText(N.RPL_WHOISBOT, u.nick, `is a bot on ${cfg.network}`);
   if (u.away) s.replyText(N.RPL_AWAY, u.nick, u.away);
   s.replyText(
     N.RPL_WHOISIDLE,
@@ -70,7 +116,7 @@ async function whois(s: IrcSession, nick: string): Promise<void> {
 
 /** Query commands, by name. */
 export const QUERY_COMMANDS: Record<string, Command> = {
-  WHO: { min: 0, run: (s, m) => who(s, m.params[0] ?? "") },
+  WHO: { min: 0, run: (s, m) => who(s, m.params[0] ?? "", m.params[1]) },
   WHOIS: {
     min: 1,
     // WHOIS [server] nick[,nick]: the last parameter names the users; one is answered (TARGMAX WHOIS:1).

@@ -8,6 +8,12 @@ import { CONNECTION_COMMANDS } from "./cmd_connection.ts";
 import { MESSAGE_COMMANDS } from "./cmd_message.ts";
 import { QUERY_COMMANDS } from "./cmd_query.ts";
 import type { Command } from "./irc_session.ts";
+import { ACCOUNT_COMMANDS } from "./cmd_account.ts";
+import { INVITE_COMMANDS } from "./cmd_invite.ts";
+import { MONITOR_COMMANDS } from "./monitor.ts";
+import { PRESENCE_COMMANDS } from "./presence.ts";
+import { SASL_COMMANDS } from "./sasl.ts";
+import { SERVICE_COMMANDS } from "./services.ts";
 
 /** The command table. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -15,4 +21,10 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   ...CHANNEL_COMMANDS,
   ...MESSAGE_COMMANDS,
   ...QUERY_COMMANDS,
+  ...SASL_COMMANDS,
+  ...ACCOUNT_COMMANDS,
+  ...SERVICE_COMMANDS,
+  ...MONITOR_COMMANDS,
+  ...INVITE_COMMANDS,
+  ...PRESENCE_COMMANDS,
 };

@@ -8,7 +8,7 @@
  * slow reader never slows the sender or anyone else.
  * @module
  */
-import { MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
+import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
 export const TOO_LONG = Symbol("too long");
@@ -45,6 +45,12 @@ export class IrcConn {
   #closed = false;
   /** The send queue went over its cap: the session says why and closes. */
   onOverflow: () => void = () => {};
+  /**
+   * While set, {@link send} collects lines here instead of queueing them: the
+   * response of a labeled command (IRCv3 labeled-response, `labeled.ts`).
+   * Other users' events go around it ({@link sendEvent}).
+   */
+  capture: string[] | null = null;
 
   constructor(conn: Deno.Conn, options: IrcConnOptions) {
     this.conn = conn;
@@ -114,12 +120,12 @@ export class IrcConn {
     }
   }
 
-  /** Over the limit: the tag section and the rest are measured apart (IRCv3 message-tags). */
+  /** Over the limit: the tag section (a client's: 4096 bytes) and the rest are measured apart (IRCv3 message-tags). */
   #tooLong(raw: Uint8Array): boolean {
     let body = raw;
     if (raw[0] === 0x40 /* @ */) {
       const sp = raw.indexOf(0x20);
-      if (sp > MAX_TAG_BYTES) return true;
+      if (sp >= MAX_CLIENT_TAG_BYTES || (sp < 0 && raw.length > MAX_CLIENT_TAG_BYTES)) return true;
       body = raw.subarray(sp + 1);
     }
     return body.length + 2 > this.#maxLine;
@@ -134,8 +140,21 @@ export class IrcConn {
    * only twice the cap is too much.
    */
   send(line: string): boolean {
+    if (this.capture && !this.#closed) {
+      this.capture.push(line);
+      return true;
+    }
+    return this.sendEvent(line);
+  }
+
+  /**
+   * Queues a line that is no command's response (another user's event), even
+   * while {@link capture} is set. Bytes (CR LF included) may be shared with
+   * other connections: they are never written to.
+   */
+  sendEvent(line: string | Uint8Array): boolean {
     if (this.#closed) return false;
-    const bytes = encoder.encode(line + "\r\n");
+    const bytes = typeof line === "string" ? encoder.encode(line + "\r\n") : line;
     this.#queued += bytes.length;
     if (this.#queued > 2 * this.#sendqBytes) {
       this.#overflow();

@@ -27,8 +27,10 @@ export interface IrcMessage {
 
 /** Longest line without tags, CR LF included (RFC 1459 §2.3). */
 export const MAX_LINE_BYTES = 512;
-/** Longest tag section a client may send, "@" and the space included (IRCv3 message-tags). */
+/** Longest tag section a line may have, "@" and the space included (IRCv3 message-tags: the server's). */
 export const MAX_TAG_BYTES = 8191;
+/** Longest tag section a client may send, "@" and the space included (IRCv3 message-tags: 4094 bytes of tags). */
+export const MAX_CLIENT_TAG_BYTES = 4096;
 /** At most this many parameters (RFC 2812: 14 middles and a trailing one). */
 export const MAX_PARAMS = 15;
 

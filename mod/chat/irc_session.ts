@@ -18,6 +18,14 @@ import { FakeLag } from "./fake_lag.ts";
 import { IrcConn, TOO_LONG } from "./irc_conn.ts";
 import { formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
 import { N } from "./numerics.ts";
+import type { AccountService } from "./accounts.ts";
+import type { ListStore } from "./list_store.ts";
+import type { Monitors } from "./monitor.ts";
+import type { Moderation } from "./moderation.ts";
+import type { SaslExchange } from "./sasl.ts";
+import { labelOf, runLabeled } from "./labeled.ts";
+import { rememberNick } from "./presence.ts";
+import { Outgoing, TagMask } from "./tags.ts";
 
 /** What a session and its command handlers share with the rest of the worker. */
 export interface ChatContext {
@@ -33,6 +41,14 @@ export interface ChatContext {
   publish(e: BusEvent): void;
   /** Committed channel events: delivered here and published to the other workers, in order. */
   handOn(batch: readonly Committed[]): void;
+  /** Accounts: SASL, REGISTER, NickServ (`accounts.ts`). */
+  readonly accounts: AccountService;
+  /** Ban lists, invitations, WHOWAS, counts (`list_store.ts`). */
+  readonly lists: ListStore;
+  /** MONITOR lists of this worker's sessions. */
+  readonly monitors: Monitors;
+  /** Which channels may refuse a member's message (+m, bans). */
+  readonly moderation: Moderation;
 }
 
 /** A command handler. */
@@ -74,6 +90,18 @@ export class IrcSession implements LocalClient, Sender {
   registered = false;
   /** CAP LS/REQ was seen: registration waits for CAP END. */
   capHold = false;
+  /** Highest `CAP LS` version the client spoke (302: values, multi-line, cap-notify). */
+  capVersion = 0;
+  /** Which tags this client receives (`tags.ts`), from its capabilities. */
+  tagMask = 0;
+  /** Account logged in to ("" when none). */
+  account = "";
+  /** A SASL exchange in progress. */
+  sasl: SaslExchange | null = null;
+  /** Nicknames this client MONITORs: folded → as given. */
+  readonly monitoring = new Map<string, string>();
+  /** Renames this user when it keeps a registered nickname without identifying (`nick_guard.ts`). */
+  guard: ReturnType<typeof setTimeout> | undefined;
   passOk: boolean;
   userGiven = false;
   #quitting: CloseReason | undefined;
@@ -143,12 +171,20 @@ export class IrcSession implements LocalClient, Sender {
     return `${this.nick}!${this.user}@${this.host}`;
   }
 
-  /** Queues a line; `at` becomes a `time` tag for clients that enabled server-time. */
-  send(line: string, at?: number): void {
-    if (at !== undefined && this.caps.has("server-time")) {
-      line = `@time=${new Date(at).toISOString()} ${line}`;
-    }
-    this.conn.send(line);
+  /** Queues a line of this client's own doing (a response), with a `time` tag if it enabled server-time. */
+  send(line: string, at = Date.now()): void {
+    this.conn.send(this.tagMask & TagMask.time ? new Outgoing(line, { at }).line(TagMask.time) : line);
+  }
+
+  /** True when it wants its own messages back (echo-message). */
+  get echo(): boolean {
+    return this.caps.has("echo-message");
+  }
+
+  /** Delivers a message with the tags this client asked for; `own`: a response to its own command. */
+  deliver(out: Outgoing, own = false): void {
+    if (own) this.conn.send(out.line(this.tagMask));
+    else this.conn.sendEvent(out.bytes(this.tagMask));
   }
 
   /** Sends a numeric reply to this client (`:server NNN nick params…`). */
@@ -202,6 +238,17 @@ export class IrcSession implements LocalClient, Sender {
     if (line.includes("\0")) return;
     const m = parseMessage(line);
     if (!m || this.#quitting !== undefined) return;
+    const label = labelOf(this, m);
+    if (label !== undefined) return await runLabeled(this, label, () => this.#dispatch(m, true));
+    await this.#dispatch(m, false);
+  }
+
+  /** True while a labeled command runs: its effects must be complete when it returns. */
+  get labeling(): boolean {
+    return this.conn.capture !== null;
+  }
+
+  async #dispatch(m: IrcMessage, labeled: boolean): Promise<void> {
     const cmd = Object.hasOwn(this.#commands, m.command) ? this.#commands[m.command] : undefined;
     if (!cmd) {
       if (this.registered) this.replyText(N.ERR_UNKNOWNCOMMAND, m.command, "Unknown command");
@@ -212,7 +259,7 @@ export class IrcSession implements LocalClient, Sender {
     if (m.params.length < cmd.min) {
       return this.replyText(N.ERR_NEEDMOREPARAMS, m.command, "Not enough parameters");
     }
-    if (!cmd.pipelined) await this.settled();
+    if (!cmd.pipelined || labeled) await this.settled();
     await cmd.run(this, m);
   }
 
@@ -255,6 +302,8 @@ export class IrcSession implements LocalClient, Sender {
   async #leave(reason: CloseReason): Promise<void> {
     this.conn.close();
     this.ctx.hub.unregister(this);
+    this.ctx.monitors.clear(this);
+    clearTimeout(this.guard);
     await this.#release(reason);
   }
 
@@ -269,6 +318,7 @@ export class IrcSession implements LocalClient, Sender {
       if (!d) return;
       hub.quit(d, reason, this);
       this.ctx.publish({ t: "quit", d, reason, origin: this.id });
+      await rememberNick(this); // WHOWAS
     } catch (err) {
       logger().error("chat: cannot release {nick}: {err}", { nick: this.nick, err: String(err) });
     }

@@ -20,6 +20,7 @@ import {
   type ChatStore,
   type ChatUser,
   type Departed,
+  type EventFields,
   type HistoryQuery,
   type JoinRefusal,
   type Member,
@@ -29,7 +30,6 @@ import {
 import { channelFrom, eventFrom, memberFrom, SCHEMA, userFrom } from "./store_schema.ts";
 
 type Sql = postgres.Sql | postgres.TransactionSql;
-type EventFields = Pick<ChannelEvent, "kind" | "source" | "params">;
 
 /**
  * Connects to `url` with a small pool; PostgreSQL's notices are not logged.
@@ -71,6 +71,11 @@ export class PostgresStore implements ChatStore {
 
   private constructor(sql: postgres.Sql) {
     this.#sql = sql;
+  }
+
+  /** The connection pool, for the tables kept beside the chat state (`postgres_accounts.ts`, `postgres_lists.ts`). */
+  get sql(): postgres.Sql {
+    return this.#sql;
   }
 
   /** Connects and migrates the schema (under an advisory lock: one migrator at a time across hosts). */
@@ -138,11 +143,11 @@ export class PostgresStore implements ChatStore {
 
   async claimNick(u: ChatUser): Promise<boolean> {
     const r = await this
-      .#sql`INSERT INTO users (folded, nick, "user", host, realname, away, modes, owner, signon_at)
+      .#sql`INSERT INTO users (folded, nick, "user", host, realname, away, modes, owner, signon_at, account)
       VALUES (${
       fold(u.nick)
     }, ${u.nick}, ${u.user}, ${u.host}, ${u.realname}, ${u.away}, ${u.modes}, ${u.owner},
-        ${u.signonAt})
+        ${u.signonAt}, ${u.account ?? ""})
       ON CONFLICT (folded) DO NOTHING`;
     return r.count === 1;
   }
@@ -191,6 +196,7 @@ export class PostgresStore implements ChatStore {
     nick: string,
     key: string,
     createModes: string,
+    fields: Pick<EventFields, "params" | "account"> = { params: [] },
   ): Promise<ChannelEvent | null | JoinRefusal> {
     const [c, n] = [fold(channel), fold(nick)];
     return this.#sql.begin(async (tx) => {
@@ -203,8 +209,11 @@ export class PostgresStore implements ChatStore {
       const count = Number(counted!["n"]);
       if (created.count === 0 && row!["key"] !== "" && row!["key"] !== key) return "bad-key";
       if (created.count === 0 && Number(row!["lim"]) > 0 && count >= Number(row!["lim"])) return "full";
-      await tx`INSERT INTO members (channel, nick, op) VALUES (${c}, ${n}, ${count === 0 ? 1 : 0})`;
-      return await this.#appendIn(tx, c, { kind: "JOIN", source, params: [] });
+      const registered = (await tx`SELECT 1 FROM channel_regs WHERE channel = ${c}`).length > 0;
+      await tx`INSERT INTO members (channel, nick, op) VALUES (${c}, ${n}, ${
+        count === 0 && !registered ? 1 : 0
+      })`;
+      return await this.#appendIn(tx, c, { kind: "JOIN", source, ...fields });
     }) as Promise<ChannelEvent | null | JoinRefusal>;
   }
 
@@ -251,11 +260,15 @@ export class PostgresStore implements ChatStore {
             kind: ev.kind,
             source: ev.source,
             params: JSON.stringify(ev.params),
+            account: ev.account ?? "",
+            tags: ev.tags ?? "",
           });
         });
       }
       if (rows.length > 0) {
-        await tx`INSERT INTO events ${tx(rows, "channel", "seq", "at", "kind", "source", "params")}`;
+        await tx`INSERT INTO events ${
+          tx(rows, "channel", "seq", "at", "kind", "source", "params", "account", "tags")
+        }`;
       }
       return out;
     }) as Promise<Array<ChannelEvent | null>>;
@@ -271,8 +284,9 @@ export class PostgresStore implements ChatStore {
       at: Date.now(),
       ...e,
     };
-    await tx`INSERT INTO events (channel, seq, at, kind, source, params)
-      VALUES (${folded}, ${ev.seq}, ${ev.at}, ${ev.kind}, ${ev.source}, ${JSON.stringify(ev.params)})`;
+    await tx`INSERT INTO events (channel, seq, at, kind, source, params, account, tags)
+      VALUES (${folded}, ${ev.seq}, ${ev.at}, ${ev.kind}, ${ev.source}, ${JSON.stringify(ev.params)},
+        ${ev.account ?? ""}, ${ev.tags ?? ""})`;
     return ev;
   }
 
@@ -282,7 +296,8 @@ export class PostgresStore implements ChatStore {
   }
 
   async members(channel: string): Promise<Member[]> {
-    const rows = await this.#sql`SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick
+    const rows = await this
+      .#sql`SELECT u.nick, u."user", u.host, m.op FROM members m JOIN users u ON u.folded = m.nick
       WHERE m.channel = ${fold(channel)} ORDER BY u.nick`;
     return rows.map(memberFrom);
   }

@@ -19,6 +19,7 @@ import {
   type ChatStore,
   type ChatUser,
   type Departed,
+  type EventFields,
   type HistoryQuery,
   type JoinRefusal,
   type Member,
@@ -39,6 +40,11 @@ export class SqliteStore implements ChatStore {
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
+  }
+
+  /** The connection, for the tables kept beside the chat state (`sqlite_accounts.ts`, `sqlite_lists.ts`). */
+  get db(): DatabaseSync {
+    return this.#db;
   }
 
   /** Opens (creating) `path`, switches to WAL and migrates the schema to the current version. */
@@ -157,8 +163,8 @@ export class SqliteStore implements ChatStore {
 
   claimNick(u: ChatUser): Promise<boolean> {
     const n = this.#run(
-      'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, signon_at) ' +
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
+      'INSERT INTO users(folded, nick, "user", host, realname, away, modes, owner, signon_at, account) ' +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(folded) DO NOTHING",
       fold(u.nick),
       u.nick,
       u.user,
@@ -168,6 +174,7 @@ export class SqliteStore implements ChatStore {
       u.modes,
       u.owner,
       u.signonAt,
+      u.account ?? "",
     );
     return Promise.resolve(n === 1);
   }
@@ -210,6 +217,7 @@ export class SqliteStore implements ChatStore {
     nick: string,
     key: string,
     createModes: string,
+    fields: Pick<EventFields, "params" | "account"> = { params: [] },
   ): Promise<ChannelEvent | null | JoinRefusal> {
     return Promise.resolve(this.#tx(() => {
       const [c, n] = [fold(channel), fold(nick)];
@@ -228,14 +236,15 @@ export class SqliteStore implements ChatStore {
       const count = Number(this.#get("SELECT count(*) AS n FROM members WHERE channel = ?", c)!["n"]);
       if (row && row["key"] !== "" && row["key"] !== key) return "bad-key";
       if (row && Number(row["lim"]) > 0 && count >= Number(row["lim"])) return "full";
-      this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, count === 0 ? 1 : 0);
-      return this.#appendIn(c, { kind: "JOIN", source, params: [] });
+      const first = count === 0 && !this.#get("SELECT 1 FROM channel_regs WHERE channel = ?", c);
+      this.#run("INSERT INTO members(channel, nick, op) VALUES (?, ?, ?)", c, n, first ? 1 : 0);
+      return this.#appendIn(c, { kind: "JOIN", source, ...fields });
     }));
   }
 
   append(
     channel: string,
-    e: Pick<ChannelEvent, "kind" | "source" | "params">,
+    e: EventFields,
     change: ChannelChange = {},
   ): Promise<ChannelEvent | null> {
     return Promise.resolve(this.#tx(() => {
@@ -288,7 +297,7 @@ export class SqliteStore implements ChatStore {
    */
   #appendIn(
     folded: string,
-    e: Pick<ChannelEvent, "kind" | "source" | "params">,
+    e: EventFields,
     reserve = 1,
   ): ChannelEvent | null {
     if (reserve > 0) {
@@ -302,13 +311,15 @@ export class SqliteStore implements ChatStore {
     if (!this.#next) return null;
     const ev: ChannelEvent = { channel: this.#next.name, seq: this.#next.seq++, at: Date.now(), ...e };
     this.#run(
-      "INSERT INTO events(channel, seq, at, kind, source, params) VALUES (?, ?, ?, ?, ?, ?)",
+      "INSERT INTO events(channel, seq, at, kind, source, params, account, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       folded,
       ev.seq,
       ev.at,
       ev.kind,
       ev.source,
       JSON.stringify(ev.params),
+      ev.account ?? "",
+      ev.tags ?? "",
     );
     return ev;
   }
@@ -320,7 +331,8 @@ export class SqliteStore implements ChatStore {
 
   members(channel: string): Promise<Member[]> {
     const rows = this.#all(
-      "SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? ORDER BY u.nick",
+      'SELECT u.nick, u."user", u.host, m.op FROM members m JOIN users u ON u.folded = m.nick WHERE m.channel = ? ' +
+        "ORDER BY u.nick",
       fold(channel),
     );
     return Promise.resolve(rows.map(memberFrom));

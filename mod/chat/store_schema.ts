@@ -18,6 +18,7 @@ import {
   type Member,
   PREFIX_BITS,
 } from "./chat_store.ts";
+import { ACCOUNTS_STEP } from "./account_schema.ts";
 
 /** One schema version. */
 export interface SchemaStep {
@@ -42,7 +43,7 @@ CREATE TABLE events (
 `;
 
 /** Every version, oldest first: index 0 brings an empty database to version 1. */
-export const SCHEMA: readonly SchemaStep[] = [{ sqlite: V1, postgres: V1 }];
+export const SCHEMA: readonly SchemaStep[] = [{ sqlite: V1, postgres: V1 }, ACCOUNTS_STEP];
 
 type Row = Record<string, unknown>;
 
@@ -57,6 +58,7 @@ export function userFrom(r: Row): ChatUser {
     modes: String(r["modes"]),
     owner: String(r["owner"]),
     signonAt: Number(r["signon_at"]),
+    account: String(r["account"] ?? ""),
   };
 }
 
@@ -74,10 +76,15 @@ export function channelFrom(r: Row): ChannelInfo {
   };
 }
 
-/** A `members` row joined with its user's `nick` (`op` holds the prefix mode bits). */
+/** A `members` row joined with its user's `nick` (and `user`, `host`; `op` holds the prefix mode bits). */
 export function memberFrom(r: Row): Member {
   const bits = Number(r["op"]);
-  return { nick: String(r["nick"]), op: (bits & PREFIX_BITS.o) !== 0, voice: (bits & PREFIX_BITS.v) !== 0 };
+  const m = {
+    nick: String(r["nick"]),
+    op: (bits & PREFIX_BITS.o) !== 0,
+    voice: (bits & PREFIX_BITS.v) !== 0,
+  };
+  return r["host"] === undefined ? m : { ...m, user: String(r["user"]), host: String(r["host"]) };
 }
 
 /** An `events` row joined with its channel's `name`. */
@@ -89,5 +96,7 @@ export function eventFrom(r: Row): ChannelEvent {
     kind: String(r["kind"]) as ChannelEventKind,
     source: String(r["source"]),
     params: JSON.parse(String(r["params"])) as string[],
+    ...(r["account"] ? { account: String(r["account"]) } : {}),
+    ...(r["tags"] ? { tags: String(r["tags"]) } : {}),
   };
 }

@@ -55,6 +55,11 @@ const LOG: Record<string, FlagSpec> = {
   },
 };
 const HOST: FlagSpec = { type: "string", default: "127.0.0.1", doc: "address to listen on / connect to" };
+/** `--host` of the commands that talk to a dispatcher. */
+const DISPATCHER_HOST: FlagSpec = {
+  ...HOST,
+  doc: "the dispatcher's address (name or IP); another host's is reached with permissions scoped to it",
+};
 const PORT: FlagSpec = { type: "int", default: 2222, min: 1, max: 65535, doc: "dispatcher TCP port" };
 const RUN_DIR: FlagSpec = {
   type: "string",
@@ -294,7 +299,7 @@ const OPERATIONS: Record<string, FlagSpec> = {
   "log-file": {
     type: "string",
     default: "",
-    doc: "write every role's log lines to this file (reopened on SIGUSR1) instead of stderr",
+    doc: "write every role's log lines to this file (reopened on SIGUSR2) instead of stderr",
   },
 };
 /** The chat service (IRC in the workers); the watchdog passes them on to every worker. */
@@ -374,6 +379,64 @@ const CHAT: Record<string, FlagSpec> = {
     min: 100,
     doc: "time to answer that PING before the client is dropped",
   },
+  "irc-register": {
+    type: "string",
+    default: "open",
+    choices: ["open", "verify", "closed"],
+    doc:
+      "account registration: open (verified at once), verify (a code in the server log, for VERIFY), closed",
+  },
+  "irc-password-min": {
+    type: "int",
+    default: 8,
+    min: 1,
+    max: 300,
+    doc: "shortest account password accepted",
+  },
+  "irc-auth-rate": {
+    type: "int",
+    default: 10,
+    min: 0,
+    max: 100_000,
+    doc: "password attempts per minute per client address (SASL, IDENTIFY, REGISTER; 0 = no limit)",
+  },
+  "irc-nick-grace-ms": {
+    type: "int",
+    default: 30_000,
+    min: 0,
+    doc: "time to identify before a registered nickname held by someone else is renamed",
+  },
+};
+/** The HTTP API (in the workers); the watchdog passes them on to every worker. */
+const HTTP: Record<string, FlagSpec> = {
+  "http-port": {
+    type: "int",
+    default: 0,
+    min: 0,
+    max: 65535,
+    doc: "HTTP API every worker serves (SO_REUSEPORT: the kernel spreads clients): /v1 requests and chat, " +
+      "the web chat page at /, IRC over WebSocket at /v1/irc (0 = off)",
+  },
+  "http-host": { type: "string", default: "", doc: "address of --http-port (default: --host)" },
+  "http-cors-origin": {
+    type: "string",
+    default: "",
+    doc: "origins browsers may call the API from, comma-separated, or * (default: none, CORS off)",
+  },
+  "http-max-header-bytes": {
+    type: "int",
+    default: 16_384,
+    min: 1024,
+    max: 1 << 20,
+    doc: "request line and headers of one HTTP request (431 beyond)",
+  },
+  "http-max-body-bytes": {
+    type: "int",
+    default: Limits.maxLineBytes,
+    min: 1024,
+    max: 16 << 20,
+    doc: "body of one HTTP request (413 beyond; never buffered past it)",
+  },
 };
 const SELECT: Record<string, FlagSpec> = {
   "run-dir": RUN_DIR,
@@ -450,7 +513,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         max: 1_048_576,
         live: "now",
         doc: "a worker resident over N MiB is replaced gracefully: a new one starts, the old one finishes " +
-          "its requests and leaves (0 = no limit)",
+          "its requests and exits (0 = no limit)",
       },
       "warm-spare": {
         type: "boolean",
@@ -468,6 +531,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       ...POOL,
       ...LIMITS,
       ...CHAT,
+      ...HTTP,
       ...LOG,
       ...OPERATIONS,
     },
@@ -522,15 +586,29 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         default: "",
         doc: "HOSTNAME:PORT naming the instance in the chat store",
       },
+      ...HTTP,
+      "dispatcher-port": {
+        type: "int",
+        default: 0,
+        min: 0,
+        max: 65535,
+        doc: "the instance's dispatcher port",
+      },
       ...LOG,
     },
+  },
+  "chat-prepare": {
+    summary: "make the chat's data dir and bring its store's schema up to date (run by the watchdog)",
+    usage: "osps chat-prepare --port P [chat flags]",
+    internal: true,
+    flags: { port: PORT, ...CHAT },
   },
   client: {
     summary: "send a request (or several, or read them from a prompt)",
     usage: "osps client [flags] [TYPE [ARG…]]",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       repeat: {
         type: "int",
@@ -553,11 +631,17 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps chat [--host H] [--port P] --nick NICK [#channel…]",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       nick: { type: "string", default: "", doc: "your nickname (required)" },
       history: { type: "int", default: 20, min: 0, max: 100, doc: "messages of each channel shown on join" },
     },
+  },
+  hosts: {
+    summary: "print the hosts of the workers a dispatcher may assign (run by client, chat and bench)",
+    usage: "osps hosts [--host H] [--port P]",
+    internal: true,
+    flags: { host: DISPATCHER_HOST, port: PORT },
   },
   secret: {
     summary: "print a new random secret for --secret-file (osps secret > FILE; chmod 600 FILE)",
@@ -605,7 +689,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: "osps bench [flags] [TYPE [ARG…]]   (default: echo bench)",
     positionals: true,
     flags: {
-      host: HOST,
+      host: DISPATCHER_HOST,
       port: PORT,
       clients: { type: "int", default: 8, min: 1, max: 4096, short: "c", doc: "concurrent clients" },
       duration: { type: "int", default: 5, min: 1, max: 86_400, doc: "seconds to run (unless --requests)" },
@@ -838,7 +922,8 @@ export function toArgv(command: string, values: FlagValues): string[] {
 export function helpText(command = ""): string {
   const spec = command ? COMMANDS[command] : undefined;
   if (!spec) {
-    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(11)} ${c.summary}`);
+    const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(width)} ${c.summary}`);
     return [
       "osps — a supervised dispatcher/worker server",
       "",

@@ -10,6 +10,7 @@ import type { AdmissionLimits } from "../net/admission.ts";
 import { parseProxyFrom, type ProxyTrust } from "../net/proxy_protocol.ts";
 import { serviceNames, SERVICES } from "../services/registry.ts";
 import { type ChatConfig, chatConfig } from "../chat/chat_config.ts";
+import { type HttpConfig, httpConfig } from "../http/http_config.ts";
 
 /**
  * Local slots kept free beside the workers: a worker being replaced (reload,
@@ -111,7 +112,7 @@ export interface WatchdogConfig
   /** Port of the operators' HTTP endpoint (metrics, health, status page); 0 = off. */
   readonly metricsPort: number;
   readonly metricsHost: string;
-  /** Log file reopened on SIGUSR1; "" = stderr. */
+  /** Log file reopened on SIGUSR2; "" = stderr. */
   readonly logFile: string;
   /** The config file the values came from (re-read by a reload); "" = none. */
   readonly configFile: string;
@@ -121,6 +122,8 @@ export interface WatchdogConfig
   readonly flags: FlagValues;
   /** The chat service (`chat.ircPort` 0: off). */
   readonly chat: ChatConfig;
+  /** The HTTP API (`http.port` 0: off). */
+  readonly http: HttpConfig;
 }
 
 /** Where a watchdog's configuration comes from: the command line (and the `--config` file it names). */
@@ -165,6 +168,10 @@ export interface WorkerConfig extends ChildInstanceConfig, LinkTimingConfig {
   readonly chat: ChatConfig;
   /** `HOSTNAME:PORT` naming the instance in the chat store. */
   readonly chatInstance: string;
+  /** The HTTP API (`http.port` 0: off). */
+  readonly http: HttpConfig;
+  /** The instance's dispatcher port (the HTTP API sends ticketed types there). */
+  readonly dispatcherPort: number;
 }
 
 /** `osps chat`. */
@@ -352,6 +359,7 @@ export function watchdogConfig(
     logFile: str(v, "log-file"),
     configFile: str(v, "config"),
     chat: chatConfig(v),
+    http: httpConfig(v),
     ...poolConfig(v),
     ...quarantineConfig(v),
     ...limitsConfig(v),
@@ -398,6 +406,15 @@ export function watchdogConfig(
   }
   if (c.chat.ircPort > 0 && c.chat.ircPort >= c.port && c.chat.ircPort <= c.port + c.workers) {
     throw new UsageError(`--irc-port ${c.chat.ircPort} is one of the dispatcher's or workers' ports`);
+  }
+  if (c.http.port > 0 && c.http.port >= c.port && c.http.port <= last) {
+    throw new UsageError(`--http-port ${c.http.port} is one of the instance's ports (${c.port}-${last})`);
+  }
+  if (c.http.port > 0 && (c.http.port === c.chat.ircPort || c.http.port === c.metricsPort)) {
+    throw new UsageError(`--http-port ${c.http.port} is also --irc-port or --metrics-port`);
+  }
+  if (c.http.port > 0 && c.join) {
+    throw new UsageError("--http-port needs the dispatcher on this host (not --join)");
   }
   if (c.hangTimeoutMs <= c.heartbeatMs) {
     throw new UsageError(
@@ -450,6 +467,8 @@ export function workerConfig(v: FlagValues): WorkerConfig {
     join: str(v, "join") ? parseEndpoint("join", str(v, "join")) : null,
     chat: chatConfig(v),
     chatInstance: str(v, "chat-instance"),
+    http: httpConfig(v),
+    dispatcherPort: num(v, "dispatcher-port"),
   };
 }
 
@@ -479,6 +498,8 @@ export interface InstancePaths {
   readonly lock: string;
   /** JSON record of the instance (pid, start time, shm, FIFOs), written atomically. */
   readonly record: string;
+  /** What the watchdog says that shared memory has no room for (the last reload's result), written atomically. */
+  readonly notes: string;
   /** POSIX shm name. */
   readonly shm: string;
   /** dispatcher → worker i doorbell. */
@@ -499,6 +520,7 @@ export function instancePaths(runDir: string): InstancePaths {
     runDir,
     lock: `${runDir}/lock`,
     record: `${runDir}/instance.json`,
+    notes: `${runDir}/watchdog.json`,
     shm: `/osps-${getuid()}-${fnv1a(runDir)}`,
     dwtube: (i) => `${runDir}/dwtube${i}`,
     wdtube: (i) => `${runDir}/wdtube${i}`,

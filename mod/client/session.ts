@@ -12,12 +12,14 @@ import {
   checkGreeting,
   formatRun,
   parseAssign,
+  parseHosts,
   parseReply,
   type Reply,
   Status,
   unescapeText,
   VERSION_TOKEN,
 } from "../net/protocol.ts";
+import { mayReach, OutOfScope } from "./reach.ts";
 
 /** The answer to one request. */
 export interface Answer {
@@ -27,6 +29,8 @@ export interface Answer {
   readonly worker: Assignment;
   /** True when the request waited in the dispatcher's queue. */
   readonly queued: boolean;
+  /** When the dispatcher's ASSIGN arrived (`performance.now()`): the wait before it is the queue's. */
+  readonly assignedAt: number;
 }
 
 /** Options of a session. */
@@ -138,13 +142,40 @@ export class Session {
     return reply.text;
   }
 
-  /** Asks the dispatcher for a worker, then runs the request there. */
-  async request(type: string, arg = ""): Promise<Answer> {
-    const { worker, queued } = await this.#assignment(type);
-    return { ...(await this.#run(worker, type, arg)), worker, queued };
+  /**
+   * The hosts of the workers the dispatcher may assign (`HOSTS`); empty from
+   * a dispatcher that does not know the command.
+   */
+  async hosts(): Promise<string[]> {
+    if (!(await this.#conn.writeLine("HOSTS"))) {
+      throw this.#lostDispatcher("dispatcher closed the connection");
+    }
+    await this.#greeting();
+    const reply = await expectLine(this.#conn, "dispatcher", this.#lostDispatcher, this.#timeoutMs);
+    if (reply.code === Status.BAD_REQUEST) return [];
+    if (reply.code !== Status.OK) {
+      throw new ServiceError(`dispatcher: ${reply.code} ${unescapeText(reply.text)}`, reply.code);
+    }
+    return parseHosts(reply);
   }
 
-  async #assignment(type: string): Promise<{ worker: Assignment; queued: boolean }> {
+  /** Asks the dispatcher for a worker, then runs the request there. */
+  async request(type: string, arg = ""): Promise<Answer> {
+    const { worker, queued } = await this.assign(type);
+    const assignedAt = performance.now();
+    return { ...(await this.#run(worker, type, arg)), worker, queued, assignedAt };
+  }
+
+  /**
+   * Runs a request on a worker this session was assigned ({@link Session.assign}):
+   * the second half of {@link Session.request}.
+   */
+  async runOn(worker: Assignment, type: string, arg: string): Promise<{ code: number; text: string }> {
+    return await this.#run(worker, type, arg);
+  }
+
+  /** Asks the dispatcher for a worker (waiting in its queue if need be): the first half of {@link Session.request}. */
+  async assign(type: string): Promise<{ worker: Assignment; queued: boolean }> {
     if (!(await this.#conn.writeLine(`REQUEST ${type}`))) {
       throw this.#lostDispatcher("dispatcher closed the connection");
     }
@@ -182,6 +213,7 @@ export class Session {
     type: string,
     arg: string,
   ): Promise<{ conn: LineConn; code: number; text: string }> {
+    if (!mayReach(worker.host, worker.port)) throw new OutOfScope(worker.host, worker.port);
     let conn: LineConn;
     try {
       conn = await LineConn.connect(worker.host, worker.port);
@@ -219,7 +251,7 @@ export class Session {
    * caller to speak the session's protocol on (and close).
    */
   async takeOver(type: string, arg: string): Promise<{ conn: LineConn; text: string; worker: Assignment }> {
-    const { worker } = await this.#assignment(type);
+    const { worker } = await this.assign(type);
     const { conn, text } = await this.#start(worker, type, arg);
     return { conn, text, worker };
   }

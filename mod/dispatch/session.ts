@@ -1,6 +1,6 @@
 /**
  * One client's connection to the dispatcher, from greeting to goodbye: the
- * protocol's dispatcher side (HELLO, REQUEST, OUTCOME, QUIT). Every failure
+ * protocol's dispatcher side (HELLO, REQUEST, OUTCOME, HOSTS, QUIT). Every failure
  * here ends this connection at most; a refusal is always a status line.
  * @module
  */
@@ -14,6 +14,7 @@ import {
   BadCommand,
   type DispatcherCommand,
   formatAssign,
+  formatHosts,
   formatReply,
   greeting,
   parseDispatcherCommand,
@@ -95,6 +96,9 @@ export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): 
           continue;
         case "OUTCOME":
           await conn.writeLine(await outcome(d.pool, cmd.ticket));
+          continue;
+        case "HOSTS":
+          await conn.writeLine(formatHosts(d.pool.hosts()));
           continue;
         case "REQUEST": {
           const refused = checkType(cmd.type, d.quarantine);

@@ -227,6 +227,11 @@ export class WorkerPool {
     if (this.#poll !== undefined) this.#poll = this.#clock.after(POLL_MS, () => this.#tick());
   }
 
+  /** The hosts of every worker this pool may assign, each once (a client scopes its network access to them). */
+  hosts(): string[] {
+    return [...new Set(this.#links.map((l) => l.host))];
+  }
+
   /** Takes back a ticket its client never received or will not use (it left); frees the worker at once. */
   giveBack(a: Assignment): void {
     const link = this.#issued.get(a.ticket);
@@ -369,8 +374,14 @@ export class WorkerPool {
    */
   probeEvery(everyMs: number, timeoutMs: number): void {
     if (everyMs <= 0) return;
+    let lastRound = this.#clock.now();
     this.#probeTimer = setInterval(() => {
       const now = this.#clock.now();
+      // Time this process itself did not run (stopped, a paused machine) is given back to the probes in
+      // flight: their echoes may be sitting unread in the pipes. Only time awake counts against a worker.
+      const stalled = now - lastRound - everyMs;
+      lastRound = now;
+      if (stalled > 0) { for (const [id, sent] of this.#probes) this.#probes.set(id, sent + stalled); }
       for (const link of this.#links) {
         const sent = this.#probes.get(link.id);
         if (sent === undefined) {

@@ -14,7 +14,10 @@
  * | watchdog → child | `stop` | finish and exit 0 |
  * | watchdog → child | `secret <hex>[,<hex>]` | the link secret (and the previous one), first line, for TCP link roles |
  * | child → watchdog | `linked <detail>` / `unlinked <detail>` | its TCP link to the dispatcher is up / lost |
+ * | child → watchdog | `error <text>` | the error it is about to exit with (say, why it cannot boot), one line |
  *
+ * `ping`/`pong` is the heartbeat and nothing else: the watchdog counts the
+ * pings it sent, and a pong answers every ping up to the number it echoes.
  * The answer comes from the child's event loop, which is also the loop that
  * serves requests: a worker blocked in a computation or SIGSTOPped cannot
  * answer, unlike the seed's side thread, which kept answering for a hung
@@ -94,6 +97,56 @@ export class ChildControl {
   }
 }
 
+/**
+ * Tells the watchdog, on the control channel, the error this process is about
+ * to exit with (one line; called by `main.ts` for a supervised role). Written
+ * synchronously: the process exits right after.
+ */
+export function reportError(text: string): void {
+  try {
+    Deno.stdout.writeSync(encoder.encode(`error ${oneLine(text)}\n`));
+  } catch { /* the watchdog is gone: nobody to tell */ }
+}
+
+/** `text` on one line of at most 500 characters (control lines are lines). */
+function oneLine(text: string): string {
+  const flat = text.replace(/\s*[\r\n]+\s*/g, " ");
+  return flat.length > 500 ? `${flat.slice(0, 497)}...` : flat;
+}
+
+/** A line a child sent, as the watchdog reads it. */
+export type ChildLine =
+  | {
+    readonly kind: "pong"; /** The ping it answers (and every one before); NaN: the latest. */
+    readonly seq: number;
+  }
+  | { readonly kind: "ready"; readonly detail: string }
+  | { readonly kind: "retiring"; readonly detail: string }
+  | { readonly kind: "linked"; readonly up: boolean; readonly detail: string }
+  | { readonly kind: "error"; readonly text: string }
+  | { readonly kind: "other"; readonly line: string };
+
+/** Parses one line from a child (the table above). */
+export function parseChildLine(line: string): ChildLine {
+  const space = line.indexOf(" ");
+  const verb = space < 0 ? line : line.slice(0, space);
+  const rest = space < 0 ? "" : line.slice(space + 1);
+  switch (verb) {
+    case "pong":
+      return { kind: "pong", seq: rest === "" ? NaN : Number(rest) };
+    case "ready":
+      return { kind: "ready", detail: rest };
+    case "retiring":
+      return { kind: "retiring", detail: rest };
+    case "linked":
+    case "unlinked":
+      return { kind: "linked", up: verb === "linked", detail: rest };
+    case "error":
+      return { kind: "error", text: rest };
+  }
+  return { kind: "other", line };
+}
+
 /** Splits a byte stream into lines (LF, CR dropped). */
 export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let pending = "";
@@ -119,6 +172,11 @@ export class ParentControl {
     this.#writer.closed.catch(() => {
       this.#closed = true;
     });
+  }
+
+  /** False once the child's stdin is closed (it exited, or never read it): nothing sent arrives. */
+  get open(): boolean {
+    return !this.#closed;
   }
 
   /** Sends one order; false when the child's stdin is closed. */

@@ -11,7 +11,7 @@ import { STATS_BLOCK_SIZE, statsMarkdown } from "./stats.ts";
 /** "OSPS" little-endian. */
 export const SHM_MAGIC = 0x5350534f;
 /** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 7;
+export const LAYOUT_VERSION = 8;
 /** Bytes per slot; fields leave room to grow without moving slots. */
 export const SLOT_SIZE = 384;
 /** Bytes of header before slot 0. */
@@ -96,7 +96,8 @@ export const HEADER_FIELDS = [
     name: "reloads_failed",
     type: "i32",
     writer: "watchdog",
-    doc: "reloads that changed nothing (bad config file)",
+    doc:
+      "reloads that failed: the config did not load, or a new worker did not serve (the old ones serve on)",
   },
   {
     name: "replaced_rss",
@@ -105,6 +106,12 @@ export const HEADER_FIELDS = [
     doc: "workers replaced for going over --max-worker-rss-mb",
   },
   { name: "reloaded_at", type: "i64", writer: "watchdog", doc: "when the last reload finished, 0 before" },
+  {
+    name: "reloads_done",
+    type: "i32",
+    writer: "watchdog",
+    doc: "reloads that succeeded (every worker replaced)",
+  },
 ] as const satisfies readonly FieldSpec[];
 
 /** Slot fields, in order. Slot 0 is the dispatcher, slot i (1..N) worker i. */
@@ -205,7 +212,7 @@ export const SLOT_FIELDS = [
     type: "i32",
     writer: "watchdog",
     doc:
-      "1: a local slot kept free, where a worker's replacement starts before the worker leaves (reload, RSS)",
+      "1: a local slot kept free, where a worker's replacement starts before the worker is replaced (reload, RSS)",
   },
   {
     name: "rss_kb",
@@ -285,7 +292,7 @@ export const SupState = {
   BACKOFF: 5,
   FAILED: 6,
   STOPPED: 7,
-  LEAVING: 8,
+  REPLACED: 8,
 } as const;
 
 /** Reverse lookup: state number → lower-case name. */

@@ -107,6 +107,8 @@ export class LocalWorkerLink implements WorkerLink {
     this.#wedged = false; // that worker is gone; its successor gets a fresh start
     this.#slot.store("link_wedged_at", 0);
     this.#events?.onClosed(this);
+    // A ticket's loss is told once: the ledger forgets a ticket it reported lost, so a later process of the
+    // slot closing (a clean exit, a replacement) finds nothing of it to report again.
     for (const pid of this.#ledger.pids()) void this.#awaitDeathRecord(pid);
   }
 

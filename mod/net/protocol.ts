@@ -135,6 +135,7 @@ export type DispatcherCommand =
   | { readonly verb: "HELLO"; readonly version: string }
   | { readonly verb: "REQUEST"; readonly type: string }
   | { readonly verb: "OUTCOME"; readonly ticket: string }
+  | { readonly verb: "HOSTS" }
   | { readonly verb: "QUIT" };
 
 /** A command a client sends to a worker. */
@@ -215,12 +216,17 @@ export function parseDispatcherCommand(line: string): DispatcherCommand {
         throw new BadCommand("usage: OUTCOME <ticket>", Status.BAD_REQUEST);
       }
       return { verb: "OUTCOME", ticket: rest };
+    case "HOSTS":
+      noArgument("HOSTS", rest);
+      return { verb: "HOSTS" };
     case "QUIT":
       noArgument("QUIT", rest);
       return { verb: "QUIT" };
     default:
       throw new BadCommand(
-        `unknown command ${JSON.stringify(verb.slice(0, 40))}; expected HELLO, REQUEST, OUTCOME or QUIT`,
+        `unknown command ${
+          JSON.stringify(verb.slice(0, 40))
+        }; expected HELLO, REQUEST, OUTCOME, HOSTS or QUIT`,
         Status.BAD_REQUEST,
       );
   }
@@ -243,6 +249,20 @@ export function parseRunCommand(line: string): RunCommand {
   if (!TICKET_PATTERN.test(ticket)) throw new BadCommand("malformed ticket", Status.BAD_TICKET);
   const [type, arg] = splitVerb(afterTicket ?? "");
   return { verb: "RUN", ticket, type: checkType(type), arg: arg ?? "" };
+}
+
+/** `200 HOSTS <host>…`: the hosts of the workers a dispatcher may assign (see PROTOCOL.md, HOSTS). */
+export function formatHosts(hosts: readonly string[]): string {
+  return formatReply(Status.OK, ["HOSTS", ...hosts].join(" "));
+}
+
+/** Parses the text of a HOSTS reply. */
+export function parseHosts(reply: Reply): string[] {
+  const [word, ...hosts] = reply.text.split(" ");
+  if (reply.code !== Status.OK || word !== "HOSTS") {
+    throw new ProtocolError(`malformed HOSTS ${JSON.stringify(reply.text)}`);
+  }
+  return hosts.filter((h) => h !== "");
 }
 
 /** A worker hand-off as the dispatcher sends it. */

@@ -13,7 +13,20 @@
 import { parse as parseToml } from "smol-toml";
 import { COMMANDS, flagValue, type FlagValues, nearest } from "../cli/cli.ts";
 import { type ConfigSource, type WatchdogConfig, watchdogConfig } from "../cli/config.ts";
-import { UsageError } from "../errors.ts";
+import { errnoName, SysError, UsageError } from "../errors.ts";
+import { readFileAt } from "../sys/libc.ts";
+
+/** What an errno means to someone naming a file. */
+function errnoText(errno: number): string {
+  const text: Record<number, string> = {
+    2: "no such file",
+    13: "permission denied",
+    20: "a part of the path is not a directory",
+    21: "it is a directory",
+    27: `longer than ${MAX_CONFIG_BYTES} bytes`,
+  };
+  return text[errno] ?? errnoName(errno);
+}
 
 /** The config file is unreadable, malformed, or sets something it may not. */
 export class ConfigFileError extends UsageError {}
@@ -21,18 +34,23 @@ export class ConfigFileError extends UsageError {}
 /** Flags a file may not set: where the file is, and what only makes sense on a command line. */
 const NOT_IN_FILE = new Set(["config"]);
 
-/** Reads and parses `path`: JSON when it ends in `.json`, TOML otherwise. Returns the top-level table. */
+/** Longest config file read. */
+const MAX_CONFIG_BYTES = 1 << 20;
+
+/**
+ * Reads and parses `path`: JSON when it ends in `.json`, TOML otherwise.
+ * Returns the top-level table. The file is read wherever it is (through
+ * libc, as `/proc` is): it is the one file the operator names on the
+ * watchdog's command line, and Deno's scoped read list covers the run dirs,
+ * not every place an operator may keep or try a configuration.
+ */
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = Deno.readTextFileSync(path);
+    text = new TextDecoder("utf-8", { fatal: true }).decode(readFileAt(path, MAX_CONFIG_BYTES));
   } catch (err) {
-    const hint = err instanceof Deno.errors.NotCapable
-      ? " (osps may read config files under /etc/osps and ~/.config/osps only; see docs/DEPLOY.md)"
-      : "";
-    throw new ConfigFileError(`cannot read config file "${path}": ${(err as Error).message}${hint}`, {
-      cause: err,
-    });
+    const why = err instanceof SysError ? errnoText(err.errno) : (err as Error).message;
+    throw new ConfigFileError(`cannot read config file "${path}": ${why}`, { cause: err });
   }
   let data: unknown;
   try {

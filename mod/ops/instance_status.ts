@@ -8,12 +8,20 @@
 import { LinkState, type Segment, type SlotView, stateName, SupState } from "../ipc/shm.ts";
 import { workSummary } from "../link/ticket_reports.ts";
 import { exitReasonText } from "../supervise/exit_reason.ts";
+import type { NotesRecord } from "../supervise/run_dir.ts";
 import { localSlots } from "../cli/config.ts";
 import { decodeQuarantine } from "../dispatch/quarantine.ts";
 
 /** One row of the status. */
 export interface ChildStatus {
+  /** Its slot in this instance's segment (the metrics' `worker` label). */
   id: number;
+  /**
+   * How people call it: `dispatcher`, `worker <slot>` for a local worker, and
+   * a remote worker by its address, `worker <host>:<port>`, the same on its own
+   * host's status and on the dispatcher's.
+   */
+  name: string;
   role: string;
   pid: number;
   port: number;
@@ -51,15 +59,20 @@ export interface ChildStatus {
 
 /** Reloads and graceful replacements since the instance started. */
 export interface ReloadStatus {
-  /** Reloads asked for (SIGHUP, osps reload) and finished. */
+  /** Reloads asked for (SIGHUP, osps reload; asks during a reload are served by one more). */
   asked: number;
+  /** Reloads that succeeded: every worker replaced. */
   done: number;
-  /** Reloads whose configuration did not load (nothing changed). */
+  /** Reloads that failed: the configuration did not load, or a new worker did not serve (the old ones serve on). */
   failed: number;
   /** Since the last reload finished, ms (null: none yet). */
   last_ms_ago: number | null;
+  /** The last reload's result in one line (null: none yet). */
+  last: { ok: boolean; text: string } | null;
   /** Workers replaced for going over --max-worker-rss-mb. */
   replaced_rss: number;
+  /** Why --max-worker-rss-mb is not applied (below what a fresh worker holds), or null. */
+  rss_limit_refused: string | null;
 }
 
 /** A request type refused for now (quarantine). */
@@ -86,6 +99,8 @@ export interface InstanceStatus {
   limits: Readonly<Record<string, number>>;
   /** Chat settings and limits in force (from instance.json), when chat is on. */
   chat: Readonly<Record<string, string | number | boolean>> | null;
+  /** HTTP API settings in force (from instance.json), when it is on. */
+  http?: Readonly<Record<string, string | number>> | null;
   dispatcher: ChildStatus;
   workers: ChildStatus[];
   /** Clients waiting for a worker. */
@@ -101,15 +116,21 @@ interface Local {
   readonly watchdogPid: number;
 }
 
-function row(slot: SlotView, role: string, now: number, local: Local): ChildStatus {
+function row(slot: SlotView, role: string, now: number, local: Local, remote = false): ChildStatus {
   const pid = slot.load("pid");
   const hb = slot.load("heartbeat_at");
   const started = slot.load("started_at");
   const work = workSummary(slot, now);
   const req = work.oldest;
   const ms = (v: number) => Math.round(v);
+  const host = slot.text("host") || local.host;
   return {
     id: slot.index,
+    name: role === "dispatcher"
+      ? "dispatcher"
+      : remote
+      ? `worker ${host}:${slot.load("port")}`
+      : `worker ${slot.index}`,
     role,
     pid,
     port: slot.load("port"),
@@ -128,7 +149,7 @@ function row(slot: SlotView, role: string, now: number, local: Local): ChildStat
     wedged: pid > 0 && slot.load("link_wedged_at") > started,
     conns: slot.load("conns"),
     ticket_overdue_ms: role !== "dispatcher" && work.overdueMs > 0 ? ms(work.overdueMs) : null,
-    host: slot.text("host") || local.host,
+    host,
     link: stateName(LinkState, slot.load("link_state")),
     watchdog_pid: slot.load("remote_watchdog_pid") || local.watchdogPid,
     rss_bytes: pid > 0 && slot.load("rss_kb") > 0 ? slot.load("rss_kb") * 1024 : null,
@@ -150,6 +171,10 @@ export interface InstanceWhere {
   readonly join?: string;
   /** Chat settings in force (no secrets), when chat is on. */
   readonly chat?: Readonly<Record<string, string | number | boolean>>;
+  /** The watchdog's notes (`watchdog.json`: the last reload's result, a refused memory limit). */
+  readonly notes?: () => NotesRecord;
+  /** HTTP API settings in force, when it is on. */
+  readonly http?: Readonly<Record<string, string | number>>;
 }
 
 /** The status of the instance mapped in `seg`, at monotonic time `now`. */
@@ -160,16 +185,19 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
   const workers: ChildStatus[] = [];
   for (let i = 1; i <= count; i++) {
     const slot = seg.slot(i);
-    // The spare slot is shown only while a worker runs there (a replacement starting or leaving).
+    // The spare slot is shown only while a worker runs there (a new worker starting, or one replaced finishing).
     if (slot.load("spare") === 0 || slot.load("pid") > 0) workers.push(row(slot, "worker", now, local));
   }
   // Remote workers of this dispatcher, in the slots after the local ones: those attached or lost (not left).
   for (let i = count + 1; i < seg.slotCount; i++) {
     const slot = seg.slot(i);
     const link = slot.load("link_state");
-    if (link !== LinkState.LOCAL && link !== LinkState.LEFT) workers.push(row(slot, "worker", now, local));
+    if (link !== LinkState.LOCAL && link !== LinkState.LEFT) {
+      workers.push(row(slot, "worker", now, local, true));
+    }
   }
   const dispatcher = row(seg.slot(0), "dispatcher", now, local);
+  const notes = where.notes?.() ?? {};
   return {
     watchdog: {
       pid: seg.header("watchdog_pid"),
@@ -182,6 +210,7 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
     },
     limits: where.limits ?? {},
     chat: where.chat ?? null,
+    http: where.http ?? null,
     dispatcher: where.join
       ? { ...dispatcher, host: where.join, state: "remote", link: "remote" }
       : dispatcher,
@@ -192,10 +221,12 @@ export function segmentStatus(seg: Segment, where: InstanceWhere, now: number): 
       .map((q) => ({ type: q.type, refused_for_ms: Math.round(q.until - now), kills: q.kills })),
     reloads: {
       asked: seg.header("reloads_asked"),
-      done: seg.header("reloads_covered"),
+      done: seg.header("reloads_done"),
       failed: seg.header("reloads_failed"),
       last_ms_ago: seg.header("reloaded_at") ? Math.round(now - seg.header("reloaded_at")) : null,
+      last: notes.last_reload ? { ok: notes.last_reload.ok, text: notes.last_reload.text } : null,
       replaced_rss: seg.header("replaced_rss"),
+      rss_limit_refused: notes.memory_limit?.reason ?? null,
     },
   };
 }
@@ -219,9 +250,10 @@ export function statusTable(s: InstanceStatus): string {
     "RSS",
     "REQUEST",
     "LAST EXIT",
+    "WATCHDOG",
   ];
   const rows = [s.dispatcher, ...s.workers].map((c) => [
-    c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}${c.spare ? " (spare)" : ""}`,
+    `${c.name}${c.spare ? " (spare)" : ""}`,
     String(c.pid || "-"),
     c.host,
     String(c.port),
@@ -238,6 +270,7 @@ export function statusTable(s: InstanceStatus): string {
     c.rss_bytes === null ? "-" : `${Math.round(c.rss_bytes / 1048576)}M`,
     c.request ? `${c.request} ${ms(c.request_age_ms)}` : "-",
     c.last_exit,
+    String(c.watchdog_pid || "-"),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((v, i) => v.padEnd(widths[i]!)).join("  ").trimEnd();
@@ -254,6 +287,7 @@ export function statusTable(s: InstanceStatus): string {
     ),
     `limits: ${Object.entries(s.limits).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
     ...(s.chat ? [`chat: ${Object.entries(s.chat).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
+    ...(s.http ? [`http: ${Object.entries(s.http).map(([k, v]) => `${k}=${v}`).join(" ")}`] : []),
   ].join("\n");
 }
 
@@ -262,11 +296,11 @@ function reloadLines(r: ReloadStatus, ms: (v: number | null) => string): string[
   const out: string[] = [];
   if (r.asked > 0) {
     out.push(
-      `reloads: ${r.done} done${r.failed ? `, ${r.failed} failed (configuration did not load)` : ""}` +
-        (r.asked > r.done ? ", one running" : "") +
-        (r.last_ms_ago !== null ? `, last ${ms(r.last_ms_ago)} ago` : ""),
+      `reloads: ${r.done} done, ${r.failed} failed` +
+        (r.last && r.last_ms_ago !== null ? `; last ${ms(r.last_ms_ago)} ago: ${r.last.text}` : ""),
     );
   }
   if (r.replaced_rss > 0) out.push(`replaced over --max-worker-rss-mb: ${r.replaced_rss} workers`);
+  if (r.rss_limit_refused) out.push(`memory limit refused: ${r.rss_limit_refused}`);
   return out;
 }

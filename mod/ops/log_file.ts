@@ -1,5 +1,5 @@
 /**
- * `--log-file PATH`: every role's log lines in one file, reopened on SIGUSR1
+ * `--log-file PATH`: every role's log lines in one file, reopened on SIGUSR2
  * so logrotate can rename it and signal instead of `copytruncate` (which loses
  * the lines written between its copy and its truncate).
  *
@@ -11,7 +11,7 @@
  */
 import { OspsError } from "../errors.ts";
 import { flushLogs, logger, logTo, relayLogLines } from "../log.ts";
-import type { Spawner } from "../supervise/supervisor.ts";
+import type { Spawner } from "../supervise/child_spec.ts";
 
 /** The log file cannot be opened. */
 export class LogFileError extends OspsError {}
@@ -29,7 +29,7 @@ function openAppend(path: string): Deno.FsFile {
  * @example
  * ```ts
  * await using log = await LogFile.open("/var/log/osps/osps.log");
- * Deno.addSignalListener("SIGUSR1", () => void log.reopen());
+ * Deno.addSignalListener("SIGUSR2", () => void log.reopen());
  * ```
  */
 export class LogFile implements AsyncDisposable {

@@ -96,10 +96,20 @@ function instanceFamilies(w: PromWriter, s: InstanceStatus, counts: StatsCounts)
       value: s.workers.filter((x) => !x.spare && x.state === state).length,
     })),
   );
-  w.counter("osps_reloads_total", "Reloads finished (SIGHUP, osps reload), by result.", [
-    { labels: { result: "done" }, value: s.reloads.done - s.reloads.failed },
-    { labels: { result: "failed" }, value: s.reloads.failed },
-  ]);
+  w.counter(
+    "osps_reloads_total",
+    "Reloads finished (SIGHUP, osps reload), by result: done (every worker replaced), failed (the " +
+      "configuration did not load, or a new worker did not serve: the old ones serve on).",
+    [
+      { labels: { result: "done" }, value: s.reloads.done },
+      { labels: { result: "failed" }, value: s.reloads.failed },
+    ],
+  );
+  if (s.reloads.last) {
+    w.gauge("osps_reload_last_success", "1 when the last reload succeeded, 0 when it failed.", [
+      { value: s.reloads.last.ok ? 1 : 0 },
+    ]);
+  }
   w.gauge("osps_queue_depth", "Clients waiting in the dispatcher's queue for a free worker.", [
     { value: s.queue_depth },
   ]);

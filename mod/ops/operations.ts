@@ -2,7 +2,7 @@
  * Everything the watchdog does for the people and programs that operate it,
  * behind a few calls from its loop: the HTTP endpoint (`--metrics-port`),
  * systemd's notify socket (`READY=1`, `STATUS=`, `STOPPING=1`, `WATCHDOG=1`),
- * the log file (`--log-file`, reopened on SIGUSR1), restart counts by reason
+ * the log file (`--log-file`, reopened on SIGUSR2), restart counts by reason
  * and the traffic history of the status page.
  *
  * It outlives incarnations of the instance (a segment removed by
@@ -14,7 +14,7 @@ import type { WatchdogConfig } from "../cli/config.ts";
 import type { Segment } from "../ipc/shm.ts";
 import { sumCounts } from "../ipc/stats.ts";
 import { logger } from "../log.ts";
-import type { Spawner } from "../supervise/supervisor.ts";
+import type { Spawner } from "../supervise/child_spec.ts";
 import type { Clock } from "../sys/clock.ts";
 import { TrafficHistory } from "./history.ts";
 import { type InstanceStatus, type InstanceWhere, segmentStatus } from "./instance_status.ts";
@@ -46,14 +46,15 @@ export class Operations implements AsyncDisposable {
   readonly #history = new TrafficHistory({ spanMs: SPAN_SECONDS * 1000 });
   #instance: { segment: Segment; where: InstanceWhere } | null = null;
   #announced = false;
-  readonly #timer: ReturnType<typeof setInterval>;
+  /** How often {@link tick} has work: systemd's keepalive, the traffic history, `STATUS=`. */
+  readonly #everyMs: number;
+  #nextTick = 0;
 
   private constructor(cfg: WatchdogConfig, clock: Clock) {
     this.#cfg = cfg;
     this.#clock = clock;
     this.#notifier = SdNotifier.fromEnv();
-    const every = Math.min(1_000, cfg.heartbeatMs, this.#notifier?.keepaliveMs ?? Infinity);
-    this.#timer = setInterval(() => this.#tick(), every);
+    this.#everyMs = Math.min(1_000, cfg.heartbeatMs, this.#notifier?.keepaliveMs ?? Infinity);
   }
 
   /** Opens the log file, the notify socket and the HTTP endpoint that `cfg` asks for. */
@@ -120,7 +121,7 @@ export class Operations implements AsyncDisposable {
     this.#notifier?.stopping(`stopping: ${reason}`);
   }
 
-  /** SIGUSR1: reopens the log file (logrotate has renamed it). */
+  /** SIGUSR2: reopens the log file (logrotate has renamed it). */
   async reopenLogs(): Promise<void> {
     await this.#logFile?.reopen();
   }
@@ -159,28 +160,35 @@ export class Operations implements AsyncDisposable {
     return { status, counts, readiness: readiness(status, this.#cfg.heartbeatMs) };
   }
 
-  /** The status without what clients sent (request arguments). */
-  #publicStatus(): unknown {
-    const s = this.#snapshot();
-    if (!s.status) return { readiness: s.readiness, status: null };
+  /** What `osps status --json` shows, without what clients sent (request arguments); null between incarnations. */
+  #publicStatus(): InstanceStatus | null {
+    const s = this.#snapshot().status;
+    if (!s) return null;
     const strip = (c: InstanceStatus["dispatcher"]) => ({ ...c, request: c.request?.split(" ")[0] ?? null });
-    return {
-      readiness: s.readiness,
-      status: { ...s.status, dispatcher: strip(s.status.dispatcher), workers: s.status.workers.map(strip) },
-    };
+    return { ...s, dispatcher: strip(s.dispatcher), workers: s.workers.map(strip) };
   }
 
-  #tick(): void {
-    const now = this.#clock.now();
+  /**
+   * Called from the watchdog's cycle on every turn (so that `WATCHDOG=1`
+   * proves the loop that supervises runs): when due, systemd's keepalive,
+   * a sample of the traffic history, and `STATUS=` when readiness changed.
+   */
+  tick(now: number): void {
+    if (now < this.#nextTick) return;
+    this.#nextTick = now + this.#everyMs;
     this.#notifier?.keepalive(now);
     const s = this.#snapshot();
     if (s.counts) this.#history.record(now, s.counts);
     if (this.#announced) this.#notifier?.status(s.readiness.reason);
   }
 
+  /** When {@link tick} next has work (the cycle wakes by then). */
+  nextTickAt(now: number): number {
+    return Math.max(now, this.#nextTick);
+  }
+
   /** Stops the endpoint, closes the notify socket and the log file. */
   async [Symbol.asyncDispose](): Promise<void> {
-    clearInterval(this.#timer);
     await this.#server?.[Symbol.asyncDispose]();
     this.#notifier?.[Symbol.dispose]();
     await this.#logFile?.[Symbol.asyncDispose]();

@@ -16,7 +16,8 @@ export interface OpsHandlers {
   metrics(): string;
   readiness(): Readiness;
   page(): string;
-  statusJson(): unknown;
+  /** The instance's status (the shape of `osps status --json`); null while none runs. */
+  statusJson(): unknown | null;
 }
 
 /**
@@ -47,8 +48,16 @@ export function answer(path: string, h: OpsHandlers): Answer {
       const r = h.readiness();
       return { status: r.ready ? 200 : 503, type: TEXT, body: `${r.reason}\n` };
     }
-    case "/status.json":
-      return { status: 200, type: "application/json", body: JSON.stringify(h.statusJson()) + "\n" };
+    case "/status.json": {
+      const s = h.statusJson();
+      return s === null
+        ? {
+          status: 503,
+          type: "application/json",
+          body: JSON.stringify({ error: "no instance is running (starting, or being rebuilt)" }) + "\n",
+        }
+        : { status: 200, type: "application/json", body: JSON.stringify(s) + "\n" };
+    }
     case "/":
       return { status: 200, type: "text/html; charset=utf-8", body: h.page() };
   }

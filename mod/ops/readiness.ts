@@ -37,15 +37,24 @@ export function readiness(s: InstanceStatus | null, heartbeatMs: number): Readin
   if (!s) return { ready: false, reason: "no instance is running (starting or being rebuilt)" };
   if (s.watchdog.state === "stopping") return { ready: false, reason: "the instance is stopping" };
   if (s.watchdog.state === "starting") return { ready: false, reason: "the instance is starting" };
-  const dispatcher = cannotServe(s.dispatcher, "the dispatcher", heartbeatMs);
+  // A joined host runs no dispatcher: it serves while one of its workers is attached to the remote one.
+  const joined = s.watchdog.joined;
+  const dispatcher = joined ? null : cannotServe(s.dispatcher, "the dispatcher", heartbeatMs);
   if (dispatcher) return { ready: false, reason: dispatcher };
   // A worker in the spare slot is on its way in or out (a replacement): the pool is the others.
   const pool = s.workers.filter((w) => !w.spare);
-  const why = pool.map((w) => cannotServe(w, `worker ${w.id}`, heartbeatMs));
+  const why = pool.map((w) =>
+    cannotServe(w, `worker ${w.id}`, heartbeatMs) ??
+      (joined && w.link !== "attached"
+        ? `worker ${w.id} is not attached to the dispatcher (${w.link})`
+        : null)
+  );
   const serving = why.filter((w) => w === null).length;
   if (serving === 0) return { ready: false, reason: `no worker can serve: ${why.join("; ")}` };
   return {
     ready: true,
-    reason: `ready: the dispatcher and ${serving} of ${pool.length} workers can serve`,
+    reason: joined
+      ? `ready: ${serving} of ${pool.length} workers attached to the dispatcher at ${joined}`
+      : `ready: the dispatcher and ${serving} of ${pool.length} workers can serve`,
   };
 }

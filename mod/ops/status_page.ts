@@ -93,7 +93,7 @@ function plot(points: readonly TrafficPoint[], spec: PlotSpec): string {
 }
 
 function childRow(c: ChildStatus, ready: boolean): string {
-  const name = c.role === "dispatcher" ? "dispatcher" : `worker ${c.id}`;
+  const name = c.name;
   const cells = [
     name,
     String(c.pid || "–"),
@@ -138,6 +138,13 @@ export function renderStatusPage(p: PageInput): string {
     r.ready ? "READY" : "NOT READY"
   } — ${escapeHtml(r.reason)}</div>`;
   let body = `<h1>${escapeHtml(p.title)}</h1>${banner}`;
+  const http = s?.http;
+  if (http) {
+    const host = String(http["http-host"]);
+    const base = `http://${host.includes(":") ? `[${host}]` : host}:${http["http-port"]}`;
+    body += `<p id="api">HTTP API: <a href="${escapeHtml(base)}/v1/openapi.json">${escapeHtml(base)}/v1</a>` +
+      ` · <a href="${escapeHtml(base)}/">web chat</a></p>`;
+  }
   if (s) {
     const sum = (a: number[][]) => a.flat().reduce((x, y) => x + y, 0);
     const requests = p.counts ? sum(p.counts.requests) : 0;
@@ -161,6 +168,9 @@ export function renderStatusPage(p: PageInput): string {
     ];
     body += `<table id="roles"><thead><tr>${cols.map((c) => `<th>${c}</th>`).join("")}</tr></thead><tbody>` +
       [s.dispatcher, ...s.workers].map((c) => childRow(c, r.ready)).join("") + `</tbody></table>`;
+    if (s.reloads.last && !s.reloads.last.ok) {
+      body += `<p id="reload" class="banner bad">last reload: ${escapeHtml(s.reloads.last.text)}</p>`;
+    }
     for (const q of s.quarantine) {
       body +=
         `<p class="banner bad">quarantine: ${escapeHtml(q.type)} refused for ${ms(q.refused_for_ms)} more ` +

@@ -28,9 +28,20 @@ export interface Service {
   /**
    * After the answer the connection is handed to the worker's session code
    * for this type (chat: it speaks IRC from then on), and the worker is free
-   * for other requests at once: a long session does not hold its one slot.
+   * for other requests at once: a long session does not hold one of its places.
    */
   readonly handover?: boolean;
+  /**
+   * Bounded work that never waits (linear in an argument the transports
+   * already bound): the HTTP API runs it in the worker that received the
+   * request instead of through a ticket, since it cannot block a worker,
+   * outlive a deadline or be killed for it. It takes none of the worker's
+   * `--worker-concurrency` places (it holds none across time) and is not
+   * counted in its busy/N.
+   */
+  readonly inline?: boolean;
+  /** No effect beyond the answer (nothing kept): may be repeated, and fetched with HTTP GET. */
+  readonly safe?: boolean;
 }
 
 /** Longest `sleep` accepted, in ms. */
@@ -102,10 +113,18 @@ export const SERVICES: Readonly<Record<string, Service>> = {
       return `chat ${arg}`;
     },
   },
-  echo: { usage: "TEXT", doc: "answers TEXT unchanged", run: (arg) => arg },
-  upper: { usage: "TEXT", doc: "answers TEXT in upper case", run: (arg) => arg.toUpperCase() },
+  echo: { usage: "TEXT", doc: "answers TEXT unchanged", inline: true, safe: true, run: (arg) => arg },
+  upper: {
+    usage: "TEXT",
+    doc: "answers TEXT in upper case",
+    inline: true,
+    safe: true,
+    run: (arg) => arg.toUpperCase(),
+  },
   time: {
     usage: "",
+    inline: true,
+    safe: true,
     doc: "answers the worker's clock (ISO 8601, UTC, milliseconds)",
     run: (arg) => {
       noArg("time", arg);
@@ -114,6 +133,8 @@ export const SERVICES: Readonly<Record<string, Service>> = {
   },
   sha256: {
     usage: "TEXT",
+    inline: true,
+    safe: true,
     doc: "answers the SHA-256 of TEXT (UTF-8), hex",
     run: async (arg) => {
       const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(arg));
@@ -122,6 +143,7 @@ export const SERVICES: Readonly<Record<string, Service>> = {
   },
   sleep: {
     usage: "MS",
+    safe: true,
     doc: `waits MS milliseconds (0..${SLEEP_CAP_MS}) without blocking, answers "slept MS"`,
     run: async (arg) => {
       const ms = intArg("sleep", arg, SLEEP_CAP_MS);
@@ -131,6 +153,7 @@ export const SERVICES: Readonly<Record<string, Service>> = {
   },
   fib: {
     usage: "N",
+    safe: true,
     doc: `computes fib(N) naively (0..${FIB_CAP}); a large N blocks the worker`,
     run: (arg) => String(fib(intArg("fib", arg, FIB_CAP))),
   },
@@ -142,6 +165,8 @@ export const SERVICES: Readonly<Record<string, Service>> = {
   },
   stats: {
     usage: "",
+    inline: true,
+    safe: true,
     doc: 'answers the worker\'s counters as JSON: {"worker":I,"pid":P,"served":N,"uptime_ms":MS}',
     run: (arg, ctx) => {
       noArg("stats", arg);

@@ -16,7 +16,7 @@ export type State =
   | "none"
   | "starting"
   | "ready"
-  | "leaving"
+  | "replaced"
   | "hung"
   | "stopping"
   | "backoff"
@@ -30,11 +30,12 @@ export type State =
  * - `exit_retired`: it drained itself and exited 0 (`--max-requests`; not a failure);
  * - `exit_over_budget`: a failure past its budget (or the pool's);
  * - `cannot_boot`: it exited 100 (port taken, bad configuration);
- * - `exit_left`: it was leaving (replaced by a new process elsewhere): however it ended, it is not restarted.
+ * - `exit_replaced`: it had been replaced (a new process serves in its place): however it ended, it is not restarted.
  *
- * `leave` asks a running child to finish its work and exit because a
- * replacement has taken over (reload, memory limit): it keeps being
- * heartbeaten and held to its request deadlines while it drains.
+ * `replace` tells a running child that a new process has taken its place
+ * (reload, memory limit): it finishes its work and exits, and keeps being
+ * heartbeaten and held to its request deadlines meanwhile. "Replaced" is the
+ * one word for this, in the state, the exit reason, logs, status and metrics.
  */
 export type Event =
   | "spawn"
@@ -48,8 +49,8 @@ export type Event =
   | "exit_retired"
   | "exit_over_budget"
   | "cannot_boot"
-  | "exit_left"
-  | "leave"
+  | "exit_replaced"
+  | "replace"
   | "stop"
   | "abort";
 
@@ -63,7 +64,7 @@ export type Action =
   | "escalate"
   /** Send "stop" on the control channel; deadline: the stop grace, then SIGKILL. */
   | "order_stop"
-  /** Send "drain" on the control channel; deadline: the leave grace, then a stop. */
+  /** Send "drain" on the control channel; deadline: the grace a replaced child has to finish, then a stop. */
   | "order_drain"
   /** Restart after the policy's backoff (the first quick failure restarts at once). */
   | "restart_later"
@@ -89,14 +90,14 @@ const ENDS = {
   exit_retired: t("backoff", "restart_now"),
   exit_over_budget: t("failed", "retry_later"),
   cannot_boot: t("failed", "retry_later"),
-  exit_left: t("stopped", "none"),
+  exit_replaced: t("stopped", "none"),
 } as const;
 
 /** The whole state machine. A missing entry means the event is ignored in that state. */
 export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transition>>>> = {
   none: {
     spawn: t("starting", "spawn"),
-    leave: t("stopped", "none"),
+    replace: t("stopped", "none"),
     stop: t("stopped", "none"),
     abort: t("stopped", "none"),
   },
@@ -104,7 +105,7 @@ export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transitio
     ready: t("ready", "none"),
     timer: t("hung", "kill"),
     ...ENDS,
-    leave: t("leaving", "order_drain"),
+    replace: t("replaced", "order_drain"),
     stop: t("stopping", "order_stop"),
     abort: t("stopping", "escalate"),
   },
@@ -113,12 +114,12 @@ export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transitio
     deadline: t("hung", "kill"),
     wedged: t("hung", "kill"),
     ...ENDS,
-    leave: t("leaving", "order_drain"),
+    replace: t("replaced", "order_drain"),
     stop: t("stopping", "order_stop"),
     abort: t("stopping", "escalate"),
   },
-  // Draining because a replacement took over: still supervised like a ready child; never restarted.
-  leaving: {
+  // A new process serves in its place: it finishes its work, still supervised like a ready child; never restarted.
+  replaced: {
     hang: t("hung", "kill"),
     deadline: t("hung", "kill"),
     wedged: t("hung", "kill"),
@@ -136,13 +137,13 @@ export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transitio
   },
   backoff: {
     timer: t("starting", "spawn"),
-    leave: t("stopped", "none"),
+    replace: t("stopped", "none"),
     stop: t("stopped", "none"),
     abort: t("stopped", "none"),
   },
   failed: {
     timer: t("starting", "spawn"),
-    leave: t("stopped", "none"),
+    replace: t("stopped", "none"),
     stop: t("stopped", "none"),
     abort: t("stopped", "none"),
   },
@@ -153,7 +154,7 @@ export const TRANSITIONS: Readonly<Record<State, Partial<Record<Event, Transitio
     exit_retired: t("stopped", "none"),
     exit_over_budget: t("stopped", "none"),
     cannot_boot: t("stopped", "none"),
-    exit_left: t("stopped", "none"),
+    exit_replaced: t("stopped", "none"),
     abort: t("stopping", "escalate"),
   },
   // A stopped slot may be started again (a spare slot taking a worker's place).

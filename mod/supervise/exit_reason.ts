@@ -22,12 +22,40 @@ export const ExitReason = {
   HANG_IN_REQUEST: 2004,
   /** A remote worker's link was lost (its host went down, or the network between): fate unknown. */
   LINK_LOST: 2005,
-  /** Replaced by a reload: a new worker took over, this one finished its work and left (not a failure). */
+  /** Replaced by a reload: a new worker serves in its place, this one finished its work and exited (not a failure). */
   REPLACED: 2006,
   /** Replaced for going over `--max-worker-rss-mb`, the same graceful way (not a failure). */
   REPLACED_RSS: 2007,
   NONE: -1,
 } as const;
+
+/** An end that was planned (a retirement, a replacement): not counted as a restart. */
+export function plannedEnd(code: number): boolean {
+  return code === ExitReason.RECYCLED || code === ExitReason.REPLACED || code === ExitReason.REPLACED_RSS;
+}
+
+const SIGNALS: Partial<Record<Deno.Signal, number>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+};
+
+/** The `last_exit` of a process ended by `sig`. */
+export function signalReason(sig: Deno.Signal): number {
+  return ExitReason.SIGNAL_BASE + (SIGNALS[sig] ?? 0);
+}
 
 /** True when the request being served, not the worker, caused the kill (no crash budget is spent on it). */
 export function requestCaused(code: number): boolean {

@@ -31,6 +31,8 @@ export interface InstanceRecord {
   readonly join?: string;
   /** Chat settings in force (no secrets), when chat is on. */
   readonly chat?: Readonly<Record<string, string | number | boolean>>;
+  /** HTTP API settings in force, when it is on. */
+  readonly http?: Readonly<Record<string, string | number>>;
 }
 
 /** Checks (or creates) the run dir: a real directory, ours, mode 0700. */
@@ -69,11 +71,61 @@ export function readRecord(paths: InstancePaths): InstanceRecord | null {
   }
 }
 
-/** Writes instance.json atomically (write `.new`, then rename) so readers never see half a file. */
+/** Writes instance.json atomically so readers never see half a file. */
 export function writeRecord(paths: InstancePaths, record: InstanceRecord): void {
-  const tmp = `${paths.record}.new`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(record, null, 2) + "\n", { mode: 0o600 });
-  Deno.renameSync(tmp, paths.record);
+  writeAtomically(paths.record, record);
+}
+
+/** Writes `value` as JSON to `path`: to `.new` first, then renamed (runit's way: never half a file). */
+function writeAtomically(path: string, value: unknown): void {
+  const tmp = `${path}.new`;
+  Deno.writeTextFileSync(tmp, JSON.stringify(value, null, 2) + "\n", { mode: 0o600 });
+  Deno.renameSync(tmp, path);
+}
+
+/** What `watchdog.json` holds: what the watchdog reports that shared memory has no room for. */
+export interface NotesRecord {
+  /** The last reload's result, and the `reloads_asked` count it covered. */
+  readonly last_reload?: { readonly ok: boolean; readonly text: string; readonly asked: number };
+  /** `--max-worker-rss-mb` refused (below what a fresh worker holds), and why. */
+  readonly memory_limit?: { readonly refused_mb: number; readonly reason: string } | null;
+}
+
+/** The watchdog's notes of one incarnation (`watchdog.json` in the run dir); removed when disposed. */
+export class Notes implements Disposable {
+  readonly #path: string;
+  #notes: NotesRecord = {};
+
+  constructor(paths: InstancePaths) {
+    this.#path = paths.notes;
+  }
+
+  /** Merges `change` into the notes and writes them. */
+  update(change: NotesRecord): void {
+    this.#notes = { ...this.#notes, ...change };
+    writeAtomically(this.#path, this.#notes);
+  }
+
+  /** The notes as last written. */
+  get current(): NotesRecord {
+    return this.#notes;
+  }
+
+  /** Removes the file. */
+  [Symbol.dispose](): void {
+    try {
+      Deno.removeSync(this.#path);
+    } catch { /* never written */ }
+  }
+}
+
+/** Reads `watchdog.json`; empty when absent or unreadable. */
+export function readNotes(paths: InstancePaths): NotesRecord {
+  try {
+    return JSON.parse(Deno.readTextFileSync(paths.notes)) as NotesRecord;
+  } catch {
+    return {};
+  }
 }
 
 /** True when a watchdog holds the instance's lock right now. */
@@ -87,8 +139,12 @@ export function isLocked(paths: InstancePaths): boolean {
   }
 }
 
-/** The live instance lock; released by {@link InstanceLock.release} or by the kernel at exit. */
-export class InstanceLock {
+/**
+ * The live instance lock; released by {@link InstanceLock.release} (or
+ * disposing it, which also removes the run dir if it is empty) or by the
+ * kernel at exit.
+ */
+export class InstanceLock implements Disposable {
   readonly #fd: number;
   readonly paths: InstancePaths;
   /** Record of a crashed earlier instance found when taking the lock, if any. */
@@ -140,6 +196,14 @@ export class InstanceLock {
   release(): void {
     libc.unlink(this.paths.lock);
     libc.close(this.#fd);
+  }
+
+  /** Releases the lock, then removes the run dir unless something else is in it (the user's: left alone). */
+  [Symbol.dispose](): void {
+    this.release();
+    try {
+      Deno.removeSync(this.paths.runDir);
+    } catch { /* not empty */ }
   }
 }
 

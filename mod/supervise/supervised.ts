@@ -6,6 +6,7 @@
  * @module
  */
 import * as libc from "../sys/libc.ts";
+import { dropSignal } from "../sys/signals.ts";
 import { CannotBootError } from "../errors.ts";
 import { ChildControl } from "../ipc/control.ts";
 import type { SlotView } from "../ipc/shm.ts";
@@ -13,13 +14,33 @@ import type { Clock } from "../sys/clock.ts";
 import { logger } from "../log.ts";
 
 /**
+ * How long the dispatcher, told to stop, waits for its client sessions to end
+ * before it exits and closes what is left. The workers have stopped by then
+ * (nothing a session could still ask for can be served), so this only lets
+ * an answer being written go out. The watchdog's stop grace for the
+ * dispatcher is this plus time to exit (`shutdown.ts`), so the dispatcher
+ * ends on its own, never by SIGKILL.
+ */
+export const DISPATCHER_LINGER_MS = 500;
+
+/**
+ * Signals a terminal or an administrator may send to the whole process group
+ * that only the watchdog acts on: SIGINT (it orchestrates the stop), SIGHUP
+ * (reload), SIGUSR2 (reopen the log file). Children ignore them, as nginx's
+ * workers do, instead of dying of their default action. SIGUSR1 is dropped by
+ * every osps process (see `mod/sys/signals.ts`: it would open an inspector).
+ */
+const WATCHDOG_ONLY: readonly Deno.Signal[] = ["SIGINT", "SIGHUP"];
+
+/**
  * Ties this process's life to the watchdog's: PR_SET_PDEATHSIG(SIGKILL), then
  * a check that the parent did not die before that call (the race the man page
- * warns about). SIGINT from a terminal reaches the whole process group: the
- * watchdog orchestrates the stop, so children ignore it.
+ * warns about), and ignores the signals only the watchdog acts on.
  */
 export function bindToParent(parentPid: number): void {
-  Deno.addSignalListener("SIGINT", () => {});
+  for (const sig of WATCHDOG_ONLY) Deno.addSignalListener(sig, () => {});
+  dropSignal("SIGUSR1");
+  dropSignal("SIGUSR2");
   if (parentPid <= 0) return;
   libc.setParentDeathSignal(libc.SIG.SIGKILL);
   if (Deno.ppid !== parentPid) {

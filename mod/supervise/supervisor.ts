@@ -5,8 +5,14 @@
  * on the injected monotonic {@link Clock}, so tests drive time instead of
  * waiting for it.
  *
- * Liveness is proven from the child's main loop (see `mod/ipc/control.ts`):
- * a child that stops answering for `hangTimeoutMs` is killed (SIGTERM, then
+ * What happens to the child (a control line, its exit, its deadline) is
+ * posted as an event (`events.ts`): the watchdog's cycle queues it and hands
+ * it back to {@link SupervisedChild.handle} in its fixed order; without a
+ * cycle (tests) each is handled as it comes.
+ *
+ * Liveness is proven from the child's main loop (see `mod/ipc/control.ts`)
+ * and counted in pings actually sent (`heartbeat.ts`): a child whose oldest
+ * unanswered ping has waited `hangTimeoutMs` is killed (SIGTERM, then
  * SIGKILL) and replaced. A worker whose request runs past its deadline, or
  * blocks it past the hang timeout, is killed too, but that is the request's
  * doing: it restarts at once and spends no budget. Crashes restart after a
@@ -17,62 +23,34 @@
  */
 import { EXIT_CANNOT_BOOT } from "../errors.ts";
 import { type Action, type Event, type State, transition } from "./child_states.ts";
-import { ExitReason, exitReasonText, requestCaused } from "./exit_reason.ts";
+import type { ChildEvent } from "./events.ts";
+import { ExitReason, exitReasonText, plannedEnd, requestCaused, signalReason } from "./exit_reason.ts";
+import {
+  type ChildSpec,
+  commandSpawner,
+  type Spawned,
+  type Spawner,
+  type SupervisorDeps,
+  type Timing,
+} from "./child_spec.ts";
+import { Heartbeat } from "./heartbeat.ts";
+import { judge } from "./verdict.ts";
 import { backoffDelay, DEFAULT_POLICY, RestartBudget, type RestartPolicy } from "./restart_policy.ts";
-import { ParentControl, readLines } from "../ipc/control.ts";
+import { ParentControl, parseChildLine, readLines } from "../ipc/control.ts";
 import { logger } from "../log.ts";
 import { procStat } from "../sys/proc.ts";
 import type { Clock, TimerHandle } from "../sys/clock.ts";
-import { type SlotView, SupState } from "../ipc/shm.ts";
+import { SupState } from "../ipc/shm.ts";
 import { recordDeath, type Running } from "../link/slot_tickets.ts";
-import { hangCulprit, overdueRequest } from "../link/ticket_reports.ts";
 
-/** A spawned process, as the supervisor uses it (Deno.ChildProcess fits). */
-export interface Spawned {
-  readonly pid: number;
-  readonly status: Promise<Deno.CommandStatus>;
-  readonly stdin: WritableStream<Uint8Array>;
-  readonly stdout: ReadableStream<Uint8Array>;
-  kill(signal: Deno.Signal): void;
-}
-
-/** Starts a process; tests may give their own. */
-export type Spawner = (program: string, args: string[]) => Spawned;
-
-/** Spawns with `Deno.Command`: stdin and stdout piped (the control channel), stderr inherited (logs). */
-export const commandSpawner: Spawner = (program, args) =>
-  new Deno.Command(program, { args, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
-
-/** How to start one child. */
-export interface ChildSpec {
-  /** "dispatcher" or "worker <i>". */
-  readonly name: string;
-  readonly slot: SlotView;
-  readonly isWorker: boolean;
-  /** Program and arguments, computed fresh for every spawn. */
-  command(): { program: string; args: string[] };
-  /** The pool's budget, shared by every worker (none for the dispatcher). */
-  readonly poolBudget?: RestartBudget;
-  /** The TCP link secrets (current, then previous), sent as the first control line (roles that use a link). */
-  readonly secret?: readonly Uint8Array[];
-}
-
-/** Timing settings from the watchdog's configuration. */
-export interface Timing {
-  readonly hangTimeoutMs: number;
-  readonly requestTimeoutMs: number;
-  /** Deadlines for particular request types, overriding `requestTimeoutMs`. */
-  readonly requestTimeoutFor: Readonly<Record<string, number>>;
-  /** Time a new child gets to report ready (boot includes loading the runtime). */
-  readonly bootTimeoutMs: number;
-}
-
-/** What the supervisor needs from outside: time, processes. */
-export interface SupervisorDeps {
-  readonly clock: Clock;
-  readonly spawner?: Spawner;
-  /** True when the process is stopped (SIGSTOP): it cannot act on SIGTERM. */
-  readonly isStopped?: (pid: number) => boolean;
+/** How a child's process ended, as {@link SupervisedChild.handle} reports it to the cycle. */
+export interface ChildEnd {
+  /** The `last_exit` code (an exit code, 1000 + a signal, or an `ExitReason`). */
+  readonly code: number;
+  /** Its kind (see `Event` in child_states.ts). */
+  readonly event: Event;
+  /** It ended because it was told to stop (the instance is stopping): not a failure of any kind. */
+  readonly stopped: boolean;
 }
 
 /** One supervised child. */
@@ -81,15 +59,16 @@ export class SupervisedChild {
   #state: State = "none";
   #process: Spawned | undefined;
   #control: ParentControl | undefined;
-  #lastPong = 0;
+  readonly #heartbeat = new Heartbeat();
   #spawnedAt = 0;
-  #seq = 0;
   #quickFailures = 0;
   #retiring = false;
   #everSpawned = false;
   readonly #budget: RestartBudget;
-  /** The one deadline of this child (its meaning depends on the state). */
+  /** The one deadline of this child (its meaning depends on the state), and when it falls due. */
   #deadline: TimerHandle;
+  #deadlineAt = 0;
+  #deadlineToken = 0;
   /** Why the watchdog is killing the current process, and the limit a request ran past. */
   #killReason: number = ExitReason.NONE;
   #killLimitMs = 0;
@@ -100,22 +79,24 @@ export class SupervisedChild {
   /** How long the last process ran and why it ended (for the restart log line). */
   #lastRanMs = 0;
   #lastWhy = "";
-  #exited: Promise<void> = Promise.resolve();
-  /** Why the current process is leaving (a replacement took over), or NONE. */
-  #leaving: number = ExitReason.NONE;
-  /** How long a leaving child may take to finish its work before it is stopped. */
-  #leaveGraceMs = 0;
+  /** Resolves once the current process has been reaped and its end handled. */
+  #exited = Promise.withResolvers<void>();
+  /** Why the current process was replaced (a new one serves in its place), or NONE. */
+  #replacedBy: number = ExitReason.NONE;
+  /** How long a replaced child may take to finish its work before it is stopped. */
+  #finishGraceMs = 0;
+  /** What the last process said it failed with (its `error` line), or why it was killed before ready. */
+  #error = "";
+  /** The configuration generation the current process was started with. */
+  #generation = 0;
   #policy: RestartPolicy;
   #timing: Timing;
   readonly #clock: Clock;
   readonly #spawner: Spawner;
   readonly #isStopped: (pid: number) => boolean;
+  readonly #post: (event: ChildEvent) => void;
   /** For a worker attached over TCP: whether its link to the dispatcher is up (it says so on its channel). */
   linked = false;
-  /** Called on every state change (the watchdog checks readiness and whether anything can serve). */
-  onChange: (child: SupervisedChild) => void = () => {};
-  /** Called when a process ends, with the `last_exit` code (for restart counts by reason). */
-  onExit: (child: SupervisedChild, code: number) => void = () => {};
 
   constructor(spec: ChildSpec, timing: Timing, policy: RestartPolicy = DEFAULT_POLICY, deps: SupervisorDeps) {
     this.spec = spec;
@@ -124,7 +105,9 @@ export class SupervisedChild {
     this.#clock = deps.clock;
     this.#spawner = deps.spawner ?? commandSpawner;
     this.#isStopped = deps.isStopped ?? ((pid) => procStat(pid)?.state === "T");
+    this.#post = deps.post ?? ((event) => void this.handle(event));
     this.#budget = new RestartBudget(policy.budget, policy.budgetWindowMs);
+    this.#exited.resolve();
     spec.slot.store("last_exit", ExitReason.NONE);
   }
 
@@ -136,6 +119,40 @@ export class SupervisedChild {
   /** Pid of the running process, 0 when none. */
   get pid(): number {
     return this.#process?.pid ?? 0;
+  }
+
+  /** The configuration generation (`ChildSpec.generation`) its current or last process was started with. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /**
+   * Why the last process could not serve, for people: the error it reported
+   * before exiting (`error` on its control channel), else how it ended.
+   */
+  get failure(): string {
+    return this.#error || exitReasonText(this.spec.slot.load("last_exit"));
+  }
+
+  /**
+   * Handles one of this child's events (the cycle calls it in its fixed
+   * order). Returns how the process ended when `event` was its exit.
+   */
+  handle(event: ChildEvent): ChildEnd | null {
+    switch (event.kind) {
+      case "line":
+        if (event.proc === this.#process) this.#heard(event.line);
+        return null;
+      case "exit":
+        return this.#reaped(event.proc, event.status);
+      case "deadline":
+        if (event.token === this.#deadlineToken) {
+          this.#deadline = undefined;
+          this.#deadlineToken++; // fired: a re-arm by resume() must not fire it again
+          this.#fire("timer");
+        }
+        return null;
+    }
   }
 
   /** Looks `event` up in the table and carries out its action. False when the event does not apply. */
@@ -154,13 +171,11 @@ export class SupervisedChild {
     this.#state = tr.to;
     this.spec.slot.store("sup_state", SupState[tr.to.toUpperCase() as keyof typeof SupState]);
     this.#act(tr.action);
-    this.onChange(this);
     return true;
   }
 
   #act(action: Action): void {
-    this.#clock.cancel(this.#deadline);
-    this.#deadline = undefined;
+    this.#disarm();
     switch (action) {
       case "spawn":
         return this.#spawn();
@@ -173,25 +188,56 @@ export class SupervisedChild {
         return this.#arm(this.#stopGraceMs);
       case "order_drain":
         void this.#control?.send("drain");
-        return this.#arm(this.#leaveGraceMs);
+        return this.#arm(this.#finishGraceMs);
       case "restart_later":
         return this.#restartLater();
       case "restart_now":
-        return this.#arm(0, 0);
+        return this.#arm(0, true);
       case "retry_later":
-        return this.#arm(this.#policy.failedRetryMs, this.#policy.failedRetryMs);
+        return this.#arm(this.#policy.failedRetryMs, true);
       case "none":
         return;
     }
   }
 
-  /** Arms the one deadline; `backoffMs`, when given, is also published as the restart time. */
-  #arm(ms: number, backoffMs?: number): void {
-    if (backoffMs !== undefined) this.spec.slot.store("backoff_until", this.#clock.now() + backoffMs);
-    this.#deadline = this.#clock.after(ms, () => {
-      this.#deadline = undefined;
-      this.#fire("timer");
-    });
+  /** Arms the one deadline; `publish`: it is the restart time, shown as `backoff_until`. */
+  #arm(ms: number, publish = false): void {
+    this.#disarm();
+    this.#deadlineAt = this.#clock.now() + ms;
+    if (publish) this.spec.slot.store("backoff_until", this.#deadlineAt);
+    const token = ++this.#deadlineToken;
+    this.#deadline = this.#clock.after(ms, () => this.#deliver({ kind: "deadline", child: this, token }));
+  }
+
+  #disarm(): void {
+    this.#clock.cancel(this.#deadline);
+    this.#deadline = undefined;
+    this.#deadlineToken++;
+  }
+
+  /**
+   * The watchdog did not run for `stalledMs` (it was stopped, or the machine
+   * paused): that time is nobody's fault here. Pings in flight and the
+   * deadline get it back, so that answers still unread in the pipe count.
+   */
+  resume(stalledMs: number): void {
+    this.#heartbeat.resume(stalledMs);
+    if (this.#deadline === undefined) return;
+    const publish = this.spec.slot.load("backoff_until") === this.#deadlineAt;
+    this.#arm(Math.max(0, this.#deadlineAt + stalledMs - this.#clock.now()), publish);
+  }
+
+  /** Hands an event to the cycle; an error in handling it is logged, never lost in a reader or a timer. */
+  #deliver(event: ChildEvent): void {
+    try {
+      this.#post(event);
+    } catch (err) {
+      logger().error("{name}: handling its {kind} failed: {err}", {
+        name: this.spec.name,
+        kind: event.kind,
+        err: String((err as Error)?.stack ?? err),
+      });
+    }
   }
 
   /** Spawns the child (from none, backoff or failed). */
@@ -202,94 +248,115 @@ export class SupervisedChild {
   #spawn(): void {
     const { program, args } = this.spec.command();
     const slot = this.spec.slot;
+    this.#error = "";
     let proc: Spawned;
     try {
       proc = this.#spawner(program, args);
     } catch (err) {
-      logger().error("{name}: cannot spawn {program}: {err}", {
-        name: this.spec.name,
-        program,
-        err: String(err),
-      });
-      queueMicrotask(() => this.#fire("cannot_boot"));
+      this.#error = `cannot run ${program}: ${(err as Error).message}`;
+      logger().error("{name}: {err}", { name: this.spec.name, err: this.#error });
+      this.#fire("cannot_boot"); // from starting: failed, retried later
       return;
     }
     // A retirement or a replacement is planned, not a restart (nothing went wrong).
     if (this.#everSpawned && !plannedEnd(slot.load("last_exit"))) slot.add("restarts", 1);
     this.#everSpawned = true;
+    this.#generation = this.spec.generation?.() ?? 0;
     this.#process = proc;
+    this.#exited = Promise.withResolvers<void>();
     this.#control = new ParentControl(proc.stdin);
     if (this.spec.secret) {
       const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
       void this.#control.send(`secret ${this.spec.secret.map(hex).join(",")}`);
     }
-    this.#spawnedAt = this.#lastPong = this.#clock.now();
+    this.#spawnedAt = this.#clock.now();
+    this.#heartbeat.reset();
     this.#killReason = ExitReason.NONE;
     this.#killLimitMs = 0;
     this.#killCulprit = null;
     this.#retiring = false;
-    this.#leaving = ExitReason.NONE;
+    this.#replacedBy = ExitReason.NONE;
     this.linked = false;
     slot.store("pid", proc.pid);
     slot.store("started_at", this.#spawnedAt);
     slot.store("heartbeat_at", this.#spawnedAt);
     slot.store("backoff_until", 0);
     this.#arm(this.#timing.bootTimeoutMs);
-    // Exit is handled after the last control line is read (a "retiring" may be the last one).
-    const replies = this.#readReplies(proc);
-    this.#exited = Promise.all([proc.status, replies]).then(([s]) => this.#onExit(proc, s));
+    // The exit is posted after the last control line (a "retiring" may be the last one).
+    const lines = this.#readLines(proc);
+    void Promise.all([proc.status, lines]).then(([status]) =>
+      this.#deliver({ kind: "exit", child: this, proc, status })
+    );
   }
 
-  async #readReplies(proc: Spawned): Promise<void> {
-    try {
-      for await (const line of readLines(proc.stdout)) {
-        if (proc !== this.#process) return;
-        if (line.startsWith("pong")) this.#lastPong = this.#clock.now();
-        else if (line.startsWith("retiring")) this.#retiring = true;
-        else if (line.startsWith("linked ") || line.startsWith("unlinked ")) {
-          this.linked = line.startsWith("linked ");
-          this.onChange(this);
-        } else if (line.startsWith("ready")) {
-          this.#lastPong = this.#clock.now();
-          this.#fire("ready");
-        }
+  /** Posts each control line of `proc`. Only reading is guarded: the pipe closes with the process. */
+  async #readLines(proc: Spawned): Promise<void> {
+    const lines = readLines(proc.stdout);
+    for (;;) {
+      let next: IteratorResult<string>;
+      try {
+        next = await lines.next();
+      } catch {
+        return; // stdout closed under the read: the process is gone
       }
-    } catch { /* stdout closed with the process */ }
+      if (next.done) return;
+      this.#deliver({ kind: "line", child: this, proc, line: next.value });
+    }
   }
 
-  #onExit(proc: Spawned, status: Deno.CommandStatus): void {
+  #heard(line: string): void {
+    const msg = parseChildLine(line);
+    switch (msg.kind) {
+      case "pong":
+        return this.#heartbeat.answered(msg.seq);
+      case "retiring":
+        this.#retiring = true;
+        return;
+      case "linked":
+        this.linked = msg.up;
+        return;
+      case "error":
+        this.#error = msg.text;
+        return;
+      case "ready":
+        this.#heartbeat.answered(NaN);
+        this.#fire("ready");
+        return;
+    }
+  }
+
+  #reaped(proc: Spawned, status: Deno.CommandStatus): ChildEnd {
     const slot = this.spec.slot;
     const code = this.#killReason !== ExitReason.NONE
       ? this.#killReason
-      : this.#leaving !== ExitReason.NONE && status.success
-      ? this.#leaving
+      : this.#replacedBy !== ExitReason.NONE && status.success
+      ? this.#replacedBy
       : this.#retiring && status.success
       ? ExitReason.RECYCLED
       : status.signal
-      ? ExitReason.SIGNAL_BASE + signalNumber(status.signal)
+      ? signalReason(status.signal)
       : status.code;
     // The death record comes first, the pid last: the dispatcher waits for the pid to change, then reads it.
     if (this.spec.isWorker) recordDeath(slot, proc.pid, this.#killCulprit, this.#killLimitMs);
     slot.store("last_exit", code);
+    // The connections were the dead process's: its successor starts from none (it writes only on a change).
+    slot.store("conns", 0);
     slot.store("pid", 0);
     if (this.#process === proc) this.#process = undefined;
     void this.#control?.close();
     this.#control = undefined;
-    this.onExit(this, code);
     const ranMs = Math.round(this.#clock.now() - this.#spawnedAt);
     const log = logger();
     const event = this.#classify(code);
-    if (this.#state === "stopping") {
-      this.#fire(event);
-      log.info("{name} stopped ({why})", { name: this.spec.name, why: exitReasonText(code) });
-      return;
-    }
     const why = exitReasonText(code);
-    if (event === "exit_left") {
-      log.info("{name} left ({why}) after {ms} ms", { name: this.spec.name, why, ms: ranMs });
+    const stopped = this.#state === "stopping";
+    if (stopped) {
+      log.info("{name} stopped ({why})", { name: this.spec.name, why });
+    } else if (event === "exit_replaced") {
+      log.info("{name} exited after {ms} ms ({why})", { name: this.spec.name, why, ms: ranMs });
     } else if (event === "cannot_boot") {
       // Whether it is tried again is the instance's call (it gives up if it never got ready): the watchdog says.
-      log.error("{name} cannot boot (see its error above)", { name: this.spec.name });
+      log.error("{name} cannot boot: {why}", { name: this.spec.name, why: this.failure });
     } else if (event === "exit_retired") {
       log.info("{name} retired after {ms} ms; replacing it", { name: this.spec.name, ms: ranMs });
     } else if (event === "exit_request") {
@@ -318,11 +385,13 @@ export class SupervisedChild {
     this.#lastRanMs = ranMs;
     this.#lastWhy = why;
     this.#fire(event);
+    this.#exited.resolve();
+    return { code, event, stopped };
   }
 
   /** Which kind of end this was (see `Event` in child_states.ts). */
   #classify(code: number): Event {
-    if (this.#leaving !== ExitReason.NONE) return "exit_left";
+    if (this.#replacedBy !== ExitReason.NONE) return "exit_replaced";
     if (requestCaused(code)) return "exit_request";
     if (code === ExitReason.RECYCLED) return "exit_retired";
     if (code === EXIT_CANNOT_BOOT) return "cannot_boot";
@@ -342,7 +411,7 @@ export class SupervisedChild {
       why: this.#lastWhy,
       delay,
     });
-    this.#arm(delay, delay);
+    this.#arm(delay, true);
   }
 
   /**
@@ -350,61 +419,36 @@ export class SupervisedChild {
    * pipes are wedged. (A child still starting is bounded by its boot deadline.)
    */
   tick(): void {
-    if (this.#state !== "starting" && this.#state !== "ready" && this.#state !== "leaving") return;
-    void this.#control?.send(`ping ${++this.#seq}`);
-    if (this.#state === "starting") return;
+    if (this.#state !== "starting" && this.#state !== "ready" && this.#state !== "replaced") return;
     const now = this.#clock.now();
-    const slot = this.spec.slot;
-    const silentMs = now - this.#lastPong;
-    if (silentMs > this.#timing.hangTimeoutMs) {
-      // The request whose service holds the worker's event loop, if one does, is blamed for it alone.
-      const culprit = this.spec.isWorker ? hangCulprit(slot) : null;
-      logger().warn("{name} (pid {pid}) silent for {ms} ms{during}: hung, killing", {
-        name: this.spec.name,
-        pid: this.pid,
-        ms: Math.round(silentMs),
-        during: culprit ? ` during "${culprit.request}"` : "",
-      });
-      this.#killReason = culprit ? ExitReason.HANG_IN_REQUEST : ExitReason.HANG;
-      this.#killLimitMs = this.#timing.hangTimeoutMs;
-      this.#killCulprit = culprit;
-      this.#fire("hang");
-      return;
-    }
-    if (!this.spec.isWorker) return;
-    const late = overdueRequest(
-      slot,
+    // Only a ping that went out counts: a closed channel sends nothing, so nothing is owed.
+    if (this.#control?.open) void this.#control.send(`ping ${this.#heartbeat.sent(now)}`);
+    if (this.#state === "starting") return;
+    const verdict = judge(
+      {
+        slot: this.spec.slot,
+        isWorker: this.spec.isWorker,
+        silentMs: this.#heartbeat.silentMs(now),
+        provenAt: this.#heartbeat.provenAt,
+      },
+      this.#timing,
       now,
-      (type) => this.#timing.requestTimeoutFor[type] ?? this.#timing.requestTimeoutMs,
     );
-    if (late) {
-      logger().warn('{name}: "{req}" running for {ms} ms, past its {limit} ms deadline: killing', {
-        name: this.spec.name,
-        req: late.request,
-        ms: Math.round(now - late.startedAt),
-        limit: late.limitMs,
-      });
-      this.#killReason = ExitReason.DEADLINE;
-      this.#killLimitMs = late.limitMs;
-      this.#killCulprit = late;
-      this.#fire("deadline");
-      return;
-    }
-    // The dispatcher's probe through this worker's FIFO pair went unanswered
-    // while the worker itself answers heartbeats: the pipes, not the process, are stuck.
-    if (slot.load("link_wedged_at") > slot.load("started_at") && silentMs <= this.#timing.hangTimeoutMs / 2) {
-      logger().warn("{name} (pid {pid}): dispatcher reports its pipes wedged: killing", {
-        name: this.spec.name,
-        pid: this.pid,
-      });
-      this.#killReason = ExitReason.WEDGED;
-      this.#fire("wedged");
-    }
+    if (!verdict) return;
+    logger().warn("{name} (pid {pid}) {why}", { name: this.spec.name, pid: this.pid, why: verdict.why });
+    this.#killReason = verdict.reason;
+    this.#killLimitMs = verdict.limitMs;
+    this.#killCulprit = verdict.culprit;
+    this.#fire(verdict.event);
   }
 
   #kill(): void {
     const proc = this.#process;
     if (!proc) return;
+    if (this.#state === "hung" && this.#killReason === ExitReason.NONE) {
+      // Killed at its boot deadline: say why, as its failure.
+      this.#error ||= `not ready within ${this.#timing.bootTimeoutMs} ms`;
+    }
     // A stopped process (SIGSTOP, a debugger) cannot act on SIGTERM: no grace to wait for.
     if (this.#isStopped(proc.pid)) return this.#signal("SIGKILL");
     this.#signal("SIGTERM");
@@ -428,19 +472,19 @@ export class SupervisedChild {
   }
 
   /**
-   * A replacement has taken over: the child is told to drain (finish what it
-   * holds, take nothing new, exit 0) and is never restarted. It stays
+   * A new process serves in this child's place: it is told to drain (finish
+   * what it holds, take nothing new, exit 0) and is never restarted. It stays
    * supervised meanwhile (heartbeats, request deadlines); if it is still
    * there after `graceMs`, it is stopped. `reason` becomes its `last_exit`
-   * when it leaves cleanly. Resolves once it is reaped (at once when no
+   * when it exits cleanly. Resolves once it is reaped (at once when no
    * process runs: the child is simply stopped).
    */
-  async leave(reason: number, graceMs: number): Promise<void> {
-    const exited = this.#exited;
-    this.#leaveGraceMs = graceMs;
+  async replaced(reason: number, graceMs: number): Promise<void> {
+    const exited = this.#exited.promise;
+    this.#finishGraceMs = graceMs;
     this.#stopGraceMs = this.#policy.killGraceMs;
-    if (this.#process) this.#leaving = reason;
-    this.#fire("leave");
+    if (this.#process) this.#replacedBy = reason;
+    this.#fire("replace");
     await exited;
   }
 
@@ -455,39 +499,12 @@ export class SupervisedChild {
   async stop(graceMs: number): Promise<void> {
     this.#stopGraceMs = graceMs;
     this.#fire("stop");
-    await this.#exited;
+    await this.#exited.promise;
   }
 
   /** Kills at once and waits for the reap (used when the watchdog itself must give up). */
   async abort(): Promise<void> {
     this.#fire("abort");
-    await this.#exited;
+    await this.#exited.promise;
   }
-}
-
-/** An end that was planned (a retirement, a replacement): not counted as a restart. */
-function plannedEnd(code: number): boolean {
-  return code === ExitReason.RECYCLED || code === ExitReason.REPLACED || code === ExitReason.REPLACED_RSS;
-}
-
-const SIGNALS: Partial<Record<Deno.Signal, number>> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGILL: 4,
-  SIGTRAP: 5,
-  SIGABRT: 6,
-  SIGBUS: 7,
-  SIGFPE: 8,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-};
-
-function signalNumber(sig: Deno.Signal): number {
-  return SIGNALS[sig] ?? 0;
 }

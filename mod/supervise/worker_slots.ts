@@ -4,26 +4,32 @@
  * moment of lost capacity (a reload, `--max-worker-rss-mb`):
  *
  * 1. a new process starts in the spare slot (its own port and FIFO pair),
- * 2. once it serves, it is enlisted and the dispatcher routes to it,
- * 3. only then is the old one told to leave: it takes no new ticket,
- *    finishes what it holds (still held to its deadlines), exits 0,
+ *    with the configuration in force now;
+ * 2. once it serves, it is enlisted and the dispatcher routes to it;
+ * 3. only then is the old one told it has been replaced: it takes no new
+ *    ticket, finishes what it holds (still held to its deadlines), exits 0;
  * 4. its slot becomes the spare.
  *
- * Replacements run one at a time, in the order asked. When the spare cannot
- * start (its port taken by another program, say), the worker is replaced in
- * place instead: it drains and leaves, and its own slot starts again (the
- * pool is one short meanwhile; queued clients wait, none is refused).
+ * A new process that does not serve (it cannot boot, crashes, is not ready
+ * within the boot timeout, or its port is taken) ends the replacement as
+ * failed, with its reason: it is stopped and the old worker keeps serving,
+ * untouched. Nothing is ever replaced "in place" (old one out first): that
+ * would trade a serving worker for one that may not start.
+ *
+ * Replacements run one at a time, in the order asked, each stepped by the
+ * watchdog's cycle ({@link WorkerSlots.step}) as its children's events come.
  *
  * With a warm spare (`--warm-spare`) the spare slot's worker runs all the
  * time, ready but routed nothing (its slot says `spare`): a replacement
  * swaps at once, and when an enlisted worker's process dies the spare takes
  * its place at once while the dead one restarts (as the new spare), so the
- * pool is back to N serving workers as soon as the death is seen.
+ * pool is back to N serving workers as soon as the death is seen. A warm
+ * spare started under an older configuration (before a reload) is restarted
+ * before it takes anyone's place.
  * @module
  */
 import type { SupervisedChild } from "./supervisor.ts";
 import { logger } from "../log.ts";
-import { sleep } from "../deadline.ts";
 import type { Clock } from "../sys/clock.ts";
 
 /** What the slots need from the watchdog. */
@@ -32,19 +38,44 @@ export interface SlotRules {
   serving(child: SupervisedChild): boolean;
   /** How long a new worker gets to serve. */
   bootTimeoutMs(): number;
-  /** How long a leaving worker gets to finish what it holds before it is stopped. */
-  leaveGraceMs(): number;
+  /** How long a replaced worker gets to finish what it holds before it is stopped. */
+  finishGraceMs(): number;
+  /** The generation of the configuration in force (see `ChildSpec.generation`). */
+  generation(): number;
   readonly clock: Clock;
 }
 
-/** How a replacement went. */
-export type Replaced =
-  /** A new process took over in the spare slot; the old one left. */
-  | "replaced"
-  /** No spare could start: the worker left and its own slot started again. */
-  | "in_place"
-  /** Nothing done: the worker was no longer enlisted, or the instance is stopping. */
-  | "skipped";
+/** How a replacement ended. */
+export type Outcome =
+  /** A new process serves in the old one's place; the old one finished and exited. */
+  | { readonly kind: "replaced"; readonly by: SupervisedChild }
+  /** The new process did not serve (`why`); it was stopped, the old one serves on. */
+  | { readonly kind: "failed"; readonly why: string }
+  /** Nothing done: the worker was no longer enlisted or ready, or the instance is stopping. */
+  | { readonly kind: "skipped" };
+
+type Phase = "queued" | "restarting_spare" | "starting_spare" | "stopping_spare" | "old_finishing";
+
+/** One replacement, stepped by {@link WorkerSlots.step}; `outcome` is set when it is over. */
+export class Replacement {
+  readonly old: SupervisedChild;
+  /** The `last_exit` the old one gets (`ExitReason.REPLACED`, `REPLACED_RSS`). */
+  readonly reason: number;
+  outcome: Outcome | null = null;
+  phase: Phase = "queued";
+  spare: SupervisedChild | undefined;
+  /** Until when the new process may take to serve. */
+  deadline = 0;
+  why = "";
+
+  constructor(old: SupervisedChild, reason: number) {
+    this.old = old;
+    this.reason = reason;
+  }
+}
+
+/** Grace a new process that did not serve gets to stop, before SIGKILL. */
+const SPARE_STOP_GRACE_MS = 1_000;
 
 /** The enlisted workers and the spare; replacements, one at a time. */
 export class WorkerSlots {
@@ -52,9 +83,8 @@ export class WorkerSlots {
   readonly all: readonly SupervisedChild[];
   readonly #rules: SlotRules;
   readonly #enlisted: Set<SupervisedChild>;
-  readonly #queued = new Set<SupervisedChild>();
+  readonly #queue: Replacement[] = [];
   readonly #warm: boolean;
-  #chain: Promise<unknown> = Promise.resolve();
   #closed = false;
 
   /** The first `workers` of `all` are enlisted, the others spare; `warm`: keep the spare's worker running. */
@@ -69,7 +99,15 @@ export class WorkerSlots {
   /** Starts the enlisted workers, and the spare's when it is kept warm. */
   start(): void {
     for (const c of this.enlisted) c.start();
-    if (this.#warm) this.#spare()?.start();
+    this.warmUp();
+  }
+
+  /** With a warm spare: starts the spare's worker when none runs (after a replacement that failed, say). */
+  warmUp(): void {
+    const spare = this.#spare();
+    if (this.#warm && !this.#closed && spare && (spare.state === "none" || spare.state === "stopped")) {
+      spare.start();
+    }
   }
 
   /**
@@ -78,17 +116,13 @@ export class WorkerSlots {
    * dead one's own restart then makes it the new spare.
    */
   crashed(child: SupervisedChild): void {
-    if (!this.#warm || this.#closed || !this.#enlisted.has(child) || this.#queued.size > 0) return;
+    if (!this.#warm || this.#closed || !this.#enlisted.has(child) || this.#queue.length > 0) return;
     const spare = this.#spare();
-    if (!spare || !this.#rules.serving(spare)) return;
+    if (!spare || !this.#rules.serving(spare) || spare.generation !== this.#rules.generation()) return;
     this.#swap(child, spare);
     logger().info(
       "{spare} (pid {pid}, the warm spare) serves in place of {dead}, which restarts as the spare",
-      {
-        spare: spare.spec.name,
-        pid: spare.pid,
-        dead: child.spec.name,
-      },
+      { spare: spare.spec.name, pid: spare.pid, dead: child.spec.name },
     );
   }
 
@@ -112,69 +146,87 @@ export class WorkerSlots {
 
   /** True while `child` waits for, or is in, a replacement. */
   pending(child: SupervisedChild): boolean {
-    return this.#queued.has(child);
+    return this.#queue.some((r) => r.old === child);
   }
 
-  /** Replaces `child` (see the module doc), after the replacements asked before. `reason`: its `last_exit`. */
-  replace(child: SupervisedChild, reason: number): Promise<Replaced> {
-    this.#queued.add(child);
-    const run = this.#chain.then(() => this.#replaceOne(child, reason)).finally(() =>
-      this.#queued.delete(child)
-    );
-    this.#chain = run.catch(() => {});
-    return run;
+  /** Asks for `child` to be replaced (see the module doc), after the replacements asked before. */
+  replace(child: SupervisedChild, reason: number): Replacement {
+    const r = new Replacement(child, reason);
+    this.#queue.push(r);
+    return r;
   }
 
-  /** No replacement starts from now on (the instance is stopping); one under way gives up its waits. */
+  /** No replacement starts or goes on from now on (the instance is stopping): those asked end skipped. */
   close(): void {
     this.#closed = true;
+    for (const r of this.#queue.splice(0)) r.outcome = { kind: "skipped" };
   }
 
-  async #replaceOne(old: SupervisedChild, reason: number): Promise<Replaced> {
-    if (this.#closed || !this.#enlisted.has(old)) return "skipped";
+  /** Moves the replacements on as far as their children's states allow (the cycle calls it after each batch). */
+  step(): void {
+    for (let r = this.#queue[0]; r && this.#advance(r); r = this.#queue[0]) this.#queue.shift();
+  }
+
+  /** Advances `r`; true once it is over (its outcome set). */
+  #advance(r: Replacement): boolean {
     const log = logger();
-    const spare = this.#spare();
-    if (spare) {
-      // A warm spare already serves (or is starting); a cold one starts now, a failing one gets a fresh start.
-      if (spare.state === "failed" || spare.state === "backoff") await spare.stop(1_000);
+    const over = (outcome: Outcome) => {
+      r.outcome = outcome;
+      return true;
+    };
+    if (r.phase === "queued") {
+      if (!this.#enlisted.has(r.old) || !this.#rules.serving(r.old)) return over({ kind: "skipped" });
+      const spare = this.#spare();
+      if (!spare) return over({ kind: "failed", why: "there is no spare slot" });
+      r.spare = spare;
+      if (spare.pid > 0 && spare.generation !== this.#rules.generation()) {
+        log.info("{spare} (the warm spare) runs an older configuration: restarting it before it takes over", {
+          spare: spare.spec.name,
+        });
+        void spare.stop(SPARE_STOP_GRACE_MS);
+      } else if (spare.state === "failed" || spare.state === "backoff") {
+        void spare.stop(0); // no process: stopped at once, started fresh below
+      }
+      r.phase = "restarting_spare";
+    }
+    const spare = r.spare!;
+    if (r.phase === "restarting_spare") {
+      if (spare.state === "stopping" || spare.state === "hung") return false;
       if (spare.state === "none" || spare.state === "stopped") spare.start();
-      const up = await this.#serves(spare);
-      if (this.#closed) return "skipped";
-      if (up) {
-        this.#swap(old, spare);
-        log.info("{new} (pid {pid}) serves in place of {old}; {old} finishes its work and leaves", {
+      r.deadline = this.#rules.clock.now() + this.#rules.bootTimeoutMs();
+      r.phase = "starting_spare";
+    }
+    if (r.phase === "starting_spare") {
+      if (this.#rules.serving(spare)) {
+        this.#swap(r.old, spare);
+        log.info("{new} (pid {pid}) serves in place of {old}; {old} finishes its work and exits", {
           new: spare.spec.name,
           pid: spare.pid,
-          old: old.spec.name,
+          old: r.old.spec.name,
         });
-        await old.leave(reason, this.#rules.leaveGraceMs());
-        if (this.#warm && !this.#closed) old.start(); // the new warm spare
-        return "replaced";
+        void r.old.replaced(r.reason, this.#rules.finishGraceMs());
+        r.phase = "old_finishing";
+        return false;
       }
-      log.warn("the spare slot ({spare}) could not serve ({state}); replacing {old} in place", {
-        spare: spare.spec.name,
-        state: spare.state,
-        old: old.spec.name,
+      const s = spare.state;
+      const late = this.#rules.clock.now() > r.deadline;
+      if (!late && (s === "starting" || s === "ready")) return false; // ready but not attached yet: wait
+      r.why = late && s === "starting" ? `not ready within ${this.#rules.bootTimeoutMs()} ms` : spare.failure;
+      log.error("{new}, started to replace {old}, cannot serve: {why}; {old} serves on", {
+        new: spare.spec.name,
+        old: r.old.spec.name,
+        why: r.why,
       });
-      await spare.stop(1_000);
+      void spare.stop(SPARE_STOP_GRACE_MS);
+      r.phase = "stopping_spare";
     }
-    await old.leave(reason, this.#rules.leaveGraceMs());
-    if (this.#closed) return "skipped";
-    old.start();
-    await this.#serves(old);
-    return "in_place";
-  }
-
-  /** Waits until `child` serves; false when it failed, or did not within the boot timeout. */
-  async #serves(child: SupervisedChild): Promise<boolean> {
-    const clock = this.#rules.clock;
-    const until = clock.now() + this.#rules.bootTimeoutMs();
-    for (;;) {
-      if (this.#rules.serving(child)) return true;
-      const s = child.state;
-      if (this.#closed || s === "failed" || s === "backoff" || s === "stopped" || s === "hung") return false;
-      if (clock.now() > until) return false;
-      await sleep(10);
+    if (r.phase === "stopping_spare") {
+      if (spare.state !== "stopped" && spare.state !== "none") return false;
+      return over({ kind: "failed", why: `${spare.spec.name} cannot serve: ${r.why}` });
     }
+    // old_finishing
+    if (r.old.state !== "stopped") return false;
+    if (this.#warm && !this.#closed) r.old.start(); // the new warm spare
+    return over({ kind: "replaced", by: spare });
   }
 }

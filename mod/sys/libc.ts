@@ -47,6 +47,7 @@ const SYMBOLS = {
   flock: { parameters: ["i32", "i32"], result: "i32" },
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
+  signal: { parameters: ["i32", "usize"], result: "usize" },
   getuid: { parameters: [], result: "u32" },
   gethostname: { parameters: ["buffer", "usize"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
@@ -98,6 +99,7 @@ export const E = {
   EWOULDBLOCK: 11,
   EMFILE: 24,
   EINVAL: 22,
+  EFBIG: 27,
 } as const;
 
 const enc = new TextEncoder();
@@ -214,6 +216,18 @@ export function tryLockExclusive(fd: number): boolean {
 export function setParentDeathSignal(sig: number): void {
   const PR_SET_PDEATHSIG = 1;
   check("prctl", libc().symbols.prctl(PR_SET_PDEATHSIG, BigInt(sig), 0n, 0n, 0n));
+}
+
+/**
+ * signal(sig, SIG_IGN): the kernel drops `sig` for this process from now on,
+ * whatever handler the runtime had installed (and however it would react).
+ */
+export function ignoreSignal(sig: number): void {
+  const SIG_IGN = 1n;
+  const SIG_ERR = 0xffffffffffffffffn;
+  if (BigInt(libc().symbols.signal(sig, SIG_IGN)) === SIG_ERR) {
+    throw new SysError("signal", errno(), `(${sig})`);
+  }
 }
 
 /** kill(2). Returns false when the process does not exist (ESRCH). */
@@ -418,6 +432,7 @@ export const SIG = {
   SIGCONT: 18,
   SIGINT: 2,
   SIGUSR1: 10,
+  SIGUSR2: 12,
   SIGHUP: 1,
 } as const;
 
@@ -438,6 +453,32 @@ export function readSmallFile(path: string, max = 64 * 1024): Uint8Array | null 
       if (n <= 0) break;
       off += n;
       if (off === buf.length) break;
+    }
+    return buf.slice(0, off);
+  } finally {
+    close(fd);
+  }
+}
+
+/**
+ * Reads a whole file of at most `max` bytes with open/read/close; throws
+ * {@link SysError} (with the errno: ENOENT, EACCES, EISDIR…) when it cannot,
+ * and EFBIG when it is longer. Used for the one file the operator names on
+ * the watchdog's command line (`--config`), wherever it is.
+ */
+export function readFileAt(path: string, max: number): Uint8Array {
+  const fd = tryOpen(path, O.RDONLY);
+  if (fd < 0) throw new SysError("open", -fd, path);
+  try {
+    const buf = new Uint8Array(max + 1);
+    let off = 0;
+    for (;;) {
+      const n = readNow(fd, buf.subarray(off) as Uint8Array<ArrayBuffer>);
+      if (n === -E.EINTR) continue;
+      if (n < 0) throw new SysError("read", -n, path);
+      if (n === 0) break;
+      off += n;
+      if (off > max) throw new SysError("read", E.EFBIG, `${path} (longer than ${max} bytes)`);
     }
     return buf.slice(0, off);
   } finally {

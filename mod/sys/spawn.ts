@@ -4,6 +4,14 @@
  *   permissions baked in at compile time apply;
  * - `deno run`: `Deno.execPath() run <scoped permission flags> --config
  *   <deno.json> <main module> <role> …`, with only what that role needs.
+ *
+ * Upgrades. Every spawn runs what is installed at that path *now*. An upgrade
+ * that renames a new binary over the old one (what package managers and
+ * `install` do) leaves the running watchdog's `Deno.execPath()` reading
+ * "<path> (deleted)": the path is taken without that suffix, i.e. the new
+ * binary. Under `deno run` the same holds for the source: a child re-reads
+ * `main.ts` when it starts. So after an upgrade, `osps reload` moves every
+ * worker to the new code, and any child that restarts runs it too.
  * @module
  */
 
@@ -17,6 +25,8 @@ export interface RolePermissions {
   readonly files?: readonly string[];
   /** Environment variables it reads (a database client's). */
   readonly env?: readonly string[];
+  /** FFI (libc: shm, FIFOs); every role but the client side needs it (default true). */
+  readonly ffi?: boolean;
 }
 
 /**
@@ -25,13 +35,13 @@ export interface RolePermissions {
  * against "all FFI", not a library path.
  */
 export function permissionFlags(p: RolePermissions): string[] {
-  const files = p.files ?? [];
+  const files = p.files ?? [], net = [...p.listen, ...(p.connect ?? [])];
   return [
     "--no-prompt",
-    `--allow-net=${[...p.listen, ...(p.connect ?? [])].join(",")}`,
+    ...(net.length ? [`--allow-net=${net.join(",")}`] : []),
     ...(files.length ? [`--allow-read=${files.join(",")}`, `--allow-write=${files.join(",")}`] : []),
     ...(p.env?.length ? [`--allow-env=${p.env.join(",")}`] : []),
-    "--allow-ffi",
+    ...(p.ffi === false ? [] : ["--allow-ffi"]),
   ];
 }
 
@@ -64,9 +74,25 @@ export function currentExec(): SelfExec {
   } catch { /* no env permission: not under a stand-in */ }
   return {
     standalone: standIn !== undefined || Deno.build.standalone,
-    execPath: standIn ?? Deno.execPath(),
+    execPath: standIn ?? installedPath(Deno.execPath()),
     mainModule: Deno.mainModule,
   };
+}
+
+/** What the kernel appends to `/proc/self/exe` once the running binary's file was replaced or removed. */
+const DELETED = " (deleted)";
+
+/**
+ * The path to run for `execPath` (this process's binary as `/proc/self/exe`
+ * names it): the same path without " (deleted)" when the binary was replaced
+ * since this process started (an upgrade), so that the new one runs.
+ * @example
+ * ```ts
+ * installedPath("/usr/local/bin/osps (deleted)"); // "/usr/local/bin/osps"
+ * ```
+ */
+export function installedPath(execPath: string): string {
+  return execPath.endsWith(DELETED) ? execPath.slice(0, -DELETED.length) : execPath;
 }
 
 /** The command line (program and arguments) that runs `roleArgv` as a child of this process. */

@@ -43,7 +43,7 @@ def _free_port_block(n: int) -> int:
 
 class OspsController(BaseServerController, DirectoryBasedController):
     software_name = "osps"
-    supported_sasl_mechanisms: Set[str] = set()
+    supported_sasl_mechanisms: Set[str] = {"PLAIN", "SCRAM-SHA-256"}
     supports_sts = False
     # irctest syncs a client by PING/PONG on that client's connection. A message from a client served by
     # another worker travels worker -> dispatcher -> worker, so it can land just after the PONG of a
@@ -64,8 +64,7 @@ class OspsController(BaseServerController, DirectoryBasedController):
     ) -> None:
         if ssl:
             raise NotImplementedByController("TLS")
-        if run_services:
-            raise NotImplementedByController("services")
+        # NickServ and ChanServ are built in: run_services needs nothing more.
         if websocket_hostname is not None or websocket_port is not None:
             raise NotImplementedByController("Websocket")
         assert self.proc is None
@@ -97,10 +96,32 @@ class OspsController(BaseServerController, DirectoryBasedController):
             f"--data-dir={self.directory / 'data'}",
             "--irc-server-name=My.Little.Server",
             "--log-level=warning",
+            # irctest logs in many times from one address, with passwords like "bar".
+            "--irc-auth-rate=0",
+            "--irc-password-min=1",
         ]
         if password is not None:
             command.append(f"--irc-password={password}")
         self.proc = self.execute(command)
+
+
+    def wait_for_services(self) -> None:
+        """The services are built in: they are up with the server."""
+
+    def registerUser(self, case, username: str, password: Optional[str] = None) -> None:
+        """Registers an account through the built-in NickServ, as a user would."""
+        client = case.addClient(show_io=False)
+        case.sendLine(client, "NICK " + username)
+        case.sendLine(client, "USER r e g :user")
+        while case.getRegistrationMessage(client).command != "001":
+            pass
+        case.getMessages(client)
+        assert password
+        case.sendLine(client, "NS REGISTER " + password)
+        msg = case.getMessage(client)
+        assert msg.params == [username, "Account created"], msg
+        case.sendLine(client, "QUIT")
+        case.assertDisconnected(client)
 
 
 def get_irctest_controller_class() -> Type[OspsController]:

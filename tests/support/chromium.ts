@@ -4,7 +4,7 @@
  * what it shows and take a screenshot, with no npm package.
  */
 
-/** Where Debian installs it (`.ci/run` installs it). */
+/** Where Debian installs it (`deno task test` installs it when run as root: scripts/test_deps.ts). */
 export const CHROMIUM = "/usr/bin/chromium";
 
 interface CdpReply {

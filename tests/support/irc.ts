@@ -37,8 +37,16 @@ export class LibClient {
     this.client.on("close", () => this.#closed.resolve());
   }
 
-  /** Connects and waits for registration (or the server's refusal: then `registered` is false). */
-  static async connect(port: number, nick: string): Promise<LibClient> {
+  /**
+   * Connects and waits for registration (or the server's refusal: then
+   * `registered` is false). `account` logs in with SASL PLAIN as the
+   * library does it.
+   */
+  static async connect(
+    port: number,
+    nick: string,
+    options: { account?: { account: string; password: string } } = {},
+  ): Promise<LibClient> {
     const c = new LibClient(nick);
     c.client.connect({
       host: "127.0.0.1",
@@ -48,6 +56,7 @@ export class LibClient {
       gecos: `test ${nick}`,
       auto_reconnect: false,
       ping_interval: 0,
+      ...options,
     });
     await c.waitLine("001 or 433", (m) => m.command === "001" || m.command === "433");
     return c;
