@@ -128,6 +128,7 @@ export interface Instance {
 export interface StatusJson {
   watchdog: { pid: number; state: string };
   reloads: InstanceStatus["reloads"];
+  limits: InstanceStatus["limits"];
   dispatcher: ChildJson;
   workers: ChildJson[];
 }

@@ -343,6 +343,8 @@ Deno.test("through HAProxy (v1 to the dispatcher, v2 to the worker) the real cli
   const front = freePorts(2);
   let proxy: Awaited<ReturnType<typeof startHaproxy>> | undefined;
   await withInstance({ workers: 1, flags: ["--proxy-from=127.0.0.9"] }, async (inst) => {
+    // The operator sees whom osps trusts to name clients, with the limits those clients are counted by.
+    assert.equal((await inst.status()).limits["proxy-from"], "127.0.0.9/32");
     proxy = await startHaproxy([
       { listen: front, to: inst.port, version: 1 },
       { listen: front + 1, to: inst.port + 1, version: 2 },

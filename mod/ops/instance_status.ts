@@ -95,8 +95,8 @@ export interface InstanceStatus {
     /** On a joined host: the dispatcher link address this host's workers attach to. */
     joined?: string;
   };
-  /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
-  limits: Readonly<Record<string, number>>;
+  /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`, `"proxy-from": "127.0.0.2/32"`. */
+  limits: Readonly<Record<string, number | string>>;
   /** Chat settings and limits in force (from instance.json), when chat is on. */
   chat: Readonly<Record<string, string | number | boolean>> | null;
   /** HTTP API settings in force (from instance.json), when it is on. */
@@ -161,7 +161,7 @@ function row(slot: SlotView, role: string, now: number, local: Local, remote = f
 export interface InstanceWhere {
   readonly runDir: string;
   readonly shm: string;
-  readonly limits?: Readonly<Record<string, number>>;
+  readonly limits?: Readonly<Record<string, number | string>>;
   /** The instance's `--host` (local workers listen there). */
   readonly host?: string;
   /** Local workers (slots 1..workers, and the spare after them); then remote workers' slots (with a link port). */
