@@ -149,6 +149,7 @@ export type ChildJson = Pick<
   | "backoff_ms"
   | "host"
   | "link"
+  | "wedged"
   | "watchdog_pid"
   | "rss_bytes"
   | "spare"

@@ -191,7 +191,7 @@ export class TcpWorkerLink implements WorkerLink {
         return;
       case Frame.PONG:
         return;
-      case Frame.PROBE:
+      case Frame.ECHO:
         return this.#events?.onProbe(this);
       case Frame.MESSAGE:
         return this.#events?.onMessage?.(this, f.payload);
@@ -456,7 +456,7 @@ export class TcpDispatcherLink implements DispatcherLink {
       case Frame.PONG:
         return;
       case Frame.PROBE:
-        ch.send(Frame.PROBE);
+        ch.send(Frame.ECHO);
         return;
       case Frame.MESSAGE:
         return this.#events?.onMessage?.(f.payload);
