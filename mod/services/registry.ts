@@ -48,8 +48,9 @@ export interface Service {
 export const SLEEP_CAP_MS = 30_000;
 /** Largest `fib` argument (fib(78) is the largest exact in a double). */
 export const FIB_CAP = 78;
-/** Most MiB one `hold` request keeps, and most one worker process holds in all. */
+/** Most MiB one `hold` request keeps. */
 export const HOLD_CAP_MB = 64;
+/** Most MiB one worker process holds for `hold` requests in all. */
 export const HOLD_TOTAL_MB = 256;
 
 /** What `hold` keeps, for the life of this worker process. */
