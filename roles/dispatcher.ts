@@ -96,7 +96,14 @@ export async function runDispatcher(cfg: DispatcherConfig, clock: Clock = system
       if (!lost.started) stats.ticket("lost");
       const request = lost.arg ? `${lost.type} ${lost.arg}` : lost.type;
       log.warn("{what}", {
-        what: lostWorkText(`worker ${link.id}`, request, lost.reason, lost.limitMs, lost.started),
+        what: lostWorkText(
+          `worker ${link.id}`,
+          request,
+          lost.reason,
+          lost.limitMs,
+          lost.started,
+          lost.culprit,
+        ),
       });
       if (lost.requestCaused && quarantine.recordKill(lost.type)) {
         log.error("quarantine: {type} refused for {s} s: it cost {k} workers within {w} s ({why})", {

@@ -20,7 +20,7 @@
 import { type InstancePaths, instancePaths, type WatchdogConfig } from "../mod/cli/config.ts";
 import { prepareChatStore } from "../mod/chat/chat_boot.ts";
 import { EXIT_TEMPORARY, OspsError } from "../mod/errors.ts";
-import { workGen, WorkState, workState } from "../mod/ipc/shm.ts";
+import { overdueTickets } from "../mod/link/ticket_reports.ts";
 import { readSecret } from "../mod/link/secret.ts";
 import { logger, setupLogging } from "../mod/log.ts";
 import { Operations } from "../mod/ops/operations.ts";
@@ -327,16 +327,12 @@ function reportOverdueTickets(
   seen: Set<string>,
 ): void {
   for (const c of workers) {
-    const slot = c.spec.slot;
-    const word = slot.load("work");
-    if (workState(word) !== WorkState.ASSIGNED) continue;
-    const late = now - slot.load("ticket_expires_at");
-    const key = `${slot.index}:${workGen(word)}`;
-    if (late > Math.max(1_000, ttlMs) && !seen.has(key)) {
+    for (const { key, lateMs } of overdueTickets(c.spec.slot, now)) {
+      if (lateMs <= Math.max(1_000, ttlMs) || seen.has(key)) continue;
       seen.add(key);
       logger().error("{name} holds a ticket {s} s past its expiry: the dispatcher has not taken it back", {
         name: c.spec.name,
-        s: Math.round(late / 1000),
+        s: Math.round(lateMs / 1000),
       });
     }
   }

@@ -15,6 +15,7 @@ import { Admission } from "../mod/net/admission.ts";
 import { doorOptions } from "../mod/net/door.ts";
 import { listenOrFail, Server } from "../mod/net/server.ts";
 import { serveRunClient } from "../mod/services/run_session.ts";
+import type { ServiceContext } from "../mod/services/registry.ts";
 import { answerWatchdog, bindToParent, bootStep, containStrayErrors } from "../mod/supervise/supervised.ts";
 import { type Clock, systemClock } from "../mod/sys/clock.ts";
 import { until } from "../mod/deadline.ts";
@@ -77,6 +78,8 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
         watchdogPid: cfg.parentPid,
         served: slot.load("served"),
         state: (link as TcpDispatcherLink).stateName(),
+        capacity: (link as TcpDispatcherLink).capacity,
+        live: (link as TcpDispatcherLink).live(),
       }),
     }, clock)
     : bootStep(
@@ -95,6 +98,18 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
     })
     : undefined;
 
+  // What services may know of this worker: read when asked, so a request that does not ask costs nothing.
+  const context: ServiceContext = {
+    workerId: cfg.id,
+    pid: Deno.pid,
+    get uptimeMs() {
+      return clock.now() - startedAt;
+    },
+    get served() {
+      return slot.load("served");
+    },
+  };
+
   // The HTTP API (--http-port), loaded only when on: a worker without it never loads Hono.
   const http = cfg.http.port > 0
     ? (await import("../mod/http/http_service.ts")).HttpService.start(cfg.http, {
@@ -107,16 +122,12 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
       headTimeoutMs: cfg.handshakeTimeoutMs,
       idleTimeoutMs: cfg.idleTimeoutMs,
       writeTimeoutMs: cfg.writeTimeoutMs,
-      context: () => ({
-        workerId: cfg.id,
-        pid: Deno.pid,
-        uptimeMs: clock.now() - startedAt,
-        served: slot.load("served"),
-      }),
+      context: () => context,
       onServed: () => slot.add("served", 1),
       ownPort: cfg.port,
       giveBack: (ticket, type) => {
-        if (link.claim(ticket, type, "") === null) link.done(draining);
+        const claim = link.claim(ticket, type, "");
+        if (typeof claim !== "string") link.done(claim, draining);
       },
       chat,
     })
@@ -129,15 +140,10 @@ export async function runWorker(cfg: WorkerConfig, clock: Clock = systemClock): 
       link,
       admission,
       stats,
-      context: () => ({
-        workerId: cfg.id,
-        pid: Deno.pid,
-        uptimeMs: clock.now() - startedAt,
-        served: slot.load("served"),
-      }),
-      onDone: () => {
+      context: () => context,
+      onDone: (claim) => {
         const retire = !draining && cfg.maxRequests > 0 && ++servedHere >= cfg.maxRequests;
-        link.done(retire || draining);
+        link.done(claim, retire || draining);
         if (retire) {
           log.info("served {n} requests: retiring (--max-requests)", { n: servedHere });
           control.retiring(`after ${servedHere} requests`);

@@ -17,7 +17,7 @@ import { Segment } from "../mod/ipc/shm.ts";
 import { startInstance } from "../tests/harness.ts";
 import { benchIpc } from "./bench_ipc.ts";
 import { benchFlow, type FlowRun } from "./bench_flow.ts";
-import { benchMemory } from "./bench_memory.ts";
+import { benchMemory, memoryByModule } from "./bench_memory.ts";
 import { benchRecovery } from "./bench_recovery.ts";
 import { benchChat } from "./bench_chat.ts";
 import { benchChatScale } from "./bench_chat_scale.ts";
@@ -38,7 +38,7 @@ function plan(quick: boolean) {
     ? {
       ipc: { n: 2_000, warmup: 200, rounds: 1 },
       flow: { clients: [1, 16, 64], durationMs: 700, warmupMs: 200 },
-      memory: { durationMs: 700, clients: 16 },
+      memory: { durationMs: 700, clients: 16, probeRuns: 1 },
       recovery: { kills: 1, bareStarts: 2 },
       chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
       chatScale: { sizes: [200], rounds: 5 },
@@ -49,7 +49,7 @@ function plan(quick: boolean) {
     : {
       ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
       flow: { clients: [1, 16, 64], durationMs: 5_000, warmupMs: 1_000 },
-      memory: { durationMs: 3_000, clients: 16 },
+      memory: { durationMs: 3_000, clients: 16, probeRuns: 3 },
       recovery: { kills: 3, bareStarts: 5 },
       chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
       chatScale: { sizes: [2_000, 10_000], rounds: 30 },
@@ -72,10 +72,8 @@ async function flowAndMemory(
   const floorPort = Number(floor.firstLine.split(" ")[1]);
   const twohop = await spawnHelper("two_hop_floor.ts", [String(floorPort)], ["--allow-net=127.0.0.1"]);
   try {
-    const inst = await startInstance({
-      workers: 2,
-      flags: ["--rate-per-addr=0", "--max-conns-per-addr=100000", "--log-level=warning"],
-    });
+    // Default flags (two workers, the default concurrency and limits); only the log is quieter.
+    const inst = await startInstance({ workers: 2, flags: ["--log-level=warning"] });
     const seg = Segment.open(instancePaths(inst.runDir).shm);
     try {
       const ports = { osps: inst.port, floor: floorPort, twohop: Number(twohop.firstLine.split(" ")[1]) };
@@ -85,8 +83,9 @@ async function flowAndMemory(
       if (parts.has("memory")) {
         say("memory: RSS of each role idle and under load, and of the floor server");
         const m = await benchMemory(seg, ports, floor.pid, p.memory);
-        figures.push(...m.figures);
-        raw["memory"] = m.raw;
+        const byModule = await memoryByModule(p.memory.probeRuns);
+        figures.push(...m.figures, ...byModule.figures);
+        raw["memory"] = { ...m.raw, by_module_kib: byModule.raw };
       }
       if (parts.has("flow")) {
         say(

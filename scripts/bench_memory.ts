@@ -1,13 +1,60 @@
 /**
  * Part 4 of the benchmark suite: resident memory (VmRSS) of each role, idle
  * and under load, against the floor server (a plain Deno TCP server answering
- * the same requests) idle and under the same load.
+ * the same requests) idle and under the same load; and, to say where a role's
+ * idle memory goes, a bare Deno TCP server that first loads a module set (the
+ * mandated `node:util` and `@logtape/logtape`, each role's whole module graph).
  * @module
  */
 import { runLoad } from "../roles/bench.ts";
 import type { Segment } from "../mod/ipc/shm.ts";
 import { clientOf, type FlowPorts } from "./bench_flow.ts";
-import { type Figure, figure, rssKiB, sleep } from "./bench_util.ts";
+import { type Figure, figure, rssKiB, sleep, spawnHelper } from "./bench_util.ts";
+
+/** What a bare server loads before idling, for the by-module figures: label → modules (see rss_probe.ts). */
+const MODULE_SETS: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ["nothing (the floor's bare server)", []],
+  ["node:util (parseArgs, mandated)", ["node:util"]],
+  ["@logtape/logtape (the logger, mandated; its npm loading included)", ["npm:@logtape/logtape"]],
+  ["the worker's module graph", ["main.ts", "roles/worker.ts"]],
+  ["the dispatcher's module graph", ["main.ts", "roles/dispatcher.ts"]],
+  ["the watchdog's module graph", ["main.ts", "roles/watchdog.ts"]],
+];
+
+/** Idle RSS (KiB) of a bare server after loading `modules`: the median of `runs` fresh processes. */
+async function probeRss(modules: readonly string[], runs: number): Promise<number> {
+  const kib: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const p = await spawnHelper("rss_probe.ts", [...modules], [
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-ffi",
+    ]);
+    kib.push(Number(p.firstLine.trim()));
+    await p.stop();
+  }
+  return kib.sort((a, b) => a - b)[Math.floor(kib.length / 2)]!;
+}
+
+/** The by-module figures: what loading each module set costs a bare server, idle. */
+export async function memoryByModule(
+  runs: number,
+): Promise<{ figures: Figure[]; raw: Record<string, number> }> {
+  const raw: Record<string, number> = {};
+  for (const [label, modules] of MODULE_SETS) raw[label] = await probeRss(modules, runs);
+  const bare = raw[MODULE_SETS[0]![0]]!;
+  const figures = MODULE_SETS.slice(1).map(([label]) =>
+    figure({
+      part: "Memory",
+      name: `by module: a bare server that loads ${label}, idle`,
+      value: raw[label]! / 1024,
+      unit: "MiB",
+      reference: { name: "the same bare server loading nothing", value: bare / 1024 },
+      note: `median of ${runs} processes; the difference is what loading it costs before any work`,
+    })
+  );
+  return { figures, raw };
+}
 
 type Roles = Record<"watchdog" | "dispatcher" | "worker" | "floor", number>;
 

@@ -14,7 +14,9 @@ const decoder = new TextDecoder();
 export function lockedPackages(lockText: string): { name: string; version: string }[] {
   const lock = JSON.parse(lockText) as { npm?: Record<string, unknown> };
   return Object.keys(lock.npm ?? {}).map((key) => {
-    const at = key.lastIndexOf("@");
+    // "name@version" then, for packages resolved against peers, "_peer@version…": the name ends at the first "@"
+    // after its scope's.
+    const at = key.indexOf("@", 1);
     return { name: key.slice(0, at), version: key.slice(at + 1).split("_")[0]! };
   });
 }

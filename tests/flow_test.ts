@@ -209,28 +209,32 @@ Deno.test("--log-format json: every role logs one JSON object per line with its 
 });
 
 Deno.test("a client that leaves the queue gives up its place: the next one is served without waiting for a ticket to expire", async () => {
-  await withInstance({ workers: 1, flags: ["--ticket-ttl-ms=20000"] }, async (inst) => {
-    const busy = inst.client(["sleep", "1500"]);
-    await waitFor(
-      "the only worker to be busy",
-      async () => (await inst.status()).workers[0]!.work === "busy",
-    );
-    // One client queues, then leaves once told so; another leaves at once, before any QUEUED line.
-    const quitter = await LineConn.connect("127.0.0.1", inst.port);
-    await quitter.writeLine("REQUEST echo");
-    checkGreeting(parseReply((await quitter.readLine(5000))!));
-    assert.equal(parseReply((await quitter.readLine(5000))!).code, Status.QUEUED);
-    quitter.close();
-    const hasty = await LineConn.connect("127.0.0.1", inst.port);
-    await hasty.writeLine("REQUEST echo");
-    checkGreeting(parseReply((await hasty.readLine(5000))!)); // all read: its close is a clean FIN, not a reset
-    hasty.close();
-    // The next client queues behind it and must get the worker as soon as it frees.
-    const t0 = Date.now();
-    const next = await inst.client(["echo", "mine"]);
-    const waited = Date.now() - t0;
-    assert.equal(next.stdout, "mine\n", next.stderr);
-    assert.ok(waited < 15_000, `served after ${waited} ms: it waited for an abandoned ticket to expire`);
-    assert.equal((await busy).stdout, "slept 1500\n");
-  });
+  // One client per worker (the seeds' model): a second client waits in the queue.
+  await withInstance(
+    { workers: 1, flags: ["--ticket-ttl-ms=20000", "--worker-concurrency=1"] },
+    async (inst) => {
+      const busy = inst.client(["sleep", "1500"]);
+      await waitFor(
+        "the only worker to be busy",
+        async () => (await inst.status()).workers[0]!.busy > 0,
+      );
+      // One client queues, then leaves once told so; another leaves at once, before any QUEUED line.
+      const quitter = await LineConn.connect("127.0.0.1", inst.port);
+      await quitter.writeLine("REQUEST echo");
+      checkGreeting(parseReply((await quitter.readLine(5000))!));
+      assert.equal(parseReply((await quitter.readLine(5000))!).code, Status.QUEUED);
+      quitter.close();
+      const hasty = await LineConn.connect("127.0.0.1", inst.port);
+      await hasty.writeLine("REQUEST echo");
+      checkGreeting(parseReply((await hasty.readLine(5000))!)); // all read: its close is a clean FIN, not a reset
+      hasty.close();
+      // The next client queues behind it and must get the worker as soon as it frees.
+      const t0 = Date.now();
+      const next = await inst.client(["echo", "mine"]);
+      const waited = Date.now() - t0;
+      assert.equal(next.stdout, "mine\n", next.stderr);
+      assert.ok(waited < 15_000, `served after ${waited} ms: it waited for an abandoned ticket to expire`);
+      assert.equal((await busy).stdout, "slept 1500\n");
+    },
+  );
 });

@@ -28,6 +28,26 @@ export const RUN_FLAGS = [
   "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC,WATCHDOG_PID",
 ];
 
+/**
+ * A stand-in for what `deno compile` makes (no `denort` here): a shell script that runs main.ts with the
+ * permissions `deno task compile` bakes into the binary, naming itself for re-runs as the binary does.
+ * `extra` flags go before main.ts (a test marks versions of the "binary" with them).
+ */
+export function compiledStandIn(extra: string[] = []): string {
+  const tasks = JSON.parse(Deno.readTextFileSync(CONFIG)).tasks.compile as string;
+  const task = tasks.slice(tasks.indexOf("deno compile")); // not the preflight's (scripts/compile_check.ts)
+  const baked = task.split(/\s+/).filter((a) => a.startsWith("--allow-") || a === "--no-prompt");
+  return [
+    "#!/bin/sh",
+    "# Stand-in for `deno compile` output: same argv shape, same baked-in permissions, names itself for re-runs.",
+    `OSPS_SELF_EXEC="$0" exec "${Deno.execPath()}" run --config="${CONFIG}" ${
+      [...extra, ...baked].join(" ")
+    } ` +
+    `"${MAIN}" "$@"`,
+    "",
+  ].join("\n");
+}
+
 /** Output of a finished osps command. */
 export interface Output {
   code: number;
@@ -108,6 +128,7 @@ export interface Instance {
 export interface StatusJson {
   watchdog: { pid: number; state: string };
   reloads: InstanceStatus["reloads"];
+  limits: InstanceStatus["limits"];
   dispatcher: ChildJson;
   workers: ChildJson[];
 }
@@ -119,6 +140,8 @@ export type ChildJson = Pick<
   | "port"
   | "state"
   | "work"
+  | "busy"
+  | "capacity"
   | "restarts"
   | "served"
   | "heartbeat_age_ms"
@@ -126,6 +149,7 @@ export type ChildJson = Pick<
   | "backoff_ms"
   | "host"
   | "link"
+  | "wedged"
   | "watchdog_pid"
   | "rss_bytes"
   | "spare"

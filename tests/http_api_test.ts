@@ -7,7 +7,7 @@
  * the dispatcher's account, and the worker holding the connection survives.
  */
 import assert from "node:assert/strict";
-import { freePorts, osps, withInstance } from "./harness.ts";
+import { freePorts, osps, waitFor, withInstance } from "./harness.ts";
 import { ApiContract } from "./support/openapi_contract.ts";
 
 /** Sends a request and checks its answer against the contract; returns status, headers and body. */
@@ -118,37 +118,49 @@ Deno.test("the HTTP API serves request types with the line protocol's answers, u
   });
 });
 
-Deno.test("a ticketed request past its deadline is 504, one that blocks its worker is 500 with why; the connection's worker answers", async () => {
-  const httpPort = freePorts(1);
-  const base = `http://127.0.0.1:${httpPort}`;
-  await withInstance({
-    workers: 2,
-    flags: [
-      `--http-port=${httpPort}`,
-      "--request-timeout-for=sleep:300",
-      "--heartbeat-ms=100",
-      "--hang-timeout-ms=1000",
-      "--quarantine-kills=0",
-    ],
-  }, async () => {
-    const api = await ApiContract.load(base);
-    // Several times each: whichever worker accepts the HTTP connection, the request runs on the other one.
-    for (let i = 0; i < 3; i++) {
-      const late = await call(api, base, "POST", "/v1/requests/sleep", { body: "5000" });
-      assert.equal(late.status, 504, JSON.stringify(late.body));
-      assert.match(
-        (late.body as { detail: string }).detail,
-        /^worker \d was killed: "sleep 5000" ran past its 300 ms deadline$/,
-      );
-      const hung = await call(api, base, "POST", "/v1/requests/fib", { body: "60" });
-      assert.equal(hung.status, 500, JSON.stringify(hung.body));
-      assert.match(
-        (hung.body as { detail: string }).detail,
-        /^worker \d was killed: "fib 60" blocked it past the 1000 ms hang timeout$/,
-      );
-    }
+for (const concurrency of [1, 32]) {
+  Deno.test(`a ticketed request past its deadline is 504, one that blocks its worker is 500 with why; the connection's worker answers (--worker-concurrency ${concurrency})`, async () => {
+    const httpPort = freePorts(1);
+    const base = `http://127.0.0.1:${httpPort}`;
+    await withInstance({
+      workers: 2,
+      flags: [
+        `--http-port=${httpPort}`,
+        `--worker-concurrency=${concurrency}`,
+        "--request-timeout-for=sleep:300",
+        "--heartbeat-ms=100",
+        "--hang-timeout-ms=1000",
+        "--quarantine-kills=0",
+      ],
+    }, async (inst) => {
+      const api = await ApiContract.load(base);
+      // With one place per worker the connection's worker is full while it asks again, so the request waits
+      // for the other one even while it restarts. With more, it runs elsewhere when another worker has a free
+      // place: here, once the one killed last serves again.
+      const otherServes = () =>
+        concurrency > 1 &&
+        waitFor("both workers serving", async () =>
+          (await inst.status()).workers.every((w) => w.state === "ready"));
+      // Several times each: whichever worker accepts the HTTP connection, the request runs on the other one.
+      for (let i = 0; i < 3; i++) {
+        await otherServes();
+        const late = await call(api, base, "POST", "/v1/requests/sleep", { body: "5000" });
+        assert.equal(late.status, 504, JSON.stringify(late.body));
+        assert.match(
+          (late.body as { detail: string }).detail,
+          /^worker \d was killed: "sleep 5000" ran past its 300 ms deadline$/,
+        );
+        await otherServes();
+        const hung = await call(api, base, "POST", "/v1/requests/fib", { body: "60" });
+        assert.equal(hung.status, 500, JSON.stringify(hung.body));
+        assert.match(
+          (hung.body as { detail: string }).detail,
+          /^worker \d was killed: "fib 60" blocked it past the 1000 ms hang timeout$/,
+        );
+      }
+    });
   });
-});
+}
 
 Deno.test("the ready line, osps status and the status page show the HTTP API", async () => {
   const [httpPort, metricsPort] = [freePorts(1), freePorts(1)];

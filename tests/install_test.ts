@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { getuid } from "../mod/sys/libc.ts";
 import { freePorts, waitFor } from "./harness.ts";
-import { copyTree, makeReadable } from "../scripts/deno_dir.ts";
+import { copyTree, lockedPackages, makeReadable } from "../scripts/deno_dir.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -262,4 +262,21 @@ Deno.test({
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("the installer reads deno.lock's package names, scoped and resolved against peers alike", () => {
+  const lock = JSON.stringify({
+    npm: {
+      "hono@4.13.19": {},
+      "@logtape/logtape@1.0.0": {},
+      "@hono/zod-validator@0.9.1_hono@4.13.19_zod@4.6.7": {},
+      "ajv-draft-04@1.0.0_ajv@8.17.1": {},
+    },
+  });
+  assert.deepEqual(lockedPackages(lock), [
+    { name: "hono", version: "4.13.19" },
+    { name: "@logtape/logtape", version: "1.0.0" },
+    { name: "@hono/zod-validator", version: "0.9.1" },
+    { name: "ajv-draft-04", version: "1.0.0" },
+  ]);
 });

@@ -256,7 +256,7 @@ Deno.test("slowloris gets 408, an over-long line 413, one address past its conne
       for (const h of held) h.close();
     }
     await served(inst); // and once they are gone, a normal client gets in again
-    const s = await inst.status() as unknown as { limits: Record<string, number> };
+    const s = await inst.status();
     assert.equal(s.limits["max-conns-per-addr"], 4);
     assert.equal(s.limits["max-line-bytes"], 128);
     assert.equal(s.limits["handshake-timeout-ms"], 300);

@@ -178,10 +178,10 @@ function authFrame(secret: Uint8Array, nonceD: Uint8Array, who: Record<string, u
     state: "idle",
     ...who,
   });
-  const mac = hmac(secret, "osps-link/1 worker proof", nonceD, nonceW, identity);
+  const mac = hmac(secret, "osps-link/2 worker proof", nonceD, nonceW, identity);
   return {
     nonceW,
-    payload: jsonPayload({ v: "osps-link/1", nonce: hex(nonceW), who: identity, mac: hex(mac) }),
+    payload: jsonPayload({ v: "osps-link/2", nonce: hex(nonceW), who: identity, mac: hex(mac) }),
   };
 }
 
@@ -215,7 +215,7 @@ async function handshake(
     const answer = (await ch.read(5_000))!;
     const reason = answer.type === Frame.REFUSED ? String(parseJson(answer).reason) : "";
     if (answer.type !== Frame.WELCOME || stayMs === 0) return { type: answer.type, reason, kept: false };
-    ch.key(hmac(secret, "osps-link/1 session", nonceD, nonceW), "worker");
+    ch.key(hmac(secret, "osps-link/2 session", nonceD, nonceW), "worker");
     const until = Date.now() + stayMs;
     for (;;) {
       const left = until - Date.now();

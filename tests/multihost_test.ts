@@ -56,6 +56,21 @@ function stranger(host: Host, args: string[]) {
 }
 
 Deno.test({
+  name: "an idle remote worker echoes the dispatcher's probes over the link: never judged wedged",
+  ignore: !usable.ok,
+  async fn() {
+    await using c = await cluster({ extra: ["--probe-ms=100"] });
+    // Forty probe rounds; one unanswered is a wedge after the hang timeout (3 s).
+    await new Promise((r) => setTimeout(r, 4_000));
+    assert.doesNotMatch(c.main.logs(), /probe unanswered/);
+    const far = remote(await c.status("main"), c.b.addr);
+    assert.equal(far.length, 2);
+    assert.ok(far.every((w) => !w.wedged && w.link === "attached"), JSON.stringify(far));
+    assert.equal((await c.client(["echo", "still served"])).stdout.trim(), "still served");
+  },
+});
+
+Deno.test({
   name:
     "clients are served by workers on another host; the main host's status shows every worker with its host",
   ignore: !usable.ok,

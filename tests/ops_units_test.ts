@@ -61,6 +61,8 @@ function child(over: Partial<ChildStatus>): ChildStatus {
     port: 1,
     state: "ready",
     work: "-",
+    busy: 0,
+    capacity: 0,
     restarts: 0,
     served: 0,
     heartbeat_age_ms: 100,

@@ -17,8 +17,10 @@ import {
   parseRunCommand,
   Status,
 } from "../mod/net/protocol.ts";
-import { Segment, WorkState, workState } from "../mod/ipc/shm.ts";
+import { Segment } from "../mod/ipc/shm.ts";
+import { workSummary } from "../mod/link/ticket_reports.ts";
 import { FifoFrame } from "../mod/ipc/fifo_frames.ts";
+import { Frame, LINK_VERSION } from "../mod/link/link_wire.ts";
 import { waitFor, withInstance } from "./harness.ts";
 
 const DOC = Deno.readTextFileSync(new URL("../docs/PROTOCOL.md", import.meta.url));
@@ -67,6 +69,19 @@ Deno.test("the FIFO frame table matches FifoFrame in mod/ipc/fifo_frames.ts", ()
   const documented = new Map(rows.map((r) => [r[2]!, Number(r[0])]));
   assert.deepEqual(documented, new Map(Object.entries(FifoFrame)));
   for (const r of rows) assert.equal(r[1], String.fromCharCode(Number(r[0])));
+});
+
+Deno.test("the TCP link's frame tables match Frame and LINK_VERSION in mod/link/link_wire.ts", () => {
+  assert.ok(DOC.includes(`## The TCP worker link (\`${LINK_VERSION}\`)`));
+  const documented = new Map<string, number>();
+  for (const r of tableAfter("### Handshake and versioning")) {
+    for (const m of r[2]!.matchAll(/([A-Z]+) \((\d+)\)/g)) documented.set(m[1]!, Number(m[2]));
+  }
+  for (const r of tableAfter("### Messages after the handshake")) {
+    const numbers = r[0]!.split(",").map(Number), names = r[1]!.split(",").map((n) => n.trim());
+    names.forEach((n, i) => documented.set(n, numbers[i]!));
+  }
+  assert.deepEqual(documented, new Map(Object.entries(Frame)));
 });
 
 /** One step of a transcript. */
@@ -199,7 +214,7 @@ Deno.test("every example transcript in PROTOCOL.md replays against a live instan
       for (const [n, t] of TRANSCRIPTS.entries()) {
         await waitFor("every worker idle", () => {
           for (let i = 1; i <= inst.workers; i++) {
-            if (workState(seg.slot(i).load("work")) !== WorkState.IDLE) return false;
+            if (workSummary(seg.slot(i), 0).text !== "idle") return false;
           }
           return true;
         });

@@ -309,7 +309,8 @@ Deno.test("behind a proxy, limits, tickets and logs see the client the header na
       const a = parseAssign(parseReply((await d.readLine(5_000))!));
       const seg = mapTable(inst);
       try {
-        assert.equal(seg.slot(1).text("client_addr"), `${client}:5555`, "the ticket records the real client");
+        const entry = seg.slot(1).tickets.find((t) => t.holds(a.ticket))!; // the ticket's entry in the slot
+        assert.equal(entry.text("client_addr"), `${client}:5555`, "the ticket records the real client");
       } finally {
         seg.close();
       }
@@ -342,6 +343,8 @@ Deno.test("through HAProxy (v1 to the dispatcher, v2 to the worker) the real cli
   const front = freePorts(2);
   let proxy: Awaited<ReturnType<typeof startHaproxy>> | undefined;
   await withInstance({ workers: 1, flags: ["--proxy-from=127.0.0.9"] }, async (inst) => {
+    // The operator sees whom osps trusts to name clients, with the limits those clients are counted by.
+    assert.equal((await inst.status()).limits["proxy-from"], "127.0.0.9/32");
     proxy = await startHaproxy([
       { listen: front, to: inst.port, version: 1 },
       { listen: front + 1, to: inst.port + 1, version: 2 },
@@ -361,7 +364,8 @@ Deno.test("through HAProxy (v1 to the dispatcher, v2 to the worker) the real cli
         assert.equal(a.port, inst.port + 1);
         const seg = mapTable(inst);
         try {
-          assert.equal(seg.slot(1).text("client_addr"), mine, "not HAProxy's 127.0.0.9");
+          const entry = seg.slot(1).tickets.find((t) => t.holds(a.ticket))!; // the ticket's entry in the slot
+          assert.equal(entry.text("client_addr"), mine, "not HAProxy's 127.0.0.9");
         } finally {
           seg.close();
         }

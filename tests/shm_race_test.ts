@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { instancePaths } from "../mod/cli/config.ts";
 import { ensureFifo, FifoPoller } from "../mod/ipc/fifo.ts";
-import { Segment, WorkState, workState } from "../mod/ipc/shm.ts";
+import { Segment } from "../mod/ipc/shm.ts";
+import { requestsInProgress } from "../mod/link/ticket_reports.ts";
+import type { Claim } from "../mod/link/worker_link.ts";
 import { LocalDispatcherLink, LocalWorkerLink } from "../mod/link/local_link.ts";
 import { newTicket } from "../mod/link/tickets.ts";
 import { systemClock } from "../mod/sys/clock.ts";
@@ -33,10 +35,10 @@ Deno.test("two racing claimers and a racing reclaim: each ticket is used at most
     poller.start();
     side.ready();
     await waitFor("the link", () => link.available(), 5_000);
-    const inbox: Array<{ kind: string; round?: number; won?: boolean }> = [];
+    const inbox: Array<{ kind: string; round?: number; won?: boolean; claim?: Claim }> = [];
     for (const r of racers) r.onmessage = (e) => inbox.push(e.data);
     for (const r of racers) r.postMessage({ kind: "init", shm: paths.shm, runDir: dir, barrier });
-    await waitFor("racers ready", () => inbox.filter((m) => m.kind === "ready").length === 2, 10_000);
+    await waitFor("racers ready", () => inbox.filter((m) => m.kind === "ready").length === 2, 60_000);
     const rounds = 400;
     let taken = 0, reclaimedWins = 0, racerWins = 0;
     for (let round = 1; round <= rounds; round++) {
@@ -63,8 +65,8 @@ Deno.test("two racing claimers and a racing reclaim: each ticket is used at most
       if (reclaimed) reclaimedWins++;
       if (wins === 1) {
         racerWins++;
-        assert.equal(workState(segment.slot(1).load("work")), WorkState.BUSY);
-        side.done();
+        assert.equal(requestsInProgress(segment.slot(1)).length, 1, "the winner's request runs");
+        side.done(inbox.find((m) => m.round === round && m.won)!.claim!);
       }
       if (wins === 1 || reclaimed) taken++;
     }

@@ -10,11 +10,11 @@ import {
   ShmError,
   SLOT_FIELDS,
   SLOT_SIZE,
-  workGen,
-  WorkState,
-  workState,
-  workWord,
+  TICKET_ENTRY_SIZE,
+  TICKET_FIELDS,
 } from "../mod/ipc/shm.ts";
+import { TicketState, ticketWord } from "../mod/link/slot_tickets.ts";
+import { ticketStatesMarkdown } from "../mod/link/ticket_reports.ts";
 import * as libc from "../mod/sys/libc.ts";
 
 function uniqueName(): string {
@@ -22,7 +22,13 @@ function uniqueName(): string {
 }
 
 Deno.test("layout fields never overlap and fit in their header or slot", () => {
-  for (const [fields, limit] of [[HEADER_FIELDS, HEADER_SIZE], [SLOT_FIELDS, SLOT_SIZE]] as const) {
+  for (
+    const [fields, limit] of [
+      [HEADER_FIELDS, HEADER_SIZE],
+      [SLOT_FIELDS, SLOT_SIZE],
+      [TICKET_FIELDS, TICKET_ENTRY_SIZE],
+    ] as const
+  ) {
     let end = 0;
     for (const f of fields) {
       const size = f.type === "i32" ? 4 : f.type === "i64" ? 8 : Number(f.type.slice(5));
@@ -37,27 +43,33 @@ Deno.test("layout fields never overlap and fit in their header or slot", () => {
 
 Deno.test("docs/SHM_LAYOUT.md is the layout table generated from the code", () => {
   const doc = Deno.readTextFileSync(new URL("../docs/SHM_LAYOUT.md", import.meta.url));
-  assert.ok(doc.includes(layoutMarkdown()), "regenerate with: deno task layout");
+  assert.ok(doc.includes(layoutMarkdown(ticketStatesMarkdown())), "regenerate with: deno task layout");
 });
 
 Deno.test("Segment.create makes a 0600 segment readers can open; unlink removes it", () => {
   const name = uniqueName();
-  const seg = Segment.create(name, 4, 1234, 2222);
+  const seg = Segment.create(name, 4, 1234, 2222, 3);
   try {
-    assert.equal(seg.byteLength, segmentSize(4));
+    assert.equal(seg.byteLength, segmentSize(4, 3));
     assert.equal(Segment.stat(name).mode & 0o777, 0o600);
     assert.equal(Segment.stat(name).uid, libc.getuid());
     const other = Segment.open(name, 1234);
     assert.equal(other.header("magic"), SHM_MAGIC);
     assert.equal(other.header("slot_count"), 4);
     assert.equal(other.header("base_port"), 2222);
+    assert.equal(other.ticketsPerSlot, 3);
     // A write through one mapping is seen through the other: it is the same memory.
     seg.slot(2).store("port", 4242);
-    seg.slot(2).setText("request_type", "echo");
-    seg.slot(3).store("ticket_expires_at", 1_700_000_000_123);
+    seg.slot(2).tickets[1]!.setText("request_type", "echo");
+    seg.slot(3).tickets[2]!.store("expires_at", 1_700_000_000_123);
     assert.equal(other.slot(2).load("port"), 4242);
-    assert.equal(other.slot(2).text("request_type"), "echo");
-    assert.equal(other.slot(3).load("ticket_expires_at"), 1_700_000_000_123);
+    assert.equal(other.slot(2).tickets[1]!.text("request_type"), "echo");
+    assert.equal(other.slot(3).tickets[2]!.load("expires_at"), 1_700_000_000_123);
+    // Entries do not overlap each other, the slots or the stats blocks.
+    assert.equal(other.slot(2).tickets[0]!.text("request_type"), "");
+    assert.equal(other.slot(3).tickets[1]!.load("expires_at"), 0);
+    seg.slot(3).tickets[2]!.bytes("request_arg").fill(0xff); // the very last bytes of the segment
+    assert.ok(other.stats(3).read().requests.flat().every((n) => n === 0));
     other.close();
   } finally {
     seg.close();
@@ -67,19 +79,21 @@ Deno.test("Segment.create makes a 0600 segment readers can open; unlink removes 
   assert.equal(Segment.unlink(name), false);
 });
 
-Deno.test("the work word packs state and generation; a CAS with a stale word fails", () => {
+Deno.test("a ticket word packs state and generation; a CAS with a stale word fails", () => {
   const name = uniqueName();
   using a = Segment.create(name, 2, 1);
   using b = Segment.open(name);
   try {
-    const assigned = workWord(WorkState.ASSIGNED, 7);
-    assert.equal(workState(assigned), WorkState.ASSIGNED);
-    assert.equal(workGen(assigned), 7);
-    a.slot(1).store("work", assigned);
-    // Another assignment happened in between (generation 8): a claim made with the word it read earlier fails.
-    a.slot(1).store("work", workWord(WorkState.ASSIGNED, 8));
-    assert.equal(b.slot(1).cas("work", assigned, workWord(WorkState.BUSY, 7)), false);
-    assert.equal(b.slot(1).cas("work", workWord(WorkState.ASSIGNED, 8), workWord(WorkState.BUSY, 8)), true);
+    const e = (s: Segment) => s.slot(1).tickets[0]!;
+    const assigned = ticketWord(TicketState.ASSIGNED, 7);
+    assert.ok(e(a).cas("word", 0, assigned));
+    // Another issue happened in between (generation 8): a claim made with the word it read earlier fails.
+    assert.ok(e(a).cas("word", assigned, ticketWord(TicketState.ASSIGNED, 8)));
+    assert.equal(e(b).cas("word", assigned, ticketWord(TicketState.BUSY, 7)), false);
+    assert.equal(
+      e(b).cas("word", ticketWord(TicketState.ASSIGNED, 8), ticketWord(TicketState.BUSY, 8)),
+      true,
+    );
     assert.equal(b.slot(1).add("served", 1), 1);
     b.slot(1).store("served", 2 ** 40);
     assert.equal(a.slot(1).add("served", 1), 2 ** 40 + 1, "served is 64-bit");
@@ -97,7 +111,8 @@ Deno.test("a closed segment refuses access instead of reading unmapped memory; c
   seg.close();
   assert.equal(seg.closed, true);
   assert.throws(() => slot.load("port"), RangeError);
-  assert.throws(() => slot.bytes("ticket"), RangeError);
+  assert.throws(() => slot.bytes("host"), RangeError);
+  assert.throws(() => slot.tickets[0]!.bytes("ticket"), RangeError);
   assert.throws(() => seg.header("magic"), RangeError);
   Segment.unlink(name);
 });
@@ -110,7 +125,7 @@ Deno.test("Segment.open refuses a segment shorter than its slot count says (it w
   libc.ftruncate(fd, segmentSize(2));
   libc.close(fd);
   try {
-    assert.throws(() => Segment.open(name), /claims 4 slots but holds/);
+    assert.throws(() => Segment.open(name), /claims 4 slots of 1 tickets but holds/);
   } finally {
     Segment.unlink(name);
   }

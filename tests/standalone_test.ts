@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { selfCommand } from "../mod/sys/spawn.ts";
-import { assertNothingLeft, freePorts, rolesOf } from "./harness.ts";
+import { assertNothingLeft, compiledStandIn, freePorts, rolesOf } from "./harness.ts";
 import { processTable } from "../mod/sys/proc.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -40,29 +40,11 @@ Deno.test("selfCommand: a compiled binary re-runs itself as <binary> <role> …;
   ]);
 });
 
-/** The permission flags `deno task compile` bakes into the binary. */
-function compileFlags(): string[] {
-  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.compile as string;
-  const task = tasks.slice(tasks.indexOf("deno compile")); // not the preflight's (scripts/compile_check.ts)
-  return task.split(/\s+/).filter((a) => a.startsWith("--allow-") || a === "--no-prompt");
-}
-
 Deno.test("a stand-in for the compiled binary runs a whole instance: every child re-run as <binary> <role>", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "osps-standin-" });
   const standIn = `${dir}/osps`;
   // What a compiled osps is: one executable; given a role, it runs it with the permissions baked in at compile time.
-  Deno.writeTextFileSync(
-    standIn,
-    [
-      "#!/bin/sh",
-      "# Stand-in for `deno compile` output: same argv shape, same baked-in permissions, names itself for re-runs.",
-      `OSPS_SELF_EXEC="$0" exec "${Deno.execPath()}" run --config="${ROOT}deno.json" ${
-        compileFlags().join(" ")
-      } ` +
-      `"${ROOT}main.ts" "$@"`,
-      "",
-    ].join("\n"),
-  );
+  Deno.writeTextFileSync(standIn, compiledStandIn());
   Deno.chmodSync(standIn, 0o755);
   const port = freePorts(3);
   const runDir = `${dir}/run`;

@@ -16,6 +16,7 @@ import {
   startInstance,
   withInstance,
 } from "./harness.ts";
+import { requestsInProgress } from "../mod/link/ticket_reports.ts";
 
 async function dispatcher(port: number): Promise<LineConn> {
   const c = await LineConn.connect("127.0.0.1", port);
@@ -28,11 +29,11 @@ async function reply(c: LineConn): Promise<Reply> {
 }
 
 Deno.test("osps stop: the request in flight finishes, a queued client gets 503 'stopping', and nothing is left", async () => {
-  const inst = await startInstance({ workers: 1 });
+  const inst = await startInstance({ workers: 1, flags: ["--worker-concurrency=1"] }); // a second client waits
   const inFlight = inst.client(["sleep", "1500"]);
   const table = mapTable(inst);
   try {
-    await pollFast("the sleep running", () => table.slot(1).load("request_started_at") > 0, 10_000, 5);
+    await pollFast("the sleep running", () => requestsInProgress(table.slot(1)).length > 0, 10_000, 5);
   } finally {
     table.close();
   }
@@ -73,11 +74,11 @@ Deno.test("osps stop with an idle client connected: the dispatcher exits on its 
 });
 
 Deno.test("a full queue is a 503 status line; the connection stays usable", async () => {
-  await withInstance({ workers: 1, flags: ["--queue-size=1"] }, async (inst) => {
+  await withInstance({ workers: 1, flags: ["--queue-size=1", "--worker-concurrency=1"] }, async (inst) => {
     const busy = inst.client(["sleep", "1500"]);
     const table = mapTable(inst);
     try {
-      await pollFast("the worker busy", () => table.slot(1).load("request_started_at") > 0, 10_000, 5);
+      await pollFast("the worker busy", () => requestsInProgress(table.slot(1)).length > 0, 10_000, 5);
     } finally {
       table.close();
     }

@@ -18,7 +18,8 @@ import {
   withInstance,
   zombiesOf,
 } from "./harness.ts";
-import { SupState, WorkState, workState } from "../mod/ipc/shm.ts";
+import { SupState } from "../mod/ipc/shm.ts";
+import { workSummary } from "../mod/link/ticket_reports.ts";
 
 /** Short heartbeats so that hangs are found in well under a second. */
 const FAST = ["--heartbeat-ms=100", "--hang-timeout-ms=600"];
@@ -196,7 +197,7 @@ Deno.test("kill -9 of a worker: replaced within a bound, no client routed to the
         Deno.kill(victim, "SIGKILL");
         await pollFast("worker 2 back", () => {
           const pid = slot.load("pid");
-          return pid > 0 && pid !== victim && workState(slot.load("work")) === WorkState.IDLE &&
+          return pid > 0 && pid !== victim && workSummary(slot, 0).text === "idle" &&
             slot.load("sup_state") === SupState.READY;
         });
         times.push(since(t0));

@@ -21,7 +21,9 @@ import { Heartbeat } from "../mod/supervise/heartbeat.ts";
 import type { Spawned, Timing } from "../mod/supervise/child_spec.ts";
 import { SupervisedChild } from "../mod/supervise/supervisor.ts";
 import { ManualClock } from "../mod/sys/clock.ts";
-import { Segment, SupState, WorkState, workWord } from "../mod/ipc/shm.ts";
+import { Segment, SupState } from "../mod/ipc/shm.ts";
+import { BLAMED, type Issue, SlotTickets, TicketState } from "../mod/link/slot_tickets.ts";
+import { newTicket } from "../mod/link/tickets.ts";
 
 Deno.test("every state is reachable from none, and only stopped is final (but for a spare slot's new start)", () => {
   const seen = new Set<State>(["none"]);
@@ -215,11 +217,23 @@ function fixture(policy = POLICY, post?: (child: SupervisedChild, e: ChildEvent)
     },
   );
   const settle = () => new Promise((r) => setTimeout(r, 0));
+  // The worker's side of the ticket protocol, played by the test: a request runs as a real worker's would.
+  const tickets = new SlotTickets(segment.slot(1), clock);
   return {
     child,
     clock,
     procs,
     slot: segment.slot(1),
+    /** A client's `type arg` request now runs in the worker (issued and claimed through the ticket protocol). */
+    run(type: string, arg = ""): Issue {
+      tickets.open();
+      const ticket = newTicket();
+      assert.ok(tickets.issue({ ticket, type, clientAddr: "x:1", expiresAt: clock.now() + 1_000 }));
+      const claim = tickets.claim(ticket, type, arg);
+      assert.ok(typeof claim !== "string", `claimed: ${claim}`);
+      return claim;
+    },
+    finish: (claim: Issue) => tickets.finish(claim),
     last: () => procs[procs.length - 1]!,
     settle,
     /** Lets the current process say ready, and the supervisor read it. */
@@ -271,10 +285,7 @@ Deno.test("supervisor: kills caused by requests restart at once and spend no bud
   await f.ready();
   for (let i = 0; i < 10; i++) { // far past the budget of 3
     const p = f.last();
-    f.slot.store("work", workWord(WorkState.BUSY, i + 1));
-    f.slot.setText("request_type", "fib");
-    f.slot.setText("request_arg", "45");
-    f.slot.store("request_started_at", f.clock.now());
+    const claim = f.run("fib", "45");
     f.child.tick(); // a ping, never answered: the request blocks the event loop
     f.clock.advance(TIMING.hangTimeoutMs + 1);
     f.child.tick();
@@ -282,11 +293,12 @@ Deno.test("supervisor: kills caused by requests restart at once and spend no bud
     assert.deepEqual(p.signals, ["SIGTERM"]);
     await f.settle();
     assert.equal(f.slot.load("last_exit"), ExitReason.HANG_IN_REQUEST);
-    assert.equal(f.slot.load("death_gen"), i + 1, "the death record names the assignment it held");
+    assert.equal(f.slot.load("death_pid"), p.pid, "the death record is about that process");
+    assert.equal(f.slot.bytes("death_entries")[claim.entry], BLAMED, "and blames the request it held");
+    assert.equal(f.slot.text("death_request"), "fib 45");
     assert.equal(f.slot.load("death_limit_ms"), TIMING.hangTimeoutMs);
     f.clock.advance(0);
     assert.equal(f.child.state, "starting", `kill ${i + 1} restarted at once`);
-    f.slot.store("request_started_at", 0);
     await f.ready();
   }
   assert.equal(f.child.state, "ready");
@@ -298,8 +310,7 @@ Deno.test("supervisor: a request past its deadline is killed; SIGTERM ignored es
   await f.ready();
   const p = f.last();
   p.ignoresTerm = true;
-  f.slot.setText("request_type", "sleep");
-  f.slot.store("request_started_at", f.clock.now());
+  f.run("sleep", "30000");
   for (let t = 0; t <= TIMING.requestTimeoutMs; t += 500) {
     f.clock.advance(500);
     f.child.tick();
@@ -324,7 +335,11 @@ Deno.test("supervisor: an idle child that stops answering is hung (its own fault
   f.child.tick();
   await f.settle();
   assert.equal(f.slot.load("last_exit"), ExitReason.HANG);
-  assert.equal(f.slot.load("death_gen"), -1, "it held no assignment");
+  assert.equal(f.slot.load("death_pid"), f.procs[0]!.pid);
+  assert.ok(
+    [...f.slot.bytes("death_entries")].every((s) => s === TicketState.OFFLINE),
+    "it held no ticket",
+  );
   assert.equal(f.child.state, "backoff");
 });
 
@@ -446,8 +461,7 @@ Deno.test("supervisor: a replaced child drains, keeps its request deadline, and 
   f.child.start();
   await f.ready();
   const p = f.last();
-  f.slot.store("work", workWord(WorkState.BUSY, 1));
-  f.slot.store("request_started_at", f.clock.now());
+  const claim = f.run("sleep", "500");
   const finished = f.child.replaced(ExitReason.REPLACED, 10_000);
   await f.settle();
   assert.equal(f.child.state, "replaced");
@@ -457,8 +471,7 @@ Deno.test("supervisor: a replaced child drains, keeps its request deadline, and 
   f.clock.advance(1_000);
   f.child.tick();
   p.pong();
-  f.slot.store("request_started_at", 0);
-  f.slot.store("work", workWord(WorkState.DRAINING, 1));
+  f.finish(claim);
   p.die({ code: 0 });
   await finished;
   assert.equal(f.child.state, "stopped");
@@ -478,8 +491,7 @@ Deno.test("supervisor: a replaced child past its deadline is killed, and still n
   f.child.start();
   await f.ready();
   const p = f.last();
-  f.slot.store("work", workWord(WorkState.BUSY, 1));
-  f.slot.store("request_started_at", f.clock.now());
+  f.run("sleep", "30000");
   const finished = f.child.replaced(ExitReason.REPLACED_RSS, 120_000);
   f.clock.advance(TIMING.requestTimeoutMs + 1);
   f.child.tick(); // nothing unanswered (no ping was in flight): only the request's deadline is past

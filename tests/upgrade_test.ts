@@ -6,7 +6,7 @@
  * restarts keeps working, and `osps reload` moves every worker to the new code.
  */
 import assert from "node:assert/strict";
-import { assertNothingLeft, freePorts, osps, RUN_FLAGS, waitFor } from "./harness.ts";
+import { assertNothingLeft, compiledStandIn, freePorts, osps, RUN_FLAGS, waitFor } from "./harness.ts";
 import { processTable } from "../mod/sys/proc.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -103,21 +103,9 @@ Deno.test("deno run: the Deno binary renamed over while running; restarts and os
   }
 });
 
-/** The permission flags `deno task compile` bakes into the binary. */
-function compileFlags(): string[] {
-  const task = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks.compile as string;
-  return task.split(/\s+/).filter((a) => a.startsWith("--allow-") || a === "--no-prompt");
-}
-
-/** A stand-in for the compiled binary (see standalone_test.ts), marked with `version` in its children's argv. */
+/** A stand-in for the compiled binary, marked with `version` in its children's argv. */
 function standIn(version: number): string {
-  return [
-    "#!/bin/sh",
-    `OSPS_SELF_EXEC="$0" exec "${Deno.execPath()}" run --config="${ROOT}deno.json" --v8-flags=--stack-size=${
-      980 + version
-    } ${compileFlags().join(" ")} "${MAIN}" "$@"`,
-    "",
-  ].join("\n");
+  return compiledStandIn([`--v8-flags=--stack-size=${980 + version}`]);
 }
 
 Deno.test("compiled (a stand-in): a new binary renamed over the old one runs after osps reload and in every restart", async () => {

@@ -186,8 +186,9 @@ const POOL: Record<string, FlagSpec> = {
     default: 0,
     min: 0,
     max: 1024,
-    doc: "unused tickets one network address may hold at once (0 = workers - 1, at least 1; " +
-      "loopback clients are held to one per connection instead)",
+    doc: "tickets (unused or running) one network address may hold at once, at most; each address gets its " +
+      "fair share of the workers anyway (0 = that share alone; loopback clients hold one unused ticket per " +
+      "connection instead)",
   },
   "quarantine-kills": {
     type: "int",
@@ -485,6 +486,15 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
         max: 64,
         short: "n",
         doc: "number of workers on this host (0 only with --link-port: a dispatcher for remote workers)",
+      },
+      "worker-concurrency": {
+        type: "int",
+        default: 32,
+        min: 1,
+        max: 64,
+        doc: "tickets one worker may hold at once, so clients it serves at once (1: one client per worker, " +
+          "the seeds' model; with more, a request that blocks its worker or runs past its deadline takes " +
+          "the others on that worker down with it, and each client is told which request did)",
       },
       host: HOST,
       port: { ...PORT, doc: "dispatcher port; workers use port+1 … port+N+1 (one spare for replacements)" },

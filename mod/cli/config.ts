@@ -48,7 +48,7 @@ export interface PoolConfig {
   readonly queueTimeoutMs: number;
   readonly ticketTtlMs: number;
   readonly graceMs: number;
-  /** Unused tickets one network address may hold (resolved: never 0). */
+  /** Tickets (unused or running) one network address may hold at most, below its fair share (0: no more limit). */
   readonly maxTicketsPerAddr: number;
 }
 
@@ -75,6 +75,8 @@ export interface QuarantineSettings {
 export interface WatchdogConfig
   extends LogConfig, LimitsConfig, PoolConfig, QuarantineSettings, LinkTimingConfig {
   readonly workers: number;
+  /** Tickets one worker may hold at once (the segment's ticket entries per slot). */
+  readonly workerConcurrency: number;
   readonly host: string;
   readonly port: number;
   readonly runDir: string;
@@ -219,7 +221,7 @@ function poolConfig(v: FlagValues): PoolConfig {
     queueTimeoutMs: num(v, "queue-timeout-ms"),
     ticketTtlMs: num(v, "ticket-ttl-ms"),
     graceMs: num(v, "grace-ms"),
-    maxTicketsPerAddr: num(v, "max-tickets-per-addr") || Math.max(1, num(v, "workers") - 1),
+    maxTicketsPerAddr: num(v, "max-tickets-per-addr"),
   };
 }
 
@@ -335,6 +337,7 @@ export function watchdogConfig(
     flags: v,
     maxConnsGiven: given.has("max-conns"),
     workers: num(v, "workers"),
+    workerConcurrency: num(v, "worker-concurrency"),
     host: str(v, "host"),
     port: num(v, "port"),
     runDir: resolveRunDir(v),

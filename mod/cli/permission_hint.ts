@@ -10,8 +10,8 @@
 
 const WHERE: Record<string, (what: string) => string> = {
   read: (what) =>
-    `osps may not read ${what}: it reads config and secret files only under /etc/osps and ~/.config/osps, ` +
-    `and run dirs under /tmp, /run/osps and /run/user; put the file there`,
+    `osps may not read ${what}: it reads run dirs under /tmp, /run/osps and /run/user (the files --config and ` +
+    `--secret-file name are read wherever they are); choose a path there`,
   write: (what) =>
     `osps may not write ${what}: it writes run dirs under /tmp, /run/osps and /run/user, and log files ` +
     `under /var/log/osps (the chat's --data-dir may be anywhere); choose a path there`,

@@ -57,6 +57,15 @@ export class Quarantine {
     return true;
   }
 
+  /**
+   * True when a request of `type` killed a worker within the window: its requests then run alone in their
+   * worker (with several tickets per worker), so that another kill takes no other client's request with it.
+   */
+  suspect(type: string): boolean {
+    const times = this.#kills.get(type);
+    return times !== undefined && times.some((t) => this.#clock.now() - t < this.#cfg.quarantineWindowMs);
+  }
+
   /** The refusal for a request of `type` now, or null when it may be served. */
   check(type: string): Refusal | null {
     const q = this.#until.get(type);

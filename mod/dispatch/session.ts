@@ -46,7 +46,7 @@ export interface SessionDeps {
 /** How long OUTCOME waits for a dead worker's account before answering what it knows. */
 const OUTCOME_WAIT_MS = 2_000;
 /** Abort reasons (an abort without one makes a DOMException, which costs on a hot path). */
-const SERVED = "served", WENT_AWAY = "client went away";
+const SERVED = "served";
 
 /** Serves one client connection until it quits, breaks the protocol, times out or goes away. */
 export async function serveDispatcherClient(tcp: Deno.TcpConn, d: SessionDeps): Promise<void> {
@@ -152,34 +152,39 @@ async function request(
   key: string,
   d: SessionDeps,
 ): Promise<string | null> {
-  const left = new AbortController();
   // Made only if the client has to wait; aborted with a plain reason (a DOMException costs).
   let watch: AbortController | undefined;
+  let left = false;
   let notice: Promise<unknown> | undefined;
   const result = await d.pool.acquire(
     type,
-    // Loopback is one address for every local client: its cap is per connection (see SECURITY.md).
-    { peer, capKey: key === "loopback" ? null : key },
+    // Loopback is one address for every local client: its share is not held against it, it holds one unused
+    // ticket per connection instead (see SECURITY.md).
+    { peer, owner: key, capped: key !== "loopback" },
     // Told once it has waited QUEUED_NOTICE_MS (a shorter wait, the usual one under load, costs no line).
     (position) => notice = conn.writeLine(formatReply(Status.QUEUED, `QUEUED ${position}`)),
-    left.signal,
     // Watched from the moment it waits: a waiting client has nothing to say, so EOF or a broken line means it
     // left and gives up its place at once (a line it pipelines stays for later). No idle timeout while it
     // waits on us: the queue timeout bounds the wait.
-    () => {
+    (leave) => {
       watch = new AbortController();
-      conn.peek(watch.signal).then((r) => r !== "line" && left.abort(WENT_AWAY), () => {});
+      conn.peek(watch.signal).then((r) => {
+        if (r === "line") return;
+        left = true;
+        leave();
+      }, () => {});
     },
+    d.quarantine.suspect(type),
   );
   await notice; // the QUEUED line goes out before what follows it
   watch?.abort(SERVED);
   if ("refused" in result) {
-    if (left.signal.aborted) return null;
+    if (left) return null;
     d.stats.refusal(result.status);
     await conn.writeLine(formatReply(result.status, result.refused));
     return "";
   }
-  if (left.signal.aborted || !(await conn.writeLine(formatAssign(result)))) {
+  if (left || !(await conn.writeLine(formatAssign(result)))) {
     d.pool.giveBack(result); // the client never got it, or will never use it
     return null;
   }
@@ -203,7 +208,7 @@ async function outcome(pool: WorkerPool, ticket: string): Promise<string> {
   if (fate.state === "lost") {
     const l = fate.lost;
     const request = l.arg ? `${l.type} ${l.arg}` : l.type;
-    const text = lostWorkText(`worker ${worker}`, request, l.reason, l.limitMs, l.started);
+    const text = lostWorkText(`worker ${worker}`, request, l.reason, l.limitMs, l.started, l.culprit);
     logger().debug("outcome of a lost ticket: {text}", { text });
     return formatReply(Status.WORKER_LOST, text);
   }

@@ -4,6 +4,21 @@
  * back tickets nobody used. Works on {@link WorkerLink}s, so it does not care
  * how a worker is reached; the links hold the truth about tickets (for local
  * workers, shared memory), the pool keeps no expiry timers of its own.
+ *
+ * Fair shares. One client address may not hold the pool: it gets at most its
+ * fair share of the tickets (a ticket is a place in a worker, unused or
+ * running): with C places in the workers that serve and A addresses active
+ * (holding tickets or waiting, itself included), `max(1, ⌊C / A⌋)`; alone,
+ * `max(1, C − 1)`, so that whoever comes next finds a place at once however
+ * long the first one's requests run (`--max-tickets-per-addr` can lower it).
+ * The queue is work-conserving: an address may fill it while nobody else
+ * waits, but when it is full and another address asks, that address takes
+ * the newest place of the one holding more than `max(1, ⌊queue / addresses
+ * queued⌋)`. A waiter held back by its share never holds up those behind it,
+ * and a client never waits for a free place nobody in the queue may take.
+ * Loopback is one address for every local user, so its share is not held
+ * against it (a connection holds one unused ticket at a time instead), but it
+ * counts among the active addresses.
  * @module
  */
 import type { PoolConfig } from "../cli/config.ts";
@@ -23,14 +38,18 @@ export interface Refusal {
 export interface Requester {
   /** Peer `host:port` (written into the ticket's slot). */
   readonly peer: string;
-  /** The per-address key (`addrKey`), or null where the per-address ticket cap does not apply. */
-  readonly capKey: string | null;
+  /** Its address as the per-address limits count it (`addrKey`: "loopback" for every local client). */
+  readonly owner: string;
+  /** False where the fair share of tickets is not held against it (loopback). */
+  readonly capped: boolean;
 }
 
 interface Waiter {
   readonly type: string;
+  /** Runs alone in its worker (its type killed a worker recently). */
+  readonly alone: boolean;
   readonly who: Requester;
-  /** Settles the waiter's promise once, releasing its abort listener. */
+  /** Settles the waiter's promise. */
   readonly resolve: (r: Assignment | Refusal) => void;
   /** When it joined the queue. */
   readonly since: number;
@@ -131,48 +150,38 @@ export class WorkerPool {
 
   /**
    * Finds a worker for one request: at once, or after waiting in the queue
-   * (`onWait` is called as it joins the queue, `onQueued` told its position
+   * (`onWait` is called as it joins the queue, with the function to call if
+   * the client leaves and gives up its place; `onQueued` is told its position
    * once it has waited {@link QUEUED_NOTICE_MS}), or refused (queue full,
-   * timeout, draining, left). When `left` aborts, the client gave up its place.
+   * timeout, draining, left). Nothing is allocated for a client that need not wait. With `alone`, the
+   * request gets a worker that holds no other ticket, and that worker takes no other while it runs.
    */
   acquire(
     type: string,
     who: Requester,
     onQueued: (position: number) => unknown,
-    left?: AbortSignal,
-    onWait?: () => void,
+    onWait?: (leave: () => void) => void,
+    alone = false,
   ): Promise<Assignment | Refusal> {
     if (this.#draining) {
       return Promise.resolve({ refused: "server is stopping; retry later", status: Status.BUSY });
     }
-    if (this.#queue.length === 0) {
-      const now = this.#tryAssign(type, who);
-      if (now) return Promise.resolve(now);
-    } else this.#pump(); // a worker may have freed since the last poll: the queue goes first
-    if (this.#queue.length >= this.#cfg.queueSize) {
+    if (this.#queue.length > 0) this.#pump(); // a worker may have freed since the last poll: the queue goes first
+    // What is still free now, nobody waiting may take (each is held back by its share): this client may.
+    const now = this.#tryAssign(type, who, alone);
+    if (now) return Promise.resolve(now);
+    if (this.#queue.length >= this.#cfg.queueSize && !this.#makeRoomFor(who.owner)) {
       return Promise.resolve({
         refused: `all workers busy and ${this.#queue.length} clients waiting; retry later`,
         status: Status.BUSY,
       });
     }
     const { promise, resolve } = Promise.withResolvers<Assignment | Refusal>();
-    const waiter: Waiter = {
-      type,
-      who,
-      since: this.#clock.now(),
-      onQueued,
-      noticed: false,
-      resolve: (r) => {
-        left?.removeEventListener("abort", onLeft);
-        resolve(r);
-      },
-    };
-    const onLeft = () => {
-      if (this.#remove(waiter)) waiter.resolve({ refused: "client left the queue", status: Status.BUSY });
-    };
-    left?.addEventListener("abort", onLeft, { once: true });
+    const waiter: Waiter = { type, alone, who, since: this.#clock.now(), onQueued, noticed: false, resolve };
     this.#queue.push(waiter);
-    onWait?.();
+    onWait?.(() => {
+      if (this.#remove(waiter)) waiter.resolve({ refused: "client left the queue", status: Status.BUSY });
+    });
     this.#queueChanged();
     // Published before this second look: a worker freed in between either was seen here, or saw the
     // queue depth (and that the pool polls) and rang its doorbell (no lost wake-up).
@@ -255,22 +264,66 @@ export class WorkerPool {
     return true;
   }
 
-  /** Unused tickets held by `key` now. */
-  #heldBy(key: string): number {
-    let n = 0;
-    for (const l of this.#links) if (l.outstanding() === key) n++;
-    return n;
+  /**
+   * The queue is full and `owner` asks: if another address holds more than
+   * its share of the places, its newest waiter is refused and `owner` gets
+   * that place. False when no address holds more than its share.
+   */
+  #makeRoomFor(owner: string): boolean {
+    const count = new Map<string, number>([[owner, 0]]);
+    for (const w of this.#queue) count.set(w.who.owner, (count.get(w.who.owner) ?? 0) + 1);
+    const share = Math.max(1, Math.floor(this.#cfg.queueSize / count.size));
+    if (count.get(owner)! >= share) return false;
+    let most: string | undefined;
+    for (const [o, n] of count) if (n > share && (most === undefined || n > count.get(most)!)) most = o;
+    if (most === undefined) return false;
+    const i = this.#queue.findLastIndex((w) => w.who.owner === most);
+    const [evicted] = this.#queue.splice(i, 1);
+    this.#queueChanged();
+    evicted!.resolve({
+      refused: `all workers busy and your address holds ${count.get(most)} of the ${this.#cfg.queueSize} ` +
+        "places in the queue, more than its share: another address took this one; retry later",
+      status: Status.BUSY,
+    });
+    return true;
   }
 
-  #tryAssign(type: string, who: Requester): Assignment | null {
-    if (who.capKey !== null && this.#heldBy(who.capKey) >= this.#cfg.maxTicketsPerAddr) return null;
+  /** Tickets issued and not finished (unused or running) per owner now. */
+  #liveByOwner(): Map<string, number> {
+    const live = new Map<string, number>();
+    for (const l of this.#links) for (const o of l.owners()) live.set(o, (live.get(o) ?? 0) + 1);
+    return live;
+  }
+
+  /**
+   * The most tickets `owner` may hold now: its fair share of the places in the
+   * workers that serve, among the addresses active (see the module's note).
+   */
+  fairShare(owner: string, live = this.#liveByOwner()): number {
+    let places = 0;
+    for (const l of this.#links) if (l.present()) places += l.capacity;
+    const active = new Set(live.keys()).add(owner);
+    for (const w of this.#queue) active.add(w.who.owner);
+    const fair = active.size <= 1 ? Math.max(1, places - 1) : Math.max(1, Math.floor(places / active.size));
+    return this.#cfg.maxTicketsPerAddr > 0 ? Math.min(fair, this.#cfg.maxTicketsPerAddr) : fair;
+  }
+
+  /** True when `who` holds its fair share of tickets already (`live`: per owner, counted once per pass). */
+  #atShare(who: Requester, live?: Map<string, number>): boolean {
+    if (!who.capped) return false;
+    live ??= this.#liveByOwner();
+    return (live.get(who.owner) ?? 0) >= this.fairShare(who.owner, live);
+  }
+
+  #tryAssign(type: string, who: Requester, alone: boolean, live?: Map<string, number>): Assignment | null {
+    if (this.#atShare(who, live)) return null;
     const n = this.#links.length;
     for (let k = 0; k < n; k++) {
       const link = this.#links[(this.#next + k) % n]!;
       if (!link.available()) continue;
       const ticket = newTicket();
       const expiresAt = this.#clock.now() + this.#cfg.ticketTtlMs;
-      if (!link.assign({ ticket, type, clientAddr: who.peer, owner: who.capKey ?? who.peer, expiresAt })) {
+      if (!link.assign({ ticket, type, clientAddr: who.peer, owner: who.owner, expiresAt }, alone)) {
         continue;
       }
       this.#next = (this.#next + k + 1) % n;
@@ -282,11 +335,14 @@ export class WorkerPool {
   }
 
   #pump(): void {
-    // In order, but a waiter held back by its address's cap does not hold up the ones behind it.
+    // In order, but a waiter held back by its address's share does not hold up the ones behind it.
+    let live: Map<string, number> | undefined; // per owner, counted once per pass, when a share is checked
     for (let i = 0; i < this.#queue.length;) {
       const w = this.#queue[i]!;
-      const a = this.#tryAssign(w.type, w.who);
+      if (w.who.capped) live ??= this.#liveByOwner();
+      const a = this.#tryAssign(w.type, w.who, w.alone, live);
       if (a) {
+        live?.set(w.who.owner, (live.get(w.who.owner) ?? 0) + 1);
         this.#queue.splice(i, 1);
         this.#queueChanged();
         w.resolve(a);
@@ -300,11 +356,12 @@ export class WorkerPool {
     const now = this.#clock.now();
     let freed = 0;
     for (const link of this.#links) {
-      if (link.sweep(now)) {
-        freed++;
-        this.#hooks.onTicketUnused?.("expired");
-        logger().info("ticket for worker {id} expired unused; the worker is free again", { id: link.id });
+      const n = link.sweep(now);
+      for (let i = 0; i < n; i++) this.#hooks.onTicketUnused?.("expired");
+      if (n > 0) {
+        logger().info("ticket for worker {id} expired unused; its place is free again", { id: link.id });
       }
+      freed += n;
     }
     if (freed > 0) this.#pump();
   }

@@ -131,12 +131,14 @@ export class ServiceCaller {
   }
 
   /**
-   * A ticket for a worker other than this one whenever there are others: a
-   * request that kills the worker running it (a deadline, a hang) then
-   * leaves alive the worker holding the client's connection, which answers
-   * 500 or 504 with the dispatcher's account. When the dispatcher names this
-   * worker, its ticket is held (so it is not named again) while a second
-   * session asks, then used up here with nothing run.
+   * A ticket for a worker other than this one whenever another has a free
+   * place: a request that kills the worker running it (a deadline, a hang)
+   * then leaves alive the worker holding the client's connection, which
+   * answers 500 or 504 with the dispatcher's account. When the dispatcher
+   * names this worker, its ticket is held while a second session asks (the
+   * dispatcher's round moves on to the next worker; with one place per
+   * worker this one is full meanwhile), then used up here with nothing run.
+   * Named again (no other worker has a free place), the request runs here.
    */
   async #assignOther(type: string): Promise<{ session: Session; worker: Assignment }> {
     const first = await this.#assign(type);

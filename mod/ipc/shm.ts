@@ -1,456 +1,78 @@
 /**
- * The shared-memory segment of one osps instance: layout (defined once, here),
- * creation, mapping and field access with `Atomics`.
+ * The shared-memory segment of one osps instance: creation, mapping and field
+ * access with `Atomics`, by the layout of `shm_layout.ts` (re-exported here).
  *
  * One segment per instance: a header, then slot 0 for the dispatcher and slots
- * 1..N for the workers, then one stats block per slot (`stats.ts`). Every
- * field has exactly one writer role (the `writer` column) except `work`,
- * which moves by compare-and-swap between the dispatcher and its worker. Times ending in `_at` or `_until` are
+ * 1..N for the workers, then one stats block per slot (`stats.ts`), then each
+ * slot's ticket entries (`tickets_per_slot` of them, the worker concurrency).
+ * Every field has exactly one writer role (the `writer` column) except the
+ * ticket words and a slot's `door`, which move by compare-and-swap between the
+ * roles, and only through the ticket protocol (`mod/link/slot_tickets.ts`,
+ * which also documents their states). Times ending in `_at` or `_until` are
  * milliseconds on CLOCK_MONOTONIC (`mod/sys/clock.ts`), the same clock in every
- * process of the host. `docs/SHM_LAYOUT.md` is generated from this table
- * (`deno task layout`), and a test fails when the two disagree.
+ * process of the host. `docs/SHM_LAYOUT.md` is generated from the layout's
+ * tables (`deno task layout`), and a test fails when the two disagree.
  * @module
  */
 import * as libc from "../sys/libc.ts";
 import { OspsError, SysError } from "../errors.ts";
-import { STATS_BLOCK_SIZE, statsMarkdown, StatsView } from "./stats.ts";
+import { STATS_BLOCK_SIZE, StatsView } from "./stats.ts";
+import {
+  HEADER,
+  HEADER_SIZE,
+  type HeaderField,
+  LAYOUT_VERSION,
+  MAX_SLOTS,
+  MAX_TICKETS_PER_SLOT,
+  segmentSize,
+  SHM_MAGIC,
+  SLOT_SIZE,
+} from "./shm_layout.ts";
 
-/** "OSPS" little-endian. */
-export const SHM_MAGIC = 0x5350534f;
-/** Bumped whenever {@link HEADER_FIELDS} or {@link SLOT_FIELDS} change. */
-export const LAYOUT_VERSION = 7;
-/** Bytes per slot; fields leave room to grow without moving slots. */
-export const SLOT_SIZE = 384;
-/** Bytes of header before slot 0. */
-export const HEADER_SIZE = 256;
-/** Room for the dispatcher's list of quarantined request types in the header. */
-export const QUARANTINE_TEXT_BYTES = 160;
-/** Most slots a segment may have (1 dispatcher + 64 workers, with room). */
-export const MAX_SLOTS = 1024;
-
-type FieldType = "i32" | "i64" | `bytes${number}`;
-interface FieldSpec {
-  readonly name: string;
-  readonly type: FieldType;
-  readonly writer: string;
-  readonly doc: string;
-}
-
-/** Header fields, in order. */
-export const HEADER_FIELDS = [
-  { name: "magic", type: "i32", writer: "watchdog", doc: '0x5350534f ("OSPS"), written last' },
-  { name: "layout_version", type: "i32", writer: "watchdog", doc: "layout version; readers refuse another" },
-  { name: "slot_count", type: "i32", writer: "watchdog", doc: "1 + number of workers" },
-  { name: "slot_size", type: "i32", writer: "watchdog", doc: "bytes per slot (256)" },
-  { name: "watchdog_pid", type: "i32", writer: "watchdog", doc: "pid of the owning watchdog" },
-  { name: "state", type: "i32", writer: "watchdog", doc: "instance state: 1 running, 2 stopping" },
-  {
-    name: "instance_id",
-    type: "i64",
-    writer: "watchdog",
-    doc: "random id of this instance (also in instance.json)",
-  },
-  {
-    name: "created_ms",
-    type: "i64",
-    writer: "watchdog",
-    doc: "creation time, wall clock (ms since the epoch)",
-  },
-  { name: "base_port", type: "i32", writer: "watchdog", doc: "dispatcher port" },
-  {
-    name: "ready_at",
-    type: "i64",
-    writer: "watchdog",
-    doc: "when the instance first became ready, 0 before",
-  },
-  {
-    name: "stats_block_size",
-    type: "i32",
-    writer: "watchdog",
-    doc: `bytes per stats block (${STATS_BLOCK_SIZE}); the blocks follow the last slot`,
-  },
-  {
-    name: "quarantine",
-    type: "bytes160",
-    writer: "dispatcher",
-    doc: "request types refused for now: `type until kills;` repeated (until: monotonic ms)",
-  },
-  {
-    name: "reloads_asked",
-    type: "i32",
-    writer: "watchdog",
-    doc: "reloads asked for (SIGHUP, `osps reload`) since the instance started",
-  },
-  {
-    name: "reloads_covered",
-    type: "i32",
-    writer: "watchdog",
-    doc: "`reloads_asked` as it was when the last finished reload began: every ask up to it is done",
-  },
-  {
-    name: "reloads_failed",
-    type: "i32",
-    writer: "watchdog",
-    doc:
-      "reloads that failed: the config did not load, or a new worker did not serve (the old ones serve on)",
-  },
-  {
-    name: "replaced_rss",
-    type: "i32",
-    writer: "watchdog",
-    doc: "workers replaced for going over --max-worker-rss-mb",
-  },
-  { name: "reloaded_at", type: "i64", writer: "watchdog", doc: "when the last reload finished, 0 before" },
-  {
-    name: "reloads_done",
-    type: "i32",
-    writer: "watchdog",
-    doc: "reloads that succeeded (every worker replaced)",
-  },
-] as const satisfies readonly FieldSpec[];
-
-/** Slot fields, in order. Slot 0 is the dispatcher, slot i (1..N) worker i. */
-export const SLOT_FIELDS = [
-  { name: "pid", type: "i32", writer: "watchdog", doc: "pid of the child, 0 when none" },
-  { name: "port", type: "i32", writer: "watchdog", doc: "TCP port the child listens on" },
-  { name: "sup_state", type: "i32", writer: "watchdog", doc: "supervision state (SupState)" },
-  {
-    name: "restarts",
-    type: "i32",
-    writer: "watchdog",
-    doc: "restarts of this slot since the instance started",
-  },
-  { name: "last_exit", type: "i32", writer: "watchdog", doc: "last exit reason (ExitReason code)" },
-  {
-    name: "work",
-    type: "i32",
-    writer: "dispatcher+worker (CAS)",
-    doc: "work word: WorkState in bits 0-3, assignment generation in bits 4-31",
-  },
-  { name: "conns", type: "i32", writer: "child", doc: "client connections the child holds open" },
-  { name: "queue_depth", type: "i32", writer: "dispatcher", doc: "slot 0: clients waiting for a worker" },
-  {
-    name: "polling",
-    type: "i32",
-    writer: "dispatcher",
-    doc:
-      "slot 0: 1 while clients wait and the dispatcher polls the slots for a freed worker (no doorbell needed)",
-  },
-  {
-    name: "death_gen",
-    type: "i32",
-    writer: "watchdog",
-    doc: "generation of the assignment the last process held when it died (-1: it held none)",
-  },
-  {
-    name: "death_state",
-    type: "i32",
-    writer: "watchdog",
-    doc: "work state of that assignment at the death: assigned (never started) or busy (started)",
-  },
-  { name: "death_limit_ms", type: "i32", writer: "watchdog", doc: "the limit a killed request ran past, ms" },
-  {
-    name: "served",
-    type: "i64",
-    writer: "worker",
-    doc: "requests served by this slot (dispatcher: hand-offs)",
-  },
-  {
-    name: "heartbeat_at",
-    type: "i64",
-    writer: "child",
-    doc: "last heartbeat answered from the child's main loop",
-  },
-  { name: "started_at", type: "i64", writer: "watchdog", doc: "when the current child was spawned" },
-  {
-    name: "request_started_at",
-    type: "i64",
-    writer: "worker",
-    doc: "start of the request in progress, 0 when none",
-  },
-  { name: "ticket_expires_at", type: "i64", writer: "dispatcher", doc: "expiry of the pending ticket" },
-  { name: "backoff_until", type: "i64", writer: "watchdog", doc: "restart not before this time" },
-  {
-    name: "link_wedged_at",
-    type: "i64",
-    writer: "dispatcher",
-    doc: "when a probe through this worker's FIFO pair went unanswered, 0 when fine",
-  },
-  {
-    name: "ticket",
-    type: "bytes16",
-    writer: "dispatcher",
-    doc: "one-time ticket, 128 random bits (never all zero)",
-  },
-  {
-    name: "request_type",
-    type: "bytes16",
-    writer: "dispatcher",
-    doc: "request type the ticket is for (ASCII)",
-  },
-  {
-    name: "client_addr",
-    type: "bytes48",
-    writer: "dispatcher",
-    doc: "client address the ticket was issued to",
-  },
-  {
-    name: "request_arg",
-    type: "bytes32",
-    writer: "worker",
-    doc: "argument of the request in progress (first 32 bytes), to say what a killed request was",
-  },
-  {
-    name: "link_state",
-    type: "i32",
-    writer: "dispatcher (remote slots) / worker (joined host)",
-    doc: "a TCP link's state (LinkState); 0 for a local worker on FIFOs",
-  },
-  {
-    name: "remote_watchdog_pid",
-    type: "i32",
-    writer: "dispatcher",
-    doc: "remote slots: pid of the worker's own watchdog on its host",
-  },
-  {
-    name: "host",
-    type: "bytes48",
-    writer: "dispatcher",
-    doc: "remote slots: the address the worker listens on (local workers: empty, the instance's --host)",
-  },
-  {
-    name: "spare",
-    type: "i32",
-    writer: "watchdog",
-    doc:
-      "1: a local slot kept free, where a worker's replacement starts before the worker is replaced (reload, RSS)",
-  },
-  {
-    name: "rss_kb",
-    type: "i32",
-    writer: "watchdog",
-    doc: "resident memory of the child, KiB (local children)",
-  },
-] as const satisfies readonly FieldSpec[];
-
-/** Name of a slot field. */
-export type SlotField = (typeof SLOT_FIELDS)[number]["name"];
-/** Name of a header field. */
-export type HeaderField = (typeof HEADER_FIELDS)[number]["name"];
-
-/** Work state of a slot (bits 0-3 of the `work` word). */
-export const WorkState = { OFFLINE: 0, IDLE: 1, ASSIGNED: 2, BUSY: 3, DRAINING: 4 } as const;
-/** State of a worker's TCP link (`link_state` field). */
-export const LinkState = { LOCAL: 0, CONNECTING: 1, ATTACHED: 2, LOST: 3, LEFT: 4 } as const;
-
-/** Supervision state of a slot (`sup_state` field), driven by the watchdog's state machine. */
-export const SupState = {
-  NONE: 0,
-  STARTING: 1,
-  READY: 2,
-  HUNG: 3,
-  STOPPING: 4,
-  BACKOFF: 5,
-  FAILED: 6,
-  STOPPED: 7,
-  REPLACED: 8,
-} as const;
-
-/** The work state in a `work` word. */
-export function workState(word: number): number {
-  return word & 0xf;
-}
-
-/** The assignment generation in a `work` word (bumped on every assignment, so a stale CAS fails). */
-export function workGen(word: number): number {
-  return word >>> 4;
-}
-
-/** A `work` word: `state` with generation `gen` (wraps at 2^28). */
-export function workWord(state: number, gen: number): number {
-  return (((gen & 0x0fffffff) << 4) | state) | 0;
-}
-
-/** Reverse lookup: state number → lower-case name. */
-export function stateName(table: Record<string, number>, value: number): string {
-  for (const [k, v] of Object.entries(table)) if (v === value) return k.toLowerCase();
-  return `unknown(${value})`;
-}
-
-interface Placed {
-  readonly name: string;
-  readonly type: FieldType;
-  readonly offset: number;
-  readonly size: number;
-  readonly writer: string;
-  readonly doc: string;
-}
-
-function place(fields: readonly FieldSpec[], limit: number): Map<string, Placed> {
-  const out = new Map<string, Placed>();
-  let off = 0;
-  for (const f of fields) {
-    const size = f.type === "i32" ? 4 : f.type === "i64" ? 8 : Number(f.type.slice(5));
-    const align = f.type === "i64" ? 8 : 4;
-    off = Math.ceil(off / align) * align;
-    out.set(f.name, { ...f, offset: off, size });
-    off += size;
-  }
-  if (off > limit) throw new Error(`layout overflows: ${off} > ${limit}`);
-  return out;
-}
-
-const HEADER = place(HEADER_FIELDS, HEADER_SIZE);
-const SLOT = place(SLOT_FIELDS, SLOT_SIZE);
-
-/** The shm layout as a Markdown table (source of docs/SHM_LAYOUT.md). */
-export function layoutMarkdown(): string {
-  const rows = (title: string, m: Map<string, Placed>) =>
-    [
-      `### ${title}`,
-      "",
-      "| offset | size | field | type | writer | meaning |",
-      "| --- | --- | --- | --- | --- | --- |",
-      ...[...m.values()].map((f) =>
-        `| ${f.offset} | ${f.size} | \`${f.name}\` | ${f.type} | ${f.writer} | ${f.doc} |`
-      ),
-      "",
-    ].join("\n");
-  return [
-    `Layout version ${LAYOUT_VERSION}. Header ${HEADER_SIZE} bytes, then slots of ${SLOT_SIZE} bytes:`,
-    "slot 0 is the dispatcher, slot i (1..N) is worker i. Integers are little-endian and accessed",
-    "with `Atomics` (i32 through an Int32Array, i64 through a BigInt64Array). Times named `*_at` and",
-    "`*_until` are milliseconds on CLOCK_MONOTONIC, comparable between the host's processes.",
-    "",
-    rows("Header", HEADER),
-    rows("Slot", SLOT),
-    "`work` state (bits 0-3): " +
-    Object.entries(WorkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") +
-    ". The generation above it is bumped by every assignment, so a compare-and-swap made with a stale",
-    "word fails instead of taking another client's ticket.",
-    "",
-    "`sup_state`: " + Object.entries(SupState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
-    "`link_state`: " + Object.entries(LinkState).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ") + ".",
-    "",
-    statsMarkdown(),
-  ].join("\n");
-}
-
-/** The segment is missing, foreign, too short or from another layout version. */
-export class ShmError extends OspsError {}
-
-/** Size in bytes of a segment with `slots` slots (and as many stats blocks). */
-export function segmentSize(slots: number): number {
-  return HEADER_SIZE + slots * (SLOT_SIZE + STATS_BLOCK_SIZE);
-}
+export * from "./shm_layout.ts";
+export { SlotView, TicketView, ticketWords } from "./shm_views.ts";
+import { SlotView, type Views } from "./shm_views.ts";
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
-/**
- * The typed views over a mapping. {@link Segment.close} swaps them for empty
- * ones before unmapping, so a late access throws a RangeError instead of
- * touching memory that is no longer mapped.
- */
-interface Views {
-  i32: Int32Array;
-  i64: BigInt64Array;
-  u8: Uint8Array;
-}
-
-/** Accessor for one slot of a mapped segment. */
-export class SlotView {
-  readonly #v: Views;
-  readonly #base: number;
-  /** Slot index (0 = dispatcher). */
-  readonly index: number;
-
-  constructor(views: Views, index: number) {
-    this.#v = views;
-    this.#base = HEADER_SIZE + index * SLOT_SIZE;
-    this.index = index;
-  }
-
-  #field(name: SlotField, type: "int" | "bytes"): Placed {
-    const f = SLOT.get(name)!;
-    if ((type === "bytes") !== f.type.startsWith("bytes")) throw new TypeError(`field ${name} is ${f.type}`);
-    return f;
-  }
-
-  /** Atomically loads an integer field. */
-  load(name: SlotField): number {
-    const f = this.#field(name, "int");
-    const at = this.#base + f.offset;
-    return f.type === "i32" ? Atomics.load(this.#v.i32, at / 4) : Number(Atomics.load(this.#v.i64, at / 8));
-  }
-
-  /** Atomically stores an integer field. */
-  store(name: SlotField, value: number): void {
-    const f = this.#field(name, "int");
-    const at = this.#base + f.offset;
-    if (f.type === "i32") Atomics.store(this.#v.i32, at / 4, value);
-    else Atomics.store(this.#v.i64, at / 8, BigInt(Math.trunc(value)));
-  }
-
-  /** Atomically adds to an integer field; returns the new value. */
-  add(name: SlotField, delta: number): number {
-    const f = this.#field(name, "int");
-    const at = this.#base + f.offset;
-    if (f.type === "i32") return Atomics.add(this.#v.i32, at / 4, delta) + delta;
-    return Number(Atomics.add(this.#v.i64, at / 8, BigInt(delta))) + delta;
-  }
-
-  /** Compare-and-swap on an i32 field; true when `expected` was there and `value` is now. */
-  cas(name: SlotField, expected: number, value: number): boolean {
-    const f = this.#field(name, "int");
-    return Atomics.compareExchange(this.#v.i32, (this.#base + f.offset) / 4, expected, value) === expected;
-  }
-
-  /** A live view of a byte field. */
-  bytes(name: SlotField): Uint8Array {
-    const f = this.#field(name, "bytes");
-    const at = this.#base + f.offset;
-    if (at + f.size > this.#v.u8.length) throw new RangeError("shared memory segment is closed");
-    return this.#v.u8.subarray(at, at + f.size);
-  }
-
-  /** Reads a NUL-padded text field. */
-  text(name: SlotField): string {
-    const b = this.bytes(name);
-    const end = b.indexOf(0);
-    return textDecoder.decode(b.subarray(0, end < 0 ? b.length : end));
-  }
-
-  /** Writes a NUL-padded text field (cut to fit, never inside a UTF-8 sequence). */
-  setText(name: SlotField, value: string): void {
-    const b = this.bytes(name);
-    b.fill(0);
-    const { written } = textEncoder.encodeInto(value, b);
-    b.fill(0, written);
-  }
-}
+/** The segment is missing, foreign, too short or from another layout version. */
+export class ShmError extends OspsError {}
 
 /** A mapped shared-memory segment. */
 export class Segment {
   readonly name: string;
   readonly slotCount: number;
+  /** Ticket entries per slot (the worker concurrency). */
+  readonly ticketsPerSlot: number;
   readonly #views: Views;
   readonly #byteLength: number;
   #unmap: (() => void) | undefined;
   readonly #slots: SlotView[];
 
-  private constructor(name: string, buffer: ArrayBuffer, slotCount: number, unmap: () => void) {
+  private constructor(
+    name: string,
+    buffer: ArrayBuffer,
+    counts: { slots: number; tickets: number },
+    unmap: () => void,
+  ) {
     this.name = name;
-    this.slotCount = slotCount;
+    this.slotCount = counts.slots;
+    this.ticketsPerSlot = counts.tickets;
     this.#byteLength = buffer.byteLength;
     this.#views = { i32: new Int32Array(buffer), i64: new BigInt64Array(buffer), u8: new Uint8Array(buffer) };
     this.#unmap = unmap;
-    this.#slots = Array.from({ length: slotCount }, (_, i) => new SlotView(this.#views, i));
+    const ticketsAt = HEADER_SIZE + counts.slots * (SLOT_SIZE + STATS_BLOCK_SIZE);
+    this.#slots = Array.from(
+      { length: counts.slots },
+      (_, i) => new SlotView(this.#views, i, ticketsAt, counts.tickets),
+    );
   }
 
   /**
-   * Creates (O_EXCL) and initialises a segment, mode 0600. On any failure
-   * after `shm_open`, the name is unlinked again: nothing is left behind.
+   * Creates (O_EXCL) and initialises a segment, mode 0600, with `tickets`
+   * ticket entries per slot. On any failure after `shm_open`, the name is
+   * unlinked again: nothing is left behind.
    * @example
    * ```ts
    * const seg = Segment.create("/osps-demo", 3, 42);
@@ -458,16 +80,19 @@ export class Segment {
    * seg.close(); Segment.unlink("/osps-demo");
    * ```
    */
-  static create(name: string, slotCount: number, instanceId: number, basePort = 0): Segment {
+  static create(name: string, slotCount: number, instanceId: number, basePort = 0, tickets = 1): Segment {
     if (!(slotCount >= 1 && slotCount <= MAX_SLOTS)) {
       throw new RangeError(`slot count ${slotCount} out of range`);
     }
+    if (!(tickets >= 1 && tickets <= MAX_TICKETS_PER_SLOT)) {
+      throw new RangeError(`tickets per slot ${tickets} out of range 1..${MAX_TICKETS_PER_SLOT}`);
+    }
     const fd = libc.shmOpen(name, libc.O.RDWR | libc.O.CREAT | libc.O.EXCL, 0o600);
     try {
-      const size = segmentSize(slotCount);
+      const size = segmentSize(slotCount, tickets);
       libc.ftruncate(fd, size);
       const { buffer, unmap } = libc.mmapShared(fd, size);
-      const seg = new Segment(name, buffer, slotCount, unmap);
+      const seg = new Segment(name, buffer, { slots: slotCount, tickets }, unmap);
       seg.setHeader("layout_version", LAYOUT_VERSION);
       seg.setHeader("slot_count", slotCount);
       seg.setHeader("slot_size", SLOT_SIZE);
@@ -476,10 +101,10 @@ export class Segment {
       seg.setHeader("created_ms", Date.now());
       seg.setHeader("base_port", basePort);
       seg.setHeader("stats_block_size", STATS_BLOCK_SIZE);
+      seg.setHeader("tickets_per_slot", tickets);
       seg.setHeader("state", 1);
       for (let i = 0; i < slotCount; i++) {
         seg.slot(i).store("last_exit", -1); // ExitReason.NONE: no process has ended yet
-        seg.slot(i).store("death_gen", -1);
       }
       seg.setHeader("magic", SHM_MAGIC); // last: readers treat a segment without magic as not ready
       return seg;
@@ -493,8 +118,8 @@ export class Segment {
 
   /**
    * Maps an existing segment. Checks owner, size, magic, layout version,
-   * slot count against the size (a short segment would SIGBUS on access) and,
-   * when given, the instance id.
+   * slot and ticket counts against the size (a short segment would SIGBUS on
+   * access) and, when given, the instance id.
    */
   static open(name: string, expectInstance?: number): Segment {
     let fd: number;
@@ -514,16 +139,22 @@ export class Segment {
       const probe = libc.mmapShared(fd, HEADER_SIZE);
       const h = new Int32Array(probe.buffer);
       const magic = h[0], version = h[1], count = h[2] ?? 0;
+      const tickets = h[HEADER.get("tickets_per_slot")!.offset / 4] ?? 0;
       probe.unmap();
       if (magic !== SHM_MAGIC) throw new ShmError(`"${name}" is not an osps segment (bad magic)`);
       if (version !== LAYOUT_VERSION) {
         throw new ShmError(`"${name}" has layout version ${version}, this osps reads ${LAYOUT_VERSION}`);
       }
-      if (!(count >= 1 && count <= MAX_SLOTS) || segmentSize(count) > st.size) {
-        throw new ShmError(`"${name}" claims ${count} slots but holds ${st.size} bytes`);
+      if (
+        !(count >= 1 && count <= MAX_SLOTS) || !(tickets >= 1 && tickets <= MAX_TICKETS_PER_SLOT) ||
+        segmentSize(count, tickets) > st.size
+      ) {
+        throw new ShmError(
+          `"${name}" claims ${count} slots of ${tickets} tickets but holds ${st.size} bytes`,
+        );
       }
-      const { buffer, unmap } = libc.mmapShared(fd, segmentSize(count));
-      const seg = new Segment(name, buffer, count, unmap);
+      const { buffer, unmap } = libc.mmapShared(fd, segmentSize(count, tickets));
+      const seg = new Segment(name, buffer, { slots: count, tickets }, unmap);
       if (expectInstance !== undefined && seg.header("instance_id") !== expectInstance) {
         seg.close();
         throw new ShmError(`"${name}" belongs to another instance`);

@@ -5,10 +5,10 @@
  *
  * 1. dispatcher → worker `HELLO {v, nonce_d}`
  * 2. worker → dispatcher `AUTH {v, nonce_w, who, mac_w}`,
- *    mac_w = HMAC(secret, "osps-link/1 worker proof" ‖ nonce_d ‖ nonce_w ‖ who)
+ *    mac_w = HMAC(secret, "osps-link/2 worker proof" ‖ nonce_d ‖ nonce_w ‖ who)
  * 3. dispatcher → worker `WELCOME {mac_d}` (or `REFUSED {reason}`),
- *    mac_d = HMAC(secret, "osps-link/1 dispatcher proof" ‖ nonce_w ‖ nonce_d)
- * 4. both: key = HMAC(secret, "osps-link/1 session" ‖ nonce_d ‖ nonce_w); every frame after is authenticated.
+ *    mac_d = HMAC(secret, "osps-link/2 dispatcher proof" ‖ nonce_w ‖ nonce_d)
+ * 4. both: key = HMAC(secret, "osps-link/2 session" ‖ nonce_d ‖ nonce_w); every frame after is authenticated.
  *
  * An old transcript replayed to the dispatcher fails at step 2 (its nonce_d is
  * new); replayed to a worker, at step 3 (its nonce_w is new). A peer without
@@ -72,6 +72,10 @@ export interface WorkerIdentity {
   readonly served: number;
   /** Its work state now: idle, draining, busy or assigned. */
   readonly state: string;
+  /** Tickets it may hold at once (its --worker-concurrency); absent: 1. */
+  readonly capacity?: number;
+  /** Requests it runs or tickets it holds now, issued by a dispatcher before this link. */
+  readonly live?: number;
 }
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -95,7 +99,9 @@ function checkIdentity(text: unknown): WorkerIdentity {
     typeof w.host !== "string" || w.host.length === 0 || w.host.length > 64 ||
     !/^[0-9A-Za-z.:_-]+$/.test(w.host) ||
     !int(w.port) || (w.port as number) > 65535 || !int(w.id) || !int(w.pid) || !int(w.watchdogPid) ||
-    !int(w.served) || typeof w.state !== "string"
+    !int(w.served) || typeof w.state !== "string" ||
+    (w.capacity !== undefined && !(int(w.capacity) && (w.capacity as number) >= 1)) ||
+    (w.live !== undefined && !int(w.live))
   ) throw new LinkRefusal("identity", "bad worker identity");
   return w as unknown as WorkerIdentity;
 }
@@ -127,7 +133,7 @@ export async function acceptWorker(
     const who = String(a.who ?? "");
     // The current secret, or during a rotation the previous one (see secret.ts).
     const secret = secrets.find((s) =>
-      sameMac(macW, hmac(s, "osps-link/1 worker proof", nonceD, nonceW, who))
+      sameMac(macW, hmac(s, "osps-link/2 worker proof", nonceD, nonceW, who))
     );
     if (!secret) {
       throw new LinkRefusal(
@@ -139,9 +145,9 @@ export async function acceptWorker(
     admit(identity);
     ch.send(
       Frame.WELCOME,
-      jsonPayload({ mac: hex(hmac(secret, "osps-link/1 dispatcher proof", nonceW, nonceD)) }),
+      jsonPayload({ mac: hex(hmac(secret, "osps-link/2 dispatcher proof", nonceW, nonceD)) }),
     );
-    ch.key(hmac(secret, "osps-link/1 session", nonceD, nonceW), "dispatcher");
+    ch.key(hmac(secret, "osps-link/2 session", nonceD, nonceW), "dispatcher");
     return identity;
   } catch (err) {
     const refusal = err instanceof LinkRefusal
@@ -176,7 +182,7 @@ export async function joinDispatcher(
     const nonceD = unhex(h.nonce, 32, "nonce");
     const nonceW = nonce();
     const whoText = JSON.stringify(who);
-    const mac = hmac(secret, "osps-link/1 worker proof", nonceD, nonceW, whoText);
+    const mac = hmac(secret, "osps-link/2 worker proof", nonceD, nonceW, whoText);
     ch.send(Frame.AUTH, jsonPayload({ v: LINK_VERSION, nonce: hex(nonceW), who: whoText, mac: hex(mac) }));
     const answer = await ch.read(timeoutMs);
     if (!answer) throw new LinkError("the dispatcher closed the link during the handshake");
@@ -185,10 +191,10 @@ export async function joinDispatcher(
     }
     if (answer.type !== Frame.WELCOME) throw new LinkError("expected WELCOME");
     const macD = unhex(parseJson(answer).mac, 32, "proof");
-    if (!sameMac(macD, hmac(secret, "osps-link/1 dispatcher proof", nonceW, nonceD))) {
+    if (!sameMac(macD, hmac(secret, "osps-link/2 dispatcher proof", nonceW, nonceD))) {
       throw new LinkError("the dispatcher failed authentication (wrong secret?)");
     }
-    ch.key(hmac(secret, "osps-link/1 session", nonceD, nonceW), "worker");
+    ch.key(hmac(secret, "osps-link/2 session", nonceD, nonceW), "worker");
   } catch (err) {
     ch.close();
     throw err instanceof LinkError ? err : new LinkError("handshake failed", 0, { cause: err });

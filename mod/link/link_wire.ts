@@ -1,5 +1,5 @@
 /**
- * The wire of the TCP worker link (`osps-link/1`): length-prefixed binary
+ * The wire of the TCP worker link (`osps-link/2`): length-prefixed binary
  * frames, each authenticated after the handshake with HMAC-SHA256 under a
  * key derived for that session, over a per-direction sequence number, so a
  * frame can be neither forged, replayed, reordered, dropped unnoticed, nor
@@ -16,7 +16,7 @@ import { MAX_LINK_MESSAGE } from "../net/protocol.ts";
 import { abortable, deadline } from "../deadline.ts";
 
 /** Link protocol version, sent in HELLO and AUTH. */
-export const LINK_VERSION = "osps-link/1";
+export const LINK_VERSION = "osps-link/2";
 
 /** Frame types. */
 export const Frame = {
@@ -41,12 +41,14 @@ export const Frame = {
   /** either way: heartbeat, answered by PONG. */
   PING: 10,
   PONG: 11,
-  /** either way: end-to-end probe, echoed. */
+  /** dispatcher → worker: end-to-end probe, answered by ECHO from the worker's event loop. */
   PROBE: 12,
   /** either way: a message on the link's data channel (raw bytes). */
   MESSAGE: 13,
   /** worker → dispatcher: its work state changed outside a request (ready, draining). */
   STATE: 14,
+  /** worker → dispatcher: the answer to a PROBE (as on the FIFO pair: PROBE/ECHO, never PING/PONG). */
+  ECHO: 15,
 } as const;
 
 /** Name of a frame type, for logs. */
@@ -135,8 +137,8 @@ export class LinkChannel {
    * its direction (derived from `sessionKey` and the role), over its sequence.
    */
   key(sessionKey: Uint8Array, role: "dispatcher" | "worker"): void {
-    const toWorker = hmac(sessionKey, "osps-link/1 dispatcher->worker");
-    const toDispatcher = hmac(sessionKey, "osps-link/1 worker->dispatcher");
+    const toWorker = hmac(sessionKey, "osps-link/2 dispatcher->worker");
+    const toDispatcher = hmac(sessionKey, "osps-link/2 worker->dispatcher");
     this.#sendKey = role === "dispatcher" ? toWorker : toDispatcher;
     this.#recvKey = role === "dispatcher" ? toDispatcher : toWorker;
   }

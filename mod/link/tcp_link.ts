@@ -18,10 +18,9 @@
  * @module
  */
 import { logger } from "../log.ts";
-import { LinkState, type SlotView, SupState, workGen, WorkState, workState, workWord } from "../ipc/shm.ts";
+import { LinkState, type SlotView, SupState } from "../ipc/shm.ts";
 import type { Clock } from "../sys/clock.ts";
 import { sleep } from "../deadline.ts";
-import { ExitReason } from "../supervise/exit_reason.ts";
 import { joinDispatcher, type WorkerIdentity } from "./link_auth.ts";
 import {
   Frame,
@@ -32,13 +31,15 @@ import {
   type LinkFrame,
   parseJson,
 } from "./link_wire.ts";
-import { SlotTickets } from "./slot_tickets.ts";
+import { DoorState, recordDeath, SlotTickets } from "./slot_tickets.ts";
+import { workSummary } from "./ticket_reports.ts";
+import { TicketLedger } from "./ticket_ledger.ts";
 import type {
+  Claim,
   ClaimRefusal,
   DispatcherLink,
   DispatcherLinkEvents,
   Fate,
-  LostWork,
   Ticket,
   WorkerLink,
   WorkerLinkEvents,
@@ -65,14 +66,10 @@ export function attachBackoffMs(failures: number, random = Math.random()): numbe
   return Math.min(5_000, 100 * 2 ** Math.max(0, failures - 1)) * (0.5 + random);
 }
 
-type RemoteState = "offline" | "idle" | "assigned" | "busy" | "draining";
-const STATE_WORD: Record<RemoteState, number> = {
-  offline: WorkState.OFFLINE,
-  idle: WorkState.IDLE,
-  assigned: WorkState.ASSIGNED,
-  busy: WorkState.BUSY,
-  draining: WorkState.DRAINING,
-};
+/** The door a remote worker's reported state means (its work state names, from `workSummary`). */
+function doorOf(state: unknown): number {
+  return state === "draining" ? DoorState.DRAINING : state === "offline" ? DoorState.OFFLINE : DoorState.OPEN;
+}
 
 /** Dispatcher side of a remote worker's link; (re)attached by the link server each time it connects. */
 export class TcpWorkerLink implements WorkerLink {
@@ -90,13 +87,14 @@ export class TcpWorkerLink implements WorkerLink {
   readonly #timing: LinkTiming;
   #ch: LinkChannel | undefined;
   #events: WorkerLinkEvents | undefined;
-  #state: RemoteState = "offline";
-  #gen = 0;
+  /** The remote worker's tickets as this dispatcher issued them, mirrored in its remote slot. */
+  #ledger: TicketLedger;
+  /** Tickets the worker may hold (its concurrency, at most the mirror's entries). */
+  #capacity = 1;
+  /** Tickets it held from before this link (a previous dispatcher's): counted until it reports them done. */
+  #foreign = 0;
   #draining = false;
   #wedged = false;
-  #issued: (Ticket & { claimedGen?: number }) | undefined;
-  readonly #history = new Map<string, "served" | "expired">();
-  readonly #lost: LostWork[] = [];
   #ping: ReturnType<typeof setInterval> | undefined;
 
   constructor(slot: SlotView, key: string, who: WorkerIdentity, clock: Clock, timing: LinkTiming) {
@@ -107,6 +105,11 @@ export class TcpWorkerLink implements WorkerLink {
     this.#slot = slot;
     this.#clock = clock;
     this.#timing = timing;
+    this.#ledger = new TicketLedger(new SlotTickets(slot, clock));
+  }
+
+  get capacity(): number {
+    return this.#capacity;
   }
 
   /** True while a worker is attached. */
@@ -126,9 +129,8 @@ export class TcpWorkerLink implements WorkerLink {
     this.key = key;
     this.host = who.host;
     this.port = who.port;
-    this.#issued = undefined;
-    this.#history.clear();
-    this.#lost.length = 0;
+    this.#ledger = new TicketLedger(new SlotTickets(this.#slot, this.#clock));
+    this.#foreign = 0;
     this.#wedged = false;
     this.left = false;
     for (const field of ["pid", "restarts", "served", "remote_watchdog_pid"] as const) {
@@ -154,19 +156,16 @@ export class TcpWorkerLink implements WorkerLink {
     slot.store("sup_state", SupState.READY);
     this.#wedged = false;
     this.left = false;
-    this.#setState(
-      ["idle", "draining", "busy", "assigned"].includes(who.state) ? who.state as RemoteState : "idle",
+    this.#capacity = Math.max(1, Math.min(who.capacity ?? 1, slot.tickets.length));
+    this.#foreign = Math.min(
+      this.#capacity,
+      who.live ?? (who.state === "busy" || who.state === "assigned" ? 1 : 0),
     );
+    this.#ledger.tickets.open(doorOf(who.state) === DoorState.DRAINING);
     clearInterval(this.#ping);
     this.#ping = setInterval(() => this.#ch?.send(Frame.PING), this.#timing.heartbeatMs);
     void this.#readLoop(ch);
     if (this.available()) this.#events?.onReady(this);
-  }
-
-  #setState(s: RemoteState): void {
-    this.#state = s;
-    if (s === "assigned") this.#gen++;
-    this.#slot.store("work", workWord(STATE_WORD[s], this.#gen));
   }
 
   async #readLoop(ch: LinkChannel): Promise<void> {
@@ -192,33 +191,36 @@ export class TcpWorkerLink implements WorkerLink {
         return;
       case Frame.PONG:
         return;
-      case Frame.PROBE:
+      case Frame.ECHO:
         return this.#events?.onProbe(this);
       case Frame.MESSAGE:
         return this.#events?.onMessage?.(this, f.payload);
       case Frame.CLAIMED: {
-        const m = parseJson(f);
-        if (this.#issued && m.ticket === this.#issued.ticket) {
-          this.#issued.claimedGen = Number(m.gen);
-          this.#setState("busy");
-        }
+        const i = this.#ledger.find(String(parseJson(f).ticket));
+        if (i) this.#ledger.tickets.mirrorClaimed(i.issue, this.#clock.now());
         return;
       }
       case Frame.DONE: {
         const m = parseJson(f);
         if (Number.isInteger(m.served)) this.#slot.store("served", m.served as number);
-        this.#finish("served", m.state === "draining" ? "draining" : "idle");
+        const i = this.#ledger.find(String(m.ticket));
+        if (i) this.#ledger.tickets.mirrorFinished(i.issue);
+        else this.#foreign = Math.max(0, this.#foreign - 1);
+        if (m.state === "draining") this.#ledger.tickets.mirrorDoor(DoorState.DRAINING);
         return this.#events?.onDone(this);
       }
-      case Frame.EXPIRED:
-        this.#finish("expired", "idle");
+      case Frame.EXPIRED: {
+        const i = this.#ledger.find(String(parseJson(f).ticket));
+        if (i) this.#ledger.tickets.takeBack(i.issue);
+        else this.#foreign = Math.max(0, this.#foreign - 1);
         return this.#events?.onDone(this);
+      }
       case Frame.STATE: {
         const m = parseJson(f);
-        const s = typeof m.state === "string" && m.state in STATE_WORD ? m.state as RemoteState : "offline";
-        // The worker could not take a ticket we sent (its state had moved on): that ticket is void.
-        if (this.#issued && m.refused === this.#issued.ticket) this.#finish("expired", s);
-        else if (s !== "assigned") this.#setState(s);
+        // The worker could not take a ticket we sent (its door was closed, or it was full): that ticket is void.
+        const refused = m.refused === undefined ? undefined : this.#ledger.find(String(m.refused));
+        if (refused) this.#ledger.tickets.takeBack(refused.issue);
+        this.#ledger.tickets.mirrorDoor(doorOf(m.state));
         if (this.available()) this.#events?.onReady(this);
         return;
       }
@@ -226,28 +228,15 @@ export class TcpWorkerLink implements WorkerLink {
     throw new LinkError(`unexpected ${frameName(f.type)} frame from a worker`);
   }
 
-  /** The current assignment ended (`fate`); the worker is now `next`. */
-  #finish(fate: "served" | "expired", next: RemoteState): void {
-    if (this.#issued) this.#remember(this.#issued.ticket, fate);
-    this.#issued = undefined;
-    this.#setState(next);
-  }
-
-  #remember(ticket: string, fate: "served" | "expired"): void {
-    this.#history.set(ticket, fate);
-    if (this.#history.size > 64) this.#history.delete(this.#history.keys().next().value!);
-  }
-
   #detach(ch: LinkChannel, why: string): void {
     if (ch !== this.#ch) return;
     ch.close();
     this.#ch = undefined;
     clearInterval(this.#ping);
-    const held = this.#state === "assigned" || this.#state === "busy" ? this.#issued : undefined;
     // A worker that drained and then closed its link left on purpose (replaced, or its host stopping).
-    const left = this.#state === "draining" && why === "closed by the worker";
-    this.#issued = undefined;
-    this.#setState("offline");
+    const left = this.#ledger.tickets.door() === DoorState.DRAINING && why === "closed by the worker";
+    const lost = this.#ledger.linkLost();
+    recordDeath(this.#slot, this.#slot.load("pid"), null, 0);
     this.#slot.store("link_state", left ? LinkState.LEFT : LinkState.LOST);
     this.left = left;
     this.detachedAt = this.#clock.now();
@@ -262,32 +251,22 @@ export class TcpWorkerLink implements WorkerLink {
       });
     }
     this.#events?.onClosed(this);
-    if (held) {
-      const lost: LostWork = {
-        ticket: held.ticket,
-        type: held.type,
-        arg: "",
-        started: held.claimedGen !== undefined,
-        reason: ExitReason.LINK_LOST,
-        limitMs: 0,
-        requestCaused: false,
-      };
-      this.#lost.push(lost);
-      if (this.#lost.length > 8) this.#lost.shift();
-      this.#events?.onLost(this, lost);
-    }
+    for (const l of lost) this.#events?.onLost(this, l);
   }
 
   available(): boolean {
-    return this.attached && this.#state === "idle" && !this.#draining && !this.#wedged;
+    return this.attached && !this.#draining && !this.#wedged && !this.#ledger.blocked() &&
+      this.#ledger.owners().length + this.#foreign < this.#capacity && this.#ledger.tickets.hasFree();
   }
 
   present(): boolean {
     return this.attached;
   }
 
-  assign(t: Ticket): boolean {
-    if (!this.available()) return false;
+  assign(t: Ticket, alone = false): boolean {
+    if (!this.available() || (alone && this.#foreign > 0)) return false;
+    const issued = this.#ledger.issue(t, 0, alone);
+    if (!issued) return false;
     const ttlMs = Math.max(1, Math.round(t.expiresAt - this.#clock.now()));
     if (
       !this.#ch!.send(
@@ -295,40 +274,32 @@ export class TcpWorkerLink implements WorkerLink {
         jsonPayload({ ticket: t.ticket, type: t.type, client: t.clientAddr, ttlMs }),
       )
     ) {
+      this.#ledger.tickets.takeBack(issued.issue);
       return false;
     }
-    this.#issued = { ...t };
-    this.#setState("assigned");
-    this.#slot.store("ticket_expires_at", t.expiresAt);
-    this.#slot.setText("request_type", t.type);
     return true;
   }
 
-  outstanding(): string | null {
-    return this.#state === "assigned" && this.#issued ? this.#issued.owner : null;
+  owners(): string[] {
+    return this.#ledger.owners();
   }
 
   reclaim(ticket: string): boolean {
-    if (this.#state !== "assigned" || this.#issued?.ticket !== ticket) return false;
+    if (!this.#ledger.reclaim(ticket)) return false;
     this.#ch?.send(Frame.REVOKE, jsonPayload({ ticket }));
-    this.#finish("expired", "idle");
     return true;
   }
 
-  sweep(now: number): boolean {
-    if (this.#state !== "assigned" || !this.#issued || now <= this.#issued.expiresAt + REVOKE_GRACE_MS) {
-      return false;
-    }
-    return this.reclaim(this.#issued.ticket);
+  sweep(now: number): number {
+    // The worker judges expiry; revoke only what it should have given back by now.
+    return this.#ledger.tickets.sweep(now - REVOKE_GRACE_MS, (entry) => {
+      const i = this.#ledger.at(entry);
+      if (i) this.#ch?.send(Frame.REVOKE, jsonPayload({ ticket: i.ticket }));
+    });
   }
 
   fate(ticket: string): Fate {
-    const lost = this.#lost.find((l) => l.ticket === ticket);
-    if (lost) return { state: "lost", lost };
-    const earlier = this.#history.get(ticket);
-    if (earlier) return { state: earlier };
-    if (this.#issued?.ticket !== ticket) return { state: "unknown" };
-    return { state: this.#state === "busy" ? "running" : this.#state === "assigned" ? "pending" : "unknown" };
+    return this.#ledger.fate(ticket);
   }
 
   probe(): boolean {
@@ -379,10 +350,14 @@ export class TcpDispatcherLink implements DispatcherLink {
   /** Waiting for the next ASSIGN (a client that outran it over another path). */
   #waiters: Array<() => void> = [];
   #lastError = "";
+  /** The ticket each running request was claimed with, by entry (the DONE frame names it). */
+  readonly #claimed = new Map<number, string>();
+  /** Retiring: the door stays closed. */
+  #retired = false;
 
   constructor(slot: SlotView, join: JoinSettings, clock: Clock) {
     this.#tickets = new SlotTickets(slot, clock);
-    this.#tickets.onTakenBack = () => this.#ch?.send(Frame.EXPIRED);
+    this.#tickets.onTakenBack = (entry) => this.#expired(entry);
     this.#join = join;
     this.#clock = clock;
     slot.store("link_state", LinkState.CONNECTING);
@@ -395,10 +370,13 @@ export class TcpDispatcherLink implements DispatcherLink {
 
   start(events: DispatcherLinkEvents): void {
     this.#events = events;
-    this.#sweep = setInterval(() => {
-      if (this.#tickets.sweep(this.#clock.now())) this.#ch?.send(Frame.EXPIRED);
-    }, 250);
+    this.#sweep = setInterval(() => this.#tickets.sweep(this.#clock.now(), (e) => this.#expired(e)), 250);
     void this.#keepAttached();
+  }
+
+  /** An unused ticket expired here: its place is free again. */
+  #expired(entry: number): void {
+    this.#ch?.send(Frame.EXPIRED, jsonPayload({ ticket: this.#tickets.ticketOf(entry) }));
   }
 
   async #keepAttached(): Promise<void> {
@@ -443,9 +421,8 @@ export class TcpDispatcherLink implements DispatcherLink {
       this.#ch = undefined;
       if (this.#closed) break;
       slot.store("link_state", LinkState.LOST);
-      // The dispatcher counts an unused ticket of this link as dead: take it back here too.
-      const word = slot.load("work");
-      if (workState(word) === WorkState.ASSIGNED) this.#tickets.takeBack(workGen(word));
+      // The dispatcher counts the unused tickets of this link as dead: take them back here too.
+      this.#tickets.takeBackAll();
       log.warn("link to the dispatcher at {at} lost: {why}; attaching again", { at: this.#at, why });
       this.#events?.onDisconnected();
       // A link that ends soon after it began (the dispatcher closes it at once) counts as a failed try.
@@ -479,7 +456,7 @@ export class TcpDispatcherLink implements DispatcherLink {
       case Frame.PONG:
         return;
       case Frame.PROBE:
-        ch.send(Frame.PROBE);
+        ch.send(Frame.ECHO);
         return;
       case Frame.MESSAGE:
         return this.#events?.onMessage?.(f.payload);
@@ -489,26 +466,22 @@ export class TcpDispatcherLink implements DispatcherLink {
         if (typeof m.ticket !== "string" || !/^[0-9a-f]{32}$/.test(m.ticket) || typeof m.type !== "string") {
           throw new LinkError("malformed ASSIGN");
         }
-        const gen = this.#tickets.publish({
+        const issue = this.#tickets.issue({
           ticket: m.ticket,
           type: m.type,
           clientAddr: String(m.client ?? ""),
           expiresAt: this.#clock.now() + (Number.isFinite(ttlMs) ? Math.min(ttlMs, 600_000) : 0),
         });
-        // Not idle (the dispatcher's view was behind): say what we are instead, and that the ticket is void.
-        if (gen === null) ch.send(Frame.STATE, jsonPayload({ state: this.#stateName(), refused: m.ticket }));
+        // No room (the dispatcher's view was behind): say what we are instead, and that the ticket is void.
+        if (issue === null) ch.send(Frame.STATE, jsonPayload({ state: this.stateName(), refused: m.ticket }));
         else this.#events?.onAssigned();
         for (const w of this.#waiters.splice(0)) w();
         return;
       }
       case Frame.REVOKE: {
         const m = parseJson(f);
-        const word = this.#tickets.slot.load("work");
-        if (
-          typeof m.ticket === "string" && workState(word) === WorkState.ASSIGNED &&
-          this.#tickets.holds(m.ticket)
-        ) {
-          this.#tickets.takeBack(workGen(word));
+        if (typeof m.ticket === "string" && /^[0-9a-f]{32}$/.test(m.ticket)) {
+          this.#tickets.takeBackTicket(m.ticket);
         }
         return;
       }
@@ -516,25 +489,38 @@ export class TcpDispatcherLink implements DispatcherLink {
     throw new LinkError(`unexpected ${frameName(f.type)} frame from the dispatcher`);
   }
 
-  #stateName(): RemoteState {
-    const s = workState(this.#tickets.slot.load("work"));
-    return (Object.keys(STATE_WORD) as RemoteState[]).find((k) => STATE_WORD[k] === s) ?? "offline";
+  /** Who this worker is now (the identity's work state, from the slot: idle, busy, draining…). */
+  stateName(): string {
+    const s = workSummary(this.#tickets.slot, this.#clock.now());
+    return s.text.startsWith("draining") ? "draining" : s.text.includes("/") ? "busy" : s.text;
   }
 
-  /** Who this worker is now (the identity's work state, from the slot). */
-  stateName(): string {
-    return this.#stateName();
+  /** Tickets this worker may hold at once. */
+  get capacity(): number {
+    return this.#tickets.capacity;
+  }
+
+  /** Tickets it holds now (unused or running). */
+  live(): number {
+    return this.#tickets.liveCount();
   }
 
   ready(): void {
-    this.#tickets.reset();
-    this.#ch?.send(Frame.STATE, jsonPayload({ state: this.#stateName() }));
+    this.#tickets.open(this.#retired);
+    this.#ch?.send(Frame.STATE, jsonPayload({ state: this.stateName() }));
   }
 
-  claim(ticket: string, type: string, arg: string): ClaimRefusal | null {
-    const refusal = this.#tickets.claim(ticket, type, arg);
-    if (refusal === null) this.#ch?.send(Frame.CLAIMED, jsonPayload({ ticket, gen: this.#tickets.busyGen }));
-    return refusal;
+  claim(ticket: string, type: string, arg: string): Claim | ClaimRefusal {
+    const claim = this.#tickets.claim(ticket, type, arg);
+    if (typeof claim !== "string") {
+      this.#claimed.set(claim.entry, ticket); // its entry forgets it (one use); DONE names it
+      this.#ch?.send(Frame.CLAIMED, jsonPayload({ ticket, gen: claim.gen }));
+    }
+    return claim;
+  }
+
+  running(claim: Claim | null): void {
+    this.#tickets.running(claim);
   }
 
   /**
@@ -556,17 +542,21 @@ export class TcpDispatcherLink implements DispatcherLink {
     });
   }
 
-  done(retire = false): void {
-    this.#tickets.finish(retire);
+  done(claim: Claim, retire = false): void {
+    if (retire) this.retire();
+    const ticket = this.#claimed.get(claim.entry);
+    this.#claimed.delete(claim.entry);
+    this.#tickets.finish(claim);
     this.#ch?.send(
       Frame.DONE,
-      jsonPayload({ served: this.#tickets.slot.load("served"), state: this.#stateName() }),
+      jsonPayload({ ticket, served: this.#tickets.slot.load("served"), state: this.stateName() }),
     );
   }
 
   retire(): void {
+    this.#retired = true;
     this.#tickets.retire();
-    this.#ch?.send(Frame.STATE, jsonPayload({ state: this.#stateName() }));
+    this.#ch?.send(Frame.STATE, jsonPayload({ state: this.stateName() }));
   }
 
   send(message: Uint8Array): boolean {

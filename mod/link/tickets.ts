@@ -20,11 +20,17 @@ export function newTicket(): string {
     const b = pool.subarray(used, used + 16);
     used += 16;
     if (isZero(b)) continue;
-    let hex = "";
-    for (let i = 0; i < 16; i++) hex += HEX[b[i]!];
+    const hex = ticketHex(b);
     b.fill(0); // a ticket's bytes stay only in the slot and in the client's hands
     return hex;
   }
+}
+
+/** 32 lower-case hex digits of 16 ticket bytes. */
+export function ticketHex(b: Uint8Array): string {
+  let hex = "";
+  for (let i = 0; i < b.length; i++) hex += HEX[b[i]!];
+  return hex;
 }
 
 /** The 16 bytes of a 32-hex-digit ticket (checked by the protocol's grammar before it gets here). */

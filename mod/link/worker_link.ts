@@ -13,7 +13,7 @@ export interface Ticket {
   readonly type: string;
   /** The client's `host:port`. */
   readonly clientAddr: string;
-  /** Whom the ticket counts against for the per-address cap (see {@link WorkerLink.outstanding}). */
+  /** Whom the ticket counts against for the per-address fair share (see {@link WorkerLink.owners}). */
   readonly owner: string;
   /** Expiry on the dispatcher's monotonic clock. */
   readonly expiresAt: number;
@@ -36,8 +36,10 @@ export interface LostWork {
   readonly reason: number;
   /** For a kill by the watchdog because of the request: the limit it ran past, ms; else 0. */
   readonly limitMs: number;
-  /** True when the request itself caused the kill (it blocked the worker or ran past its deadline). */
+  /** True when this request itself caused the kill (it blocked the worker or ran past its deadline). */
   readonly requestCaused: boolean;
+  /** When another request on the same worker caused the kill: that request ("type arg"). */
+  readonly culprit?: string;
 }
 
 /** What a link tells the dispatcher. */
@@ -64,16 +66,22 @@ export interface WorkerLink {
   readonly port: number;
   /** True when {@link WorkerLink.assign} can succeed now. */
   available(): boolean;
+  /** Tickets the worker may hold at once (its concurrency). */
+  readonly capacity: number;
   /** True while a worker process is behind the link, available or not (an empty spare slot has none). */
   present(): boolean;
-  /** Gives `t` to the worker; false when it could not take it (busy, gone, draining). */
-  assign(t: Ticket): boolean;
-  /** Owner of the ticket the worker holds unused, or null (for the per-address cap). */
-  outstanding(): string | null;
+  /**
+   * Gives `t` to the worker; false when it could not take it (full, gone, draining). With `alone`, only to a
+   * worker that holds no other ticket, and none other is given to it while `t` lives (a request type that has
+   * killed a worker recently runs alone, so that if it does so again it takes no other client's request with it).
+   */
+  assign(t: Ticket, alone?: boolean): boolean;
+  /** Owners of the tickets issued to the worker and not finished (unused or running), one per ticket. */
+  owners(): string[];
   /** Takes back `ticket` if it is still unused (its client left); true when it was. */
   reclaim(ticket: string): boolean;
-  /** Takes back an unused ticket past its expiry at `now`; true when one was taken back. */
-  sweep(now: number): boolean;
+  /** Takes back the unused tickets past their expiry at `now`; returns how many. */
+  sweep(now: number): number;
   /** What became of `ticket`, if this link issued it. */
   fate(ticket: string): Fate;
   /** Sends an end-to-end probe through the link. */
@@ -97,6 +105,12 @@ export interface WorkerLink {
 /** Why a worker refused a ticket. */
 export type ClaimRefusal = "no-ticket" | "mismatch" | "expired" | "wrong-type";
 
+/** A ticket a worker accepted: the entry it runs in (see `slot_tickets.ts`). */
+export interface Claim {
+  readonly entry: number;
+  readonly gen: number;
+}
+
 /** What a link tells a worker. */
 export interface DispatcherLinkEvents {
   /** A ticket was assigned (the ASSIGN doorbell or frame). */
@@ -112,12 +126,18 @@ export interface DispatcherLinkEvents {
 /** The worker's handle on its dispatcher. */
 export interface DispatcherLink {
   /** Validates and consumes a ticket presented by a client for `type` with argument `arg`. */
-  claim(ticket: string, type: string, arg: string): ClaimRefusal | null;
+  claim(ticket: string, type: string, arg: string): Claim | ClaimRefusal;
   /**
-   * The request is finished: idle again, tell the dispatcher. With `retire`,
-   * go straight to draining instead, so that no new ticket can be assigned.
+   * Marks the claimed request whose service runs synchronously right now
+   * (null: none), so that a hang is blamed on that request alone.
    */
-  done(retire?: boolean): void;
+  running(claim: Claim | null): void;
+  /**
+   * The claimed request is finished: its place is free again, tell the
+   * dispatcher. With `retire`, close the door first, so that no new ticket
+   * can be assigned.
+   */
+  done(claim: Claim, retire?: boolean): void;
   /** No new assignment from now on (an idle worker becomes draining at once). */
   retire(): void;
   /** True while a ticket is assigned and not yet used (a draining worker waits for its client). */

@@ -5,15 +5,8 @@
  * works while the dispatcher is down.
  * @module
  */
-import {
-  LinkState,
-  type Segment,
-  type SlotView,
-  stateName,
-  SupState,
-  WorkState,
-  workState,
-} from "../ipc/shm.ts";
+import { LinkState, type Segment, type SlotView, stateName, SupState } from "../ipc/shm.ts";
+import { workSummary } from "../link/ticket_reports.ts";
 import { exitReasonText } from "../supervise/exit_reason.ts";
 import type { NotesRecord } from "../supervise/run_dir.ts";
 import { localSlots } from "../cli/config.ts";
@@ -33,7 +26,11 @@ export interface ChildStatus {
   pid: number;
   port: number;
   state: string;
+  /** What it does: idle, assigned, busy, draining, offline; with several tickets per worker "busy 3/8". */
   work: string;
+  /** Requests it runs now, and how many tickets it may hold at once (--worker-concurrency). */
+  busy: number;
+  capacity: number;
   restarts: number;
   served: number;
   heartbeat_age_ms: number | null;
@@ -98,8 +95,8 @@ export interface InstanceStatus {
     /** On a joined host: the dispatcher link address this host's workers attach to. */
     joined?: string;
   };
-  /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`. */
-  limits: Readonly<Record<string, number>>;
+  /** Limit flags in force (from instance.json), e.g. `"max-conns": 1024`, `"proxy-from": "127.0.0.2/32"`. */
+  limits: Readonly<Record<string, number | string>>;
   /** Chat settings and limits in force (from instance.json), when chat is on. */
   chat: Readonly<Record<string, string | number | boolean>> | null;
   /** HTTP API settings in force (from instance.json), when it is on. */
@@ -123,9 +120,8 @@ function row(slot: SlotView, role: string, now: number, local: Local, remote = f
   const pid = slot.load("pid");
   const hb = slot.load("heartbeat_at");
   const started = slot.load("started_at");
-  const req = slot.load("request_started_at");
-  const work = workState(slot.load("work"));
-  const late = now - slot.load("ticket_expires_at");
+  const work = workSummary(slot, now);
+  const req = work.oldest;
   const ms = (v: number) => Math.round(v);
   const host = slot.text("host") || local.host;
   return {
@@ -139,18 +135,20 @@ function row(slot: SlotView, role: string, now: number, local: Local, remote = f
     pid,
     port: slot.load("port"),
     state: stateName(SupState, slot.load("sup_state")),
-    work: role === "dispatcher" ? "-" : stateName(WorkState, work),
+    work: role === "dispatcher" ? "-" : work.text,
+    busy: role === "dispatcher" ? 0 : work.busy,
+    capacity: role === "dispatcher" ? 0 : work.capacity,
     restarts: slot.load("restarts"),
     served: slot.load("served"),
     heartbeat_age_ms: pid && hb ? ms(now - hb) : null,
     uptime_ms: pid && started ? ms(now - started) : null,
-    request: req > 0 ? requestText(slot) : null,
-    request_age_ms: req > 0 ? ms(now - req) : null,
+    request: req ? req.request : null,
+    request_age_ms: req ? ms(now - req.startedAt) : null,
     backoff_ms: ms(Math.max(0, slot.load("backoff_until") - now)),
     last_exit: exitReasonText(slot.load("last_exit")),
     wedged: pid > 0 && slot.load("link_wedged_at") > started,
     conns: slot.load("conns"),
-    ticket_overdue_ms: role !== "dispatcher" && work === WorkState.ASSIGNED && late > 0 ? ms(late) : null,
+    ticket_overdue_ms: role !== "dispatcher" && work.overdueMs > 0 ? ms(work.overdueMs) : null,
     host,
     link: stateName(LinkState, slot.load("link_state")),
     watchdog_pid: slot.load("remote_watchdog_pid") || local.watchdogPid,
@@ -159,16 +157,11 @@ function row(slot: SlotView, role: string, now: number, local: Local, remote = f
   };
 }
 
-function requestText(slot: SlotView): string {
-  const arg = slot.text("request_arg");
-  return arg ? `${slot.text("request_type")} ${arg}` : slot.text("request_type");
-}
-
 /** Where an instance lives (from its run dir and `instance.json`). */
 export interface InstanceWhere {
   readonly runDir: string;
   readonly shm: string;
-  readonly limits?: Readonly<Record<string, number>>;
+  readonly limits?: Readonly<Record<string, number | string>>;
   /** The instance's `--host` (local workers listen there). */
   readonly host?: string;
   /** Local workers (slots 1..workers, and the spare after them); then remote workers' slots (with a link port). */

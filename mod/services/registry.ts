@@ -28,14 +28,16 @@ export interface Service {
   /**
    * After the answer the connection is handed to the worker's session code
    * for this type (chat: it speaks IRC from then on), and the worker is free
-   * for other requests at once: a long session does not hold its one slot.
+   * for other requests at once: a long session does not hold one of its places.
    */
   readonly handover?: boolean;
   /**
    * Bounded work that never waits (linear in an argument the transports
    * already bound): the HTTP API runs it in the worker that received the
    * request instead of through a ticket, since it cannot block a worker,
-   * outlive a deadline or be killed for it.
+   * outlive a deadline or be killed for it. It takes none of the worker's
+   * `--worker-concurrency` places (it holds none across time) and is not
+   * counted in its busy/N.
    */
   readonly inline?: boolean;
   /** No effect beyond the answer (nothing kept): may be repeated, and fetched with HTTP GET. */
@@ -46,8 +48,9 @@ export interface Service {
 export const SLEEP_CAP_MS = 30_000;
 /** Largest `fib` argument (fib(78) is the largest exact in a double). */
 export const FIB_CAP = 78;
-/** Most MiB one `hold` request keeps, and most one worker process holds in all. */
+/** Most MiB one `hold` request keeps. */
 export const HOLD_CAP_MB = 64;
+/** Most MiB one worker process holds for `hold` requests in all. */
 export const HOLD_TOTAL_MB = 256;
 
 /** What `hold` keeps, for the life of this worker process. */

@@ -11,7 +11,7 @@ import type { Admission } from "../net/admission.ts";
 import { admitClient, type Client, type DoorOptions } from "../net/door.ts";
 import type { LineConn } from "../net/line_conn.ts";
 import { formatReply, greeting, parseRunCommand, Status } from "../net/protocol.ts";
-import type { ClaimRefusal, DispatcherLink } from "../link/worker_link.ts";
+import type { Claim, ClaimRefusal, DispatcherLink } from "../link/worker_link.ts";
 import type { StatsView } from "../ipc/stats.ts";
 import { lookupService, type ServiceContext } from "./registry.ts";
 
@@ -57,8 +57,8 @@ export interface RunSessionDeps {
   readonly stats: StatsView;
   /** The context services see (counters of this worker). */
   context(): ServiceContext;
-  /** A claimed request has finished (answered or not): the worker is free again. */
-  onDone(): void;
+  /** A claimed request has finished (answered or not): its place is free again. */
+  onDone(claim: Claim): void;
   /**
    * Takes over the connection of a {@link Service.handover} type (chat), with
    * the bytes already read past the RUN line; resolves when that session ends.
@@ -73,7 +73,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
   if (!client) return;
   const conn = client.conn;
   /** The request once its ticket is claimed: from then on its end is counted as a request, not a refusal. */
-  let claimed: { type: string; startedAt: number } | undefined;
+  let claimed: { type: string; startedAt: number; claim: Claim } | undefined;
   const answered = (status: number) =>
     d.stats.request(claimed!.type, status, (performance.now() - claimed!.startedAt) / 1000);
   let handedOver = false;
@@ -83,26 +83,34 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     if (line === null) return;
     client.admitted.spoke(); // no longer line-less: never closed to make room
     const run = parseRunCommand(line);
-    let refusal = d.link.claim(run.ticket, run.type, run.arg);
+    let claim = d.link.claim(run.ticket, run.type, run.arg);
     // Over the network the client may have outrun its ticket: wait for it a moment, then look again.
-    if (refusal === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
-      refusal = d.link.claim(run.ticket, run.type, run.arg);
+    if (claim === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
+      claim = d.link.claim(run.ticket, run.type, run.arg);
     }
-    if (refusal) return await badTicket(client, REFUSALS[refusal], d);
-    claimed = { type: run.type, startedAt: performance.now() };
+    if (typeof claim === "string") return await badTicket(client, REFUSALS[claim], d);
+    claimed = { type: run.type, startedAt: performance.now(), claim };
     d.stats.ticket("used");
     const service = lookupService(run.type);
     if (service.handover && !d.handover) {
       answered(Status.BUSY);
       return await conn.refuse(formatReply(Status.BUSY, `${run.type} is not enabled on this instance`));
     }
-    const result = await service.run(run.arg, d.context());
-    // Handed to the connection, the answer is the request's end: the worker is free at once. A client that
+    // While the service runs synchronously it holds the event loop: a hang then is this request's alone.
+    d.link.running(claim);
+    let pending: string | Promise<string>;
+    try {
+      pending = service.run(run.arg, d.context());
+    } finally {
+      d.link.running(null);
+    }
+    const result = await pending;
+    // Handed to the connection, the answer is the request's end: its place is free at once. A client that
     // does not read it holds its own connection (until --write-timeout-ms), never this worker.
     const sent = conn.writeLine(formatReply(Status.OK, result));
     answered(Status.OK);
     claimed = undefined;
-    d.onDone();
+    d.onDone(claim);
     if (!(await sent) || !service.handover || !d.handover) return;
     handedOver = true; // the session goes on, in the worker's session code for this type
     return await d.handover(run.type, run.arg, conn.conn, conn.takeBuffered());
@@ -120,7 +128,7 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     if (claimed) answered(Status.INTERNAL);
     else d.stats.refusal(Status.INTERNAL);
   } finally {
-    if (claimed) d.onDone();
+    if (claimed) d.onDone(claimed.claim);
     await client.finish(handedOver);
   }
 }

@@ -99,7 +99,8 @@ export function exitReasonLabel(code: number): string {
  * What a client is told when its worker died under its request, e.g.
  * `worker 1 was killed: "fib 45" blocked it past the 3000 ms hang timeout`.
  * With `started` false the worker died holding the ticket, before the request
- * reached it: nothing ran.
+ * reached it: nothing ran. With a `culprit`, another request on the same
+ * worker caused the kill, and the text says so.
  */
 export function lostWorkText(
   worker: string,
@@ -107,11 +108,18 @@ export function lostWorkText(
   code: number,
   limitMs: number,
   started = true,
+  culprit?: string,
 ): string {
   if (!started) {
     return `${worker} ended before your request reached it (${exitReasonText(code)}); nothing ran`;
   }
   const what = JSON.stringify(request);
+  if (culprit !== undefined && requestCaused(code)) {
+    const why = code === ExitReason.DEADLINE
+      ? `ran past its ${limitMs} ms deadline`
+      : `blocked it past the ${limitMs} ms hang timeout`;
+    return `${worker} was killed while running ${what}: another request (${JSON.stringify(culprit)}) ${why}`;
+  }
   switch (code) {
     case ExitReason.HANG_IN_REQUEST:
       return `${worker} was killed: ${what} blocked it past the ${limitMs} ms hang timeout`;

@@ -48,7 +48,9 @@ export class Incarnation implements Disposable {
     const join = cfg.join ? netScope(cfg.join.host, cfg.join.port) : undefined;
     const chat = cfg.chat.ircPort > 0 ? chatFlags(cfg.chat, true) : undefined;
     const http = cfg.http.port > 0 ? httpShown(cfg) : undefined;
-    const limits = { ...limitFlags(cfg), ...poolFlags(cfg) };
+    // Trusted PROXY-protocol senders change whom every limit counts: shown with the limits when there are any.
+    const proxies = cfg.proxyFrom.toString();
+    const limits = { ...limitFlags(cfg), ...poolFlags(cfg), ...(proxies ? { "proxy-from": proxies } : {}) };
     writeRecord(paths, {
       pid: Deno.pid,
       start_time: selfStartTime(),
@@ -68,7 +70,13 @@ export class Incarnation implements Disposable {
     stack.defer(() => removeQuietly(paths.record));
     const notes = stack.use(new Notes(paths));
     const remoteSlots = cfg.linkPort ? cfg.remoteSlots : 0;
-    const segment = Segment.create(paths.shm, slotCount + 1 + remoteSlots, instanceId, cfg.port);
+    const segment = Segment.create(
+      paths.shm,
+      slotCount + 1 + remoteSlots,
+      instanceId,
+      cfg.port,
+      cfg.workerConcurrency,
+    );
     const inc = new Incarnation({ segment, instanceId, notes, paths });
     stack.defer(() => {
       segment.close();

@@ -24,7 +24,7 @@ export interface InstanceRecord {
   readonly workers: number;
   readonly created: string;
   /** Limit flags the roles enforce (shown by `osps status`). */
-  readonly limits?: Readonly<Record<string, number>>;
+  readonly limits?: Readonly<Record<string, number | string>>;
   /** The dispatcher's port for remote workers, when it has one. */
   readonly link_port?: number;
   /** On a joined host: the dispatcher link address its workers attach to. */

@@ -18,7 +18,7 @@
  * killed at once instead.
  * @module
  */
-import { WorkState, workState } from "../ipc/shm.ts";
+import { holdsLiveTicket } from "../link/ticket_reports.ts";
 import type { Clock } from "../sys/clock.ts";
 import { DISPATCHER_LINGER_MS } from "./supervised.ts";
 import type { SupervisedChild } from "./supervisor.ts";
@@ -94,8 +94,7 @@ export class Shutdown {
 
 /** A worker holding a ticket or running a request. */
 function busy(w: SupervisedChild): boolean {
-  const s = workState(w.spec.slot.load("work"));
-  return w.pid > 0 && (s === WorkState.ASSIGNED || s === WorkState.BUSY);
+  return w.pid > 0 && holdsLiveTicket(w.spec.slot);
 }
 
 /** No process, and none will start (stopped, or never started). */

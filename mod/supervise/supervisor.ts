@@ -40,7 +40,8 @@ import { ParentControl, parseChildLine, readLines } from "../ipc/control.ts";
 import { logger } from "../log.ts";
 import { procStat } from "../sys/proc.ts";
 import type { Clock, TimerHandle } from "../sys/clock.ts";
-import { SupState, workGen, WorkState, workState, workWord } from "../ipc/shm.ts";
+import { SupState } from "../ipc/shm.ts";
+import { recordDeath, type Running } from "../link/slot_tickets.ts";
 
 /** How a child's process ended, as {@link SupervisedChild.handle} reports it to the cycle. */
 export interface ChildEnd {
@@ -71,6 +72,8 @@ export class SupervisedChild {
   /** Why the watchdog is killing the current process, and the limit a request ran past. */
   #killReason: number = ExitReason.NONE;
   #killLimitMs = 0;
+  /** The request a kill was for (its death record blames it), if any. */
+  #killCulprit: Running | null = null;
   /** Grace of an ordered stop, before SIGKILL. */
   #stopGraceMs = 0;
   /** How long the last process ran and why it ended (for the restart log line). */
@@ -270,6 +273,7 @@ export class SupervisedChild {
     this.#heartbeat.reset();
     this.#killReason = ExitReason.NONE;
     this.#killLimitMs = 0;
+    this.#killCulprit = null;
     this.#retiring = false;
     this.#replacedBy = ExitReason.NONE;
     this.linked = false;
@@ -333,15 +337,8 @@ export class SupervisedChild {
       ? signalReason(status.signal)
       : status.code;
     // The death record comes first, the pid last: the dispatcher waits for the pid to change, then reads it.
-    if (this.spec.isWorker) {
-      const word = slot.load("work");
-      const held = workState(word) === WorkState.ASSIGNED || workState(word) === WorkState.BUSY;
-      slot.store("death_gen", held ? workGen(word) : -1);
-      slot.store("death_state", workState(word));
-      slot.store("death_limit_ms", this.#killLimitMs);
-    }
+    if (this.spec.isWorker) recordDeath(slot, proc.pid, this.#killCulprit, this.#killLimitMs);
     slot.store("last_exit", code);
-    if (this.spec.isWorker) slot.store("work", workWord(WorkState.OFFLINE, workGen(slot.load("work"))));
     // The connections were the dead process's: its successor starts from none (it writes only on a change).
     slot.store("conns", 0);
     slot.store("pid", 0);
@@ -441,6 +438,7 @@ export class SupervisedChild {
     logger().warn("{name} (pid {pid}) {why}", { name: this.spec.name, pid: this.pid, why: verdict.why });
     this.#killReason = verdict.reason;
     this.#killLimitMs = verdict.limitMs;
+    this.#killCulprit = verdict.culprit;
     this.#fire(verdict.event);
   }
 

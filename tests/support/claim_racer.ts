@@ -26,8 +26,9 @@ self.onmessage = (e: MessageEvent) => {
   } else if (m.kind === "claim") {
     // Spin until the round opens, so both racers (and the dispatcher) hit the slot together.
     while (Atomics.load(barrier!, 0) < m.round) Atomics.wait(barrier!, 0, m.round - 1, 50);
-    const refusal = link!.claim(m.ticket, "echo", "");
-    self.postMessage({ kind: "claimed", round: m.round, won: refusal === null });
+    const claim = link!.claim(m.ticket, "echo", "");
+    const won = typeof claim !== "string";
+    self.postMessage({ kind: "claimed", round: m.round, won, claim: won ? claim : undefined });
   } else {
     link?.close();
     segment?.close();

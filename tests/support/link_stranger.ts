@@ -50,12 +50,12 @@ async function claim(secretFile: string, who: string): Promise<void> {
   const ch = new LinkChannel(await Deno.connect({ hostname: addr!, port }));
   const hello = parseJson((await ch.read(5_000))!);
   const nonceW = crypto.getRandomValues(new Uint8Array(32));
-  const mac = hmac(secret!, "osps-link/1 worker proof", unhex(String(hello.nonce)), nonceW, who);
-  ch.send(Frame.AUTH, jsonPayload({ v: "osps-link/1", nonce: hex(nonceW), who, mac: hex(mac) }));
+  const mac = hmac(secret!, "osps-link/2 worker proof", unhex(String(hello.nonce)), nonceW, who);
+  ch.send(Frame.AUTH, jsonPayload({ v: "osps-link/2", nonce: hex(nonceW), who, mac: hex(mac) }));
   const answer = (await ch.read(5_000))!;
   const welcome = answer.type === Frame.WELCOME;
   console.log(welcome ? "WELCOME" : `REFUSED ${String(parseJson(answer).reason ?? "")}`);
-  if (welcome) ch.key(hmac(secret!, "osps-link/1 session", unhex(String(hello.nonce)), nonceW), "worker");
+  if (welcome) ch.key(hmac(secret!, "osps-link/2 session", unhex(String(hello.nonce)), nonceW), "worker");
   // Refused after the handshake (a keyed REFUSED) or closed: "closed"; still up a second later: "kept".
   const next = await ch.read(1_000).then(
     (f) => f === null || f.type === Frame.REFUSED ? "closed" : "kept",

@@ -45,7 +45,7 @@ export class ApiContract {
 
   /** Checks a streamed answer's status and media type against the document (its body is left unread). */
   checkHead(method: string, path: string, res: Response): void {
-    const declared = this.#declared(method, path, res.status);
+    const { declared } = this.#declared(method, path, res.status);
     const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
     assert.ok(
       (declared["content"] as Json | undefined)?.[type],
@@ -54,7 +54,8 @@ export class ApiContract {
     this.checked++;
   }
 
-  #declared(method: string, path: string, status: number): Json {
+  /** The response the document declares for `method` `path` answering `status`, and the path's template. */
+  #declared(method: string, path: string, status: number): { declared: Json; template: string } {
     const url = new URL(path, "http://x");
     const found = this.#paths.find((p) => p.re.test(url.pathname));
     assert.ok(found, `${method} ${url.pathname}: no path of the document matches`);
@@ -64,7 +65,7 @@ export class ApiContract {
     assert.ok(op, `${method} ${found.template}: not in the document`);
     const declared = (op["responses"] as Json)[String(status)] as Json | undefined;
     assert.ok(declared, `${method} ${found.template} answered ${status}, which the document does not list`);
-    return declared;
+    return { declared, template: found.template };
   }
 
   /**
@@ -72,35 +73,22 @@ export class ApiContract {
    * `path`: returns the body (parsed JSON for a JSON type, else text).
    */
   async check(method: string, path: string, res: Response): Promise<unknown> {
-    const url = new URL(path, "http://x");
-    const found = this.#paths.find((p) => p.re.test(url.pathname));
-    assert.ok(found, `${method} ${url.pathname}: no path of the document matches`);
-    const op = ((this.doc["paths"] as Json)[found.template] as Json)[method.toLowerCase()] as
-      | Json
-      | undefined;
-    assert.ok(op, `${method} ${found.template}: not in the document`);
-    const responses = op["responses"] as Json;
-    const declared = responses[String(res.status)] as Json | undefined;
-    assert.ok(
-      declared,
-      `${method} ${found.template} answered ${res.status}, which the document does not list`,
-    );
+    const { declared, template } = this.#declared(method, path, res.status);
     const text = await res.text();
     this.checked++;
     const content = declared["content"] as Json | undefined;
     if (!content) return text;
     const type = (res.headers.get("content-type") ?? "").split(";")[0]!.trim();
     const media = content[type] as Json | undefined;
-    assert.ok(media, `${method} ${found.template} ${res.status}: content type ${type} is not declared`);
+    assert.ok(media, `${method} ${template} ${res.status}: content type ${type} is not declared`);
     const body = /json/.test(type) ? JSON.parse(text) : text;
-    const pointer =
-      `doc#/paths/${escapePointer(found.template)}/${method.toLowerCase()}/responses/${res.status}` +
+    const pointer = `doc#/paths/${escapePointer(template)}/${method.toLowerCase()}/responses/${res.status}` +
       `/content/${escapePointer(type)}/schema`;
     const validate = this.#ajv.getSchema(pointer);
     assert.ok(validate, `no schema at ${pointer}`);
     assert.ok(
       validate(body),
-      `${method} ${found.template} ${res.status}: body does not match its schema: ${
+      `${method} ${template} ${res.status}: body does not match its schema: ${
         JSON.stringify(validate.errors)
       }\n${text.slice(0, 500)}`,
     );
