@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { type Instance, startInstance, waitFor } from "./harness.ts";
+import { startInstance, waitFor } from "./harness.ts";
 import { RawIrc } from "./support/irc.ts";
 import { chatFlags, clientsOnEveryWorker, newChatPlace, slotOf, withChat } from "./support/chat_instance.ts";
 import { startPostgres } from "./support/postgres.ts";

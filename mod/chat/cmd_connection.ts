@@ -91,7 +91,6 @@ async function nick(s: IrcSession, wanted: string): Promise<void> {
   if (!validNick(wanted) || isServiceName(wanted)) {
     return s.replyText(N.ERR_ERRONEUSNICKNAME, wanted, "Erroneous nickname");
   }
-  const { store } = s.ctx;
   if (!s.registered) {
     if (!(await releasedSoon(s, wanted))) {
       return s.replyText(N.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use");
