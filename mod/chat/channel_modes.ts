@@ -141,6 +141,25 @@ function validKey(arg: string | undefined): arg is string {
 }
 
 /**
+ * One op of a store's MODE write, in order with the member changes around
+ * it: a list change (bans: already applied to its list) is only shown, a
+ * flag, key or limit change goes through {@link applyModes}; both are
+ * pushed to `applied` and the state after returned. Undefined for a prefix
+ * change (`o`, `v`): the store applies it to the member.
+ */
+export function applyChannelOp(state: ModeState, op: ModeOp, applied: ModeOp[]): ModeState | undefined {
+  const kind = MODE_KINDS[op.letter];
+  if (kind === "prefix") return undefined;
+  if (kind === "list") {
+    applied.push(op);
+    return state;
+  }
+  const r = applyModes(state, [op]);
+  applied.push(...r.applied);
+  return r.next;
+}
+
+/**
  * Applies the non-member changes of `ops` to `state` as a delta: what is
  * already so is skipped, the rest is returned as `applied` (in order) with
  * the state after it. Prefix and list changes are left to the caller (they

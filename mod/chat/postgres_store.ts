@@ -39,7 +39,7 @@ import {
   type Snapshot,
   StoreError,
 } from "./chat_store.ts";
-import { applyModes, MAX_LIMIT, MODE_KINDS, type ModeOp, prefixBit, showModes } from "./channel_modes.ts";
+import { applyChannelOp, MAX_LIMIT, type ModeOp, prefixBit, showModes } from "./channel_modes.ts";
 import { channelFrom, eventFrom, memberFrom, metaText, SCHEMA, userFrom } from "./store_schema.ts";
 
 type Sql = postgres.Sql | postgres.TransactionSql;
@@ -421,14 +421,9 @@ export class PostgresStore implements ChatStore {
       let state = { flags: info.modes, key: info.key, limit: info.limit };
       const applied: ModeOp[] = [], missing: string[] = [];
       for (const op of ops) {
-        if (MODE_KINDS[op.letter] === "list") { // applied to its list already (bans): only shown
-          applied.push(op);
-          continue;
-        }
-        if (MODE_KINDS[op.letter] !== "prefix") {
-          const r = applyModes(state, [op]);
-          state = r.next;
-          applied.push(...r.applied);
+        const next = applyChannelOp(state, op, applied);
+        if (next) {
+          state = next;
           continue;
         }
         const [m] = await tx`SELECT u.nick, m.op FROM members m JOIN users u ON u.folded = m.nick

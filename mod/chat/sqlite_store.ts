@@ -38,7 +38,7 @@ import {
   type ServiceActor,
   type Snapshot,
 } from "./chat_store.ts";
-import { applyModes, MODE_KINDS, type ModeOp, prefixBit, showModes } from "./channel_modes.ts";
+import { applyChannelOp, type ModeOp, prefixBit, showModes } from "./channel_modes.ts";
 import { channelFrom, eventFrom, memberFrom, metaText, userFrom } from "./store_schema.ts";
 
 const EVENT_COLUMNS = "e.*, COALESCE(c.name, e.channel) AS name";
@@ -374,14 +374,9 @@ export class SqliteStore implements ChatStore {
       let state = { flags: info.modes, key: info.key, limit: info.limit };
       const applied: ModeOp[] = [], missing: string[] = [];
       for (const op of ops) {
-        if (MODE_KINDS[op.letter] === "list") { // applied to its list already (bans): only shown
-          applied.push(op);
-          continue;
-        }
-        if (MODE_KINDS[op.letter] !== "prefix") {
-          const r = applyModes(state, [op]);
-          state = r.next;
-          applied.push(...r.applied);
+        const next = applyChannelOp(state, op, applied);
+        if (next) {
+          state = next;
           continue;
         }
         const m = this.#get(
