@@ -222,7 +222,7 @@ Deno.test({
         });
         assert.equal(st.workers.length, 1);
         assert.ok(
-          Deno.statSync(`${own}/chat/chat-${port}.sqlite`).isFile,
+          Deno.statSync(`${own}/chat/chat.sqlite`).isFile,
           "the chat store is in its data dir",
         );
         assert.equal(
