@@ -1,6 +1,7 @@
 /** The command-line table: parsing, defaults, clear errors, help, child argv. */
 import assert from "node:assert/strict";
-import { COMMANDS, helpText, parseCommandLine, toArgv } from "../mod/cli/cli.ts";
+import { helpText, parseCommandLine, toArgv } from "../mod/cli/cli.ts";
+import { COMMANDS } from "../mod/cli/commands.ts";
 import { UsageError } from "../mod/errors.ts";
 import { watchdogConfig } from "../mod/cli/config.ts";
 

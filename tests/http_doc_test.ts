@@ -7,7 +7,7 @@
  * are checked against the flag table.
  */
 import assert from "node:assert/strict";
-import { COMMANDS } from "../mod/cli/cli.ts";
+import { COMMANDS } from "../mod/cli/commands.ts";
 import { freePorts, withInstance } from "./harness.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;

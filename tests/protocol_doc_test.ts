@@ -5,7 +5,8 @@
  * byte, against a live instance started with the flags the document names.
  */
 import assert from "node:assert/strict";
-import { COMMANDS, parseCommandLine } from "../mod/cli/cli.ts";
+import { parseCommandLine } from "../mod/cli/cli.ts";
+import { COMMANDS } from "../mod/cli/commands.ts";
 import { instancePaths, limitFlags, watchdogConfig } from "../mod/cli/config.ts";
 import { ProtocolError } from "../mod/errors.ts";
 import { LineConn } from "../mod/net/line_conn.ts";

@@ -30,7 +30,7 @@ import { systemClock } from "../sys/clock.ts";
 import { Status } from "./protocol.ts";
 import { formatIp, ipv6Groups, parseIp, unmapped } from "./ip_addr.ts";
 
-/** The limits one server process enforces (each is a flag, see `mod/cli.ts`). */
+/** The limits one server process enforces (each is a flag, see `mod/cli/flags.ts`). */
 export interface AdmissionLimits {
   /** Connections open at once, all addresses together. */
   readonly maxConns: number;

@@ -11,7 +11,8 @@
  * @module
  */
 import { parse as parseToml } from "smol-toml";
-import { COMMANDS, flagValue, type FlagValues, nearest } from "../cli/cli.ts";
+import { flagValue, type FlagValues, nearest } from "../cli/cli.ts";
+import { COMMANDS } from "../cli/commands.ts";
 import { type ConfigSource, type WatchdogConfig, watchdogConfig } from "../cli/config.ts";
 import { errnoName, SysError, UsageError } from "../errors.ts";
 import { readFileAt } from "../sys/libc.ts";
