@@ -103,3 +103,17 @@ export function accountFrom(r: Row): Account {
     createdAt: Number(r["created_at"]),
   };
 }
+
+/** A `channel_regs` row joined with its founder's account name (`channel`, `name`, `registered_at`). */
+export function registrationFrom(r: Row): ChannelRegistration {
+  return {
+    channel: String(r["channel"]),
+    founder: String(r["name"]),
+    registeredAt: Number(r["registered_at"]),
+  };
+}
+
+/** A `channel_access` row joined with its account's name (`name`, `level`). */
+export function accessFrom(r: Row): AccessEntry {
+  return { account: String(r["name"]), level: String(r["level"]) as AccessLevel };
+}

@@ -7,11 +7,13 @@ import type postgres from "postgres";
 import { fold } from "./irc_message.ts";
 import {
   type AccessEntry,
+  accessFrom,
   type AccessLevel,
   type Account,
   accountFrom,
   type AccountStore,
   type ChannelRegistration,
+  registrationFrom,
 } from "./account_store.ts";
 import type { ScramVerifier } from "./password.ts";
 
@@ -110,13 +112,7 @@ export class PostgresAccounts implements AccountStore {
   async channelRegistration(channel: string): Promise<ChannelRegistration | null> {
     const [r] = await this.#sql`SELECT r.channel, a.name, r.registered_at FROM channel_regs r
       JOIN accounts a ON a.folded = r.founder WHERE r.channel = ${fold(channel)}`;
-    return r
-      ? {
-        channel: String(r["channel"]),
-        founder: String(r["name"]),
-        registeredAt: Number(r["registered_at"]),
-      }
-      : null;
+    return r ? registrationFrom(r) : null;
   }
 
   dropChannel(channel: string): Promise<boolean> {
@@ -141,7 +137,7 @@ export class PostgresAccounts implements AccountStore {
     const rows = await this.#sql`SELECT a.name, x.level FROM channel_access x
       JOIN accounts a ON a.folded = x.account WHERE x.channel = ${fold(channel)}
       ORDER BY CASE x.level WHEN 'founder' THEN 0 WHEN 'op' THEN 1 ELSE 2 END, a.name`;
-    return rows.map((r) => ({ account: String(r["name"]), level: String(r["level"]) as AccessLevel }));
+    return rows.map(accessFrom);
   }
 
   async accessOf(channel: string, account: string): Promise<AccessLevel | null> {

@@ -6,11 +6,13 @@
 import { fold } from "./irc_message.ts";
 import {
   type AccessEntry,
+  accessFrom,
   type AccessLevel,
   type Account,
   accountFrom,
   type AccountStore,
   type ChannelRegistration,
+  registrationFrom,
 } from "./account_store.ts";
 import type { ScramVerifier } from "./password.ts";
 import type { SqliteDb } from "./sqlite_db.ts";
@@ -165,13 +167,7 @@ export class SqliteAccounts implements AccountStore {
           "WHERE r.channel = ?",
         fold(channel),
       );
-      return r
-        ? {
-          channel: String(r["channel"]),
-          founder: String(r["name"]),
-          registeredAt: Number(r["registered_at"]),
-        }
-        : null;
+      return r ? registrationFrom(r) : null;
     });
   }
 
@@ -210,7 +206,7 @@ export class SqliteAccounts implements AccountStore {
           "ORDER BY CASE x.level WHEN 'founder' THEN 0 WHEN 'op' THEN 1 ELSE 2 END, a.name",
         fold(channel),
       );
-      return rows.map((r) => ({ account: String(r["name"]), level: String(r["level"]) as AccessLevel }));
+      return rows.map(accessFrom);
     });
   }
 
