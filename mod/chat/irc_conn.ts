@@ -17,7 +17,6 @@
  * sender or anyone else.
  * @module
  */
-import { setImmediate } from "node:timers";
 import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
@@ -45,20 +44,10 @@ const MAX_PACE_MS = 50;
  * of thousands — each connection gets one write carrying everything queued
  * for it meanwhile instead of one per line, and writing never takes the
  * whole loop.
- *
- * A flush starts at most {@link WRITES_PER_TURN} writes; the next
- * connections' turn comes in the next turn of the loop, after it polled for
- * what else completed. Each write is an operation the runtime completes back
- * on this loop, and measured with 10,000 members in one channel, 5,000
- * writes started at once per message kept other completions — another
- * client's PING — waiting behind them. (Not a cap on writes in flight: a
- * client that does not read holds its write for as long as it likes, and
- * must not hold up anyone else's.)
  */
 const dirty = new Set<IrcConn>();
 let flushAt = 0;
 let scheduled = false;
-const WRITES_PER_TURN = 256;
 
 function scheduleFlush(): void {
   if (scheduled) return;
@@ -71,18 +60,11 @@ function scheduleFlush(): void {
 function flushDirty(): void {
   scheduled = false;
   const start = performance.now();
-  let started = 0;
-  for (const c of dirty) {
-    if (started++ === WRITES_PER_TURN) break;
-    dirty.delete(c);
-    c.writeQueued();
-  }
+  const conns = [...dirty];
+  dirty.clear();
+  for (const c of conns) c.writeQueued();
   const end = performance.now();
   flushAt = end + Math.min(end - start, MAX_PACE_MS);
-  if (dirty.size > 0) {
-    scheduled = true;
-    setImmediate(flushDirty); // the rest in the next turn
-  }
 }
 
 /** Options of an {@link IrcConn}. */
