@@ -252,22 +252,20 @@ export async function benchRecovery(opts: { kills: number; bareStarts: number })
     });
 
     const routed = loaded.reduce((n, k) => n + k.routedToDead, 0);
+    /** A figure of the idle kills: the median of `field`. */
+    const idleFigure = (
+      name: string,
+      field: "recoveryMs" | "acceptsMs",
+      rest: Pick<Parameters<typeof figure>[0], "reference" | "target" | "note">,
+    ) => figure({ part: "Recovery", name, value: median(idle.map((k) => k[field])), unit: "ms", ...rest });
     const figures: Figure[] = [
-      figure({
-        part: "Recovery",
-        name: "kill -9 worker → pool serves with N workers again",
-        value: median(idle.map((k) => k.recoveryMs)),
-        unit: "ms",
+      idleFigure("kill -9 worker → pool serves with N workers again", "recoveryMs", {
         reference: { name: "bare start of one worker process", value: bareMs },
         target: { on: "ratio", op: "<=", limit: 1.1 },
         note: `idle pool, median of ${idle.length} kills, until the new worker's slot shows ready; ` +
           `bare start: median of ${bare.length} spawns of the worker command until it accepts TCP`,
       }),
-      figure({
-        part: "Recovery",
-        name: "kill -9 worker → replacement ready (diagnostic)",
-        value: median(idle.map((k) => k.recoveryMs)),
-        unit: "ms",
+      idleFigure("kill -9 worker → replacement ready (diagnostic)", "recoveryMs", {
         reference: {
           name: "bare start of one worker process until its ready line",
           value: median(bare.map((b) => b.readyMs)),
@@ -275,11 +273,7 @@ export async function benchRecovery(opts: { kills: number; bareStarts: number })
         note:
           "the same kills against the moment the watchdog can know: the rest is exit, reaping and respawn",
       }),
-      figure({
-        part: "Recovery",
-        name: "kill -9 worker → the new worker accepts TCP (diagnostic)",
-        value: median(idle.map((k) => k.acceptsMs)),
-        unit: "ms",
+      idleFigure("kill -9 worker → the new worker accepts TCP (diagnostic)", "acceptsMs", {
         reference: { name: "bare start of one worker process", value: bareMs },
         note:
           "the same kills, timed to what the bare start is timed to; the target figure also waits for the " +
