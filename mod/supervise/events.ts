@@ -93,7 +93,9 @@ export class EventQueue implements Disposable {
         this.#wake = () => {
           this.#wake = undefined;
           clearTimeout(timer);
-          setTimeout(resolve, 0);
+          // One turn, not a timer: `setTimeout(…, 0)` waits a millisecond or more, on every wake-up
+          // (a child's exit, its ready line), which a restart would pay in full.
+          setImmediate(resolve);
         };
       });
     }

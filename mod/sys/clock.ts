@@ -41,9 +41,24 @@ export const systemClock: Clock = {
     offset ??= monotonicMs() - performance.now();
     return performance.now() + offset;
   },
-  after: (ms, fn) => setTimeout(fn, Math.max(0, ms)),
-  cancel: (handle) => clearTimeout(handle as number),
+  // A deadline already due fires on the next turn of the event loop: a timer would wait a millisecond or
+  // more (a restart without backoff pays that on its way to the spawn).
+  after: (ms, fn) => ms > 0 ? setTimeout(fn, ms) : new Due(fn),
+  cancel: (handle) => handle instanceof Due ? handle.cancel() : clearTimeout(handle as number),
 };
+
+/** A {@link systemClock} timer already due: runs on the next turn of the event loop unless cancelled. */
+class Due {
+  readonly #immediate: ReturnType<typeof setImmediate>;
+
+  constructor(fn: () => void) {
+    this.#immediate = setImmediate(fn);
+  }
+
+  cancel(): void {
+    clearImmediate(this.#immediate);
+  }
+}
 
 /**
  * A clock that moves only when told to, for tests: {@link ManualClock.advance}

@@ -57,17 +57,34 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
-type Lib = Deno.DynamicLibrary<typeof SYMBOLS>;
-let lib: Lib | undefined;
+type Name = keyof typeof SYMBOLS;
+type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** The functions bound so far, and the libc they were bound from. */
+const bound: { -readonly [K in Name]?: Symbols[K] } = {};
+let libcPath: string | undefined;
 
-function libc(): Lib {
-  if (lib) return lib;
+/**
+ * libc's function `name`, bound on first use. Binding costs about half a
+ * millisecond per function (Deno compiles a call stub for each), so a role
+ * binds only what it calls: binding all of them cost every start 10–20 ms
+ * before its port was even open. `__errno_location` is bound with the first
+ * one, so that reading errno never binds (binding could change it).
+ */
+function sym<K extends Name>(name: K): Symbols[K] {
+  return (bound[name] ??= bind(name) as Symbols[K]);
+}
+
+function bind(name: Name): unknown {
+  if (libcPath) return Deno.dlopen(libcPath, { [name]: SYMBOLS[name] }).symbols[name];
+  const wanted = { [name]: SYMBOLS[name], __errno_location: SYMBOLS.__errno_location };
   // dlopen each candidate rather than stat it: roles hold no read permission.
   const errors: unknown[] = [];
   for (const path of [...LIBC_CANDIDATES, "libc.so.6"]) {
     try {
-      lib = Deno.dlopen(path, SYMBOLS);
-      return lib;
+      const symbols = Deno.dlopen(path, wanted).symbols;
+      libcPath = path;
+      bound.__errno_location = symbols.__errno_location as Symbols["__errno_location"];
+      return symbols[name];
     } catch (err) {
       errors.push(err);
     }
@@ -108,7 +125,7 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
 }
 
 function errno(): number {
-  const p = libc().symbols.__errno_location();
+  const p = sym("__errno_location")();
   return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
 }
 
@@ -120,12 +137,12 @@ function check(call: string, rc: number | bigint, detail?: string): number {
 
 /** shm_open(3). Returns a file descriptor. */
 export function shmOpen(name: string, flags: number, mode = 0o600): number {
-  return check("shm_open", libc().symbols.shm_open(cstr(name), flags | O.CLOEXEC | O.NOFOLLOW, mode), name);
+  return check("shm_open", sym("shm_open")(cstr(name), flags | O.CLOEXEC | O.NOFOLLOW, mode), name);
 }
 
 /** shm_unlink(3). Returns false when the segment did not exist. */
 export function shmUnlink(name: string): boolean {
-  const rc = libc().symbols.shm_unlink(cstr(name));
+  const rc = sym("shm_unlink")(cstr(name));
   if (rc === 0) return true;
   const e = errno();
   if (e === E.ENOENT) return false;
@@ -134,13 +151,13 @@ export function shmUnlink(name: string): boolean {
 
 /** ftruncate(2). */
 export function ftruncate(fd: number, size: number): void {
-  check("ftruncate", libc().symbols.ftruncate(fd, BigInt(size)));
+  check("ftruncate", sym("ftruncate")(fd, BigInt(size)));
 }
 
 /** mmap(2) a shared read/write mapping of `size` bytes of `fd`, viewed as an ArrayBuffer. */
 export function mmapShared(fd: number, size: number): { buffer: ArrayBuffer; unmap(): void } {
   const PROT_READ_WRITE = 3, MAP_SHARED = 1;
-  const p = libc().symbols.mmap(null, BigInt(size), PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+  const p = sym("mmap")(null, BigInt(size), PROT_READ_WRITE, MAP_SHARED, fd, 0n);
   // MAP_FAILED is (void*)-1.
   if (p === null || Deno.UnsafePointer.value(p) === 0xffffffffffffffffn) {
     throw new SysError("mmap", errno());
@@ -148,41 +165,41 @@ export function mmapShared(fd: number, size: number): { buffer: ArrayBuffer; unm
   const buffer = Deno.UnsafePointerView.getArrayBuffer(p, size);
   return {
     buffer,
-    unmap: () => void libc().symbols.munmap(p, BigInt(size)),
+    unmap: () => void sym("munmap")(p, BigInt(size)),
   };
 }
 
 /** open(2). */
 export function open(path: string, flags: number, mode = 0o600): number {
-  return check("open", libc().symbols.open(cstr(path), flags | O.CLOEXEC, mode), path);
+  return check("open", sym("open")(cstr(path), flags | O.CLOEXEC, mode), path);
 }
 
 /** Like {@link open} but returns `-errno` instead of throwing (for expected failures such as ENXIO). */
 export function tryOpen(path: string, flags: number, mode = 0o600): number {
-  const fd = libc().symbols.open(cstr(path), flags | O.CLOEXEC, mode);
+  const fd = sym("open")(cstr(path), flags | O.CLOEXEC, mode);
   return fd < 0 ? -errno() : fd;
 }
 
 /** close(2); errors are ignored (there is nothing useful to do with them). */
 export function close(fd: number): void {
-  libc().symbols.close(fd);
+  sym("close")(fd);
 }
 
 /** read(2) on the calling thread. Returns bytes read (0 = EOF) or `-errno` (EAGAIN on an empty non-blocking fd). */
 export function readNow(fd: number, buf: Uint8Array<ArrayBuffer>): number {
-  const n = Number(libc().symbols.read(fd, buf, BigInt(buf.length)));
+  const n = Number(sym("read")(fd, buf, BigInt(buf.length)));
   return n < 0 ? -errno() : n;
 }
 
 /** write(2). Returns bytes written or `-errno` (EPIPE when the reader is gone, EAGAIN when full). */
 export function write(fd: number, buf: Uint8Array<ArrayBuffer>): number {
-  const n = Number(libc().symbols.write(fd, buf, BigInt(buf.length)));
+  const n = Number(sym("write")(fd, buf, BigInt(buf.length)));
   return n < 0 ? -errno() : n;
 }
 
 /** mkfifo(3). Throws on any error but EEXIST, which returns false. */
 export function mkfifo(path: string, mode = 0o600): boolean {
-  if (libc().symbols.mkfifo(cstr(path), mode) === 0) return true;
+  if (sym("mkfifo")(cstr(path), mode) === 0) return true;
   const e = errno();
   if (e === E.EEXIST) return false;
   throw new SysError("mkfifo", e, path);
@@ -190,7 +207,7 @@ export function mkfifo(path: string, mode = 0o600): boolean {
 
 /** unlink(2); returns false when the path did not exist. Never follows a link (unlink never does). */
 export function unlink(path: string): boolean {
-  if (libc().symbols.unlink(cstr(path)) === 0) return true;
+  if (sym("unlink")(cstr(path)) === 0) return true;
   const e = errno();
   if (e === E.ENOENT) return false;
   throw new SysError("unlink", e, path);
@@ -199,14 +216,14 @@ export function unlink(path: string): boolean {
 /** Sets or clears O_NONBLOCK on `fd`. */
 export function setNonBlocking(fd: number, on: boolean): void {
   const F_GETFL = 3, F_SETFL = 4;
-  const flags = check("fcntl", libc().symbols.fcntl(fd, F_GETFL, 0));
-  check("fcntl", libc().symbols.fcntl(fd, F_SETFL, on ? flags | O.NONBLOCK : flags & ~O.NONBLOCK));
+  const flags = check("fcntl", sym("fcntl")(fd, F_GETFL, 0));
+  check("fcntl", sym("fcntl")(fd, F_SETFL, on ? flags | O.NONBLOCK : flags & ~O.NONBLOCK));
 }
 
 /** flock(2) LOCK_EX|LOCK_NB. Returns false when another process holds the lock. */
 export function tryLockExclusive(fd: number): boolean {
   const LOCK_EX = 2, LOCK_NB = 4;
-  if (libc().symbols.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  if (sym("flock")(fd, LOCK_EX | LOCK_NB) === 0) return true;
   const e = errno();
   if (e === E.EWOULDBLOCK) return false;
   throw new SysError("flock", e);
@@ -215,7 +232,7 @@ export function tryLockExclusive(fd: number): boolean {
 /** prctl(PR_SET_PDEATHSIG, sig): the kernel sends `sig` to this process when its parent thread dies. */
 export function setParentDeathSignal(sig: number): void {
   const PR_SET_PDEATHSIG = 1;
-  check("prctl", libc().symbols.prctl(PR_SET_PDEATHSIG, BigInt(sig), 0n, 0n, 0n));
+  check("prctl", sym("prctl")(PR_SET_PDEATHSIG, BigInt(sig), 0n, 0n, 0n));
 }
 
 /**
@@ -225,14 +242,14 @@ export function setParentDeathSignal(sig: number): void {
 export function ignoreSignal(sig: number): void {
   const SIG_IGN = 1n;
   const SIG_ERR = 0xffffffffffffffffn;
-  if (BigInt(libc().symbols.signal(sig, SIG_IGN)) === SIG_ERR) {
+  if (BigInt(sym("signal")(sig, SIG_IGN)) === SIG_ERR) {
     throw new SysError("signal", errno(), `(${sig})`);
   }
 }
 
 /** kill(2). Returns false when the process does not exist (ESRCH). */
 export function kill(pid: number, sig: number): boolean {
-  if (libc().symbols.kill(pid, sig) === 0) return true;
+  if (sym("kill")(pid, sig) === 0) return true;
   const e = errno();
   if (e === E.ESRCH) return false;
   throw new SysError("kill", e, `pid ${pid}`);
@@ -240,13 +257,13 @@ export function kill(pid: number, sig: number): boolean {
 
 /** getuid(2). */
 export function getuid(): number {
-  return libc().symbols.getuid();
+  return sym("getuid")();
 }
 
 /** gethostname(2): this host's name (names an instance among hosts sharing one chat database). */
 export function gethostname(): string {
   const buf = new Uint8Array(256);
-  if (libc().symbols.gethostname(buf, BigInt(buf.length)) !== 0) return "localhost";
+  if (sym("gethostname")(buf, BigInt(buf.length)) !== 0) return "localhost";
   const end = buf.indexOf(0);
   return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
 }
@@ -256,7 +273,7 @@ export function fstat(fd: number): { uid: number; mode: number; size: number } {
   // struct stat, glibc: x86_64 has st_mode at 24, st_uid at 28; aarch64 (generic layout) st_mode at 16,
   // st_uid at 24. st_size is at 48 on both.
   const buf = new Uint8Array(256);
-  check("fstat", libc().symbols.fstat(fd, buf));
+  check("fstat", sym("fstat")(fd, buf));
   const v = new DataView(buf.buffer);
   const size = Number(v.getBigInt64(48, true));
   return Deno.build.arch === "aarch64"
@@ -268,7 +285,7 @@ export function fstat(fd: number): { uid: number; mode: number; size: number } {
 export function monotonicMs(): number {
   const CLOCK_MONOTONIC = 1;
   const ts = new BigInt64Array(2);
-  check("clock_gettime", libc().symbols.clock_gettime(CLOCK_MONOTONIC, new Uint8Array(ts.buffer)));
+  check("clock_gettime", sym("clock_gettime")(CLOCK_MONOTONIC, new Uint8Array(ts.buffer)));
   return Number(ts[0]!) * 1000 + Number(ts[1]!) / 1e6;
 }
 
@@ -277,7 +294,7 @@ const RLIMIT_NOFILE = 7;
 /** The open-file limit of this process: soft (enforced) and hard (the most the soft may be raised to). */
 export function fileLimit(): { soft: number; hard: number } {
   const r = new BigUint64Array(2);
-  check("getrlimit", libc().symbols.getrlimit(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
+  check("getrlimit", sym("getrlimit")(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
   // RLIM_INFINITY is all ones; nobody has that many descriptors, so cap it for arithmetic.
   const cap = (v: bigint) => (v > 1n << 40n ? 2 ** 40 : Number(v));
   return { soft: cap(r[0]!), hard: cap(r[1]!) };
@@ -286,10 +303,10 @@ export function fileLimit(): { soft: number; hard: number } {
 /** Raises the soft open-file limit to the hard one (allowed without privilege). Returns the new limits. */
 export function raiseFileLimit(): { soft: number; hard: number } {
   const r = new BigUint64Array(2);
-  check("getrlimit", libc().symbols.getrlimit(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
+  check("getrlimit", sym("getrlimit")(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
   if (r[0]! < r[1]!) {
     r[0] = r[1]!;
-    check("setrlimit", libc().symbols.setrlimit(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
+    check("setrlimit", sym("setrlimit")(RLIMIT_NOFILE, new Uint8Array(r.buffer)));
   }
   return fileLimit();
 }
@@ -329,7 +346,7 @@ function pollResults(fds: readonly number[], buf: Uint8Array<ArrayBuffer>): Poll
 /** poll(2) without waiting: which of `fds` are readable now. */
 export function pollNow(fds: readonly number[]): PollResult[] {
   const buf = pollBuffer(fds);
-  const n = libc().symbols.poll(buf, BigInt(fds.length), 0);
+  const n = sym("poll")(buf, BigInt(fds.length), 0);
   return n > 0 ? pollResults(fds, buf) : [];
 }
 
@@ -341,14 +358,14 @@ export function pollNow(fds: readonly number[]): PollResult[] {
  */
 export async function pollWait(fds: readonly number[], timeoutMs: number): Promise<PollResult[]> {
   const buf = pollBuffer(fds);
-  const n = await libc().symbols.poll_async(buf, BigInt(fds.length), timeoutMs);
+  const n = await sym("poll_async")(buf, BigInt(fds.length), timeoutMs);
   return n > 0 ? pollResults(fds, buf) : [];
 }
 
 /** pipe2(O_NONBLOCK|O_CLOEXEC): a private wake-up pipe. Returns [read end, write end]. */
 export function pipe(): [number, number] {
   const fds = new Int32Array(2);
-  check("pipe2", libc().symbols.pipe2(new Uint8Array(fds.buffer), O.NONBLOCK | O.CLOEXEC));
+  check("pipe2", sym("pipe2")(new Uint8Array(fds.buffer), O.NONBLOCK | O.CLOEXEC));
   return [fds[0]!, fds[1]!];
 }
 
@@ -360,12 +377,12 @@ export function pipe(): [number, number] {
  */
 export function abortiveConnect(host: string, port: number): number {
   const AF_INET = 2, SOCK_STREAM = 1, SOL_SOCKET = 1, SO_LINGER = 13;
-  const fd = check("socket", libc().symbols.socket(AF_INET, SOCK_STREAM | O.CLOEXEC, 0));
+  const fd = check("socket", sym("socket")(AF_INET, SOCK_STREAM | O.CLOEXEC, 0));
   try {
     const linger = new Int32Array([1, 0]);
     check(
       "setsockopt",
-      libc().symbols.setsockopt(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(linger.buffer), 8),
+      sym("setsockopt")(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(linger.buffer), 8),
     );
     // struct sockaddr_in { u16 family; u16 port (network order); u32 addr; u8 zero[8]; }
     const sa = new Uint8Array(16);
@@ -373,7 +390,7 @@ export function abortiveConnect(host: string, port: number): number {
     v.setUint16(0, AF_INET, true);
     v.setUint16(2, port, false);
     host.split(".").forEach((octet, i) => (sa[4 + i] = Number(octet)));
-    check("connect", libc().symbols.connect(fd, sa, 16), `${host}:${port}`);
+    check("connect", sym("connect")(fd, sa, 16), `${host}:${port}`);
     return fd;
   } catch (err) {
     close(fd);
@@ -396,7 +413,7 @@ function unixAddress(path: string): { sa: Uint8Array<ArrayBuffer>; len: number }
 
 /** socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC): a datagram socket that never blocks. */
 export function unixDatagramSocket(): number {
-  return check("socket", libc().symbols.socket(AF_UNIX, SOCK_DGRAM | O.NONBLOCK | O.CLOEXEC, 0));
+  return check("socket", sym("socket")(AF_UNIX, SOCK_DGRAM | O.NONBLOCK | O.CLOEXEC, 0));
 }
 
 /**
@@ -408,7 +425,7 @@ export function sendToUnix(fd: number, path: string, data: Uint8Array<ArrayBuffe
   const MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
   const { sa, len } = unixAddress(path);
   const n = Number(
-    libc().symbols.sendto(fd, data, BigInt(data.length), MSG_DONTWAIT | MSG_NOSIGNAL, sa, len),
+    sym("sendto")(fd, data, BigInt(data.length), MSG_DONTWAIT | MSG_NOSIGNAL, sa, len),
   );
   return n < 0 ? -errno() : n;
 }
@@ -416,12 +433,12 @@ export function sendToUnix(fd: number, path: string, data: Uint8Array<ArrayBuffe
 /** bind(2) `fd` to the unix socket address `path` (tests stand in for systemd's notify socket with it). */
 export function bindUnix(fd: number, path: string): void {
   const { sa, len } = unixAddress(path);
-  check("bind", libc().symbols.bind(fd, sa, len), path);
+  check("bind", sym("bind")(fd, sa, len), path);
 }
 
 /** sysconf(3): clock ticks per second (`_SC_CLK_TCK`) or the page size (`_SC_PAGESIZE`). */
 export function sysconf(name: "clk_tck" | "pagesize"): number {
-  return check("sysconf", libc().symbols.sysconf(name === "clk_tck" ? 2 : 30));
+  return check("sysconf", sym("sysconf")(name === "clk_tck" ? 2 : 30));
 }
 
 /** Signal numbers (Linux). */
@@ -488,19 +505,19 @@ export function readFileAt(path: string, max: number): Uint8Array {
 
 /** Names in a directory (readdir(3)), "." and ".." excluded; null when it cannot be opened. Used for /proc. */
 export function listDir(path: string): string[] | null {
-  const dir = libc().symbols.opendir(cstr(path));
+  const dir = sym("opendir")(cstr(path));
   if (dir === null) return null;
   const names: string[] = [];
   try {
     for (;;) {
-      const ent = libc().symbols.readdir(dir);
+      const ent = sym("readdir")(dir);
       if (ent === null) break;
       // struct dirent (glibc, 64-bit): d_ino 8, d_off 8, d_reclen 2, d_type 1, then d_name.
       const name = new Deno.UnsafePointerView(ent).getCString(19);
       if (name !== "." && name !== "..") names.push(name);
     }
   } finally {
-    libc().symbols.closedir(dir);
+    sym("closedir")(dir);
   }
   return names;
 }
