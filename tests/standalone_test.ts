@@ -38,6 +38,19 @@ Deno.test("selfCommand: a compiled binary re-runs itself as <binary> <role> …;
     "file:///x/main.ts",
     "worker",
   ]);
+  // V8 flags (a chat worker's young generation): on deno run's command line; a compiled binary's runtime reads
+  // them from DENO_V8_FLAGS, since it takes no runtime flags.
+  const v8 = { ...perms, v8Flags: ["--max-semi-space-size=8", "--optimize-for-size"] };
+  const compiled = selfCommand(["worker"], v8, { standalone: true, execPath: "/opt/osps", mainModule: "" });
+  assert.deepEqual(compiled.env, { DENO_V8_FLAGS: "--max-semi-space-size=8,--optimize-for-size" });
+  assert.deepEqual(compiled.args, ["worker"]);
+  const ran = selfCommand(["worker"], v8, {
+    standalone: false,
+    execPath: "/bin/deno",
+    mainModule: "file:///x/main.ts",
+  });
+  assert.ok(ran.args.includes("--v8-flags=--max-semi-space-size=8,--optimize-for-size"));
+  assert.equal(ran.env, undefined);
 });
 
 Deno.test("a stand-in for the compiled binary runs a whole instance: every child re-run as <binary> <role>", async () => {

@@ -8,6 +8,7 @@ import type { ChildEvent } from "./events.ts";
 import type { RestartBudget } from "./restart_policy.ts";
 import type { SlotView } from "../ipc/shm.ts";
 import type { Clock } from "../sys/clock.ts";
+import type { SelfCommand } from "../sys/spawn.ts";
 
 /** A spawned process, as the supervisor uses it (Deno.ChildProcess fits). */
 export interface Spawned {
@@ -19,11 +20,11 @@ export interface Spawned {
 }
 
 /** Starts a process; tests may give their own. */
-export type Spawner = (program: string, args: string[]) => Spawned;
+export type Spawner = (program: string, args: string[], env?: Record<string, string>) => Spawned;
 
 /** Spawns with `Deno.Command`: stdin and stdout piped (the control channel), stderr inherited (logs). */
-export const commandSpawner: Spawner = (program, args) =>
-  new Deno.Command(program, { args, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
+export const commandSpawner: Spawner = (program, args, env) =>
+  new Deno.Command(program, { args, env, stdin: "piped", stdout: "piped", stderr: "inherit" }).spawn();
 
 /** How to start one child. */
 export interface ChildSpec {
@@ -32,7 +33,7 @@ export interface ChildSpec {
   readonly slot: SlotView;
   readonly isWorker: boolean;
   /** Program and arguments, computed fresh for every spawn. */
-  command(): { program: string; args: string[] };
+  command(): SelfCommand;
   /** The pool's budget, shared by every worker (none for the dispatcher). */
   readonly poolBudget?: RestartBudget;
   /** The TCP link secrets (current, then previous), sent as the first control line (roles that use a link). */

@@ -246,12 +246,12 @@ export class SupervisedChild {
   }
 
   #spawn(): void {
-    const { program, args } = this.spec.command();
+    const { program, args, env } = this.spec.command();
     const slot = this.spec.slot;
     this.#error = "";
     let proc: Spawned;
     try {
-      proc = this.#spawner(program, args);
+      proc = this.#spawner(program, args, env);
     } catch (err) {
       this.#error = `cannot run ${program}: ${(err as Error).message}`;
       logger().error("{name}: {err}", { name: this.spec.name, err: this.#error });

@@ -100,14 +100,26 @@ export function installedPath(execPath: string): string {
   return execPath.endsWith(DELETED) ? execPath.slice(0, -DELETED.length) : execPath;
 }
 
+/** What runs a role as a child: program, arguments, and environment variables to add (if any). */
+export interface SelfCommand {
+  readonly program: string;
+  readonly args: string[];
+  readonly env?: Record<string, string>;
+}
+
 /** The command line (program and arguments) that runs `roleArgv` as a child of this process. */
 export function selfCommand(
   roleArgv: string[],
   perms: RolePermissions,
   self: SelfExec = currentExec(),
-): { program: string; args: string[] } {
+): SelfCommand {
   const program = self.execPath;
-  if (self.standalone) return { program, args: roleArgv };
+  if (self.standalone) {
+    // A compiled binary takes no runtime flags on its command line; its runtime reads V8's from the environment.
+    return perms.v8Flags?.length
+      ? { program, args: roleArgv, env: { DENO_V8_FLAGS: perms.v8Flags.join(",") } }
+      : { program, args: roleArgv };
+  }
   const config = new URL("./deno.json", self.mainModule);
   const args = ["run", ...permissionFlags(perms)];
   if (perms.v8Flags?.length) args.push(`--v8-flags=${perms.v8Flags.join(",")}`);
