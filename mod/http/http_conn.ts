@@ -11,9 +11,10 @@
  */
 import { logger } from "../log.ts";
 import { addrKey, type Admission, hostOf } from "../net/admission.ts";
-import { HttpError, HttpReader, type RequestHead, type WireLimits } from "./http_wire.ts";
+import { HttpReader, type WireLimits } from "./http_wire.ts";
+import { HttpError, type RequestHead } from "./http_head.ts";
 import { requestIdOf } from "./api_schemas.ts";
-import { expireAfter } from "../deadline.ts";
+import { expireAfter, Expiry } from "../deadline.ts";
 
 /** What the application learns about a request beside the `Request` itself. */
 export interface RequestInfo {
@@ -21,8 +22,6 @@ export interface RequestInfo {
   readonly peer: string;
   /** The key per-address limits count by (see `addrKey`). */
   readonly addr: string;
-  /** When the head was complete, `performance.now()`. */
-  readonly receivedAt: number;
 }
 
 /** The application: one request in, one response out. */
@@ -126,8 +125,9 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
     });
     return await lingerClose(tcp);
   }
-  writeLimit.set(tcp, d.options.writeTimeoutMs);
-  const reader = new HttpReader(tcp, d.options);
+  using writing = new Expiry(() => closeQuietly(tcp));
+  writers.set(tcp, { ms: d.options.writeTimeoutMs, expiry: writing });
+  using reader = new HttpReader(tcp, d.options);
   let handedOver = false;
   try {
     for (let first = true;; first = false) {
@@ -150,7 +150,6 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
       }
       if (head === null) return;
       if (first) admitted.spoke();
-      const receivedAt = performance.now();
       const limited = d.admission.request(addr);
       if (limited) {
         d.onRefusal(limited.status);
@@ -183,7 +182,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
       const req = toRequest(head, body);
       let res: Response;
       try {
-        res = await d.handler(req, { peer, addr, receivedAt });
+        res = await d.handler(req, { peer, addr });
       } catch (err) {
         logger().error("http: handler failed: {err}", { err: String(err) });
         res = d.options.refusal(500, "the server failed; see the worker's log");
@@ -384,26 +383,26 @@ function frameChunk(value: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Each connection's write timeout (ms; 0 = none). */
-const writeLimit = new WeakMap<Deno.Conn, number>();
+/** Each admitted connection's write timeout (ms; 0 = none) and the deadline it sets for each write. */
+const writers = new WeakMap<Deno.Conn, { readonly ms: number; readonly expiry: Expiry }>();
 
 /**
  * Writes all of `data`; false when the client is gone, or did not take it
  * within the connection's write timeout (then the connection is closed: a
  * client that does not read costs its own connection only).
  */
-async function write(
-  tcp: Deno.Conn,
-  data: Uint8Array,
-  limitMs = writeLimit.get(tcp) ?? 0,
-): Promise<boolean> {
-  const expiry = limitMs > 0 ? expireAfter(limitMs, () => closeQuietly(tcp)) : undefined;
+async function write(tcp: Deno.Conn, data: Uint8Array, limitMs?: number): Promise<boolean> {
+  // An admitted connection re-arms its own deadline; a refusal's write (limitMs given) gets a one-off one.
+  const own = limitMs === undefined ? writers.get(tcp) : undefined;
+  const once = !own && limitMs ? expireAfter(limitMs, () => closeQuietly(tcp)) : undefined;
+  if (own && own.ms > 0) own.expiry.arm(own.ms);
   try {
-    for (let off = 0; off < data.length;) off += await tcp.write(data.subarray(off));
+    for (let off = 0; off < data.length;) off += await tcp.write(off === 0 ? data : data.subarray(off));
     return true;
   } catch {
     return false;
   } finally {
-    expiry?.cancel();
+    own?.expiry.disarm();
+    once?.cancel();
   }
 }
