@@ -32,6 +32,7 @@ export interface RawRequest {
   readonly method: string;
   readonly target: string;
   header(name: string): string | undefined;
+  /** A view of the connection's buffer: valid until the answer is written (copy it to keep it). */
   readonly body: Uint8Array | undefined;
 }
 
@@ -128,6 +129,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
   using writing = new Expiry(() => closeQuietly(tcp));
   writers.set(tcp, { ms: d.options.writeTimeoutMs, expiry: writing });
   using reader = new HttpReader(tcp, d.options);
+  const answers: AnswerBuffer = { bytes: new Uint8Array(512) };
   let handedOver = false;
   try {
     for (let first = true;; first = false) {
@@ -175,7 +177,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         const keep = head.keepAlive && !d.stopping.aborted;
         const ok = a instanceof Response
           ? await writeResponse(tcp, a, { close: !keep, head: false })
-          : await writeAnswer(tcp, a, !keep);
+          : await writeAnswer(tcp, answers, a, !keep);
         if (!ok || !keep) return;
         continue;
       }
@@ -266,26 +268,51 @@ function answerFast(
   });
 }
 
-/** Writes an {@link Answer}: one buffer, one write. */
-async function writeAnswer(tcp: Deno.Conn, a: Answer, close: boolean): Promise<boolean> {
-  const body = encoder.encode(a.body);
+/**
+ * Writes an {@link Answer}: head and body in one buffer, one write. The
+ * buffer is the connection's own, reused from answer to answer (the write is
+ * awaited before the next answer is built), and ASCII text is copied into it
+ * without an encoder call: a new buffer and two encoder calls per answer cost
+ * more than the rest of an echo.
+ */
+async function writeAnswer(tcp: Deno.Conn, out: AnswerBuffer, a: Answer, close: boolean): Promise<boolean> {
+  const ascii = isAscii(a.body);
+  const body = ascii ? undefined : encoder.encode(a.body);
+  const bodyLength = body ? body.length : a.body.length;
   let h = `HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`;
   for (const k in a.headers) h += `${k}: ${a.headers[k]}\r\n`;
-  h += `content-length: ${body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
-  // One buffer, one encode of the head into it (at most 3 bytes per UTF-16 unit), one write.
-  const out = new Uint8Array(h.length * 3 + body.length);
-  const { written } = encoder.encodeInto(h, out);
-  out.set(body, written);
-  return await write(tcp, out.subarray(0, written + body.length));
+  h += `content-length: ${bodyLength}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
+  const size = h.length * 3 + bodyLength; // at most 3 bytes per UTF-16 unit of the head
+  if (out.bytes.length < size) out.bytes = new Uint8Array(Math.max(size, out.bytes.length * 2));
+  const bytes = out.bytes;
+  let n = isAscii(h) ? asciiInto(h, bytes, 0) : encoder.encodeInto(h, bytes).written;
+  if (body) bytes.set(body, n), n += body.length;
+  else n = asciiInto(a.body, bytes, n);
+  return await write(tcp, bytes.subarray(0, n));
+}
+
+/** A connection's buffer for its answers. */
+interface AnswerBuffer {
+  bytes: Uint8Array;
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** Copies ASCII `s` into `out` at `at`; returns the end. */
+function asciiInto(s: string, out: Uint8Array, at: number): number {
+  for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
+  return at + s.length;
 }
 
 function toRequest(head: RequestHead, body: Uint8Array | undefined): Request {
   return new Request(`http://osps${head.target}`, {
     method: head.method,
     headers: head.headers as Array<[string, string]>,
-    body: body && head.method !== "GET" && head.method !== "HEAD"
-      ? body as Uint8Array<ArrayBuffer>
-      : undefined,
+    // A copy: the body read is a view of the connection's buffer, and the handler may read it later.
+    body: body && head.method !== "GET" && head.method !== "HEAD" ? body.slice() : undefined,
   });
 }
 

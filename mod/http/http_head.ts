@@ -73,12 +73,17 @@ for (
   KNOWN.set(name.length, same);
 }
 
-const latin1 = new TextDecoder("latin1");
-
-/** `b[from, to)` as a latin1 string. */
+/**
+ * `b[from, to)` as a latin1 string: one character per byte, U+0000 to U+00FF
+ * (TextDecoder's "latin1" is windows-1252, which turns 0x80-0x9F into
+ * characters past U+00FF that a `Headers` refuses).
+ */
 export function latin1Of(b: Uint8Array, from: number, to: number): string {
-  if (to - from > 256) return latin1.decode(b.subarray(from, to));
-  return String.fromCharCode.apply(null, b.subarray(from, to) as unknown as number[]);
+  const CHUNK = 4096; // arguments of one call
+  if (to - from <= CHUNK) return String.fromCharCode.apply(null, b.subarray(from, to) as unknown as number[]);
+  const parts: string[] = [];
+  for (let at = from; at < to; at += CHUNK) parts.push(latin1Of(b, at, Math.min(to, at + CHUNK)));
+  return parts.join("");
 }
 
 /** The lower-case name of `b[from, to)` (a token): interned for the names the server reads. */
