@@ -161,15 +161,18 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         });
         return await lingerClose(tcp);
       }
-      let body: Uint8Array | undefined;
       const hasBody = head.contentLength !== 0;
-      try {
-        if (hasBody && head.expectContinue && head.contentLength <= d.options.maxBodyBytes) {
-          await write(tcp, encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+      // The usual small request: its body came with its head.
+      let body = hasBody && !head.expectContinue ? reader.bufferedBody(head) : undefined;
+      if (hasBody && !body) {
+        try {
+          if (head.expectContinue && head.contentLength <= d.options.maxBodyBytes) {
+            await write(tcp, encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+          }
+          body = await reader.readBody(head, d.options.bodyTimeoutMs);
+        } catch (err) {
+          return await refuse(tcp, err, d);
         }
-        if (hasBody) body = await reader.readBody(head, d.options.bodyTimeoutMs);
-      } catch (err) {
-        return await refuse(tcp, err, d);
       }
       const fast = d.fast && answerFast(d, head, body);
       if (fast) {
@@ -275,20 +278,32 @@ function answerFast(
  * without an encoder call: a new buffer and two encoder calls per answer cost
  * more than the rest of an echo.
  */
-async function writeAnswer(tcp: Deno.Conn, out: AnswerBuffer, a: Answer, close: boolean): Promise<boolean> {
-  const ascii = isAscii(a.body);
-  const body = ascii ? undefined : encoder.encode(a.body);
-  const bodyLength = body ? body.length : a.body.length;
+function writeAnswer(tcp: Deno.Conn, out: AnswerBuffer, a: Answer, close: boolean): Promise<boolean> {
+  const n = asciiAnswer(out, a, close);
+  if (n >= 0) return write(tcp, out.bytes.subarray(0, n));
+  const body = encoder.encode(a.body);
   let h = `HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`;
   for (const k in a.headers) h += `${k}: ${a.headers[k]}\r\n`;
-  h += `content-length: ${bodyLength}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
-  const size = h.length * 3 + bodyLength; // at most 3 bytes per UTF-16 unit of the head
+  h += `content-length: ${body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
+  const all = new Uint8Array(h.length * 3 + body.length); // at most 3 bytes per UTF-16 unit of the head
+  const { written } = encoder.encodeInto(h, all);
+  all.set(body, written);
+  return write(tcp, all.subarray(0, written + body.length));
+}
+
+/** Puts an all-ASCII answer into `out` piece by piece (no string of it built); its length, or -1 when not ASCII. */
+function asciiAnswer(out: AnswerBuffer, a: Answer, close: boolean): number {
+  let size = 160 + a.body.length; // the status line, content-length, connection and the blank line: 101 at most
+  for (const k in a.headers) size += k.length + a.headers[k]!.length + 4;
   if (out.bytes.length < size) out.bytes = new Uint8Array(Math.max(size, out.bytes.length * 2));
-  const bytes = out.bytes;
-  let n = isAscii(h) ? asciiInto(h, bytes, 0) : encoder.encodeInto(h, bytes).written;
-  if (body) bytes.set(body, n), n += body.length;
-  else n = asciiInto(a.body, bytes, n);
-  return await write(tcp, bytes.subarray(0, n));
+  const b = out.bytes;
+  let n = asciiInto(`HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`, b, 0);
+  for (const k in a.headers) {
+    n = asciiInto(a.headers[k]!, b, asciiInto(": ", b, asciiInto(k, b, n)));
+    n = asciiInto("\r\n", b, n);
+  }
+  n = asciiInto(`content-length: ${a.body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`, b, n);
+  return asciiInto(a.body, b, n);
 }
 
 /** A connection's buffer for its answers. */
@@ -296,14 +311,14 @@ interface AnswerBuffer {
   bytes: Uint8Array;
 }
 
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
-}
-
-/** Copies ASCII `s` into `out` at `at`; returns the end. */
+/** Copies `s` into `out` at `at` when it is ASCII (and `at` is not -1); returns the end, or -1. */
 function asciiInto(s: string, out: Uint8Array, at: number): number {
-  for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
+  if (at < 0) return -1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    out[at + i] = c;
+  }
   return at + s.length;
 }
 

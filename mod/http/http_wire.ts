@@ -81,7 +81,12 @@ export class HttpReader implements Disposable {
       this.#arm(idleMs, null);
       try {
         this.#compact();
-        const n = await this.#read(this.#buf.subarray(this.#end));
+        let n: number | null;
+        try {
+          n = await this.conn.read(this.#buf.subarray(this.#end));
+        } catch {
+          n = null; // reset, or closed under us (at the deadline): the client is gone
+        }
         if (n === null) this.#eof = true;
         else this.#end += n;
       } finally {
@@ -133,8 +138,8 @@ export class HttpReader implements Disposable {
     const n = head.contentLength;
     if (n === 0) return EMPTY;
     if (n > max) throw new HttpError(413, `request body longer than ${max} bytes`);
-    // The usual case: the body came with its head, and needs no deadline.
-    if (n > 0 && this.#end - this.#start >= n) return this.#take(n);
+    const here = this.bufferedBody(head); // the usual case: no deadline needed
+    if (here) return here;
     this.#arm(timeoutMs, "request body");
     try {
       if (n > 0) return await this.#exactly(n);
@@ -142,6 +147,14 @@ export class HttpReader implements Disposable {
     } finally {
       this.#expiry.disarm();
     }
+  }
+
+  /** The body `head` declares when all of it is already here (Content-Length), else undefined. */
+  bufferedBody(head: RequestHead): Uint8Array | undefined {
+    const n = head.contentLength;
+    if (n === 0) return EMPTY;
+    if (n > 0 && n <= this.#limits.maxBodyBytes && this.#end - this.#start >= n) return this.#take(n);
+    return undefined;
   }
 
   #take(n: number): Uint8Array {
