@@ -129,7 +129,7 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
   using writing = new Expiry(() => closeQuietly(tcp));
   writers.set(tcp, { ms: d.options.writeTimeoutMs, expiry: writing });
   using reader = new HttpReader(tcp, d.options);
-  const answers: AnswerBuffer = { bytes: new Uint8Array(512) };
+  const answers: AnswerBuffer = { bytes: new Uint8Array(1024) };
   let handedOver = false;
   try {
     for (let first = true;; first = false) {
@@ -279,8 +279,8 @@ function answerFast(
  * more than the rest of an echo.
  */
 function writeAnswer(tcp: Deno.Conn, out: AnswerBuffer, a: Answer, close: boolean): Promise<boolean> {
-  const n = asciiAnswer(out, a, close);
-  if (n >= 0) return write(tcp, out.bytes.subarray(0, n));
+  const [bytes, n] = asciiAnswer(out, a, close);
+  if (n >= 0) return write(tcp, bytes.subarray(0, n));
   const body = encoder.encode(a.body);
   let h = `HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`;
   for (const k in a.headers) h += `${k}: ${a.headers[k]}\r\n`;
@@ -291,19 +291,26 @@ function writeAnswer(tcp: Deno.Conn, out: AnswerBuffer, a: Answer, close: boolea
   return write(tcp, all.subarray(0, written + body.length));
 }
 
-/** Puts an all-ASCII answer into `out` piece by piece (no string of it built); its length, or -1 when not ASCII. */
-function asciiAnswer(out: AnswerBuffer, a: Answer, close: boolean): number {
+/** The most a connection keeps for its answers between them. */
+const KEPT_ANSWER = 16 * 1024;
+
+/**
+ * Puts an all-ASCII answer into `out` (or a buffer of its own when large) piece by
+ * piece, no string of it built; the buffer and the answer's length, or -1 when not ASCII.
+ */
+function asciiAnswer(out: AnswerBuffer, a: Answer, close: boolean): [Uint8Array, number] {
   let size = 160 + a.body.length; // the status line, content-length, connection and the blank line: 101 at most
   for (const k in a.headers) size += k.length + a.headers[k]!.length + 4;
-  if (out.bytes.length < size) out.bytes = new Uint8Array(Math.max(size, out.bytes.length * 2));
-  const b = out.bytes;
+  // A large answer gets a buffer of its own: a connection keeps at most KEPT_ANSWER bytes between answers.
+  if (out.bytes.length < size && size <= KEPT_ANSWER) out.bytes = new Uint8Array(KEPT_ANSWER);
+  const b = size <= out.bytes.length ? out.bytes : new Uint8Array(size);
   let n = asciiInto(`HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`, b, 0);
   for (const k in a.headers) {
     n = asciiInto(a.headers[k]!, b, asciiInto(": ", b, asciiInto(k, b, n)));
     n = asciiInto("\r\n", b, n);
   }
   n = asciiInto(`content-length: ${a.body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`, b, n);
-  return asciiInto(a.body, b, n);
+  return [b, asciiInto(a.body, b, n)];
 }
 
 /** A connection's buffer for its answers. */
