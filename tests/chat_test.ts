@@ -230,10 +230,19 @@ Deno.test("chat: osps chat goes through the dispatcher, shows history, and meets
       (m) => m.command === "PRIVMSG" && m.params[1] === "hello from osps chat",
     );
     irc.client.say("#lobby", "welcome oscar");
+    // osps chat is left (stdin closed) once it printed the live message: its QUIT would race the message otherwise.
+    let text = "";
+    const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    while (!/#lobby <ircuser> welcome oscar/.test(text)) {
+      const r = await stdout.read();
+      if (r.done) break;
+      text += r.value;
+    }
     await stdin.close();
-    const out = await child.output();
-    const text = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    for (let r = await stdout.read(); !r.done; r = await stdout.read()) text += r.value;
+    const status = await child.status;
+    const stderr = new TextDecoder().decode((await new Response(child.stderr).arrayBuffer()));
+    assert.equal(status.code, 0, stderr);
     assert.match(text, /#lobby <ircuser> said before you came/, "history on join");
     assert.match(text, /#lobby <ircuser> welcome oscar/, "live message from an IRC client");
     await irc.waitLine("oscar quits", (m) => m.command === "QUIT" && m.nick === "oscar");
