@@ -241,7 +241,7 @@ Deno.test("chat: osps chat goes through the dispatcher, shows history, and meets
     await stdin.close();
     for (let r = await stdout.read(); !r.done; r = await stdout.read()) text += r.value;
     const status = await child.status;
-    const stderr = new TextDecoder().decode((await new Response(child.stderr).arrayBuffer()));
+    const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
     assert.equal(status.code, 0, stderr);
     assert.match(text, /#lobby <ircuser> said before you came/, "history on join");
     assert.match(text, /#lobby <ircuser> welcome oscar/, "live message from an IRC client");
