@@ -86,45 +86,95 @@ export async function until<T>(
   }
 }
 
-/** Granularity of {@link expireAfter}: a coarse deadline fires up to this late. */
+/** Granularity of coarse deadlines ({@link Expiry}, {@link expireAfter}): one fires up to twice this late. */
 export const COARSE_MS = 25;
 
-interface Coarse {
-  readonly at: number;
-  readonly fire: () => void;
-}
-const coarse = new Set<Coarse>();
+/** Every registered {@link Expiry} of the process; one sweep checks them all. */
+const registered = new Set<Expiry>();
 let wheel: ReturnType<typeof setInterval> | undefined;
+/** The sweep's clock: read once per tick, not once per deadline set. */
+let coarseNow = 0;
 
 function sweepCoarse(): void {
-  const now = performance.now();
-  for (const e of coarse) {
-    if (e.at > now) continue;
-    coarse.delete(e);
+  coarseNow = performance.now();
+  for (const e of registered) {
+    if (e.at > coarseNow) continue;
+    e.at = Infinity;
     e.fire();
   }
-  if (coarse.size === 0 && wheel !== undefined) {
+  if (registered.size === 0 && wheel !== undefined) {
     clearInterval(wheel);
     wheel = undefined;
   }
 }
 
 /**
- * Calls `fire` once, about `ms` from now (up to {@link COARSE_MS} late),
- * unless cancelled first. Every coarse deadline of the process shares one
- * timer, which runs only while some are pending (it is not re-armed for each
- * one, and it never keeps the process alive by itself): a connection's read
- * timeout (seconds long, cancelled on nearly every read) then costs a set
- * insertion and deletion instead of a timer of its own, which matters at
- * thousands of reads per second.
+ * A coarse deadline that can be set again and again: one per connection,
+ * re-armed for each phase (waiting, a head, a body, a write) instead of a
+ * timer made and cleared for each. Setting it writes a number; one sweep
+ * per process, every {@link COARSE_MS}, fires the ones due, and it runs only
+ * while some Expiry is registered (it never keeps the process alive by
+ * itself). Times are read from the sweep's clock, so setting costs no clock
+ * read: a deadline fires between `ms` and `ms + 2 × COARSE_MS` after it was
+ * set (later if the event loop was blocked).
+ * @example
+ * ```ts
+ * using expiry = new Expiry(() => conn.close());
+ * expiry.arm(30_000);
+ * await conn.read(buf);
+ * expiry.disarm();
+ * ```
+ */
+export class Expiry implements Disposable {
+  /** When it fires (the sweep's clock), or Infinity when disarmed. */
+  at = Infinity;
+  readonly fire: () => void;
+
+  constructor(fire: () => void) {
+    this.fire = fire;
+  }
+
+  /** Fires `fire` about `ms` from now, unless disarmed or armed again first. */
+  arm(ms: number): void {
+    if (!registered.has(this)) {
+      if (wheel === undefined) {
+        coarseNow = performance.now();
+        wheel = setInterval(sweepCoarse, COARSE_MS);
+        Deno.unrefTimer(wheel);
+      }
+      registered.add(this);
+    }
+    this.at = coarseNow + COARSE_MS + ms;
+  }
+
+  /** Keeps it from firing (it stays registered, to be armed again cheaply). */
+  disarm(): void {
+    this.at = Infinity;
+  }
+
+  /** Disarms it and leaves the sweep. */
+  cancel(): void {
+    this.at = Infinity;
+    registered.delete(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.cancel();
+  }
+}
+
+/**
+ * Calls `fire` once, about `ms` from now (see {@link Expiry} for how late),
+ * unless cancelled first: a one-off {@link Expiry}. Every coarse deadline of
+ * the process shares one timer, so a connection's read timeout (seconds long,
+ * cancelled on nearly every read) costs a set insertion and deletion instead
+ * of a timer of its own, which matters at thousands of reads per second.
  */
 export function expireAfter(ms: number, fire: () => void): { cancel(): void } {
-  const e: Coarse = { at: performance.now() + ms, fire };
-  coarse.add(e);
-  if (wheel === undefined) {
-    wheel = setInterval(sweepCoarse, COARSE_MS);
-    // It stops by itself at the first tick that finds nothing pending; it keeps no process alive meanwhile.
-    Deno.unrefTimer(wheel);
-  }
-  return { cancel: () => void coarse.delete(e) };
+  const e = new Expiry(() => {
+    registered.delete(e);
+    fire();
+  });
+  e.arm(ms);
+  return e;
 }

@@ -11,9 +11,10 @@
  */
 import { logger } from "../log.ts";
 import { addrKey, type Admission, hostOf } from "../net/admission.ts";
-import { HttpError, HttpReader, type RequestHead, type WireLimits } from "./http_wire.ts";
+import { HttpReader, type WireLimits } from "./http_wire.ts";
+import { HttpError, type RequestHead } from "./http_head.ts";
 import { requestIdOf } from "./api_schemas.ts";
-import { expireAfter } from "../deadline.ts";
+import { expireAfter, Expiry } from "../deadline.ts";
 
 /** What the application learns about a request beside the `Request` itself. */
 export interface RequestInfo {
@@ -21,8 +22,6 @@ export interface RequestInfo {
   readonly peer: string;
   /** The key per-address limits count by (see `addrKey`). */
   readonly addr: string;
-  /** When the head was complete, `performance.now()`. */
-  readonly receivedAt: number;
 }
 
 /** The application: one request in, one response out. */
@@ -33,6 +32,7 @@ export interface RawRequest {
   readonly method: string;
   readonly target: string;
   header(name: string): string | undefined;
+  /** A view of the connection's buffer: valid until the answer is written (copy it to keep it). */
   readonly body: Uint8Array | undefined;
 }
 
@@ -126,8 +126,10 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
     });
     return await lingerClose(tcp);
   }
-  writeLimit.set(tcp, d.options.writeTimeoutMs);
-  const reader = new HttpReader(tcp, d.options);
+  using writing = new Expiry(() => closeQuietly(tcp));
+  writers.set(tcp, { ms: d.options.writeTimeoutMs, expiry: writing });
+  using reader = new HttpReader(tcp, d.options);
+  const answers: AnswerBuffer = { bytes: new Uint8Array(1024) };
   let handedOver = false;
   try {
     for (let first = true;; first = false) {
@@ -150,7 +152,6 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
       }
       if (head === null) return;
       if (first) admitted.spoke();
-      const receivedAt = performance.now();
       const limited = d.admission.request(addr);
       if (limited) {
         d.onRefusal(limited.status);
@@ -160,15 +161,18 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         });
         return await lingerClose(tcp);
       }
-      let body: Uint8Array | undefined;
       const hasBody = head.contentLength !== 0;
-      try {
-        if (hasBody && head.expectContinue && head.contentLength <= d.options.maxBodyBytes) {
-          await write(tcp, encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+      // The usual small request: its body came with its head.
+      let body = hasBody && !head.expectContinue ? reader.bufferedBody(head) : undefined;
+      if (hasBody && !body) {
+        try {
+          if (head.expectContinue && head.contentLength <= d.options.maxBodyBytes) {
+            await write(tcp, encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+          }
+          body = await reader.readBody(head, d.options.bodyTimeoutMs);
+        } catch (err) {
+          return await refuse(tcp, err, d);
         }
-        if (hasBody) body = await reader.readBody(head, d.options.bodyTimeoutMs);
-      } catch (err) {
-        return await refuse(tcp, err, d);
       }
       const fast = d.fast && answerFast(d, head, body);
       if (fast) {
@@ -176,14 +180,14 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
         const keep = head.keepAlive && !d.stopping.aborted;
         const ok = a instanceof Response
           ? await writeResponse(tcp, a, { close: !keep, head: false })
-          : await writeAnswer(tcp, a, !keep);
+          : await writeAnswer(tcp, answers, a, !keep);
         if (!ok || !keep) return;
         continue;
       }
       const req = toRequest(head, body);
       let res: Response;
       try {
-        res = await d.handler(req, { peer, addr, receivedAt });
+        res = await d.handler(req, { peer, addr });
       } catch (err) {
         logger().error("http: handler failed: {err}", { err: String(err) });
         res = d.options.refusal(500, "the server failed; see the worker's log");
@@ -267,26 +271,70 @@ function answerFast(
   });
 }
 
-/** Writes an {@link Answer}: one buffer, one write. */
-async function writeAnswer(tcp: Deno.Conn, a: Answer, close: boolean): Promise<boolean> {
+/**
+ * Writes an {@link Answer}: head and body in one buffer, one write. The
+ * buffer is the connection's own, reused from answer to answer (the write is
+ * awaited before the next answer is built), and ASCII text is copied into it
+ * without an encoder call: a new buffer and two encoder calls per answer cost
+ * more than the rest of an echo.
+ */
+function writeAnswer(tcp: Deno.Conn, out: AnswerBuffer, a: Answer, close: boolean): Promise<boolean> {
+  const [bytes, n] = asciiAnswer(out, a, close);
+  if (n >= 0) return write(tcp, bytes.subarray(0, n));
   const body = encoder.encode(a.body);
   let h = `HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`;
   for (const k in a.headers) h += `${k}: ${a.headers[k]}\r\n`;
   h += `content-length: ${body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
-  // One buffer, one encode of the head into it (at most 3 bytes per UTF-16 unit), one write.
-  const out = new Uint8Array(h.length * 3 + body.length);
-  const { written } = encoder.encodeInto(h, out);
-  out.set(body, written);
-  return await write(tcp, out.subarray(0, written + body.length));
+  const all = new Uint8Array(h.length * 3 + body.length); // at most 3 bytes per UTF-16 unit of the head
+  const { written } = encoder.encodeInto(h, all);
+  all.set(body, written);
+  return write(tcp, all.subarray(0, written + body.length));
+}
+
+/** The most a connection keeps for its answers between them. */
+const KEPT_ANSWER = 16 * 1024;
+
+/**
+ * Puts an all-ASCII answer into `out` (or a buffer of its own when large) piece by
+ * piece, no string of it built; the buffer and the answer's length, or -1 when not ASCII.
+ */
+function asciiAnswer(out: AnswerBuffer, a: Answer, close: boolean): [Uint8Array, number] {
+  let size = 160 + a.body.length; // the status line, content-length, connection and the blank line: 101 at most
+  for (const k in a.headers) size += k.length + a.headers[k]!.length + 4;
+  // A large answer gets a buffer of its own: a connection keeps at most KEPT_ANSWER bytes between answers.
+  if (out.bytes.length < size && size <= KEPT_ANSWER) out.bytes = new Uint8Array(KEPT_ANSWER);
+  const b = size <= out.bytes.length ? out.bytes : new Uint8Array(size);
+  let n = asciiInto(`HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`, b, 0);
+  for (const k in a.headers) {
+    n = asciiInto(a.headers[k]!, b, asciiInto(": ", b, asciiInto(k, b, n)));
+    n = asciiInto("\r\n", b, n);
+  }
+  n = asciiInto(`content-length: ${a.body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`, b, n);
+  return [b, asciiInto(a.body, b, n)];
+}
+
+/** A connection's buffer for its answers. */
+interface AnswerBuffer {
+  bytes: Uint8Array;
+}
+
+/** Copies `s` into `out` at `at` when it is ASCII (and `at` is not -1); returns the end, or -1. */
+function asciiInto(s: string, out: Uint8Array, at: number): number {
+  if (at < 0) return -1;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    out[at + i] = c;
+  }
+  return at + s.length;
 }
 
 function toRequest(head: RequestHead, body: Uint8Array | undefined): Request {
   return new Request(`http://osps${head.target}`, {
     method: head.method,
     headers: head.headers as Array<[string, string]>,
-    body: body && head.method !== "GET" && head.method !== "HEAD"
-      ? body as Uint8Array<ArrayBuffer>
-      : undefined,
+    // A copy: the body read is a view of the connection's buffer, and the handler may read it later.
+    body: body && head.method !== "GET" && head.method !== "HEAD" ? body.slice() : undefined,
   });
 }
 
@@ -384,26 +432,26 @@ function frameChunk(value: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Each connection's write timeout (ms; 0 = none). */
-const writeLimit = new WeakMap<Deno.Conn, number>();
+/** Each admitted connection's write timeout (ms; 0 = none) and the deadline it sets for each write. */
+const writers = new WeakMap<Deno.Conn, { readonly ms: number; readonly expiry: Expiry }>();
 
 /**
  * Writes all of `data`; false when the client is gone, or did not take it
  * within the connection's write timeout (then the connection is closed: a
  * client that does not read costs its own connection only).
  */
-async function write(
-  tcp: Deno.Conn,
-  data: Uint8Array,
-  limitMs = writeLimit.get(tcp) ?? 0,
-): Promise<boolean> {
-  const expiry = limitMs > 0 ? expireAfter(limitMs, () => closeQuietly(tcp)) : undefined;
+async function write(tcp: Deno.Conn, data: Uint8Array, limitMs?: number): Promise<boolean> {
+  // An admitted connection re-arms its own deadline; a refusal's write (limitMs given) gets a one-off one.
+  const own = limitMs === undefined ? writers.get(tcp) : undefined;
+  const once = !own && limitMs ? expireAfter(limitMs, () => closeQuietly(tcp)) : undefined;
+  if (own && own.ms > 0) own.expiry.arm(own.ms);
   try {
-    for (let off = 0; off < data.length;) off += await tcp.write(data.subarray(off));
+    for (let off = 0; off < data.length;) off += await tcp.write(off === 0 ? data : data.subarray(off));
     return true;
   } catch {
     return false;
   } finally {
-    expiry?.cancel();
+    own?.expiry.disarm();
+    once?.cancel();
   }
 }

@@ -16,6 +16,7 @@ import { type ApiEnv, errorResponses, invalid, plain } from "./api_schemas.ts";
 import type { ServiceCaller } from "./service_call.ts";
 import type { Answer, FastPath } from "./http_conn.ts";
 import { HTTPException } from "hono/http-exception";
+import { latin1Of } from "./http_head.ts";
 
 /** A request type's name in a path (the line protocol's `type` rule). */
 const TYPE_NAME = /^[a-z][a-z0-9_-]{0,15}$/;
@@ -93,7 +94,8 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 interface Asked {
   readonly method: "GET" | "POST";
   readonly type: string;
-  readonly contentType: string;
+  /** The body is JSON (its media type is `application/json`). */
+  readonly sentJson: boolean;
   readonly accept: string;
   /** POST: the body's bytes (text), or the parsed `arg` (JSON). */
   readonly body?: Uint8Array;
@@ -104,13 +106,29 @@ interface Asked {
 
 function wantsJson(accept: string, sentJson: boolean): boolean {
   if (sentJson) return true;
-  return /application\/json/.test(accept) && !/text\/plain/.test(accept);
+  return accept.includes("application/json") && !accept.includes("text/plain");
+}
+
+/** The media type of a Content-Type value, in lower case, without its parameters. */
+function mediaType(contentType: string): string {
+  const semi = contentType.indexOf(";");
+  return (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+}
+
+/** `bytes` as text, refused (400) unless valid UTF-8; short ASCII without a decoder call. */
+function utf8Of(bytes: Uint8Array | undefined): string {
+  if (!bytes || bytes.length === 0) return "";
+  if (bytes.length <= 256 && bytes.every((c) => c < 0x80)) return latin1Of(bytes, 0, bytes.length);
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw new ApiError(400, "body is not valid UTF-8", { code: Status.BAD_REQUEST });
+  }
 }
 
 /** Runs what was asked; throws {@link ApiError} for every refusal. */
 async function serve(caller: ServiceCaller, a: Asked): Promise<Answer> {
   let arg: string;
-  const ctype = a.contentType.split(";")[0]!.trim().toLowerCase();
   if (a.method === "GET") {
     if (!caller.service(a.type).safe) {
       throw new ApiError(405, `${a.type} changes the worker (or is a session): use POST`, {
@@ -118,20 +136,13 @@ async function serve(caller: ServiceCaller, a: Asked): Promise<Answer> {
       });
     }
     arg = a.queryArg ?? "";
-  } else if (a.jsonArg !== undefined) arg = a.jsonArg;
-  else {
-    try {
-      arg = strictUtf8.decode(a.body ?? new Uint8Array(0));
-    } catch {
-      throw new ApiError(400, "body is not valid UTF-8", { code: Status.BAD_REQUEST });
-    }
-  }
+  } else arg = a.jsonArg ?? utf8Of(a.body);
   const r = await caller.call(a.type, arg);
   const headers: Record<string, string> = {
     "x-worker": r.worker,
     "server-timing": `queue;dur=${r.queueMs.toFixed(3)}, run;dur=${r.runMs.toFixed(3)}`,
   };
-  if (wantsJson(a.accept, ctype === "application/json")) {
+  if (wantsJson(a.accept, a.sentJson)) {
     headers["content-type"] = "application/json";
     return { status: 200, headers, body: JSON.stringify({ result: r.text, type: a.type, worker: r.worker }) };
   }
@@ -147,13 +158,12 @@ export function requestRoutes(caller: ServiceCaller): OpenAPIHono<ApiEnv> {
   const app = new OpenAPIHono<ApiEnv>();
   const respond = (a: Answer) => plain(new Response(a.body, { status: a.status, headers: a.headers }));
   app.openapi(post, async (c) => {
-    const contentType = c.req.header("content-type") ?? "";
-    const json = contentType.split(";")[0]!.trim().toLowerCase() === "application/json";
+    const json = mediaType(c.req.header("content-type") ?? "") === "application/json";
     return respond(
       await serve(caller, {
         method: "POST",
         type: c.req.valid("param").type,
-        contentType,
+        sentJson: json,
         accept: c.req.header("accept") ?? "",
         jsonArg: json ? (c.req.valid("json" as never) as z.infer<typeof ArgBody>).arg : undefined,
         body: json ? undefined : new Uint8Array(await c.req.arrayBuffer()),
@@ -165,7 +175,7 @@ export function requestRoutes(caller: ServiceCaller): OpenAPIHono<ApiEnv> {
       await serve(caller, {
         method: "GET",
         type: c.req.valid("param").type,
-        contentType: "",
+        sentJson: false,
         accept: c.req.header("accept") ?? "",
         queryArg: c.req.valid("query").arg,
       }),
@@ -173,7 +183,7 @@ export function requestRoutes(caller: ServiceCaller): OpenAPIHono<ApiEnv> {
   return app;
 }
 
-const PATH = /^\/v1\/requests\/([^/?]*)(?:\?(.*))?$/;
+const PREFIX = "/v1/requests/";
 
 /**
  * The same two routes without building a `Request` or going through Hono's
@@ -186,30 +196,34 @@ const PATH = /^\/v1\/requests\/([^/?]*)(?:\?(.*))?$/;
 export function fastRequests(caller: ServiceCaller): FastPath {
   return (r) => {
     if (r.method !== "POST" && r.method !== "GET") return null;
-    const m = PATH.exec(r.target);
-    if (!m) return null;
+    if (!r.target.startsWith(PREFIX)) return null;
+    const q = r.target.indexOf("?", PREFIX.length);
+    const segment = r.target.slice(PREFIX.length, q < 0 ? undefined : q);
+    if (segment.includes("/")) return null;
     return (async () => {
-      let type: string;
-      try {
-        type = decodeURIComponent(m[1]!);
-      } catch {
-        throw new ApiError(400, "malformed percent-encoding in the path");
+      let type = segment;
+      if (segment.includes("%")) {
+        try {
+          type = decodeURIComponent(segment);
+        } catch {
+          throw new ApiError(400, "malformed percent-encoding in the path");
+        }
       }
       if (!TYPE_NAME.test(type)) { // the schema's own rule; the schema words the refusal
         const param = TypeParam.safeParse({ type });
         if (!param.success) throw invalid(param.error.issues);
       }
-      const contentType = r.header("content-type") ?? "";
+      const ctype = mediaType(r.header("content-type") ?? "");
       const accept = r.header("accept") ?? "";
       if (r.method === "GET") {
-        const values = new URLSearchParams(m[2] ?? "").getAll("arg");
+        const values = new URLSearchParams(q < 0 ? "" : r.target.slice(q + 1)).getAll("arg");
         const query = GetQuery.safeParse(
           values.length === 0 ? {} : { arg: values.length === 1 ? values[0] : values },
         );
         if (!query.success) throw invalid(query.error.issues);
-        return await serve(caller, { method: "GET", type, contentType, accept, queryArg: query.data.arg });
+        const sentJson = ctype === "application/json";
+        return await serve(caller, { method: "GET", type, sentJson, accept, queryArg: query.data.arg });
       }
-      const ctype = contentType.split(";")[0]!.trim().toLowerCase();
       if (ctype === "application/json") {
         let parsed: unknown;
         try {
@@ -219,13 +233,13 @@ export function fastRequests(caller: ServiceCaller): FastPath {
         }
         const body = ArgBody.safeParse(parsed);
         if (!body.success) throw invalid(body.error.issues);
-        return await serve(caller, { method: "POST", type, contentType, accept, jsonArg: body.data.arg });
+        return await serve(caller, { method: "POST", type, sentJson: true, accept, jsonArg: body.data.arg });
       }
       // As Hono's validator decides: a type not declared, or a body without a type, is 415.
       if (ctype === "" ? r.body !== undefined && r.body.length > 0 : !TEXT_TYPES.has(ctype)) {
         throw new HTTPException(415, { message: "Unsupported Media Type" });
       }
-      return await serve(caller, { method: "POST", type, contentType, accept, body: r.body });
+      return await serve(caller, { method: "POST", type, sentJson: false, accept, body: r.body });
     })();
   };
 }
