@@ -69,8 +69,8 @@ function lines(h: { readonly pid: number }, stdout: ReadableStream<Uint8Array>) 
 }
 
 /** Starts `scripts/<name>` as a child whose stdin and stdout are this process's to drive. */
-function child(name: string, args: string[], nice = 0) {
-  const argv = ["run", "--no-prompt", ...PERMS, new URL(`./${name}`, import.meta.url).pathname, ...args];
+function child(name: string, args: string[], nice = 0, perms: string[] = []) {
+  const argv = ["run", "--no-prompt", ...PERMS, ...perms, new URL(`./${name}`, import.meta.url).pathname, ...args];
   const proc = new Deno.Command(nice ? "nice" : Deno.execPath(), {
     args: nice ? ["-n", String(nice), Deno.execPath(), ...argv] : argv,
     stdin: "piped",
@@ -106,7 +106,8 @@ async function drive(
   // The probe runs before everyone else (root may raise its priority): starved of a CPU, it would time its
   // own waiting, not the server's.
   const probe = child("chat_probe.ts", [String(port), server === "osps" ? "2" : "1"], -5);
-  const load = child("chat_load.ts", [String(port), String(n), String(rounds)]);
+  // The load client drives its sockets through libc's epoll (see chat_load.ts).
+  const load = child("chat_load.ts", [String(port), String(n), String(rounds)], 0, ["--allow-ffi"]);
   const out: Record<string, unknown> = { rss_idle_kib: rssIdle };
   try {
     const lag = async () => {

@@ -55,6 +55,16 @@ const SYMBOLS = {
   readdir: { parameters: ["pointer"], result: "pointer" },
   closedir: { parameters: ["pointer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  // epoll(7), for a load client that holds thousands of sockets (scripts/chat_load.ts); the wait is parked on a
+  // Deno worker thread like poll_async.
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  epoll_wait_async: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const;
 
 type Name = keyof typeof SYMBOLS;
@@ -117,6 +127,7 @@ export const E = {
   EMFILE: 24,
   EINVAL: 22,
   EFBIG: 27,
+  EINPROGRESS: 115,
 } as const;
 
 const enc = new TextEncoder();
@@ -369,6 +380,16 @@ export function pipe(): [number, number] {
   return [fds[0]!, fds[1]!];
 }
 
+/** struct sockaddr_in { u16 family; u16 port (network order); u32 addr; u8 zero[8]; } for an IPv4 address. */
+function sockaddrIn(host: string, port: number): Uint8Array<ArrayBuffer> {
+  const sa = new Uint8Array(16);
+  const v = new DataView(sa.buffer);
+  v.setUint16(0, 2, /* AF_INET */ true);
+  v.setUint16(2, port, false);
+  host.split(".").forEach((octet, i) => (sa[4 + i] = Number(octet)));
+  return sa;
+}
+
 /**
  * Opens a TCP connection to an IPv4 `host:port` whose close will be abortive
  * (SO_LINGER {on, 0}: the kernel sends RST instead of FIN). Returns the fd;
@@ -384,13 +405,7 @@ export function abortiveConnect(host: string, port: number): number {
       "setsockopt",
       sym("setsockopt")(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(linger.buffer), 8),
     );
-    // struct sockaddr_in { u16 family; u16 port (network order); u32 addr; u8 zero[8]; }
-    const sa = new Uint8Array(16);
-    const v = new DataView(sa.buffer);
-    v.setUint16(0, AF_INET, true);
-    v.setUint16(2, port, false);
-    host.split(".").forEach((octet, i) => (sa[4 + i] = Number(octet)));
-    check("connect", sym("connect")(fd, sa, 16), `${host}:${port}`);
+    check("connect", sym("connect")(fd, sockaddrIn(host, port), 16), `${host}:${port}`);
     return fd;
   } catch (err) {
     close(fd);
@@ -520,4 +535,61 @@ export function listDir(path: string): string[] | null {
     sym("closedir")(dir);
   }
   return names;
+}
+
+/** epoll event bits ({@link epollCtl}, {@link epollWait}). */
+export const EPOLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, RDHUP: 0x2000 } as const;
+/** struct epoll_event: packed on x86_64 (12 bytes), naturally aligned elsewhere (16). */
+const EPOLL_EVENT = Deno.build.arch === "x86_64" ? { size: 12, data: 4 } : { size: 16, data: 8 };
+
+/** epoll_create1(EPOLL_CLOEXEC). */
+export function epollCreate(): number {
+  return check("epoll_create1", sym("epoll_create1")(O.CLOEXEC));
+}
+
+/** epoll_ctl(2): `op` "add", "mod" or "del" of `fd` for `events` (level-triggered); the event's data is `fd`. */
+export function epollCtl(ep: number, op: "add" | "mod" | "del", fd: number, events = 0): void {
+  const ev = new Uint8Array(EPOLL_EVENT.size);
+  const v = new DataView(ev.buffer);
+  v.setUint32(0, events, true);
+  v.setUint32(EPOLL_EVENT.data, fd, true);
+  check("epoll_ctl", sym("epoll_ctl")(ep, { add: 1, del: 2, mod: 3 }[op], fd, ev), `fd ${fd}`);
+}
+
+/**
+ * epoll_wait(2) parked on one of Deno's worker threads: up to `max` ready
+ * descriptors and their event bits, after at most `timeoutMs`. An error
+ * (EINTR) resolves with none, as {@link pollWait} does.
+ */
+export async function epollWait(
+  ep: number,
+  max: number,
+  timeoutMs: number,
+): Promise<{ fd: number; events: number }[]> {
+  const buf = new Uint8Array(EPOLL_EVENT.size * max);
+  const n = await sym("epoll_wait_async")(ep, buf, max, timeoutMs);
+  const v = new DataView(buf.buffer);
+  const out: { fd: number; events: number }[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = i * EPOLL_EVENT.size;
+    out.push({ fd: v.getUint32(at + EPOLL_EVENT.data, true), events: v.getUint32(at, true) });
+  }
+  return out;
+}
+
+/**
+ * A non-blocking TCP connection to an IPv4 `host:port` under way: the fd, to
+ * watch for writability (connected) or an error. Throws at once only for
+ * errors other than EINPROGRESS.
+ */
+export function connectNonBlocking(host: string, port: number): number {
+  const AF_INET = 2, SOCK_STREAM = 1;
+  const fd = check("socket", sym("socket")(AF_INET, SOCK_STREAM | O.NONBLOCK | O.CLOEXEC, 0));
+  const sa = sockaddrIn(host, port);
+  if (sym("connect")(fd, sa, 16) !== 0 && errno() !== E.EINPROGRESS) {
+    const e = errno();
+    close(fd);
+    throw new SysError("connect", e, `${host}:${port}`);
+  }
+  return fd;
 }
