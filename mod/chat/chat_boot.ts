@@ -199,18 +199,20 @@ function chatPermissions(c: ChatConfig): Omit<RolePermissions, "listen"> {
  * bursts (a JOIN to a channel of 10,000 is 10,000 queued lines); with V8's
  * default young generation (up to 2 × 16 MiB) and its eagerness to keep
  * freed pages, a worker's resident memory stayed at ~100 KiB per connected
- * client where its live objects were ~10 KiB. A smaller young generation,
- * and a heap sized for memory rather than speed, bring it to ~30 KiB
- * (measured: `deno task bench --parts chat-scale`). Not 1 MiB: at 10,000
- * members in one channel every turn's shared output (kept until thousands
- * of sockets took it) was promoted to the old generation, whose collections
- * stopped the loop for up to 0.85 s and got workers killed as hung in a
- * cascade; 8 MiB held 10,000 with no restart, loop lag p99 89 ms, and 20 KiB
- * per client (30 at 2,000).
- * Under `deno run` only: a compiled binary runs with the flags it was
- * compiled with.
+ * client where its live objects were ~10 KiB. A smaller young generation
+ * brings it to ~50 KiB at 10,000 members in one channel. Not 1 MiB: every
+ * turn's shared output (kept until thousands of sockets took it) was
+ * promoted to the old generation, whose collections stopped the loop for up
+ * to 0.85 s. Not `--optimize-for-size` as well, though it halves memory
+ * again (21–34 KiB per client): measured with a CPU profile at 10,000, it
+ * spent a third of the worker's CPU time in the garbage collector — joins
+ * took 63–83 s instead of 38, a message's fan-out p99 2–8 s instead of
+ * 0.9, a PING's round trip up to 18 s — and a server that answers is worth
+ * more than the memory (`deno task bench --parts chat-scale`).
+ * Under `deno run` as `--v8-flags`; a compiled binary's workers get them as
+ * `DENO_V8_FLAGS` (`mod/sys/spawn.ts`).
  */
-export const CHAT_V8_FLAGS: readonly string[] = ["--max-semi-space-size=8", "--optimize-for-size"];
+export const CHAT_V8_FLAGS: readonly string[] = ["--max-semi-space-size=8"];
 
 /**
  * What every worker needs for chat: its flags (through the flag table), and

@@ -178,8 +178,11 @@ export function isChannel(target: string): boolean {
   return target.startsWith("#");
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 /** Bytes of `s` in UTF-8. */
 export function byteLength(s: string): number {
+  if (!NON_ASCII.test(s)) return s.length; // the common case, scanned natively (NAMES lines of a big channel)
   let n = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
