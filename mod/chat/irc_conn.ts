@@ -17,6 +17,7 @@
  * sender or anyone else.
  * @module
  */
+import { setImmediate } from "node:timers";
 import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
@@ -46,6 +47,13 @@ const MAX_PACE_MS = 50;
  * whole loop.
  */
 const dirty = new Set<IrcConn>();
+/**
+ * Longest one flush writes before it lets the loop turn. The runtime hands
+ * this loop the completions of its I/O (another client's PING, a socket
+ * read) a bounded number per turn, so a turn that writes to 5,000 sockets
+ * for 100 ms makes every completion behind it wait turns of 100 ms.
+ */
+const FLUSH_SLICE_MS = 8;
 let flushAt = 0;
 let scheduled = false;
 
@@ -60,11 +68,19 @@ function scheduleFlush(): void {
 function flushDirty(): void {
   scheduled = false;
   const start = performance.now();
-  const conns = [...dirty];
-  dirty.clear();
-  for (const c of conns) c.writeQueued();
+  let n = 0;
+  for (const c of dirty) {
+    // A long flush is cut into slices: the loop turns between them (see FLUSH_SLICE_MS).
+    if ((++n & 63) === 0 && performance.now() - start > FLUSH_SLICE_MS) break;
+    dirty.delete(c);
+    c.writeQueued();
+  }
   const end = performance.now();
   flushAt = end + Math.min(end - start, MAX_PACE_MS);
+  if (dirty.size > 0) {
+    scheduled = true;
+    setImmediate(flushDirty); // the rest in the next turn
+  }
 }
 
 /** Options of an {@link IrcConn}. */
