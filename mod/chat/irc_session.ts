@@ -9,6 +9,7 @@
  * session.
  * @module
  */
+import { commandSlice } from "./loop_slice.ts";
 import { logger } from "../log.ts";
 import { sleep } from "../deadline.ts";
 import type { BusEvent } from "./chat_bus.ts";
@@ -248,6 +249,7 @@ export class IrcSession implements LocalClient, Sender {
         }
         const wait = this.#lag.take();
         if (wait > 0) await sleep(wait);
+        await commandSlice(); // a long turn yields before the next command (loop_slice.ts)
         await (this.#inflight = this.#handle(line));
       }
       await this.settled();

@@ -1,0 +1,32 @@
+/**
+ * One turn of the event loop's budget for the sessions' commands, shared by
+ * every session of the process: once a turn has run commands for
+ * {@link SLICE_MS}, the next command waits for the next turn.
+ *
+ * The runtime hands this loop the completions of its I/O (a client's next
+ * line, a socket that can take more output, the FIFOs) a bounded number per
+ * turn. Measured at 10,000 clients in one channel: when thousands of
+ * registrations and JOINs (each a synchronous SQLite transaction) ran in one
+ * turn, turns lasted hundreds of milliseconds, and a completion waiting
+ * behind others waited that long for each of their turns — an idle client's
+ * PING was answered seconds later while no single step blocked for long.
+ * @module
+ */
+import { setImmediate } from "node:timers";
+
+/** Longest a turn runs commands before the next command waits for the next turn. */
+export const SLICE_MS = 8;
+
+let sliceStart = -1;
+
+/** Resolves at once while this turn's slice lasts, else in the next turn. */
+export function commandSlice(): Promise<void> | undefined {
+  const now = performance.now();
+  if (sliceStart < 0) {
+    sliceStart = now;
+    setImmediate(() => (sliceStart = -1)); // a fresh slice next turn
+    return undefined;
+  }
+  if (now - sliceStart <= SLICE_MS) return undefined;
+  return new Promise((resolve) => setImmediate(resolve));
+}
