@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import { selfCommand } from "../mod/sys/spawn.ts";
 import { assertNothingLeft, compiledStandIn, freePorts, rolesOf } from "./harness.ts";
 import { processTable } from "../mod/sys/proc.ts";
+import { readSmallFile } from "../mod/sys/libc.ts";
+import { CHAT_V8_FLAGS } from "../mod/chat/chat_boot.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -59,10 +61,12 @@ Deno.test("a stand-in for the compiled binary runs a whole instance: every child
   // What a compiled osps is: one executable; given a role, it runs it with the permissions baked in at compile time.
   Deno.writeTextFileSync(standIn, compiledStandIn());
   Deno.chmodSync(standIn, 0o755);
-  const port = freePorts(3);
+  const port = freePorts(3), ircPort = freePorts(1);
   const runDir = `${dir}/run`;
+  // With chat (its workers need V8 flags) and a log file (the watchdog then spawns through its log relay).
+  const chat = [`--irc-port=${ircPort}`, `--data-dir=${dir}/data`, `--log-file=${dir}/osps.log`];
   const watchdog = new Deno.Command(standIn, {
-    args: ["watchdog", `--port=${port}`, "--workers=2", `--run-dir=${runDir}`],
+    args: ["watchdog", `--port=${port}`, "--workers=2", `--run-dir=${runDir}`, ...chat],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -98,6 +102,15 @@ Deno.test("a stand-in for the compiled binary runs a whole instance: every child
         ["dispatcher", "worker"].includes(argv[role]!),
         `the role follows the program: ${argv.join(" ")}`,
       );
+    }
+    // A compiled binary takes no runtime flags: the chat workers' V8 flags reach them as DENO_V8_FLAGS.
+    for (const pid of rolesOf(runDir)) {
+      const argv = processTable().get(pid)!.cmdline;
+      // Deno asks for --allow-all to read /proc/<pid>/environ: read it through libc, as the process table does.
+      const env = new TextDecoder().decode(readSmallFile(`/proc/${pid}/environ`) ?? undefined).split("\0");
+      if (argv.includes("worker")) {
+        assert.ok(env.includes(`DENO_V8_FLAGS=${CHAT_V8_FLAGS.join(",")}`), `${pid}`);
+      } else assert.ok(!env.some((v) => v.startsWith("DENO_V8_FLAGS=")), `${argv.join(" ")}`);
     }
     const stop = await new Deno.Command(standIn, { args: ["stop", `--run-dir=${runDir}`] }).output();
     assert.equal(stop.code, 0, new TextDecoder().decode(stop.stderr));

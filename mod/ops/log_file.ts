@@ -98,8 +98,9 @@ async function relay(stream: ReadableStream<Uint8Array>): Promise<void> {
 }
 
 /** Spawns children with stderr piped to the watchdog, which relays their lines to the log file. */
-export const relayingSpawner: Spawner = (program, args) => {
-  const child = new Deno.Command(program, { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+export const relayingSpawner: Spawner = (program, args, env) => {
+  const child = new Deno.Command(program, { args, env, stdin: "piped", stdout: "piped", stderr: "piped" })
+    .spawn();
   void relay(child.stderr);
   return child;
 };
