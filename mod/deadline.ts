@@ -94,6 +94,15 @@ const registered = new Set<Expiry>();
 let wheel: ReturnType<typeof setInterval> | undefined;
 /** The sweep's clock: read once per tick, not once per deadline set. */
 let coarseNow = 0;
+/**
+ * Sweeps that found nothing registered in a row. The sweep stops only after
+ * {@link IDLE_SWEEPS} of them: a server between two requests (most of the time
+ * at one client) would otherwise stop it and make a new interval timer for
+ * the next connection, which costs more than the request's own code.
+ */
+let idleSweeps = 0;
+/** Empty sweeps (about a second) after which the sweep stops until a deadline is set again. */
+const IDLE_SWEEPS = 40;
 
 function sweepCoarse(): void {
   coarseNow = performance.now();
@@ -102,7 +111,8 @@ function sweepCoarse(): void {
     e.at = Infinity;
     e.fire();
   }
-  if (registered.size === 0 && wheel !== undefined) {
+  if (registered.size > 0) idleSweeps = 0;
+  else if (++idleSweeps >= IDLE_SWEEPS && wheel !== undefined) {
     clearInterval(wheel);
     wheel = undefined;
   }
@@ -113,8 +123,8 @@ function sweepCoarse(): void {
  * re-armed for each phase (waiting, a head, a body, a write) instead of a
  * timer made and cleared for each. Setting it writes a number; one sweep
  * per process, every {@link COARSE_MS}, fires the ones due, and it runs only
- * while some Expiry is registered (it never keeps the process alive by
- * itself). Times are read from the sweep's clock, so setting costs no clock
+ * while some Expiry is registered and about a second after (it never keeps
+ * the process alive by itself). Times are read from the sweep's clock, so setting costs no clock
  * read: a deadline fires between `ms` and `ms + 2 × COARSE_MS` after it was
  * set (later if the event loop was blocked).
  * @example
@@ -139,6 +149,7 @@ export class Expiry implements Disposable {
     if (!registered.has(this)) {
       if (wheel === undefined) {
         coarseNow = performance.now();
+        idleSweeps = 0;
         wheel = setInterval(sweepCoarse, COARSE_MS);
         Deno.unrefTimer(wheel);
       }

@@ -70,7 +70,14 @@ function lines(h: { readonly pid: number }, stdout: ReadableStream<Uint8Array>) 
 
 /** Starts `scripts/<name>` as a child whose stdin and stdout are this process's to drive. */
 function child(name: string, args: string[], nice = 0, perms: string[] = []) {
-  const argv = ["run", "--no-prompt", ...PERMS, ...perms, new URL(`./${name}`, import.meta.url).pathname, ...args];
+  const argv = [
+    "run",
+    "--no-prompt",
+    ...PERMS,
+    ...perms,
+    new URL(`./${name}`, import.meta.url).pathname,
+    ...args,
+  ];
   const proc = new Deno.Command(nice ? "nice" : Deno.execPath(), {
     args: nice ? ["-n", String(nice), Deno.execPath(), ...argv] : argv,
     stdin: "piped",

@@ -249,3 +249,38 @@ Deno.test("LineBuffer: 413 as soon as a line is known too long, not before (N by
     assert.deepEqual(framed("x".repeat(8) + "\r", 8, chunk, true), [413], "at the end, the CR is data");
   }
 });
+
+Deno.test("LineBuffer: short and long lines, ASCII or not, decode alike; NUL and bad UTF-8 are 400 in either", () => {
+  for (const len of [0, 1, 255, 256, 257, 1000]) {
+    const ascii = "a".repeat(len);
+    assert.deepEqual(framed(`${ascii}\n`, 4096, 4096), [ascii], `ASCII, ${len} bytes`);
+    const mixed = `${"a".repeat(len)}é€𝄞 \\ \rz`;
+    assert.deepEqual(framed(`${mixed}\n`, 4096, 7), [mixed], `not ASCII, ${len} + 11 bytes`);
+    assert.deepEqual(framed(`${ascii}\0b\n`, 4096, 4096), [400], `NUL after ${len} bytes`);
+  }
+  for (const at of [0, 10, 300]) {
+    const bad = new Uint8Array([...new TextEncoder().encode("a".repeat(at)), 0xc3, 0x28, 0x0a]);
+    const lines = new LineBuffer(4096);
+    lines.space().set(bad);
+    lines.filled(bad.length);
+    assert.throws(
+      () => lines.next(false),
+      (err: unknown) => err instanceof ProtocolError && err.status === 400,
+    );
+  }
+});
+
+Deno.test("LineConn: writeLine sends ASCII and non-ASCII lines as UTF-8 with one LF", async () => {
+  const p = await pair(4096);
+  try {
+    const peer = new LineConn(p.client);
+    for (
+      const line of ["200 ASSIGN 127.0.0.1 1 ab", "", "ünïcødé ✓ 𝄞", "x".repeat(300), `${"y".repeat(300)}é`]
+    ) {
+      assert.ok(await p.server.writeLine(line));
+      assert.equal(await peer.readLine(1000), line);
+    }
+  } finally {
+    p.close();
+  }
+});

@@ -279,6 +279,24 @@ export function hostOf(peer: string): string {
  * took on a UNIX socket (one host too), else the address itself.
  */
 export function addrKey(host: string): string {
+  let key = recentKeys.get(host);
+  if (key === undefined) {
+    key = keyOf(host);
+    if (recentKeys.size >= RECENT_KEYS) recentKeys.clear();
+    recentKeys.set(host, key);
+  }
+  return key;
+}
+
+/**
+ * The keys of the hosts seen last: a client comes back, and parsing its
+ * address again for each connection cost more than the rest of admission.
+ * Bounded: past {@link RECENT_KEYS} hosts it starts over.
+ */
+const recentKeys = new Map<string, string>();
+const RECENT_KEYS = 4096;
+
+function keyOf(host: string): string {
   if (host === UNIX_CLIENT) return UNIX_CLIENT;
   const parsed = parseIp(host);
   if (!parsed) return host.toLowerCase();

@@ -14,6 +14,10 @@ import { ProtocolError } from "../errors.ts";
 import { Status } from "./protocol.ts";
 
 const INITIAL_BUFFER = 4096;
+/** One strict decoder for every buffer of the process: lines are decoded whole, so it keeps no state. */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** Longest line decoded in JavaScript when it is plain ASCII (one op call saved per line). */
+const ASCII_FAST_BYTES = 256;
 /** Most bytes one socket read brings in. */
 export const READ_CHUNK = 16 * 1024;
 
@@ -35,7 +39,6 @@ export interface HeaderScan<T> {
 export class LineBuffer {
   readonly #max: number;
   #checkFirstBytes: ((bytes: Uint8Array) => void) | undefined;
-  readonly #decoder = new TextDecoder("utf-8", { fatal: true });
   #buf = new Uint8Array(INITIAL_BUFFER);
   /** Unconsumed bytes are #buf[#start, #end); bytes before #scan hold no LF. */
   #start = 0;
@@ -156,9 +159,22 @@ export class LineBuffer {
   }
 
   #decode(raw: Uint8Array): string {
+    // The protocol's own lines are short ASCII: they become a string here, without the decoder's op call.
+    if (raw.length <= ASCII_FAST_BYTES) {
+      let ascii = true;
+      for (let i = 0; i < raw.length; i++) {
+        const b = raw[i]!;
+        if (b === 0) throw new ProtocolError("NUL byte in line", Status.BAD_REQUEST);
+        if (b >= 0x80) {
+          ascii = false;
+          break;
+        }
+      }
+      if (ascii) return String.fromCharCode.apply(null, raw as unknown as number[]);
+    }
     if (raw.includes(0)) throw new ProtocolError("NUL byte in line", Status.BAD_REQUEST);
     try {
-      return this.#decoder.decode(raw);
+      return utf8.decode(raw);
     } catch (err) {
       throw new ProtocolError("line is not valid UTF-8", Status.BAD_REQUEST, { cause: err });
     }

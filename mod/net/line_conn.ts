@@ -45,6 +45,27 @@ export interface ReadOptions {
 }
 
 const encoder = new TextEncoder();
+/** Longest line encoded in JavaScript when it is plain ASCII (one op call saved per line written). */
+const ASCII_FAST_CHARS = 256;
+
+/** `line` and a LF as UTF-8: short ASCII lines (the protocol's own) without the encoder's op call. */
+function encodeLine(line: string): Uint8Array {
+  const n = line.length;
+  if (n <= ASCII_FAST_CHARS) {
+    const out = new Uint8Array(n + 1);
+    let i = 0;
+    for (; i < n; i++) {
+      const c = line.charCodeAt(i);
+      if (c >= 0x80) break;
+      out[i] = c;
+    }
+    if (i === n) {
+      out[n] = 0x0a;
+      return out;
+    }
+  }
+  return encoder.encode(line + "\n");
+}
 let lingering = 0;
 
 /** Refused connections still open in this process while their status line is delivered. */
@@ -237,7 +258,7 @@ export class LineConn {
    */
   writeLine(line: string): Promise<boolean> {
     if (this.#closed) return Promise.resolve(false);
-    return this.#send(encoder.encode(line + "\n"));
+    return this.#send(encodeLine(line));
   }
 
   async #send(data: Uint8Array): Promise<boolean> {
@@ -282,7 +303,7 @@ export class LineConn {
       this.#lingering = true;
     }
     this.#refusal = (async () => {
-      const sent = await this.#send(encoder.encode(line + "\n"));
+      const sent = await this.#send(encodeLine(line));
       let shut = sent && linger;
       if (shut) {
         try {
