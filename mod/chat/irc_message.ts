@@ -178,7 +178,7 @@ export function isChannel(target: string): boolean {
   return target.startsWith("#");
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** Bytes of `s` in UTF-8. */
 export function byteLength(s: string): number {
