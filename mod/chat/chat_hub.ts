@@ -32,11 +32,10 @@ import type { ChannelEvent, ChatStore, Snapshot } from "./chat_store.ts";
 import { ChannelReplica, splitSource } from "./channel_replica.ts";
 import type { Outgoing } from "./tags.ts";
 import { type Recipient, Stage } from "./fanout.ts";
+import { SLICE_MS } from "./loop_slice.ts";
 
 /** How long an early event waits for the ones before it before they are read from the store. */
 export const GAP_WAIT_MS = 100;
-/** Longest the hub delivers in one event-loop turn before it yields. */
-export const SLICE_MS = 8;
 
 /**
  * A local connection as the hub sees it (an IRC session; any other

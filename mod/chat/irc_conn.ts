@@ -18,6 +18,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
+import { SLICE_MS } from "./loop_slice.ts";
 import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
@@ -47,13 +48,6 @@ const MAX_PACE_MS = 50;
  * whole loop.
  */
 const dirty = new Set<IrcConn>();
-/**
- * Longest one flush writes before it lets the loop turn. The runtime hands
- * this loop the completions of its I/O (another client's PING, a socket
- * read) a bounded number per turn, so a turn that writes to 5,000 sockets
- * for 100 ms makes every completion behind it wait turns of 100 ms.
- */
-const FLUSH_SLICE_MS = 8;
 let flushAt = 0;
 let scheduled = false;
 
@@ -70,8 +64,8 @@ function flushDirty(): void {
   const start = performance.now();
   let n = 0;
   for (const c of dirty) {
-    // A long flush is cut into slices: the loop turns between them (see FLUSH_SLICE_MS).
-    if ((++n & 63) === 0 && performance.now() - start > FLUSH_SLICE_MS) break;
+    // A long flush is cut into slices: the loop turns between them (loop_slice.ts says why).
+    if ((++n & 63) === 0 && performance.now() - start > SLICE_MS) break;
     dirty.delete(c);
     c.writeQueued();
   }

@@ -1,7 +1,9 @@
 /**
- * One turn of the event loop's budget for the sessions' commands, shared by
- * every session of the process: once a turn has run commands for
- * {@link SLICE_MS}, the next command waits for the next turn.
+ * The chat's budget per turn of the event loop, {@link SLICE_MS}: the hub
+ * applies events (`chat_hub.ts`), a flush writes queued output
+ * (`irc_conn.ts`), and the sessions run commands ({@link commandSlice}, shared
+ * by every session of the process) each for at most that long, then let the
+ * loop turn.
  *
  * The runtime hands this loop the completions of its I/O (a client's next
  * line, a socket that can take more output, the FIFOs) a bounded number per
@@ -14,7 +16,7 @@
  */
 import { setImmediate } from "node:timers";
 
-/** Longest a turn runs commands before the next command waits for the next turn. */
+/** Longest a turn applies events, writes output, or runs commands before the loop turns. */
 export const SLICE_MS = 8;
 
 let sliceStart = -1;
