@@ -5,7 +5,7 @@
  * workers, and what `osps status` says when it finds no instance.
  */
 import assert from "node:assert/strict";
-import { freePorts, osps, waitFor, withInstance } from "./harness.ts";
+import { freePorts, osps, waitFor, waitForLog, withInstance } from "./harness.ts";
 import { LinkState, Segment } from "../mod/ipc/shm.ts";
 import { segmentStatus, statusTable } from "../mod/ops/instance_status.ts";
 
@@ -40,10 +40,8 @@ Deno.test("the ready line and the dispatcher's first line say what holds: worker
       inst.readyLine,
       new RegExp(`^ready dispatcher=127\\.0\\.0\\.1:${p} workers=2 worker-ports=${p + 1}-${p + 3} `),
     );
-    assert.match(
-      inst.logs(),
-      /dispatcher serving on 127\.0\.0\.1:\d+ for 2 local workers and their spare slot/,
-    );
+    // The dispatcher's log line and its ready line go out on different pipes: either may reach the watchdog first.
+    await waitForLog(inst, /dispatcher serving on 127\.0\.0\.1:\d+ for 2 local workers and their spare slot/);
     for (let i = 0; i < 2; i++) assert.equal((await osps(["reload", `--run-dir=${inst.runDir}`])).code, 0);
     const s = await inst.status();
     for (const w of s.workers) assert.ok(w.port >= p + 1 && w.port <= p + 3, `worker ${w.id} on ${w.port}`);
