@@ -11,10 +11,11 @@
  * Prints `ready`, then on every stdin line the round trips since the last
  * one (count, p50, p99, max in ms) as a JSON line, with the event-loop delay
  * each osps worker measured itself over that time (`STATS L`: the worst p99
- * and max among them).
+ * and max among them) and where each one's memory goes (`STATS z`, KiB).
  * @module
  */
 import { percentile } from "../mod/client/latency_stats.ts";
+import { parseMemoryLine } from "../mod/sys/memory.ts";
 
 const [port, processes] = Deno.args.map(Number) as [number, number];
 const enc = new TextEncoder(), dec = new TextDecoder();
@@ -51,6 +52,8 @@ for (let i = 0; owners.size < processes && i < 64; i++) {
 let samples: number[] = [];
 /** Each server process's own event-loop delays (osps `STATS L`), since the last mark. */
 let loop: Array<{ p50: number; p99: number; max: number }> = [];
+/** Each osps worker's memory (`STATS z`), since the last mark. */
+let memory: Array<Record<string, number>> = [];
 for (const p of probes) {
   void (async () => {
     const buf = new Uint8Array(8192);
@@ -73,6 +76,7 @@ for (const p of probes) {
         text = text.slice(nl + 1);
         const st = / 249 \S+ L :event loop delay p50 (\S+) ms p99 (\S+) ms max (\S+) ms/.exec(line);
         if (st) loop.push({ p50: Number(st[1]), p99: Number(st[2]), max: Number(st[3]) });
+        if (/ 249 \S+ z :memory KiB /.test(line)) memory.push(parseMemoryLine(line));
         const m = / PONG \S+ :?(t\d+)/.exec(line);
         const at = m ? p.sent.get(m[1]!) : undefined;
         if (at !== undefined) {
@@ -95,10 +99,12 @@ const timer = setInterval(() => {
 
 console.log(JSON.stringify({ ready: probes.length }));
 for await (const _ of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
-  loop = [];
-  for (const p of probes) void p.conn.write(enc.encode("STATS L\r\n")).catch(() => {});
+  loop = [], memory = [];
+  for (const p of probes) void p.conn.write(enc.encode("STATS L\r\nSTATS z\r\n")).catch(() => {});
   const asked = performance.now();
-  while (loop.length < probes.length && performance.now() - asked < 2_000) {
+  while (
+    (loop.length < probes.length || memory.length < loop.length) && performance.now() - asked < 2_000
+  ) {
     await new Promise((r) => setTimeout(r, 5));
   }
   // Pings still unanswered count as long as they have waited so far.
@@ -116,6 +122,7 @@ for await (const _ of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) 
     ...(loop.length
       ? { loop_p99_ms: Math.max(...loop.map((l) => l.p99)), loop_max_ms: Math.max(...loop.map((l) => l.max)) }
       : {}),
+    ...(memory.length ? { memory } : {}),
   }));
 }
 clearInterval(timer);

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { osps, RUN_FLAGS, waitFor } from "./harness.ts";
 import { LibClient, RawIrc } from "./support/irc.ts";
 import { clientsOnEveryWorker, withChat } from "./support/chat_instance.ts";
+import { parseMemoryLine } from "../mod/sys/memory.ts";
 
 Deno.test("chat: registration gives 001-005 with ISUPPORT, then MOTD or 422; errors get their numerics", async () => {
   await withChat({ workers: 2 }, async (inst, { ircPort }) => {
@@ -250,5 +251,20 @@ Deno.test("chat: osps chat goes through the dispatcher, shows history, and meets
     assert.equal(taken.code, 3, "a nickname in use is refused");
     assert.match(taken.stdout, /433/);
     await irc.quit();
+  });
+});
+
+Deno.test("chat: STATS z says where the worker's memory goes (resident, V8 heap used of committed, malloc)", async () => {
+  await withChat({ workers: 1 }, async (_inst, { ircPort }) => {
+    const c = await RawIrc.connect(ircPort);
+    await c.register("counter");
+    await c.send("STATS z");
+    const z = await c.waitFor("249 z", (m) => m.command === "249" && m.params[1] === "z");
+    await c.waitFor("219", (m) => m.command === "219" && m.params[1] === "z");
+    const kib = parseMemoryLine(z.params.at(-1)!);
+    assert.ok(kib["rss"]! > 0 && kib["anon"]! <= kib["rss"]!, z.params.at(-1));
+    assert.ok(kib["heap_used"]! > 0 && kib["heap_used"]! <= kib["heap_committed"]!, z.params.at(-1));
+    assert.ok(kib["malloc_used"]! > 0 && kib["trims"]! >= 0, z.params.at(-1));
+    await c.close();
   });
 });

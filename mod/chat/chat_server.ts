@@ -37,6 +37,7 @@ import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
 import { LeaseWatch } from "./lease_watch.ts";
 import { LoopLag } from "./loop_lag.ts";
+import { MallocTrim } from "../sys/memory.ts";
 import { CannotBootError } from "../errors.ts";
 import { accountPolicy, AccountService } from "./accounts.ts";
 import { storesBeside } from "./open_accounts.ts";
@@ -56,6 +57,8 @@ const REAP_SLICE = 100;
 const PRUNE_BUDGET = 2_000;
 /** A turn of the event loop longer than this is logged (nothing here should ever take so long). */
 const BLOCKED_MS = 250;
+/** How often the allocator's freed memory is looked at (`MallocTrim`). */
+const TRIM_MS = 2_000;
 /** How often sessions' timers (registration, PING, ping timeout) are checked. */
 const SWEEP_MS = 500;
 
@@ -89,6 +92,7 @@ export class ChatServer {
   #lease: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #lag: LoopLag | undefined;
+  #trim: MallocTrim | undefined;
   #ticking = false;
   #resyncing: Promise<void> | undefined;
   #resyncAgain = false;
@@ -133,6 +137,7 @@ export class ChatServer {
       publish: (e) => this.#bus.publish(e),
       releaseLater: (actor, reason) => void this.#releases.push({ actor, reason }),
       lag: () => this.#lag?.take() ?? { count: 0, p50: 0, p99: 0, max: 0 },
+      trims: () => this.#trim?.stats ?? { trims: 0, lastMs: 0, lastKiB: 0 },
       accounts: new AccountService(beside.accounts, accountPolicy(cfg)),
       lists: beside.lists,
       monitors,
@@ -204,6 +209,7 @@ export class ChatServer {
     }
     this.#linkBus.publish({ t: "hello", slot: this.#place.slot, origin: this.#owner });
     this.#lease = setInterval(() => void this.#tick(), LEASE_MS);
+    this.#trim = new MallocTrim(TRIM_MS);
     this.#lag = new LoopLag(
       BLOCKED_MS,
       (ms) => logger().warn("chat: the event loop was blocked for {ms} ms", { ms: Math.round(ms) }),
@@ -465,6 +471,7 @@ export class ChatServer {
     clearInterval(this.#lease);
     clearInterval(this.#sweepTimer);
     this.#lag?.stop();
+    this.#trim?.stop();
     this.#server.close();
     for (const s of this.#sessions) s.drop(reason);
     await this.#server.conns.idle(2_000);

@@ -13,6 +13,7 @@ import type { Command, IrcSession } from "./irc_session.ts";
 import { N } from "./numerics.ts";
 import { hidden, seeChannel } from "./channel_access.ts";
 import { LISTING_LOW_WATER } from "./cmd_list.ts";
+import { memoryLine, memoryReport } from "../sys/memory.ts";
 
 /** Users read from the store per slice of a channel's WHO. */
 const WHO_SLICE = 200;
@@ -129,9 +130,11 @@ async function whois(s: IrcSession, nick: string): Promise<void> {
 }
 
 /**
- * STATS: `u` (this worker's uptime, RPL_STATSUPTIME) and `L` (osps: this
- * worker's event-loop delays since the last `STATS L`, RPL_STATSDEBUG);
- * any other query gets only the end of the report.
+ * STATS: `u` (this worker's uptime, RPL_STATSUPTIME), `L` (osps: this
+ * worker's event-loop delays since the last `STATS L`, RPL_STATSDEBUG) and
+ * `z` (this worker's memory, as ircd-hybrid's `z` answers: resident, V8
+ * heap used and committed, malloc, in KiB, RPL_STATSDEBUG); any other query
+ * gets only the end of the report.
  */
 function stats(s: IrcSession, query: string): void {
   if (query === "u") {
@@ -146,6 +149,14 @@ function stats(s: IrcSession, query: string): void {
       N.RPL_STATSDEBUG,
       "L",
       `event loop delay p50 ${l.p50} ms p99 ${l.p99} ms max ${l.max} ms over ${l.count} samples (${s.ctx.owner})`,
+    );
+  } else if (query === "z") {
+    const t = s.ctx.trims();
+    s.replyText(
+      N.RPL_STATSDEBUG,
+      "z",
+      `memory KiB ${memoryLine(memoryReport())} trims=${t.trims} trim_ms=${t.lastMs} trimmed=${t.lastKiB} ` +
+        `(${s.ctx.owner})`,
     );
   }
   s.replyText(N.RPL_ENDOFSTATS, query || "*", "End of STATS report");

@@ -22,6 +22,7 @@ import { IrcConn, TOO_LONG } from "./irc_conn.ts";
 import { displayHost, formatMessage, type IrcMessage, parseMessage } from "./irc_message.ts";
 import { N } from "./numerics.ts";
 import type { LagStats } from "./loop_lag.ts";
+import type { TrimStats } from "../sys/memory.ts";
 import type { OutgoingBatch } from "./fanout.ts";
 import type { Admitted } from "../net/admission.ts";
 import type { AccountService } from "./accounts.ts";
@@ -52,6 +53,8 @@ export interface ChatContext {
   releaseLater(actor: Actor, reason: string): void;
   /** This worker's event-loop delays since the last call (`STATS L`). */
   lag(): LagStats;
+  /** What this worker's allocator trimming did (`STATS z`). */
+  trims(): TrimStats;
   /** Accounts: SASL, REGISTER, NickServ (`accounts.ts`). */
   readonly accounts: AccountService;
   /** Ban lists, invitations, WHOWAS, counts (`list_store.ts`). */

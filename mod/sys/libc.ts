@@ -55,6 +55,10 @@ const SYMBOLS = {
   readdir: { parameters: ["pointer"], result: "pointer" },
   closedir: { parameters: ["pointer"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  // glibc's allocator: where a process's memory outside the JavaScript heap goes, and giving it back.
+  mallinfo2: { parameters: [], result: { struct: Array(10).fill("usize") } },
+  // On one of Deno's worker threads: a trim of a fragmented heap walks every free chunk (tens of ms).
+  malloc_trim_async: { name: "malloc_trim", parameters: ["usize"], result: "i32", nonblocking: true },
   // epoll(7), for a load client that holds thousands of sockets (scripts/chat_load.ts); the wait is parked on a
   // Deno worker thread like poll_async.
   epoll_create1: { parameters: ["i32"], result: "i32" },
@@ -592,4 +596,35 @@ export function connectNonBlocking(host: string, port: number): number {
     throw new SysError("connect", e, `${host}:${port}`);
   }
   return fd;
+}
+
+/** What glibc's allocator holds, in bytes (mallinfo2(3), summed over every arena). */
+export interface MallocInfo {
+  /** Taken from the system by sbrk and arenas' heaps (the mmapped big blocks not included). */
+  readonly arena: number;
+  /** In big blocks, each its own mmap (given back as soon as freed). */
+  readonly mmapped: number;
+  /** Handed out and not yet freed (the big blocks included). */
+  readonly inUse: number;
+  /** Freed but still held by the allocator: resident where it was ever touched. */
+  readonly free: number;
+}
+
+/** mallinfo2(3): glibc's allocator's totals. */
+export function mallocInfo(): MallocInfo {
+  const raw = sym("mallinfo2")();
+  const v = new BigUint64Array(raw.buffer, raw.byteOffset, 10);
+  // struct mallinfo2: arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost.
+  const f = (i: number) => Number(v[i]!);
+  return { arena: f(0), mmapped: f(4), inUse: f(7) + f(4), free: f(8) };
+}
+
+/**
+ * malloc_trim(3) on one of Deno's worker threads, so that the event loop
+ * runs meanwhile: gives the free memory of every arena back to the system
+ * (whole free pages inside them too, not only the top), keeping `pad`
+ * bytes at each top. True when anything was given back.
+ */
+export async function mallocTrim(pad = 0): Promise<boolean> {
+  return await sym("malloc_trim_async")(BigInt(pad)) === 1;
 }
