@@ -83,6 +83,9 @@ export interface Command {
 /** Channel messages of one session queued and not yet committed, past which it stops reading ahead. */
 export const MAX_UNCOMMITTED = 256;
 
+/** A settled promise, shared: every session starts with nothing in flight (one object, not two per session). */
+const SETTLED: Promise<void> = Promise.resolve();
+
 /** How a session ended, for logs and the QUIT the others see. */
 export type CloseReason = string;
 
@@ -112,8 +115,8 @@ export class IrcSession implements LocalClient, Sender {
   account = "";
   /** A SASL exchange in progress. */
   sasl: SaslExchange | null = null;
-  /** Nicknames this client MONITORs: folded → as given. */
-  readonly monitoring = new Map<string, string>();
+  /** Nicknames this client MONITORs: folded → as given; null until it monitors one (most never do). */
+  monitoring: Map<string, string> | null = null;
   /** Renames this user when it keeps a registered nickname without identifying (`nick_guard.ts`). */
   guard: ReturnType<typeof setTimeout> | undefined;
   /** Its place under the IRC port's connection caps: it may be closed to make room until it registers. */
@@ -127,10 +130,10 @@ export class IrcSession implements LocalClient, Sender {
   #lastInput = this.#openedAt;
   #pingSent = false;
   /** Settles after the last channel message queued for commit (they commit in order). */
-  #lastCommit: Promise<void> = Promise.resolve();
+  #lastCommit: Promise<void> = SETTLED;
   #uncommitted = 0;
   /** The command running now (the session's end waits for it). */
-  #inflight: Promise<void> = Promise.resolve();
+  #inflight: Promise<void> = SETTLED;
   /** A queued message's store failure: the session ends with it, as a failed command ends it. */
   #failure: { err: unknown } | undefined;
   readonly #lag: FakeLag;

@@ -17,7 +17,7 @@ export class Monitors {
   /** `s` watches `nick`. */
   add(s: IrcSession, nick: string): void {
     const key = fold(nick);
-    s.monitoring.set(key, nick);
+    (s.monitoring ??= new Map()).set(key, nick);
     let set = this.#watchers.get(key);
     if (!set) this.#watchers.set(key, set = new Set());
     set.add(s);
@@ -26,7 +26,7 @@ export class Monitors {
   /** `s` stops watching `nick`. */
   remove(s: IrcSession, nick: string): void {
     const key = fold(nick);
-    s.monitoring.delete(key);
+    s.monitoring?.delete(key);
     const set = this.#watchers.get(key);
     set?.delete(s);
     if (set?.size === 0) this.#watchers.delete(key);
@@ -34,7 +34,8 @@ export class Monitors {
 
   /** `s` watches nothing any more (MONITOR C, or it left). */
   clear(s: IrcSession): void {
-    for (const key of [...s.monitoring.keys()]) this.remove(s, key);
+    for (const key of [...s.monitoring?.keys() ?? []]) this.remove(s, key);
+    s.monitoring = null;
   }
 
   /** Nicknames watched on this worker. */
@@ -86,7 +87,7 @@ async function monitor(s: IrcSession, sub: string, arg: string): Promise<void> {
       const added: string[] = [];
       for (const [i, nick] of targets.entries()) {
         if (!validNick(nick)) continue;
-        if (!s.monitoring.has(fold(nick)) && s.monitoring.size >= MONITOR_LIMIT) {
+        if (!s.monitoring?.has(fold(nick)) && (s.monitoring?.size ?? 0) >= MONITOR_LIMIT) {
           s.replyText(
             N.ERR_MONLISTFULL,
             String(MONITOR_LIMIT),
@@ -106,10 +107,10 @@ async function monitor(s: IrcSession, sub: string, arg: string): Promise<void> {
     case "C":
       return monitors.clear(s);
     case "L":
-      for (const chunk of chunks([...s.monitoring.values()])) s.replyText(N.RPL_MONLIST, chunk);
+      for (const chunk of chunks([...s.monitoring?.values() ?? []])) s.replyText(N.RPL_MONLIST, chunk);
       return s.replyText(N.RPL_ENDOFMONLIST, "End of MONITOR list");
     case "S":
-      return await status(s, [...s.monitoring.values()]);
+      return await status(s, [...s.monitoring?.values() ?? []]);
   }
   s.conn.send(
     formatMessage(s.ctx.cfg.serverName, "FAIL", ["MONITOR", "INVALID_PARAMS", sub, "Unknown subcommand"], {
