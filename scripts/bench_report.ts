@@ -45,7 +45,7 @@ export function resultsMarkdown(r: Results): string {
   const m = r.machine;
   const rows = r.figures.map((f) =>
     `| ${f.part} | ${f.name} | ${num(f.value)} ${f.unit} | ${
-      f.reference ? `${f.reference.name}: ${num(f.reference.value)}` : ""
+      f.reference ? `${f.reference.name}: ${f.reference.missing ?? num(f.reference.value)}` : ""
     } | ${f.ratio === undefined ? "" : `${num(f.ratio)}×`} | ${targetText(f)} | ${
       f.met === undefined ? "" : f.met ? "yes" : "**no**"
     } | ${f.note ?? ""} |`

@@ -147,7 +147,8 @@ export interface Figure {
   readonly name: string;
   readonly value: number;
   readonly unit: string;
-  readonly reference?: { readonly name: string; readonly value: number };
+  /** What it is set against; `missing` says why a reference has no value (NaN) this run. */
+  readonly reference?: { readonly name: string; readonly value: number; readonly missing?: string };
   /** value / reference.value */
   readonly ratio?: number;
   readonly target?: Target;

@@ -3,12 +3,14 @@
  * connections to one server (osps or ngircd) and drives them through the
  * phases the orchestrator (`bench_chat_scale.ts`) paces from stdin:
  *
- *   chat_load.ts PORT N ROUNDS        (prints one JSON line per phase)
+ *   chat_load.ts PORT N ROUNDS [JOIN_DEADLINE_MS]   (prints one JSON line per phase)
  *
  * 1. `registered`: N clients connect and register (NICK/USER → 001);
  * 2. `joined`: all of them JOIN one channel, a window at a time (each waits
  *    for its own 366); every client reads everything the server sends, as a
- *    real client does (N²/2 JOIN lines in all);
+ *    real client does (N²/2 JOIN lines in all). A server that has not
+ *    answered every JOIN by the deadline is reported as it stands
+ *    (`unfinished`: JOINs still unanswered), and the later phases are not run;
  * 3. `fanout`: client 0 says ROUNDS messages, one at a time; each is done
  *    when every other member has read it: its completion time;
  * 4. `quits` (on "kill"): the orchestrator kills a server process; the
@@ -23,7 +25,12 @@
 import { percentile } from "../mod/client/latency_stats.ts";
 import * as libc from "../mod/sys/libc.ts";
 
-const [port, n, rounds] = Deno.args.map(Number) as [number, number, number];
+const [port, n, rounds, joinDeadlineMs = Infinity] = Deno.args.map(Number) as [
+  number,
+  number,
+  number,
+  number?,
+];
 const CHANNEL = "#scale";
 const enc = new TextEncoder();
 
@@ -262,11 +269,22 @@ await awaitOrder();
 phase = "join";
 t0 = performance.now();
 let joins = 0, dropped = 0;
-await windowed(clients, 50, async (c) => {
+let overdue: ReturnType<typeof setTimeout> | undefined;
+const allJoined = windowed(clients, 50, async (c) => {
   if (await c.join().then(() => true, () => false)) joins++;
   else dropped++; // the server closed it (a send queue it judged too long)
 });
-report({ phase: "joined", ms: Math.round(performance.now() - t0), joins, dropped });
+await Promise.race([
+  allJoined,
+  new Promise<void>((r) => overdue = setTimeout(r, Math.min(joinDeadlineMs, 2 ** 31 - 1))),
+]);
+clearTimeout(overdue);
+const unfinished = n - joins - dropped;
+report({ phase: "joined", ms: Math.round(performance.now() - t0), joins, dropped, unfinished });
+if (unfinished > 0) { // past the deadline: the orchestrator reads memory and lag as they stand, then stops us
+  await awaitOrder();
+  Deno.exit(0);
+}
 await awaitOrder();
 
 // 3. Fan-out: one message at a time; done when every other member read it.
