@@ -76,6 +76,8 @@ export function parseMemoryLine(line: string): Record<string, number> {
 
 /** Freed malloc memory past this much more than after the last trim is given back. */
 const TRIM_STEP = 8 * 1024 * 1024;
+/** Memory in use that moved less than this between two looks: the allocator is calm. */
+const CALM_DELTA = 1024 * 1024;
 
 /** What a {@link MallocTrim} did so far. */
 export interface TrimStats {
@@ -92,13 +94,18 @@ export interface TrimStats {
  * (only the top of a heap goes back by itself), scattered between live ones:
  * tens of megabytes resident for nothing. Every `everyMs` this looks at
  * what the allocator holds free and, when that grew by more than
- * {@link TRIM_STEP} since the last trim, runs `malloc_trim(0)`, which
- * returns every whole free page, on one of Deno's worker threads.
+ * {@link TRIM_STEP} since the last trim and the burst is over (what is in
+ * use moved by less than {@link CALM_DELTA} since the last look: trimming
+ * during a storm gives back pages it takes again at once, and holds the
+ * allocator's lock meanwhile), runs `malloc_trim(0)`, which returns every
+ * whole free page, on one of Deno's worker threads.
  */
 export class MallocTrim {
   #timer: ReturnType<typeof setInterval>;
   /** Free bytes just after the last trim (or the least seen since): growth past it is new garbage. */
   #floor = 0;
+  /** Memory in use at the last look. */
+  #inUse = 0;
   #busy = false;
   #stats: TrimStats = { trims: 0, lastMs: 0, lastKiB: 0 };
 
@@ -115,9 +122,11 @@ export class MallocTrim {
 
   async #look(): Promise<void> {
     if (this.#busy) return;
-    const free = libc.mallocInfo().free;
+    const { free, inUse } = libc.mallocInfo();
+    const calm = Math.abs(inUse - this.#inUse) < CALM_DELTA;
+    this.#inUse = inUse;
     this.#floor = Math.min(this.#floor, free);
-    if (free - this.#floor < TRIM_STEP) return;
+    if (free - this.#floor < TRIM_STEP || !calm) return;
     this.#busy = true;
     try {
       const rss = memoryReport().rss, t0 = performance.now();
