@@ -216,8 +216,9 @@ function chatPermissions(c: ChatConfig): Omit<RolePermissions, "listen"> {
  * allocation rate is low) runs 2 s after the last full collection instead
  * of V8's 30 s (`--gc-memory-reducer-start-delay-ms`), then every 2 s while
  * still needed (`--memory-reducer-delay-ms`, 8 s). Measured 10 s after the
- * fan-out: 2,000 members 52.6 → 24.2 KiB a client with glibc's trim
- * (`MallocTrim`, `chat_server.ts`), joins and fan-out unchanged.
+ * fan-out, a client: 2,000 members 52.6–55.7 → 24.2–27.0 KiB, 10,000
+ * 36.8–61.7 → 13.9–17.5 KiB with glibc's trim (`MallocTrim`,
+ * `chat_server.ts`); joins and fan-out within the noise (docs/CHAT.md).
  * Under `deno run` as `--v8-flags`; a compiled binary's workers get them as
  * `DENO_V8_FLAGS` (`mod/sys/spawn.ts`).
  */
