@@ -11,7 +11,9 @@
  *
  * Out: writing never waits on the client. Lines (or bytes shared by every
  * recipient of one message, see `outgoing.ts`) are queued, and what was
- * queued in one turn of the event loop goes out in one write. A client
+ * queued in one turn of the event loop goes out in one write — written at
+ * once where the socket writes synchronously (`irc_socket.ts`), else through
+ * the runtime's asynchronous write. A client
  * whose queue stays past its cap (it does not read) is reported through
  * {@link IrcConn.onOverflow} and cut off, so a slow reader never slows the
  * sender or anyone else.
@@ -20,6 +22,7 @@
 import { setImmediate } from "node:timers";
 import { SLICE_MS } from "./loop_slice.ts";
 import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
+import { type IrcSocket, type WritesNow, writesNow } from "./irc_socket.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
 export const TOO_LONG = Symbol("too long");
@@ -89,7 +92,9 @@ export interface IrcConnOptions {
 
 /** A line-based IRC connection with a bounded send queue. */
 export class IrcConn {
-  readonly conn: Deno.Conn;
+  readonly conn: IrcSocket;
+  /** The socket's synchronous writes, when it has them. */
+  readonly #now: WritesNow | null;
   readonly #maxLine: number;
   readonly #sendqBytes: number;
   #buf: Uint8Array;
@@ -101,6 +106,8 @@ export class IrcConn {
   /** Pieces of {@link #queue} before this one are written (a slow reader's queue is long: no `shift`). */
   #head = 0;
   #queued = 0;
+  /** What the socket did not take of a synchronous write: goes out first, when it can take more. */
+  #rest: Uint8Array | null = null;
   #writing = false;
   #closed = false;
   #drainWaiters: Array<{ low: number; resolve: () => void }> | null = null;
@@ -113,8 +120,9 @@ export class IrcConn {
    */
   capture: string[] | null = null;
 
-  constructor(conn: Deno.Conn, options: IrcConnOptions) {
+  constructor(conn: IrcSocket, options: IrcConnOptions) {
     this.conn = conn;
+    this.#now = writesNow(conn) ? conn : null;
     this.#maxLine = Math.max(MAX_LINE_BYTES, options.maxLineBytes ?? MAX_LINE_BYTES);
     this.#sendqBytes = options.sendqBytes;
     const initial = options.initial?.subarray(0, this.#capacity) ?? new Uint8Array(0);
@@ -253,6 +261,7 @@ export class IrcConn {
   /** Writes what is queued (one batch), unless a write is in progress: it asks for the next flush when done. */
   writeQueued(): void {
     if (this.#writing || this.#closed) return;
+    if (this.#now) return this.#writeNow(this.#now);
     const batch = this.#nextBatch();
     if (batch) void this.#write(batch);
   }
@@ -260,6 +269,7 @@ export class IrcConn {
   #overflow(): void {
     this.#queue = null;
     this.#head = 0;
+    this.#rest = null;
     this.#queued = 0;
     this.#wakeDrained();
     this.onOverflow();
@@ -295,6 +305,43 @@ export class IrcConn {
     if (this.#head === q.length) q.length = this.#head = 0;
     else if (this.#head >= 1024) this.#queue = q.slice(this.#head), this.#head = 0;
     return batch;
+  }
+
+  /**
+   * Writes what is queued, batch after batch, while the socket takes it. What
+   * it does not take waits for it to take more (then the next flush), and is
+   * judged against the cap as {@link #write} judges it.
+   */
+  #writeNow(socket: WritesNow): void {
+    for (;;) {
+      const batch = this.#rest ?? this.#nextBatch();
+      if (!batch) break;
+      let n: number;
+      try {
+        n = socket.writeNow(batch);
+      } catch {
+        return this.close(); // the client is gone; the read side sees it too
+      }
+      this.#queued -= n;
+      if (n === batch.length) {
+        this.#rest = null;
+        continue;
+      }
+      this.#rest = batch.subarray(n);
+      if (this.#queued > this.#sendqBytes) return this.#overflow();
+      if (n > 0) this.#wakeDrained();
+      this.#writing = true;
+      void socket.writable().then(() => {
+        this.#writing = false;
+        if (this.#closed) return;
+        dirty.add(this);
+        scheduleFlush();
+      });
+      return;
+    }
+    this.#queue = null;
+    this.#head = 0;
+    this.#wakeDrained();
   }
 
   async #write(batch: Uint8Array): Promise<void> {
@@ -355,6 +402,7 @@ export class IrcConn {
     this.#closed = true;
     this.#queue = null;
     this.#head = 0;
+    this.#rest = null;
     this.#wakeDrained();
     try {
       this.conn.close();
