@@ -403,10 +403,13 @@ function sockaddrIn(host: string, port: number): Uint8Array<ArrayBuffer> {
  * Opens a TCP connection to an IPv4 `host:port` whose close will be abortive
  * (SO_LINGER {on, 0}: the kernel sends RST instead of FIN). Returns the fd;
  * {@link close} it to reset. For tests and the soak script, which must behave
- * like the hostile clients that reset connections at every stage.
+ * like the hostile clients that reset connections at every stage. With
+ * `receiveBuffer`, the socket's receive buffer (SO_RCVBUF, set before
+ * connecting so the window is small from the start) is that small: a slow
+ * reader whose kernel does not soak up megabytes for it.
  */
-export function abortiveConnect(host: string, port: number): number {
-  const AF_INET = 2, SOCK_STREAM = 1, SOL_SOCKET = 1, SO_LINGER = 13;
+export function abortiveConnect(host: string, port: number, receiveBuffer?: number): number {
+  const AF_INET = 2, SOCK_STREAM = 1, SOL_SOCKET = 1, SO_LINGER = 13, SO_RCVBUF = 8;
   const fd = check("socket", sym("socket")(AF_INET, SOCK_STREAM | O.CLOEXEC, 0));
   try {
     const linger = new Int32Array([1, 0]);
@@ -414,6 +417,10 @@ export function abortiveConnect(host: string, port: number): number {
       "setsockopt",
       sym("setsockopt")(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(linger.buffer), 8),
     );
+    if (receiveBuffer !== undefined) {
+      const size = new Int32Array([receiveBuffer]);
+      check("setsockopt", sym("setsockopt")(fd, SOL_SOCKET, SO_RCVBUF, new Uint8Array(size.buffer), 4));
+    }
     check("connect", sym("connect")(fd, sockaddrIn(host, port), 16), `${host}:${port}`);
     return fd;
   } catch (err) {
