@@ -171,14 +171,16 @@ for (const io of IOS) {
 }
 
 Deno.test("chat epoll listener: peer addresses are written as the runtime writes them (admission counts by them)", async () => {
-  for (const [text, want] of [
-    ["127.0.0.1", "127.0.0.1"],
-    ["10.1.2.3", "10.1.2.3"],
-    ["::1", "::1"],
-    ["2001:db8::1", "2001:db8::1"],
-    ["::ffff:127.0.0.2", "::ffff:127.0.0.2"],
-    ["fe80::1:0:0:1", "fe80::1:0:0:1"],
-  ]) assert.equal(peerHost(parseIp(text!)!), want);
+  for (
+    const [text, want] of [
+      ["127.0.0.1", "127.0.0.1"],
+      ["10.1.2.3", "10.1.2.3"],
+      ["::1", "::1"],
+      ["2001:db8::1", "2001:db8::1"],
+      ["::ffff:127.0.0.2", "::ffff:127.0.0.2"],
+      ["fe80::1:0:0:1", "fe80::1:0:0:1"],
+    ]
+  ) assert.equal(peerHost(parseIp(text!)!), want);
   // The same client, through the runtime's listener and through ours.
   const [denoPort, epollPort] = [freePorts(1), freePorts(1)];
   const runtime = Deno.listen({ hostname: "127.0.0.1", port: denoPort });

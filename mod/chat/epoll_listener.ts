@@ -107,7 +107,9 @@ export class EpollListener implements EpollOwner {
     const now = performance.now();
     if (now - this.#lastEmfileLog > 1_000) {
       this.#lastEmfileLog = now;
-      logger().error("accept: no free file descriptor; pausing accepts briefly ({err})", { err: errnoName(e) });
+      logger().error("accept: no free file descriptor; pausing accepts briefly ({err})", {
+        err: errnoName(e),
+      });
     }
     // Edge-triggered: no new edge comes for connections already waiting, so look again after the pause.
     this.#again = setTimeout(() => this.#acceptSome(), EMFILE_PAUSE_MS);
