@@ -140,6 +140,36 @@ for (const io of IOS) {
     });
   });
 
+  Deno.test(`chat (--irc-io ${io}): a client's last line and the end of its stream arriving together are both seen`, async () => {
+    await withChat(
+      { workers: 1, flags: [`--irc-io=${io}`, "--irc-flood-rate=0"] },
+      async (_inst, { ircPort }) => {
+        const witness = await RawIrc.connect(ircPort);
+        await witness.register("witness");
+        await witness.send("JOIN #end");
+        await witness.waitFor("366", (m) => m.command === "366");
+        const from = (nick: string) => (m: { prefix: string }) => m.prefix.startsWith(`${nick}!`);
+        for (let i = 0; i < 20; i++) {
+          const c = new SmallWindow(ircPort);
+          const nick = `e${i}`;
+          await c.send(`NICK ${nick}\r\nUSER e 0 * :e\r\nJOIN #end\r\n`);
+          await witness.waitFor(`${nick} joined`, (m) => m.command === "JOIN" && from(nick)(m));
+          // A short line and the end right behind it (two calls, microseconds apart: usually one readiness
+          // event): the server reads fewer bytes than it asked for, and must still see the end.
+          libc.write(c.fd, new TextEncoder().encode(`PRIVMSG #end :last words ${i}`));
+          libc.shutdownWrite(c.fd);
+          await witness.waitFor(
+            `${nick}'s last words`,
+            (m) => m.command === "PRIVMSG" && m.params[1] === `last words ${i}`,
+          );
+          await witness.waitFor(`${nick} left`, (m) => m.command === "QUIT" && from(nick)(m), 5_000);
+          c.close();
+        }
+        await witness.close();
+      },
+    );
+  });
+
   Deno.test(`chat (--irc-io ${io}): stopping with clients connected ends each with an ERROR and exits cleanly`, async () => {
     const place = newChatPlace();
     const inst = await startInstance({

@@ -34,6 +34,8 @@ export class EpollSocket implements WritesNow, EpollOwner {
   /** Until a read finds nothing (EAGAIN), then again at the next input edge. */
   #readable = true;
   #writable = true;
+  /** The peer closed or reset (RDHUP, HUP, ERR seen): read on to the end, whatever a read returns. */
+  #hungUp = false;
   #closed = false;
   #readWaiter: (() => void) | null = null;
   #writeWaiter: (() => void) | null = null;
@@ -46,6 +48,7 @@ export class EpollSocket implements WritesNow, EpollOwner {
   }
 
   ready(events: number): void {
+    if (events & (RDHUP | HUP | ERR)) this.#hungUp = true;
     if (events & (IN | RDHUP | HUP | ERR)) {
       this.#readable = true;
       this.#readWaiter?.();
@@ -64,7 +67,13 @@ export class EpollSocket implements WritesNow, EpollOwner {
       if (this.#closed) return null;
       if (this.#readable) {
         const n = libc.readNow(this.#fd, into as Uint8Array<ArrayBuffer>);
-        if (n > 0) return n;
+        if (n > 0) {
+          // Less than asked for: the kernel had no more. Bytes that arrive later make a new edge, so the
+          // next read waits for it instead of asking the kernel to say EAGAIN — unless the peer's end came
+          // with the edge already seen (its EOF makes no new one).
+          if (n < into.length && !this.#hungUp) this.#readable = false;
+          return n;
+        }
         if (n === 0) return null;
         if (n === -libc.E.EINTR) continue;
         if (n !== -libc.E.EAGAIN) return null; // reset: the client is gone
@@ -79,7 +88,10 @@ export class EpollSocket implements WritesNow, EpollOwner {
     if (!this.#writable || data.length === 0) return 0;
     for (;;) {
       const n = libc.sendNow(this.#fd, data);
-      if (n >= 0) return n;
+      if (n >= 0) {
+        if (n < data.length) this.#writable = false; // full: the kernel signals an edge when it drains
+        return n;
+      }
       if (n === -libc.E.EINTR) continue;
       if (n === -libc.E.EAGAIN) {
         this.#writable = false;

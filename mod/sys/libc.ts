@@ -70,6 +70,7 @@ const SYMBOLS = {
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
 type Name = keyof typeof SYMBOLS;
@@ -703,4 +704,10 @@ export function sendNow(fd: number, buf: Uint8Array): number {
 /** eventfd(2), non-blocking: a counter another part of this process writes to wake an epoll wait. */
 export function eventFd(): number {
   return check("eventfd", sym("eventfd")(0, O.NONBLOCK | O.CLOEXEC));
+}
+
+/** shutdown(fd, SHUT_WR): the end of this side's stream (FIN), reading still open. */
+export function shutdownWrite(fd: number): void {
+  const SHUT_WR = 1;
+  check("shutdown", sym("shutdown")(fd, SHUT_WR));
 }
