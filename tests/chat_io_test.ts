@@ -14,6 +14,9 @@ import { parseIp } from "../mod/net/ip_addr.ts";
 import { assertNothingLeft, freePorts, startInstance, waitFor } from "./harness.ts";
 import { RawIrc } from "./support/irc.ts";
 import { chatFlags, newChatPlace, withChat } from "./support/chat_instance.ts";
+import { makeNet, namespacesUsable } from "./support/netns.ts";
+
+const usable = await namespacesUsable();
 
 const IOS = ["epoll", "deno"] as const;
 
@@ -30,8 +33,8 @@ class SmallWindow {
   #text = "";
   readonly #decoder = new TextDecoder();
 
-  constructor(port: number) {
-    this.fd = libc.abortiveConnect("127.0.0.1", port, 4096);
+  constructor(port: number, host: string | Uint8Array = "127.0.0.1") {
+    this.fd = libc.abortiveConnect(host, port, 4096);
     libc.setNonBlocking(this.fd, true);
   }
 
@@ -232,4 +235,62 @@ Deno.test("chat epoll listener: peer addresses are written as the runtime writes
   runtime.close();
   ours.close();
   await ours.closed();
+});
+
+Deno.test({
+  name:
+    "chat: peers from IPv4 and IPv6 addresses (not loopback) are shown and admitted by address the same with --irc-io epoll and deno",
+  ignore: !usable.ok,
+  async fn() {
+    await using net = await makeNet(1);
+    const host = net.hosts[0]!;
+    // An IPv6 subnet beside the IPv4 one: the bridge (this side) ::1, the host ::2 (nodad: usable at once).
+    const v6 = `fd00:${Math.floor(Math.random() * 0xffff).toString(16)}::`;
+    const ip = async (...args: string[]) => {
+      const o = await new Deno.Command("ip", { args, stderr: "piped" }).output();
+      assert.ok(o.success, new TextDecoder().decode(o.stderr));
+    };
+    const inner = `oi${host.cable.slice(2)}`; // netns.ts names a host's two cable ends oc… and oi…
+    const master = JSON.parse(new TextDecoder().decode(
+      (await new Deno.Command("ip", { args: ["-j", "link", "show", host.cable], stdout: "piped" }).output())
+        .stdout,
+    ))[0].master as string;
+    await ip("-6", "addr", "add", `${v6}1/64`, "dev", master, "nodad");
+    await ip("-n", host.ns, "-6", "addr", "add", `${v6}2/64`, "dev", inner, "nodad");
+    const targets = [parseIp(host.addr)!, parseIp(`${v6}2`)!];
+    const shown: Record<string, string[]> = {};
+    for (const io of IOS) {
+      const place = newChatPlace();
+      const inst = await startInstance({
+        workers: 1,
+        wrap: host.wrap,
+        flags: ["--host=::", ...chatFlags(place), `--irc-io=${io}`, "--irc-max-clients-per-addr=2"],
+      });
+      const open: SmallWindow[] = [];
+      try {
+        shown[io] = [];
+        for (const [t, target] of targets.entries()) {
+          for (let i = 0; i < 2; i++) { // two from this address: at its cap
+            const c = new SmallWindow(place.ircPort, target);
+            open.push(c);
+            const nick = `a${t}n${i}`;
+            await c.send(`NICK ${nick}\r\nUSER u 0 * :u\r\nWHOIS ${nick}\r\n`);
+            const text = await c.readUntil("311", (x) => new RegExp(` 311 ${nick} `).test(x));
+            shown[io].push(new RegExp(` 311 ${nick} ${nick} ~?u (\\S+) `).exec(text)![1]!);
+          }
+          const third = new SmallWindow(place.ircPort, target); // a third from it is refused; the other address is not
+          open.push(third);
+          await third.send("NICK x\r\nUSER x 0 * :x\r\n");
+          await third.readUntil("its refusal", (x) => /ERROR :Closing Link: .*too many connections/.test(x));
+        }
+      } finally {
+        for (const c of open) c.close();
+        assert.equal(await inst.stop(), 0);
+        Deno.removeSync(place.dataDir, { recursive: true });
+      }
+    }
+    const [a, b] = [host.addr.split(".").slice(0, 3).join(".") + ".1", `${v6}1`];
+    assert.deepEqual(shown.deno, [`0::ffff:${a}`, `0::ffff:${a}`, b, b]);
+    assert.deepEqual(shown.epoll, shown.deno);
+  },
 });

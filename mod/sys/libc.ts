@@ -409,9 +409,11 @@ function sockaddrIn(host: string, port: number): Uint8Array<ArrayBuffer> {
  * connecting so the window is small from the start) is that small: a slow
  * reader whose kernel does not soak up megabytes for it.
  */
-export function abortiveConnect(host: string, port: number, receiveBuffer?: number): number {
-  const AF_INET = 2, SOCK_STREAM = 1, SOL_SOCKET = 1, SO_LINGER = 13, SO_RCVBUF = 8;
-  const fd = check("socket", sym("socket")(AF_INET, SOCK_STREAM | O.CLOEXEC, 0));
+export function abortiveConnect(host: string | Uint8Array, port: number, receiveBuffer?: number): number {
+  const SOCK_STREAM = 1, SO_LINGER = 13, SO_RCVBUF = 8;
+  const sa = typeof host === "string" ? sockaddrIn(host, port) : sockaddr(host, port);
+  const family = new DataView(sa.buffer).getUint16(0, true);
+  const fd = check("socket", sym("socket")(family, SOCK_STREAM | O.CLOEXEC, 0));
   try {
     const linger = new Int32Array([1, 0]);
     check(
@@ -422,7 +424,8 @@ export function abortiveConnect(host: string, port: number, receiveBuffer?: numb
       const size = new Int32Array([receiveBuffer]);
       check("setsockopt", sym("setsockopt")(fd, SOL_SOCKET, SO_RCVBUF, new Uint8Array(size.buffer), 4));
     }
-    check("connect", sym("connect")(fd, sockaddrIn(host, port), 16), `${host}:${port}`);
+    const where = typeof host === "string" ? host : Array.from(host, (b) => b.toString(16)).join(".");
+    check("connect", sym("connect")(fd, sa, sa.length), `${where}:${port}`);
     return fd;
   } catch (err) {
     close(fd);
