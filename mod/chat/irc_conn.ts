@@ -19,8 +19,7 @@
  * sender or anyone else.
  * @module
  */
-import { setImmediate } from "node:timers";
-import { SLICE_MS } from "./loop_slice.ts";
+import { flushSoon } from "./flush_schedule.ts";
 import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
 import { type IrcSocket, type WritesNow, writesNow } from "./irc_socket.ts";
 
@@ -36,59 +35,6 @@ export const READ_MIN = 1024;
 const WRITE_BATCH = 16 * 1024;
 /** A queued piece this big is written as it is, never copied (see {@link IrcConn}'s `#nextBatch`). */
 const SHARED_MIN = 2 * 1024;
-
-/** Longest a flush waits behind the previous one. */
-const MAX_PACE_MS = 50;
-
-/**
- * When queued bytes go out, for every connection of this process at once.
- * Idle, at the end of this turn (one microtask for all of them: a message to
- * 5,000 members schedules one flush). Busy, flushes are paced by what the
- * last one cost: after a flush that took T ms, the next waits T ms (at most
- * {@link MAX_PACE_MS}). So under a storm — thousands of JOINs to a channel
- * of thousands — each connection gets one write carrying everything queued
- * for it meanwhile instead of one per line, and writing never takes the
- * whole loop.
- *
- * A connection's own replies (a command's answer: {@link IrcConn.send}) go
- * out before other users' events in every slice: with synchronous writes a
- * pass over 5,000 members takes tens of milliseconds of real writing, and a
- * PONG or a JOIN's 366 queued behind such a pass waited for all of it.
- */
-const dirty = new Set<IrcConn>();
-/** Connections with their own replies queued: written first in each slice. */
-const replying = new Set<IrcConn>();
-const FLUSH_ORDER = [replying, dirty];
-let flushAt = 0;
-let scheduled = false;
-
-function scheduleFlush(): void {
-  if (scheduled) return;
-  scheduled = true;
-  const wait = flushAt - performance.now();
-  if (wait <= 0) queueMicrotask(flushDirty);
-  else setTimeout(flushDirty, wait);
-}
-
-function flushDirty(): void {
-  scheduled = false;
-  const start = performance.now();
-  let n = 0;
-  slice: for (const set of FLUSH_ORDER) {
-    for (const c of set) {
-      // A long flush is cut into slices: the loop turns between them (loop_slice.ts says why).
-      if ((++n & 15) === 0 && performance.now() - start > SLICE_MS) break slice;
-      set.delete(c);
-      c.writeQueued();
-    }
-  }
-  const end = performance.now();
-  flushAt = end + Math.min(end - start, MAX_PACE_MS);
-  if (dirty.size > 0 || replying.size > 0) {
-    scheduled = true;
-    setImmediate(flushDirty); // the rest in the next turn
-  }
-}
 
 /** Options of an {@link IrcConn}. */
 export interface IrcConnOptions {
@@ -241,7 +187,7 @@ export class IrcConn {
       this.capture.push(line);
       return true;
     }
-    return this.#enqueue(encoder.encode(line + "\r\n"), replying);
+    return this.#enqueue(encoder.encode(line + "\r\n"), true);
   }
 
   /**
@@ -254,11 +200,11 @@ export class IrcConn {
    * time of queueing only twice the cap is too much.
    */
   sendBytes(bytes: Uint8Array): boolean {
-    return this.#enqueue(bytes, dirty);
+    return this.#enqueue(bytes, false);
   }
 
-  /** Queues `bytes`; the connection waits in `set` for the flush. */
-  #enqueue(bytes: Uint8Array, set: Set<IrcConn>): boolean {
+  /** Queues `bytes`, a command's own reply (`reply`) or another user's event, and asks for a flush. */
+  #enqueue(bytes: Uint8Array, reply: boolean): boolean {
     if (this.#closed) return false;
     this.#queued += bytes.length;
     if (this.#queued > 2 * this.#sendqBytes) {
@@ -266,14 +212,14 @@ export class IrcConn {
       return false;
     }
     (this.#queue ??= []).push(bytes);
-    if (!this.#writing) {
-      set.add(this);
-      scheduleFlush();
-    }
+    if (!this.#writing) flushSoon(this, reply);
     return true;
   }
 
-  /** Writes what is queued (one batch), unless a write is in progress: it asks for the next flush when done. */
+  /**
+   * Writes what is queued (a synchronous socket: all it takes; else one
+   * batch), unless a write is in progress: it asks for the next flush when done.
+   */
   writeQueued(): void {
     if (this.#writing || this.#closed) return;
     if (this.#now) return this.#writeNow(this.#now);
@@ -348,9 +294,7 @@ export class IrcConn {
       this.#writing = true;
       void socket.writable().then(() => {
         this.#writing = false;
-        if (this.#closed) return;
-        dirty.add(this);
-        scheduleFlush();
+        if (!this.#closed) flushSoon(this, false);
       });
       return;
     }
@@ -376,10 +320,7 @@ export class IrcConn {
     }
     this.#wakeDrained();
     if (this.#queue && this.#head < this.#queue.length) {
-      if (!this.#closed) {
-        dirty.add(this);
-        scheduleFlush();
-      }
+      if (!this.#closed) flushSoon(this, false);
     } else (this.#queue = null), (this.#head = 0);
   }
 

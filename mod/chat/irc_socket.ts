@@ -1,5 +1,5 @@
 /**
- * What an IRC connection ({@link IrcConn} in `irc_conn.ts`) needs of its
+ * What an IRC connection (`IrcConn` in `irc_conn.ts`) needs of its
  * socket. A `Deno.Conn` is one (TCP through the runtime, and the `osps chat`
  * hand-over), so is a WebSocket seen as lines (`WsLines`, `mod/http/websocket.ts`),
  * and so is a socket of the IRC port driven through epoll (`epoll_socket.ts`),
