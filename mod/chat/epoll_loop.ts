@@ -15,18 +15,10 @@
  * nobody is reading (a session held back by flood control) does not wake the
  * loop again and again.
  *
- * While the sockets keep the loop busy, the wait is not parked again at
- * once: after a wake-up the loop lets one turn run (the reads and commands
- * it made ready), then asks the kernel again without waiting (a synchronous
- * `epoll_wait` with a zero timeout), and goes on so while something is ready
- * — no thread hop per wake-up under load. Only when nothing is ready does it
- * park the wait again.
- *
  * Stopping never waits on the parked call: {@link EpollLoop.close} writes to
  * an eventfd in the set, and the wait returns at once.
  * @module
  */
-import { setImmediate } from "node:timers";
 import * as libc from "../sys/libc.ts";
 import { logger } from "../log.ts";
 
@@ -35,8 +27,6 @@ export interface EpollOwner {
   /** epoll reported `events` (`libc.EPOLL` bits) on its descriptor. */
   ready(events: number): void;
 }
-
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Ready descriptors taken per wake-up (more wait for the next one: the loop turns between). */
 const MAX_EVENTS = 1024;
@@ -88,26 +78,18 @@ export class EpollLoop {
         logger().error("chat: epoll wait failed: {err}", { err: String(err) });
         break;
       }
-      while (ready.length > 0 && !this.#closed) {
-        this.#dispatch(ready);
-        await nextTurn();
-        ready = this.#closed ? [] : libc.epollWaitNow(this.#ep, MAX_EVENTS);
+      for (const { fd, events } of ready) {
+        const owner = this.#owners.get(fd);
+        if (!owner) continue; // the eventfd, or a descriptor closed since the wait returned
+        try {
+          owner.ready(events);
+        } catch (err) {
+          logger().error("chat: a socket's readiness failed: {err}", { err: String(err) });
+        }
       }
     }
     libc.close(this.#ep);
     libc.close(this.#wake);
-  }
-
-  #dispatch(ready: readonly { fd: number; events: number }[]): void {
-    for (const { fd, events } of ready) {
-      const owner = this.#owners.get(fd);
-      if (!owner) continue; // the eventfd, or a descriptor closed since the wait returned
-      try {
-        owner.ready(events);
-      } catch (err) {
-        logger().error("chat: a socket's readiness failed: {err}", { err: String(err) });
-      }
-    }
   }
 
   /** Stops the loop (the parked wait returns at once); resolves once it has ended and the set is closed. */

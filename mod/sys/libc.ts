@@ -65,7 +65,6 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
-  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
   // The IRC port served through epoll (mod/chat/epoll_loop.ts): a listener, its accepts, sends, and a wake-up.
   listen: { parameters: ["i32", "i32"], result: "i32" },
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
@@ -589,12 +588,6 @@ export async function epollWait(
 ): Promise<{ fd: number; events: number }[]> {
   const buf = new Uint8Array(EPOLL_EVENT.size * max);
   return epollEvents(buf, await sym("epoll_wait_async")(ep, buf, max, timeoutMs));
-}
-
-/** epoll_wait(2) with a zero timeout, on this thread: what is ready now (none on an error such as EINTR). */
-export function epollWaitNow(ep: number, max: number): { fd: number; events: number }[] {
-  const buf = new Uint8Array(EPOLL_EVENT.size * max);
-  return epollEvents(buf, Math.max(0, sym("epoll_wait")(ep, buf, max, 0)));
 }
 
 function epollEvents(buf: Uint8Array<ArrayBuffer>, n: number): { fd: number; events: number }[] {
