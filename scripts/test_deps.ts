@@ -22,6 +22,7 @@ export const TEST_DEPS: readonly TestDep[] = [
   { pkg: "chromium", for: "tests/status_page_test.ts (the status page in a browser)" },
   { pkg: "fonts-dejavu-core", for: "tests/status_page_test.ts (text in the browser)" },
   { pkg: "tmux", for: "tests/status_watch_test.ts (a real terminal)" },
+  { pkg: "irssi", for: "tests/http_page_test.ts (the web page chatting with irssi, in tmux)" },
   { pkg: "ngircd", for: "tests/bench_quick_test.ts (the chat benchmark's reference server)" },
   { pkg: "postgresql", for: "tests/chat_postgres_test.ts (the chat on PostgreSQL)" },
   { pkg: "gcc", for: "tests/bench_quick_test.ts (the benchmark's C FIFO reference)" },

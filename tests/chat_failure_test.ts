@@ -38,36 +38,38 @@ Deno.test("chat: kill -9 of a worker: its members' QUIT reaches the others, thei
   });
 });
 
-Deno.test("chat: a client that does not read is cut off at its send queue cap; the others get everything", async () => {
-  const flags = ["--irc-flood-rate=0", "--irc-sendq-bytes=65536"];
-  await withChat({ workers: 2, flags }, async (_inst, { ircPort }) => {
-    const sender = await RawIrc.connect(ircPort);
-    await sender.register("sender");
-    const reader = await LibClient.connect(ircPort, "reader");
-    await sender.send("JOIN #flood");
-    await reader.join("#flood");
-    const sleeper = await RawIrc.connect(ircPort, false); // never reads a byte
-    await sleeper.send("NICK sleeper", "USER s 0 * :s", "JOIN #flood");
-    await reader.waitLine("sleeper joined", (m) => m.command === "JOIN" && m.nick === "sleeper");
-    const text = "z".repeat(400);
-    let sent = 0;
-    while (!reader.seen.some((m) => m.command === "QUIT" && m.nick === "sleeper") && sent < 40_000) {
-      await sender.send(...Array.from({ length: 200 }, (_, i) => `PRIVMSG #flood :${sent + i} ${text}`));
-      sent += 200;
-      // Paced by the honest reader: it keeps up, so only the sleeper's queue grows.
-      await waitFor(`reader got ${sent}`, () => reader.lines("PRIVMSG").length === sent, 30_000);
-    }
-    const quit = await reader.waitLine(
-      "sleeper cut off",
-      (m) => m.command === "QUIT" && m.nick === "sleeper",
-    );
-    assert.match(quit.params[0]!, /SendQ exceeded/);
-    await waitFor(`reader got all ${sent}`, () => reader.lines("PRIVMSG").length === sent, 30_000);
-    await sleeper.close();
-    await sender.close();
-    await reader.quit();
+for (const io of ["epoll", "deno"]) {
+  Deno.test(`chat (--irc-io ${io}): a client that does not read is cut off at its send queue cap; the others get everything`, async () => {
+    const flags = [`--irc-io=${io}`, "--irc-flood-rate=0", "--irc-sendq-bytes=65536"];
+    await withChat({ workers: 2, flags }, async (_inst, { ircPort }) => {
+      const sender = await RawIrc.connect(ircPort);
+      await sender.register("sender");
+      const reader = await LibClient.connect(ircPort, "reader");
+      await sender.send("JOIN #flood");
+      await reader.join("#flood");
+      const sleeper = await RawIrc.connect(ircPort, false); // never reads a byte
+      await sleeper.send("NICK sleeper", "USER s 0 * :s", "JOIN #flood");
+      await reader.waitLine("sleeper joined", (m) => m.command === "JOIN" && m.nick === "sleeper");
+      const text = "z".repeat(400);
+      let sent = 0;
+      while (!reader.seen.some((m) => m.command === "QUIT" && m.nick === "sleeper") && sent < 40_000) {
+        await sender.send(...Array.from({ length: 200 }, (_, i) => `PRIVMSG #flood :${sent + i} ${text}`));
+        sent += 200;
+        // Paced by the honest reader: it keeps up, so only the sleeper's queue grows.
+        await waitFor(`reader got ${sent}`, () => reader.lines("PRIVMSG").length === sent, 30_000);
+      }
+      const quit = await reader.waitLine(
+        "sleeper cut off",
+        (m) => m.command === "QUIT" && m.nick === "sleeper",
+      );
+      assert.match(quit.params[0]!, /SendQ exceeded/);
+      await waitFor(`reader got all ${sent}`, () => reader.lines("PRIVMSG").length === sent, 30_000);
+      await sleeper.close();
+      await sender.close();
+      await reader.quit();
+    });
   });
-});
+}
 
 Deno.test("chat: flood control delays a flooder's lines (never drops them) while others are served first", async () => {
   await withChat(

@@ -2,13 +2,16 @@
  * The web chat page in a real browser (headless Chromium, driven over the
  * DevTools protocol): a person joins a channel from the page, reads its
  * history, chats with irssi-like IRC users (a real IRC client library), and
- * sees them arrive and leave, live.
+ * sees them arrive and leave, live; then the same with irssi itself (Debian's
+ * irssi in a real terminal, tmux), as a person would chat with the page.
  */
 import assert from "node:assert/strict";
 import { freePorts, waitFor } from "./harness.ts";
 import { withChat } from "./support/chat_instance.ts";
 import { LibClient } from "./support/irc.ts";
 import { Chromium } from "./support/chromium.ts";
+import { missingProgram } from "./support/requires.ts";
+import { shellQuote, Terminal } from "./support/tmux.ts";
 
 interface Shown {
   kind: string;
@@ -109,6 +112,75 @@ Deno.test("the web chat page joins a channel, shows its history, chats with IRC 
       await browser.goto("about:blank");
       await alice.waitLine("webuser leaves", (m) => m.command === "QUIT" && m.nick === "webuser");
       await alice.quit();
+    },
+  );
+});
+
+const noIrssi = (await missingProgram("irssi", "--version")) || (await missingProgram("tmux", "-V"));
+if (noIrssi) console.log(`web page and irssi test skipped: ${noIrssi}`);
+
+Deno.test({
+  name: "the web chat page and irssi (in a terminal) chat in one channel and see each other come and go",
+  ignore: noIrssi !== "",
+}, async () => {
+  const httpPort = freePorts(1);
+  await withChat(
+    { workers: 2, flags: [`--http-port=${httpPort}`, "--irc-flood-rate=0"] },
+    async (_inst, place) => {
+      const home = Deno.makeTempDirSync({ prefix: "osps-irssi-" });
+      const irssi = ["irssi", `--home=${home}`, "-n", "alice", "-c", "127.0.0.1", "-p", String(place.ircPort)]
+        .map(shellQuote).join(" ");
+      try {
+        await using term = await Terminal.start(irssi, 200, 40);
+        const onScreen = (what: string, re: RegExp) =>
+          waitFor(`irssi: ${what}`, async () => {
+            const s = await term.screen();
+            return re.test(s) ? s : null;
+          }, 30_000);
+        await onScreen("registered", /Welcome to the/);
+        await term.type("/join #web");
+        await onScreen("joined", /alice .*has joined #web/);
+
+        await using browser = await Chromium.launch();
+        await browser.goto(`http://127.0.0.1:${httpPort}/`);
+        await browser.evaluate(`(() => {
+          document.getElementById("nick").value = "webuser";
+          document.getElementById("channel").value = "#web";
+          document.getElementById("join").requestSubmit();
+        })()`);
+        const page = (what: string, pred: (s: Awaited<ReturnType<typeof seen>>) => boolean) =>
+          waitFor(`page: ${what}`, async () => {
+            const s = await seen(browser);
+            return pred(s) ? s : null;
+          }, 30_000);
+        await page(
+          "alice among the members",
+          (s) => s.members.includes("@alice") && s.members.includes("webuser"),
+        );
+        await onScreen("webuser arrives", /webuser .*has joined #web/);
+
+        await browser.evaluate(`(() => {
+          document.getElementById("text").value = "hello irssi, from the browser";
+          document.getElementById("say").requestSubmit();
+        })()`);
+        await onScreen("the page's message", /<.?webuser> hello irssi, from the browser/);
+
+        await term.type("hello browser, from irssi");
+        await page(
+          "irssi's message",
+          (s) => s.log.some((l) => l.nick === "alice" && l.text.endsWith("hello browser, from irssi")),
+        );
+
+        await term.type("/quit bye from irssi");
+        const left = await page("alice leaves", (s) => !s.members.includes("@alice"));
+        assert.ok(
+          left.log.some((l) =>
+            l.nick === "alice" && l.cls.includes("departure") && l.text.includes("bye from irssi")
+          ),
+        );
+      } finally {
+        Deno.removeSync(home, { recursive: true });
+      }
     },
   );
 });

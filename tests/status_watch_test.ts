@@ -6,14 +6,9 @@
 import assert from "node:assert/strict";
 import { RUN_FLAGS, waitFor, waitReplaced, withInstance } from "./harness.ts";
 import { missingProgram } from "./support/requires.ts";
+import { shellQuote, Terminal } from "./support/tmux.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function tmux(...args: string[]): Promise<string> {
-  const o = await new Deno.Command("tmux", { args, stdout: "piped", stderr: "piped" }).output();
-  if (!o.success) throw new Error(`tmux ${args.join(" ")}: ${new TextDecoder().decode(o.stderr)}`);
-  return new TextDecoder().decode(o.stdout);
-}
 
 const noTmux = await missingProgram("tmux", "-V");
 if (noTmux) console.log(`status --watch test skipped: ${noTmux}`);
@@ -23,53 +18,33 @@ Deno.test({
   ignore: noTmux !== "",
 }, async () => {
   await withInstance({ workers: 2 }, async (inst) => {
-    const session = `osps-watch-${Deno.pid}`;
-    const socket = `${Deno.makeTempDirSync({ prefix: "osps-tmux-" })}/sock`;
-    const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
     const cmd = [Deno.execPath(), ...RUN_FLAGS, MAIN, "status", "--watch", `--run-dir=${inst.runDir}`]
-      .map(quote).join(" ");
-    await tmux(
-      "-S",
-      socket,
-      "new-session",
-      "-d",
-      "-s",
-      session,
-      "-x",
-      "160",
-      "-y",
-      "20",
-      `${cmd}; echo "exited $?"; sleep 30`,
-    );
-    const screen = () => tmux("-S", socket, "capture-pane", "-p", "-t", session);
-    try {
-      const first = await waitFor("the table on screen", async () => {
-        const s = await screen();
-        return /worker 2 .*ready/.test(s) ? s : null;
-      });
-      const lines = first.split("\n");
-      assert.match(lines[0]!, /^osps status --watch · every 1 s · Ctrl-C to quit · \d\d:\d\d:\d\d/);
-      assert.match(first, /^dispatcher +\d+ +\S+ +\d+ +local +ready/m);
+      .map(shellQuote).join(" ");
+    await using term = await Terminal.start(`${cmd}; echo "exited $?"; sleep 30`, 160, 20);
+    const screen = () => term.screen();
+    const first = await waitFor("the table on screen", async () => {
+      const s = await screen();
+      return /worker 2 .*ready/.test(s) ? s : null;
+    });
+    const lines = first.split("\n");
+    assert.match(lines[0]!, /^osps status --watch · every 1 s · Ctrl-C to quit · \d\d:\d\d:\d\d/);
+    assert.match(first, /^dispatcher +\d+ +\S+ +\d+ +local +ready/m);
 
-      const pid = (await inst.status()).workers[0]!.pid;
-      Deno.kill(pid, "SIGKILL");
-      await waitReplaced(inst, 1, pid);
-      const redrawn = await waitFor("the restart on screen", async () => {
-        const s = await screen();
-        return /^worker 1 .*signal 9/m.test(s) ? s : null;
-      });
-      assert.match(redrawn.split("\n")[0]!, /^osps status --watch/, "redrawn in place, not scrolled");
-      assert.equal(redrawn.match(/^ROLE /gm)?.length, 1, "one table on screen");
+    const pid = (await inst.status()).workers[0]!.pid;
+    Deno.kill(pid, "SIGKILL");
+    await waitReplaced(inst, 1, pid);
+    const redrawn = await waitFor("the restart on screen", async () => {
+      const s = await screen();
+      return /^worker 1 .*signal 9/m.test(s) ? s : null;
+    });
+    assert.match(redrawn.split("\n")[0]!, /^osps status --watch/, "redrawn in place, not scrolled");
+    assert.equal(redrawn.match(/^ROLE /gm)?.length, 1, "one table on screen");
 
-      await tmux("-S", socket, "send-keys", "-t", session, "C-c");
-      const done = await waitFor("the exit", async () => {
-        const s = await screen();
-        return /exited \d+/.test(s) ? s : null;
-      });
-      assert.match(done, /exited 0/);
-    } finally {
-      await tmux("-S", socket, "kill-server").catch(() => "");
-      Deno.removeSync(socket.slice(0, socket.lastIndexOf("/")), { recursive: true });
-    }
+    await term.keys("C-c");
+    const done = await waitFor("the exit", async () => {
+      const s = await screen();
+      return /exited \d+/.test(s) ? s : null;
+    });
+    assert.match(done, /exited 0/);
   });
 });

@@ -5,6 +5,7 @@
  */
 import type { FlagValues } from "../cli/cli.ts";
 import { UsageError } from "../errors.ts";
+import type { IrcIo } from "./irc_port.ts";
 
 const num = (v: FlagValues, k: string) => Number(v[k]);
 const str = (v: FlagValues, k: string) => String(v[k] ?? "");
@@ -13,6 +14,8 @@ const str = (v: FlagValues, k: string) => String(v[k] ?? "");
 export interface ChatConfig {
   /** TCP port IRC clients connect to (0: chat off). */
   readonly ircPort: number;
+  /** How the IRC port's sockets are driven (`irc_port.ts`). */
+  readonly ircIo: IrcIo;
   /** Name the server gives itself in replies. */
   readonly serverName: string;
   /** Network name (ISUPPORT NETWORK). */
@@ -99,6 +102,7 @@ export function chatConfig(v: FlagValues): ChatConfig {
   const ircPort = num(v, "irc-port");
   return {
     ircPort,
+    ircIo: str(v, "irc-io") === "deno" ? "deno" : "epoll",
     serverName: str(v, "irc-server-name"),
     network: "osps",
     password: str(v, "irc-password"),
@@ -153,6 +157,7 @@ export function chatFlags(c: ChatConfig, shown = false): Record<string, string |
   return {
     ...secret,
     "irc-port": c.ircPort,
+    "irc-io": c.ircIo,
     "irc-server-name": c.serverName,
     "irc-max-line-bytes": c.maxLineBytes,
     "irc-sendq-bytes": c.sendqBytes,

@@ -22,7 +22,6 @@
  */
 import { setImmediate } from "node:timers";
 import { logger } from "../log.ts";
-import { Server } from "../net/server.ts";
 import { addrKey, Admission } from "../net/admission.ts";
 import type { DispatcherLink } from "../link/worker_link.ts";
 import { type BusEvent, type ChatBus, LinkBus } from "./chat_bus.ts";
@@ -31,7 +30,9 @@ import { ChatHub, type Watched } from "./chat_hub.ts";
 import { type Committed, GroupCommit } from "./group_commit.ts";
 import type { Actor, ChannelEvent, ChatStore, EventFields, Retention } from "./chat_store.ts";
 import { IrcConn } from "./irc_conn.ts";
-import { displayHost, formatMessage } from "./irc_message.ts";
+import type { IrcSocket } from "./irc_socket.ts";
+import { type IrcPort, listenIrcPort, refuse } from "./irc_port.ts";
+import { EpollListener } from "./epoll_listener.ts";
 import { type ChatContext, IrcSession } from "./irc_session.ts";
 import { COMMANDS } from "./commands.ts";
 import { openBus, openStore } from "./open_store.ts";
@@ -82,7 +83,7 @@ export class ChatServer {
   readonly #linkBus: LinkBus;
   readonly #bus: ChatBus;
   #owner: string;
-  readonly #server: Server;
+  readonly #server: IrcPort;
   readonly #sessions = new Set<IrcSession>();
   readonly #admission: Admission;
   readonly #slotOwners = new Map<number, string>();
@@ -101,7 +102,7 @@ export class ChatServer {
   private constructor(
     cfg: ChatConfig,
     place: ChatPlace,
-    parts: { store: ChatStore; linkBus: LinkBus; bus: ChatBus; owner: string; listener: Deno.TcpListener },
+    parts: { store: ChatStore; linkBus: LinkBus; bus: ChatBus; owner: string; listener: IrcPort },
   ) {
     this.#cfg = cfg;
     this.#place = place;
@@ -110,7 +111,7 @@ export class ChatServer {
     this.#bus = parts.bus;
     this.#owner = parts.owner;
     this.#hub = new ChatHub(parts.store);
-    this.#server = new Server(parts.listener);
+    this.#server = parts.listener;
     this.#admission = new Admission({
       maxConns: cfg.maxClients,
       maxConnsPerAddr: cfg.maxClientsPerAddr,
@@ -159,15 +160,7 @@ export class ChatServer {
 
   /** Opens the store, listens on the IRC port, reaps what dead predecessors left, and starts serving. */
   static async start(cfg: ChatConfig, place: ChatPlace): Promise<ChatServer> {
-    let listener: Deno.TcpListener;
-    try {
-      listener = Deno.listen({ hostname: place.host, port: cfg.ircPort, reusePort: true });
-    } catch (err) {
-      throw new CannotBootError(
-        `chat cannot listen on ${place.host}:${cfg.ircPort}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    const listener = listenIrcPort(place.host, cfg.ircPort, cfg.ircIo);
     let store: ChatStore | undefined;
     try {
       store = await openStore(cfg);
@@ -180,6 +173,7 @@ export class ChatServer {
       return chat;
     } catch (err) {
       listener.close();
+      await listener.closed();
       await store?.close();
       throw new CannotBootError(`chat cannot start: ${(err as Error).message}`, { cause: err });
     }
@@ -224,9 +218,10 @@ export class ChatServer {
       for (const s of this.#sessions) s.sweep(now);
     }, sweepMs);
     this.#server.serve((tcp) => this.#accept(tcp));
-    logger().info("chat: IRC on {host}:{port} ({store} store, owner {owner})", {
+    logger().info("chat: IRC on {host}:{port} ({io} sockets, {store} store, owner {owner})", {
       host: this.#place.host,
       port: this.#cfg.ircPort,
+      io: this.#server instanceof EpollListener ? "epoll" : "deno",
       store: this.#store.kind,
       owner: this.#owner,
     });
@@ -377,7 +372,7 @@ export class ChatServer {
    * yet, of that address or any, is closed to make room: idle sockets never
    * lock out a client that speaks), then served.
    */
-  async #accept(tcp: Deno.Conn): Promise<void> {
+  async #accept(tcp: IrcSocket): Promise<void> {
     const host = (tcp.remoteAddr as Deno.NetAddr).hostname;
     let session: IrcSession | undefined;
     const admitted = this.#admission.admit(addrKey(host), (why) => {
@@ -401,7 +396,7 @@ export class ChatServer {
    * WebSocket) was admitted by the door it came through.
    */
   async serve(
-    tcp: Deno.Conn,
+    tcp: IrcSocket,
     initial?: Uint8Array,
     preset: readonly string[] = [],
     made: (s: IrcSession) => void = () => {},
@@ -489,17 +484,4 @@ export class ChatServer {
 /** A fresh owner id for slot `slot`: `<slot>.<random>`. */
 function newOwner(slot: number): string {
   return `${slot}.${crypto.randomUUID().slice(0, 8)}`;
-}
-
-/** Tells a refused connection why (one ERROR line, as IRC servers do), then closes it. */
-async function refuse(tcp: Deno.Conn, host: string, why: string): Promise<void> {
-  try {
-    const line = formatMessage("", "ERROR", [`Closing Link: ${displayHost(host)} (${why})`], {
-      trailing: true,
-    });
-    await tcp.write(new TextEncoder().encode(`${line}\r\n`));
-  } catch { /* gone already */ }
-  try {
-    tcp.close();
-  } catch { /* closed */ }
 }

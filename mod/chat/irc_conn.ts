@@ -11,15 +11,17 @@
  *
  * Out: writing never waits on the client. Lines (or bytes shared by every
  * recipient of one message, see `outgoing.ts`) are queued, and what was
- * queued in one turn of the event loop goes out in one write. A client
+ * queued in one turn of the event loop goes out in one write — written at
+ * once where the socket writes synchronously (`irc_socket.ts`), else through
+ * the runtime's asynchronous write. A client
  * whose queue stays past its cap (it does not read) is reported through
  * {@link IrcConn.onOverflow} and cut off, so a slow reader never slows the
  * sender or anyone else.
  * @module
  */
-import { setImmediate } from "node:timers";
-import { SLICE_MS } from "./loop_slice.ts";
+import { flushSoon } from "./flush_schedule.ts";
 import { MAX_CLIENT_TAG_BYTES, MAX_LINE_BYTES, MAX_TAG_BYTES } from "./irc_message.ts";
+import { type IrcSocket, type WritesNow, writesNow } from "./irc_socket.ts";
 
 /** What {@link IrcConn.readLine} returns for a line over the limit (it is dropped). */
 export const TOO_LONG = Symbol("too long");
@@ -34,49 +36,6 @@ const WRITE_BATCH = 16 * 1024;
 /** A queued piece this big is written as it is, never copied (see {@link IrcConn}'s `#nextBatch`). */
 const SHARED_MIN = 2 * 1024;
 
-/** Longest a flush waits behind the previous one. */
-const MAX_PACE_MS = 50;
-
-/**
- * When queued bytes go out, for every connection of this process at once.
- * Idle, at the end of this turn (one microtask for all of them: a message to
- * 5,000 members schedules one flush). Busy, flushes are paced by what the
- * last one cost: after a flush that took T ms, the next waits T ms (at most
- * {@link MAX_PACE_MS}). So under a storm — thousands of JOINs to a channel
- * of thousands — each connection gets one write carrying everything queued
- * for it meanwhile instead of one per line, and writing never takes the
- * whole loop.
- */
-const dirty = new Set<IrcConn>();
-let flushAt = 0;
-let scheduled = false;
-
-function scheduleFlush(): void {
-  if (scheduled) return;
-  scheduled = true;
-  const wait = flushAt - performance.now();
-  if (wait <= 0) queueMicrotask(flushDirty);
-  else setTimeout(flushDirty, wait);
-}
-
-function flushDirty(): void {
-  scheduled = false;
-  const start = performance.now();
-  let n = 0;
-  for (const c of dirty) {
-    // A long flush is cut into slices: the loop turns between them (loop_slice.ts says why).
-    if ((++n & 63) === 0 && performance.now() - start > SLICE_MS) break;
-    dirty.delete(c);
-    c.writeQueued();
-  }
-  const end = performance.now();
-  flushAt = end + Math.min(end - start, MAX_PACE_MS);
-  if (dirty.size > 0) {
-    scheduled = true;
-    setImmediate(flushDirty); // the rest in the next turn
-  }
-}
-
 /** Options of an {@link IrcConn}. */
 export interface IrcConnOptions {
   /** Longest line without tags, CR LF included (at least 512). */
@@ -89,7 +48,9 @@ export interface IrcConnOptions {
 
 /** A line-based IRC connection with a bounded send queue. */
 export class IrcConn {
-  readonly conn: Deno.Conn;
+  readonly conn: IrcSocket;
+  /** The socket's synchronous writes, when it has them. */
+  readonly #now: WritesNow | null;
   readonly #maxLine: number;
   readonly #sendqBytes: number;
   #buf: Uint8Array;
@@ -101,6 +62,8 @@ export class IrcConn {
   /** Pieces of {@link #queue} before this one are written (a slow reader's queue is long: no `shift`). */
   #head = 0;
   #queued = 0;
+  /** What the socket did not take of a synchronous write: goes out first, when it can take more. */
+  #rest: Uint8Array | null = null;
   #writing = false;
   #closed = false;
   #drainWaiters: Array<{ low: number; resolve: () => void }> | null = null;
@@ -113,8 +76,9 @@ export class IrcConn {
    */
   capture: string[] | null = null;
 
-  constructor(conn: Deno.Conn, options: IrcConnOptions) {
+  constructor(conn: IrcSocket, options: IrcConnOptions) {
     this.conn = conn;
+    this.#now = writesNow(conn) ? conn : null;
     this.#maxLine = Math.max(MAX_LINE_BYTES, options.maxLineBytes ?? MAX_LINE_BYTES);
     this.#sendqBytes = options.sendqBytes;
     const initial = options.initial?.subarray(0, this.#capacity) ?? new Uint8Array(0);
@@ -223,7 +187,7 @@ export class IrcConn {
       this.capture.push(line);
       return true;
     }
-    return this.sendBytes(encoder.encode(line + "\r\n"));
+    return this.#enqueue(encoder.encode(line + "\r\n"), true);
   }
 
   /**
@@ -236,6 +200,11 @@ export class IrcConn {
    * time of queueing only twice the cap is too much.
    */
   sendBytes(bytes: Uint8Array): boolean {
+    return this.#enqueue(bytes, false);
+  }
+
+  /** Queues `bytes`, a command's own reply (`reply`) or another user's event, and asks for a flush. */
+  #enqueue(bytes: Uint8Array, reply: boolean): boolean {
     if (this.#closed) return false;
     this.#queued += bytes.length;
     if (this.#queued > 2 * this.#sendqBytes) {
@@ -243,16 +212,17 @@ export class IrcConn {
       return false;
     }
     (this.#queue ??= []).push(bytes);
-    if (!this.#writing) {
-      dirty.add(this);
-      scheduleFlush();
-    }
+    if (!this.#writing) flushSoon(this, reply);
     return true;
   }
 
-  /** Writes what is queued (one batch), unless a write is in progress: it asks for the next flush when done. */
+  /**
+   * Writes what is queued (a synchronous socket: all it takes; else one
+   * batch), unless a write is in progress: it asks for the next flush when done.
+   */
   writeQueued(): void {
     if (this.#writing || this.#closed) return;
+    if (this.#now) return this.#writeNow(this.#now);
     const batch = this.#nextBatch();
     if (batch) void this.#write(batch);
   }
@@ -260,6 +230,7 @@ export class IrcConn {
   #overflow(): void {
     this.#queue = null;
     this.#head = 0;
+    this.#rest = null;
     this.#queued = 0;
     this.#wakeDrained();
     this.onOverflow();
@@ -297,6 +268,41 @@ export class IrcConn {
     return batch;
   }
 
+  /**
+   * Writes what is queued, batch after batch, while the socket takes it. What
+   * it does not take waits for it to take more (then the next flush), and is
+   * judged against the cap as {@link #write} judges it.
+   */
+  #writeNow(socket: WritesNow): void {
+    for (;;) {
+      const batch = this.#rest ?? this.#nextBatch();
+      if (!batch) break;
+      let n: number;
+      try {
+        n = socket.writeNow(batch);
+      } catch {
+        return this.close(); // the client is gone; the read side sees it too
+      }
+      this.#queued -= n;
+      if (n === batch.length) {
+        this.#rest = null;
+        continue;
+      }
+      this.#rest = batch.subarray(n);
+      if (this.#queued > this.#sendqBytes) return this.#overflow();
+      if (n > 0) this.#wakeDrained();
+      this.#writing = true;
+      void socket.writable().then(() => {
+        this.#writing = false;
+        if (!this.#closed) flushSoon(this, false);
+      });
+      return;
+    }
+    this.#queue = null;
+    this.#head = 0;
+    this.#wakeDrained();
+  }
+
   async #write(batch: Uint8Array): Promise<void> {
     this.#writing = true;
     try {
@@ -314,10 +320,7 @@ export class IrcConn {
     }
     this.#wakeDrained();
     if (this.#queue && this.#head < this.#queue.length) {
-      if (!this.#closed) {
-        dirty.add(this);
-        scheduleFlush();
-      }
+      if (!this.#closed) flushSoon(this, false);
     } else (this.#queue = null), (this.#head = 0);
   }
 
@@ -355,6 +358,7 @@ export class IrcConn {
     this.#closed = true;
     this.#queue = null;
     this.#head = 0;
+    this.#rest = null;
     this.#wakeDrained();
     try {
       this.conn.close();

@@ -1,7 +1,7 @@
 /**
  * The chat's budget per turn of the event loop, {@link SLICE_MS}: the hub
  * applies events (`chat_hub.ts`), a flush writes queued output
- * (`irc_conn.ts`), and the sessions run commands ({@link commandSlice}, shared
+ * (`flush_schedule.ts`), and the sessions run commands ({@link commandSlice}, shared
  * by every session of the process) each for at most that long, then let the
  * loop turn.
  *

@@ -316,6 +316,12 @@ export const CHAT: Record<string, FlagSpec> = {
     max: 65535,
     doc: "IRC port every worker serves on --host (SO_REUSEPORT: the kernel spreads clients; 0 = chat off)",
   },
+  "irc-io": {
+    type: "string",
+    default: "epoll",
+    choices: ["epoll", "deno"],
+    doc: "how workers drive IRC sockets: epoll (libc, synchronous writes) or deno (the runtime's async I/O)",
+  },
   "data-dir": {
     type: "string",
     default: "",

@@ -45,9 +45,10 @@ export interface Answer {
 
 /**
  * Answers the requests it knows without the application (null: not one of
- * them). It throws what a route throws; `errorResponse` turns that into the answer.
+ * them): at once when it can, else later. It throws (or rejects with) what a
+ * route throws; `errorResponse` turns that into the answer.
  */
-export type FastPath = (r: RawRequest, requestId: string) => Promise<Answer> | null;
+export type FastPath = (r: RawRequest, requestId: string) => Answer | Promise<Answer> | null;
 
 /** Takes over a connection after `101 Switching Protocols` (WebSocket), with the bytes read past the head. */
 export type Takeover = (conn: Deno.Conn, buffered: Uint8Array) => Promise<void>;
@@ -174,9 +175,9 @@ export async function serveHttpConn(tcp: Deno.Conn, d: HttpConnDeps): Promise<vo
           return await refuse(tcp, err, d);
         }
       }
-      const fast = d.fast && answerFast(d, head, body);
+      const fast = d.fast ? answerFast(d, head, body) : null;
       if (fast) {
-        const a = await fast;
+        const a = fast instanceof Promise ? await fast : fast;
         const keep = head.keepAlive && !d.stopping.aborted;
         const ok = a instanceof Response
           ? await writeResponse(tcp, a, { close: !keep, head: false })
@@ -251,82 +252,71 @@ function closeQuietly(tcp: Deno.Conn): void {
   } catch { /* already closed */ }
 }
 
-/** The fast path's answer (its errors as problem responses), or null when it declines. */
+/** The fast path's answer (its errors as problem responses), or null when it declines; at once when it can. */
 function answerFast(
   d: HttpConnDeps,
   head: RequestHead,
   body: Uint8Array | undefined,
-): Promise<Answer | Response> | null {
+): Answer | Response | Promise<Answer | Response> | null {
   const header = (name: string) => head.headers.find(([k]) => k === name)?.[1];
   const requestId = requestIdOf(header("x-request-id"));
-  const p = d.fast!({ method: head.method, target: head.target, header, body }, requestId);
-  if (!p) return null;
-  return p.then((a) => {
-    a.headers["x-request-id"] = requestId;
-    return a;
-  }, (err) => {
+  const failed = (err: unknown) => {
     const res = d.errorResponse(err);
     res.headers.set("x-request-id", requestId);
     return res;
-  });
+  };
+  const named = (a: Answer) => {
+    a.headers["x-request-id"] = requestId;
+    return a;
+  };
+  let p: Answer | Promise<Answer> | null;
+  try {
+    p = d.fast!({ method: head.method, target: head.target, header, body }, requestId);
+  } catch (err) {
+    return failed(err);
+  }
+  if (p === null) return null;
+  return p instanceof Promise ? p.then(named, failed) : named(p);
 }
 
 /**
  * Writes an {@link Answer}: head and body in one buffer, one write. The
  * buffer is the connection's own, reused from answer to answer (the write is
- * awaited before the next answer is built), and ASCII text is copied into it
- * without an encoder call: a new buffer and two encoder calls per answer cost
- * more than the rest of an echo.
+ * awaited before the next answer is built), and all-ASCII text (the usual
+ * answer) goes into it in one `encodeInto`, its size known without encoding.
  */
 function writeAnswer(tcp: Deno.Conn, out: AnswerBuffer, a: Answer, close: boolean): Promise<boolean> {
-  const [bytes, n] = asciiAnswer(out, a, close);
-  if (n >= 0) return write(tcp, bytes.subarray(0, n));
-  const body = encoder.encode(a.body);
   let h = `HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`;
   for (const k in a.headers) h += `${k}: ${a.headers[k]}\r\n`;
-  h += `content-length: ${body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`;
+  const connection = close ? "connection: close\r\n" : "";
+  if (!NON_ASCII.test(a.body)) {
+    const text = `${h}content-length: ${a.body.length}\r\n${connection}\r\n${a.body}`;
+    if (!NON_ASCII.test(text)) { // ASCII: one byte per UTF-16 unit
+      // A large answer gets a buffer of its own: a connection keeps at most KEPT_ANSWER bytes between answers.
+      if (out.bytes.length < text.length && text.length <= KEPT_ANSWER) {
+        out.bytes = new Uint8Array(KEPT_ANSWER);
+      }
+      const b = text.length <= out.bytes.length ? out.bytes : new Uint8Array(text.length);
+      return write(tcp, b.subarray(0, encoder.encodeInto(text, b).written));
+    }
+  }
+  const body = encoder.encode(a.body);
+  h += `content-length: ${body.length}\r\n${connection}\r\n`;
   const all = new Uint8Array(h.length * 3 + body.length); // at most 3 bytes per UTF-16 unit of the head
   const { written } = encoder.encodeInto(h, all);
   all.set(body, written);
   return write(tcp, all.subarray(0, written + body.length));
 }
 
+/** Any character past ASCII (its UTF-8 takes more than one byte). */
+const NON_ASCII = /[\u0080-\uffff]/;
+
 /** The most a connection keeps for its answers between them. */
 const KEPT_ANSWER = 16 * 1024;
-
-/**
- * Puts an all-ASCII answer into `out` (or a buffer of its own when large) piece by
- * piece, no string of it built; the buffer and the answer's length, or -1 when not ASCII.
- */
-function asciiAnswer(out: AnswerBuffer, a: Answer, close: boolean): [Uint8Array, number] {
-  let size = 160 + a.body.length; // the status line, content-length, connection and the blank line: 101 at most
-  for (const k in a.headers) size += k.length + a.headers[k]!.length + 4;
-  // A large answer gets a buffer of its own: a connection keeps at most KEPT_ANSWER bytes between answers.
-  if (out.bytes.length < size && size <= KEPT_ANSWER) out.bytes = new Uint8Array(KEPT_ANSWER);
-  const b = size <= out.bytes.length ? out.bytes : new Uint8Array(size);
-  let n = asciiInto(`HTTP/1.1 ${a.status} ${REASONS[a.status] ?? "Status"}\r\n`, b, 0);
-  for (const k in a.headers) {
-    n = asciiInto(a.headers[k]!, b, asciiInto(": ", b, asciiInto(k, b, n)));
-    n = asciiInto("\r\n", b, n);
-  }
-  n = asciiInto(`content-length: ${a.body.length}\r\n${close ? "connection: close\r\n" : ""}\r\n`, b, n);
-  return [b, asciiInto(a.body, b, n)];
-}
 
 /** A connection's buffer for its answers. */
 interface AnswerBuffer {
   bytes: Uint8Array;
-}
-
-/** Copies `s` into `out` at `at` when it is ASCII (and `at` is not -1); returns the end, or -1. */
-function asciiInto(s: string, out: Uint8Array, at: number): number {
-  if (at < 0) return -1;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0x7f) return -1;
-    out[at + i] = c;
-  }
-  return at + s.length;
 }
 
 function toRequest(head: RequestHead, body: Uint8Array | undefined): Request {

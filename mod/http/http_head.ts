@@ -111,8 +111,10 @@ function lineEnd(b: Uint8Array, from: number, to: number): number {
 /** Parses a request line and its header fields (without the final CR LF CR LF). */
 export function parseHead(bytes: Uint8Array, limits: { readonly maxHeaders: number }): RequestHead {
   const b = bytes, end = bytes.length;
+  // The head as latin1 text once: each value is a slice of it (one conversion instead of one per field).
+  const text = latin1Of(b, 0, end);
   const lineAt = lineEnd(b, 0, end);
-  const { method, target, minor } = requestLine(b, lineAt);
+  const { method, target, minor } = requestLine(b, lineAt, text);
   const headers: Array<[string, string]> = [];
   let contentLength: number | undefined, chunked = false, host = 0;
   let connection = "", expect = "", upgrade = "";
@@ -142,7 +144,7 @@ export function parseHead(bytes: Uint8Array, limits: { readonly maxHeaders: numb
         }
       }
       const name = lowerName(b, at, colon);
-      const value = latin1Of(b, from, to);
+      const value = text.slice(from, to);
       headers.push([name, value]);
       switch (name) {
         case "content-length": {
@@ -235,8 +237,12 @@ function digits(b: Uint8Array, from: number, to: number): number {
   return n;
 }
 
-/** `METHOD SP target SP HTTP/d.d` in `b[0, end)`. */
-function requestLine(b: Uint8Array, end: number): { method: string; target: string; minor: number } {
+/** `METHOD SP target SP HTTP/d.d` in `b[0, end)` (`text`: the same bytes as latin1). */
+function requestLine(
+  b: Uint8Array,
+  end: number,
+  text: string,
+): { method: string; target: string; minor: number } {
   let i = 0;
   while (i < end && TCHAR[b[i]!] === 1) i++;
   const methodEnd = i;
@@ -262,12 +268,12 @@ function requestLine(b: Uint8Array, end: number): { method: string; target: stri
         throw new HttpError(505, `HTTP/${major}.${minor} is not supported; this server speaks HTTP/1.1`);
       }
       const method = methodOf(b, methodEnd);
-      const raw = latin1Of(b, targetAt, targetEnd);
+      const raw = text.slice(targetAt, targetEnd);
       const target = b[targetAt] === 0x2f ? (visible ? raw : notEncoded()) : originForm(raw);
       return { method, target, minor };
     }
   }
-  const line = latin1Of(b, 0, end);
+  const line = text.slice(0, end);
   throw new HttpError(400, `malformed request line ${JSON.stringify(line.slice(0, 60))}`);
 }
 

@@ -90,7 +90,7 @@ export function ircRoutes(chat: ChatServer | undefined, corsOrigin: string): Ope
     if (protocol) headers["sec-websocket-protocol"] = protocol;
     return plain(withTakeover(
       new Response(null, { headers }), // written as 101 (a Response cannot hold a 1xx status)
-      (tcp, buffered) => chat.serve(new WsLines(tcp, buffered, protocol) as unknown as Deno.Conn),
+      (tcp, buffered) => chat.serve(new WsLines(tcp, buffered, protocol)),
     ));
   });
   return app;

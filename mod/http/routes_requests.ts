@@ -13,7 +13,7 @@ import { Status } from "../net/protocol.ts";
 import { serviceNames, SERVICES } from "../services/registry.ts";
 import { ApiError } from "./problem.ts";
 import { type ApiEnv, errorResponses, invalid, plain } from "./api_schemas.ts";
-import type { ServiceCaller } from "./service_call.ts";
+import type { CallResult, ServiceCaller } from "./service_call.ts";
 import type { Answer, FastPath } from "./http_conn.ts";
 import { HTTPException } from "hono/http-exception";
 import { latin1Of } from "./http_head.ts";
@@ -126,8 +126,8 @@ function utf8Of(bytes: Uint8Array | undefined): string {
   }
 }
 
-/** Runs what was asked; throws {@link ApiError} for every refusal. */
-async function serve(caller: ServiceCaller, a: Asked): Promise<Answer> {
+/** Runs what was asked; throws {@link ApiError} for every refusal. An answer at once when the service gave one. */
+function serve(caller: ServiceCaller, a: Asked): Answer | Promise<Answer> {
   let arg: string;
   if (a.method === "GET") {
     if (!caller.service(a.type).safe) {
@@ -137,7 +137,12 @@ async function serve(caller: ServiceCaller, a: Asked): Promise<Answer> {
     }
     arg = a.queryArg ?? "";
   } else arg = a.jsonArg ?? utf8Of(a.body);
-  const r = await caller.call(a.type, arg);
+  const r = caller.call(a.type, arg);
+  return r instanceof Promise ? r.then((done) => answerOf(a, done)) : answerOf(a, r);
+}
+
+/** The answer to what was asked, from its result. */
+function answerOf(a: Asked, r: CallResult): Answer {
   const headers: Record<string, string> = {
     "x-worker": r.worker,
     "server-timing": `queue;dur=${r.queueMs.toFixed(3)}, run;dur=${r.runMs.toFixed(3)}`,
@@ -200,46 +205,44 @@ export function fastRequests(caller: ServiceCaller): FastPath {
     const q = r.target.indexOf("?", PREFIX.length);
     const segment = r.target.slice(PREFIX.length, q < 0 ? undefined : q);
     if (segment.includes("/")) return null;
-    return (async () => {
-      let type = segment;
-      if (segment.includes("%")) {
-        try {
-          type = decodeURIComponent(segment);
-        } catch {
-          throw new ApiError(400, "malformed percent-encoding in the path");
-        }
+    let type = segment;
+    if (segment.includes("%")) {
+      try {
+        type = decodeURIComponent(segment);
+      } catch {
+        throw new ApiError(400, "malformed percent-encoding in the path");
       }
-      if (!TYPE_NAME.test(type)) { // the schema's own rule; the schema words the refusal
-        const param = TypeParam.safeParse({ type });
-        if (!param.success) throw invalid(param.error.issues);
+    }
+    if (!TYPE_NAME.test(type)) { // the schema's own rule; the schema words the refusal
+      const param = TypeParam.safeParse({ type });
+      if (!param.success) throw invalid(param.error.issues);
+    }
+    const ctype = mediaType(r.header("content-type") ?? "");
+    const accept = r.header("accept") ?? "";
+    if (r.method === "GET") {
+      const values = new URLSearchParams(q < 0 ? "" : r.target.slice(q + 1)).getAll("arg");
+      const query = GetQuery.safeParse(
+        values.length === 0 ? {} : { arg: values.length === 1 ? values[0] : values },
+      );
+      if (!query.success) throw invalid(query.error.issues);
+      const sentJson = ctype === "application/json";
+      return serve(caller, { method: "GET", type, sentJson, accept, queryArg: query.data.arg });
+    }
+    if (ctype === "application/json") {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(strictUtf8.decode(r.body ?? new Uint8Array(0)));
+      } catch {
+        throw new ApiError(400, "Malformed JSON in request body");
       }
-      const ctype = mediaType(r.header("content-type") ?? "");
-      const accept = r.header("accept") ?? "";
-      if (r.method === "GET") {
-        const values = new URLSearchParams(q < 0 ? "" : r.target.slice(q + 1)).getAll("arg");
-        const query = GetQuery.safeParse(
-          values.length === 0 ? {} : { arg: values.length === 1 ? values[0] : values },
-        );
-        if (!query.success) throw invalid(query.error.issues);
-        const sentJson = ctype === "application/json";
-        return await serve(caller, { method: "GET", type, sentJson, accept, queryArg: query.data.arg });
-      }
-      if (ctype === "application/json") {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(strictUtf8.decode(r.body ?? new Uint8Array(0)));
-        } catch {
-          throw new ApiError(400, "Malformed JSON in request body");
-        }
-        const body = ArgBody.safeParse(parsed);
-        if (!body.success) throw invalid(body.error.issues);
-        return await serve(caller, { method: "POST", type, sentJson: true, accept, jsonArg: body.data.arg });
-      }
-      // As Hono's validator decides: a type not declared, or a body without a type, is 415.
-      if (ctype === "" ? r.body !== undefined && r.body.length > 0 : !TEXT_TYPES.has(ctype)) {
-        throw new HTTPException(415, { message: "Unsupported Media Type" });
-      }
-      return await serve(caller, { method: "POST", type, sentJson: false, accept, body: r.body });
-    })();
+      const body = ArgBody.safeParse(parsed);
+      if (!body.success) throw invalid(body.error.issues);
+      return serve(caller, { method: "POST", type, sentJson: true, accept, jsonArg: body.data.arg });
+    }
+    // As Hono's validator decides: a type not declared, or a body without a type, is 415.
+    if (ctype === "" ? r.body !== undefined && r.body.length > 0 : !TEXT_TYPES.has(ctype)) {
+      throw new HTTPException(415, { message: "Unsupported Media Type" });
+    }
+    return serve(caller, { method: "POST", type, sentJson: false, accept, body: r.body });
   };
 }

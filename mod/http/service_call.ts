@@ -73,8 +73,13 @@ export class ServiceCaller {
     }
   }
 
-  /** Runs `type` with `arg`; throws {@link ApiError} with the line protocol's text on any refusal. */
-  async call(type: string, arg: string): Promise<CallResult> {
+  /**
+   * Runs `type` with `arg`; throws {@link ApiError} with the line protocol's
+   * text on any refusal. An inline type whose service answers at once is
+   * answered at once (no promise): the HTTP fast path writes it in the same
+   * turn, as the line protocol does.
+   */
+  call(type: string, arg: string): CallResult | Promise<CallResult> {
     const service = this.service(type);
     if (service.handover) {
       throw new ApiError(400, `${type} is a session, not a request: use the IRC WebSocket at /v1/irc`, {
@@ -82,27 +87,40 @@ export class ServiceCaller {
       });
     }
     if (arg.includes("\0")) throw new ApiError(400, "NUL byte in argument", { code: Status.BAD_REQUEST });
-    return service.inline ? await this.#inline(type, service, arg) : await this.#ticketed(type, arg);
+    return service.inline ? this.#inline(type, service, arg) : this.#ticketed(type, arg);
   }
 
-  async #inline(type: string, service: Service, arg: string): Promise<CallResult> {
+  #inline(type: string, service: Service, arg: string): CallResult | Promise<CallResult> {
     const started = performance.now();
-    const d = this.#d;
+    let text: string | Promise<string>;
     try {
-      const text = await service.run(arg, d.context());
-      const runMs = performance.now() - started;
-      d.stats.request(type, Status.OK, runMs / 1000);
-      d.onServed();
-      return { text, worker: String(d.workerId), queueMs: 0, runMs };
+      text = service.run(arg, this.#d.context());
     } catch (err) {
-      const code = err instanceof ProtocolError && err.status ? err.status : Status.INTERNAL;
-      d.stats.request(type, code, (performance.now() - started) / 1000);
-      if (code === Status.INTERNAL) throw err;
-      throw new ApiError(httpStatusOf(code, (err as Error).message), (err as Error).message, {
-        code,
-        cause: err,
-      });
+      throw this.#failed(type, started, err);
     }
+    if (typeof text === "string") return this.#ran(type, started, text);
+    return text.then((t) => this.#ran(type, started, t), (err) => {
+      throw this.#failed(type, started, err);
+    });
+  }
+
+  #ran(type: string, started: number, text: string): CallResult {
+    const d = this.#d;
+    const runMs = performance.now() - started;
+    d.stats.request(type, Status.OK, runMs / 1000);
+    d.onServed();
+    return { text, worker: String(d.workerId), queueMs: 0, runMs };
+  }
+
+  /** Counts a failed inline run; what to throw (the service's own failure when it is no refusal). */
+  #failed(type: string, started: number, err: unknown): unknown {
+    const code = err instanceof ProtocolError && err.status ? err.status : Status.INTERNAL;
+    this.#d.stats.request(type, code, (performance.now() - started) / 1000);
+    if (code === Status.INTERNAL) return err;
+    return new ApiError(httpStatusOf(code, (err as Error).message), (err as Error).message, {
+      code,
+      cause: err,
+    });
   }
 
   async #ticketed(type: string, arg: string): Promise<CallResult> {

@@ -69,6 +69,12 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  // The IRC port served through epoll (mod/chat/epoll_loop.ts): a listener, its accepts, sends, and a wake-up.
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
 type Name = keyof typeof SYMBOLS;
@@ -132,6 +138,10 @@ export const E = {
   EINVAL: 22,
   EFBIG: 27,
   EINPROGRESS: 115,
+  ENFILE: 23,
+  ENOBUFS: 105,
+  ENOMEM: 12,
+  EBADF: 9,
 } as const;
 
 const enc = new TextEncoder();
@@ -398,18 +408,28 @@ function sockaddrIn(host: string, port: number): Uint8Array<ArrayBuffer> {
  * Opens a TCP connection to an IPv4 `host:port` whose close will be abortive
  * (SO_LINGER {on, 0}: the kernel sends RST instead of FIN). Returns the fd;
  * {@link close} it to reset. For tests and the soak script, which must behave
- * like the hostile clients that reset connections at every stage.
+ * like the hostile clients that reset connections at every stage. With
+ * `receiveBuffer`, the socket's receive buffer (SO_RCVBUF, set before
+ * connecting so the window is small from the start) is that small: a slow
+ * reader whose kernel does not soak up megabytes for it.
  */
-export function abortiveConnect(host: string, port: number): number {
-  const AF_INET = 2, SOCK_STREAM = 1, SOL_SOCKET = 1, SO_LINGER = 13;
-  const fd = check("socket", sym("socket")(AF_INET, SOCK_STREAM | O.CLOEXEC, 0));
+export function abortiveConnect(host: string | Uint8Array, port: number, receiveBuffer?: number): number {
+  const SOCK_STREAM = 1, SO_LINGER = 13, SO_RCVBUF = 8;
+  const sa = typeof host === "string" ? sockaddrIn(host, port) : sockaddr(host, port);
+  const family = new DataView(sa.buffer).getUint16(0, true);
+  const fd = check("socket", sym("socket")(family, SOCK_STREAM | O.CLOEXEC, 0));
   try {
     const linger = new Int32Array([1, 0]);
     check(
       "setsockopt",
       sym("setsockopt")(fd, SOL_SOCKET, SO_LINGER, new Uint8Array(linger.buffer), 8),
     );
-    check("connect", sym("connect")(fd, sockaddrIn(host, port), 16), `${host}:${port}`);
+    if (receiveBuffer !== undefined) {
+      const size = new Int32Array([receiveBuffer]);
+      check("setsockopt", sym("setsockopt")(fd, SOL_SOCKET, SO_RCVBUF, new Uint8Array(size.buffer), 4));
+    }
+    const where = typeof host === "string" ? host : Array.from(host, (b) => b.toString(16)).join(".");
+    check("connect", sym("connect")(fd, sa, sa.length), `${where}:${port}`);
     return fd;
   } catch (err) {
     close(fd);
@@ -542,7 +562,7 @@ export function listDir(path: string): string[] | null {
 }
 
 /** epoll event bits ({@link epollCtl}, {@link epollWait}). */
-export const EPOLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, RDHUP: 0x2000 } as const;
+export const EPOLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, RDHUP: 0x2000, ET: 0x80000000 } as const;
 /** struct epoll_event: packed on x86_64 (12 bytes), naturally aligned elsewhere (16). */
 const EPOLL_EVENT = Deno.build.arch === "x86_64" ? { size: 12, data: 4 } : { size: 16, data: 8 };
 
@@ -571,7 +591,10 @@ export async function epollWait(
   timeoutMs: number,
 ): Promise<{ fd: number; events: number }[]> {
   const buf = new Uint8Array(EPOLL_EVENT.size * max);
-  const n = await sym("epoll_wait_async")(ep, buf, max, timeoutMs);
+  return epollEvents(buf, await sym("epoll_wait_async")(ep, buf, max, timeoutMs));
+}
+
+function epollEvents(buf: Uint8Array<ArrayBuffer>, n: number): { fd: number; events: number }[] {
   const v = new DataView(buf.buffer);
   const out: { fd: number; events: number }[] = [];
   for (let i = 0; i < n; i++) {
@@ -627,4 +650,102 @@ export function mallocInfo(): MallocInfo {
  */
 export async function mallocTrim(pad = 0): Promise<boolean> {
   return await sym("malloc_trim_async")(BigInt(pad)) === 1;
+}
+
+/** Options of a TCP socket, for {@link setsockopt} (Linux values). */
+const SOL_SOCKET = 1, SO_REUSEADDR = 2, SO_REUSEPORT = 15, IPPROTO_TCP = 6, TCP_NODELAY = 1;
+const AF_INET = 2, AF_INET6 = 10;
+
+function setIntOption(fd: number, level: number, name: number, value: number): void {
+  const v = new Int32Array([value]);
+  check("setsockopt", sym("setsockopt")(fd, level, name, new Uint8Array(v.buffer), 4), `(${level}, ${name})`);
+}
+
+/** `struct sockaddr_in` or `struct sockaddr_in6` for an address of 4 or 16 bytes (network order). */
+function sockaddr(ip: Uint8Array, port: number): Uint8Array<ArrayBuffer> {
+  const v6 = ip.length === 16;
+  const sa = new Uint8Array(v6 ? 28 : 16);
+  const v = new DataView(sa.buffer);
+  v.setUint16(0, v6 ? AF_INET6 : AF_INET, true);
+  v.setUint16(2, port, false);
+  sa.set(ip, v6 ? 8 : 4); // sin6_flowinfo comes before the address; sin6_scope_id stays 0
+  return sa;
+}
+
+/**
+ * A listening TCP socket on `ip` (4 or 16 bytes) and `port`, non-blocking,
+ * with SO_REUSEADDR and SO_REUSEPORT as `Deno.listen({ reusePort: true })`
+ * sets them (so processes of this user share the port, the kernel spreading
+ * connections). Throws {@link SysError} (EADDRINUSE: something listens there
+ * without SO_REUSEPORT, or as another user).
+ */
+export function tcpListen(ip: Uint8Array, port: number, backlog: number, what: string): number {
+  const SOCK_STREAM = 1;
+  const family = ip.length === 16 ? AF_INET6 : AF_INET;
+  const fd = check("socket", sym("socket")(family, SOCK_STREAM | O.NONBLOCK | O.CLOEXEC, 0));
+  try {
+    setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    setIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    const sa = sockaddr(ip, port);
+    check("bind", sym("bind")(fd, sa, sa.length), what);
+    check("listen", sym("listen")(fd, backlog), what);
+    return fd;
+  } catch (err) {
+    close(fd);
+    throw err;
+  }
+}
+
+/** A connection {@link tcpAccept} took: its descriptor (non-blocking, Nagle off) and its peer. */
+export interface AcceptedTcp {
+  readonly fd: number;
+  /** The peer's address: 4 bytes (IPv4) or 16 (IPv6), network order. */
+  readonly ip: Uint8Array;
+  readonly port: number;
+}
+
+const acceptAddr = new Uint8Array(28);
+const acceptLen = new Uint32Array(1);
+
+/**
+ * accept4(2) with SOCK_NONBLOCK|SOCK_CLOEXEC on a listening socket, then
+ * TCP_NODELAY on the new one. Returns `-errno` when there is nothing to take
+ * (EAGAIN) or accepting failed (ECONNABORTED, EMFILE…: the caller decides).
+ */
+export function tcpAccept(listenFd: number): AcceptedTcp | number {
+  acceptLen[0] = acceptAddr.length;
+  const fd = sym("accept4")(listenFd, acceptAddr, new Uint8Array(acceptLen.buffer), O.NONBLOCK | O.CLOEXEC);
+  if (fd < 0) return -errno();
+  const v = new DataView(acceptAddr.buffer);
+  const v6 = v.getUint16(0, true) === AF_INET6;
+  const ip = acceptAddr.slice(v6 ? 8 : 4, v6 ? 24 : 8);
+  const port = v.getUint16(2, false);
+  // Nagle off, as the other servers' connections (mod/net/server.ts); a peer already gone fails it harmlessly.
+  const one = new Int32Array([1]);
+  sym("setsockopt")(fd, IPPROTO_TCP, TCP_NODELAY, new Uint8Array(one.buffer), 4);
+  return { fd, ip, port };
+}
+
+/**
+ * send(2) without waiting and without SIGPIPE (MSG_DONTWAIT|MSG_NOSIGNAL).
+ * Returns bytes the socket took or `-errno` (EAGAIN when it is full,
+ * ECONNRESET or EPIPE when the peer is gone).
+ */
+export function sendNow(fd: number, buf: Uint8Array): number {
+  const MSG_DONTWAIT = 0x40, MSG_NOSIGNAL = 0x4000;
+  const n = Number(
+    sym("send")(fd, buf as Uint8Array<ArrayBuffer>, BigInt(buf.length), MSG_DONTWAIT | MSG_NOSIGNAL),
+  );
+  return n < 0 ? -errno() : n;
+}
+
+/** eventfd(2), non-blocking: a counter another part of this process writes to wake an epoll wait. */
+export function eventFd(): number {
+  return check("eventfd", sym("eventfd")(0, O.NONBLOCK | O.CLOEXEC));
+}
+
+/** shutdown(fd, SHUT_WR): the end of this side's stream (FIN), reading still open. */
+export function shutdownWrite(fd: number): void {
+  const SHUT_WR = 1;
+  check("shutdown", sym("shutdown")(fd, SHUT_WR));
 }
