@@ -314,7 +314,10 @@ export async function benchChatScale(
         ? {}
         : { reference: { name: "ngircd", value: v } };
     const num = (x: unknown) => typeof x === "number" ? x : Number.NaN;
-    const worst = (...xs: number[]) => Math.max(...xs.filter((x) => Number.isFinite(x)), Number.NaN);
+    const worst = (...xs: number[]) => {
+      const measured = xs.filter((x) => Number.isFinite(x));
+      return measured.length ? Math.max(...measured) : Number.NaN;
+    };
     const part = "Chat at scale";
     const failed = o.error ?? unfinished(o);
     figures.push(
