@@ -16,9 +16,9 @@
  *   cascade would show as restarts).
  * @module
  */
-import { type Instance, startInstance } from "../tests/harness.ts";
+import { freePorts, type Instance, startInstance } from "../tests/harness.ts";
 import { type Figure, figure, rssKiB } from "./bench_util.ts";
-import { freePort, startNgircd } from "./bench_chat.ts";
+import { startNgircd } from "./bench_chat.ts";
 
 /** What one server did with `n` clients in one channel. */
 export interface ScaleRun {
@@ -218,12 +218,16 @@ function scaleLog(): string | undefined {
 
 async function runOsps(n: number, rounds: number): Promise<ScaleRun> {
   const logFile = scaleLog();
-  const ircPort = freePort();
+  // One free block for the instance's ports (dispatcher, two workers, spare slot) and the IRC port after them:
+  // a port picked apart could be one of theirs, and the watchdog refuses that.
+  const port = freePorts(5);
+  const ircPort = port + 4;
   const dataDir = Deno.makeTempDirSync({ prefix: "osps-bench-scale-" });
   let inst: Instance | undefined;
   try {
     inst = await startInstance({
       workers: 2,
+      port,
       flags: [
         `--irc-port=${ircPort}`,
         `--data-dir=${dataDir}`,
