@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { startInstance, waitFor } from "./harness.ts";
-import { RawIrc } from "./support/irc.ts";
+import { RawIrc, readIrcLines } from "./support/irc.ts";
 import { chatFlags, clientsOnEveryWorker, newChatPlace, slotOf, withChat } from "./support/chat_instance.ts";
 import { startPostgres } from "./support/postgres.ts";
 
@@ -478,4 +478,39 @@ Deno.test({
   async fn() {
     if (typeof pg !== "string") await pg.stop();
   },
+});
+
+Deno.test("chat: the last member of a channel on its worker reads its own PART before the answer to its next command", async () => {
+  // Found by irctest on one shared server (PartTestCase: PART, then PING at once; the PONG came first): a
+  // channel whose last member here left was dropped before its last stage was handed on, so the command
+  // returned before the member's own PART was queued, and the next command's answer overtook it.
+  await withChat({ workers: 1, flags: ["--irc-flood-rate=0"] }, async (_inst, place) => {
+    const lines: string[] = [];
+    const enc = new TextEncoder();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: place.ircPort });
+    const reading = readIrcLines(conn, (line) => lines.push(line));
+    const seen = (what: string, pred: (l: string) => boolean) =>
+      waitFor(what, () => lines.some(pred) || null);
+    try {
+      await conn.write(enc.encode("NICK solo\r\nUSER solo 0 * :solo\r\n"));
+      await seen("welcome", (l) => / 001 solo /.test(l));
+      for (let round = 0; round < 5; round++) {
+        await conn.write(enc.encode(`JOIN #solo${round}\r\n`));
+        await seen(`366 #solo${round}`, (l) => l.includes(` 366 solo #solo${round} `));
+        // Both lines in one write: the PING is read while the PART runs.
+        await conn.write(enc.encode(`PART #solo${round} :bye\r\nPING :after-${round}\r\n`));
+        await seen(`PONG ${round}`, (l) => l.endsWith(`:after-${round}`));
+        await seen(`PART ${round}`, (l) => l.includes(`PART #solo${round}`));
+        const part = lines.findIndex((l) => l.includes(`PART #solo${round}`));
+        const pong = lines.findIndex((l) => l.endsWith(`:after-${round}`));
+        assert.ok(
+          part < pong,
+          `round ${round}: its PART before the PONG: ${JSON.stringify(lines.slice(-3))}`,
+        );
+      }
+    } finally {
+      conn.close();
+      await reading;
+    }
+  });
 });

@@ -271,9 +271,16 @@ export class ChatHub {
      }
   }
 
-  /** Resolves once this worker applied event `seq` of `channel` (or has no members there). */
+  /**
+   * Resolves once this worker applied event `seq` of `channel` and handed it
+   * to the members (or has no members there). A channel whose last member here
+   * just left is dropped at once, but its last stage (that member's own PART
+   * or KICK) is still to be handed on: that is waited for too, so the member
+   * reads it before the answer to its next command.
+   */
   whenApplied(channel: string, seq: number): Promise<void> {
-    const t = this.#tracks.get(fold(channel));
+    const key = fold(channel);
+    const t = this.#tracks.get(key) ?? this.#staged.find((s) => s.key === key);
     if (!t || t.handedOn >= seq) return Promise.resolve();
     const { promise, resolve } = Promise.withResolvers<void>();
     t.waiters.push({ seq, resolve });
