@@ -30,6 +30,26 @@ async function seen(browser: Chromium): Promise<{ log: Shown[]; members: string[
   })`);
 }
 
+type Shows = Awaited<ReturnType<typeof seen>>;
+
+/** Joins `channel` as `nick` from the page's form. */
+async function joinFromPage(browser: Chromium, nick: string, channel: string): Promise<void> {
+  await browser.evaluate(`(() => {
+    document.getElementById("nick").value = ${JSON.stringify(nick)};
+    document.getElementById("channel").value = ${JSON.stringify(channel)};
+    document.getElementById("join").requestSubmit();
+  })()`);
+}
+
+/** Waits until the page shows what `pred` accepts; what it shows then. */
+function pageShows(browser: Chromium, timeoutMs: number) {
+  return (what: string, pred: (s: Shows) => boolean): Promise<Shows> =>
+    waitFor(`page: ${what}`, async () => {
+      const s = await seen(browser);
+      return pred(s) ? s : null;
+    }, timeoutMs);
+}
+
 Deno.test("the web chat page joins a channel, shows its history, chats with IRC users and sees them come and go", async () => {
   const httpPort = freePorts(1);
   const base = `http://127.0.0.1:${httpPort}`;
@@ -45,16 +65,8 @@ Deno.test("the web chat page joins a channel, shows its history, chats with IRC 
       await using browser = await Chromium.launch();
       await browser.goto(`${base}/`);
       assert.equal(await browser.evaluate("document.title"), "osps chat");
-      await browser.evaluate(`(() => {
-      document.getElementById("nick").value = "webuser";
-      document.getElementById("channel").value = "#osps";
-      document.getElementById("join").requestSubmit();
-    })()`);
-      const wait = (what: string, pred: (s: Awaited<ReturnType<typeof seen>>) => boolean) =>
-        waitFor(`page: ${what}`, async () => {
-          const s = await seen(browser);
-          return pred(s) ? s : null;
-        }, 15_000);
+      await joinFromPage(browser, "webuser", "#osps");
+      const wait = pageShows(browser, 15_000);
 
       // History and members on joining; alice sees the web user arrive.
       const joined = await wait(
@@ -143,16 +155,8 @@ Deno.test({
 
         await using browser = await Chromium.launch();
         await browser.goto(`http://127.0.0.1:${httpPort}/`);
-        await browser.evaluate(`(() => {
-          document.getElementById("nick").value = "webuser";
-          document.getElementById("channel").value = "#web";
-          document.getElementById("join").requestSubmit();
-        })()`);
-        const page = (what: string, pred: (s: Awaited<ReturnType<typeof seen>>) => boolean) =>
-          waitFor(`page: ${what}`, async () => {
-            const s = await seen(browser);
-            return pred(s) ? s : null;
-          }, 30_000);
+        await joinFromPage(browser, "webuser", "#web");
+        const page = pageShows(browser, 30_000);
         await page(
           "alice among the members",
           (s) => s.members.includes("@alice") && s.members.includes("webuser"),
