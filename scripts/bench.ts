@@ -17,7 +17,7 @@ import { Segment } from "../mod/ipc/shm.ts";
 import { startInstance } from "../tests/harness.ts";
 import { benchIpc } from "./bench_ipc.ts";
 import { benchFlow, type FlowRun } from "./bench_flow.ts";
-import { benchMemory, memoryByModule } from "./bench_memory.ts";
+import { benchBundle, benchMemory, memoryByModule } from "./bench_memory.ts";
 import { benchRecovery } from "./bench_recovery.ts";
 import { benchChat } from "./bench_chat.ts";
 import { benchChatScale } from "./bench_chat_scale.ts";
@@ -84,8 +84,9 @@ async function flowAndMemory(
         say("memory: RSS of each role idle and under load, and of the floor server");
         const m = await benchMemory(seg, ports, floor.pid, p.memory);
         const byModule = await memoryByModule(p.memory.probeRuns);
-        figures.push(...m.figures, ...byModule.figures);
-        raw["memory"] = { ...m.raw, by_module_kib: byModule.raw };
+        const bundle = await benchBundle(p.memory.probeRuns, (m.raw["idle_kib"] as { floor: number }).floor);
+        figures.push(...m.figures, ...byModule.figures, ...bundle.figures);
+        raw["memory"] = { ...m.raw, by_module_kib: byModule.raw, bundle: bundle.raw };
       }
       if (parts.has("flow")) {
         say(

@@ -9,7 +9,8 @@
 import { runLoad } from "../roles/bench.ts";
 import type { Segment } from "../mod/ipc/shm.ts";
 import { clientOf, type FlowPorts } from "./bench_flow.ts";
-import { type Figure, figure, rssKiB, sleep, spawnHelper } from "./bench_util.ts";
+import { type Figure, figure, median, rssKiB, sleep, spawnHelper } from "./bench_util.ts";
+import { bundleInto, startInstance } from "../tests/harness.ts";
 
 /** What a bare server loads before idling, for the by-module figures: label → modules (see rss_probe.ts). */
 const MODULE_SETS: ReadonlyArray<readonly [string, readonly string[]]> = [
@@ -119,4 +120,72 @@ export async function benchMemory(
     }
   }
   return { figures, raw: { idle_kib: idle, peak_under_load_kib: peak, pids } };
+}
+
+/** One instance's start (spawn until its ready line, ms) and idle RSS per role (KiB, 2 s after ready). */
+async function startAndIdle(main: string | undefined): Promise<{ startMs: number; rss: Roles }> {
+  const t0 = performance.now();
+  const inst = await startInstance({ workers: 2, flags: ["--log-level=warning"], main });
+  const startMs = performance.now() - t0;
+  try {
+    await sleep(2_000);
+    const s = await inst.status();
+    const pids = {
+      watchdog: [inst.pid],
+      dispatcher: [s.dispatcher.pid],
+      worker: s.workers.map((w) => w.pid),
+      floor: [],
+    };
+    return { startMs, rss: sample(pids) };
+  } finally {
+    await inst.stop();
+  }
+}
+
+/**
+ * The roles run from the bundle (`deno task bundle`) against the same roles run
+ * from main.ts: idle RSS per role and an instance's start until ready, median
+ * of `runs` instances of each, started alternately.
+ */
+export async function benchBundle(
+  runs: number,
+  floorIdleKiB: number,
+): Promise<{ figures: Figure[]; raw: Record<string, unknown> }> {
+  const dir = Deno.makeTempDirSync({ prefix: "osps-bench-bundle-" });
+  try {
+    const { main } = await bundleInto(`${dir}/bundle`);
+    const source: Array<{ startMs: number; rss: Roles }> = [], bundled: typeof source = [];
+    for (let i = 0; i < runs; i++) {
+      source.push(await startAndIdle(undefined));
+      bundled.push(await startAndIdle(main));
+    }
+    const note = `median of ${runs} instances each, started alternately; idle 2 s after ready`;
+    const figures: Figure[] = (["watchdog", "dispatcher", "worker"] as const).map((role) => {
+      const kib = median(bundled.map((r) => r.rss[role]));
+      return figure({
+        part: "Memory",
+        name: `${role} RSS idle, run from the bundle (deno task bundle)${
+          role === "worker" ? " (largest worker)" : ""
+        }`,
+        value: kib / 1024,
+        unit: "MiB",
+        reference: {
+          name: "the same role run from main.ts",
+          value: median(source.map((r) => r.rss[role])) / 1024,
+        },
+        note: `${(kib / floorIdleKiB).toFixed(2)}× the floor server idle; ${note}`,
+      });
+    });
+    figures.push(figure({
+      part: "Memory",
+      name: "instance start until ready (watchdog, dispatcher, 2 workers), from the bundle",
+      value: median(bundled.map((r) => r.startMs)),
+      unit: "ms",
+      reference: { name: "the same from main.ts", value: median(source.map((r) => r.startMs)) },
+      note,
+    }));
+    return { figures, raw: { source, bundled } };
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 }

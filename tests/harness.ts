@@ -162,6 +162,28 @@ export type ChildJson = Pick<
   | "conns"
 >;
 
+/**
+ * `deno task bundle --outdir <outDir>` (scripts/bundle.ts, scoped to `outDir`):
+ * the bundle's main module and its launcher.
+ */
+export async function bundleInto(outDir: string): Promise<{ main: string; launcher: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--allow-read",
+      `--allow-write=${outDir}`,
+      "--allow-env=HOME",
+      `--allow-run=${Deno.execPath()}`,
+      new URL("../scripts/bundle.ts", import.meta.url).pathname,
+      "--outdir",
+      outDir,
+    ],
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return { main: `${outDir}/main.js`, launcher: `${outDir}/osps` };
+}
+
 /** Options of {@link startInstance}. */
 export interface StartOptions {
   workers?: number;
@@ -178,6 +200,8 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Environment variables to add for the watchdog (NOTIFY_SOCKET, say). */
   env?: Record<string, string>;
+  /** The main module to run (default: this checkout's main.ts; a bundle's main.js, say). */
+  main?: string;
 }
 
 /** Starts `osps watchdog` and waits for its `ready` line. */
@@ -187,8 +211,9 @@ export async function startInstance(options: StartOptions = {}): Promise<Instanc
   const runDir = options.runDir ?? `${Deno.makeTempDirSync({ prefix: "osps-test-" })}/run`;
   const argv = [
     Deno.execPath(),
-    ...RUN_FLAGS,
-    MAIN,
+    ...(options.main
+      ? [...RUN_FLAGS.filter((f) => !f.startsWith("--config=")), "--no-config", options.main]
+      : [...RUN_FLAGS, MAIN]),
     "watchdog",
     `--port=${port}`,
     `--workers=${workers}`,

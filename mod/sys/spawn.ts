@@ -3,7 +3,8 @@
  * - compiled (`Deno.build.standalone`): `Deno.execPath() <role> …`; the
  *   permissions baked in at compile time apply;
  * - `deno run`: `Deno.execPath() run <scoped permission flags> --config
- *   <deno.json> <main module> <role> …`, with only what that role needs.
+ *   <deno.json> <main module> <role> …`, with only what that role needs;
+ *   from a bundle (`deno task bundle`), `--no-config <bundle>/main.js`.
  *
  * Upgrades. Every spawn runs what is installed at that path *now*. An upgrade
  * that renames a new binary over the old one (what package managers and
@@ -14,6 +15,7 @@
  * worker to the new code, and any child that restarts runs it too.
  * @module
  */
+import denoJson from "../../deno.json" with { type: "json" };
 
 /** What a spawned role needs from Deno's permission system. */
 export interface RolePermissions {
@@ -107,6 +109,27 @@ export interface SelfCommand {
   readonly env?: Record<string, string>;
 }
 
+/**
+ * How a child finds its imports under `deno run`. The source (`main.ts`)
+ * resolves them through the `deno.json` beside it; a bundle (`deno task
+ * bundle`: JavaScript with every import inside) needs none, and must not
+ * pick up whatever `deno.json` lies around the directory it was started in,
+ * so it gets `--no-config` and, on the command line, the unstable APIs that
+ * deno.json enables (`Deno.listen`'s `reusePort`, for the chat's IRC port).
+ */
+export function configFlags(mainModule: string): string[] {
+  const config = new URL("./deno.json", mainModule);
+  if (/\.[cm]?ts$/.test(mainModule) && config.protocol === "file:") {
+    return [`--config=${decodeURIComponent(config.pathname)}`];
+  }
+  return ["--no-config", ...BUNDLE_FLAGS];
+}
+
+/** What deno.json's settings add to a bundle's `deno run` (see {@link configFlags}). */
+export const BUNDLE_FLAGS: readonly string[] = (denoJson.unstable ?? []).map((u: string) =>
+  `--unstable-${u}`
+);
+
 /** The command line (program and arguments) that runs `roleArgv` as a child of this process. */
 export function selfCommand(
   roleArgv: string[],
@@ -120,9 +143,8 @@ export function selfCommand(
       ? { program, args: roleArgv, env: { DENO_V8_FLAGS: perms.v8Flags.join(",") } }
       : { program, args: roleArgv };
   }
-  const config = new URL("./deno.json", self.mainModule);
   const args = ["run", ...permissionFlags(perms)];
   if (perms.v8Flags?.length) args.push(`--v8-flags=${perms.v8Flags.join(",")}`);
-  if (config.protocol === "file:") args.push(`--config=${decodeURIComponent(config.pathname)}`);
+  args.push(...configFlags(self.mainModule));
   return { program, args: [...args, self.mainModule, ...roleArgv] };
 }
