@@ -16,7 +16,7 @@ import { instancePaths } from "../mod/cli/config.ts";
 import { Segment } from "../mod/ipc/shm.ts";
 import { startInstance } from "../tests/harness.ts";
 import { benchIpc } from "./bench_ipc.ts";
-import { benchFlow, type FlowRun } from "./bench_flow.ts";
+import { benchFlow, benchOneWorker, type FlowRun } from "./bench_flow.ts";
 import { benchBundle, benchMemory, memoryByModule } from "./bench_memory.ts";
 import { benchRecovery } from "./bench_recovery.ts";
 import { benchChat } from "./bench_chat.ts";
@@ -38,6 +38,7 @@ function plan(quick: boolean) {
     ? {
       ipc: { n: 2_000, warmup: 200, rounds: 1 },
       flow: { clients: [1, 16, 64], durationMs: 700, warmupMs: 200 },
+      oneWorker: { clients: [1, 16, 64], rounds: 1, durationMs: 700, warmupMs: 200 },
       memory: { durationMs: 700, clients: 16, probeRuns: 1 },
       recovery: { kills: 1, bareStarts: 2 },
       chat: { members: [2, 50], rounds: 20, burst: 200, window: 50 },
@@ -49,6 +50,7 @@ function plan(quick: boolean) {
     : {
       ipc: { n: 20_000, warmup: 1_000, rounds: 3 },
       flow: { clients: [1, 16, 64], durationMs: 5_000, warmupMs: 1_000 },
+      oneWorker: { clients: [1, 16, 64], rounds: 3, durationMs: 3_000, warmupMs: 1_000 },
       memory: { durationMs: 3_000, clients: 16, probeRuns: 3 },
       recovery: { kills: 3, bareStarts: 5 },
       chat: { members: [2, 50], rounds: 500, burst: 5_000, window: 100 },
@@ -99,7 +101,26 @@ async function flowAndMemory(
           ...Array.from({ length: seg.slotCount }, (_, i) => seg.slot(i).load("pid")),
         ];
         const f = await benchFlow(ports, { osps: roles, floor: floor.pid, twohop: twohop.pid }, p.flow);
-        figures.unshift(...f.figures);
+        say(
+          `full cycle: one-shot at ${p.oneWorker.clients} clients with --workers 1, against the two-hop floor`,
+        );
+        const one = await startInstance({ workers: 1, flags: ["--log-level=warning"] });
+        try {
+          const s = await one.status();
+          const o = await benchOneWorker(
+            { ...ports, osps: one.port },
+            {
+              osps: [one.pid, s.dispatcher.pid, ...s.workers.map((w) => w.pid)],
+              floor: floor.pid,
+              twohop: twohop.pid,
+            },
+            p.oneWorker,
+          );
+          figures.unshift(...f.figures, ...o.figures);
+          raw["one_worker"] = o.runs;
+        } finally {
+          await one.stop();
+        }
         flow = f.runs;
       }
       return { figures, flow, raw };

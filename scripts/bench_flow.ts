@@ -17,7 +17,7 @@ import { LineConn } from "../mod/net/line_conn.ts";
 import { checkGreeting, formatRun, parseReply } from "../mod/net/protocol.ts";
 import { ServiceError } from "../mod/errors.ts";
 import { percentile } from "../mod/client/latency_stats.ts";
-import { cpuMs, type Figure, figure, latencyJson } from "./bench_util.ts";
+import { cpuMs, type Figure, figure, latencyJson, median } from "./bench_util.ts";
 
 /** The request every load sends. */
 export const REQUEST = { type: "echo", arg: "bench" } as const;
@@ -108,7 +108,6 @@ export async function benchFlow(
   opts: { clients: number[]; durationMs: number; warmupMs: number },
 ): Promise<{ figures: Figure[]; runs: FlowRun[] }> {
   const runs: FlowRun[] = [];
-  const cpu = (ps: number[]) => ps.reduce((t, p) => t + cpuMs(p), 0);
   const serversOf: Record<FlowKind, number[]> = {
     floor: [pids.floor],
     twohop: [pids.twohop, pids.floor],
@@ -117,15 +116,82 @@ export async function benchFlow(
   };
   for (const clients of opts.clients) {
     for (const kind of ["floor", "twohop", "oneshot", "session"] as const) {
-      const open = clientOf(kind, ports);
-      const servers = serversOf[kind];
-      await runLoad({ clients, durationMs: opts.warmupMs, open });
-      const server0 = cpu(servers), client0 = cpuMs(Deno.pid);
-      const r = await runLoad({ clients, durationMs: opts.durationMs, open });
-      runs.push(toRun(kind, r, { server: cpu(servers) - server0, client: cpuMs(Deno.pid) - client0 }));
+      runs.push(await measure(kind, clients, clientOf(kind, ports), serversOf[kind], opts));
     }
   }
   return { figures: flowFigures(runs, opts.clients), runs };
+}
+
+/** One load of `kind` after a warm-up, with the CPU its servers and this process spent on it. */
+async function measure(
+  kind: FlowKind,
+  clients: number,
+  open: () => LoadClient,
+  servers: number[],
+  opts: { durationMs: number; warmupMs: number },
+): Promise<FlowRun> {
+  const cpu = (ps: number[]) => ps.reduce((t, p) => t + cpuMs(p), 0);
+  await runLoad({ clients, durationMs: opts.warmupMs, open });
+  const server0 = cpu(servers), client0 = cpuMs(Deno.pid);
+  const r = await runLoad({ clients, durationMs: opts.durationMs, open });
+  return toRun(kind, r, { server: cpu(servers) - server0, client: cpuMs(Deno.pid) - client0 });
+}
+
+/**
+ * The design change that the one-shot misses point to, measured behind its flag: an instance with one worker
+ * (`--workers 1`; it holds `--worker-concurrency` clients at once) against the two-hop floor, one-shot at
+ * `clients`, the two alternated `rounds` times (medians). Two workers each see half the requests, so each wakes
+ * for half as much work, and four busy processes on two cores switch more than three (docs/PERFORMANCE.md).
+ */
+export async function benchOneWorker(
+  ports: FlowPorts,
+  pids: FlowPids,
+  opts: { clients: number[]; rounds: number; durationMs: number; warmupMs: number },
+): Promise<{ figures: Figure[]; runs: FlowRun[] }> {
+  const runs: FlowRun[] = [], figures: Figure[] = [];
+  const note = `an instance with --workers 1 (default concurrency); median of ${opts.rounds} alternated runs`;
+  for (const clients of opts.clients) {
+    const mine: FlowRun[] = [];
+    for (let i = 0; i < opts.rounds; i++) {
+      mine.push(await measure("twohop", clients, clientOf("twohop", ports), [pids.twohop, pids.floor], opts));
+      mine.push(await measure("oneshot", clients, clientOf("oneshot", ports), pids.osps, opts));
+    }
+    runs.push(...mine);
+    const med = (kind: FlowKind, f: (r: FlowRun) => number) =>
+      median(mine.filter((r) => r.kind === kind).map(f));
+    const name = `one-shot, ${clients} client${clients > 1 ? "s" : ""}, one worker (--workers 1)`;
+    figures.push(figure({
+      part: "Full cycle",
+      name: `${name}: throughput`,
+      value: med("oneshot", (r) => r.throughput_rps),
+      unit: "req/s",
+      reference: { name: "two-hop floor req/s", value: med("twohop", (r) => r.throughput_rps) },
+      note,
+    }));
+    if (clients === 1) {
+      figures.push(figure({
+        part: "Full cycle",
+        name: `${name}: p50`,
+        value: med("oneshot", (r) => r.latency_ms.p50),
+        unit: "ms",
+        reference: { name: "two-hop floor p50", value: med("twohop", (r) => r.latency_ms.p50) },
+        note,
+      }));
+    }
+    if (clients !== 16) continue; // CPU per request is compared at 16 clients, as for the default instance
+    figures.push(figure({
+      part: "Full cycle",
+      name: `${name}: server CPU per request (all roles)`,
+      value: med("oneshot", (r) => r.cpu_us_per_request.server),
+      unit: "µs",
+      reference: {
+        name: "two-hop floor server CPU per request",
+        value: med("twohop", (r) => r.cpu_us_per_request.server),
+      },
+      note,
+    }));
+  }
+  return { figures, runs };
 }
 
 /**
