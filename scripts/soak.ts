@@ -14,8 +14,9 @@
  * - a worker holds a ticket past its expiry,
  * - a request fails (one cut by a kill is retried, as the idempotent `echo`
  *   may be; failing three times, or any other error, is a failure),
- * - a role's RSS grows more than 10 % from the end of the first cycle to the
- *   end of the last (same process throughout, same phase of the cycle).
+ * - a role's RSS grows more than 10 % from the end of the first cycle it lived
+ *   through whole to the end of the last (same process, same phase of the
+ *   cycle; a worker restarted mid-cycle warms up in its first whole cycle).
  *
  * It prints a per-worker served table over time.
  * @module
@@ -225,28 +226,39 @@ try {
   clearInterval(overdue);
 }
 
-// RSS: the same process, at the same point of the cycle (its last phase's last seconds), first cycle vs last.
+// RSS: the same process, at the same point of the cycle (its last phase's last seconds): the end of the first cycle
+// it lived through whole (its warm-up: a worker restarted mid-cycle has not yet met every phase's load, and its heap
+// grows to that load's size in its first cycle) against the end of the last.
 const roleNames = ["watchdog", "dispatcher", ...workerIds.map((i) => `worker ${i}`)];
 const rssLines: string[] = [];
+const cycleLen = PHASES.length * phaseS;
 const tail = (cycle: number) => {
-  const end = (cycle + 1) * PHASES.length * phaseS;
+  const end = (cycle + 1) * cycleLen;
   return samples.filter((s) => s.t >= end - Math.min(5, phaseS / 2) && s.t < end);
 };
 roleNames.forEach((name, r) => {
   if (cycles < 2) return void rssLines.push(`${name}: one cycle only (not compared)`);
-  const first = tail(0), last = tail(cycles - 1);
-  const pid = first[0]?.pids[r];
-  if (!pid || ![...first, ...last].every((s) => s.pids[r] === pid) || last.length === 0) {
-    return void rssLines.push(`${name}: replaced during the run (not compared)`);
+  const pid = samples.at(-1)?.pids[r];
+  const last = tail(cycles - 1);
+  // The first sample of the process that ends the run; the first cycle that starts after it is its warm-up.
+  const since = samples.findLastIndex((s) => s.pids[r] !== pid) + 1;
+  const born = since === 0 ? 0 : samples[since]?.t ?? Infinity;
+  const warmUp = since === 0 ? 0 : Math.ceil(born / cycleLen);
+  if (!pid || warmUp >= cycles - 1 || last.length === 0 || !last.every((s) => s.pids[r] === pid)) {
+    return void rssLines.push(
+      `${name}: replaced during the run, no whole cycle before the last (not compared)`,
+    );
   }
+  const first = tail(warmUp);
   const avg = (xs: Sample[]) => xs.reduce((a, s) => a + (s.rss[r] ?? 0), 0) / xs.length;
   const a = avg(first), b = avg(last);
   const growth = (b - a) / a;
   rssLines.push(
-    `${name}: ${(a / 1024).toFixed(1)} → ${(b / 1024).toFixed(1)} MiB (${(growth * 100).toFixed(1)} %)`,
+    `${name}: ${(a / 1024).toFixed(1)} → ${(b / 1024).toFixed(1)} MiB (${(growth * 100).toFixed(1)} %)` +
+      (warmUp > 0 ? ` from cycle ${warmUp + 1}` : ""),
   );
   if (growth > 0.1) {
-    problem(`${name} RSS grew ${(growth * 100).toFixed(1)} % from the first cycle to the last`);
+    problem(`${name} RSS grew ${(growth * 100).toFixed(1)} % from its first whole cycle to the last`);
   }
 });
 
@@ -254,7 +266,7 @@ const code = await inst.stop();
 table.close();
 console.log(`requests: ${ok} ok (${retried} after a retry), ${failed} failed; ${kills} workers killed`);
 console.log(`errors seen (each retried or counted): ${JSON.stringify(Object.fromEntries(errorKinds))}`);
-console.log(`RSS, end of the first cycle → end of the last: ${rssLines.join("; ")}`);
+console.log(`RSS, end of the first whole cycle → end of the last: ${rssLines.join("; ")}`);
 if (code !== 0) problem(`the watchdog exited ${code} on stop`);
 console.log(problems.length ? `soak FAILED: ${problems.length} problem(s)` : "soak passed");
 Deno.exit(problems.length ? 1 : 0);
