@@ -274,9 +274,12 @@ Deno.test({
             const c = new SmallWindow(place.ircPort, target);
             open.push(c);
             const nick = `a${t}n${i}`;
-            await c.send(`NICK ${nick}\r\nUSER u 0 * :u\r\nWHOIS ${nick}\r\n`);
-            const text = await c.readUntil("311", (x) => new RegExp(` 311 ${nick} `).test(x));
-            shown[io].push(new RegExp(` 311 ${nick} ${nick} ~?u (\\S+) `).exec(text)![1]!);
+            await c.send(`NICK ${nick}\r\nUSER u 0 * :u\r\nWHOIS ${nick}\r\nWHO ${nick}\r\n`);
+            const text = await c.readUntil("311 and 352", (x) => new RegExp(` 352 ${nick} `).test(x));
+            const whois = new RegExp(` 311 ${nick} ${nick} ~?u (\\S+) `).exec(text)![1]!;
+            const who = new RegExp(` 352 ${nick} \\S+ ~?u (\\S+) \\S+ ${nick} `).exec(text)?.[1];
+            assert.equal(who, whois, `WHO shows ${nick}'s host as WHOIS does: ${text}`);
+            shown[io].push(whois);
           }
           const third = new SmallWindow(place.ircPort, target); // a third from it is refused; the other address is not
           open.push(third);

@@ -26,10 +26,14 @@ async function withCaps(c: RawIrc, nick: string, caps: string[]): Promise<Map<st
   return new Map(ls.params.at(-1)!.split(" ").map((t) => [t.split("=")[0]!, t.split("=")[1] ?? ""]));
 }
 
-/** A fresh RawIrc registered as `nick` with `caps`. */
+/** A fresh RawIrc registered as `nick` with `caps` (none: a client that never says CAP). */
 async function rawWith(port: number, nick: string, caps: string[]): Promise<RawIrc> {
   const c = await RawIrc.connect(port);
-  await withCaps(c, nick, caps);
+  if (caps.length) await withCaps(c, nick, caps);
+  else {
+    await c.send(`NICK ${nick}`, `USER ${nick} 0 * :real ${nick}`);
+    await c.waitFor("001", (m) => m.command === "001");
+  }
   return c;
 }
 
@@ -306,5 +310,84 @@ Deno.test("chat IRCv3: away-notify, setname, MONITOR and invite-notify reach cli
     await watcher.close();
     await x.quit();
     await y.quit();
+  });
+});
+
+Deno.test("chat IRCv3: --irc-register verify: REGISTER and NickServ REGISTER wait for VERIFY with the code in the server's log; no password is ever logged", async () => {
+  await withChat({ workers: 1, flags: [...FLAGS, "--irc-register=verify"] }, async (inst, { ircPort }) => {
+    const codeOf = (name: string) =>
+      inst.logs().match(new RegExp(`account "?${name}"? waits for verification: its code is "?([^"\\s]+)"?`))
+        ?.[1];
+    // IRCv3 draft/account-registration, before connection registration.
+    const a = await RawIrc.connect(ircPort);
+    await a.send("CAP LS 302", "NICK vera", "REGISTER * * first-secret-pw");
+    await a.waitFor(
+      "VERIFICATION_REQUIRED",
+      (m) => m.command === "REGISTER" && m.params[0] === "VERIFICATION_REQUIRED",
+    );
+    await waitFor("vera's code in the log", () => codeOf("vera") !== undefined);
+    await a.send("VERIFY vera not-the-code");
+    await a.waitFor(
+      "FAIL VERIFY",
+      (m) => m.command === "FAIL" && m.params[0] === "VERIFY" && m.params[2] === "vera",
+    );
+    await a.send(`VERIFY vera ${codeOf("vera")}`);
+    await a.waitFor(
+      "SUCCESS",
+      (m) => m.command === "VERIFY" && m.params[0] === "SUCCESS" && m.params[1] === "vera",
+    );
+    await a.waitFor("900", (m) => m.command === "900" && m.params[2] === "vera");
+    await a.send("CAP END", "USER vera 0 * :Vera");
+    await a.waitFor("001", (m) => m.command === "001");
+    // NickServ, for a client that knows nothing of IRCv3.
+    const b = await rawWith(ircPort, "nico", []);
+    await b.send("PRIVMSG NickServ :REGISTER second-secret-pw");
+    await b.waitFor("waits", (m) => m.command === "NOTICE" && /waits for verification/.test(m.params[1]!));
+    await waitFor("nico's code in the log", () => codeOf("nico") !== undefined);
+    await b.send("PRIVMSG NickServ :IDENTIFY second-secret-pw");
+    await b.waitFor(
+      "refused while unverified",
+      (m) => m.command === "NOTICE" && /Invalid/.test(m.params[1]!),
+    );
+    await b.send(`PRIVMSG NickServ :VERIFY nico ${codeOf("nico")}`);
+    await b.waitFor("verified", (m) => m.command === "NOTICE" && m.params[1] === "Account nico verified");
+    await b.waitFor("900", (m) => m.command === "900" && m.params[2] === "nico");
+    await b.send("WHOIS vera");
+    await b.waitFor("330", (m) => m.command === "330" && m.params[2] === "vera");
+    await a.close();
+    await b.close();
+    for (const pw of ["first-secret-pw", "second-secret-pw"]) {
+      assert.equal(inst.logs().includes(pw), false, `the log never shows a password (${pw})`);
+    }
+  });
+});
+
+Deno.test("chat IRCv3: NAMES with userhost-in-names and multi-prefix shows every prefix and nick!user@host", async () => {
+  await withChat({ workers: 1, flags: FLAGS }, async (_inst, { ircPort }) => {
+    const op = await rawWith(ircPort, "opal", ["userhost-in-names", "multi-prefix"]);
+    const plain = await rawWith(ircPort, "plain", []);
+    await op.send("JOIN #n");
+    await op.waitFor("366", (m) => m.command === "366");
+    await plain.send("JOIN #n");
+    await plain.waitFor("366", (m) => m.command === "366");
+    await op.send("MODE #n +v opal");
+    await op.waitFor("+v", (m) => m.command === "MODE" && m.params[1] === "+v");
+    const from = op.seen.length;
+    await op.send("NAMES #n");
+    await op.waitFor("366 after NAMES", (m) => m.command === "366" && op.seen.indexOf(m) >= from);
+    const names = after(op, from).filter((m) => m.command === "353").flatMap((m) =>
+      m.params.at(-1)!.split(" ")
+    );
+    assert.deepEqual(names.sort(), ["@+opal!~opal@127.0.0.1", "plain!~plain@127.0.0.1"]);
+    // Without the capabilities: the highest prefix and the nick only.
+    const from2 = plain.seen.length;
+    await plain.send("NAMES #n");
+    await plain.waitFor("366 after NAMES", (m) => m.command === "366" && plain.seen.indexOf(m) >= from2);
+    const bare = after(plain, from2).filter((m) => m.command === "353").flatMap((m) =>
+      m.params.at(-1)!.split(" ")
+    );
+    assert.deepEqual(bare.sort(), ["@opal", "plain"]);
+    await op.close();
+    await plain.close();
   });
 });

@@ -463,6 +463,8 @@ Deno.test("chat: a worker stalled past the dispatcher's relay backlog still gets
     }
     await b.waitLine("the quit", (m) => m.command === "QUIT" && m.nick === "quitter", 20_000);
     await waitFor("every message", () => b.lines("PRIVMSG").length === 1_000, 20_000);
+    // What the stopped worker could not take was dropped by the dispatcher, and its log says so.
+    assert.match(inst.logs(), new RegExp(`worker ${slotOf(two!.owner)} did not take \\d+ relayed message`));
     assert.deepEqual(
       b.lines("PRIVMSG").map((m) => Number(m.params[1]!.split(" ")[0])),
       Array.from({ length: 1_000 }, (_, i) => i),

@@ -274,10 +274,37 @@ async function concurrency(store: ChatStore): Promise<void> {
     else if (i % 3 === 1) await store.quit(u, "q");
     else await store.renameNick(u, `${u.nick}_`);
   }));
+  // A KICK, a PART and a NICK of one user at once (the victim renames while an op kicks it and its own PART is on
+  // its way with the nick it had): whatever order they take, no member stays that the channel's events say left.
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    const u = await newUser(store, fresh("cr"));
+    for (const c of ch) await joinOk(store, c, u);
+    await Promise.all([
+      store.kick(ch[1]!, op, u.nick, "k"),
+      store.renameNick(u, `${u.nick}_`),
+      store.part(ch[0]!, u, "p"),
+    ]);
+  }));
   for (const c of ch) {
     const evs = await store.eventsBetween(c, 0, 10_000);
     assert.deepEqual(evs.map((e) => e.seq), evs.map((_, i) => i + 1), `${c}: numbered without gaps`);
+    const members = (await store.members(c)).map((m) => m.nick.toLowerCase()).sort();
+    assert.deepEqual(members, replayMembers(evs), `${c}: its members are those its events leave in it`);
   }
+}
+
+/** The members a channel's events leave in it, from its first event (folded nicks, sorted). */
+function replayMembers(evs: readonly ChannelEvent[]): string[] {
+  const nickOf = (source: string) => source.split("!")[0]!.toLowerCase();
+  const in_ = new Set<string>();
+  for (const e of evs) {
+    const who = nickOf(e.source);
+    if (e.kind === "JOIN") in_.add(who);
+    else if (e.kind === "PART" || e.kind === "QUIT") in_.delete(who);
+    else if (e.kind === "KICK") in_.delete(e.params[0]!.toLowerCase());
+    else if (e.kind === "NICK" && in_.delete(who)) in_.add(e.params[0]!.toLowerCase());
+  }
+  return [...in_].sort();
 }
 
 /** Runs every check. */
