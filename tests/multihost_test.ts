@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { osps, startInstance, type StatusJson, waitFor } from "./harness.ts";
 import { secretFile } from "./support/secret_file.ts";
 import { inNamespacesOf, namespacesUsable } from "./support/netns.ts";
-import { cluster, LINK } from "./support/cluster.ts";
+import { cluster, LINK, PORT } from "./support/cluster.ts";
 import type { Host } from "./support/netns.ts";
 
 const usable = await namespacesUsable();
@@ -98,6 +98,32 @@ Deno.test({
     const j = await c.status("joined");
     assert.equal(j.workers.length, 2);
     assert.ok(j.workers.every((w) => w.link === "attached"));
+  },
+});
+
+Deno.test({
+  name:
+    "sixteen clients at once through a remote worker are all served: a client that outran its ticket waits for that very ticket, none is left unused",
+  ignore: !usable.ok,
+  async fn() {
+    // A dispatcher with no worker of its own: every ticket crosses the link, and at a burst of clients some
+    // reach the worker before their ASSIGN while it holds other tickets. Each round starts with such a burst.
+    await using c = await cluster({ mainWorkers: 0, joinedWorkers: 1 });
+    for (let round = 0; round < 3; round++) {
+      const o = await osps(
+        ["bench", `--host=${c.a.addr}`, `--port=${PORT}`, "--clients=16", "--requests=400", "--json"],
+        { net: [c.a.addr, c.b.addr] },
+      );
+      assert.equal(o.code, 0, o.stderr);
+      const r = JSON.parse(o.stdout);
+      assert.deepEqual(r.errors, {}, `round ${round}: every request served`);
+      assert.equal(r.requests.ok, 400);
+    }
+    // A refused client's ticket would sit unused on the worker (and count against its address) until it expired.
+    const far = remote(await c.status("main"), c.b.addr);
+    assert.equal(far.length, 1);
+    assert.equal(far[0]!.work, "idle", "no ticket left assigned and unused");
+    assert.doesNotMatch(c.joined.logs(), /refusing bad tickets/);
   },
 });
 

@@ -347,8 +347,8 @@ export class TcpDispatcherLink implements DispatcherLink {
   #closed = false;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #ping: ReturnType<typeof setInterval> | undefined;
-  /** Waiting for the next ASSIGN (a client that outran it over another path). */
-  #waiters: Array<() => void> = [];
+  /** Clients that outran their ticket over another path, by the ticket they wait for (its ASSIGN). */
+  readonly #waiters = new Map<string, Array<(arrived: boolean) => void>>();
   #lastError = "";
   /** The ticket each running request was claimed with, by entry (the DONE frame names it). */
   readonly #claimed = new Map<number, string>();
@@ -475,7 +475,7 @@ export class TcpDispatcherLink implements DispatcherLink {
         // No room (the dispatcher's view was behind): say what we are instead, and that the ticket is void.
         if (issue === null) ch.send(Frame.STATE, jsonPayload({ state: this.stateName(), refused: m.ticket }));
         else this.#events?.onAssigned();
-        for (const w of this.#waiters.splice(0)) w();
+        this.#wake(m.ticket, issue !== null);
         return;
       }
       case Frame.REVOKE: {
@@ -524,22 +524,33 @@ export class TcpDispatcherLink implements DispatcherLink {
   }
 
   /**
-   * Resolves true when the next assignment arrives within `ms`: a client may
-   * outrun its ticket here (it came from the dispatcher by another path).
+   * Resolves true when the ASSIGN of `ticket` arrives within `ms` (and the
+   * ticket was taken): a client may outrun its ticket here (it came from the
+   * dispatcher by another path). Only that ticket's arrival ends the wait: with
+   * many clients, other tickets keep arriving meanwhile.
    */
-  assignmentInFlight(ms: number): Promise<boolean> {
+  ticketInFlight(ticket: string, ms: number): Promise<boolean> {
     if (!this.attached) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== done);
-        resolve(false);
-      }, ms);
-      const done = () => {
+      const timer = setTimeout(() => done(false), ms);
+      const done = (arrived: boolean) => {
         clearTimeout(timer);
-        resolve(true);
+        const list = this.#waiters.get(ticket);
+        const i = list?.indexOf(done) ?? -1;
+        if (i >= 0) list!.splice(i, 1);
+        if (list?.length === 0) this.#waiters.delete(ticket);
+        resolve(arrived);
       };
-      this.#waiters.push(done);
+      const list = this.#waiters.get(ticket) ?? [];
+      list.push(done);
+      this.#waiters.set(ticket, list);
     });
+  }
+
+  /** Ends the waits for `ticket` (all waits when undefined: the link closes). */
+  #wake(ticket: string | undefined, arrived: boolean): void {
+    const lists = ticket === undefined ? [...this.#waiters.values()] : [this.#waiters.get(ticket) ?? []];
+    for (const list of lists) for (const w of [...list]) w(arrived);
   }
 
   done(claim: Claim, retire = false): void {
@@ -572,6 +583,6 @@ export class TcpDispatcherLink implements DispatcherLink {
     clearInterval(this.#sweep);
     clearInterval(this.#ping);
     this.#ch?.close();
-    for (const w of this.#waiters.splice(0)) w();
+    this.#wake(undefined, false);
   }
 }

@@ -144,10 +144,11 @@ export interface DispatcherLink {
   holdsTicket(): boolean;
   /**
    * Over a network link a client can outrun its ticket (it came from the
-   * dispatcher by another path): resolves true when the next assignment
-   * arrives within `ms`. Absent where the ticket is always there first.
+   * dispatcher by another path): resolves true when the assignment of
+   * `ticket` itself arrives within `ms` (other tickets arriving meanwhile do
+   * not end the wait). Absent where the ticket is always there first.
    */
-  assignmentInFlight?(ms: number): Promise<boolean>;
+  ticketInFlight?(ticket: string, ms: number): Promise<boolean>;
   /** The worker is ready (listening): advertise idleness. */
   ready(): void;
   /** Sends a message on the link's data channel; false when the dispatcher is not connected or not reading. */

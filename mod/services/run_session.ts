@@ -84,8 +84,12 @@ export async function serveRunClient(tcp: Deno.TcpConn, d: RunSessionDeps): Prom
     client.admitted.spoke(); // no longer line-less: never closed to make room
     const run = parseRunCommand(line);
     let claim = d.link.claim(run.ticket, run.type, run.arg);
-    // Over the network the client may have outrun its ticket: wait for it a moment, then look again.
-    if (claim === "no-ticket" && (await d.link.assignmentInFlight?.(TICKET_IN_FLIGHT_MS))) {
+    // Over the network the client may have outrun its ticket: wait for it a moment, then look again. A
+    // ticket the worker does not hold is "mismatch" while it holds others (many clients), "no-ticket" else.
+    if (
+      (claim === "no-ticket" || claim === "mismatch") &&
+      (await d.link.ticketInFlight?.(run.ticket, TICKET_IN_FLIGHT_MS))
+    ) {
       claim = d.link.claim(run.ticket, run.type, run.arg);
     }
     if (typeof claim === "string") return await badTicket(client, REFUSALS[claim], d);
