@@ -516,3 +516,51 @@ Deno.test("chat: the last member of a channel on its worker reads its own PART b
     }
   });
 });
+
+Deno.test("chat: a sender reads the echo of its channel message before the answer to its next command, and a member before its next private message", async () => {
+  // Found by irctest on one shared server (EchoMessageTestCase: PRIVMSG #chan, then PING at once; the PONG came
+  // first): a later command waited for the channel message's commit, not for this worker to hand it on, so its
+  // answer (and a private message, delivered at once) overtook the echo still staged for the next turn.
+  await withChat({ workers: 1, flags: ["--irc-flood-rate=0"] }, async (_inst, place) => {
+    const lines: string[] = [];
+    const enc = new TextEncoder();
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: place.ircPort });
+    const reading = readIrcLines(conn, (line) => lines.push(line));
+    const seen = (what: string, pred: (l: string) => boolean) =>
+      waitFor(what, () => lines.some(pred) || null);
+    const other = await member(place.ircPort, "other", "#echo");
+    try {
+      await conn.write(
+        enc.encode("CAP REQ :echo-message\r\nNICK echoer\r\nUSER echoer 0 * :echoer\r\nCAP END\r\n"),
+      );
+      await seen("welcome", (l) => / 001 echoer /.test(l));
+      await conn.write(enc.encode("JOIN #echo\r\n"));
+      await seen("366 #echo", (l) => l.includes(" 366 echoer #echo "));
+      for (let round = 0; round < 5; round++) {
+        // All in one write: the PING and the private message are read while the channel message is stored.
+        await conn.write(
+          enc.encode(`PRIVMSG #echo :hi-${round}\r\nPING :after-${round}\r\nPRIVMSG other :dm-${round}\r\n`),
+        );
+        await seen(`PONG ${round}`, (l) => l.endsWith(`:after-${round}`));
+        await seen(`echo ${round}`, (l) => l.endsWith(`PRIVMSG #echo :hi-${round}`));
+        const echo = lines.findIndex((l) => l.endsWith(`PRIVMSG #echo :hi-${round}`));
+        const pong = lines.findIndex((l) => l.endsWith(`:after-${round}`));
+        assert.ok(
+          echo < pong,
+          `round ${round}: its echo before the PONG: ${JSON.stringify(lines.slice(-3))}`,
+        );
+        await other.waitFor(`dm-${round}`, (m) => m.params[1] === `dm-${round}`);
+        const chan = other.seen.findIndex((m) => m.params[1] === `hi-${round}`);
+        const dm = other.seen.findIndex((m) => m.params[1] === `dm-${round}`);
+        assert.ok(
+          0 <= chan && chan < dm,
+          `round ${round}: the channel message before the private message after it`,
+        );
+      }
+    } finally {
+      await other.close();
+      conn.close();
+      await reading;
+    }
+  });
+});

@@ -39,8 +39,9 @@ export function privateOutgoing(
 
 /**
  * Queues a message to a channel for group commit; the session reads on
- * while it is stored (it is delivered and published once committed). A
- * labeled one waits for its commit, so that its echo is part of its answer.
+ * while it is stored (it is delivered and published once committed), and its
+ * next other command waits until this worker handed it on. A labeled one
+ * waits for that itself, so that its echo is part of its answer.
  */
 async function channelMessage(s: IrcSession, cmd: MessageKind, target: string, body: string, tags: string) {
   const quiet = cmd !== "PRIVMSG"; // no error replies to a NOTICE or a TAGMSG
@@ -66,11 +67,11 @@ async function channelMessage(s: IrcSession, cmd: MessageKind, target: string, b
     ...(tags ? { tags } : {}),
   };
   const committed = s.ctx.commits.append({ channel: target, event }, s);
-  await s.pipeline(committed);
-  if (s.labeling) { // its echo is part of its answer: wait until this worker handed it on
-    const ev = await committed;
-    if (ev) await s.ctx.hub.whenApplied(ev.channel, ev.seq);
-  }
+  // Settled once this worker handed it on, not once committed: the echo and what members here get must come
+  // before the answer to the sender's next command and before a private message it sends next.
+  const handedOn = committed.then((ev) => ev ? s.ctx.hub.whenApplied(ev.channel, ev.seq) : undefined);
+  await s.pipeline(handedOn);
+  if (s.labeling) await handedOn; // its echo is part of its answer
 }
 
 async function message(s: IrcSession, m: IrcMessage): Promise<void> {

@@ -189,7 +189,7 @@ export class IrcSession implements LocalClient, Sender {
     if (this.#uncommitted >= MAX_UNCOMMITTED) await this.settled();
   }
 
-  /** Resolves once every channel message this session queued is committed; throws the first failure. */
+  /** Resolves once every channel message this session queued is settled (committed, handed on here); throws the first failure. */
   async settled(): Promise<void> {
     await this.#lastCommit;
     this.#throwIfFailed();
