@@ -372,21 +372,17 @@ Deno.test("chat IRCv3: NAMES with userhost-in-names and multi-prefix shows every
     await plain.waitFor("366", (m) => m.command === "366");
     await op.send("MODE #n +v opal");
     await op.waitFor("+v", (m) => m.command === "MODE" && m.params[1] === "+v");
-    const from = op.seen.length;
-    await op.send("NAMES #n");
-    await op.waitFor("366 after NAMES", (m) => m.command === "366" && op.seen.indexOf(m) >= from);
-    const names = after(op, from).filter((m) => m.command === "353").flatMap((m) =>
-      m.params.at(-1)!.split(" ")
-    );
-    assert.deepEqual(names.sort(), ["@+opal!~opal@127.0.0.1", "plain!~plain@127.0.0.1"]);
+    /** The names a NAMES of #n shows `c`, sorted. */
+    const names = async (c: RawIrc) => {
+      const from = c.seen.length;
+      await c.send("NAMES #n");
+      await c.waitFor("366 after NAMES", (m) => m.command === "366" && c.seen.indexOf(m) >= from);
+      return after(c, from).filter((m) => m.command === "353").flatMap((m) => m.params.at(-1)!.split(" "))
+        .sort();
+    };
+    assert.deepEqual(await names(op), ["@+opal!~opal@127.0.0.1", "plain!~plain@127.0.0.1"]);
     // Without the capabilities: the highest prefix and the nick only.
-    const from2 = plain.seen.length;
-    await plain.send("NAMES #n");
-    await plain.waitFor("366 after NAMES", (m) => m.command === "366" && plain.seen.indexOf(m) >= from2);
-    const bare = after(plain, from2).filter((m) => m.command === "353").flatMap((m) =>
-      m.params.at(-1)!.split(" ")
-    );
-    assert.deepEqual(bare.sort(), ["@opal", "plain"]);
+    assert.deepEqual(await names(plain), ["@opal", "plain"]);
     await op.close();
     await plain.close();
   });

@@ -482,25 +482,37 @@ Deno.test({
   },
 });
 
+/** A raw IRC connection that records every line it reads; `seen` waits for one that matches. */
+async function recording(port: number) {
+  const lines: string[] = [];
+  const enc = new TextEncoder();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reading = readIrcLines(conn, (line) => lines.push(line));
+  return {
+    lines,
+    write: (text: string) => conn.write(enc.encode(text)),
+    seen: (what: string, pred: (l: string) => boolean) => waitFor(what, () => lines.some(pred) || null),
+    close: async () => {
+      conn.close();
+      await reading;
+    },
+  };
+}
+
 Deno.test("chat: the last member of a channel on its worker reads its own PART before the answer to its next command", async () => {
   // Found by irctest on one shared server (PartTestCase: PART, then PING at once; the PONG came first): a
   // channel whose last member here left was dropped before its last stage was handed on, so the command
   // returned before the member's own PART was queued, and the next command's answer overtook it.
   await withChat({ workers: 1, flags: ["--irc-flood-rate=0"] }, async (_inst, place) => {
-    const lines: string[] = [];
-    const enc = new TextEncoder();
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: place.ircPort });
-    const reading = readIrcLines(conn, (line) => lines.push(line));
-    const seen = (what: string, pred: (l: string) => boolean) =>
-      waitFor(what, () => lines.some(pred) || null);
+    const { lines, write, seen, close } = await recording(place.ircPort);
     try {
-      await conn.write(enc.encode("NICK solo\r\nUSER solo 0 * :solo\r\n"));
+      await write("NICK solo\r\nUSER solo 0 * :solo\r\n");
       await seen("welcome", (l) => / 001 solo /.test(l));
       for (let round = 0; round < 5; round++) {
-        await conn.write(enc.encode(`JOIN #solo${round}\r\n`));
+        await write(`JOIN #solo${round}\r\n`);
         await seen(`366 #solo${round}`, (l) => l.includes(` 366 solo #solo${round} `));
         // Both lines in one write: the PING is read while the PART runs.
-        await conn.write(enc.encode(`PART #solo${round} :bye\r\nPING :after-${round}\r\n`));
+        await write(`PART #solo${round} :bye\r\nPING :after-${round}\r\n`);
         await seen(`PONG ${round}`, (l) => l.endsWith(`:after-${round}`));
         await seen(`PART ${round}`, (l) => l.includes(`PART #solo${round}`));
         const part = lines.findIndex((l) => l.includes(`PART #solo${round}`));
@@ -511,8 +523,7 @@ Deno.test("chat: the last member of a channel on its worker reads its own PART b
         );
       }
     } finally {
-      conn.close();
-      await reading;
+      await close();
     }
   });
 });
@@ -522,25 +533,16 @@ Deno.test("chat: a sender reads the echo of its channel message before the answe
   // first): a later command waited for the channel message's commit, not for this worker to hand it on, so its
   // answer (and a private message, delivered at once) overtook the echo still staged for the next turn.
   await withChat({ workers: 1, flags: ["--irc-flood-rate=0"] }, async (_inst, place) => {
-    const lines: string[] = [];
-    const enc = new TextEncoder();
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: place.ircPort });
-    const reading = readIrcLines(conn, (line) => lines.push(line));
-    const seen = (what: string, pred: (l: string) => boolean) =>
-      waitFor(what, () => lines.some(pred) || null);
+    const { lines, write, seen, close } = await recording(place.ircPort);
     const other = await member(place.ircPort, "other", "#echo");
     try {
-      await conn.write(
-        enc.encode("CAP REQ :echo-message\r\nNICK echoer\r\nUSER echoer 0 * :echoer\r\nCAP END\r\n"),
-      );
+      await write("CAP REQ :echo-message\r\nNICK echoer\r\nUSER echoer 0 * :echoer\r\nCAP END\r\n");
       await seen("welcome", (l) => / 001 echoer /.test(l));
-      await conn.write(enc.encode("JOIN #echo\r\n"));
+      await write("JOIN #echo\r\n");
       await seen("366 #echo", (l) => l.includes(" 366 echoer #echo "));
       for (let round = 0; round < 5; round++) {
         // All in one write: the PING and the private message are read while the channel message is stored.
-        await conn.write(
-          enc.encode(`PRIVMSG #echo :hi-${round}\r\nPING :after-${round}\r\nPRIVMSG other :dm-${round}\r\n`),
-        );
+        await write(`PRIVMSG #echo :hi-${round}\r\nPING :after-${round}\r\nPRIVMSG other :dm-${round}\r\n`);
         await seen(`PONG ${round}`, (l) => l.endsWith(`:after-${round}`));
         await seen(`echo ${round}`, (l) => l.endsWith(`PRIVMSG #echo :hi-${round}`));
         const echo = lines.findIndex((l) => l.endsWith(`PRIVMSG #echo :hi-${round}`));
@@ -559,8 +561,7 @@ Deno.test("chat: a sender reads the echo of its channel message before the answe
       }
     } finally {
       await other.close();
-      conn.close();
-      await reading;
+      await close();
     }
   });
 });
