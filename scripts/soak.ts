@@ -242,8 +242,7 @@ roleNames.forEach((name, r) => {
   const last = tail(cycles - 1);
   // The first sample of the process that ends the run; the first cycle that starts after it is its warm-up.
   const since = samples.findLastIndex((s) => s.pids[r] !== pid) + 1;
-  const born = since === 0 ? 0 : samples[since]?.t ?? Infinity;
-  const warmUp = since === 0 ? 0 : Math.ceil(born / cycleLen);
+  const warmUp = since === 0 ? 0 : Math.ceil((samples[since]?.t ?? Infinity) / cycleLen);
   if (!pid || warmUp >= cycles - 1 || last.length === 0 || !last.every((s) => s.pids[r] === pid)) {
     return void rssLines.push(
       `${name}: replaced during the run, no whole cycle before the last (not compared)`,

@@ -9,7 +9,7 @@
  * session.
  * @module
  */
-import { commandSlice } from "./loop_slice.ts";
+import { commandSlice, roomInSlice } from "./loop_slice.ts";
 import { logger } from "../log.ts";
 import { sleep } from "../deadline.ts";
 import type { BusEvent } from "./chat_bus.ts";
@@ -266,7 +266,7 @@ export class IrcSession implements LocalClient, Sender {
       // Thousands of connections can end in one wake-up (a client host or a NAT gateway gone): each leaving
       // stores its QUIT, so they take turns in the shared slice instead of all running in one turn (2,000
       // at once held the loop 291 ms).
-      for (let wait = commandSlice(); wait; wait = commandSlice()) await wait;
+      await roomInSlice();
       await this.#leave(this.#quitting ?? reason);
     }
   }

@@ -32,3 +32,13 @@ export function commandSlice(): Promise<void> | undefined {
   if (now - sliceStart <= SLICE_MS) return undefined;
   return new Promise((resolve) => setImmediate(resolve));
 }
+
+/**
+ * Resolves once this turn's slice has room, waiting as many turns as it
+ * takes: for work that many tasks start in one wake-up (every session that
+ * ends when thousands of connections close at once), where one wait would
+ * let them all run together in the next turn.
+ */
+export async function roomInSlice(): Promise<void> {
+  for (let wait = commandSlice(); wait; wait = commandSlice()) await wait;
+}

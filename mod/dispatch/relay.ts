@@ -38,25 +38,22 @@ export function decodeLinkNotice(m: Uint8Array): { worker: number } | null {
 export function relayHooks(pool: () => WorkerPool): Pick<PoolHooks, "onMessage" | "onClosed"> {
   /** Per worker id: relays dropped since the last log line about it, and when that line was written. */
   const dropped = new Map<number, { n: number; loggedAt: number }>();
-  const relay = (m: Uint8Array, from: WorkerLink) => {
-    for (const l of pool().links) {
-      if (l === from || l.send(m) || !l.present()) continue;
-      const d = dropped.get(l.id) ?? { n: 0, loggedAt: -Infinity };
-      dropped.set(l.id, d);
-      d.n++;
-      const now = performance.now();
-      if (now - d.loggedAt < DROP_LOG_MS) continue;
-      logger().warn(
-        "worker {id} did not take {n} relayed message(s): its link's backlog is full (it is stopped or not reading); " +
-          "it reads what it missed from the store when it sees the gap",
-        { id: l.id, n: d.n },
-      );
-      d.n = 0;
-      d.loggedAt = now;
-    }
+  const refused = (l: WorkerLink) => {
+    const d = dropped.get(l.id) ?? { n: 0, loggedAt: -Infinity };
+    dropped.set(l.id, d);
+    d.n++;
+    const now = performance.now();
+    if (now - d.loggedAt < DROP_LOG_MS) return;
+    logger().warn(
+      "worker {id} did not take {n} relayed message(s): its link's backlog is full (it is stopped or not reading); " +
+        "it reads what it missed from the store when it sees the gap",
+      { id: l.id, n: d.n },
+    );
+    d.n = 0;
+    d.loggedAt = now;
   };
   return {
-    onMessage: (from: WorkerLink, m: Uint8Array) => relay(m, from),
-    onClosed: (gone: WorkerLink) => relay(linkClosedNotice(gone.id), gone),
+    onMessage: (from: WorkerLink, m: Uint8Array) => void pool().broadcast(m, from, refused),
+    onClosed: (gone: WorkerLink) => void pool().broadcast(linkClosedNotice(gone.id), gone, refused),
   };
 }

@@ -398,10 +398,18 @@ export class WorkerPool {
     }, everyMs);
   }
 
-  /** Sends `message` to every connected worker but `except`; returns how many took it. */
-  broadcast(message: Uint8Array, except?: WorkerLink): number {
+  /**
+   * Sends `message` to every connected worker but `except`; returns how many
+   * took it. `refused` is told of each worker behind a link that did not
+   * (its backlog full: stopped, or not reading).
+   */
+  broadcast(message: Uint8Array, except?: WorkerLink, refused?: (l: WorkerLink) => void): number {
     let n = 0;
-    for (const l of this.#links) if (l !== except && l.send(message)) n++;
+    for (const l of this.#links) {
+      if (l === except) continue;
+      if (l.send(message)) n++;
+      else if (refused && l.present()) refused(l);
+    }
     return n;
   }
 
