@@ -32,7 +32,7 @@ import type { ChannelEvent, ChatStore, Snapshot } from "./chat_store.ts";
 import { ChannelReplica, splitSource } from "./channel_replica.ts";
 import type { Outgoing } from "./tags.ts";
 import { type Recipient, Stage } from "./fanout.ts";
-import { SLICE_MS } from "./loop_slice.ts";
+import { SLICE_MS, sliceStarts } from "./loop_slice.ts";
 
 /** How long an early event waits for the ones before it before they are read from the store. */
 export const GAP_WAIT_MS = 100;
@@ -361,6 +361,7 @@ export class ChatHub {
     if (this.#pumping || this.#head >= this.#ready.length || this.#closed) return;
     if (this.#turnStart === undefined) {
       this.#turnStart = performance.now();
+      sliceStarts(this.#turnStart);
       setImmediate(() => { // the next turn: hand on what was applied, then a fresh slice
         this.#turnStart = undefined;
         this.#handOn();

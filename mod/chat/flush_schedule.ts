@@ -4,7 +4,7 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import { SLICE_MS } from "./loop_slice.ts";
+import { SLICE_MS, sliceStarts } from "./loop_slice.ts";
 
 /** A connection with output queued. */
 export interface Flushed {
@@ -58,6 +58,7 @@ function scheduleFlush(): void {
 function flushDirty(): void {
   scheduled = false;
   const start = performance.now();
+  sliceStarts(start);
   let n = 0;
   slice: for (const set of FLUSH_ORDER) {
     for (const c of set) {

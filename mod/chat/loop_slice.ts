@@ -12,6 +12,9 @@
  * turn, turns lasted hundreds of milliseconds, and a completion waiting
  * behind others waited that long for each of their turns — an idle client's
  * PING was answered seconds later while no single step blocked for long.
+ *
+ * Each slice starts by looking for input ({@link sliceStarts}): a busy loop
+ * sees a client's next line within the turn it arrived in.
  * @module
  */
 import { setImmediate } from "node:timers";
@@ -20,12 +23,33 @@ import { setImmediate } from "node:timers";
 export const SLICE_MS = 8;
 
 let sliceStart = -1;
+let polled = -1;
+const pollers = new Set<() => void>();
+
+/**
+ * Registers `poll`, run when a slice of work starts (at most once a
+ * millisecond): a source of input that the loop would otherwise hear of
+ * late while it is busy (`epoll_loop.ts` says why). Returns the function
+ * that removes it.
+ */
+export function onBusySlice(poll: () => void): () => void {
+  pollers.add(poll);
+  return () => pollers.delete(poll);
+}
+
+/** A slice of work starts: the registered pollers look for input first (see {@link onBusySlice}). */
+export function sliceStarts(now = performance.now()): void {
+  if (now - polled < 1) return;
+  polled = now;
+  for (const poll of pollers) poll();
+}
 
 /** Resolves at once while this turn's slice lasts, else in the next turn. */
 export function commandSlice(): Promise<void> | undefined {
   const now = performance.now();
   if (sliceStart < 0) {
     sliceStart = now;
+    sliceStarts(now);
     setImmediate(() => (sliceStart = -1)); // a fresh slice next turn
     return undefined;
   }

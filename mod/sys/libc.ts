@@ -63,6 +63,8 @@ const SYMBOLS = {
   // Deno worker thread like poll_async.
   epoll_create1: { parameters: ["i32"], result: "i32" },
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // … and looked at with a zero timeout on the loop's own thread while the loop is busy (mod/chat/epoll_loop.ts).
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
   epoll_wait_async: {
     name: "epoll_wait",
     parameters: ["i32", "buffer", "i32", "i32"],
@@ -592,6 +594,17 @@ export async function epollWait(
 ): Promise<{ fd: number; events: number }[]> {
   const buf = new Uint8Array(EPOLL_EVENT.size * max);
   return epollEvents(buf, await sym("epoll_wait_async")(ep, buf, max, timeoutMs));
+}
+
+/** {@link epollWaitNow}'s buffer, by the number of events it holds (one per size: the call is synchronous). */
+const nowBuffers = new Map<number, Uint8Array<ArrayBuffer>>();
+
+/** epoll_wait(2) with a zero timeout, on this thread: up to `max` descriptors ready now. */
+export function epollWaitNow(ep: number, max: number): { fd: number; events: number }[] {
+  let buf = nowBuffers.get(max);
+  if (!buf) nowBuffers.set(max, buf = new Uint8Array(EPOLL_EVENT.size * max));
+  const n = sym("epoll_wait")(ep, buf, max, 0);
+  return n > 0 ? epollEvents(buf, n) : [];
 }
 
 function epollEvents(buf: Uint8Array<ArrayBuffer>, n: number): { fd: number; events: number }[] {
