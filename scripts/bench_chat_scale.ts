@@ -13,7 +13,9 @@
  *   fan-out (and, on osps, during the mass QUIT);
  * - on osps, a worker killed with its half of the channel: every survivor
  *   must read every QUIT, and no other worker may be restarted (a kill
- *   cascade would show as restarts).
+ *   cascade would show as restarts);
+ * - then every client still connected closes at once: the time until the
+ *   server's NAMES of the channel is empty, and the lag meanwhile.
  * @module
  */
 import { freePorts, type Instance, startInstance } from "../tests/harness.ts";
@@ -47,6 +49,9 @@ export interface ScaleRun {
   readonly lag_settled?: Record<string, number>;
   readonly quits?: Record<string, number | string>;
   readonly lag_quits?: Record<string, number>;
+  /** Every connection still open ended at once: how long until the server's NAMES of the channel was empty. */
+  readonly disconnect?: Record<string, number>;
+  readonly lag_disconnect?: Record<string, number>;
   readonly restarts?: number;
   readonly error?: string;
 }
@@ -197,7 +202,13 @@ async function drive(
       delete quits["phase"];
       out["quits"] = quits;
       out["lag_quits"] = await lag("quits");
-    } else await load.say("done");
+    }
+    // Then every client still connected at once (its own phase: the probe's window holds nothing else).
+    await load.say("disconnect");
+    const gone = await load.next(Math.max(300_000, n * 40));
+    delete gone["phase"];
+    out["disconnect"] = gone;
+    out["lag_disconnect"] = await lag("disconnect");
   } catch (err) {
     out["error"] = String(err);
   } finally {
@@ -377,6 +388,17 @@ export async function benchChatScale(
           `${o.quits?.["gone"]} QUITs to ${o.quits?.["live"]} members, ${o.quits?.["missing"]} missing; ` +
             `lag p99 ${o.lag_quits?.["p99_ms"]} ms, max ${o.lag_quits?.["max_ms"]} ms; ` +
             `other workers restarted: ${o.restarts}`,
+      }),
+      figure({
+        part,
+        name: `${n} in one channel: every client still connected gone at once, channel empty`,
+        value: num(o.disconnect?.["ms"]) / 1000,
+        unit: "s",
+        ...ref(num(g?.disconnect?.["ms"]) / 1000),
+        note: failed ??
+          `${o.disconnect?.["closed"]} connections closed, ${o.disconnect?.["left"]} left in NAMES; ` +
+            `lag p99 ${o.lag_disconnect?.["p99_ms"]} ms, max ${o.lag_disconnect?.["max_ms"]} ms` +
+            (g?.lag_disconnect ? ` (ngircd ${g.lag_disconnect["p99_ms"]} ms)` : ""),
       }),
     );
   }

@@ -15,7 +15,9 @@
  *    when every other member has read it: its completion time;
  * 4. `quits` (on "kill"): the orchestrator kills a server process; the
  *    clients it held see their connection end, and the time until every
- *    survivor has read every one of their QUITs is measured.
+ *    survivor has read every one of their QUITs is measured;
+ * 5. `disconnect` (on "disconnect"): every connection still open ends at
+ *    once; the time until the server's NAMES of the channel is empty.
  *
  * Between phases it waits for a line on stdin (the orchestrator reads RSS
  * meanwhile). Incoming bytes are scanned, not parsed: at 10,000 members the
@@ -233,6 +235,34 @@ async function awaitOrder(): Promise<string> {
 }
 const report = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
 
+/** Members of the channel as the server lists them to a fresh client (NAMES); -1 without an answer in 10 s. */
+let checks = 0;
+async function namesLeft(): Promise<number> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(enc.encode(`NICK checker${++checks}\r\nUSER c 0 * :c\r\nNAMES ${CHANNEL}\r\n`));
+      let text = "";
+      const buf = new Uint8Array(65536);
+      const until = performance.now() + 10_000;
+      while (!/ 366 /.test(text) && performance.now() < until) {
+        const k = await conn.read(buf);
+        if (k === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, k));
+      }
+      if (!/ 366 /.test(text)) return -1;
+      return text.split("\n").filter((l) => / 353 /.test(l)).reduce(
+        (n, l) => n + l.split(" :")[1]!.trim().split(" ").length,
+        0,
+      );
+    } finally {
+      conn.close();
+    }
+  } catch {
+    return -1; // no answer
+  }
+}
+
 console.log(JSON.stringify({ phase: "ready" }));
 await awaitOrder();
 
@@ -316,7 +346,8 @@ report({
 });
 
 // 4. Mass QUIT: on "kill", the orchestrator kills a server process and says "killed".
-if ((await awaitOrder()) === "kill") {
+let order = await awaitOrder();
+if (order === "kill") {
   phase = "quits";
   const before = clients.map((c) => c.quits);
   report({ phase: "kill-ready" });
@@ -349,24 +380,7 @@ if ((await awaitOrder()) === "kill") {
   const end = look();
   const quitMs = Math.round(performance.now() - t0 - (steady >= 10 ? 500 : 0));
   // What the server says is left in the channel (a fresh client's NAMES).
-  let names = -1;
-  try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    await conn.write(enc.encode(`NICK checker\r\nUSER c 0 * :c\r\nNAMES ${CHANNEL}\r\n`));
-    let text = "";
-    const buf = new Uint8Array(65536);
-    const until = performance.now() + 10_000;
-    while (!/ 366 /.test(text) && performance.now() < until) {
-      const k = await conn.read(buf);
-      if (k === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, k));
-    }
-    names = text.split("\n").filter((l) => / 353 /.test(l)).reduce(
-      (n, l) => n + l.split(" :")[1]!.trim().split(" ").length,
-      0,
-    );
-    conn.close();
-  } catch { /* no answer */ }
+  const names = await namesLeft();
   report({
     phase: "quits",
     names,
@@ -375,6 +389,23 @@ if ((await awaitOrder()) === "kill") {
     ms: quitMs,
     missing: end.missing,
   });
+  order = await awaitOrder();
+}
+
+// 5. Disconnect storm: on "disconnect", every connection still open ends at once (a client host, or the NAT
+// in front of it, gone); done when the server's NAMES of the channel is empty: every leaving processed.
+if (order === "disconnect") {
+  const open = clients.filter((c) => c.closedAt === undefined).length;
+  const t = performance.now();
+  for (const c of clients) c.close();
+  let left = -1;
+  const until = t + Math.max(120_000, n * 30);
+  while (performance.now() < until) {
+    left = await namesLeft();
+    if (left === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  report({ phase: "disconnect", closed: open, ms: Math.round(performance.now() - t), left });
 }
 for (const c of clients) {
   try {
