@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { startInstance, waitFor } from "./harness.ts";
-import { RawIrc, readIrcLines } from "./support/irc.ts";
+import { RawIrc, readIrcLines, type Seen } from "./support/irc.ts";
 import { chatFlags, clientsOnEveryWorker, newChatPlace, slotOf, withChat } from "./support/chat_instance.ts";
 import { startPostgres } from "./support/postgres.ts";
 
@@ -469,6 +469,41 @@ Deno.test("chat: a worker stalled past the dispatcher's relay backlog still gets
       b.lines("PRIVMSG").map((m) => Number(m.params[1]!.split(" ")[0])),
       Array.from({ length: 1_000 }, (_, i) => i),
     );
+    await a.quit();
+    await b.quit();
+  });
+});
+
+Deno.test("chat: a PING is answered after every message already stored in the client's channels, from the other worker too, even with the bus held up", async () => {
+  await withChat({ workers: 2, flags: ["--irc-flood-rate=0"] }, async (inst, { ircPort }) => {
+    const [one, two] = await clientsOnEveryWorker(ircPort, "pb");
+    const [a, b] = [one!.client, two!.client];
+    await a.join("#sync");
+    await b.join("#sync");
+    await a.waitLine("b joined", (m) => m.command === "JOIN" && m.nick === b.nick);
+    const dispatcher = (await inst.status()).dispatcher.pid;
+    for (let i = 1; i <= 3; i++) {
+      // The relay between the workers is held: a's message is stored, and reaches b's worker only from the store.
+      Deno.kill(dispatcher, "SIGSTOP");
+      try {
+        a.raw(`PRIVMSG #sync :m${i}`);
+        a.raw(`PING :a${i}`); // answered once a's message is stored (its own commands come in order)
+        await a.waitLine(`PONG a${i}`, (m) => m.command === "PONG" && m.params[1] === `a${i}`);
+        b.raw(`PING :b${i}`);
+        await b.waitLine(`PONG b${i}`, (m) => m.command === "PONG" && m.params[1] === `b${i}`);
+      } finally {
+        Deno.kill(dispatcher, "SIGCONT");
+      }
+      const at = (pred: (m: Seen) => boolean) => b.seen.findIndex(pred);
+      const message = at((m) => m.command === "PRIVMSG" && m.params[1] === `m${i}`);
+      const pong = at((m) => m.command === "PONG" && m.params[1] === `b${i}`);
+      assert.ok(
+        message >= 0 && message < pong,
+        `b read m${i} before its PONG (message at ${message}, PONG at ${pong})`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 300)); // the relayed copies arrive now: none is shown twice
+    assert.deepEqual(b.lines("PRIVMSG").map((m) => m.params[1]), ["m1", "m2", "m3"]);
     await a.quit();
     await b.quit();
   });

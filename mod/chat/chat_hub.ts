@@ -74,6 +74,8 @@ interface Track {
   readonly byNick: Map<string, LocalClient>;
   /** Number of the last event queued for delivery. */
   last: number;
+  /** The store holds events up to this number (a PING's barrier): those not here by {@link GAP_WAIT_MS} are read. */
+  expected?: number;
   /** Early events, by number, with the connection that caused them. */
   readonly pending: Map<number, { ev: ChannelEvent; origin: string }>;
   timer?: ReturnType<typeof setTimeout>;
@@ -287,6 +289,21 @@ export class ChatHub {
     return promise;
   }
 
+  /**
+   * Resolves once this worker handed on event `seq` of `channel` to its
+   * members (at once when it has, or has no members there). The store said
+   * it holds that event: if it has not come over the bus by
+   * {@link GAP_WAIT_MS}, it is read from the store, as a gap is.
+   */
+  caughtUp(channel: string, seq: number): Promise<void> {
+    const t = this.#tracks.get(fold(channel));
+    if (t && t.last < seq) {
+      t.expected = Math.max(t.expected ?? 0, seq);
+      if (t.timer === undefined && !t.filling) t.timer = setTimeout(() => void this.#fill(t), GAP_WAIT_MS);
+    }
+    return this.whenApplied(channel, seq);
+  }
+
   /** A numbered channel event, from here or from the bus. */
   channelEvent(ev: ChannelEvent, origin: string): void {
     const t = this.#tracks.get(fold(ev.channel));
@@ -304,15 +321,23 @@ export class ChatHub {
     }
     clearTimeout(t.timer);
     t.timer = undefined;
-    if (t.pending.size > 0 && !t.filling) t.timer = setTimeout(() => void this.#fill(t), GAP_WAIT_MS);
+    if (this.#missing(t) && !t.filling) t.timer = setTimeout(() => void this.#fill(t), GAP_WAIT_MS);
     this.#kick();
   }
 
-  /** Reads the events missing before the earliest early one from the store, and delivers in order. */
+  /** True when events are missing here: before an early one, or up to the number the store said it holds. */
+  #missing(t: Track): boolean {
+    return t.pending.size > 0 || (t.expected ?? 0) > t.last;
+  }
+
+  /**
+   * Reads the events missing before the earliest early one (or up to the
+   * expected one) from the store, and delivers in order.
+   */
   async #fill(t: Track): Promise<void> {
     t.timer = undefined;
-    if (t.pending.size === 0 || this.#tracks.get(t.key) !== t) return;
-    const first = Math.min(...t.pending.keys());
+    if (!t.replica || !this.#missing(t) || this.#tracks.get(t.key) !== t) return;
+    const first = t.pending.size > 0 ? Math.min(...t.pending.keys()) : t.expected! + 1;
     t.filling = true;
     try {
       for (const ev of await this.#store.eventsBetween(t.key, t.last, first)) {
@@ -329,6 +354,15 @@ export class ChatHub {
     if (!t.pending.has(t.last + 1) && t.pending.size > 0) {
       t.last = Math.min(...t.pending.keys()) - 1; // not in the store either: never happened; move on
       if (t.replica) t.replica.seq = t.last;
+    }
+    if (t.pending.size === 0 && (t.expected ?? 0) > t.last) {
+      // The store no longer has what it said it held (pruned, or the channel ended): nobody waits for it.
+      const gone = t.expected!;
+      t.expected = undefined;
+      for (let i = 0; i < t.waiters.length;) {
+        if (t.waiters[i]!.seq <= gone) t.waiters.splice(i, 1)[0]!.resolve();
+        else i++;
+      }
     }
     this.#drain(t);
   }

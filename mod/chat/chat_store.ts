@@ -338,6 +338,12 @@ export interface ChatStore {
   eventsBetween(channel: string, after: number, before: number, limit?: number): Promise<ChannelEvent[]>;
   /** PRIVMSG and NOTICE of `channel` (see {@link HistoryQuery}). */
   history(channel: string, q: HistoryQuery): Promise<ChannelEvent[]>;
+  /**
+   * For each channel that exists, the number of its last stored event (keyed
+   * by the names given): what a PING waits for this worker to have handed on
+   * (`cmd_connection.ts`).
+   */
+  lastSeqs(channels: readonly string[]): Promise<Map<string, number>>;
   /** For each channel, the time of its latest PRIVMSG/NOTICE in `from < at < to` (absent: none). */
   lastActivity(channels: readonly string[], from: number, to: number): Promise<Map<string, number>>;
   /** Removes at most `budget` events past the retention; returns how many it removed. */

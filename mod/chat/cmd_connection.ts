@@ -10,6 +10,29 @@ import { channelModeLetters, MODE_KINDS } from "./channel_modes.ts";
 import { capCommand } from "./caps.ts";
 import { afterNickChange, afterRegistration, isServiceName, sendLusers } from "./presence.ts";
 import { notifyCompanions } from "./notify.ts";
+import { abortable, deadline } from "../deadline.ts";
+
+/** Longest a PONG waits for other workers' events (a store or a bus that does not answer: the PONG goes anyway). */
+const PING_BARRIER_MS = 1_000;
+
+/**
+ * A PING's answer follows every event already stored in the client's
+ * channels, whichever worker stored it: the store says each channel's last
+ * number and this worker hands each one on before the PONG (read from the
+ * store if the bus has not brought it by then: `ChatHub.caughtUp`). A client
+ * that synchronises by PING (bots, irctest) so sees what other users said
+ * before it asked, not a few milliseconds after its PONG. Private messages
+ * are not stored: they keep the bus's pace.
+ */
+async function caughtUp(s: IrcSession): Promise<void> {
+  if (s.joined.size === 0) return;
+  using d = deadline(PING_BARRIER_MS, () => new Error("PING barrier"));
+  const stored = async () => {
+    const seqs = await s.ctx.store.lastSeqs([...s.joined.keys()]);
+    await Promise.all([...seqs].map(([channel, seq]) => s.ctx.hub.caughtUp(channel, seq)));
+  };
+  await abortable(stored(), d.signal).catch(() => {}); // late or failed: answered as it stands
+}
 
 const VERSION = "osps-0.1";
 
@@ -193,7 +216,8 @@ export const CONNECTION_COMMANDS: Record<string, Command> = {
   PING: {
     min: 1,
     early: true,
-    run: (s, m) => {
+    run: async (s, m) => {
+      await caughtUp(s);
       const server = s.ctx.cfg.serverName;
       s.conn.send(formatMessage(server, "PONG", [server, m.params[0]!], { trailing: true }));
     },

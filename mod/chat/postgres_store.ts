@@ -589,6 +589,15 @@ export class PostgresStore implements ChatStore {
     return q.newest ? events.reverse() : events;
   }
 
+  async lastSeqs(channels: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const name of channels) {
+      const [r] = await this.#sql`SELECT last_seq FROM channels WHERE folded = ${fold(name)}`;
+      if (r) out.set(name, Number(r["last_seq"]));
+    }
+    return out;
+  }
+
   async lastActivity(channels: readonly string[], from: number, to: number): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     for (const name of channels) {

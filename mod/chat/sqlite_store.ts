@@ -582,6 +582,17 @@ export class SqliteStore implements ChatStore {
     });
   }
 
+  lastSeqs(channels: readonly string[]): Promise<Map<string, number>> {
+    return this.#db.retry(() => {
+      const out = new Map<string, number>();
+      for (const name of channels) {
+        const r = this.#get("SELECT last_seq FROM channels WHERE folded = ?", fold(name));
+        if (r) out.set(name, Number(r["last_seq"]));
+      }
+      return out;
+    });
+  }
+
   lastActivity(channels: readonly string[], from: number, to: number): Promise<Map<string, number>> {
     return this.#db.retry(() => {
       const out = new Map<string, number>();

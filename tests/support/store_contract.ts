@@ -215,6 +215,9 @@ async function history(store: ChatStore): Promise<void> {
   assert.deepEqual(texts(between), ["m11", "m12", "m13"]);
   const last = await store.lastActivity([ch, fresh("#quiet")], 0, Number.MAX_SAFE_INTEGER);
   assert.deepEqual([...last], [[ch, burst[59]!.at]]);
+  // The last stored number of each channel that exists, by the name asked (a PING's barrier).
+  const seqs = await store.lastSeqs([ch.toUpperCase(), fresh("#none")]);
+  assert.deepEqual([...seqs], [[ch.toUpperCase(), burst[59]!.seq]]);
   // Retention by count keeps the newest; by age removes the old.
   const kept = async () => (await store.eventsBetween(ch, 0, 1000)).length;
   for (let i = 0; i < 100 && await kept() > 10; i++) {
