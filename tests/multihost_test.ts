@@ -281,6 +281,42 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "osps reload on a joined host under 16 clients, every ticket crossing the link: no request fails, none is refused",
+  ignore: !usable.ok,
+  async fn() {
+    // A dispatcher with no worker of its own: every ticket is for a remote worker, so a ticket issued just before
+    // its worker said it drains (the STATE still on the wire) reaches a worker that is leaving; 16 clients make
+    // that moment likely on every replacement, and three reloads give six.
+    await using c = await cluster({ mainWorkers: 0 });
+    const load = osps(
+      ["bench", `--host=${c.a.addr}`, `--port=${PORT}`, "--clients=16", "--duration=6", "--json"],
+      { net: [c.a.addr, c.b.addr] },
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = performance.now();
+    for (let i = 0; i < 3; i++) {
+      const o = await osps(["reload", `--run-dir=${c.joined.runDir}`], {
+        wrap: inNamespacesOf(c.joined.pid),
+      });
+      assert.equal(o.code, 0, o.stderr);
+      assert.match(o.stdout, /2 workers replaced/);
+    }
+    const reloadsMs = Math.round(performance.now() - t0);
+    const b = await load;
+    assert.equal(b.code, 0, b.stderr);
+    const r = JSON.parse(b.stdout);
+    assert.deepEqual(r.errors, {}, `failed during three remote reloads (${r.requests.ok} served)`);
+    assert.ok(r.requests.ok > 100, `${r.requests.ok} served`);
+    assert.doesNotMatch(c.joined.logs(), /refusing bad tickets/);
+    console.log(
+      `${r.requests.ok} requests, 0 failed, across three reloads of the joined host's 2 workers ` +
+        `(${reloadsMs} ms of the load's 6 s)`,
+    );
+  },
+});
+
+Deno.test({
   name: "a stranger host flooding the link door with silent connections does not keep a joining host out",
   ignore: !usable.ok,
   async fn() {

@@ -187,6 +187,8 @@ export class TcpWorkerLink implements WorkerLink {
   #onFrame(f: LinkFrame): void {
     switch (f.type) {
       case Frame.PING:
+        // Answered here, in order, after every frame before it was acted on: a draining worker's door waits
+        // for the PONG to the PING after its STATE (TcpDispatcherLink.retire). Never defer this.
         this.#ch?.send(Frame.PONG);
         return;
       case Frame.PONG:
@@ -354,6 +356,11 @@ export class TcpDispatcherLink implements DispatcherLink {
   readonly #claimed = new Map<number, string>();
   /** Retiring: the door stays closed. */
   #retired = false;
+  /** PINGs sent and PONGs received on the current link (the dispatcher answers PINGs in order). */
+  #pings = 0;
+  #pongs = 0;
+  /** Retiring, the door still open to ASSIGNs already on their way: the PONG count that closes it (0: none). */
+  #doorClosesAt = 0;
 
   constructor(slot: SlotView, join: JoinSettings, clock: Clock) {
     this.#tickets = new SlotTickets(slot, clock);
@@ -411,14 +418,17 @@ export class TcpDispatcherLink implements DispatcherLink {
       const since = this.#clock.now();
       this.#lastError = "";
       this.#ch = ch;
+      this.#pings = this.#pongs = 0;
       slot.store("link_state", LinkState.ATTACHED);
       log.info("attached to the dispatcher at {at}", { at: this.#at });
-      this.#ping = setInterval(() => ch.send(Frame.PING), this.#join.timing.heartbeatMs);
+      this.#ping = setInterval(() => this.#sendPing(ch), this.#join.timing.heartbeatMs);
       this.#events?.onConnected();
       const why = await this.#serve(ch);
       clearInterval(this.#ping);
       ch.close();
       this.#ch = undefined;
+      // No ASSIGN comes over a link that ended; a new one is told this worker drains when it attaches.
+      if (this.#doorClosesAt > 0) this.#closeDoor();
       if (this.#closed) break;
       slot.store("link_state", LinkState.LOST);
       // The dispatcher counts the unused tickets of this link as dead: take them back here too.
@@ -454,6 +464,7 @@ export class TcpDispatcherLink implements DispatcherLink {
         ch.send(Frame.PONG);
         return;
       case Frame.PONG:
+        if (++this.#pongs >= this.#doorClosesAt && this.#doorClosesAt > 0) this.#closeDoor();
         return;
       case Frame.PROBE:
         ch.send(Frame.ECHO);
@@ -491,6 +502,7 @@ export class TcpDispatcherLink implements DispatcherLink {
 
   /** Who this worker is now (the identity's work state, from the slot: idle, busy, draining…). */
   stateName(): string {
+    if (this.#retired) return "draining"; // its door may stay open a moment longer: see retire()
     const s = workSummary(this.#tickets.slot, this.#clock.now());
     return s.text.startsWith("draining") ? "draining" : s.text.includes("/") ? "busy" : s.text;
   }
@@ -564,10 +576,36 @@ export class TcpDispatcherLink implements DispatcherLink {
     );
   }
 
+  /**
+   * No new ticket from now on. The dispatcher may have sent ASSIGNs (and told
+   * their clients) before it hears of it: the door stays open to those until
+   * it has acted on this STATE `draining`. A PING sent right after it says
+   * when: the dispatcher answers PINGs in order, each after every frame before
+   * it, so the PONG to that one follows every ASSIGN sent before the STATE,
+   * and none is sent after. Meanwhile {@link holdsTicket} is true, so the
+   * worker does not close its listener on a client whose ticket is on its way.
+   */
   retire(): void {
+    if (this.#retired) return;
     this.#retired = true;
+    const ch = this.#ch;
+    if (ch?.send(Frame.STATE, jsonPayload({ state: "draining" })) && this.#sendPing(ch)) {
+      this.#doorClosesAt = this.#pings;
+    } else {
+      this.#closeDoor(); // detached: the next link says "draining" in its handshake
+    }
+  }
+
+  /** The dispatcher sends no more ASSIGNs: the door closes (an ASSIGN that came is held to its client). */
+  #closeDoor(): void {
+    this.#doorClosesAt = 0;
     this.#tickets.retire();
-    this.#ch?.send(Frame.STATE, jsonPayload({ state: this.stateName() }));
+  }
+
+  #sendPing(ch: LinkChannel): boolean {
+    if (!ch.send(Frame.PING)) return false;
+    this.#pings++;
+    return true;
   }
 
   send(message: Uint8Array): boolean {
@@ -575,7 +613,7 @@ export class TcpDispatcherLink implements DispatcherLink {
   }
 
   holdsTicket(): boolean {
-    return this.#tickets.holdsTicket();
+    return this.#doorClosesAt > 0 || this.#tickets.holdsTicket();
   }
 
   close(): void {
