@@ -91,6 +91,7 @@ for (const p of probes) {
 let seq = 0;
 const timer = setInterval(() => {
   for (const p of probes) {
+    if (p.sent.size > 0) continue; // one PING at a time, as a client sends it (its answer is still awaited)
     const token = `t${++seq}`;
     p.sent.set(token, performance.now());
     void p.conn.write(enc.encode(`PING :${token}\r\n`)).catch(() => {});
