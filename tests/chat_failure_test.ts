@@ -7,7 +7,14 @@ import assert from "node:assert/strict";
 import { assertNothingLeft, rolesOf, startInstance, waitFor, waitReplaced } from "./harness.ts";
 import { LibClient, RawIrc } from "./support/irc.ts";
 import { SqliteStore } from "../mod/chat/sqlite_store.ts";
-import { chatFlags, clientsOnEveryWorker, newChatPlace, slotOf, withChat } from "./support/chat_instance.ts";
+import {
+  chatFlags,
+  clientsOnEveryWorker,
+  membersOnTwoWorkers,
+  newChatPlace,
+  slotOf,
+  withChat,
+} from "./support/chat_instance.ts";
 
 Deno.test("chat: kill -9 of a worker: its members' QUIT reaches the others, their nicknames are free", async () => {
   await withChat({ workers: 2 }, async (inst, { ircPort }) => {
@@ -99,11 +106,8 @@ Deno.test("chat: flood control delays a flooder's lines (never drops them) while
 
 Deno.test("chat: a dispatcher restart drops no chat session; what was said meanwhile arrives", async () => {
   await withChat({ workers: 2 }, async (inst, { ircPort }) => {
-    const [one, two] = await clientsOnEveryWorker(ircPort, "d");
+    const [one, two] = await membersOnTwoWorkers(ircPort, "d", "#d");
     const [a, b] = [one!.client, two!.client];
-    await a.join("#d");
-    await b.join("#d");
-    await a.waitLine("b joined", (m) => m.command === "JOIN" && m.nick === b.nick);
     const dpid = (await inst.status()).dispatcher.pid;
     Deno.kill(dpid, "SIGKILL");
     a.client.say("#d", "while the dispatcher was down");

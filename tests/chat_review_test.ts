@@ -15,7 +15,14 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { startInstance, waitFor } from "./harness.ts";
 import { RawIrc, readIrcLines, type Seen } from "./support/irc.ts";
-import { chatFlags, clientsOnEveryWorker, newChatPlace, slotOf, withChat } from "./support/chat_instance.ts";
+import {
+  chatFlags,
+  clientsOnEveryWorker,
+  membersOnTwoWorkers,
+  newChatPlace,
+  slotOf,
+  withChat,
+} from "./support/chat_instance.ts";
 import { startPostgres } from "./support/postgres.ts";
 
 const pg = await startPostgres();
@@ -476,11 +483,8 @@ Deno.test("chat: a worker stalled past the dispatcher's relay backlog still gets
 
 Deno.test("chat: a PING is answered after every message already stored in the client's channels, from the other worker too, even with the bus held up", async () => {
   await withChat({ workers: 2, flags: ["--irc-flood-rate=0"] }, async (inst, { ircPort }) => {
-    const [one, two] = await clientsOnEveryWorker(ircPort, "pb");
+    const [one, two] = await membersOnTwoWorkers(ircPort, "pb", "#sync");
     const [a, b] = [one!.client, two!.client];
-    await a.join("#sync");
-    await b.join("#sync");
-    await a.waitLine("b joined", (m) => m.command === "JOIN" && m.nick === b.nick);
     const dispatcher = (await inst.status()).dispatcher.pid;
     for (let i = 1; i <= 3; i++) {
       // The relay between the workers is held: a's message is stored, and reaches b's worker only from the store.

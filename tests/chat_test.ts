@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { osps, RUN_FLAGS, waitFor } from "./harness.ts";
 import { LibClient, RawIrc } from "./support/irc.ts";
-import { clientsOnEveryWorker, withChat } from "./support/chat_instance.ts";
+import { clientsOnEveryWorker, membersOnTwoWorkers, withChat } from "./support/chat_instance.ts";
 import { parseMemoryLine } from "../mod/sys/memory.ts";
 
 Deno.test("chat: registration gives 001-005 with ISUPPORT, then MOTD or 422; errors get their numerics", async () => {
@@ -68,11 +68,8 @@ Deno.test("chat: a wrong PASS gets 464 and the connection closes", async () => {
 
 Deno.test("chat: members on two workers get every channel message once, in the channel's order", async () => {
   await withChat({ workers: 2, flags: ["--irc-flood-rate=0"] }, async (_inst, { ircPort }) => {
-    const [one, two] = await clientsOnEveryWorker(ircPort, "m");
+    const [one, two] = await membersOnTwoWorkers(ircPort, "m", "#room");
     const [a, b] = [one!.client, two!.client];
-    await a.join("#room");
-    await b.join("#room");
-    await a.waitLine("b's join", (m) => m.command === "JOIN" && m.nick === b.nick);
     // Both talk at once; each sees the other's lines, all in one order: the channel's.
     for (let i = 0; i < 40; i++) {
       a.client.say("#room", `a${i}`);

@@ -64,6 +64,23 @@ export async function clientsOnEveryWorker(
   }));
 }
 
+/**
+ * Two members of `channel`, one on each of two workers ({@link clientsOnEveryWorker}),
+ * returned once the first has seen the second's JOIN.
+ */
+export async function membersOnTwoWorkers(
+  ircPort: number,
+  prefix: string,
+  channel: string,
+): Promise<Array<{ client: LibClient; owner: string }>> {
+  const both = await clientsOnEveryWorker(ircPort, prefix);
+  const [a, b] = [both[0]!.client, both[1]!.client];
+  await a.join(channel);
+  await b.join(channel);
+  await a.waitLine(`${b.nick} joined`, (m) => m.command === "JOIN" && m.nick === b.nick);
+  return both;
+}
+
 /** The slot (worker id) of an owner id `<slot>.<random>`. */
 export function slotOf(owner: string): number {
   return Number(owner.split(".")[0]);
