@@ -10,7 +10,14 @@ import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
 import * as libc from "../mod/sys/libc.ts";
 import { EpollLoop } from "../mod/chat/epoll_loop.ts";
-import { commandSlice, onBusySlice, sliceStarts } from "../mod/chat/loop_slice.ts";
+import {
+  commandSlice,
+  inSlice,
+  lastLook,
+  onBusySlice,
+  SLICE_MS,
+  sliceStarts,
+} from "../mod/chat/loop_slice.ts";
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -19,22 +26,33 @@ Deno.test("loop slice: a slice starting runs the registered pollers, at most onc
   const remove = onBusySlice(() => polls++);
   try {
     await nextTurn();
+    while (performance.now() - lastLook() < 1) await nextTurn(); // past any look an earlier test made
     commandSlice(); // the first command of a turn starts a slice
     assert.equal(polls, 1);
-    sliceStarts(); // the hub's or a flush's slice in the same millisecond: no second look
-    assert.equal(polls, 1);
-    const at = performance.now();
-    while (performance.now() - at < 2) { /* a busy turn */ }
-    sliceStarts();
+    const at = performance.now() + 1;
+    sliceStarts(at);
     assert.equal(polls, 2);
+    sliceStarts(at + 0.5); // the hub's or a flush's slice in the same millisecond: no second look
+    assert.equal(polls, 2);
+    sliceStarts(at + 1.5);
+    assert.equal(polls, 3);
   } finally {
     remove();
   }
+  sliceStarts(performance.now() + 10);
+  assert.equal(polls, 3, "a removed poller is not run");
+});
+
+Deno.test("loop slice: inSlice runs its work right after a look with room, never inside a look that found the slice spent", async () => {
   await nextTurn();
+  const order: string[] = [];
   const at = performance.now();
-  while (performance.now() - at < 2) { /* past the millisecond */ }
-  sliceStarts();
-  assert.equal(polls, 2, "a removed poller is not run");
+  while (performance.now() - at < SLICE_MS + 1) commandSlice(); // this turn's slice is spent
+  const done = inSlice(() => order.push("work"));
+  order.push("after the call");
+  await done;
+  assert.deepEqual(order, ["after the call", "work"], "a spent slice: the work waits for a later turn");
+  assert.equal(await inSlice(() => "at once"), "at once");
 });
 
 Deno.test("libc epollWaitNow: a zero-timeout look on this thread returns what is ready, and nothing when nothing is", () => {

@@ -357,12 +357,8 @@ export class ChatHub {
     }
     if (t.pending.size === 0 && (t.expected ?? 0) > t.last) {
       // The store no longer has what it said it held (pruned, or the channel ended): nobody waits for it.
-      const gone = t.expected!;
+      resolveWaiters(t, t.expected!);
       t.expected = undefined;
-      for (let i = 0; i < t.waiters.length;) {
-        if (t.waiters[i]!.seq <= gone) t.waiters.splice(i, 1)[0]!.resolve();
-        else i++;
-      }
     }
     this.#drain(t);
   }
@@ -430,10 +426,7 @@ export class ChatHub {
     stage?.flush(t.locals.keys(), t.key);
     t.handedOn = t.replica?.seq ?? 0;
     const seq = this.#tracks.get(t.key) === t ? t.handedOn : Infinity;
-    for (let i = 0; i < t.waiters.length;) {
-      if (t.waiters[i]!.seq <= seq) t.waiters.splice(i, 1)[0]!.resolve();
-      else i++;
-    }
+    resolveWaiters(t, seq);
   }
 
   /** Applies an event to the channel's replica and stages it for the members. */
@@ -522,6 +515,14 @@ export class ChatHub {
       for (const w of t.waiters.splice(0)) w.resolve();
     }
     this.#tracks.clear();
+  }
+}
+
+/** Whoever waits for an event of `t` numbered `upTo` or less goes on. */
+function resolveWaiters(t: Track, upTo: number): void {
+  for (let i = 0; i < t.waiters.length;) {
+    if (t.waiters[i]!.seq <= upTo) t.waiters.splice(i, 1)[0]!.resolve();
+    else i++;
   }
 }
 

@@ -9,7 +9,7 @@
  * session.
  * @module
  */
-import { commandSlice, roomInSlice } from "./loop_slice.ts";
+import { commandSlice, inSlice } from "./loop_slice.ts";
 import { logger } from "../log.ts";
 import { sleep } from "../deadline.ts";
 import type { BusEvent } from "./chat_bus.ts";
@@ -266,8 +266,7 @@ export class IrcSession implements LocalClient, Sender {
       // Thousands of connections can end in one wake-up (a client host or a NAT gateway gone): each leaving
       // stores its QUIT, so they take turns in the shared slice instead of all running in one turn (2,000
       // at once held the loop 291 ms).
-      await roomInSlice();
-      await this.#leave(this.#quitting ?? reason);
+      await inSlice(() => this.#leave(this.#quitting ?? reason));
     }
   }
 
@@ -379,12 +378,10 @@ export class IrcSession implements LocalClient, Sender {
     if (!this.registered) return;
     this.registered = false;
     const actor = this.actor;
-    // Its turn in the slice, looked at right before the QUIT's transaction (which runs synchronously on
-    // SQLite): thousands of sessions ending in one wake-up all pass a look taken before an await, and
-    // then all store their QUITs in one turn (a thousand at once held the loop 200–360 ms).
-    for (let wait = commandSlice(); wait; wait = commandSlice()) await wait;
     try {
-      const d = await this.ctx.store.quit(actor, reason);
+      // Its turn in the slice again right before the QUIT's transaction (synchronous on SQLite): the look
+      // before the awaits above let a thousand sessions through at once (loop held 200–360 ms).
+      const d = await inSlice(() => this.ctx.store.quit(actor, reason));
       if (!d) return;
       this.ctx.commit(d.events, this.id);
       userOffline(this.ctx, d.nick, this.id);

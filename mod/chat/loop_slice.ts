@@ -37,6 +37,11 @@ export function onBusySlice(poll: () => void): () => void {
   return () => pollers.delete(poll);
 }
 
+/** When the registered pollers last looked for input ({@link sliceStarts}). */
+export function lastLook(): number {
+  return polled;
+}
+
 /** A slice of work starts: the registered pollers look for input first (see {@link onBusySlice}). */
 export function sliceStarts(now = performance.now()): void {
   if (now - polled < 1) return;
@@ -58,11 +63,14 @@ export function commandSlice(): Promise<void> | undefined {
 }
 
 /**
- * Resolves once this turn's slice has room, waiting as many turns as it
+ * Runs `work` once this turn's slice has room, waiting as many turns as it
  * takes: for work that many tasks start in one wake-up (every session that
  * ends when thousands of connections close at once), where one wait would
- * let them all run together in the next turn.
+ * let them all run together in the next turn. `work` starts right after the
+ * look, with no await between: a look taken before an await lets every task
+ * woken in one turn pass before any of them has done its work.
  */
-export async function roomInSlice(): Promise<void> {
+export async function inSlice<T>(work: () => T): Promise<T> {
   for (let wait = commandSlice(); wait; wait = commandSlice()) await wait;
+  return work();
 }
